@@ -1,0 +1,71 @@
+"""Standalone MFA: sign-in with a password and a TOTP second factor.
+
+`create_app` is the single entry point (used by `flask --app standalone_mfa`, by
+`wsgi.py` and by the tests)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flask import Flask, session
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFProtect
+
+from . import config as app_config
+from . import db, state, web
+from .clock import SystemClock
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+csrf = CSRFProtect()
+login_manager = LoginManager()
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True, template_folder=str(TEMPLATES))
+    app.config.from_mapping(app_config.DEFAULTS)
+    if test_config is None:
+        app.config.from_pyfile("config.py", silent=True)
+        app.config.from_prefixed_env()
+    else:
+        app.config.from_mapping(test_config)
+    os.makedirs(app.instance_path, exist_ok=True)
+    app_config.finish(app)
+    app.extensions["standalone_mfa.clock"] = app.config.pop("CLOCK", None) or SystemClock()
+
+    db.init_app(app)
+    from .sessions import ServerSessionInterface
+
+    app.session_interface = ServerSessionInterface()
+    csrf.init_app(app)
+    _init_login(app)
+    web.init_app(app)  # first: a database that is down answers 503 before anything else
+    app.before_request(state.guard)
+
+    from . import admin, api, auth, cli, mfa
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(mfa.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(api.bp)
+    csrf.exempt(api.bp)  # bearer tokens, no cookies: nothing for a forged request to ride on
+    cli.init_app(app)
+    return app
+
+
+def _init_login(app: Flask) -> None:
+    """Flask-Login sees a user only in a session that finished every step."""
+    login_manager.init_app(app)
+    login_manager.session_protection = None  # the session id already rotates on each step
+
+    @login_manager.user_loader
+    def no_user_from_cookie(_user_id):
+        # Never set (no remember cookie is issued); a forged one finds nobody.
+        return None
+
+    @login_manager.request_loader
+    def load_user_from_session(_request):
+        if session.state == state.AUTHENTICATED:
+            return session.user
+        return None

@@ -1,0 +1,40 @@
+"""Sign-in with username and password, sign-out, and the home page."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user
+
+from . import login
+from .forms import LoginForm
+
+bp = Blueprint("auth", __name__)
+
+WRONG_PASSWORD = "The username or password is not right."
+
+
+@bp.route("/login", methods=["GET", "POST"], endpoint="login")
+def login_page():
+    """Ask for the username and password; on success go to the next step."""
+    form = LoginForm()
+    if form.validate_on_submit() and login.submit_password(
+        session, form.username.data, form.password.data, request.args.get("next")
+    ):
+        return redirect(login.landing_url(session))
+    if form.is_submitted():
+        flash(WRONG_PASSWORD, "error")
+    return render_template("login.html", form=form)
+
+
+@bp.route("/logout", methods=["POST"])
+def logout():
+    """End the session on the server and return to the sign-in page (CSRF-checked)."""
+    login.sign_out(session)
+    flash("You have signed out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/")
+def home():
+    """Show who is signed in."""
+    return render_template("home.html", user=current_user)

@@ -1,0 +1,116 @@
+"""Command-line administration: `flask --app standalone_mfa COMMAND`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from . import crypto, db, passwords, reset, settings, tokens, users
+from .models import TotpCredential, User
+
+user_cli = AppGroup("user", help="Manage users.")
+mfa_cli = AppGroup("mfa", help="Multi-Factor Authentication settings and resets.")
+token_cli = AppGroup("token", help="API tokens.")
+
+ACTOR = "cli"
+
+
+def _user_or_exit(username: str) -> User:
+    user = users.find_user(username)
+    if user is None:
+        raise click.ClickException(f"No user named {username!r}.")
+    return user
+
+
+@click.command("init-db")
+def init_db_command():
+    """Create the tables (safe to run again) and a first admin if there is no user."""
+    db.create_tables()
+    click.echo(f"Database ready: {_describe(current_app.config['DATABASE_URL'])}")
+    if User.select().count() == 0:
+        password = passwords.new_random_password()
+        users.create_user("admin", password, is_admin=True, actor=ACTOR)
+        click.echo("")
+        click.echo("Created the first administrator. This password is shown only once:")
+        click.echo("    username: admin")
+        click.echo(f"    password: {password}")
+        click.echo("")
+
+
+def _describe(url: str) -> str:
+    # Never print a password that may be in the URL.
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.rsplit("@", 1)[1]
+    return scheme + sep + rest
+
+
+@user_cli.command("create")
+@click.argument("username")
+@click.option("--admin", is_flag=True, help="Make the user an administrator.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def create_user_command(username, admin, password_stdin):
+    """Create a user (asks for the password unless --password-stdin)."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = users.create_user(username, password, is_admin=admin, actor=ACTOR)
+    except users.UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Created {'administrator' if admin else 'user'} {user.username!r}.")
+
+
+@mfa_cli.command("method")
+@click.argument("method", required=False, type=click.Choice(sorted(settings.MFA_METHODS)))
+def mfa_method_command(method):
+    """Show the MFA method, or set it to disabled or totp."""
+    if method is None:
+        click.echo(settings.mfa_method())
+        return
+    settings.set_mfa_method(method, actor=ACTOR)
+    click.echo(f"Multi-Factor Authentication is now {settings.MFA_METHODS[method]}.")
+
+
+@mfa_cli.command("reset")
+@click.argument("username")
+def mfa_reset_command(username):
+    """Remove a user's authenticator (lost app): their sessions end and they set up again."""
+    user = _user_or_exit(username)
+    if not reset.reset_totp(user, actor=ACTOR):
+        raise click.ClickException(f"{user.username!r} has no TOTP credential; nothing to reset.")
+    click.echo(f"Reset TOTP for {user.username!r}; they will set it up at their next sign-in.")
+
+
+@mfa_cli.command("rotate-keys")
+def rotate_keys_command():
+    """Re-encrypt every TOTP secret with the newest of MFA_ENCRYPTION_KEYS."""
+    count = 0
+    with db.write_transaction():
+        for credential in TotpCredential.select():
+            TotpCredential.update(
+                secret_encrypted=crypto.rotate(credential.secret_encrypted)
+            ).where(TotpCredential.id == credential.id).execute()
+            count += 1
+    click.echo(f"Re-encrypted {count} TOTP secrets with the newest key.")
+
+
+@token_cli.command("create")
+@click.argument("username")
+def token_create_command(username):
+    """Create an API token for a user and print it (once) as the last line."""
+    user = _user_or_exit(username)
+    token = tokens.create_token(user, actor=ACTOR)
+    if not user.is_admin:
+        click.echo(f"Note: {user.username!r} is not an administrator; the API will answer 403.")
+    click.echo("Store this token now; it cannot be shown again:")
+    click.echo(token)
+
+
+def init_app(app) -> None:
+    for command in (init_db_command, user_cli, mfa_cli, token_cli):
+        app.cli.add_command(command)

@@ -1,0 +1,64 @@
+"""The second-factor pages: first-time set-up and the code at each login."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, flash, redirect, render_template, session, url_for
+
+from . import login, qr, totp
+from .forms import CodeForm
+
+bp = Blueprint("mfa", __name__, url_prefix="/mfa")
+
+
+@bp.after_request
+def no_store(response):
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _submit(form: CodeForm, service):
+    """Run a code service on the posted code (None when malformed: still an attempt)."""
+    return service(session, form.code.data if form.validate() else None)
+
+
+@bp.route("/setup", methods=["GET", "POST"])
+def setup():
+    """Show a new secret as text and QR code; save it once the first code is right."""
+    form = CodeForm()
+    if form.is_submitted():
+        outcome = _submit(form, login.confirm_setup)
+        if outcome.ok:
+            flash("Your authenticator app is set up. You will need it each time you sign in.")
+            return redirect(login.landing_url(session))
+        flash(outcome.message, "error")
+        if outcome.ended:
+            return redirect(url_for("auth.login"))
+        return redirect(url_for("mfa.setup"))
+    secret = login.pending_secret(session)
+    username = session.user.username
+    uri = totp.provisioning_uri(secret, username)
+    return render_template(
+        "mfa_setup.html",
+        form=form,
+        secret=totp.grouped(secret),
+        qr_svg=qr.qr_svg(
+            uri,
+            label=f"QR code to add {username} to your authenticator app. "
+            "If you cannot scan it, type the secret key shown beside it.",
+        ),
+        issuer=current_app.config["MFA_ISSUER"],
+        username=username,
+    )
+
+
+@bp.route("/verify", methods=["GET", "POST"])
+def verify():
+    """Ask for the current code from the user's authenticator app."""
+    form = CodeForm()
+    if form.is_submitted():
+        outcome = _submit(form, login.verify_code)
+        if outcome.ok:
+            return redirect(login.landing_url(session))
+        flash(outcome.message, "error")
+        return redirect(url_for("auth.login" if outcome.ended else "mfa.verify"))
+    return render_template("mfa_verify.html", form=form)

@@ -1,0 +1,93 @@
+"""The tables. Each model holds one thing the product talks about; the rules that
+change them live in the service modules (`sessions`, `totp`, `throttle`, ...)."""
+
+from __future__ import annotations
+
+from flask_login import UserMixin
+from peewee import (
+    BigIntegerField,
+    BooleanField,
+    CharField,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+from .db import db
+
+
+class BaseModel(Model):
+    class Meta:
+        database = db
+        legacy_table_names = False
+
+
+class User(UserMixin, BaseModel):
+    username = CharField(max_length=150, unique=True)
+    password_hash = CharField(max_length=255)
+    is_admin = BooleanField(default=False)
+    created_at = DateTimeField()
+
+
+class TotpCredential(BaseModel):
+    """A confirmed authenticator. The secret is Fernet-encrypted; `last_used_step`
+    is the replay guard, only ever raised by one conditional UPDATE."""
+
+    user = ForeignKeyField(User, unique=True, on_delete="CASCADE", backref="totp_credentials")
+    secret_encrypted = TextField()
+    algorithm = CharField(max_length=10, default="SHA1")
+    digits = IntegerField(default=6)
+    period = IntegerField(default=30)
+    confirmed_at = DateTimeField()
+    last_used_step = BigIntegerField()
+
+
+class MfaThrottle(BaseModel):
+    """Consecutive second-factor failures of one account, shared by all its logins."""
+
+    user = ForeignKeyField(User, primary_key=True, on_delete="CASCADE")
+    failures = IntegerField(default=0)
+    last_failure_at = DateTimeField(null=True)
+
+
+class WebSession(BaseModel):
+    """A browser session. The cookie holds a random token; only its hash is here."""
+
+    token_hash = CharField(max_length=64, unique=True)
+    state = CharField(max_length=20)
+    user = ForeignKeyField(User, null=True, on_delete="CASCADE", backref="web_sessions")
+    created_at = DateTimeField()
+    state_since = DateTimeField()
+    last_seen_at = DateTimeField()
+    data = TextField(default="{}")
+    next_url = TextField(null=True)
+    pending_secret_encrypted = TextField(null=True)
+    ip = CharField(max_length=64, null=True)
+    user_agent = CharField(max_length=255, null=True)
+
+
+class Setting(BaseModel):
+    key = CharField(max_length=64, primary_key=True)
+    value = TextField()
+
+
+class ApiToken(BaseModel):
+    user = ForeignKeyField(User, on_delete="CASCADE", backref="api_tokens")
+    token_hash = CharField(max_length=64, unique=True)
+    created_at = DateTimeField()
+    last_used_at = DateTimeField(null=True)
+
+
+class AuditEvent(BaseModel):
+    at = DateTimeField(index=True)
+    event = CharField(max_length=40, index=True)
+    outcome = CharField(max_length=20)
+    username = CharField(max_length=150, null=True, index=True)
+    actor = CharField(max_length=150, null=True)
+    ip = CharField(max_length=64, null=True)
+    detail = TextField(null=True)
+
+
+ALL_MODELS = [User, TotpCredential, MfaThrottle, WebSession, Setting, ApiToken, AuditEvent]

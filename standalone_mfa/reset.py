@@ -1,0 +1,20 @@
+"""An administrator's reset of a user's second factor (lost authenticator app)."""
+
+from __future__ import annotations
+
+from . import audit, sessions, throttle, totp
+from .db import write_transaction
+
+
+def reset_totp(user, *, actor: str) -> bool:
+    """Delete the credential and its replay state, clear the throttle, end every
+    session of the user. Returns False (and changes nothing) if there was nothing to
+    reset."""
+    with write_transaction():
+        if totp.credential_of(user) is None and throttle.failures(user) == 0:
+            return False
+        totp.delete_credential(user)
+        throttle.clear(user)
+        ended = sessions.end_sessions_of(user)
+        audit.record("totp_reset", "ok", user=user, actor=actor, detail=f"{ended} sessions ended")
+    return True

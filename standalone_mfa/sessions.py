@@ -1,0 +1,185 @@
+"""Server-side browser sessions behind Flask's `session`.
+
+The cookie carries one opaque random token (256 bits); the database keeps only its
+SHA-256, with the sign-in state, the user, the pending set-up secret (encrypted) and
+the small data Flask keeps in a session (CSRF token, flashed messages). Idle and
+absolute lifetimes are enforced here, on the server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from flask import current_app, g
+from flask.sessions import SessionInterface, SessionMixin
+from peewee import JOIN
+from werkzeug.datastructures import CallbackDict
+
+from . import crypto
+from .clock import now
+from .db import UNAVAILABLE
+from .models import User, WebSession
+
+ANONYMOUS = "anonymous"  # the state of a session that has no row yet (see `state`)
+LAST_SEEN_RESOLUTION = dt.timedelta(seconds=60)
+
+
+class ServerSession(CallbackDict, SessionMixin):
+    """Flask's session dict, plus the row it was loaded from."""
+
+    def __init__(self, record: WebSession | None = None, data: dict | None = None):
+        def on_update(session):
+            session.modified = True
+
+        super().__init__(data or {}, on_update)
+        self.record = record
+        self.loaded_hash = record.token_hash if record else None
+        self.new_token: str | None = None
+        self.record_changed = False
+        self.modified = False
+
+    @property
+    def state(self) -> str:
+        return self.record.state if self.record else ANONYMOUS
+
+    @property
+    def user(self) -> User | None:
+        return self.record.user if self.record and self.record.user_id else None
+
+    def ensure_record(self) -> WebSession:
+        if self.record is None:
+            at = now()
+            self.record = WebSession(
+                token_hash="", state=ANONYMOUS, created_at=at, state_since=at, last_seen_at=at
+            )
+            self.rotate()
+        return self.record
+
+    def rotate(self) -> None:
+        """Give the session a new id; the old cookie stops working when this is saved."""
+        self.new_token = crypto.new_token()
+        self.record_changed = True
+
+    def changed(self) -> None:
+        self.record_changed = True
+
+
+class ServerSessionInterface(SessionInterface):
+    def open_session(self, app, request) -> ServerSession:
+        token = request.cookies.get(self.get_cookie_name(app))
+        if not token or len(token) > 128 or request.path.startswith(app.static_url_path + "/"):
+            return ServerSession()
+        try:
+            record = _load(crypto.hash_token(token))
+        except UNAVAILABLE as exc:
+            g.database_error = exc
+            return ServerSession()
+        if record is None:
+            return ServerSession()
+        try:
+            data = json.loads(record.data)
+        except ValueError:
+            data = {}
+        return ServerSession(record, data)
+
+    def save_session(self, app, session: ServerSession, response) -> None:
+        response.vary.add("Cookie")
+        record = session.record
+        if record is None:
+            if not session.modified:
+                return
+            record = session.ensure_record()
+        at = now()
+        if session.modified:
+            record.data = json.dumps(dict(session), separators=(",", ":"))
+        touch = at - record.last_seen_at >= LAST_SEEN_RESOLUTION
+        if touch:
+            record.last_seen_at = at
+        if session.new_token:
+            record.token_hash = crypto.hash_token(session.new_token)
+        if record.id is None:
+            record.ip, record.user_agent = _client(app)
+            record.save(force_insert=True)
+        elif session.modified or session.record_changed or touch:
+            # Written only where the row still has the id this request was given: a
+            # session ended or rotated meanwhile (sign-out, admin reset) stays ended.
+            fields = {f: getattr(record, f) for f in _SAVED_FIELDS}
+            fields["user"] = record.user_id
+            updated = (
+                WebSession.update(**fields)
+                .where(
+                    (WebSession.id == record.id) & (WebSession.token_hash == session.loaded_hash)
+                )
+                .execute()
+            )
+            if not updated:
+                session.new_token = None
+        if session.new_token:
+            self._set_cookie(app, response, session.new_token)
+
+    def _set_cookie(self, app, response, token: str) -> None:
+        response.set_cookie(
+            self.get_cookie_name(app),
+            token,
+            domain=self.get_cookie_domain(app),
+            path=self.get_cookie_path(app),
+            httponly=self.get_cookie_httponly(app),
+            secure=self.get_cookie_secure(app),
+            samesite=self.get_cookie_samesite(app),
+        )
+
+
+_SAVED_FIELDS = (
+    "token_hash",
+    "state",
+    "state_since",
+    "last_seen_at",
+    "data",
+    "next_url",
+    "pending_secret_encrypted",
+)
+
+
+def _load(token_hash: str) -> WebSession | None:
+    record = (
+        WebSession.select(WebSession, User)
+        .join(User, JOIN.LEFT_OUTER)
+        .where(WebSession.token_hash == token_hash)
+        .get_or_none()
+    )
+    if record is None:
+        return None
+    at = now()
+    config = current_app.config
+    idle = dt.timedelta(seconds=config["SESSION_IDLE_TIMEOUT"])
+    absolute = dt.timedelta(seconds=config["SESSION_ABSOLUTE_TIMEOUT"])
+    if at - record.last_seen_at > idle or at - record.created_at > absolute:
+        WebSession.delete().where(WebSession.id == record.id).execute()
+        return None
+    return record
+
+
+def _client(app) -> tuple[str | None, str | None]:
+    from flask import request
+
+    agent = request.user_agent.string or None
+    return request.remote_addr, agent[:255] if agent else None
+
+
+def end_sessions_of(user: User) -> int:
+    """Delete every browser session of a user (admin reset, password change)."""
+    return WebSession.delete().where(WebSession.user == user).execute()
+
+
+def prune_expired() -> int:
+    """Delete sessions past their idle or absolute lifetime."""
+    at = now()
+    config = current_app.config
+    idle_cutoff = at - dt.timedelta(seconds=config["SESSION_IDLE_TIMEOUT"])
+    absolute_cutoff = at - dt.timedelta(seconds=config["SESSION_ABSOLUTE_TIMEOUT"])
+    return (
+        WebSession.delete()
+        .where((WebSession.last_seen_at < idle_cutoff) | (WebSession.created_at < absolute_cutoff))
+        .execute()
+    )

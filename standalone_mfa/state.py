@@ -1,0 +1,126 @@
+"""The sign-in state machine: its states, its one transition table and the guard.
+
+Every browser request passes `guard()`: the session's state alone decides which
+pages answer. Views never write a state; they call `fire()` with an event, and the
+table below (drawn in README's diagram) says where that leads. Each transition gives
+the session a new id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import current_app, flash, redirect, request, session, url_for
+
+from . import audit
+from .clock import now
+from .sessions import ANONYMOUS, ServerSession
+
+PASSWORD_OK = "password_ok"
+TOTP_SETUP = "totp_setup"
+TOTP_VERIFY = "totp_verify"
+AUTHENTICATED = "authenticated"
+STATES = (ANONYMOUS, PASSWORD_OK, TOTP_SETUP, TOTP_VERIFY, AUTHENTICATED)
+
+# (from state, event, to state): the whole machine. README's mermaid diagram matches
+# this table line for line (a test compares them).
+TRANSITIONS = (
+    (ANONYMOUS, "password_accepted", PASSWORD_OK),
+    (PASSWORD_OK, "mfa_disabled", AUTHENTICATED),
+    (PASSWORD_OK, "mfa_not_set_up", TOTP_SETUP),
+    (PASSWORD_OK, "mfa_set_up", TOTP_VERIFY),
+    (TOTP_SETUP, "code_confirmed", AUTHENTICATED),
+    (TOTP_VERIFY, "code_accepted", AUTHENTICATED),
+    (TOTP_SETUP, "expired", ANONYMOUS),
+    (TOTP_VERIFY, "expired", ANONYMOUS),
+    (TOTP_SETUP, "too_many_failures", ANONYMOUS),
+    (TOTP_VERIFY, "too_many_failures", ANONYMOUS),
+    (TOTP_SETUP, "signed_out", ANONYMOUS),
+    (TOTP_VERIFY, "signed_out", ANONYMOUS),
+    (AUTHENTICATED, "signed_out", ANONYMOUS),
+)
+_NEXT_STATE = {(source, event): target for source, event, target in TRANSITIONS}
+
+PENDING_STATES = (TOTP_SETUP, TOTP_VERIFY)
+# How long a pending state lives, from when it was entered; reloading never extends it.
+PENDING_TIMEOUT_CONFIG = {TOTP_SETUP: "MFA_SETUP_TIMEOUT", TOTP_VERIFY: "MFA_VERIFY_TIMEOUT"}
+
+# Which states each endpoint answers in; any endpoint not named answers only when
+# authenticated. The API blueprint authenticates with bearer tokens, never a session.
+ENDPOINT_STATES = {
+    "auth.login": {ANONYMOUS},
+    "mfa.setup": {TOTP_SETUP},
+    "mfa.verify": {TOTP_VERIFY},
+    "auth.logout": set(STATES),
+    "static": set(STATES),
+}
+SESSIONLESS_BLUEPRINTS = {"api"}
+# Where a browser is sent when it asks for a page its state does not allow.
+STATE_HOME = {
+    ANONYMOUS: "auth.login",
+    TOTP_SETUP: "mfa.setup",
+    TOTP_VERIFY: "mfa.verify",
+    AUTHENTICATED: "auth.home",
+}
+
+EXPIRED_MESSAGE = "Your sign-in expired. Please sign in again."
+
+
+class IllegalTransition(RuntimeError):
+    pass
+
+
+def fire(web_session: ServerSession, event: str) -> str:
+    """Move the session along the table, or raise if the table does not allow it."""
+    source = web_session.state
+    target = _NEXT_STATE.get((source, event))
+    if target is None:
+        raise IllegalTransition(f"{event!r} is not allowed in state {source!r}")
+    record = web_session.ensure_record()
+    record.state = target
+    record.state_since = now()
+    if target == ANONYMOUS:
+        record.user = None
+        record.next_url = None
+        record.pending_secret_encrypted = None
+    web_session.rotate()
+    return target
+
+
+def password_accepted(web_session: ServerSession, user, *, mfa_method: str, enrolled: bool):
+    """The password was right: bind the user, then take the branch the policy asks for."""
+    fire(web_session, "password_accepted")
+    web_session.record.user = user
+    if mfa_method == "disabled":
+        return fire(web_session, "mfa_disabled")
+    return fire(web_session, "mfa_set_up" if enrolled else "mfa_not_set_up")
+
+
+def pending_expired(web_session: ServerSession) -> bool:
+    state = web_session.state
+    if state not in PENDING_STATES:
+        return False
+    lifetime = dt.timedelta(seconds=current_app.config[PENDING_TIMEOUT_CONFIG[state]])
+    return now() - web_session.record.state_since > lifetime
+
+
+def allowed(state: str, endpoint: str | None) -> bool:
+    return state in ENDPOINT_STATES.get(endpoint, {AUTHENTICATED})
+
+
+def guard():
+    """Before every request: expire a stale pending login, then send the browser to
+    the page its state allows if it asked for another."""
+    if request.blueprint in SESSIONLESS_BLUEPRINTS or request.endpoint is None:
+        return None
+    if pending_expired(session):
+        audit.record("pending_expired", "ended", user=session.user, detail=session.state)
+        fire(session, "expired")
+        flash(EXPIRED_MESSAGE, "error")
+    state = session.state
+    if allowed(state, request.endpoint):
+        return None
+    target = url_for(STATE_HOME[state])
+    if state == ANONYMOUS and request.method == "GET" and request.path != "/":
+        target = url_for(STATE_HOME[state], next=request.full_path.rstrip("?"))
+    return redirect(target)

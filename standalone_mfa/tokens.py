@@ -1,0 +1,31 @@
+"""API bearer tokens: made by the CLI, shown once, stored as a SHA-256 hash."""
+
+from __future__ import annotations
+
+from . import audit, crypto
+from .clock import now
+from .models import ApiToken, User
+
+PREFIX = "smfa_"
+
+
+def create_token(user: User, *, actor: str) -> str:
+    token = PREFIX + crypto.new_token()
+    ApiToken.create(user=user, token_hash=crypto.hash_token(token), created_at=now())
+    audit.record("token_created", "ok", user=user, actor=actor)
+    return token
+
+
+def user_for_token(token: str | None) -> User | None:
+    if not token or len(token) > 200:
+        return None
+    row = (
+        ApiToken.select(ApiToken, User)
+        .join(User)
+        .where(ApiToken.token_hash == crypto.hash_token(token))
+        .get_or_none()
+    )
+    if row is None:
+        return None
+    ApiToken.update(last_used_at=now()).where(ApiToken.id == row.id).execute()
+    return row.user

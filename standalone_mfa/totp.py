@@ -1,0 +1,130 @@
+"""TOTP credentials (RFC 6238): secrets, the otpauth URI, checking a code against a
+window of time steps, and consuming a step exactly once.
+
+The maths is pyotp's. What is ours: which steps are tried, which one a code matched,
+and the single conditional UPDATE that makes a step usable only once, however many
+processes race for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+
+import pyotp
+from flask import current_app
+from peewee import IntegrityError
+
+from . import crypto
+from .clock import clock, now
+from .models import TotpCredential
+
+SECRET_CHARS = 32  # base32 characters: 160 bits, as RFC 4226 recommends
+DIGITS = 6
+PERIOD = 30
+ALGORITHM = "SHA1"  # what every common authenticator app supports
+_DIGESTS = {"SHA1": hashlib.sha1, "SHA256": hashlib.sha256, "SHA512": hashlib.sha512}
+_SEPARATORS = re.compile(r"[ \-]")
+MAX_CODE_INPUT = 64
+
+
+def new_secret() -> str:
+    """160 random bits (pyotp draws them from `secrets`), unpadded base32."""
+    return pyotp.random_base32(SECRET_CHARS)
+
+
+def grouped(secret: str) -> str:
+    """The secret in groups of four, easier to type into an app."""
+    return " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
+
+
+def provisioning_uri(secret: str, username: str) -> str:
+    issuer = current_app.config["MFA_ISSUER"]
+    return pyotp.TOTP(secret, issuer=issuer, name=username).provisioning_uri()
+
+
+def normalize_code(raw: str | None, digits: int = DIGITS) -> str | None:
+    """The code without spaces or dashes if it is exactly `digits` ASCII digits."""
+    if raw is None or len(raw) > MAX_CODE_INPUT:
+        return None
+    code = _SEPARATORS.sub("", raw.strip())
+    if len(code) != digits or not code.isascii() or not code.isdigit():
+        return None
+    return code
+
+
+def match_step(
+    secret: str,
+    code: str,
+    *,
+    for_time: float,
+    window: int,
+    digits: int = DIGITS,
+    period: int = PERIOD,
+    algorithm: str = ALGORITHM,
+) -> int | None:
+    """The time step (counter) whose code equals `code`, newest first, or None."""
+    otp = pyotp.TOTP(secret, digits=digits, interval=period, digest=_DIGESTS[algorithm])
+    current = otp.timecode(for_time)
+    for step in range(current + window, current - window - 1, -1):
+        if step >= 0 and hmac.compare_digest(otp.generate_otp(step), code):
+            return step
+    return None
+
+
+def window() -> int:
+    return current_app.config["MFA_TOTP_WINDOW"]
+
+
+def check_code(credential: TotpCredential, code: str) -> int | None:
+    """Match a code against the credential's own parameters at the current time."""
+    return match_step(
+        crypto.decrypt(credential.secret_encrypted),
+        code,
+        for_time=clock().timestamp(),
+        window=window(),
+        digits=credential.digits,
+        period=credential.period,
+        algorithm=credential.algorithm,
+    )
+
+
+def match_pending(secret: str, code: str) -> int | None:
+    return match_step(secret, code, for_time=clock().timestamp(), window=window())
+
+
+def consume_step(credential: TotpCredential, step: int) -> bool:
+    """Use a step once: the row count of this one UPDATE decides, across processes."""
+    updated = (
+        TotpCredential.update(last_used_step=step)
+        .where((TotpCredential.id == credential.id) & (TotpCredential.last_used_step < step))
+        .execute()
+    )
+    return updated == 1
+
+
+def credential_of(user) -> TotpCredential | None:
+    return TotpCredential.get_or_none(TotpCredential.user == user)
+
+
+def enrol(user, secret: str, step: int) -> TotpCredential | None:
+    """Save a confirmed credential; its confirming step counts as used.
+
+    Returns None when the user already has one (a parallel set-up won)."""
+    try:
+        return TotpCredential.create(
+            user=user,
+            secret_encrypted=crypto.encrypt(secret),
+            algorithm=ALGORITHM,
+            digits=DIGITS,
+            period=PERIOD,
+            confirmed_at=now(),
+            last_used_step=step,
+        )
+    except IntegrityError:
+        return None
+
+
+def delete_credential(user) -> int:
+    return TotpCredential.delete().where(TotpCredential.user == user).execute()

@@ -1,0 +1,100 @@
+"""What every response carries: security headers, and error pages that never show a
+traceback (JSON for the API). A database that is locked or down answers 503."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import g, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+
+from .db import UNAVAILABLE
+
+logger = logging.getLogger("standalone_mfa")
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+MESSAGES = {
+    400: "The request could not be understood. Reload the page and try again.",
+    401: "Please sign in.",
+    403: "You do not have permission to do that.",
+    404: "There is no page at this address.",
+    405: "That action is not allowed here.",
+    413: "What was sent is too large.",
+    503: "The service is briefly unavailable. Please try again in a moment.",
+}
+CSRF_MESSAGE = (
+    "This form has expired or did not come from this site. Reload the page and try again."
+)
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    description = MESSAGES[503]
+
+
+def security_headers(response):
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    if request.endpoint != "static":
+        headers.setdefault("Cache-Control", "no-store")
+    if request.is_secure:
+        headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+    return response
+
+
+def refuse_if_database_down():
+    """The session could not be loaded because the database is unavailable."""
+    if g.get("database_error") is not None:
+        raise DatabaseUnavailable()
+
+
+def _wants_json() -> bool:
+    return request.blueprint == "api" or request.path.startswith("/api/")
+
+
+def render_error(status: int, message: str):
+    if _wants_json():
+        return jsonify(error=message), status
+    return render_template("error.html", status=status, message=message), status
+
+
+def handle_http_error(error: HTTPException):
+    if error.code is None or error.code >= 500 and error.code != 503:
+        return handle_unexpected(error)
+    message = MESSAGES.get(error.code, error.name)
+    if isinstance(error, CSRFError):
+        message = CSRF_MESSAGE
+    elif _wants_json() and error.description and error.code == 404:
+        message = error.description
+    response = render_error(error.code, message)
+    if error.code == 401 and _wants_json():
+        response[0].headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    return response
+
+
+def handle_unexpected(error):
+    original = getattr(error, "original_exception", None) or error
+    if isinstance(original, UNAVAILABLE):
+        logger.warning("database unavailable: %s", type(original).__name__)
+        return render_error(503, MESSAGES[503])
+    logger.error("unhandled error", exc_info=original)
+    return render_error(500, "Something went wrong on our side. Please try again.")
+
+
+def init_app(app) -> None:
+    app.before_request(refuse_if_database_down)
+    app.after_request(security_headers)
+    app.register_error_handler(HTTPException, handle_http_error)
+    for error_class in UNAVAILABLE:
+        app.register_error_handler(error_class, handle_unexpected)
+    app.register_error_handler(InternalServerError, handle_unexpected)
+    app.register_error_handler(Exception, handle_unexpected)

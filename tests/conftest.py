@@ -1,0 +1,149 @@
+"""Test fixtures: an app on a fresh database with a frozen clock, and `Browser`, a
+test-client helper whose methods read like a person's steps."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import os
+import re
+
+import pyotp
+import pytest
+
+from standalone_mfa import create_app
+from standalone_mfa.clock import FrozenClock
+from standalone_mfa.db import create_tables, db
+from standalone_mfa.models import ALL_MODELS
+from standalone_mfa.users import create_user
+
+# 12:00:00 UTC: the start of a 30-second time step.
+START = dt.datetime(2026, 11, 28, 12, 0, 0)
+PASSWORD = "correct horse battery staple"
+FAST_HASH = "pbkdf2:sha256:1000"  # tests only; the default (scrypt) is tested on its own
+
+
+def database_url(tmp_path) -> str:
+    return os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{tmp_path}/test.sqlite3"
+
+
+def make_app(tmp_path, clock, **overrides):
+    config = {
+        "TESTING": True,
+        "DATABASE_URL": database_url(tmp_path),
+        "CLOCK": clock,
+        "PASSWORD_HASH_METHOD": FAST_HASH,
+    }
+    config.update(overrides)
+    app = create_app(config)
+    with app.app_context():
+        if os.environ.get("TEST_DATABASE_URL"):
+            db.drop_tables(ALL_MODELS, safe=True, cascade=True)
+        create_tables()
+        create_user("alice", PASSWORD)
+        create_user("bob", PASSWORD)
+        create_user("root", PASSWORD, is_admin=True)
+    return app
+
+
+@pytest.fixture
+def clock():
+    return FrozenClock(START)
+
+
+@pytest.fixture
+def app(tmp_path, clock):
+    app = make_app(tmp_path, clock)
+    yield app
+    with app.app_context():
+        db.close()
+
+
+@pytest.fixture
+def totp_app(app):
+    """The app with the MFA method set to TOTP."""
+    from standalone_mfa import settings
+
+    with app.app_context():
+        settings.set_mfa_method("totp", actor="test")
+    return app
+
+
+CSRF_RE = re.compile(
+    r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"'
+)
+SECRET_RE = re.compile(r'id="totp-secret"[^>]*>([^<]+)<')
+
+
+def csrf_from(page: str) -> str:
+    match = CSRF_RE.search(page)
+    assert match, "no CSRF token on the page"
+    return match.group(1) or match.group(2)
+
+
+class Browser:
+    """One person's browser (one cookie jar) using the app through the test client."""
+
+    def __init__(self, app, clock):
+        self.app = app
+        self.clock = clock
+        self.client = app.test_client()
+        self.token = None
+
+    def get(self, path, **kwargs):
+        response = self.client.get(path, **kwargs)
+        text = response.get_data(as_text=True)
+        if "csrf_token" in text:
+            self.token = csrf_from(text)
+        return response
+
+    def post(self, path, data=None, csrf=True, **kwargs):
+        data = dict(data or {})
+        if csrf:
+            if self.token is None:
+                self.get("/login")
+            data.setdefault("csrf_token", self.token)
+        return self.client.post(path, data=data, **kwargs)
+
+    def login(self, username="alice", password=PASSWORD, next=None):
+        path = "/login" + (f"?next={next}" if next else "")
+        self.get(path)
+        return self.post(path, {"username": username, "password": password})
+
+    def setup_secret(self) -> str:
+        page = self.get("/mfa/setup").get_data(as_text=True)
+        match = SECRET_RE.search(page)
+        assert match, "no secret on the set-up page"
+        return html.unescape(match.group(1)).replace(" ", "")
+
+    def code(self, secret, steps=0) -> str:
+        return pyotp.TOTP(secret).at(self.clock.timestamp() + 30 * steps)
+
+    def enrol(self, username="alice"):
+        """Sign in for the first time with TOTP on and set up; returns the secret."""
+        self.login(username)
+        secret = self.setup_secret()
+        response = self.post("/mfa/setup", {"code": self.code(secret)})
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return secret
+
+    def logout(self):
+        self.get("/")
+        return self.post("/logout")
+
+    def cookie(self):
+        cookie = self.client.get_cookie(self.app.config["SESSION_COOKIE_NAME"])
+        return cookie.value if cookie else None
+
+    def page(self, path, **kwargs) -> str:
+        return self.get(path, **kwargs).get_data(as_text=True)
+
+
+@pytest.fixture
+def browser(app, clock):
+    return Browser(app, clock)
+
+
+@pytest.fixture
+def new_browser(app, clock):
+    return lambda: Browser(app, clock)
