@@ -22,8 +22,15 @@ csrf = CSRFProtect()
 login_manager = LoginManager()
 
 
-def create_app(test_config: dict | None = None) -> Flask:
-    app = Flask(__name__, instance_relative_config=True, template_folder=str(TEMPLATES))
+def create_app(test_config: dict | None = None, instance_path: str | None = None) -> Flask:
+    """Build the app from defaults, then `instance/config.py` and `FLASK_*` variables
+    (or, for tests, from `test_config` alone)."""
+    app = Flask(
+        __name__,
+        instance_path=instance_path,
+        instance_relative_config=True,
+        template_folder=str(TEMPLATES),
+    )
     app.config.from_mapping(app_config.DEFAULTS)
     if test_config is None:
         app.config.from_pyfile("config.py", silent=True)

@@ -13,6 +13,7 @@ DEFAULTS = {
     "SECRET_KEY": None,
     "MFA_ENCRYPTION_KEYS": None,
     "DATABASE_URL": None,  # None: a SQLite file in the instance folder
+    "DATABASE_TIMEOUT": 10,  # seconds SQLite waits for a lock before answering 503
     "MFA_ISSUER": "Standalone MFA",
     "MFA_TOTP_WINDOW": 1,  # steps accepted either side of now (0-2)
     "MFA_SETUP_TIMEOUT": 600,  # seconds a pending set-up lives

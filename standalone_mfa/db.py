@@ -20,7 +20,6 @@ UNAVAILABLE = (peewee.OperationalError, peewee.InterfaceError)
 SQLITE_PRAGMAS = (
     ("journal_mode", "wal"),
     ("foreign_keys", 1),
-    ("busy_timeout", 10_000),
     ("synchronous", "normal"),
 )
 
@@ -29,15 +28,18 @@ def is_sqlite(database: peewee.Database | None = None) -> bool:
     return isinstance(database or db.obj, peewee.SqliteDatabase)
 
 
-def open_database(url: str) -> peewee.Database:
-    """Build (but do not connect) the database named by a Peewee URL."""
+def open_database(url: str, timeout: float = 10) -> peewee.Database:
+    """Build (but do not connect) the database named by a Peewee URL.
+
+    `timeout`: seconds a SQLite writer waits for the lock before giving up (503)."""
     if url.startswith("sqlite"):
-        return db_url.connect(url, pragmas=SQLITE_PRAGMAS, timeout=10)
+        pragmas = (*SQLITE_PRAGMAS, ("busy_timeout", int(timeout * 1000)))
+        return db_url.connect(url, pragmas=pragmas, timeout=timeout)
     return db_url.connect(url)
 
 
 def init_app(app) -> None:
-    db.initialize(open_database(app.config["DATABASE_URL"]))
+    db.initialize(open_database(app.config["DATABASE_URL"], app.config["DATABASE_TIMEOUT"]))
     app.teardown_appcontext(close_connection)
 
 
