@@ -42,7 +42,8 @@ def submit_password(web_session: ServerSession, username: str, password: str, ne
     """Check the password; on success move the session past the password step."""
     user = find_user(username)
     if not passwords.check_password(user, password or ""):
-        audit.record("login", "failed", username=(username or "")[:150] or None)
+        # An unknown name is not recorded: people type passwords into the wrong field.
+        audit.record("login", "failed", user=user, detail=None if user else "unknown user")
         return False
     audit.record("login", "ok", user=user)
     state.password_accepted(

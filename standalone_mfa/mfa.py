@@ -10,12 +10,6 @@ from .forms import CodeForm
 bp = Blueprint("mfa", __name__, url_prefix="/mfa")
 
 
-@bp.after_request
-def no_store(response):
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
 def _submit(form: CodeForm, service):
     """Run a code service on the posted code (None when malformed: still an attempt)."""
     return service(session, form.code.data if form.validate() else None)
