@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -39,6 +40,9 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         app.config.from_mapping(test_config)
     os.makedirs(app.instance_path, exist_ok=True)
     app_config.finish(app)
+    # Peewee logs every query with its parameters at DEBUG: hashes, ciphertexts and
+    # CSRF secrets would reach the logs. Keep it quiet whatever the root level is.
+    logging.getLogger("peewee").setLevel(logging.INFO)
     app.extensions["standalone_mfa.clock"] = app.config.pop("CLOCK", None) or SystemClock()
 
     db.init_app(app)

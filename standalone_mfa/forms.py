@@ -36,7 +36,7 @@ class CodeForm(FlaskForm):
 
 class MfaMethodForm(FlaskForm):
     mfa_method = SelectField(
-        "Multi-Factor Authentication method", choices=list(settings.MFA_METHODS.items())
+        "Multi-Factor Authentication method", choices=dict(settings.MFA_METHODS)
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from flask import current_app, g
+from flask import current_app, g, request
 from flask.sessions import SessionInterface, SessionMixin
 from peewee import JOIN
 from werkzeug.datastructures import CallbackDict
@@ -23,6 +23,7 @@ from .models import User, WebSession
 
 ANONYMOUS = "anonymous"  # the state of a session that has no row yet (see `state`)
 LAST_SEEN_RESOLUTION = dt.timedelta(seconds=60)
+CSRF_KEY = "csrf_token"  # where Flask-WTF keeps the session's CSRF secret
 
 
 class ServerSession(CallbackDict, SessionMixin):
@@ -53,13 +54,18 @@ class ServerSession(CallbackDict, SessionMixin):
             self.record = WebSession(
                 token_hash="", state=ANONYMOUS, created_at=at, state_since=at, last_seen_at=at
             )
-            self.rotate()
+            self.new_token = crypto.new_token()
+            self.record_changed = True
         return self.record
 
     def rotate(self) -> None:
-        """Give the session a new id; the old cookie stops working when this is saved."""
+        """Give the session a new id; the old cookie stops working when this is saved.
+
+        The CSRF token goes too: one seen before sign-in (say, in a session an attacker
+        planted) must not be valid in the signed-in session."""
         self.new_token = crypto.new_token()
         self.record_changed = True
+        self.pop(CSRF_KEY, None)
 
     def changed(self) -> None:
         self.record_changed = True
@@ -161,8 +167,6 @@ def _load(token_hash: str) -> WebSession | None:
 
 
 def _client(app) -> tuple[str | None, str | None]:
-    from flask import request
-
     agent = request.user_agent.string or None
     return request.remote_addr, agent[:255] if agent else None
 

@@ -108,7 +108,11 @@ class Browser:
     def login(self, username="alice", password=PASSWORD, next=None):
         path = "/login" + (f"?next={next}" if next else "")
         self.get(path)
-        return self.post(path, {"username": username, "password": password})
+        response = self.post(path, {"username": username, "password": password})
+        if response.status_code == 302:
+            # As a browser would: load the next page (and its fresh CSRF token).
+            self.get(response.headers["Location"])
+        return response
 
     def setup_secret(self) -> str:
         page = self.get("/mfa/setup").get_data(as_text=True)
