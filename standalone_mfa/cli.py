@@ -6,10 +6,10 @@ import sys
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from . import crypto, db, passwords, reset, settings, tokens, users
-from .models import TotpCredential, User
+from .models import TotpCredential, User, WebSession
 
 user_cli = AppGroup("user", help="Manage users.")
 mfa_cli = AppGroup("mfa", help="Multi-Factor Authentication settings and resets.")
@@ -26,6 +26,7 @@ def _user_or_exit(username: str) -> User:
 
 
 @click.command("init-db")
+@with_appcontext
 def init_db_command():
     """Create the tables (safe to run again) and a first admin if there is no user."""
     db.create_tables()
@@ -88,13 +89,19 @@ def mfa_reset_command(username):
 
 @mfa_cli.command("rotate-keys")
 def rotate_keys_command():
-    """Re-encrypt every TOTP secret with the newest of MFA_ENCRYPTION_KEYS."""
+    """Re-encrypt every TOTP secret (saved or pending set-up) with the newest key."""
     count = 0
     with db.write_transaction():
         for credential in TotpCredential.select():
             TotpCredential.update(
                 secret_encrypted=crypto.rotate(credential.secret_encrypted)
             ).where(TotpCredential.id == credential.id).execute()
+            count += 1
+        pending = WebSession.select().where(WebSession.pending_secret_encrypted.is_null(False))
+        for web_session in pending:
+            WebSession.update(
+                pending_secret_encrypted=crypto.rotate(web_session.pending_secret_encrypted)
+            ).where(WebSession.id == web_session.id).execute()
             count += 1
     click.echo(f"Re-encrypted {count} TOTP secrets with the newest key.")
 

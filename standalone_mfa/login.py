@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from . import audit, crypto, passwords, settings, state, throttle, totp
+from .models import User
 from .sessions import ServerSession
 from .users import find_user
 
@@ -75,6 +76,7 @@ def confirm_setup(web_session: ServerSession, raw_code: str | None) -> CodeOutco
     if step is None or totp.enrol(user, pending_secret(web_session), step) is None:
         return _failed(web_session, user)
     throttle.record_success(user)
+    User.update(mfa_reset_at=None).where(User.id == user.id).execute()
     audit.record("totp_enrolled", "ok", user=user)
     state.fire(web_session, "code_confirmed")
     web_session.record.pending_secret_encrypted = None

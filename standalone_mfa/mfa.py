@@ -42,6 +42,7 @@ def setup():
         ),
         issuer=current_app.config["MFA_ISSUER"],
         username=username,
+        reset_at=session.user.mfa_reset_at,
     )
 
 

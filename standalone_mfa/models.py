@@ -29,6 +29,8 @@ class User(UserMixin, BaseModel):
     password_hash = CharField(max_length=255)
     is_admin = BooleanField(default=False)
     created_at = DateTimeField()
+    # Set by an administrator's reset until the user sets up again: they are told why.
+    mfa_reset_at = DateTimeField(null=True)
 
 
 class TotpCredential(BaseModel):
@@ -64,6 +66,8 @@ class WebSession(BaseModel):
     data = TextField(default="{}")
     next_url = TextField(null=True)
     pending_secret_encrypted = TextField(null=True)
+    # When this session passed the second factor (None: password only, MFA disabled).
+    second_factor_at = DateTimeField(null=True)
     ip = CharField(max_length=64, null=True)
     user_agent = CharField(max_length=255, null=True)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from . import audit, sessions, throttle, totp
+from .clock import now
 from .db import write_transaction
+from .models import User
 
 
 def reset_totp(user, *, actor: str) -> bool:
@@ -16,5 +18,6 @@ def reset_totp(user, *, actor: str) -> bool:
         totp.delete_credential(user)
         throttle.clear(user)
         ended = sessions.end_sessions_of(user)
+        User.update(mfa_reset_at=now()).where(User.id == user.id).execute()
         audit.record("totp_reset", "ok", user=user, actor=actor, detail=f"{ended} sessions ended")
     return True

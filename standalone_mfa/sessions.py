@@ -144,6 +144,7 @@ _SAVED_FIELDS = (
     "data",
     "next_url",
     "pending_secret_encrypted",
+    "second_factor_at",
 )
 
 

@@ -12,7 +12,7 @@ import datetime as dt
 
 from flask import current_app, flash, redirect, request, session, url_for
 
-from . import audit
+from . import audit, settings
 from .clock import now
 from .sessions import ANONYMOUS, ServerSession
 
@@ -38,6 +38,7 @@ TRANSITIONS = (
     (TOTP_SETUP, "signed_out", ANONYMOUS),
     (TOTP_VERIFY, "signed_out", ANONYMOUS),
     (AUTHENTICATED, "signed_out", ANONYMOUS),
+    (AUTHENTICATED, "mfa_required", ANONYMOUS),
 )
 _NEXT_STATE = {(source, event): target for source, event, target in TRANSITIONS}
 
@@ -64,6 +65,10 @@ STATE_HOME = {
 }
 
 EXPIRED_MESSAGE = "Your sign-in expired. Please sign in again."
+MFA_REQUIRED_MESSAGE = (
+    "Your administrator now requires Multi-Factor Authentication. "
+    "Please sign in again to continue."
+)
 
 
 class IllegalTransition(RuntimeError):
@@ -83,6 +88,9 @@ def fire(web_session: ServerSession, event: str) -> str:
         record.user = None
         record.next_url = None
         record.pending_secret_encrypted = None
+        record.second_factor_at = None
+    elif target == AUTHENTICATED and source in PENDING_STATES:
+        record.second_factor_at = record.state_since
     web_session.rotate()
     return target
 
@@ -104,6 +112,16 @@ def pending_expired(web_session: ServerSession) -> bool:
     return now() - web_session.record.state_since > lifetime
 
 
+def needs_second_factor(web_session: ServerSession) -> bool:
+    """A session signed in with the password alone, now that TOTP is required.
+
+    Checked on every request rather than when the setting changes, so that a sign-in
+    racing with the change cannot slip through."""
+    if web_session.state != AUTHENTICATED or web_session.record.second_factor_at:
+        return False
+    return settings.mfa_method() != "disabled"
+
+
 def allowed(state: str, endpoint: str | None) -> bool:
     return state in ENDPOINT_STATES.get(endpoint, {AUTHENTICATED})
 
@@ -117,6 +135,10 @@ def guard():
         audit.record("pending_expired", "ended", user=session.user, detail=session.state)
         fire(session, "expired")
         flash(EXPIRED_MESSAGE, "error")
+    elif needs_second_factor(session):
+        audit.record("session_ended", "mfa_required", user=session.user)
+        fire(session, "mfa_required")
+        flash(MFA_REQUIRED_MESSAGE, "error")
     state = session.state
     if allowed(state, request.endpoint):
         return None
