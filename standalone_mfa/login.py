@@ -31,10 +31,11 @@ def safe_next_path(target: str | None) -> str | None:
     """`target` if it is a relative path on this site, else None."""
     if not target or len(target) > 2048 or "\\" in target or not target.isprintable():
         return None
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not parts.path.startswith("/"):
+    # "//host" and "///host" are read by browsers as another site.
+    if not target.startswith("/") or target.startswith("//"):
         return None
-    if parts.path.startswith("//"):
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
         return None
     return target
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import g, jsonify, render_template, request
+from flask import g, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
@@ -61,10 +61,14 @@ def _wants_json() -> bool:
     return request.blueprint == "api" or request.path.startswith("/api/")
 
 
-def render_error(status: int, message: str):
+def render_error(status: int, message: str, headers=None):
     if _wants_json():
-        return jsonify(error=message), status
-    return render_template("error.html", status=status, message=message), status
+        response = jsonify(error=message)
+    else:
+        response = make_response(render_template("error.html", status=status, message=message))
+    response.status_code = status
+    response.headers.extend(headers or {})
+    return response
 
 
 def handle_http_error(error: HTTPException):
@@ -75,10 +79,12 @@ def handle_http_error(error: HTTPException):
         message = CSRF_MESSAGE
     elif _wants_json() and error.description and error.code == 404:
         message = error.description
-    response = render_error(error.code, message)
+    headers = {}
+    if getattr(error, "valid_methods", None):
+        headers["Allow"] = ", ".join(error.valid_methods)  # 405 must say what is allowed
     if error.code == 401 and _wants_json():
-        response[0].headers["WWW-Authenticate"] = 'Bearer realm="api"'
-    return response
+        headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    return render_error(error.code, message, headers)
 
 
 def handle_unexpected(error):
