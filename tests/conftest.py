@@ -27,15 +27,22 @@ def database_url(tmp_path) -> str:
     return os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{tmp_path}/test.sqlite3"
 
 
-def make_app(tmp_path, clock, **overrides):
-    config = {
+def test_config(tmp_path, clock, **overrides) -> dict:
+    return {
         "TESTING": True,
         "DATABASE_URL": database_url(tmp_path),
         "CLOCK": clock,
         "PASSWORD_HASH_METHOD": FAST_HASH,
+        **overrides,
     }
-    config.update(overrides)
-    app = create_app(config)
+
+
+test_config.__test__ = False  # a helper, not a test
+
+
+def make_app(tmp_path, clock, **overrides):
+    """An app on a fresh database with users alice, bob and root (an admin)."""
+    app = create_app(test_config(tmp_path, clock, **overrides))
     with app.app_context():
         if os.environ.get("TEST_DATABASE_URL"):
             db.drop_tables(ALL_MODELS, safe=True, cascade=True)

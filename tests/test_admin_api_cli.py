@@ -13,7 +13,7 @@ import logging
 import re
 
 import pytest
-from conftest import FAST_HASH, PASSWORD, START, Browser, database_url, make_app
+from conftest import PASSWORD, START, Browser, make_app, test_config
 from cryptography.fernet import Fernet, InvalidToken
 from peewee import fn
 
@@ -121,14 +121,7 @@ def reopen(tmp_path, clock, **overrides):
     """A second app (another process, say) on the same database, without make_app's
     users. The database handle is global: the previous app's connection is closed."""
     close_db()
-    config = {
-        "TESTING": True,
-        "DATABASE_URL": database_url(tmp_path),
-        "CLOCK": clock,
-        "PASSWORD_HASH_METHOD": FAST_HASH,
-    }
-    config.update(overrides)
-    return create_app(config)
+    return create_app(test_config(tmp_path, clock, **overrides))
 
 
 # --- the Administration pages --------------------------------------------------------------
@@ -556,14 +549,7 @@ def test_sc27_switch_to_totp_ends_password_only_sessions(app, clock, new_browser
 
 def fresh_app(tmp_path, clock):
     """An app on an empty database (no tables, no users), as after installation."""
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATABASE_URL": database_url(tmp_path),
-            "CLOCK": clock,
-            "PASSWORD_HASH_METHOD": FAST_HASH,
-        }
-    )
+    app = create_app(test_config(tmp_path, clock))
     with app.app_context():
         db.drop_tables(ALL_MODELS, safe=True, cascade=not is_sqlite())
         close_db()
