@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from urllib.parse import quote, urlencode
 
 import pyotp
 from flask import current_app
@@ -40,8 +41,15 @@ def grouped(secret: str) -> str:
 
 
 def provisioning_uri(secret: str, username: str) -> str:
+    """`otpauth://totp/ISSUER:ACCOUNT?secret=...&issuer=ISSUER` (Key URI Format).
+
+    Built here rather than by pyotp, which leaves "/" unescaped in the label and so
+    splits an issuer such as "R/D Portal" into two path segments. The defaults (SHA1,
+    6 digits, 30 s) are left implicit, as every app reads them."""
     issuer = current_app.config["MFA_ISSUER"]
-    return pyotp.TOTP(secret, issuer=issuer, name=username).provisioning_uri()
+    label = quote(issuer, safe="") + ":" + quote(username, safe="")
+    query = urlencode({"secret": secret, "issuer": issuer}, quote_via=quote)
+    return f"otpauth://totp/{label}?{query}"
 
 
 def normalize_code(raw: str | None, digits: int = DIGITS) -> str | None:
