@@ -40,9 +40,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         app.config.from_mapping(test_config)
     os.makedirs(app.instance_path, exist_ok=True)
     app_config.finish(app)
-    # Peewee logs every query with its parameters at DEBUG: hashes, ciphertexts and
-    # CSRF secrets would reach the logs. Keep it quiet whatever the root level is.
-    logging.getLogger("peewee").setLevel(logging.INFO)
+    _init_logging()
     app.extensions["standalone_mfa.clock"] = app.config.pop("CLOCK", None) or SystemClock()
 
     db.init_app(app)
@@ -63,6 +61,19 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     csrf.exempt(api.bp)  # bearer tokens, no cookies: nothing for a forged request to ride on
     cli.init_app(app)
     return app
+
+
+def _init_logging() -> None:
+    # Peewee logs every query with its parameters at DEBUG: hashes, ciphertexts and
+    # CSRF secrets would reach the logs. Keep it quiet whatever the root level is.
+    logging.getLogger("peewee").setLevel(logging.INFO)
+    # Audit events are JSON lines on stderr unless the deployment configured logging.
+    audit_logger = logging.getLogger("standalone_mfa.audit")
+    if not audit_logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        audit_logger.addHandler(handler)
+        audit_logger.setLevel(logging.INFO)
 
 
 def _init_login(app: Flask) -> None:

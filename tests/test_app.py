@@ -118,7 +118,9 @@ def test_sc31_unexpected_error_shows_no_traceback(app, browser, monkeypatch):
 
 
 def test_database_locked_gives_503_page_and_changes_nothing(tmp_path, clock):
-    app = make_app(tmp_path, clock, DATABASE_TIMEOUT=0.2)
+    # SQLite's own lock, whatever TEST_DATABASE_URL says.
+    sqlite_url = f"sqlite:///{tmp_path}/locked.sqlite3"
+    app = make_app(tmp_path, clock, DATABASE_TIMEOUT=0.2, DATABASE_URL=sqlite_url)
     client = app.test_client()
     page = client.get("/login").get_data(as_text=True)
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
@@ -163,3 +165,39 @@ def test_readme_diagram_matches_transition_table():
     drawn = set(re.findall(r"^\s*(\w+) --> (\w+) : (\w+)\s*$", block, re.MULTILINE))
     table = {(source, target, event) for source, event, target in state.TRANSITIONS}
     assert drawn == table
+
+
+def test_wrong_username_costs_one_password_hash_check_like_a_wrong_password(
+    app, new_browser, monkeypatch
+):
+    from standalone_mfa import passwords
+
+    methods = []
+    real_check = passwords.check_password_hash
+
+    def counting_check(pwhash, password):
+        methods.append(pwhash.split("$", 1)[0])
+        return real_check(pwhash, password)
+
+    monkeypatch.setattr(passwords, "check_password_hash", counting_check)
+    pages = []
+    for username in ("alice", "nobody-here"):
+        person = new_browser()
+        person.get("/login")
+        response = person.post("/login", {"username": username, "password": "wrong password"})
+        pages.append(response.get_data(as_text=True).split('name="csrf_token"')[0])
+    # One check each, with the same hash method and cost: the same work either way.
+    assert methods == [methods[0], methods[0]]
+    assert methods[0] == app.config["PASSWORD_HASH_METHOD"]
+    assert pages[0] == pages[1]
+    assert "The username or password is not right." in pages[0]
+
+
+def test_audit_events_are_json_log_lines(browser, caplog):
+    caplog.set_level("INFO", logger="standalone_mfa.audit")
+    browser.login(password="wrong password")
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "standalone_mfa.audit"]
+    event = json.loads(line)
+    assert event["event"] == "login" and event["outcome"] == "failed"
+    assert event["user"] == "alice" and event["ip"] == "127.0.0.1"
+    assert event["at"].endswith("Z")
