@@ -7,7 +7,7 @@ FLASK := $(BIN)/flask --app standalone_mfa
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test lint format setup clean-venv
+.PHONY: run test lint format setup system-deps
 
 $(BIN)/activate: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,21 @@ setup: $(BIN)/activate
 run: setup
 	$(FLASK) run --host $(HOST) --port $(PORT)
 
-test: $(BIN)/activate
+test: $(BIN)/activate system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Debian packages two tests need: oathtool (an independent TOTP implementation)
+# and libzbar0 (the QR decoder behind pyzbar). Installed with apt when missing.
+system-deps:
+	@missing=""; \
+	command -v oathtool >/dev/null 2>&1 || missing="$$missing oathtool"; \
+	/sbin/ldconfig -p 2>/dev/null | grep -q 'libzbar\.so\.0' || missing="$$missing libzbar0"; \
+	if [ -n "$$missing" ]; then \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "Installing$$missing with apt"; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 lint: $(BIN)/activate
 	$(BIN)/ruff check .
