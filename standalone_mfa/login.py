@@ -12,7 +12,11 @@ from .models import User
 from .sessions import ServerSession
 from .users import find_user
 
-WRONG_CODE = "That code is not right. Check your authenticator app and try again."
+# One message for a wrong, malformed or already used code: which it was is not said.
+WRONG_CODE = (
+    "That code is not right, or it was already used. "
+    "Wait for the next code in your authenticator app and try again."
+)
 TOO_MANY = "Too many wrong codes. Please sign in again."
 LOCKED = (
     "Two-factor sign-in for this account is locked after too many wrong codes. "
