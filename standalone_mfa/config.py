@@ -30,8 +30,8 @@ DEFAULTS = {
 }
 
 MISSING_KEYS_HELP = (
-    "{names} not set. Run `make run` once (it writes instance/config.py with new keys), "
-    "or write them yourself in {config_file}:\n"
+    "{names} not set. Run `make run` once, or `python -m standalone_mfa.instance`: "
+    "either writes {config_file} with new keys. Or write them there yourself:\n"
     "    SECRET_KEY = \"<python -c 'import secrets; print(secrets.token_hex(32))'>\"\n"
     '    MFA_ENCRYPTION_KEYS = ["<python -m standalone_mfa.instance --print-key>"]\n'
     "or set FLASK_SECRET_KEY and FLASK_MFA_ENCRYPTION_KEYS (a JSON list) in the environment."
