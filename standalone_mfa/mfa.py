@@ -10,9 +10,16 @@ from .forms import CodeForm
 bp = Blueprint("mfa", __name__, url_prefix="/mfa")
 
 
-def _submit(form: CodeForm, service):
-    """Run a code service on the posted code (None when malformed: still an attempt)."""
-    return service(session, form.code.data if form.validate() else None)
+def _submit(form: CodeForm, service, *, retry: str, success_message: str | None = None):
+    """Run a code service on the posted code (None when malformed: still an attempt),
+    then go on, try again, or back to the password if the pending login ended."""
+    outcome = service(session, form.code.data if form.validate() else None)
+    if outcome.ok:
+        if success_message:
+            flash(success_message, "info")
+        return redirect(login.landing_url(session))
+    flash(outcome.message, "error")
+    return redirect(url_for("auth.login" if outcome.ended else retry))
 
 
 @bp.route("/setup", methods=["GET", "POST"])
@@ -20,14 +27,13 @@ def setup():
     """Show a new secret as text and QR code; save it once the first code is right."""
     form = CodeForm()
     if form.is_submitted():
-        outcome = _submit(form, login.confirm_setup)
-        if outcome.ok:
-            flash("Your authenticator app is set up. You will need it each time you sign in.")
-            return redirect(login.landing_url(session))
-        flash(outcome.message, "error")
-        if outcome.ended:
-            return redirect(url_for("auth.login"))
-        return redirect(url_for("mfa.setup"))
+        return _submit(
+            form,
+            login.confirm_setup,
+            retry="mfa.setup",
+            success_message="Your authenticator app is set up. "
+            "You will need it each time you sign in.",
+        )
     secret = login.pending_secret(session)
     username = session.user.username
     uri = totp.provisioning_uri(secret, username)
@@ -51,9 +57,5 @@ def verify():
     """Ask for the current code from the user's authenticator app."""
     form = CodeForm()
     if form.is_submitted():
-        outcome = _submit(form, login.verify_code)
-        if outcome.ok:
-            return redirect(login.landing_url(session))
-        flash(outcome.message, "error")
-        return redirect(url_for("auth.login" if outcome.ended else "mfa.verify"))
+        return _submit(form, login.verify_code, retry="mfa.verify")
     return render_template("mfa_verify.html", form=form)
