@@ -47,9 +47,9 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     from .sessions import ServerSessionInterface
 
     app.session_interface = ServerSessionInterface()
+    web.init_app(app)  # first: a database that is down answers 503 before any other check
     csrf.init_app(app)
     _init_login(app)
-    web.init_app(app)  # first: a database that is down answers 503 before anything else
     app.before_request(state.guard)
 
     from . import admin, api, auth, cli, mfa

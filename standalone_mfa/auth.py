@@ -10,19 +10,20 @@ from .forms import LoginForm
 
 bp = Blueprint("auth", __name__)
 
-WRONG_PASSWORD = "The username or password is not right."
-
 
 @bp.route("/login", methods=["GET", "POST"], endpoint="login")
 def login_page():
     """Ask for the username and password; on success go to the next step."""
     form = LoginForm()
-    if form.validate_on_submit() and login.submit_password(
-        session, form.username.data, form.password.data, request.args.get("next")
-    ):
-        return redirect(login.landing_url(session))
-    if form.is_submitted():
-        flash(WRONG_PASSWORD, "error")
+    if form.validate_on_submit():
+        outcome = login.submit_password(
+            session, form.username.data, form.password.data, request.args.get("next")
+        )
+        if outcome.ok:
+            return redirect(login.landing_url(session))
+        flash(outcome.message, "error")
+    elif form.is_submitted():
+        flash(login.WRONG_PASSWORD, "error")
     return render_template("login.html", form=form)
 
 

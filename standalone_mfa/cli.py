@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import click
+import peewee
+from cryptography.fernet import InvalidToken
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
@@ -18,6 +21,27 @@ token_cli = AppGroup("token", help="API tokens.")
 ACTOR = "cli"
 
 
+def clear_errors(command):
+    """Turn a database or key problem into a one-line message and exit status 1."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (peewee.OperationalError, peewee.ProgrammingError) as exc:
+            raise click.ClickException(
+                f"The database is not ready ({type(exc).__name__}: {exc}). Check "
+                "DATABASE_URL, and run `flask --app standalone_mfa init-db` first."
+            ) from None
+        except InvalidToken:
+            raise click.ClickException(
+                "A stored TOTP secret cannot be decrypted with MFA_ENCRYPTION_KEYS. Keep "
+                "the old key in the list, after the new one, until `mfa rotate-keys` ran."
+            ) from None
+
+    return run
+
+
 def _user_or_exit(username: str) -> User:
     user = users.find_user(username)
     if user is None:
@@ -27,6 +51,7 @@ def _user_or_exit(username: str) -> User:
 
 @click.command("init-db")
 @with_appcontext
+@clear_errors
 def init_db_command():
     """Create the tables (safe to run again) and a first admin if there is no user."""
     db.create_tables()
@@ -53,6 +78,7 @@ def _describe(url: str) -> str:
 @click.argument("username")
 @click.option("--admin", is_flag=True, help="Make the user an administrator.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@clear_errors
 def create_user_command(username, admin, password_stdin):
     """Create a user (asks for the password unless --password-stdin)."""
     if password_stdin:
@@ -68,6 +94,7 @@ def create_user_command(username, admin, password_stdin):
 
 @mfa_cli.command("method")
 @click.argument("method", required=False, type=click.Choice(sorted(settings.MFA_METHODS)))
+@clear_errors
 def mfa_method_command(method):
     """Show the MFA method, or set it to disabled or totp."""
     if method is None:
@@ -79,6 +106,7 @@ def mfa_method_command(method):
 
 @mfa_cli.command("reset")
 @click.argument("username")
+@clear_errors
 def mfa_reset_command(username):
     """Remove a user's authenticator (lost app): their sessions end and they set up again."""
     user = _user_or_exit(username)
@@ -88,6 +116,7 @@ def mfa_reset_command(username):
 
 
 @mfa_cli.command("rotate-keys")
+@clear_errors
 def rotate_keys_command():
     """Re-encrypt every TOTP secret (saved or pending set-up) with the newest key."""
     count = 0
@@ -108,6 +137,7 @@ def rotate_keys_command():
 
 @token_cli.command("create")
 @click.argument("username")
+@clear_errors
 def token_create_command(username):
     """Create an API token for a user and print it (once) as the last line."""
     user = _user_or_exit(username)

@@ -7,11 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from . import audit, crypto, passwords, settings, state, throttle, totp
+from . import audit, crypto, passwords, sessions, settings, state, throttle, totp
 from .models import User
 from .sessions import ServerSession
-from .users import find_user
+from .users import find_user, normalize_username
 
+WRONG_PASSWORD = "The username or password is not right."
+TOO_MANY_PASSWORDS = (
+    "Too many failed sign-ins for this username. Wait {seconds} seconds, then try again."
+)
 # One message for a wrong, malformed or already used code: which it was is not said.
 WRONG_CODE = (
     "That code is not right, or it was already used. "
@@ -24,11 +28,19 @@ LOCKED = (
 )
 
 
+SET_UP = "Your authenticator app is set up. You will need it each time you sign in."
+SET_UP_ELSEWHERE = (
+    "Your authenticator app was already set up in another window. "
+    "Enter the code it shows for this account."
+)
+
+
 @dataclass(frozen=True)
-class CodeOutcome:
+class StepOutcome:
+    """What a sign-in step came to; where to go next is the session's state."""
+
     ok: bool
     message: str | None = None
-    ended: bool = False  # the pending login is over: back to the password
 
 
 def safe_next_path(target: str | None) -> str | None:
@@ -44,13 +56,21 @@ def safe_next_path(target: str | None) -> str | None:
     return target
 
 
-def submit_password(web_session: ServerSession, username: str, password: str, next_url=None):
+def submit_password(
+    web_session: ServerSession, username: str, password: str, next_url=None
+) -> StepOutcome:
     """Check the password; on success move the session past the password step."""
-    user = find_user(username)
+    name = normalize_username(username)
+    attempt = throttle.begin_password_attempt(name)
+    user = find_user(name)
+    if not attempt.allowed:
+        audit.record("login", "throttled", user=user, detail=f"{attempt.retry_after}s")
+        return StepOutcome(False, TOO_MANY_PASSWORDS.format(seconds=attempt.retry_after))
     if not passwords.check_password(user, password or ""):
         # An unknown name is not recorded: people type passwords into the wrong field.
         audit.record("login", "failed", user=user, detail=None if user else "unknown user")
-        return False
+        return StepOutcome(False, WRONG_PASSWORD)
+    throttle.password_success(name)
     audit.record("login", "ok", user=user)
     state.password_accepted(
         web_session,
@@ -62,7 +82,7 @@ def submit_password(web_session: ServerSession, username: str, password: str, ne
     record.next_url = safe_next_path(next_url)
     if record.state == state.TOTP_SETUP:
         record.pending_secret_encrypted = crypto.encrypt(totp.new_secret())
-    return True
+    return StepOutcome(True)
 
 
 def pending_secret(web_session: ServerSession) -> str:
@@ -70,42 +90,62 @@ def pending_secret(web_session: ServerSession) -> str:
     return crypto.decrypt(web_session.record.pending_secret_encrypted)
 
 
-def confirm_setup(web_session: ServerSession, raw_code: str | None) -> CodeOutcome:
+def confirm_setup(web_session: ServerSession, raw_code: str | None) -> StepOutcome:
     """Check the first code of a new authenticator and, if right, save it."""
     user = web_session.user
-    refused = _begin(web_session, user)
+    if totp.credential_of(user) is not None:
+        return _set_up_elsewhere(web_session)
+    refused = _begin(user)
     if refused:
         return refused
+    secret = pending_secret(web_session)
     code = totp.normalize_code(raw_code)
-    step = totp.match_pending(pending_secret(web_session), code) if code else None
-    if step is None or totp.enrol(user, pending_secret(web_session), step) is None:
+    step = totp.match_pending(secret, code) if code else None
+    if step is None:
         return _failed(web_session, user)
-    throttle.record_success(user)
-    User.update(mfa_reset_at=None).where(User.id == user.id).execute()
-    audit.record("totp_enrolled", "ok", user=user)
-    state.fire(web_session, "code_confirmed")
-    web_session.record.pending_secret_encrypted = None
-    return CodeOutcome(True)
+    with sessions.transition(web_session):
+        credential = totp.enrol(user, secret, step)
+        if credential is not None:
+            throttle.record_success(user)
+            User.update(mfa_reset_at=None).where(User.id == user.id).execute()
+            audit.record("totp_enrolled", "ok", user=user)
+            state.fire(web_session, "code_confirmed")
+    if credential is None:  # a set-up in another window won the race
+        return _set_up_elsewhere(web_session)
+    return StepOutcome(True, SET_UP)
 
 
-def verify_code(web_session: ServerSession, raw_code: str | None) -> CodeOutcome:
+def verify_code(web_session: ServerSession, raw_code: str | None) -> StepOutcome:
     """Check the code at a later login; a time step is accepted once only."""
     user = web_session.user
-    refused = _begin(web_session, user)
+    credential = totp.credential_of(user)
+    if credential is None:  # reset by an administrator while this login was pending
+        state.fire(web_session, "credential_removed")
+        return StepOutcome(False, state.EXPIRED_MESSAGE)
+    refused = _begin(user)
     if refused:
         return refused
-    credential = totp.credential_of(user)
-    code = totp.normalize_code(raw_code, credential.digits) if credential else None
+    code = totp.normalize_code(raw_code, credential.digits)
     step = totp.check_code(credential, code) if code else None
     if step is None:
         return _failed(web_session, user)
-    if step <= credential.last_used_step or not totp.consume_step(credential, step):
+    with sessions.transition(web_session):
+        consumed = step > credential.last_used_step and totp.consume_step(credential, step)
+        if consumed:
+            throttle.record_success(user)
+            audit.record("totp", "ok", user=user)
+            state.fire(web_session, "code_accepted")
+    if not consumed:
         audit.record("totp_replay", "refused", user=user)
         return _failed(web_session, user)
-    throttle.record_success(user)
-    audit.record("totp", "ok", user=user)
-    state.fire(web_session, "code_accepted")
-    return CodeOutcome(True)
+    return StepOutcome(True)
+
+
+def _set_up_elsewhere(web_session: ServerSession) -> StepOutcome:
+    """This account's set-up was finished in another window: ask for a code from that
+    app instead (not counted as a failure)."""
+    state.fire(web_session, "set_up_elsewhere")
+    return StepOutcome(False, SET_UP_ELSEWHERE)
 
 
 def sign_out(web_session: ServerSession) -> None:
@@ -115,29 +155,29 @@ def sign_out(web_session: ServerSession) -> None:
     web_session.clear()
 
 
-def _begin(web_session, user) -> CodeOutcome | None:
+def _begin(user) -> StepOutcome | None:
     """Claim one attempt from the account's throttle, or say why not (code unseen)."""
     attempt = throttle.begin_attempt(user)
     if attempt.allowed:
         return None
     if attempt.locked:
         audit.record("totp_throttled", "locked", user=user)
-        return CodeOutcome(False, LOCKED)
+        return StepOutcome(False, LOCKED)
     audit.record("totp_throttled", "wait", user=user, detail=f"{attempt.retry_after}s")
-    return CodeOutcome(
+    return StepOutcome(
         False, f"Too many wrong codes. Wait {attempt.retry_after} seconds, then try again."
     )
 
 
-def _failed(web_session, user) -> CodeOutcome:
+def _failed(web_session, user) -> StepOutcome:
     audit.record("totp", "failed", user=user)
     failures = throttle.failures(user)
     if failures >= throttle.LOCK_AFTER:
         audit.record("totp_locked", "locked", user=user)
     if failures >= throttle.BACKOFF_AFTER:
         state.fire(web_session, "too_many_failures")
-        return CodeOutcome(False, LOCKED if failures >= throttle.LOCK_AFTER else TOO_MANY, True)
-    return CodeOutcome(False, WRONG_CODE)
+        return StepOutcome(False, LOCKED if failures >= throttle.LOCK_AFTER else TOO_MANY)
+    return StepOutcome(False, WRONG_CODE)
 
 
 def landing_url(web_session: ServerSession) -> str:
@@ -149,5 +189,7 @@ def landing_url(web_session: ServerSession) -> str:
     if record.state != state.AUTHENTICATED:
         return url_for(state.STATE_HOME[record.state])
     target = safe_next_path(record.next_url) or url_for("auth.home")
-    record.next_url = None
+    if record.next_url is not None:
+        record.next_url = None
+        web_session.changed()
     return target

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, render_template, session, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, session
 
 from . import login, qr, totp
 from .forms import CodeForm
@@ -10,16 +10,13 @@ from .forms import CodeForm
 bp = Blueprint("mfa", __name__, url_prefix="/mfa")
 
 
-def _submit(form: CodeForm, service, *, retry: str, success_message: str | None = None):
+def _submit(form: CodeForm, service):
     """Run a code service on the posted code (None when malformed: still an attempt),
-    then go on, try again, or back to the password if the pending login ended."""
+    then go where the session's state now says: on, the same step, or the password."""
     outcome = service(session, form.code.data if form.validate() else None)
-    if outcome.ok:
-        if success_message:
-            flash(success_message, "info")
-        return redirect(login.landing_url(session))
-    flash(outcome.message, "error")
-    return redirect(url_for("auth.login" if outcome.ended else retry))
+    if outcome.message:
+        flash(outcome.message, "info" if outcome.ok else "error")
+    return redirect(login.landing_url(session))
 
 
 @bp.route("/setup", methods=["GET", "POST"])
@@ -27,13 +24,7 @@ def setup():
     """Show a new secret as text and QR code; save it once the first code is right."""
     form = CodeForm()
     if form.is_submitted():
-        return _submit(
-            form,
-            login.confirm_setup,
-            retry="mfa.setup",
-            success_message="Your authenticator app is set up. "
-            "You will need it each time you sign in.",
-        )
+        return _submit(form, login.confirm_setup)
     secret = login.pending_secret(session)
     username = session.user.username
     uri = totp.provisioning_uri(secret, username)
@@ -57,5 +48,5 @@ def verify():
     """Ask for the current code from the user's authenticator app."""
     form = CodeForm()
     if form.is_submitted():
-        return _submit(form, login.verify_code, retry="mfa.verify")
+        return _submit(form, login.verify_code)
     return render_template("mfa_verify.html", form=form)

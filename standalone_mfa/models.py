@@ -54,6 +54,14 @@ class MfaThrottle(BaseModel):
     last_failure_at = DateTimeField(null=True)
 
 
+class PasswordThrottle(BaseModel):
+    """Consecutive wrong passwords for one username (hashed; it may name nobody)."""
+
+    key = CharField(max_length=64, primary_key=True)
+    failures = IntegerField(default=0)
+    last_failure_at = DateTimeField(null=True)
+
+
 class WebSession(BaseModel):
     """A browser session. The cookie holds a random token; only its hash is here."""
 
@@ -94,4 +102,13 @@ class AuditEvent(BaseModel):
     detail = TextField(null=True)
 
 
-ALL_MODELS = [User, TotpCredential, MfaThrottle, WebSession, Setting, ApiToken, AuditEvent]
+ALL_MODELS = [
+    User,
+    TotpCredential,
+    MfaThrottle,
+    PasswordThrottle,
+    WebSession,
+    Setting,
+    ApiToken,
+    AuditEvent,
+]

@@ -8,6 +8,7 @@ absolute lifetimes are enforced here, on the server.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 
@@ -18,7 +19,7 @@ from werkzeug.datastructures import CallbackDict
 
 from . import crypto
 from .clock import now
-from .db import UNAVAILABLE
+from .db import UNAVAILABLE, write_transaction
 from .models import User, WebSession
 
 ANONYMOUS = "anonymous"  # the state of a session that has no row yet (see `state`)
@@ -27,7 +28,11 @@ CSRF_KEY = "csrf_token"  # where Flask-WTF keeps the session's CSRF secret
 
 
 class ServerSession(CallbackDict, SessionMixin):
-    """Flask's session dict, plus the row it was loaded from."""
+    """Flask's session dict, plus the row it was loaded from.
+
+    Changes to the row are kept in memory and written by `write()`: at the end of the
+    request, or earlier inside the transaction of the change that caused them. A
+    request that fails writes nothing (`discard()`)."""
 
     def __init__(self, record: WebSession | None = None, data: dict | None = None):
         def on_update(session):
@@ -35,9 +40,10 @@ class ServerSession(CallbackDict, SessionMixin):
 
         super().__init__(data or {}, on_update)
         self.record = record
-        self.loaded_hash = record.token_hash if record else None
-        self.new_token: str | None = None
+        self.stored_hash = record.token_hash if record else None  # what the row holds now
+        self.new_token: str | None = None  # to send as the cookie
         self.record_changed = False
+        self.discarded = False
         self.modified = False
 
     @property
@@ -52,23 +58,54 @@ class ServerSession(CallbackDict, SessionMixin):
         if self.record is None:
             at = now()
             self.record = WebSession(
-                token_hash="", state=ANONYMOUS, created_at=at, state_since=at, last_seen_at=at
+                state=ANONYMOUS, created_at=at, state_since=at, last_seen_at=at
             )
-            self.new_token = crypto.new_token()
-            self.record_changed = True
+            self.record.ip, self.record.user_agent = _client()
+            self._new_id()
         return self.record
 
     def rotate(self) -> None:
-        """Give the session a new id; the old cookie stops working when this is saved.
+        """Give the session a new id; the old cookie stops working when this is written.
 
         The CSRF token goes too: one seen before sign-in (say, in a session an attacker
         planted) must not be valid in the signed-in session."""
-        self.new_token = crypto.new_token()
-        self.record_changed = True
+        self._new_id()
         self.pop(CSRF_KEY, None)
+
+    def _new_id(self) -> None:
+        self.new_token = crypto.new_token()
+        self.record.token_hash = crypto.hash_token(self.new_token)
+        self.record_changed = True
 
     def changed(self) -> None:
         self.record_changed = True
+
+    def write(self) -> None:
+        """Write the row now. Only a row that still has the id this request was given
+        is updated: a session ended or rotated meanwhile (sign-out, admin reset) stays
+        ended, and this request's new cookie is not sent."""
+        record = self.ensure_record()
+        record.data = json.dumps(dict(self), separators=(",", ":"))
+        if self.stored_hash is None:
+            record.save(force_insert=True)
+        else:
+            fields = {f: getattr(record, f) for f in _SAVED_FIELDS}
+            fields["user"] = record.user_id
+            updated = (
+                WebSession.update(**fields)
+                .where((WebSession.id == record.id) & (WebSession.token_hash == self.stored_hash))
+                .execute()
+            )
+            if not updated:
+                self.new_token = None
+                self.discarded = True
+                return
+        self.stored_hash = record.token_hash
+        self.record_changed = self.modified = False
+
+    def discard(self) -> None:
+        """Forget what this request changed: nothing more is written."""
+        self.discarded = True
 
 
 class ServerSessionInterface(SessionInterface):
@@ -91,36 +128,15 @@ class ServerSessionInterface(SessionInterface):
 
     def save_session(self, app, session: ServerSession, response) -> None:
         response.vary.add("Cookie")
-        record = session.record
-        if record is None:
-            if not session.modified:
-                return
-            record = session.ensure_record()
+        if session.discarded or (session.record is None and not session.modified):
+            return
+        record = session.ensure_record()
         at = now()
-        if session.modified:
-            record.data = json.dumps(dict(session), separators=(",", ":"))
         touch = at - record.last_seen_at >= LAST_SEEN_RESOLUTION
         if touch:
             record.last_seen_at = at
-        if session.new_token:
-            record.token_hash = crypto.hash_token(session.new_token)
-        if record.id is None:
-            record.ip, record.user_agent = _client(app)
-            record.save(force_insert=True)
-        elif session.modified or session.record_changed or touch:
-            # Written only where the row still has the id this request was given: a
-            # session ended or rotated meanwhile (sign-out, admin reset) stays ended.
-            fields = {f: getattr(record, f) for f in _SAVED_FIELDS}
-            fields["user"] = record.user_id
-            updated = (
-                WebSession.update(**fields)
-                .where(
-                    (WebSession.id == record.id) & (WebSession.token_hash == session.loaded_hash)
-                )
-                .execute()
-            )
-            if not updated:
-                session.new_token = None
+        if session.modified or session.record_changed or touch:
+            session.write()
         if session.new_token:
             self._set_cookie(app, response, session.new_token)
 
@@ -167,9 +183,22 @@ def _load(token_hash: str) -> WebSession | None:
     return record
 
 
-def _client(app) -> tuple[str | None, str | None]:
+def _client() -> tuple[str | None, str | None]:
     agent = request.user_agent.string or None
     return request.remote_addr, agent[:255] if agent else None
+
+
+@contextlib.contextmanager
+def transition(web_session: ServerSession):
+    """A write transaction for a change and the session state it leads to: both are
+    committed, or neither (and the request then writes nothing more)."""
+    try:
+        with write_transaction():
+            yield
+            web_session.write()
+    except BaseException:
+        web_session.discard()
+        raise
 
 
 def end_sessions_of(user: User) -> int:

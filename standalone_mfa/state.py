@@ -35,6 +35,8 @@ TRANSITIONS = (
     (TOTP_VERIFY, "expired", ANONYMOUS),
     (TOTP_SETUP, "too_many_failures", ANONYMOUS),
     (TOTP_VERIFY, "too_many_failures", ANONYMOUS),
+    (TOTP_SETUP, "set_up_elsewhere", TOTP_VERIFY),
+    (TOTP_VERIFY, "credential_removed", ANONYMOUS),
     (TOTP_SETUP, "signed_out", ANONYMOUS),
     (TOTP_VERIFY, "signed_out", ANONYMOUS),
     (AUTHENTICATED, "signed_out", ANONYMOUS),
@@ -84,10 +86,11 @@ def fire(web_session: ServerSession, event: str) -> str:
     record = web_session.ensure_record()
     record.state = target
     record.state_since = now()
+    if source == TOTP_SETUP:
+        record.pending_secret_encrypted = None
     if target == ANONYMOUS:
         record.user = None
         record.next_url = None
-        record.pending_secret_encrypted = None
         record.second_factor_at = None
     elif target == AUTHENTICATED and source in PENDING_STATES:
         record.second_factor_at = record.state_since

@@ -1,24 +1,30 @@
-"""Per-account limits on second-factor attempts, kept in the database so that every
-login, session, process and server of the account shares them.
+"""Per-account limits on guessing, kept in the database so that every login, session,
+process and server of the account shares them. Two counters, one mechanism:
 
-Each attempt is counted *before* its code is checked, by a compare-and-set on the
-failure counter, so a parallel burst cannot slip extra guesses past the limit; a
-correct code sets the counter back to zero. From `BACKOFF_AFTER` consecutive
-failures on, each attempt waits 2^(n-BACKOFF_AFTER) seconds after the last one
-(at most `MAX_DELAY`); at `LOCK_AFTER` only an administrator can unlock.
+- second-factor codes (`MfaThrottle`, per user): from `BACKOFF_AFTER` consecutive
+  failures each attempt waits 2^(n-BACKOFF_AFTER) seconds after the last failure (at
+  most `MAX_DELAY`); at `LOCK_AFTER` only an administrator can unlock;
+- passwords (`PasswordThrottle`, per username as typed, known or not, so the answer
+  never tells which accounts exist): the same back-off from
+  `PASSWORD_BACKOFF_AFTER` failures, and no hard lock, which anyone could trigger.
+
+Each attempt is counted *before* it is checked, by a compare-and-set on the counter,
+so a parallel burst cannot slip extra guesses past the limit; a success sets the
+counter back to zero.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import hashlib
 import math
 from dataclasses import dataclass
 
 from .clock import now
-from .models import MfaThrottle
+from .models import MfaThrottle, PasswordThrottle
 
 BACKOFF_AFTER = 5
 LOCK_AFTER = 50
+PASSWORD_BACKOFF_AFTER = 10
 MAX_DELAY = 15 * 60
 _CAS_TRIES = 20
 
@@ -30,34 +36,45 @@ class Attempt:
     locked: bool = False
 
 
-def delay_after(failures: int) -> int:
+def delay_after(failures: int, backoff_after: int = BACKOFF_AFTER) -> int:
     """Seconds an attempt must wait after the last failure, given n failures."""
-    if failures < BACKOFF_AFTER:
+    if failures < backoff_after:
         return 0
-    return min(2 ** (failures - BACKOFF_AFTER), MAX_DELAY)
+    return min(2 ** (failures - backoff_after), MAX_DELAY)
 
 
-def begin_attempt(user) -> Attempt:
-    """Count one attempt as a failure up front, unless the account must wait."""
-    MfaThrottle.insert(user=user, failures=0).on_conflict_ignore().execute()
+def _claim(model, where, key: dict, backoff_after: int, lock_after: int | None) -> Attempt:
+    """Count one attempt as a failure up front, unless the counter says wait."""
     for _ in range(_CAS_TRIES):
-        row = MfaThrottle.get(MfaThrottle.user == user)
-        if row.failures >= LOCK_AFTER:
+        row = model.get_or_none(where)
+        if row is None:  # first attempt, or an admin just cleared the row
+            model.insert(**key, failures=0).on_conflict_ignore().execute()
+            continue
+        if lock_after is not None and row.failures >= lock_after:
             return Attempt(False, locked=True)
         at = now()
-        if row.last_failure_at is not None:
-            ready_at = row.last_failure_at + dt.timedelta(seconds=delay_after(row.failures))
-            if at < ready_at:
-                return Attempt(False, retry_after=math.ceil((ready_at - at).total_seconds()))
+        delay = delay_after(row.failures, backoff_after)
+        if delay and row.last_failure_at is not None:
+            waited = (at - row.last_failure_at).total_seconds()
+            if waited < delay:
+                # Never more than the delay itself, even if the clock stepped back.
+                return Attempt(False, retry_after=min(delay, math.ceil(delay - waited)))
         claimed = (
-            MfaThrottle.update(failures=row.failures + 1, last_failure_at=at)
-            .where((MfaThrottle.user == user) & (MfaThrottle.failures == row.failures))
+            model.update(failures=row.failures + 1, last_failure_at=at)
+            .where(where & (model.failures == row.failures))
             .execute()
         )
         if claimed:
             return Attempt(True)
     # Lost every race: others are hammering this account right now.
     return Attempt(False, retry_after=1)
+
+
+# Second-factor codes, per user.
+
+
+def begin_attempt(user) -> Attempt:
+    return _claim(MfaThrottle, MfaThrottle.user == user, {"user": user}, BACKOFF_AFTER, LOCK_AFTER)
 
 
 def record_success(user) -> None:
@@ -69,10 +86,23 @@ def failures(user) -> int:
     return row.failures if row else 0
 
 
-def is_locked(user) -> bool:
-    return failures(user) >= LOCK_AFTER
-
-
 def clear(user) -> None:
     """An administrator's reset or unlock."""
     MfaThrottle.delete().where(MfaThrottle.user == user).execute()
+
+
+# Passwords, per username as typed (normalised), whether or not the account exists.
+
+
+def _password_key(username: str) -> str:
+    return hashlib.sha256(username.encode("utf-8")).hexdigest()
+
+
+def begin_password_attempt(username: str) -> Attempt:
+    key = _password_key(username)
+    where = PasswordThrottle.key == key
+    return _claim(PasswordThrottle, where, {"key": key}, PASSWORD_BACKOFF_AFTER, None)
+
+
+def password_success(username: str) -> None:
+    PasswordThrottle.delete().where(PasswordThrottle.key == _password_key(username)).execute()

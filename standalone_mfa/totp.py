@@ -19,6 +19,7 @@ from peewee import IntegrityError
 
 from . import crypto
 from .clock import clock, now
+from .db import db
 from .models import TotpCredential
 
 SECRET_CHARS = 32  # base32 characters: 160 bits, as RFC 4226 recommends
@@ -121,15 +122,16 @@ def enrol(user, secret: str, step: int) -> TotpCredential | None:
 
     Returns None when the user already has one (a parallel set-up won)."""
     try:
-        return TotpCredential.create(
-            user=user,
-            secret_encrypted=crypto.encrypt(secret),
-            algorithm=ALGORITHM,
-            digits=DIGITS,
-            period=PERIOD,
-            confirmed_at=now(),
-            last_used_step=step,
-        )
+        with db.atomic():  # a savepoint: the caller's transaction survives the conflict
+            return TotpCredential.create(
+                user=user,
+                secret_encrypted=crypto.encrypt(secret),
+                algorithm=ALGORITHM,
+                digits=DIGITS,
+                period=PERIOD,
+                confirmed_at=now(),
+                last_used_step=step,
+            )
     except IntegrityError:
         return None
 

@@ -36,8 +36,10 @@ def create_user(username: str, password: str, *, is_admin: bool = False, actor=N
             "A username is 1-150 characters: letters, digits and . _ @ + - "
             "(starting with a letter or digit)."
         )
-    if not passwords.MIN_LENGTH <= len(password) <= passwords.MAX_LENGTH:
+    if len(password) < passwords.MIN_LENGTH:
         raise UserError(f"A password needs at least {passwords.MIN_LENGTH} characters.")
+    if len(password) > passwords.MAX_LENGTH:
+        raise UserError(f"A password can have at most {passwords.MAX_LENGTH} characters.")
     try:
         user = User.create(
             username=name,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import g, jsonify, make_response, render_template, request
+from flask import g, jsonify, make_response, render_template, request, session
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
@@ -88,6 +88,9 @@ def handle_http_error(error: HTTPException):
 
 
 def handle_unexpected(error):
+    # The request failed part-way: whatever it changed in the session is not kept.
+    if hasattr(session, "discard"):
+        session.discard()
     original = getattr(error, "original_exception", None) or error
     if isinstance(original, UNAVAILABLE):
         logger.warning("database unavailable: %s", type(original).__name__)
