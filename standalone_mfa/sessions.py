@@ -80,10 +80,10 @@ class ServerSession(CallbackDict, SessionMixin):
     def changed(self) -> None:
         self.record_changed = True
 
-    def write(self) -> None:
+    def write(self) -> bool:
         """Write the row now. Only a row that still has the id this request was given
         is updated: a session ended or rotated meanwhile (sign-out, admin reset) stays
-        ended, and this request's new cookie is not sent."""
+        ended, this request's new cookie is not sent, and the answer is False."""
         record = self.ensure_record()
         record.data = json.dumps(dict(self), separators=(",", ":"))
         if self.stored_hash is None:
@@ -99,9 +99,10 @@ class ServerSession(CallbackDict, SessionMixin):
             if not updated:
                 self.new_token = None
                 self.discarded = True
-                return
+                return False
         self.stored_hash = record.token_hash
         self.record_changed = self.modified = False
+        return True
 
     def discard(self) -> None:
         """Forget what this request changed: nothing more is written."""
@@ -188,6 +189,10 @@ def _client() -> tuple[str | None, str | None]:
     return request.remote_addr, agent[:255] if agent else None
 
 
+class SessionEnded(Exception):
+    """The session was ended by another request (sign-out, admin reset) meanwhile."""
+
+
 @contextlib.contextmanager
 def transition(web_session: ServerSession):
     """A write transaction for a change and the session state it leads to: both are
@@ -195,7 +200,8 @@ def transition(web_session: ServerSession):
     try:
         with write_transaction():
             yield
-            web_session.write()
+            if not web_session.write():
+                raise SessionEnded()
     except BaseException:
         web_session.discard()
         raise

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 
-from flask import g, jsonify, make_response, render_template, request, session
+from flask import g, jsonify, make_response, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
 from .db import UNAVAILABLE
+from .sessions import SessionEnded
 
 logger = logging.getLogger("standalone_mfa")
 
@@ -99,7 +100,13 @@ def handle_unexpected(error):
     return render_error(500, "Something went wrong on our side. Please try again.")
 
 
+def session_ended(_error):
+    """A step whose session another request ended meanwhile: nothing was kept."""
+    return redirect(url_for("auth.login"))
+
+
 def init_app(app) -> None:
+    app.register_error_handler(SessionEnded, session_ended)
     app.before_request(refuse_if_database_down)
     app.after_request(security_headers)
     app.register_error_handler(HTTPException, handle_http_error)

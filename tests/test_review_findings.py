@@ -916,3 +916,25 @@ def test_cli_mfa_reset_unusual_names_give_a_clear_message(app):
         assert result.exit_code == 1
         assert isinstance(result.exception, SystemExit)
         assert result.output.startswith("Error: ")
+
+
+def test_sc26_reset_committing_during_setup_keeps_no_credential(
+    totp_app, new_browser, monkeypatch
+):
+    """An admin reset that ends the session while its set-up code is being saved: the
+    credential is rolled back with the session, and the browser is sent to sign in."""
+    browser, secret = pending_setup(new_browser)
+    real_enrol = totp.enrol
+
+    def enrol_while_reset(user, *args):
+        credential = real_enrol(user, *args)
+        # The reset's session delete lands before this request writes its session.
+        WebSession.delete().where(WebSession.user == user).execute()
+        return credential
+
+    monkeypatch.setattr(totp, "enrol", enrol_while_reset)
+    response = browser.post("/mfa/setup", {"code": browser.code(secret)})
+    assert location(response) == "/login"
+    with totp_app.app_context():
+        assert TotpCredential.select().count() == 0
+    assert not signed_in_as(browser.client, "alice")
