@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from flask import url_for
+
 from . import audit, crypto, passwords, sessions, settings, state, throttle, totp
 from .models import User
 from .sessions import ServerSession
@@ -183,8 +185,6 @@ def _failed(web_session, user) -> StepOutcome:
 def landing_url(web_session: ServerSession) -> str:
     """Where the browser goes after a step: the next step, or the page it first asked
     for (kept server-side since the password step), or home."""
-    from flask import url_for
-
     record = web_session.record
     if record.state != state.AUTHENTICATED:
         return url_for(state.STATE_HOME[record.state])
