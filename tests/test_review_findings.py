@@ -279,6 +279,22 @@ def test_sc11_password_post_racing_protected_gets_never_shows_them(tmp_path, clo
 # ------------------------------------- double-submitting the code forms (SC-06/SC-20)
 
 
+def double_click(base, cookie, path, code, token):
+    """The same form posted twice at once from one browser (one cookie)."""
+    clicks = [http(base, cookie) for _ in range(2)]
+    return together(
+        *(
+            lambda c=c: c.post(
+                base + path,
+                data={"code": code, "csrf_token": token},
+                allow_redirects=False,
+                timeout=HTTP_TIMEOUT,
+            )
+            for c in clicks
+        )
+    )
+
+
 @pytest.mark.server
 def test_sc06_double_submit_of_verify_form_signs_in_once(tmp_path, clock, serve):
     app = make_app(tmp_path, clock)
@@ -301,18 +317,7 @@ def test_sc06_double_submit_of_verify_form_signs_in_once(tmp_path, clock, serve)
         token = form_token(visitor.get(base + "/mfa/verify", timeout=HTTP_TIMEOUT))
         cookie = visitor.cookies.get("smfa_session")
         code = pyotp.TOTP(secret).at(clock.timestamp())
-        clicks = [http(base, cookie) for _ in range(2)]
-        answers = together(
-            *(
-                lambda c=c, code=code, token=token: c.post(
-                    base + "/mfa/verify",
-                    data={"code": code, "csrf_token": token},
-                    allow_redirects=False,
-                    timeout=HTTP_TIMEOUT,
-                )
-                for c in clicks
-            )
-        )
+        answers = double_click(base, cookie, "/mfa/verify", code, token)
         what = f"round {round_no}: {[(a.status_code, a.headers.get('Location')) for a in answers]}"
         assert all(a.status_code == 302 for a in answers), what
         assert [a.headers["Location"] for a in answers].count("/") == 1, what
@@ -355,18 +360,7 @@ def test_sc20_double_submit_of_setup_form_enrols_once(tmp_path, clock, serve):
         token = form_token(page)
         cookie = visitor.cookies.get("smfa_session")
         code = pyotp.TOTP(secret).at(clock.timestamp())
-        clicks = [http(base, cookie) for _ in range(2)]
-        answers = together(
-            *(
-                lambda c=c, code=code, token=token: c.post(
-                    base + "/mfa/setup",
-                    data={"code": code, "csrf_token": token},
-                    allow_redirects=False,
-                    timeout=HTTP_TIMEOUT,
-                )
-                for c in clicks
-            )
-        )
+        answers = double_click(base, cookie, "/mfa/setup", code, token)
         what = f"round {round_no}: {[(a.status_code, a.headers.get('Location')) for a in answers]}"
         assert all(a.status_code == 302 for a in answers), what
         assert [a.headers["Location"] for a in answers].count("/") == 1, what
