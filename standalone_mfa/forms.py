@@ -38,7 +38,3 @@ class MfaMethodForm(FlaskForm):
     mfa_method = SelectField(
         "Multi-Factor Authentication method", choices=dict(settings.MFA_METHODS)
     )
-
-
-class PostForm(FlaskForm):
-    """A form that is only a CSRF token (sign out)."""

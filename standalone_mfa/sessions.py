@@ -210,16 +210,3 @@ def transition(web_session: ServerSession):
 def end_sessions_of(user: User) -> int:
     """Delete every browser session of a user (admin reset, password change)."""
     return WebSession.delete().where(WebSession.user == user).execute()
-
-
-def prune_expired() -> int:
-    """Delete sessions past their idle or absolute lifetime."""
-    at = now()
-    config = current_app.config
-    idle_cutoff = at - dt.timedelta(seconds=config["SESSION_IDLE_TIMEOUT"])
-    absolute_cutoff = at - dt.timedelta(seconds=config["SESSION_ABSOLUTE_TIMEOUT"])
-    return (
-        WebSession.delete()
-        .where((WebSession.last_seen_at < idle_cutoff) | (WebSession.created_at < absolute_cutoff))
-        .execute()
-    )
