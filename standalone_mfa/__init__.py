@@ -48,9 +48,12 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
 
     app.session_interface = ServerSessionInterface()
     web.init_app(app)  # first: a database that is down answers 503 before any other check
+    # The guard runs before the CSRF check: a stale form posted from a session that
+    # has moved on (a double click racing the first click's rotation) is sent to its
+    # current step, not shown a 400. The guard changes nothing a forged POST could use.
+    app.before_request(state.guard)
     csrf.init_app(app)
     _init_login(app)
-    app.before_request(state.guard)
 
     from . import admin, api, auth, cli, mfa
 

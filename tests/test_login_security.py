@@ -1116,3 +1116,28 @@ def test_sc31_wrong_username_and_wrong_password_look_the_same(app, new_browser):
     assert set(by_username.headers.keys()) == set(by_password.headers.keys())
     assert bool(unknown.cookie()) == bool(known.cookie())
     assert not signed_in_as(known, "alice") and not signed_in_as(unknown, "mallory")
+
+
+@pytest.mark.parametrize("step", ["/mfa/verify", "/mfa/setup"])
+def test_sc06_second_click_after_the_first_rotated_is_sent_on_not_a_400(
+    totp_app, new_browser, clock, step
+):
+    """A double click: the second POST carries the cookie and CSRF token the first
+    click has just rotated away. It is redirected (no error page), and changes nothing."""
+    if step == "/mfa/verify":
+        secret = new_browser().enrol()
+        clock.advance(60)
+        browser = new_browser()
+        browser.login()
+    else:
+        browser = new_browser()
+        browser.login()
+        secret = browser.setup_secret()
+    stale_cookie, stale_token = browser.cookie(), browser.token
+    code = browser.code(secret)
+    assert location(browser.post(step, {"code": code})) == "/"
+    second = client_with_cookie(totp_app, stale_cookie)
+    response = second.post(step, data={"code": code, "csrf_token": stale_token})
+    assert response.status_code == 302
+    assert location(response) == "/login"
+    assert signed_in_as(browser, "alice")
