@@ -55,10 +55,11 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     csrf.init_app(app)
     _init_login(app)
 
-    from . import admin, api, auth, cli, mfa
+    from . import account, admin, api, auth, cli, mfa
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(mfa.bp)
+    app.register_blueprint(account.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # bearer tokens, no cookies: nothing for a forged request to ride on

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
-from . import login
+from . import devices, login
 from .forms import LoginForm
 
 bp = Blueprint("auth", __name__)
@@ -17,7 +17,11 @@ def login_page():
     form = LoginForm()
     if form.validate_on_submit():
         outcome = login.submit_password(
-            session, form.username.data, form.password.data, request.args.get("next")
+            session,
+            form.username.data,
+            form.password.data,
+            request.args.get("next"),
+            device_token=devices.cookie_token(),
         )
         if outcome.ok:
             return redirect(login.landing_url(session))

@@ -9,7 +9,18 @@ from urllib.parse import urlsplit
 
 from flask import url_for
 
-from . import audit, crypto, passwords, sessions, settings, state, throttle, totp
+from . import (
+    audit,
+    crypto,
+    devices,
+    passwords,
+    recovery,
+    sessions,
+    settings,
+    state,
+    throttle,
+    totp,
+)
 from .models import User
 from .sessions import ServerSession
 from .users import find_user, normalize_username
@@ -23,6 +34,10 @@ WRONG_CODE = (
     "That code is not right, or it was already used. "
     "Wait for the next code in your authenticator app and try again."
 )
+WRONG_RECOVERY_CODE = (
+    "That recovery code is not right, or it was already used. "
+    "Check it and try again, or use another one."
+)
 TOO_MANY = "Too many wrong codes. Please sign in again."
 LOCKED = (
     "Two-factor sign-in for this account is locked after too many wrong codes. "
@@ -30,7 +45,16 @@ LOCKED = (
 )
 
 
-SET_UP = "Your authenticator app is set up. You will need it each time you sign in."
+SET_UP = (
+    "Your authenticator app is set up. You will need it each time you sign in. "
+    "Save your recovery codes before you continue."
+)
+DRIFT_HINT = (
+    "This code was valid about {minutes} {unit} {direction}. "
+    "Your phone's clock may be wrong; turn on automatic time."
+)
+RECOVERY_USED = "Recovery code accepted. You have {count} recovery {noun} left."
+RECOVERY_LOW = " Generate new codes on your Account security page soon."
 SET_UP_ELSEWHERE = (
     "Your authenticator app was already set up in another window. "
     "Enter the code it shows for this account."
@@ -43,6 +67,9 @@ class StepOutcome:
 
     ok: bool
     message: str | None = None
+    # A browser to remember: the token for its cookie and for how many days.
+    device_token: str | None = None
+    device_days: int = 0
 
 
 def safe_next_path(target: str | None) -> str | None:
@@ -59,9 +86,10 @@ def safe_next_path(target: str | None) -> str | None:
 
 
 def submit_password(
-    web_session: ServerSession, username: str, password: str, next_url=None
+    web_session: ServerSession, username: str, password: str, next_url=None, device_token=None
 ) -> StepOutcome:
-    """Check the password; on success move the session past the password step."""
+    """Check the password; on success move the session past the password step (and
+    past the code too, on a device remembered after a code)."""
     name = normalize_username(username)
     attempt = throttle.begin_password_attempt(name)
     user = find_user(name)
@@ -74,11 +102,14 @@ def submit_password(
         return StepOutcome(False, WRONG_PASSWORD)
     throttle.password_success(name)
     audit.record("login", "ok", user=user)
+    method = settings.mfa_method()
+    credential = totp.credential_of(user)
     state.password_accepted(
         web_session,
         user,
-        mfa_method=settings.mfa_method(),
-        enrolled=totp.credential_of(user) is not None,
+        mfa_method=method,
+        enrolled=credential is not None,
+        remembered=method != "disabled" and devices.recognise(user, credential, device_token),
     )
     record = web_session.record
     record.next_url = safe_next_path(next_url)
@@ -104,21 +135,26 @@ def confirm_setup(web_session: ServerSession, raw_code: str | None) -> StepOutco
     code = totp.normalize_code(raw_code)
     step = totp.match_pending(secret, code) if code else None
     if step is None:
-        return _failed(web_session, user)
+        return _failed(web_session, user, totp.drift_of_pending(secret, code) if code else None)
     with sessions.transition(web_session):
         credential = totp.enrol(user, secret, step)
         if credential is not None:
             throttle.record_success(user)
             User.update(mfa_reset_at=None).where(User.id == user.id).execute()
             audit.record("totp_enrolled", "ok", user=user)
+            show_codes(web_session, recovery.replace_codes(user))
+            audit.record("recovery_codes_generated", "ok", user=user)
             state.fire(web_session, "code_confirmed")
     if credential is None:  # a set-up in another window won the race
         return _set_up_elsewhere(web_session)
     return StepOutcome(True, SET_UP)
 
 
-def verify_code(web_session: ServerSession, raw_code: str | None) -> StepOutcome:
-    """Check the code at a later login; a time step is accepted once only."""
+def verify_code(
+    web_session: ServerSession, raw_code: str | None, remember: bool = False
+) -> StepOutcome:
+    """Check the code at a later login; a time step is accepted once only. With
+    `remember` (and the administrator allowing it) the browser is remembered."""
     user = web_session.user
     credential = totp.credential_of(user)
     if credential is None:  # reset by an administrator while this login was pending
@@ -130,17 +166,65 @@ def verify_code(web_session: ServerSession, raw_code: str | None) -> StepOutcome
     code = totp.normalize_code(raw_code, credential.digits)
     step = totp.check_code(credential, code) if code else None
     if step is None:
-        return _failed(web_session, user)
+        return _failed(web_session, user, totp.drift_of(credential, code) if code else None)
+    days = settings.remember_days() if remember else 0
+    token = None
     with sessions.transition(web_session):
         consumed = step > credential.last_used_step and totp.consume_step(credential, step)
         if consumed:
             throttle.record_success(user)
             audit.record("totp", "ok", user=user)
+            if days:
+                token = devices.remember(user, credential, days)
             state.fire(web_session, "code_accepted")
     if not consumed:
         audit.record("totp_replay", "refused", user=user)
         return _failed(web_session, user)
-    return StepOutcome(True)
+    return StepOutcome(True, device_token=token, device_days=days)
+
+
+def use_recovery_code(web_session: ServerSession, raw_code: str | None) -> StepOutcome:
+    """A recovery code in place of the app's code: any unused one of the user's, once.
+    It counts against the same throttle as codes."""
+    user = web_session.user
+    if totp.credential_of(user) is None:  # reset while this login was pending
+        state.fire(web_session, "credential_removed")
+        return StepOutcome(False, state.EXPIRED_MESSAGE)
+    refused = _begin(user)
+    if refused:
+        return refused
+    if recovery.normalize(raw_code) is None:
+        return _failed(web_session, user, kind="recovery_code")
+    with sessions.transition(web_session):
+        spent = recovery.spend(user, raw_code)
+        if spent:
+            throttle.record_success(user)
+            left = recovery.remaining(user)
+            audit.record("recovery_code", "ok", user=user, detail=f"{left} left")
+            state.fire(web_session, "recovery_code_accepted")
+    if not spent:
+        return _failed(web_session, user, kind="recovery_code")
+    message = RECOVERY_USED.format(count=left, noun="code" if left == 1 else "codes")
+    if left <= recovery.LOW_WATER:
+        message += RECOVERY_LOW
+    return StepOutcome(True, message)
+
+
+def show_codes(web_session: ServerSession, codes: list[str]) -> None:
+    """Keep new recovery codes, encrypted, for the page that shows them once."""
+    web_session[state.SHOWN_CODES_KEY] = crypto.encrypt("\n".join(codes))
+
+
+def shown_codes(web_session: ServerSession) -> list[str]:
+    stored = web_session.get(state.SHOWN_CODES_KEY)
+    return crypto.decrypt(stored).split("\n") if stored else []
+
+
+def codes_saved(web_session: ServerSession) -> None:
+    """ "I have saved these codes": forget them, and finish the sign-in if pending."""
+    web_session.pop(state.SHOWN_CODES_KEY, None)
+    if web_session.state == state.RECOVERY_CODES:
+        state.fire(web_session, "codes_saved")
 
 
 def _set_up_elsewhere(web_session: ServerSession) -> StepOutcome:
@@ -171,15 +255,29 @@ def _begin(user) -> StepOutcome | None:
     )
 
 
-def _failed(web_session, user) -> StepOutcome:
-    audit.record("totp", "failed", user=user)
+def _failed(web_session, user, drift: int | None = None, kind: str = "totp") -> StepOutcome:
+    """A wrong code (or recovery code): audited, counted, and the pending login ends
+    once there were too many. `drift` is how many time steps away a code was right."""
+    audit.record(kind, "failed", user=user, detail="clock drift" if drift else None)
     failures = throttle.failures(user)
     if failures >= throttle.LOCK_AFTER:
         audit.record("totp_locked", "locked", user=user)
     if failures >= throttle.BACKOFF_AFTER:
         state.fire(web_session, "too_many_failures")
         return StepOutcome(False, LOCKED if failures >= throttle.LOCK_AFTER else TOO_MANY)
-    return StepOutcome(False, WRONG_CODE)
+    if kind == "recovery_code":
+        return StepOutcome(False, WRONG_RECOVERY_CODE)
+    return StepOutcome(False, drift_hint(drift) if drift else WRONG_CODE)
+
+
+def drift_hint(steps: int, period: int = totp.PERIOD) -> str:
+    """ "This code was valid about N minutes ago/from now…", for a phone clock that is off."""
+    minutes = max(1, round(abs(steps) * period / 60))
+    return DRIFT_HINT.format(
+        minutes=minutes,
+        unit="minute" if minutes == 1 else "minutes",
+        direction="ago" if steps < 0 else "from now",
+    )
 
 
 def landing_url(web_session: ServerSession) -> str:

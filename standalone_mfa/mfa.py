@@ -1,22 +1,34 @@
-"""The second-factor pages: first-time set-up and the code at each login."""
+"""The second-factor pages: first-time set-up, the recovery codes shown once after
+it, and at each later login the code (or a recovery code)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, render_template, session
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    session,
+    url_for,
+)
 
-from . import login, qr, totp
-from .forms import CodeForm
+from . import devices, login, qr, recovery, settings, state, totp
+from .forms import ButtonForm, CodeForm, RecoveryCodeForm, VerifyForm
 
 bp = Blueprint("mfa", __name__, url_prefix="/mfa")
 
 
-def _submit(form: CodeForm, service):
-    """Run a code service on the posted code (None when malformed: still an attempt),
-    then go where the session's state now says: on, the same step, or the password."""
-    outcome = service(session, form.code.data if form.validate() else None)
+def _after(outcome: login.StepOutcome):
+    """Show the outcome, then go where the session's state now says: on, the same
+    step, or the password."""
     if outcome.message:
         flash(outcome.message, "info" if outcome.ok else "error")
-    return redirect(login.landing_url(session))
+    response = redirect(login.landing_url(session))
+    if outcome.device_token:
+        devices.set_cookie(response, outcome.device_token, outcome.device_days)
+    return response
 
 
 @bp.route("/setup", methods=["GET", "POST"])
@@ -24,7 +36,8 @@ def setup():
     """Show a new secret as text and QR code; save it once the first code is right."""
     form = CodeForm()
     if form.is_submitted():
-        return _submit(form, login.confirm_setup)
+        # A malformed code is still an attempt: it reaches the service as None.
+        return _after(login.confirm_setup(session, form.code.data if form.validate() else None))
     secret = login.pending_secret(session)
     username = session.user.username
     uri = totp.provisioning_uri(secret, username)
@@ -46,7 +59,58 @@ def setup():
 @bp.route("/verify", methods=["GET", "POST"])
 def verify():
     """Ask for the current code from the user's authenticator app."""
-    form = CodeForm()
+    form = VerifyForm()
     if form.is_submitted():
-        return _submit(form, login.verify_code)
-    return render_template("mfa_verify.html", form=form)
+        valid = form.validate()
+        return _after(
+            login.verify_code(
+                session,
+                form.code.data if valid else None,
+                remember=valid and bool(form.remember_device.data),
+            )
+        )
+    return render_template("mfa_verify.html", form=form, remember_days=settings.remember_days())
+
+
+@bp.route("/recovery", methods=["GET", "POST"], endpoint="recovery")
+def recovery_page():
+    """Sign in with one of the recovery codes instead of the app's code."""
+    form = RecoveryCodeForm()
+    if form.is_submitted():
+        raw = form.recovery_code.data if form.validate() else None
+        outcome = login.use_recovery_code(session, raw)
+        if not outcome.ok and session.state == state.TOTP_VERIFY:
+            flash(outcome.message, "error")  # try again here, not on the code page
+            return redirect(url_for("mfa.recovery"))
+        return _after(outcome)
+    return render_template("mfa_recovery.html", form=form)
+
+
+@bp.route("/recovery-codes", methods=["GET", "POST"])
+def recovery_codes():
+    """Show new recovery codes once; "I have saved these codes" forgets them."""
+    form = ButtonForm()
+    codes = login.shown_codes(session)
+    if form.validate_on_submit():
+        finishing_sign_in = session.state == state.RECOVERY_CODES
+        login.codes_saved(session)
+        if finishing_sign_in:
+            return redirect(login.landing_url(session))
+        return redirect(url_for("account.security"))  # new codes made on that page
+    if not codes:  # already saved, or never made in this session
+        return redirect(url_for("account.security"))
+    return render_template("mfa_recovery_codes.html", form=form, codes=codes)
+
+
+@bp.route("/recovery-codes.txt")
+def recovery_codes_download():
+    """The codes being shown, as a text file to keep."""
+    codes = login.shown_codes(session)
+    if not codes:
+        return redirect(url_for("account.security"))
+    text = recovery.as_text(codes, session.user.username, current_app.config["MFA_ISSUER"])
+    return Response(
+        text,
+        mimetype="text/plain",
+        headers={"Content-Disposition": 'attachment; filename="recovery-codes.txt"'},
+    )

@@ -46,6 +46,37 @@ class TotpCredential(BaseModel):
     last_used_step = BigIntegerField()
 
 
+class RecoveryCode(BaseModel):
+    """One single-use recovery code of a user; only its SHA-256 is kept (80 random
+    bits: a slow hash adds nothing). `used_at` is set once, by a conditional UPDATE."""
+
+    user = ForeignKeyField(User, on_delete="CASCADE", backref="recovery_codes")
+    code_hash = CharField(max_length=64)
+    created_at = DateTimeField()
+    used_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("user", "code_hash"), True),)
+
+
+class RememberedDevice(BaseModel):
+    """A browser that skips the code (never the password) until `expires_at`.
+
+    The cookie holds a random token; here is its hash, bound to the credential it was
+    proven with and to a fingerprint of the password hash of that time, so a reset,
+    a new authenticator or a password change revokes it without a lookup elsewhere."""
+
+    user = ForeignKeyField(User, on_delete="CASCADE", backref="remembered_devices")
+    credential = ForeignKeyField(TotpCredential, on_delete="CASCADE")
+    token_hash = CharField(max_length=64, unique=True)
+    password_fingerprint = CharField(max_length=64)
+    created_at = DateTimeField()
+    expires_at = DateTimeField(index=True)
+    last_used_at = DateTimeField(null=True)
+    ip = CharField(max_length=64, null=True)
+    user_agent = CharField(max_length=255, null=True)
+
+
 class MfaThrottle(BaseModel):
     """Consecutive second-factor failures of one account, shared by all its logins."""
 
@@ -105,6 +136,8 @@ class AuditEvent(BaseModel):
 ALL_MODELS = [
     User,
     TotpCredential,
+    RecoveryCode,
+    RememberedDevice,
     MfaThrottle,
     PasswordThrottle,
     WebSession,

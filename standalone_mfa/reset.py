@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from . import audit, sessions, throttle, totp
+from . import audit, devices, recovery, sessions, throttle, totp
 from .clock import now
 from .db import write_transaction
 from .models import User
 
 
 def reset_totp(user, *, actor: str) -> bool:
-    """Delete the credential and its replay state, clear the throttle, end every
-    session of the user. Returns False (and changes nothing) if there was nothing to
-    reset."""
+    """Delete the credential and its replay state, the recovery codes and remembered
+    devices, clear the throttle, end every session of the user. Returns False (and
+    changes nothing) if there was nothing to reset."""
     with write_transaction():
         if totp.credential_of(user) is None and throttle.failures(user) == 0:
             return False
         totp.delete_credential(user)
+        recovery.delete_codes(user)
+        devices.forget_all(user, actor=actor, reason="reset")
         throttle.clear(user)
         ended = sessions.end_sessions_of(user)
         User.update(mfa_reset_at=now()).where(User.id == user.id).execute()

@@ -19,8 +19,9 @@ from .sessions import ANONYMOUS, ServerSession
 PASSWORD_OK = "password_ok"
 TOTP_SETUP = "totp_setup"
 TOTP_VERIFY = "totp_verify"
+RECOVERY_CODES = "recovery_codes"  # set-up done: the new recovery codes are shown once
 AUTHENTICATED = "authenticated"
-STATES = (ANONYMOUS, PASSWORD_OK, TOTP_SETUP, TOTP_VERIFY, AUTHENTICATED)
+STATES = (ANONYMOUS, PASSWORD_OK, TOTP_SETUP, TOTP_VERIFY, RECOVERY_CODES, AUTHENTICATED)
 
 # (from state, event, to state): the whole machine. README's mermaid diagram matches
 # this table line for line (a test compares them).
@@ -29,24 +30,44 @@ TRANSITIONS = (
     (PASSWORD_OK, "mfa_disabled", AUTHENTICATED),
     (PASSWORD_OK, "mfa_not_set_up", TOTP_SETUP),
     (PASSWORD_OK, "mfa_set_up", TOTP_VERIFY),
-    (TOTP_SETUP, "code_confirmed", AUTHENTICATED),
+    (PASSWORD_OK, "device_remembered", AUTHENTICATED),
+    (TOTP_SETUP, "code_confirmed", RECOVERY_CODES),
+    (RECOVERY_CODES, "codes_saved", AUTHENTICATED),
     (TOTP_VERIFY, "code_accepted", AUTHENTICATED),
+    (TOTP_VERIFY, "recovery_code_accepted", AUTHENTICATED),
     (TOTP_SETUP, "expired", ANONYMOUS),
     (TOTP_VERIFY, "expired", ANONYMOUS),
+    (RECOVERY_CODES, "expired", ANONYMOUS),
     (TOTP_SETUP, "too_many_failures", ANONYMOUS),
     (TOTP_VERIFY, "too_many_failures", ANONYMOUS),
     (TOTP_SETUP, "set_up_elsewhere", TOTP_VERIFY),
     (TOTP_VERIFY, "credential_removed", ANONYMOUS),
     (TOTP_SETUP, "signed_out", ANONYMOUS),
     (TOTP_VERIFY, "signed_out", ANONYMOUS),
+    (RECOVERY_CODES, "signed_out", ANONYMOUS),
     (AUTHENTICATED, "signed_out", ANONYMOUS),
     (AUTHENTICATED, "mfa_required", ANONYMOUS),
 )
 _NEXT_STATE = {(source, event): target for source, event, target in TRANSITIONS}
 
-PENDING_STATES = (TOTP_SETUP, TOTP_VERIFY)
+# The events that prove the second factor: a code, a recovery code, or a device that
+# was itself remembered after a code. The session notes when (see needs_second_factor).
+SECOND_FACTOR_EVENTS = {
+    "code_confirmed",
+    "code_accepted",
+    "recovery_code_accepted",
+    "device_remembered",
+}
+
+PENDING_STATES = (TOTP_SETUP, TOTP_VERIFY, RECOVERY_CODES)
 # How long a pending state lives, from when it was entered; reloading never extends it.
-PENDING_TIMEOUT_CONFIG = {TOTP_SETUP: "MFA_SETUP_TIMEOUT", TOTP_VERIFY: "MFA_VERIFY_TIMEOUT"}
+PENDING_TIMEOUT_CONFIG = {
+    TOTP_SETUP: "MFA_SETUP_TIMEOUT",
+    TOTP_VERIFY: "MFA_VERIFY_TIMEOUT",
+    RECOVERY_CODES: "MFA_SETUP_TIMEOUT",
+}
+# Where the recovery codes wait, encrypted, between set-up and "I have saved these".
+SHOWN_CODES_KEY = "recovery_codes"
 
 # Which states each endpoint answers in; any endpoint not named answers only when
 # authenticated. The API blueprint authenticates with bearer tokens, never a session.
@@ -54,6 +75,9 @@ ENDPOINT_STATES = {
     "auth.login": {ANONYMOUS},
     "mfa.setup": {TOTP_SETUP},
     "mfa.verify": {TOTP_VERIFY},
+    "mfa.recovery": {TOTP_VERIFY},
+    "mfa.recovery_codes": {RECOVERY_CODES, AUTHENTICATED},
+    "mfa.recovery_codes_download": {RECOVERY_CODES, AUTHENTICATED},
     "auth.logout": set(STATES),
     "static": set(STATES),
 }
@@ -63,6 +87,7 @@ STATE_HOME = {
     ANONYMOUS: "auth.login",
     TOTP_SETUP: "mfa.setup",
     TOTP_VERIFY: "mfa.verify",
+    RECOVERY_CODES: "mfa.recovery_codes",
     AUTHENTICATED: "auth.home",
 }
 
@@ -92,19 +117,24 @@ def fire(web_session: ServerSession, event: str) -> str:
         record.user = None
         record.next_url = None
         record.second_factor_at = None
-    elif target == AUTHENTICATED and source in PENDING_STATES:
+        web_session.pop(SHOWN_CODES_KEY, None)
+    elif event in SECOND_FACTOR_EVENTS:
         record.second_factor_at = record.state_since
     web_session.rotate()
     return target
 
 
-def password_accepted(web_session: ServerSession, user, *, mfa_method: str, enrolled: bool):
+def password_accepted(
+    web_session: ServerSession, user, *, mfa_method: str, enrolled: bool, remembered: bool
+):
     """The password was right: bind the user, then take the branch the policy asks for."""
     fire(web_session, "password_accepted")
     web_session.record.user = user
     if mfa_method == "disabled":
         return fire(web_session, "mfa_disabled")
-    return fire(web_session, "mfa_set_up" if enrolled else "mfa_not_set_up")
+    if not enrolled:
+        return fire(web_session, "mfa_not_set_up")
+    return fire(web_session, "device_remembered" if remembered else "mfa_set_up")
 
 
 def pending_expired(web_session: ServerSession) -> bool:

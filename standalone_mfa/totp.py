@@ -103,6 +103,48 @@ def match_pending(secret: str, code: str) -> int | None:
     return match_step(secret, code, for_time=clock().timestamp(), window=window())
 
 
+DRIFT_REACH = 10  # steps either side searched for the clock-drift hint (5 minutes)
+
+
+def drift_steps(
+    secret: str,
+    code: str,
+    *,
+    for_time: float,
+    window: int,
+    digits: int = DIGITS,
+    period: int = PERIOD,
+    algorithm: str = ALGORITHM,
+) -> int | None:
+    """How many steps from now a code that failed would have been right (negative: in
+    the past), looking only outside the accepted window and within DRIFT_REACH. The
+    code is still rejected; this only explains why to someone whose clock is off."""
+    otp = pyotp.TOTP(secret, digits=digits, interval=period, digest=_DIGESTS[algorithm])
+    current = otp.timecode(for_time)
+    for distance in range(window + 1, DRIFT_REACH + 1):
+        for offset in (-distance, distance):
+            step = current + offset
+            if step >= 0 and hmac.compare_digest(otp.generate_otp(step), code):
+                return offset
+    return None
+
+
+def drift_of(credential: TotpCredential, code: str) -> int | None:
+    return drift_steps(
+        crypto.decrypt(credential.secret_encrypted),
+        code,
+        for_time=clock().timestamp(),
+        window=window(),
+        digits=credential.digits,
+        period=credential.period,
+        algorithm=credential.algorithm,
+    )
+
+
+def drift_of_pending(secret: str, code: str) -> int | None:
+    return drift_steps(secret, code, for_time=clock().timestamp(), window=window())
+
+
 def consume_step(credential: TotpCredential, step: int) -> bool:
     """Use a step once: the row count of this one UPDATE decides, across processes."""
     updated = (
@@ -134,6 +176,16 @@ def enrol(user, secret: str, step: int) -> TotpCredential | None:
             )
     except IntegrityError:
         return None
+
+
+def replace_credential(user, secret: str, step: int) -> TotpCredential:
+    """A new authenticator in place of the old one (devices remembered with the old
+    one go with it, by cascade). Call inside a transaction."""
+    delete_credential(user)
+    credential = enrol(user, secret, step)
+    if credential is None:
+        raise RuntimeError("a credential appeared during replacement")
+    return credential
 
 
 def delete_credential(user) -> int:

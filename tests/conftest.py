@@ -89,6 +89,9 @@ def csrf_from(page: str) -> str:
     return match.group(1) or match.group(2)
 
 
+RECOVERY_CODE_RE = re.compile(r"<code>([a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4})</code>")
+
+
 class Browser:
     """One person's browser (one cookie jar) using the app through the test client."""
 
@@ -132,12 +135,32 @@ class Browser:
         return pyotp.TOTP(secret).at(self.clock.timestamp() + 30 * steps)
 
     def enrol(self, username="alice"):
-        """Sign in for the first time with TOTP on and set up; returns the secret."""
+        """Sign in for the first time with TOTP on, set up and save the recovery codes
+        (kept in `self.recovery_codes`); returns the secret."""
         self.login(username)
         secret = self.setup_secret()
         response = self.post("/mfa/setup", {"code": self.code(secret)})
         assert response.status_code == 302, response.get_data(as_text=True)
+        assert response.headers["Location"] == "/mfa/recovery-codes"
+        self.save_recovery_codes()
         return secret
+
+    def submit_code(self, path, data):
+        """Post a code form (a code, or the form's fields) as a person would: after a
+        set-up, read and save the recovery codes too. The last response."""
+        if isinstance(data, str):
+            data = {"code": data}
+        response = self.post(path, data)
+        if response.headers.get("Location") == "/mfa/recovery-codes":
+            return self.save_recovery_codes()
+        return response
+
+    def save_recovery_codes(self):
+        """Read the recovery codes shown after set-up, then "I have saved these codes"."""
+        page = self.page("/mfa/recovery-codes")
+        self.recovery_codes = RECOVERY_CODE_RE.findall(page)
+        assert len(self.recovery_codes) == 10, page
+        return self.post("/mfa/recovery-codes")
 
     def logout(self):
         self.get("/")

@@ -166,7 +166,7 @@ def test_admin_saves_totp_with_confirmation_and_audit(app, clock):
     assert "Please sign in again" in page
     admin.login("root", PASSWORD, next="/admin/mfa")
     secret = admin.setup_secret()
-    response = admin.post("/mfa/setup", {"code": admin.code(secret)})
+    response = admin.submit_code("/mfa/setup", {"code": admin.code(secret)})
     assert response.headers["Location"] == "/admin/mfa"
     page = admin.page("/admin/mfa")
     assert [value for value, _, selected in select_options(page) if selected] == ["totp"]
@@ -452,7 +452,7 @@ def test_sc26_after_reset_next_login_sets_up_new_secret(totp_app, clock, new_bro
     response = again.post("/mfa/setup", {"code": again.code(old_secret)})
     assert response.headers["Location"] == "/mfa/setup"
     assert credential(totp_app, "alice") is None
-    response = again.post("/mfa/setup", {"code": again.code(new_secret)})
+    response = again.submit_code("/mfa/setup", {"code": again.code(new_secret)})
     assert response.headers["Location"] == "/"
     assert "signed in as" in again.page("/")
     assert credential(totp_app, "alice") is not None
@@ -759,7 +759,7 @@ def test_cli_rotate_keys_reencrypts_pending_setup_secrets(tmp_path, clock):
         response = browser.get("/mfa/setup")
         assert response.status_code == 200
         assert browser.setup_secret() == secret
-        response = browser.post("/mfa/setup", {"code": browser.code(secret)})
+        response = browser.submit_code("/mfa/setup", {"code": browser.code(secret)})
         assert response.headers["Location"] == "/"
     finally:
         close_db()

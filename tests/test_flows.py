@@ -21,7 +21,7 @@ def test_first_login_with_totp_sets_up_then_home(totp_app, browser):
     assert "Set up Multi-Factor Authentication" in page
     assert 'id="totp-qr"' in page and "<svg" in page
     secret = browser.setup_secret()
-    response = browser.post("/mfa/setup", {"code": browser.code(secret)})
+    response = browser.submit_code("/mfa/setup", {"code": browser.code(secret)})
     assert response.headers["Location"] == "/"
     assert "You are signed in as" in browser.page("/")
     with totp_app.app_context():

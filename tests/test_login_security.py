@@ -208,6 +208,14 @@ def test_sc09_every_rule_redirects_to_current_step_while_pending(
             assert "That code is not right" in browser.page(step), what
             answered.add(url)
             continue
+        if url == "/mfa/recovery" and pending_state == "totp_verify":
+            # The other way through the code step: a recovery code (a wrong one here).
+            if method == "GET":
+                assert 'name="recovery_code"' in response.get_data(as_text=True), what
+            else:
+                assert location(response) == url, what
+            answered.add(url)
+            continue
         if url.startswith(totp_app.static_url_path + "/"):
             assert response.status_code == 200, what
             answered.add(url)
@@ -220,7 +228,8 @@ def test_sc09_every_rule_redirects_to_current_step_while_pending(
         assert response.status_code == 302, what
         assert location(response) == step, what
 
-    assert answered == {step, "/logout", "/static/style.css"}
+    also = {"/mfa/recovery"} if pending_state == "totp_verify" else set()
+    assert answered == {step, "/logout", "/static/style.css"} | also
     # Nothing the sweep sent changed anything: no credential, no new method, not bob.
     assert credential_secret(totp_app, "alice") == credential_before
     assert credential_secret(totp_app, "bob") is None
@@ -278,7 +287,7 @@ def test_sc10_forged_user_fields_on_setup_enrol_the_pending_user_only(totp_app, 
     assert "bob" not in page
 
     data = {"code": alice.code(secret), "username": "bob", "user_id": str(bob_id)}
-    response = alice.post("/mfa/setup" + query, data)
+    response = alice.submit_code("/mfa/setup" + query, data)
     assert location(response) == "/"
     assert signed_in_as(alice, "alice")
     assert credential_secret(totp_app, "alice") == secret
@@ -356,8 +365,8 @@ def test_sc10_interleaved_setups_never_cross(totp_app, new_browser):
     assert location(bob.post("/mfa/setup", {"code": bob.code(alice_secret)})) == "/mfa/setup"
     assert credential_count(totp_app) == 0
 
-    assert location(bob.post("/mfa/setup", {"code": bob.code(bob_secret)})) == "/"
-    assert location(alice.post("/mfa/setup", {"code": alice.code(alice_secret)})) == "/"
+    assert location(bob.submit_code("/mfa/setup", {"code": bob.code(bob_secret)})) == "/"
+    assert location(alice.submit_code("/mfa/setup", alice.code(alice_secret))) == "/"
     assert credential_secret(totp_app, "alice") == alice_secret
     assert credential_secret(totp_app, "bob") == bob_secret
     assert signed_in_as(alice, "alice") and signed_in_as(bob, "bob")
@@ -397,7 +406,7 @@ def test_sc14_cookie_changes_after_password_and_after_setup_code(totp_app, brows
     pending = browser.cookie()
     secret = browser.setup_secret()
     assert browser.cookie() == pending  # reloading does not rotate
-    assert location(browser.post("/mfa/setup", {"code": browser.code(secret)})) == "/"
+    assert location(browser.submit_code("/mfa/setup", browser.code(secret))) == "/"
     after = browser.cookie()
     assert len({before, pending, after}) == 3
     assert not signed_in_as(client_with_cookie(totp_app, pending), "alice")
@@ -490,7 +499,7 @@ def test_sc15_cookie_is_opaque_random_and_carries_nothing(totp_app, new_browser,
     browser.login()
     secret = browser.setup_secret()
     code = browser.code(secret)
-    browser.post("/mfa/setup", {"code": code})
+    browser.submit_code("/mfa/setup", {"code": code})
     assert signed_in_as(browser, "alice")
 
     set_cookies = [
@@ -646,7 +655,7 @@ def test_sc20_forged_secret_field_does_not_enrol(totp_app, browser, clock):
 
     # The server's secret works, and it is what gets stored.
     data = {"code": browser.code(server_secret), **forged}
-    assert location(browser.post("/mfa/setup", data)) == "/"
+    assert location(browser.submit_code("/mfa/setup", data)) == "/"
     assert credential_secret(totp_app, "alice") == server_secret
 
 
@@ -662,7 +671,7 @@ def test_sc20_reload_shows_same_secret_and_wrong_code_does_not_activate(totp_app
         assert credential_count(totp_app) == 0
         assert browser.setup_secret() == secret
     assert not signed_in_as(browser, "alice")
-    assert location(browser.post("/mfa/setup", {"code": browser.code(secret)})) == "/"
+    assert location(browser.submit_code("/mfa/setup", browser.code(secret))) == "/"
     assert credential_secret(totp_app, "alice") == secret
 
 
@@ -693,7 +702,7 @@ def test_sc20_second_parallel_setup_cannot_replace_the_first(totp_app, new_brows
     first, first_secret = pending_setup(new_browser)
     second, second_secret = pending_setup(new_browser)
     assert first_secret != second_secret  # each pending set-up has its own secret
-    assert location(first.post("/mfa/setup", {"code": first.code(first_secret)})) == "/"
+    assert location(first.submit_code("/mfa/setup", first.code(first_secret))) == "/"
     response = second.post("/mfa/setup", {"code": second.code(second_secret)})
     assert location(response) != "/"
     assert not signed_in_as(second, "alice")
@@ -759,7 +768,7 @@ def test_sc22_secret_never_in_headers_cookies_urls_logs_or_audit(totp_app, clock
     browser.post("/mfa/setup", {"code": wrong})
     browser.get("/mfa/setup")
     setup_code = browser.code(secret)
-    assert location(browser.post("/mfa/setup", {"code": setup_code})) == "/"
+    assert location(browser.submit_code("/mfa/setup", setup_code)) == "/"
     browser.get("/")
     browser.logout()
     clock.advance(60)
@@ -863,7 +872,7 @@ def test_sc28_setup_without_valid_csrf_changes_nothing(totp_app, new_browser):
         assert throttle_failures(totp_app, "alice") == 0
         assert location(browser.get("/")) == "/mfa/setup"
         assert browser.setup_secret() == secret
-    assert location(browser.post("/mfa/setup", {"code": browser.code(secret)})) == "/"
+    assert location(browser.submit_code("/mfa/setup", browser.code(secret))) == "/"
 
 
 def test_sc28_verify_without_valid_csrf_changes_nothing(totp_app, new_browser, clock):
@@ -945,7 +954,7 @@ def test_sc29_external_next_lands_home_after_setup(totp_app, new_browser):
         response = browser.login(username, next=quote(evil, safe=""))
         assert location(response) == "/mfa/setup", evil
         secret = browser.setup_secret()
-        response = browser.post("/mfa/setup", {"code": browser.code(secret)})
+        response = browser.submit_code("/mfa/setup", {"code": browser.code(secret)})
         assert_local(location(response))
         assert location(response) == "/", evil
         assert signed_in_as(browser, username)
@@ -978,7 +987,7 @@ def test_sc29_triple_slash_next_is_not_kept(totp_app, browser):
         kept = [s.next_url for s in WebSession.select() if s.next_url]
     assert kept == []
     secret = browser.setup_secret()
-    response = browser.post("/mfa/setup", {"code": browser.code(secret)})
+    response = browser.submit_code("/mfa/setup", {"code": browser.code(secret)})
     assert_local(location(response))
     assert location(response) == "/"
 
@@ -993,7 +1002,7 @@ def test_sc29_safe_next_survives_the_mfa_steps(totp_app, new_browser, clock):
     response = browser.post(to_login, {"username": "root", "password": PASSWORD})
     assert location(response) == "/mfa/setup"
     secret = browser.setup_secret()
-    response = browser.post("/mfa/setup", {"code": browser.code(secret)})
+    response = browser.submit_code("/mfa/setup", browser.code(secret))
     assert location(response) == "/admin/mfa"
     page = browser.page("/admin/mfa")
     assert 'name="mfa_method"' in page
@@ -1056,11 +1065,15 @@ def pages_in_every_state(totp_app, new_browser, clock):
     setup, secret = pending_setup(new_browser)
     seen += [setup.get("/mfa/setup"), setup.get("/admin/")]
     setup.post("/mfa/setup", {"code": setup.code(secret)})
+    seen += [setup.get("/mfa/recovery-codes"), setup.get("/mfa/recovery-codes.txt")]
+    setup.post("/mfa/recovery-codes")
     seen += [setup.get("/"), setup.get("/logout"), setup.get("/mfa/setup")]
+    seen += [setup.get("/account/security"), setup.get("/account/password")]
     clock.advance(60)
     verify = new_browser()
     verify.login()
     seen += [verify.get("/mfa/verify"), verify.get("/api/v1/users/alice/totp")]
+    seen.append(verify.get("/mfa/recovery"))
     root = new_browser()
     root_secret = root.enrol("root")
     assert root_secret
@@ -1135,7 +1148,7 @@ def test_sc06_second_click_after_the_first_rotated_is_sent_on_not_a_400(
         secret = browser.setup_secret()
     stale_cookie, stale_token = browser.cookie(), browser.token
     code = browser.code(secret)
-    assert location(browser.post(step, {"code": code})) == "/"
+    assert location(browser.submit_code(step, code)) == "/"
     second = client_with_cookie(totp_app, stale_cookie)
     response = second.post(step, data={"code": code, "csrf_token": stale_token})
     assert response.status_code == 302

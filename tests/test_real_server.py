@@ -310,6 +310,10 @@ def test_setup_qr_decodes_and_oathtool_code_completes_setup(live_app, server_url
     assert re.fullmatch(r"\d{6}", code), code
 
     response = visitor.post("/mfa/setup", {"code": code})
+    assert (response.status_code, response.headers.get("Location")) == (302, "/mfa/recovery-codes")
+    codes_page = visitor.get("/mfa/recovery-codes")
+    assert codes_page.text.count("<li><code>") == 10
+    response = visitor.post("/mfa/recovery-codes", {})
     assert (response.status_code, response.headers.get("Location")) == (302, "/")
     home = visitor.get("/")
     assert home.status_code == 200

@@ -363,7 +363,8 @@ def test_sc20_double_submit_of_setup_form_enrols_once(tmp_path, clock, serve):
         answers = double_click(base, cookie, "/mfa/setup", code, token)
         what = f"round {round_no}: {[(a.status_code, a.headers.get('Location')) for a in answers]}"
         assert all(a.status_code == 302 for a in answers), what
-        assert [a.headers["Location"] for a in answers].count("/") == 1, what
+        # One click set up the app and shows the recovery codes; the other is sent on.
+        assert [a.headers["Location"] for a in answers].count("/mfa/recovery-codes") == 1, what
         with app.app_context():
             credentials = list(
                 TotpCredential.select().where(TotpCredential.user == find_user(username))
@@ -371,7 +372,11 @@ def test_sc20_double_submit_of_setup_form_enrols_once(tmp_path, clock, serve):
             assert len(credentials) == 1, what
             assert crypto.decrypt(credentials[0].secret_encrypted) == secret, what
         new_cookies = [c for c in map(set_cookie_value, answers) if c]
-        assert len(new_cookies) == 1 and http_signed_in_as(base, new_cookies[0], username), what
+        assert len(new_cookies) == 1, what
+        codes_page = http(base, new_cookies[0]).get(
+            base + "/mfa/recovery-codes", allow_redirects=False, timeout=HTTP_TIMEOUT
+        )
+        assert codes_page.status_code == 200 and "I have saved these codes" in codes_page.text
     with app.app_context():
         db.close()
 
@@ -380,6 +385,10 @@ def test_sc20_double_submit_of_setup_form_enrols_once(tmp_path, clock, serve):
 
 PLACEHOLDERS = {"username": "alice", "filename": "style.css"}
 ARGUMENT = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+
+
+def endpoint_of(app, url: str) -> str:
+    return app.url_map.bind("localhost").match(url, method="GET")[0]
 
 
 def every_url(app) -> list[str]:
@@ -414,6 +423,7 @@ def test_sc09_head_and_options_never_pass_the_guard_or_change_state(
     sessions_before = bound_sessions(totp_app)
     urls = every_url(totp_app)
     assert {"/", "/admin/", "/admin/mfa", "/logout", "/mfa/setup", "/mfa/verify"} <= set(urls)
+    post_only = {rule.rule for rule in totp_app.url_map.iter_rules() if "GET" not in rule.methods}
     for url in urls:
         for method in ("HEAD", "OPTIONS"):
             response = browser.client.open(url, method=method)
@@ -425,15 +435,25 @@ def test_sc09_head_and_options_never_pass_the_guard_or_change_state(
             if url.startswith("/static/"):
                 assert response.status_code == 200, what
                 continue
-            if url == "/logout":
-                # Only POST signs out; OPTIONS is answered by Flask, HEAD is refused.
-                assert response.status_code in (200, 405), what
+            if url in post_only:
+                # Only POST acts; HEAD is refused by routing, before any state is read.
+                # OPTIONS is answered by Flask (or, where the state forbids it, redirected).
+                assert response.status_code in (200, 302, 405), what
+                if response.status_code == 302:
+                    assert location(response).split("?")[0] == home, what
                 continue
             if start == "authenticated" and url.startswith("/admin/"):
                 assert response.status_code == 403, what  # bob is no administrator
                 continue
             if url == home:
                 assert response.status_code == 200, what
+            elif state.allowed(start, endpoint_of(totp_app, url)):
+                # Another page of this state (say, the account page): it answers, or
+                # sends on to a page of the same state when it has nothing to show.
+                assert response.status_code in (200, 302), what
+                if response.status_code == 302:
+                    target = location(response).split("?")[0]
+                    assert state.allowed(start, endpoint_of(totp_app, target)), what
             else:
                 assert response.status_code == 302, what
                 assert location(response).split("?")[0] == home, what
@@ -663,7 +683,7 @@ def test_setup_database_error_after_credential_saved_leaves_nothing_half_done(
     # The database is back: the user tries again with the next code and is signed in.
     clock.advance(totp.PERIOD)
     browser.get("/mfa/setup")
-    response = browser.post("/mfa/setup", {"code": browser.code(secret)})
+    response = browser.submit_code("/mfa/setup", {"code": browser.code(secret)})
     assert location(response) == "/"
     assert signed_in_as(browser.client, "alice")
     assert failures(totp_app, "alice") == 0
@@ -725,7 +745,7 @@ def test_sc27_method_disabled_while_user_pending_then_submit(totp_app, new_brows
         settings.set_mfa_method("disabled", actor="root")
     response = browser.post(path, {"code": wrong_code(secret, clock)})
     assert response.status_code == 302 and location(response) == path
-    response = browser.post(path, {"code": browser.code(secret)})
+    response = browser.submit_code(path, {"code": browser.code(secret)})
     assert response.status_code == 302 and location(response) == "/"
     assert signed_in_as(browser.client, "alice")
     # The credential is kept (SC-27: existing credentials are not dropped).
@@ -740,7 +760,7 @@ def test_sc09_setup_post_after_setup_finished_in_this_browser_is_sent_home(
     browser.login()
     secret = browser.setup_secret()
     token = browser.token  # a second tab still shows the set-up form
-    assert location(browser.post("/mfa/setup", {"code": browser.code(secret)})) == "/"
+    assert location(browser.submit_code("/mfa/setup", browser.code(secret))) == "/"
     clock.advance(totp.PERIOD)
     response = browser.client.post(
         "/mfa/setup", data={"code": browser.code(secret), "csrf_token": token}
@@ -753,7 +773,7 @@ def test_sc09_setup_post_after_setup_finished_in_this_browser_is_sent_home(
 def test_sc20_setup_finished_elsewhere_is_not_a_wrong_code(totp_app, new_browser, clock):
     first, first_secret = pending_setup(new_browser)
     second, second_secret = pending_setup(new_browser)
-    assert location(first.post("/mfa/setup", {"code": first.code(first_secret)})) == "/"
+    assert location(first.submit_code("/mfa/setup", first.code(first_secret))) == "/"
     clock.advance(totp.PERIOD)
     response = second.post("/mfa/setup", {"code": second.code(second_secret)})
     assert location(response) != "/mfa/setup"

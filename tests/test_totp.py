@@ -186,7 +186,7 @@ def test_sc05_enrolment_code_cannot_log_in(totp_app, browser, new_browser, clock
     browser.login()
     secret = browser.setup_secret()
     code = browser.code(secret)
-    assert browser.post("/mfa/setup", {"code": code}).headers["Location"] == "/"
+    assert browser.submit_code("/mfa/setup", code).headers["Location"] == "/"
     other = new_browser()
     other.login()
     assert other.post("/mfa/verify", {"code": code}).headers["Location"] == "/mfa/verify"

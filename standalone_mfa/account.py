@@ -1,0 +1,146 @@
+"""The Account security page and the changes users make to their own sign-in."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, flash, redirect, render_template, session, url_for
+from flask_login import current_user
+
+from . import account_security as security
+from . import qr, recovery, settings, totp
+from .forms import ButtonForm, ChangePasswordForm, CodeForm, ConfirmIdentityForm
+
+bp = Blueprint("account", __name__, url_prefix="/account")
+
+CHECK_FORM = "Check the form and try again."
+
+
+def _first_error(form) -> str:
+    for errors in form.errors.values():
+        if errors and isinstance(errors[0], str) and not errors[0].startswith("The CSRF"):
+            return errors[0]
+    return CHECK_FORM
+
+
+@bp.route("/security", endpoint="security")
+def security_page():
+    """MFA status, recovery codes, remembered devices, sessions and recent sign-ins."""
+    return render_template(
+        "account/security.html",
+        overview=security.overview(current_user),
+        current_session_id=session.record.id,
+        remember_days=settings.remember_days(),
+        low_water=recovery.LOW_WATER,
+        form=ButtonForm(),
+    )
+
+
+@bp.route("/recovery-codes", methods=["GET", "POST"])
+def regenerate_codes():
+    """New recovery codes, after the password and a current code."""
+    form = ConfirmIdentityForm()
+    if form.validate_on_submit():
+        problem = security.confirm_identity(current_user, form.password.data, form.code.data)
+        if problem is None:
+            security.regenerate_recovery_codes(session, current_user)
+            flash("New recovery codes were made. The old ones no longer work.", "info")
+            return redirect(url_for("mfa.recovery_codes"))
+        flash(problem, "error")
+    elif form.is_submitted():
+        flash(_first_error(form), "error")
+    return render_template("account/confirm_identity.html", form=form, purpose="codes")
+
+
+@bp.route("/authenticator", methods=["GET", "POST"])
+def new_authenticator():
+    """Step 1 of moving to a new authenticator app: prove it is you."""
+    form = ConfirmIdentityForm()
+    if form.validate_on_submit():
+        problem = security.confirm_identity(
+            current_user,
+            form.password.data,
+            form.code.data,
+            form.recovery_code.data,
+            allow_recovery=True,
+        )
+        if problem is None:
+            security.start_new_authenticator(session)
+            return redirect(url_for("account.new_authenticator_setup"))
+        flash(problem, "error")
+    elif form.is_submitted():
+        flash(_first_error(form), "error")
+    return render_template("account/confirm_identity.html", form=form, purpose="authenticator")
+
+
+@bp.route("/authenticator/new", methods=["GET", "POST"])
+def new_authenticator_setup():
+    """Step 2: add the new secret to the new app and confirm its first code."""
+    secret = security.new_authenticator_secret(session)
+    if secret is None:
+        flash("Start by confirming your password and a current code.", "error")
+        return redirect(url_for("account.new_authenticator"))
+    form = CodeForm()
+    if form.is_submitted():
+        problem = security.confirm_new_authenticator(
+            session, current_user, form.code.data if form.validate() else None
+        )
+        if problem is None:
+            flash(
+                "Your new authenticator app is set up; the old one no longer works. "
+                "Other sessions and remembered devices were signed out.",
+                "info",
+            )
+            return redirect(url_for("account.security"))
+        flash(problem, "error")
+        return redirect(url_for("account.new_authenticator_setup"))
+    username = current_user.username
+    return render_template(
+        "account/new_authenticator.html",
+        form=form,
+        secret=totp.grouped(secret),
+        qr_svg=qr.qr_svg(
+            totp.provisioning_uri(secret, username),
+            label=f"QR code to add {username} to your new authenticator app. "
+            "If you cannot scan it, type the secret key shown beside it.",
+        ),
+        issuer=current_app.config["MFA_ISSUER"],
+        username=username,
+    )
+
+
+@bp.route("/password", methods=["GET", "POST"])
+def change_password():
+    """Change the password (the current one first); other sessions end."""
+    form = ChangePasswordForm()
+    if form.validate_on_submit():
+        problem = security.confirm_password(current_user, form.current_password.data)
+        if problem is None:
+            ended = security.change_password(session, current_user, form.new_password.data)
+            flash(
+                "Your password was changed. "
+                f"{ended} other {'session was' if ended == 1 else 'sessions were'} signed out "
+                "and remembered devices were forgotten.",
+                "info",
+            )
+            return redirect(url_for("account.security"))
+        flash(problem, "error")
+    elif form.is_submitted():
+        flash(_first_error(form), "error")
+    return render_template("account/password.html", form=form)
+
+
+@bp.route("/sessions/end-others", methods=["POST"])
+def end_other_sessions():
+    """Sign out every other session of this account."""
+    if ButtonForm().validate_on_submit():
+        ended = security.sign_out_other_sessions(session, current_user)
+        flash(f"Signed out {ended} other {'session' if ended == 1 else 'sessions'}.", "info")
+    return redirect(url_for("account.security"))
+
+
+@bp.route("/devices/forget", methods=["POST"])
+def forget_devices():
+    """Forget every remembered device: each will be asked for a code again."""
+    if ButtonForm().validate_on_submit():
+        count = security.forget_devices(current_user)
+        flash(f"Forgot {count} remembered {'device' if count == 1 else 'devices'}.", "info")
+    return redirect(url_for("account.security"))
