@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, render_template, session, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user
 
 from . import account_security as security
@@ -10,6 +19,22 @@ from . import qr, recovery, settings, totp
 from .forms import ButtonForm, ChangePasswordForm, CodeForm, ConfirmIdentityForm
 
 bp = Blueprint("account", __name__, url_prefix="/account")
+
+# Pages that change the authenticator or its recovery codes: only for a user who has one.
+NEEDS_AUTHENTICATOR = {
+    "account.regenerate_codes",
+    "account.new_authenticator",
+    "account.new_authenticator_setup",
+}
+
+
+@bp.before_request
+def require_authenticator():
+    if request.endpoint in NEEDS_AUTHENTICATOR and totp.credential_of(current_user) is None:
+        flash("You have no authenticator app set up.", "error")
+        return redirect(url_for("account.security"))
+    return None
+
 
 CHECK_FORM = "Check the form and try again."
 
