@@ -120,7 +120,13 @@ class Account:
 # ----------------------------------------------------------------------- the server
 
 
-NAMES = ("ada", "grace", "alan", "barbara", "edsger", "frances", "ken", "margaret")
+NAMES = (
+    *("ada", "grace", "alan", "barbara", "edsger", "frances", "ken", "margaret", "dennis"),
+    *("radia", "donald", "hedy", "john", "karen", "leslie", "lynn", "niklaus", "mary"),
+    *("tony", "annie", "whitfield", "sophie", "vint", "jean", "linus", "adele", "guido"),
+    *("evelyn", "bjarne", "kathleen", "dana", "ida", "ralph", "shafi", "tim", "joan"),
+    *("butler", "carol", "martin", "susan", "ward", "marian", "niels", "ivan", "betty"),
+)
 
 
 class Site:
@@ -749,12 +755,14 @@ def test_page_is_accessible_in_light_and_dark(site, open_window, axe_source, nam
     assert page.evaluate(UNLABELLED_FIELDS_JS) == [], "form fields without a label"
 
     page.add_script_tag(content=axe_source)
-    found = {}
+    found, background = {}, {}
     for scheme in ("light", "dark"):
         page.emulate_media(color_scheme=scheme)
+        background[scheme] = page.evaluate("getComputedStyle(document.body).backgroundColor")
         found[scheme] = page.evaluate(AXE_RUN_JS)
         if visit.screenshot:
             person.screenshot(f"{name}-{scheme}")
+    assert background["light"] != background["dark"], "the dark scheme did not apply"
     assert found == {"light": [], "dark": []}, json.dumps(found, indent=1)
 
 
