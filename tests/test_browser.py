@@ -147,9 +147,8 @@ class Site:
         with self.app.app_context():
             create_tables()
         self.log_path = root / "server.log"
-        self._names = (
-            f"{name}{n or ''}" for n in itertools.count() for name in NAMES
-        )  # readable usernames, for the screenshots
+        # Readable usernames (they show in the screenshots), each used once.
+        self._names = (f"{name}{n or ''}" for n in itertools.count() for name in NAMES)
         self._token: str | None = None
         self.secrets_seen: list[str] = []
         self.process: subprocess.Popen | None = None
@@ -157,12 +156,11 @@ class Site:
 
     def start(self) -> None:
         # The test binds the port (0: any free one) and hands the socket to gunicorn.
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        fd = self.listener.fileno()
-        os.set_inheritable(fd, True)
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
-        with open(self.log_path, "wb") as log:
+        with socket.create_server(("127.0.0.1", 0)) as listener, open(self.log_path, "wb") as log:
+            fd = listener.fileno()
+            os.set_inheritable(fd, True)
+            self.url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+            env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
             self.process = subprocess.Popen(
                 [
                     *(sys.executable, "-m", "gunicorn", "--bind", f"fd://{fd}"),
@@ -195,7 +193,6 @@ class Site:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
-        self.listener.close()
         with self.app.app_context():
             db.close()
 
@@ -278,9 +275,11 @@ class Site:
 def site(tmp_path_factory):
     site = Site(tmp_path_factory.mktemp("browser-site"))
     site.set_mfa_method("totp")
-    site.start()
-    yield site
-    site.stop()
+    try:
+        site.start()
+        yield site
+    finally:
+        site.stop()
 
 
 @pytest.fixture(scope="module")
@@ -659,8 +658,9 @@ def _expired(person: Person) -> None:
 
 
 def _setup_error(person: Person) -> None:
-    _at_setup(person)
-    person.enter_code("000 000")  # wrong whatever the time (well-formed, spaces allowed)
+    account = _at_setup(person)
+    person.read_secret(account)
+    person.enter_code(account.wrong_code())
 
 
 def _verify_error(person: Person) -> None:
