@@ -6,8 +6,10 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app standalone_mfa
 HOST ?= 127.0.0.1
 PORT ?= 5000
+# axe-core for the browser tests' accessibility checks, pinned by package-lock.json.
+AXE := tests/browser/node_modules/axe-core/axe.min.js
 
-.PHONY: run test lint format setup system-deps
+.PHONY: run test lint format setup system-deps screenshots
 
 $(BIN)/activate: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,21 +24,33 @@ setup: $(BIN)/activate
 run: setup
 	$(FLASK) run --host $(HOST) --port $(PORT)
 
-test: $(BIN)/activate system-deps
+test: $(BIN)/activate system-deps $(AXE)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Debian packages two tests need: oathtool (an independent TOTP implementation)
-# and libzbar0 (the QR decoder behind pyzbar). Installed with apt when missing.
+# Debian packages the tests need: oathtool (an independent TOTP implementation),
+# libzbar0 (the QR decoder behind pyzbar), and for the browser tests zbar-tools
+# (zbarimg) and chromium (Playwright drives it; it never downloads its own).
+# Installed with apt when missing.
 system-deps:
 	@missing=""; \
 	command -v oathtool >/dev/null 2>&1 || missing="$$missing oathtool"; \
 	/sbin/ldconfig -p 2>/dev/null | grep -q 'libzbar\.so\.0' || missing="$$missing libzbar0"; \
+	command -v zbarimg >/dev/null 2>&1 || missing="$$missing zbar-tools"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 	  echo "Installing$$missing with apt"; \
 	  $$sudo apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
 	fi
+
+$(AXE): tests/browser/package.json tests/browser/package-lock.json
+	npm ci --prefix tests/browser --no-audit --no-fund
+	touch $@
+
+# PNGs of the main pages (light and dark, and the set-up page on a phone) for README.
+screenshots: $(BIN)/activate system-deps $(AXE)
+	SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_browser.py
 
 lint: $(BIN)/activate
 	$(BIN)/ruff check .

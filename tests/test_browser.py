@@ -1,0 +1,802 @@
+"""The product in a real browser: Debian's Chromium, driven by Playwright, against the
+app served by gunicorn (a real process, on the real clock) from a temporary instance
+folder on 127.0.0.1. Codes come from oathtool, the set-up QR code is read back from
+Chromium screenshots by zbarimg, and axe-core checks every page in light and dark mode.
+
+One server and one browser serve the whole module; each test opens fresh browser
+contexts (cookie jars) and, to stay clear of TOTP replay protection, fresh users.
+With SCREENSHOTS_DIR set (`make screenshots`) the main pages are also saved as PNGs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import FAST_HASH, PASSWORD
+from playwright.sync_api import Page, expect, sync_playwright
+
+from standalone_mfa import create_app, reset, settings, tokens, totp
+from standalone_mfa.db import create_tables, db
+from standalone_mfa.instance import write_config
+from standalone_mfa.models import AuditEvent, WebSession
+from standalone_mfa.users import create_user, find_user
+
+pytestmark = [pytest.mark.browser, pytest.mark.server]
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright never downloads a browser here
+AXE_JS = Path(__file__).parent / "browser" / "node_modules" / "axe-core" / "axe.min.js"
+SCREENSHOTS_DIR = os.environ.get("SCREENSHOTS_DIR")
+STARTUP_TIMEOUT = 30  # seconds for gunicorn to answer its first request
+ACTION_TIMEOUT_MS = 10_000  # a stuck page fails the test instead of hanging it
+MOBILE = {"viewport": {"width": 360, "height": 740}, "is_mobile": True, "has_touch": True}
+ISSUER = "Standalone MFA"  # the default MFA_ISSUER the server runs with
+
+WRONG_PASSWORD = "The username or password is not right."
+WRONG_CODE = "That code is not right"
+CODE_LABEL = "6-digit code from your authenticator app"
+SECRET_FORMAT = re.compile(r"(?:[A-Z2-7]{4} ){7}[A-Z2-7]{4}")
+
+
+# ------------------------------------------------------------------ the authenticator
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed; `make test` installs it with apt")
+    return path
+
+
+def oathtool_codes(secret: str, first_step: int, count: int) -> list[str]:
+    """Codes for `count` time steps from `first_step`, by oathtool (not our code)."""
+    when = dt.datetime.fromtimestamp(first_step * totp.PERIOD, dt.UTC)
+    result = subprocess.run(
+        [
+            _tool("oathtool"),
+            "--totp",
+            "--base32",
+            f"--window={count - 1}",
+            "--now",
+            when.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            secret,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    assert result.returncode == 0, f"oathtool failed: {result.stderr}"
+    codes = result.stdout.split()
+    assert len(codes) == count and all(re.fullmatch(r"\d{6}", c) for c in codes), codes
+    return codes
+
+
+def current_step() -> int:
+    return int(time.time()) // totp.PERIOD
+
+
+@dataclass
+class Account:
+    """A user of the site, and the authenticator app on their phone."""
+
+    username: str
+    is_admin: bool = False
+    secret: str | None = None
+    last_step: int = -1  # the newest time step this test has had accepted
+
+    def fresh_code(self) -> str:
+        """A code for a time step this account has not used yet: the current one, else
+        the next (the default window accepts one step ahead, like a phone whose clock
+        runs a little fast); if both are used, wait for the next step (unavoidable)."""
+        assert self.secret, f"{self.username} has no authenticator yet"
+        step = current_step()
+        if step + 1 <= self.last_step:
+            time.sleep((step + 1) * totp.PERIOD - time.time() + 0.05)
+            step = current_step()
+        pick = step if step > self.last_step else step + 1
+        self.last_step = pick
+        return oathtool_codes(self.secret, pick, 1)[0]
+
+    def wrong_code(self) -> str:
+        """A well-formed code that is right for none of the steps near now."""
+        near = set(oathtool_codes(self.secret, current_step() - 2, 5)) if self.secret else set()
+        return next(c for c in (d * 6 for d in "0123456789") if c not in near)
+
+
+# ----------------------------------------------------------------------- the server
+
+
+NAMES = (
+    *("ada", "grace", "alan", "barbara", "edsger", "frances", "ken", "margaret", "dennis"),
+    *("radia", "donald", "hedy", "john", "karen", "leslie", "lynn", "niklaus", "mary"),
+    *("tony", "annie", "whitfield", "sophie", "vint", "jean", "linus", "adele", "guido"),
+    *("evelyn", "bjarne", "kathleen", "dana", "ida", "ralph", "shafi", "tim", "joan"),
+    *("butler", "carol", "martin", "susan", "ward", "marian", "niels", "ivan", "betty"),
+)
+
+
+class Site:
+    """The app in a gunicorn process, plus an in-process app on the same database for
+    what an administrator does outside the browser (users, tokens, the setting)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.instance = root / "instance"
+        self.instance.mkdir()
+        config = self.instance / "config.py"
+        write_config(config)  # what `make run` writes: new keys
+        with open(config, "a") as extra:  # hashing speed is not what these tests are about
+            extra.write(f"PASSWORD_HASH_METHOD = {FAST_HASH!r}\n")
+        # The factory with the temporary instance folder; its SQLite file lives there.
+        self.app_spec = f"standalone_mfa:create_app(instance_path={str(self.instance)!r})"
+        self.app = create_app(instance_path=str(self.instance))
+        with self.app.app_context():
+            create_tables()
+        self.log_path = root / "server.log"
+        # Readable usernames (they show in the screenshots), each used once.
+        self._names = (f"{name}{n or ''}" for n in itertools.count() for name in NAMES)
+        self._token: str | None = None
+        self.secrets_seen: list[str] = []
+        self.process: subprocess.Popen | None = None
+        self.url = ""
+
+    def start(self) -> None:
+        # The test binds the port (0: any free one) and hands the socket to gunicorn.
+        with socket.create_server(("127.0.0.1", 0)) as listener, open(self.log_path, "wb") as log:
+            fd = listener.fileno()
+            os.set_inheritable(fd, True)
+            self.url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+            env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
+            self.process = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "gunicorn", "--bind", f"fd://{fd}"),
+                    *("--workers", "2", "--threads", "4", "--graceful-timeout", "5"),
+                    self.app_spec,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(fd,),
+                env=env,
+            )
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        with requests.Session() as http:
+            http.trust_env = False
+            while True:
+                assert self.process.poll() is None, f"gunicorn exited:\n{self.log()}"
+                try:
+                    if http.get(self.url + "/login", timeout=5).status_code == 200:
+                        return
+                except requests.ConnectionError:
+                    pass
+                assert time.monotonic() < deadline, f"gunicorn did not answer:\n{self.log()}"
+                time.sleep(0.1)  # polling for readiness, not waiting for an outcome
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        with self.app.app_context():
+            db.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def new_account(self, *, admin: bool = False, enrolled: bool = False) -> Account:
+        """A new user; `enrolled`: with an authenticator already set up (last used one
+        step ago, so the current code is fresh)."""
+        account = Account(next(self._names), is_admin=admin)
+        with self.app.app_context():
+            user = create_user(account.username, PASSWORD, is_admin=admin)
+            if enrolled:
+                account.secret = totp.new_secret()
+                account.last_step = current_step() - 1
+                assert totp.enrol(user, account.secret, account.last_step) is not None
+        return account
+
+    def set_mfa_method(self, method: str) -> None:
+        with self.app.app_context():
+            settings.set_mfa_method(method, actor="browser-tests")
+
+    def mfa_method(self) -> str:
+        with self.app.app_context():
+            return settings.mfa_method()
+
+    def reset_in_process(self, account: Account) -> None:
+        with self.app.app_context():
+            assert reset.reset_totp(find_user(account.username), actor="browser-tests")
+
+    def backdate_pending_sign_in(self, account: Account, seconds: int) -> None:
+        """Make the account's pending sign-in `seconds` older, as if time had passed."""
+        with self.app.app_context():
+            since = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(seconds=seconds)
+            updated = (
+                WebSession.update(state_since=since)
+                .where(
+                    (WebSession.user == find_user(account.username))
+                    & WebSession.state.in_(("totp_setup", "totp_verify"))
+                )
+                .execute()
+            )
+        assert updated == 1
+
+    def audit_events(self, event: str) -> list[AuditEvent]:
+        with self.app.app_context():
+            return list(AuditEvent.select().where(AuditEvent.event == event))
+
+    def api_token(self) -> str:
+        """A bearer token of an administrator (made once, as `token create` would)."""
+        if self._token is None:
+            admin = self.new_account(admin=True)
+            with self.app.app_context():
+                self._token = tokens.create_token(find_user(admin.username), actor="cli")
+        return self._token
+
+    def api_reset(self, account: Account) -> requests.Response:
+        with requests.Session() as http:
+            http.trust_env = False
+            return http.delete(
+                f"{self.url}/api/v1/users/{account.username}/totp",
+                headers={"Authorization": f"Bearer {self.api_token()}"},
+                timeout=30,
+            )
+
+    def flask(self, *args: str) -> subprocess.CompletedProcess:
+        """The real command line, in its own process, against the running site."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
+        return subprocess.run(
+            [sys.executable, "-m", "flask", "--app", self.app_spec, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env=env,
+        )
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    site = Site(tmp_path_factory.mktemp("browser-site"))
+    site.set_mfa_method("totp")
+    try:
+        site.start()
+        yield site
+    finally:
+        site.stop()
+
+
+@pytest.fixture(scope="module")
+def chromium(site):
+    """One headless Chromium for the module (closed before the server stops)."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield browser
+        browser.close()
+
+
+# ---------------------------------------------------------------------- the person
+
+
+class Person:
+    """One person at one browser window: steps read like what they do."""
+
+    def __init__(self, site: Site, page: Page):
+        self.site = site
+        self.page = page
+        self.console_errors: list[str] = []
+        page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
+        page.on("pageerror", lambda e: self.console_errors.append(str(e)))
+
+    def goto(self, path: str) -> None:
+        self.page.goto(path)
+
+    def expect_path(self, path: str) -> None:
+        """The address bar shows `path` (any query string)."""
+        expect(self.page).to_have_url(re.compile(re.escape(self.site.url + path) + r"(\?.*)?$"))
+
+    def sign_in(self, account: Account, password: str = PASSWORD) -> None:
+        self.goto("/login")
+        self.page.get_by_label("Username").fill(account.username)
+        self.page.get_by_label("Password").fill(password)
+        self.page.get_by_role("button", name="Sign in").click()
+
+    def read_secret(self, account: Account) -> str:
+        """Read the set-up key as a person would type it into their app."""
+        shown = self.page.locator("#totp-secret").inner_text()
+        assert SECRET_FORMAT.fullmatch(shown), f"secret not in groups of four: {shown!r}"
+        account.secret = shown.replace(" ", "")
+        account.last_step = -1  # a new credential: no step used yet
+        self.site.secrets_seen.append(account.secret)
+        return account.secret
+
+    def enter_code(self, code: str) -> None:
+        self.page.get_by_label(CODE_LABEL).fill(code)
+        self.page.get_by_role("button", name=re.compile(r"^(Confirm and sign in|Verify)$")).click()
+
+    def set_up(self, account: Account) -> None:
+        """On the set-up page: add the key to the app, type its code; lands at home."""
+        self.expect_path("/mfa/setup")
+        self.read_secret(account)
+        self.enter_code(account.fresh_code())
+        self.expect_path("/")
+        self.expect_signed_in(account)
+
+    def sign_in_with_code(self, account: Account) -> None:
+        self.sign_in(account)
+        self.expect_path("/mfa/verify")
+        self.enter_code(account.fresh_code())
+        self.expect_path("/")
+        self.expect_signed_in(account)
+
+    def sign_out(self) -> None:
+        self.page.locator("header").get_by_role("button", name="Sign out").click()
+        self.expect_path("/login")
+        expect(self.page.get_by_role("status")).to_have_text("You have signed out.")
+
+    def expect_signed_in(self, account: Account) -> None:
+        expect(self.page.locator("#signed-in-user")).to_have_text(account.username)
+
+    def expect_alert(self, text: str) -> None:
+        """An error, announced: role="alert" makes screen readers read it at once."""
+        expect(self.page.get_by_role("alert")).to_contain_text(text)
+
+    def screenshot(self, name: str) -> None:
+        if SCREENSHOTS_DIR:
+            Path(SCREENSHOTS_DIR).mkdir(parents=True, exist_ok=True)
+            self.page.screenshot(path=str(Path(SCREENSHOTS_DIR) / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture
+def open_window(site, chromium):
+    """open_window(**context options) -> a Person in a new browser context."""
+    contexts = []
+
+    def open_(**options) -> Person:
+        context = chromium.new_context(base_url=site.url, **options)
+        context.set_default_timeout(ACTION_TIMEOUT_MS)
+        contexts.append(context)
+        return Person(site, context.new_page())
+
+    yield open_
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture(params=[True, False], ids=["js", "no-js"])
+def javascript(request) -> bool:
+    """The flows run twice: as most people use the site, and with JavaScript off."""
+    return request.param
+
+
+@pytest.fixture
+def totp_on(site):
+    if site.mfa_method() != "totp":
+        site.set_mfa_method("totp")
+
+
+# ---------------------------------------------------------------------------- flows
+
+
+def test_first_sign_in_sets_up_then_signs_out_and_in_with_a_code(
+    site, open_window, javascript, totp_on
+):
+    account = site.new_account()
+    person = open_window(java_script_enabled=javascript)
+
+    person.sign_in(account)
+    person.expect_path("/mfa/setup")
+    expect(person.page.get_by_role("heading", level=1)).to_have_text(
+        "Set up Multi-Factor Authentication"
+    )
+    # The copy button is a script's nicety: shown only where the script runs.
+    copy = person.page.get_by_role("button", name="Copy")
+    if javascript:
+        expect(copy).to_be_visible()
+    else:
+        expect(copy).to_be_hidden()
+    person.set_up(account)
+    expect(person.page.get_by_role("status")).to_contain_text("Your authenticator app is set up")
+
+    person.sign_out()
+    person.goto("/")
+    person.expect_path("/login")  # the old session is gone
+
+    person.sign_in(account)
+    person.expect_path("/mfa/verify")
+    person.enter_code(account.wrong_code())
+    person.expect_path("/mfa/verify")
+    person.expect_alert(WRONG_CODE)
+    expect(person.page.get_by_label(CODE_LABEL)).to_be_focused()
+    expect(person.page.get_by_label(CODE_LABEL)).to_have_value("")
+
+    person.enter_code(account.fresh_code())
+    person.expect_path("/")
+    person.expect_signed_in(account)
+    assert person.console_errors == []  # no CSP violation, no script error
+
+
+def test_admin_switches_between_disabled_and_totp(site, open_window, javascript):
+    site.set_mfa_method("disabled")
+    try:
+        admin = site.new_account(admin=True)
+        user = site.new_account()
+        person = open_window(java_script_enabled=javascript)
+
+        person.sign_in(admin)  # Disabled: the password is enough
+        person.expect_path("/")
+        person.page.get_by_role("link", name="Administration").first.click()
+        person.expect_path("/admin/")
+        expect(person.page.get_by_role("heading", name="Users and Permissions")).to_be_visible()
+        person.page.get_by_role("link", name="Multi-Factor Authentication").click()
+        person.expect_path("/admin/mfa")
+        method = person.page.get_by_label("Multi-Factor Authentication method")
+        expect(method.locator("option")).to_have_text(["Disabled", "TOTP"])
+        expect(method).to_have_value("disabled")
+
+        method.select_option(label="TOTP")
+        person.page.get_by_role("button", name="Save").click()
+        # The admin's own password-only session ends with the change.
+        person.expect_path("/login")
+        person.expect_alert("now requires Multi-Factor Authentication")
+        assert site.mfa_method() == "totp"
+
+        person.sign_in(admin)
+        person.set_up(admin)
+        person.goto("/admin/mfa")
+        expect(method).to_have_value("totp")
+        method.select_option(label="Disabled")
+        person.page.get_by_role("button", name="Save").click()
+        person.expect_path("/admin/mfa")
+        expect(person.page.get_by_role("status")).to_have_text(
+            "Multi-Factor Authentication is now set to Disabled."
+        )
+        expect(method).to_have_value("disabled")
+
+        changes = [
+            e.detail for e in site.audit_events("mfa_method_changed") if e.actor == admin.username
+        ]
+        assert changes == ["disabled -> totp", "totp -> disabled"]
+
+        other = open_window(java_script_enabled=javascript)
+        other.sign_in(user)  # Disabled again: no code asked
+        other.expect_path("/")
+        other.expect_signed_in(user)
+        assert person.console_errors == other.console_errors == []
+    finally:
+        site.set_mfa_method("totp")
+
+
+def test_admin_reset_by_api_then_cli_each_followed_by_set_up_again(
+    site, open_window, javascript, totp_on
+):
+    account = site.new_account()
+    person = open_window(java_script_enabled=javascript)
+    person.sign_in(account)
+    person.set_up(account)
+
+    for reset_by in ("api", "cli"):
+        old_secret = account.secret
+        if reset_by == "api":
+            response = site.api_reset(account)
+            assert response.status_code == 204, response.text
+        else:
+            result = site.flask("mfa", "reset", account.username)
+            assert result.returncode == 0, result.stderr
+            assert f"Reset TOTP for '{account.username}'" in result.stdout
+
+        person.page.reload()  # the reset ended the open session
+        person.expect_path("/login")
+
+        person.sign_in(account)
+        person.expect_path("/mfa/setup")
+        expect(person.page.get_by_role("status")).to_contain_text(
+            "An administrator reset your two-factor authentication"
+        )
+        person.set_up(account)
+        assert account.secret != old_secret, f"after the {reset_by} reset: the old key again"
+    assert person.console_errors == []
+
+
+def test_expired_sign_in_says_so(site, open_window, totp_on):
+    account = site.new_account(enrolled=True)
+    person = open_window()
+    person.sign_in(account)
+    person.expect_path("/mfa/verify")
+    site.backdate_pending_sign_in(account, 301)  # the code step lives 5 minutes
+    person.enter_code(account.fresh_code())
+    person.expect_path("/login")
+    person.expect_alert("Your sign-in expired. Please sign in again.")
+
+
+# ------------------------------------------------------------ the QR code, by camera
+
+
+def zbar_decode(png: Path) -> list[str]:
+    """Every QR code zbarimg finds in the image, one text each."""
+    result = subprocess.run(
+        [_tool("zbarimg"), "--quiet", "--raw", "-Sdisable", "-Sqrcode.enable", str(png)],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode in (0, 4), f"zbarimg failed: {result.stderr!r}"  # 4: none found
+    return result.stdout.decode("utf-8").splitlines()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("window", ["desktop", "mobile-360"])
+def test_qr_screenshot_decodes_to_the_otpauth_uri(
+    site, open_window, tmp_path, window, scheme, totp_on
+):
+    account = site.new_account()
+    person = open_window(color_scheme=scheme, **(MOBILE if window != "desktop" else {}))
+    person.sign_in(account)
+    person.expect_path("/mfa/setup")
+    secret = person.read_secret(account)
+    qr = person.page.locator("#totp-qr svg")
+    expect(qr).to_be_visible()
+
+    png = tmp_path / "qr.png"
+    if window == "desktop":
+        qr.screenshot(path=str(png))  # the element alone
+    else:
+        # What a phone shows: the QR code fits beside nothing and nothing scrolls sideways.
+        box = qr.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 360, box
+        scroll_width = person.page.evaluate("document.documentElement.scrollWidth")
+        assert scroll_width <= 360, f"the page scrolls sideways: {scroll_width}px"
+        person.page.screenshot(path=str(png), full_page=True)  # the whole page
+        person.screenshot(f"setup-mobile-{scheme}")
+
+    issuer = ISSUER.replace(" ", "%20")
+    assert zbar_decode(png) == [
+        f"otpauth://totp/{issuer}:{account.username}?secret={secret}&issuer={issuer}"
+    ]
+
+
+# ---------------------------------------------------------------------- keyboard only
+
+
+def test_keyboard_only_sign_in_with_a_wrong_then_right_code(site, open_window, totp_on):
+    account = site.new_account(enrolled=True)
+    person = open_window()
+    keyboard = person.page.keyboard
+    person.goto("/login")
+
+    expect(person.page.get_by_label("Username")).to_be_focused()
+    keyboard.type(account.username)
+    keyboard.press("Tab")
+    expect(person.page.get_by_label("Password")).to_be_focused()
+    keyboard.type(PASSWORD)
+    keyboard.press("Enter")
+
+    person.expect_path("/mfa/verify")
+    code_field = person.page.get_by_label(CODE_LABEL)
+    expect(code_field).to_be_focused()
+    keyboard.type(account.wrong_code())
+    keyboard.press("Enter")
+    person.expect_alert(WRONG_CODE)
+    expect(code_field).to_be_focused()
+    keyboard.type(account.fresh_code())
+    keyboard.press("Enter")
+    person.expect_path("/")
+    person.expect_signed_in(account)
+
+    # Sign out from the keyboard too: Tab reaches the button, Enter presses it.
+    sign_out = person.page.locator("header").get_by_role("button", name="Sign out")
+    for _ in range(10):
+        keyboard.press("Tab")
+        if sign_out.evaluate("button => document.activeElement === button"):
+            break
+    expect(sign_out).to_be_focused()
+    keyboard.press("Enter")
+    person.expect_path("/login")
+
+
+def test_setup_page_focuses_the_code_and_describes_the_qr_code(site, open_window, totp_on):
+    account = site.new_account()
+    person = open_window()
+    person.sign_in(account)
+    person.expect_path("/mfa/setup")
+    expect(person.page.get_by_label(CODE_LABEL)).to_be_focused()
+    # The QR code is one image with a name that says what it is and what else to do.
+    qr_image = person.page.locator("#totp-qr").get_by_role("img")
+    expect(qr_image).to_have_count(1)
+    expect(qr_image).to_have_accessible_name(re.compile(r"QR code .*secret key", re.S))
+
+
+# ------------------------------------------------------- every page: axe, labels, PNGs
+
+
+def _signed_in(person: Person, *, admin: bool = False) -> Account:
+    account = person.site.new_account(admin=admin, enrolled=True)
+    person.sign_in_with_code(account)
+    return account
+
+
+def _at_setup(person: Person) -> Account:
+    account = person.site.new_account()
+    person.sign_in(account)
+    person.expect_path("/mfa/setup")
+    return account
+
+
+def _at_verify(person: Person) -> Account:
+    account = person.site.new_account(enrolled=True)
+    person.sign_in(account)
+    person.expect_path("/mfa/verify")
+    return account
+
+
+def _setup_after_reset(person: Person) -> None:
+    account = person.site.new_account(enrolled=True)
+    person.site.reset_in_process(account)
+    person.sign_in(account)
+
+
+def _expired(person: Person) -> None:
+    account = _at_verify(person)
+    person.site.backdate_pending_sign_in(account, 301)
+    person.page.reload()
+
+
+def _setup_error(person: Person) -> None:
+    account = _at_setup(person)
+    person.read_secret(account)
+    person.enter_code(account.wrong_code())
+
+
+def _verify_error(person: Person) -> None:
+    _at_verify(person)
+    person.enter_code("12345")  # malformed: the same message as a wrong code
+
+
+def _signed_in_at(path: str, *, admin: bool = False) -> Callable[[Person], None]:
+    def reach(person: Person) -> None:
+        _signed_in(person, admin=admin)
+        person.goto(path)
+
+    return reach
+
+
+def _signed_out(person: Person) -> None:
+    _signed_in(person)
+    person.sign_out()
+
+
+def _admin_mfa_saved(person: Person) -> None:
+    _signed_in(person, admin=True)
+    person.goto("/admin/mfa")
+    person.page.get_by_role("button", name="Save").click()
+
+
+@dataclass(frozen=True)
+class Visit:
+    """How to reach one page in one state, what it must show, and whether README shows it."""
+
+    path: str
+    reach: Callable[[Person], object]
+    alert: str | None = None  # the error the page must announce
+    status: str | None = None  # the (polite) message it must show
+    screenshot: bool = False
+
+
+# Every page of the product in each state worth checking; a new page is one line here.
+PAGES = {
+    "login": Visit("/login", lambda p: p.goto("/login"), screenshot=True),
+    "login-error": Visit(
+        "/login", lambda p: p.sign_in(p.site.new_account(), "wrong"), alert=WRONG_PASSWORD
+    ),
+    "signed-out": Visit("/login", _signed_out, status="You have signed out."),
+    "expired": Visit("/login", _expired, alert="Your sign-in expired."),
+    "setup": Visit("/mfa/setup", _at_setup, screenshot=True),
+    "setup-error": Visit("/mfa/setup", _setup_error, alert=WRONG_CODE),
+    "setup-after-reset": Visit("/mfa/setup", _setup_after_reset, status="An administrator reset"),
+    "verify": Visit("/mfa/verify", _at_verify),
+    "verify-error": Visit("/mfa/verify", _verify_error, alert=WRONG_CODE, screenshot=True),
+    "home": Visit("/", _signed_in, screenshot=True),
+    "admin": Visit("/admin/", _signed_in_at("/admin/", admin=True)),
+    "admin-mfa": Visit("/admin/mfa", _signed_in_at("/admin/mfa", admin=True), screenshot=True),
+    "admin-mfa-saved": Visit("/admin/mfa", _admin_mfa_saved, status="is now set to TOTP"),
+    "error-403": Visit("/admin/", _signed_in_at("/admin/"), alert="permission"),
+    "error-404": Visit("/no-such-page", lambda p: p.goto("/no-such-page"), alert="no page"),
+}
+
+# Every form control a person can reach, without a name from a <label> or ARIA.
+UNLABELLED_FIELDS_JS = """() => [...document.querySelectorAll(
+    "input:not([type=hidden]):not([type=submit]):not([type=button]), select, textarea")]
+  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute("aria-label")
+               && !e.getAttribute("aria-labelledby"))
+  .map(e => e.outerHTML)"""
+
+AXE_RUN_JS = """async () => {
+  const results = await axe.run(document, {resultTypes: ["violations"]});
+  return results.violations
+    .filter(v => v.impact === "serious" || v.impact === "critical")
+    .map(v => ({id: v.id, impact: v.impact, help: v.help,
+                targets: v.nodes.map(n => n.target.join(" ")).slice(0, 5),
+                summary: v.nodes.length ? v.nodes[0].failureSummary : ""}));
+}"""
+
+
+@pytest.fixture(scope="module")
+def axe_source() -> str:
+    if not AXE_JS.exists():
+        pytest.fail(f"{AXE_JS} is missing: `make test` runs npm ci in tests/browser")
+    return AXE_JS.read_text()
+
+
+@pytest.fixture(scope="module")
+def catalogue_window(site, chromium):
+    """One window for every page of the catalogue (a new page costs more than the
+    check); its cookies are cleared before each page, so each visit starts signed out.
+    axe is injected as an inline script, which the site's CSP rightly forbids: this
+    context bypasses the CSP (the flows above run with it)."""
+    context = chromium.new_context(base_url=site.url, bypass_csp=True)
+    context.set_default_timeout(ACTION_TIMEOUT_MS)
+    yield Person(site, context.new_page())
+    context.close()
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_page_is_accessible_in_light_and_dark(site, catalogue_window, axe_source, name, totp_on):
+    visit = PAGES[name]
+    person = catalogue_window
+    person.page.context.clear_cookies()
+    person.page.emulate_media(color_scheme="light")
+    visit.reach(person)
+    person.expect_path(visit.path)
+    page = person.page
+    page.wait_for_load_state()
+    if visit.alert:
+        person.expect_alert(visit.alert)
+    if visit.status:
+        expect(page.get_by_role("status").first).to_contain_text(visit.status)
+    assert page.evaluate(UNLABELLED_FIELDS_JS) == [], "form fields without a label"
+
+    page.add_script_tag(content=axe_source)
+    found, background = {}, {}
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        background[scheme] = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        found[scheme] = page.evaluate(AXE_RUN_JS)
+        if visit.screenshot:
+            person.screenshot(f"{name}-{scheme}")
+    assert background["light"] != background["dark"], "the dark scheme did not apply"
+    assert found == {"light": [], "dark": []}, json.dumps(found, indent=1)
+
+
+# ----------------------------------------------------------------------- what leaks
+
+
+def test_sc22_server_log_never_holds_a_secret_or_password(site, open_window, totp_on):
+    """Whatever this module did (this test's own set-up included), gunicorn's output,
+    audit lines included, holds no TOTP secret and no password."""
+    account = site.new_account()
+    person = open_window()
+    person.sign_in(account)
+    person.set_up(account)
+    open_window().sign_in(site.new_account(), "not the password")
+
+    log = site.log()
+    assert '"event": "totp_enrolled"' in log, "no audit line reached the log: nothing checked"
+    leaked = [s for s in site.secrets_seen if s in log]
+    assert not leaked, f"{len(leaked)} TOTP secrets in the server log"
+    assert PASSWORD not in log and "not the password" not in log
