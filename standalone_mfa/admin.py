@@ -238,7 +238,7 @@ def user_action(username, action):
 def audit_page():
     """Every audit event, newest first, filtered by user, event type and dates."""
     form = AuditFilterForm(request.args)
-    form.event.choices = [("", "All events")] + [(e, e) for e in audit_log.event_types()]
+    form.event.choices = {"": "All events", **{e: e for e in audit_log.event_types()}}
     filters = {}
     if form.validate():
         filters = {

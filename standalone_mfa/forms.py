@@ -57,7 +57,7 @@ class NewUserForm(FlaskForm):
     username = SingleValueStringField("Username", validators=[InputRequired(), Length(max=150)])
     password = PasswordField(
         "Initial password (optional)",
-        validators=[Optional(), Length(min=passwords.MIN_LENGTH, max=passwords.MAX_LENGTH)],
+        validators=[Optional(), Length(max=passwords.MAX_LENGTH)],
     )
 
 
@@ -73,7 +73,7 @@ class AuditFilterForm(FlaskForm):
         csrf = False  # a GET filter: it changes nothing
 
     user = StringField("User", validators=[Optional(), Length(max=150)])
-    event = SelectField("Event type", choices=[("", "All events")])
+    event = SelectField("Event type", choices={"": "All events"})
     start = DateField("From (UTC)", validators=[Optional()])
     end = DateField("To (UTC)", validators=[Optional()])
 
