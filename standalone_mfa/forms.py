@@ -73,7 +73,7 @@ class AuditFilterForm(FlaskForm):
         csrf = False  # a GET filter: it changes nothing
 
     user = StringField("User", validators=[Optional(), Length(max=150)])
-    event = SelectField("Event type", choices={"": "All events"})
+    event = SelectField("Event type", choices={"": "All events"}, default="")
     start = DateField("From (UTC)", validators=[Optional()])
     end = DateField("To (UTC)", validators=[Optional()])
 
