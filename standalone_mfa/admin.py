@@ -206,13 +206,10 @@ def _perform(action: str, user) -> tuple[str, str]:
     return f"{name} is no longer an administrator.", "info"
 
 
-ACTION_RULE = "/users/<username>/<any(" + ",".join(f'"{a}"' for a in USER_ACTIONS) + "):action>"
-
-
-@bp.route(ACTION_RULE, methods=["GET", "POST"])
 @requires_step_up
-def user_action(username, action):
-    """Confirm, then do, one action on one user."""
+def user_action(username):
+    """Confirm, then do, one action on one user (the last path segment names it)."""
+    action = request.url_rule.rule.rsplit("/", 1)[1]
     user = find_user(username)
     if user is None:
         abort(404)
@@ -228,6 +225,17 @@ def user_action(username, action):
         form=form,
         user=admin_users.row_for(user),
         action=USER_ACTIONS[action],
+    )
+
+
+# One rule (and endpoint, "admin.user_ACTION") per action: a plain path, no free
+# argument to choose what is done.
+for _action in USER_ACTIONS:
+    bp.add_url_rule(
+        f"/users/<username>/{_action}",
+        endpoint=f"user_{_action}",
+        view_func=user_action,
+        methods=["GET", "POST"],
     )
 
 

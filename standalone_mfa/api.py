@@ -7,6 +7,7 @@ so no cookie can drive it and no token can open a browser session."""
 from __future__ import annotations
 
 from flask import Blueprint, abort, g, jsonify, request
+from werkzeug.exceptions import MethodNotAllowed
 
 from . import admin_users, reset, throttle, tokens, totp
 from .pagination import MAX_PER_PAGE, PER_PAGE
@@ -25,6 +26,17 @@ def require_admin_token():
     if not user.is_admin:
         abort(403)
     g.api_user = user
+
+
+@bp.before_app_request
+def require_token_before_method_not_allowed():
+    """A method an API URL does not offer (HEAD on a POST-only URL, say) is refused
+    with 405 only after the token is checked: without one, the API answers 401 alike
+    whatever is asked, as it does for its routed requests."""
+    if isinstance(request.routing_exception, MethodNotAllowed) and request.path.startswith(
+        bp.url_prefix + "/"
+    ):
+        require_admin_token()
 
 
 def _user_or_404(username: str):

@@ -45,9 +45,9 @@ def call(app, method, path, token=None, **kwargs):
 
 def set_code_failures(app, username, failures):
     with app.app_context():
-        MfaThrottle.insert(
-            user=User.get(User.username == username), failures=failures, last_failure_at=START
-        ).on_conflict_replace().execute()
+        who = User.get(User.username == username)
+        MfaThrottle.delete().where(MfaThrottle.user == who).execute()
+        MfaThrottle.create(user=who, failures=failures, last_failure_at=START)
 
 
 def code_failures(app, username):
@@ -466,3 +466,15 @@ def test_cli_mfa_reset_without_credential_points_to_unlock(totp_app):
     assert "user unlock alice" in result.output
     assert code_failures(totp_app, "alice") == throttle.LOCK_AFTER
     assert events(totp_app, "totp_reset") == []
+
+
+def test_sc24_api_wrong_method_without_token_is_401(app):
+    for method in ("HEAD", "GET", "PUT"):
+        response = call(app, method, "/api/v1/users/alice/unlock")
+        assert response.status_code == 401, method
+    assert (
+        call(app, "PUT", "/api/v1/users/alice/unlock", make_token(app, "alice")).status_code == 403
+    )
+    assert (
+        call(app, "PUT", "/api/v1/users/alice/unlock", make_token(app, "root")).status_code == 405
+    )

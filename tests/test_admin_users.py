@@ -68,9 +68,9 @@ def code_failures(app, username):
 def set_code_failures(app, username, failures):
     """As if `username` had entered `failures` wrong codes in a row."""
     with app.app_context():
-        MfaThrottle.insert(
-            user=User.get(User.username == username), failures=failures, last_failure_at=START
-        ).on_conflict_replace().execute()
+        who = User.get(User.username == username)
+        MfaThrottle.delete().where(MfaThrottle.user == who).execute()
+        MfaThrottle.create(user=who, failures=failures, last_failure_at=START)
 
 
 def sessions_of(app, username):

@@ -143,7 +143,7 @@ class RecordingBrowser(Browser):
 
 # ------------------------------------------------ SC-09 forced browsing while pending
 
-PLACEHOLDERS = {"username": "alice", "filename": "style.css", "action": "unlock"}
+PLACEHOLDERS = {"username": "alice", "filename": "style.css"}
 ARGUMENT = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 STEP_PAGES = {"totp_setup": "/mfa/setup", "totp_verify": "/mfa/verify"}
 
