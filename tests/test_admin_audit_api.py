@@ -2,7 +2,8 @@
 `POST /api/v1/users/<username>/unlock`) and `user unlock`.
 
 SC-24 (who may read the log and use the API) and SC-30 (the new events are recorded,
-with actor and target, and no secret reaches a record, a log line or the page).
+with actor and target, and no secret reaches a record, a log line or the page). Also
+`init-db` upgrading a database made before the step-up column existed.
 """
 
 from __future__ import annotations
@@ -478,3 +479,25 @@ def test_sc24_api_wrong_method_without_token_is_401(app):
     assert (
         call(app, "PUT", "/api/v1/users/alice/unlock", make_token(app, "root")).status_code == 405
     )
+
+
+# --- upgrading a database made before the step-up column ------------------------------------
+
+
+def test_init_db_adds_the_step_up_column_to_an_older_database(app, clock):
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    from standalone_mfa.db import db
+
+    with app.app_context():
+        migrate(SchemaMigrator.from_database(db.obj).drop_column("web_session", "step_up_at"))
+        assert "step_up_at" not in {c.name for c in db.get_columns("web_session")}
+    assert cli(app, "init-db").exit_code == 0
+    with app.app_context():
+        assert "step_up_at" in {c.name for c in db.get_columns("web_session")}
+    admin = signed_in_root(app, clock)
+    admin.get("/admin/step-up")
+    assert (
+        admin.post("/admin/step-up", {"password": PASSWORD}).headers["Location"] == "/admin/users"
+    )
+    assert admin.get("/admin/users/alice/unlock").status_code == 200

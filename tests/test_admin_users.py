@@ -685,3 +685,41 @@ def test_admin_pages_link_to_each_other(app, clock):
             assert f'href="{link}"' in page, (path, link)
         assert 'aria-current="page"' in page
     assert "Users and Permissions » Users" in admin.page("/admin/users")
+
+
+def test_two_administrators_revoking_each_other_at_once_leave_one(tmp_path, clock):
+    """The last-administrator rule holds under a race (a file database, one
+    connection per thread; on PostgreSQL the administrators' rows are locked)."""
+    import threading
+
+    from standalone_mfa import admin_users
+    from standalone_mfa.db import db
+
+    app = make_app(tmp_path, clock)
+    with app.app_context():
+        User.update(is_admin=True).where(User.username == "bob").execute()
+        db.close()
+    for _ in range(10):
+        barrier = threading.Barrier(2)
+        outcomes = []
+
+        def revoke(target, actor):
+            with app.app_context():
+                victim = User.get(User.username == target)
+                barrier.wait()
+                outcomes.append(admin_users.set_admin(victim, False, actor=actor))
+                db.close()
+
+        threads = [
+            threading.Thread(target=revoke, args=("root", "bob")),
+            threading.Thread(target=revoke, args=("bob", "root")),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outcomes) == [admin_users.LAST_ADMIN, admin_users.CHANGED]
+        with app.app_context():
+            assert User.select().where(User.is_admin).count() == 1
+            User.update(is_admin=True).where(User.username.in_(["root", "bob"])).execute()
+            db.close()
