@@ -703,7 +703,7 @@ def test_two_administrators_revoking_each_other_at_once_leave_one(tmp_path, cloc
         barrier = threading.Barrier(2)
         outcomes = []
 
-        def revoke(target, actor):
+        def revoke(target, actor, barrier=barrier, outcomes=outcomes):
             with app.app_context():
                 victim = User.get(User.username == target)
                 barrier.wait()
