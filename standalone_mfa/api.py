@@ -14,6 +14,11 @@ from .pagination import MAX_PER_PAGE, PER_PAGE
 from .users import find_user
 
 MAX_PAGE = 1_000_000
+NO_CREDENTIAL = (
+    "This user has no TOTP credential. To let a user stuck in set-up try codes again, "
+    "POST /api/v1/users/{username}/unlock."
+)
+
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
@@ -67,12 +72,6 @@ def totp_reset(username):
     if totp.credential_of(user) is None or not reset.reset_totp(user, actor=g.api_user.username):
         abort(404, description=NO_CREDENTIAL.format(username=user.username))
     return "", 204
-
-
-NO_CREDENTIAL = (
-    "This user has no TOTP credential. To let a user stuck in set-up try codes again, "
-    "POST /api/v1/users/{username}/unlock."
-)
 
 
 class BadParameter(ValueError):
