@@ -1,4 +1,5 @@
-"""The JSON API for administrators' scripts: read and reset a user's TOTP credential.
+"""The JSON API for administrators' scripts: list users, read and reset a user's TOTP
+credential, unlock a throttled or locked account.
 
 It authenticates with `Authorization: Bearer <token>` only, never a browser session,
 so no cookie can drive it and no token can open a browser session."""
@@ -6,9 +7,17 @@ so no cookie can drive it and no token can open a browser session."""
 from __future__ import annotations
 
 from flask import Blueprint, abort, g, jsonify, request
+from werkzeug.exceptions import MethodNotAllowed
 
-from . import reset, tokens, totp
+from . import admin_users, reset, throttle, tokens, totp
+from .pagination import MAX_PER_PAGE, PER_PAGE
 from .users import find_user
+
+MAX_PAGE = 1_000_000
+NO_CREDENTIAL = (
+    "This user has no TOTP credential. To let a user stuck in set-up try codes again, "
+    "POST /api/v1/users/{username}/unlock."
+)
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -22,6 +31,17 @@ def require_admin_token():
     if not user.is_admin:
         abort(403)
     g.api_user = user
+
+
+@bp.before_app_request
+def require_token_before_method_not_allowed():
+    """A method an API URL does not offer (HEAD on a POST-only URL, say) is refused
+    with 405 only after the token is checked: without one, the API answers 401 alike
+    whatever is asked, as it does for its routed requests."""
+    if isinstance(request.routing_exception, MethodNotAllowed) and request.path.startswith(
+        bp.url_prefix + "/"
+    ):
+        require_admin_token()
 
 
 def _user_or_404(username: str):
@@ -47,6 +67,49 @@ def totp_status(username):
 def totp_reset(username):
     """Remove a user's authenticator and end their sessions; they set up again."""
     user = _user_or_404(username)
-    if not reset.reset_totp(user, actor=g.api_user.username):
-        abort(404, description="This user has no TOTP credential.")
+    # Only a credential is reset here; a throttled or locked account without one (stuck
+    # in set-up) is unlocked with POST .../unlock, which does not end its sessions.
+    if totp.credential_of(user) is None or not reset.reset_totp(user, actor=g.api_user.username):
+        abort(404, description=NO_CREDENTIAL.format(username=user.username))
     return "", 204
+
+
+class BadParameter(ValueError):
+    """A query parameter out of range: 400, with a message saying which."""
+
+
+@bp.errorhandler(BadParameter)
+def bad_parameter(error):
+    return jsonify(error=str(error)), 400
+
+
+def _query_int(name: str, default: int, highest: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9 and 1 <= int(raw) <= highest):
+        raise BadParameter(f"{name} must be a whole number from 1 to {highest}.")
+    return int(raw)
+
+
+@bp.get("/users")
+def users_list():
+    """List users (by name) with their MFA status; `page`, `per_page` and `q`."""
+    page = _query_int("page", 1, MAX_PAGE)
+    per_page = _query_int("per_page", PER_PAGE, MAX_PER_PAGE)
+    result = admin_users.list_users(request.args.get("q", ""), page, per_page)
+    return jsonify(
+        users=[row.as_json() for row in result.items],
+        page=result.page,
+        per_page=result.per_page,
+        total=result.total,
+        pages=result.pages,
+    )
+
+
+@bp.post("/users/<username>/unlock")
+def unlock(username):
+    """Forgive a user's wrong codes so they can try again at once (audited)."""
+    user = _user_or_404(username)
+    forgiven = throttle.unlock(user, actor=g.api_user.username)
+    return jsonify(username=user.username, unlocked=forgiven > 0, failures_cleared=forgiven)

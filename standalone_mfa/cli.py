@@ -11,12 +11,13 @@ from cryptography.fernet import InvalidToken
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
-from . import crypto, db, passwords, reset, settings, tokens, users
+from . import audit_log, crypto, db, passwords, reset, settings, throttle, tokens, totp, users
 from .models import TotpCredential, User, WebSession
 
 user_cli = AppGroup("user", help="Manage users.")
 mfa_cli = AppGroup("mfa", help="Multi-Factor Authentication settings and resets.")
 token_cli = AppGroup("token", help="API tokens.")
+audit_cli = AppGroup("audit", help="The audit log.")
 
 ACTOR = "cli"
 
@@ -110,8 +111,11 @@ def mfa_method_command(method):
 def mfa_reset_command(username):
     """Remove a user's authenticator (lost app): their sessions end and they set up again."""
     user = _user_or_exit(username)
-    if not reset.reset_totp(user, actor=ACTOR):
-        raise click.ClickException(f"{user.username!r} has no TOTP credential; nothing to reset.")
+    if totp.credential_of(user) is None or not reset.reset_totp(user, actor=ACTOR):
+        raise click.ClickException(
+            f"{user.username!r} has no TOTP credential; nothing to reset. (To let them try "
+            f"codes again, run `flask --app standalone_mfa user unlock {user.username}`.)"
+        )
     click.echo(f"Reset TOTP for {user.username!r}; they will set it up at their next sign-in.")
 
 
@@ -148,6 +152,48 @@ def token_create_command(username):
     click.echo(token)
 
 
+@user_cli.command("unlock")
+@click.argument("username")
+@clear_errors
+def user_unlock_command(username):
+    """Forgive a user's wrong codes: a throttled or locked account can try again at once."""
+    user = _user_or_exit(username)
+    forgiven = throttle.unlock(user, actor=ACTOR)
+    if forgiven:
+        click.echo(f"Unlocked {user.username!r} ({forgiven} wrong codes forgiven).")
+    else:
+        click.echo(f"{user.username!r} was not throttled or locked; nothing changed.")
+
+
+class Days(click.ParamType):
+    """A number of days written `Nd`, such as `365d`."""
+
+    name = "Nd"
+
+    def convert(self, value, param, ctx):
+        text = str(value).strip().lower()
+        number = text.removesuffix("d")
+        if text.endswith("d") and number.isascii() and number.isdigit() and len(number) <= 6:
+            days = int(number)
+            if 1 <= days <= audit_log.MAX_RETENTION_DAYS:
+                return days
+        self.fail(
+            f"{value!r} is not a number of days such as 365d "
+            f"(from 1d to {audit_log.MAX_RETENTION_DAYS}d).",
+            param,
+            ctx,
+        )
+
+
+@audit_cli.command("prune")
+@click.option("--older-than", "days", type=Days(), required=True, help="Such as 365d.")
+@clear_errors
+def audit_prune_command(days):
+    """Delete audit events older than N days (the pruning itself is recorded)."""
+    deleted = audit_log.prune(days, actor=ACTOR)
+    click.echo(f"Deleted {deleted} audit events older than {days} days.")
+
+
 def init_app(app) -> None:
-    for command in (init_db_command, user_cli, mfa_cli, token_cli):
+    for command in (init_db_command, user_cli, mfa_cli, token_cli, audit_cli):
         app.cli.add_command(command)

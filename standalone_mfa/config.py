@@ -27,6 +27,7 @@ DEFAULTS = {
     "PASSWORD_HASH_METHOD": "scrypt",
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "WTF_CSRF_TIME_LIMIT": 3600,
+    "ADMIN_STEP_UP_SECONDS": 300,  # how long an admin's re-entered code or password counts
 }
 
 MISSING_KEYS_HELP = (
@@ -77,6 +78,9 @@ def finish(app) -> None:
     window = config["MFA_TOTP_WINDOW"]
     if not isinstance(window, int) or not 0 <= window <= 2:
         raise ConfigurationError("MFA_TOTP_WINDOW must be 0, 1 or 2.")
+    step_up = config["ADMIN_STEP_UP_SECONDS"]
+    if not isinstance(step_up, int) or not 0 < step_up <= 3600:
+        raise ConfigurationError("ADMIN_STEP_UP_SECONDS must be between 1 and 3600.")
     if ":" in config["MFA_ISSUER"] or not config["MFA_ISSUER"].strip():
         raise ConfigurationError("MFA_ISSUER must be non-empty and contain no colon.")
     # A Secure cookie on a site without a path prefix can use the __Host- prefix, which

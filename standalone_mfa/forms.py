@@ -4,8 +4,15 @@ services decide what a value means."""
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, IntegerField, PasswordField, SelectField, StringField
-from wtforms.validators import EqualTo, InputRequired, Length, NumberRange, Optional
+from wtforms import BooleanField, DateField, IntegerField, PasswordField, SelectField, StringField
+from wtforms.validators import (
+    EqualTo,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    ValidationError,
+)
 
 from . import passwords, recovery, settings, totp
 
@@ -88,3 +95,45 @@ class ChangePasswordForm(FlaskForm):
         "New password again",
         validators=[InputRequired(), EqualTo("new_password", "The new passwords differ.")],
     )
+
+
+# Administration (users, step-up, audit log).
+
+
+class ConfirmForm(FlaskForm):
+    """Only a CSRF token: the confirmation page's button."""
+
+
+class StepUpPasswordForm(FlaskForm):
+    password = PasswordField(
+        "Your password", validators=[InputRequired(), Length(max=passwords.MAX_LENGTH)]
+    )
+
+
+class NewUserForm(FlaskForm):
+    username = SingleValueStringField("Username", validators=[InputRequired(), Length(max=150)])
+    password = PasswordField(
+        "Initial password (optional)",
+        validators=[Optional(), Length(max=passwords.MAX_LENGTH)],
+    )
+
+
+class UserSearchForm(FlaskForm):
+    class Meta:
+        csrf = False  # a GET search: it changes nothing
+
+    q = StringField("Search by username", validators=[Optional(), Length(max=150)])
+
+
+class AuditFilterForm(FlaskForm):
+    class Meta:
+        csrf = False  # a GET filter: it changes nothing
+
+    user = StringField("User", validators=[Optional(), Length(max=150)])
+    event = SelectField("Event type", choices={"": "All events"}, default="")
+    start = DateField("From (UTC)", validators=[Optional()])
+    end = DateField("To (UTC)", validators=[Optional()])
+
+    def validate_end(self, field):
+        if field.data and self.start.data and field.data < self.start.data:
+            raise ValidationError("The end date is before the start date.")

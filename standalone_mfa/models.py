@@ -109,6 +109,8 @@ class WebSession(BaseModel):
     second_factor_at = DateTimeField(null=True)
     ip = CharField(max_length=64, null=True)
     user_agent = CharField(max_length=255, null=True)
+    # When the signed-in administrator last re-proved who they are (`step_up`).
+    step_up_at = DateTimeField(null=True)
 
 
 class Setting(BaseModel):

@@ -11,9 +11,9 @@ from .models import User
 def reset_totp(user, *, actor: str) -> bool:
     """Delete the credential and its replay state, the recovery codes and remembered
     devices, clear the throttle, end every session of the user. Returns False (and
-    changes nothing) if there was nothing to reset."""
+    changes nothing) if the user has no authenticator."""
     with write_transaction():
-        if totp.credential_of(user) is None and throttle.failures(user) == 0:
+        if totp.credential_of(user) is None:  # a locked set-up is unlocked, not reset
             return False
         totp.delete_credential(user)
         recovery.delete_codes(user)

@@ -162,6 +162,7 @@ _SAVED_FIELDS = (
     "next_url",
     "pending_secret_encrypted",
     "second_factor_at",
+    "step_up_at",
 )
 
 

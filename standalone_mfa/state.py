@@ -111,6 +111,7 @@ def fire(web_session: ServerSession, event: str) -> str:
     record = web_session.ensure_record()
     record.state = target
     record.state_since = now()
+    record.step_up_at = None  # a step-up belongs to one signed-in session, never the next
     if source == TOTP_SETUP:
         record.pending_secret_encrypted = None
     if target == ANONYMOUS:

@@ -19,7 +19,9 @@ import hashlib
 import math
 from dataclasses import dataclass
 
+from . import audit
 from .clock import now
+from .db import write_transaction
 from .models import MfaThrottle, PasswordThrottle
 
 BACKOFF_AFTER = 5
@@ -89,6 +91,29 @@ def failures(user) -> int:
 def clear(user) -> None:
     """An administrator's reset or unlock."""
     MfaThrottle.delete().where(MfaThrottle.user == user).execute()
+
+
+def unlock(user, *, actor: str) -> int:
+    """An administrator lets a throttled or locked account try codes again at once.
+
+    Returns how many consecutive failures were forgiven (0: there was nothing to
+    unlock, audited as "unchanged")."""
+    with write_transaction():
+        forgiven = failures(user)
+        clear(user)
+        outcome = "ok" if forgiven else "unchanged"
+        audit.record("unlock", outcome, user=user, actor=actor, detail=f"{forgiven} failures")
+    return forgiven
+
+
+def describe(count: int) -> str:
+    """What an administrator needs to know of a failure count: "locked" (only an
+    administrator can help), "throttled" (each try waits), "failures" or "ok"."""
+    if count >= LOCK_AFTER:
+        return "locked"
+    if count >= BACKOFF_AFTER:
+        return "throttled"
+    return "failures" if count else "ok"
 
 
 # Passwords, per username as typed (normalised), whether or not the account exists.
