@@ -12,7 +12,7 @@ from flask import current_app
 from . import audit, crypto, devices, passwords, recovery, sessions, throttle, totp
 from .clock import clock
 from .db import write_transaction
-from .login import show_codes
+from .login import seconds, show_codes
 from .models import AuditEvent, User, WebSession
 from .sessions import ServerSession
 
@@ -35,8 +35,8 @@ WRONG_PASSWORD = "Your password is not right."
 WRONG_CODE = "That code is not right, or it was already used."
 NEED_CODE = "Enter the current code from your authenticator app."
 NEED_CODE_OR_RECOVERY = "Enter the current code from your authenticator app, or a recovery code."
-WAIT_PASSWORD = "Too many wrong passwords. Wait {seconds} seconds, then try again."
-WAIT_CODE = "Too many wrong codes. Wait {seconds} seconds, then try again."
+WAIT_PASSWORD = "Too many wrong passwords. Wait {wait}, then try again."
+WAIT_CODE = "Too many wrong codes. Wait {wait}, then try again."
 LOCKED = "Your two-factor sign-in is locked after too many wrong codes. Ask an administrator."
 
 
@@ -73,7 +73,7 @@ def confirm_password(user: User, password: str | None) -> str | None:
     attempt = throttle.begin_password_attempt(user.username)
     if not attempt.allowed:
         audit.record("reauth", "throttled", user=user, detail="password")
-        return WAIT_PASSWORD.format(seconds=attempt.retry_after)
+        return WAIT_PASSWORD.format(wait=seconds(attempt.retry_after))
     if not passwords.check_password(user, password or ""):
         audit.record("reauth", "failed", user=user, detail="password")
         return WRONG_PASSWORD
@@ -103,7 +103,7 @@ def confirm_identity(
     attempt = throttle.begin_attempt(user)
     if not attempt.allowed:
         audit.record("totp_throttled", "locked" if attempt.locked else "wait", user=user)
-        return LOCKED if attempt.locked else WAIT_CODE.format(seconds=attempt.retry_after)
+        return LOCKED if attempt.locked else WAIT_CODE.format(wait=seconds(attempt.retry_after))
     if code:
         normalized = totp.normalize_code(code, credential.digits)
         step = totp.check_code(credential, normalized) if normalized else None
@@ -157,16 +157,17 @@ def confirm_new_authenticator(web_session: ServerSession, user: User, raw: str |
         return "Setting up the new app took too long. Start again."
     attempt = throttle.begin_attempt(user)
     if not attempt.allowed:
-        return LOCKED if attempt.locked else WAIT_CODE.format(seconds=attempt.retry_after)
+        return LOCKED if attempt.locked else WAIT_CODE.format(wait=seconds(attempt.retry_after))
     code = totp.normalize_code(raw)
     step = totp.match_pending(secret, code) if code else None
     if step is None:
         audit.record("totp_reenrolled", "failed", user=user)
         return WRONG_CODE
     with sessions.transition(web_session):
+        # Devices first: replacing the credential would cascade them away unaudited.
+        devices.forget_all(user, actor=user.username, reason="new authenticator")
         totp.replace_credential(user, secret, step)
         throttle.record_success(user)
-        devices.forget_all(user, actor=user.username, reason="new authenticator")
         ended = _end_other_sessions(web_session, user)
         cancel_new_authenticator(web_session)
         web_session.rotate()

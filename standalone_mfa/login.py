@@ -26,9 +26,7 @@ from .sessions import ServerSession
 from .users import find_user, normalize_username
 
 WRONG_PASSWORD = "The username or password is not right."
-TOO_MANY_PASSWORDS = (
-    "Too many failed sign-ins for this username. Wait {seconds} seconds, then try again."
-)
+TOO_MANY_PASSWORDS = "Too many failed sign-ins for this username. Wait {wait}, then try again."
 # One message for a wrong, malformed or already used code: which it was is not said.
 WRONG_CODE = (
     "That code is not right, or it was already used. "
@@ -95,7 +93,7 @@ def submit_password(
     user = find_user(name)
     if not attempt.allowed:
         audit.record("login", "throttled", user=user, detail=f"{attempt.retry_after}s")
-        return StepOutcome(False, TOO_MANY_PASSWORDS.format(seconds=attempt.retry_after))
+        return StepOutcome(False, TOO_MANY_PASSWORDS.format(wait=seconds(attempt.retry_after)))
     if not passwords.check_password(user, password or ""):
         # An unknown name is not recorded: people type passwords into the wrong field.
         audit.record("login", "failed", user=user, detail=None if user else "unknown user")
@@ -251,7 +249,7 @@ def _begin(user) -> StepOutcome | None:
         return StepOutcome(False, LOCKED)
     audit.record("totp_throttled", "wait", user=user, detail=f"{attempt.retry_after}s")
     return StepOutcome(
-        False, f"Too many wrong codes. Wait {attempt.retry_after} seconds, then try again."
+        False, f"Too many wrong codes. Wait {seconds(attempt.retry_after)}, then try again."
     )
 
 
@@ -268,6 +266,10 @@ def _failed(web_session, user, drift: int | None = None, kind: str = "totp") -> 
     if kind == "recovery_code":
         return StepOutcome(False, WRONG_RECOVERY_CODE)
     return StepOutcome(False, drift_hint(drift) if drift else WRONG_CODE)
+
+
+def seconds(count: int) -> str:
+    return f"{count} second" if count == 1 else f"{count} seconds"
 
 
 def drift_hint(steps: int, period: int = totp.PERIOD) -> str:

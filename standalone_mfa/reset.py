@@ -15,9 +15,10 @@ def reset_totp(user, *, actor: str) -> bool:
     with write_transaction():
         if totp.credential_of(user) is None:  # a locked set-up is unlocked, not reset
             return False
+        # Devices first: deleting the credential would cascade them away unaudited.
+        devices.forget_all(user, actor=actor, reason="reset")
         totp.delete_credential(user)
         recovery.delete_codes(user)
-        devices.forget_all(user, actor=actor, reason="reset")
         throttle.clear(user)
         ended = sessions.end_sessions_of(user)
         User.update(mfa_reset_at=now()).where(User.id == user.id).execute()

@@ -3,7 +3,7 @@ remembered), stored in the database so every process sees the same choice."""
 
 from __future__ import annotations
 
-from . import audit
+from . import audit, devices
 from .db import write_transaction
 from .models import Setting
 
@@ -35,12 +35,21 @@ def set_mfa_method(method: str, *, actor: str) -> bool:
 
 
 def set_remember_days(days: int, *, actor: str) -> bool:
-    """Store the number of days (0 to 31); returns whether it changed. Audited."""
+    """Store the number of days (0 to 31); returns whether it changed. Audited. Devices
+    remembered before are forgotten (0) or shortened to the new limit."""
     if not isinstance(days, int) or not 0 <= days <= REMEMBER_DAYS_MAX:
         raise ValueError(f"remember days must be 0 to {REMEMBER_DAYS_MAX}")
-    return _store(
-        "remember_days", str(days), lambda: str(remember_days()), "remember_days_changed", actor
-    )
+    with write_transaction():  # the setting, its audit row and the devices it limits
+        changed = _store(
+            "remember_days",
+            str(days),
+            lambda: str(remember_days()),
+            "remember_days_changed",
+            actor,
+        )
+        if changed:
+            devices.limit_lifetime(days, actor=actor)
+    return changed
 
 
 def _store(key: str, value: str, current, event: str, actor: str) -> bool:

@@ -68,6 +68,7 @@ PENDING_TIMEOUT_CONFIG = {
 }
 # Where the recovery codes wait, encrypted, between set-up and "I have saved these".
 SHOWN_CODES_KEY = "recovery_codes"
+FLASHES_KEY = "_flashes"  # where Flask keeps flashed messages
 
 # Which states each endpoint answers in; any endpoint not named answers only when
 # authenticated. The API blueprint authenticates with bearer tokens, never a session.
@@ -118,7 +119,10 @@ def fire(web_session: ServerSession, event: str) -> str:
         record.user = None
         record.next_url = None
         record.second_factor_at = None
-        web_session.pop(SHOWN_CODES_KEY, None)
+        # Nothing kept for the signed-in user (codes on show, a new authenticator being
+        # set up) may reach whoever signs in next in this browser; messages may.
+        for key in [k for k in web_session if k != FLASHES_KEY]:
+            del web_session[key]
     elif event in SECOND_FACTOR_EVENTS:
         record.second_factor_at = record.state_since
     web_session.rotate()

@@ -12,14 +12,14 @@ from flask import current_app
 
 from . import audit, passwords, sessions, state, throttle, totp
 from .clock import now
-from .login import LOCKED, TOO_MANY_PASSWORDS, WRONG_CODE, StepOutcome
+from .login import LOCKED, TOO_MANY_PASSWORDS, WRONG_CODE, StepOutcome, seconds
 from .sessions import ServerSession
 
 CODE = "code"
 PASSWORD = "password"
 CONFIRMED = "Thank you. You can make administrative changes for the next {minutes} minutes."
 WRONG_PASSWORD = "That password is not right."
-CODE_WAIT = "Too many wrong codes. Wait {seconds} seconds, then try again."
+CODE_WAIT = "Too many wrong codes. Wait {wait}, then try again."
 
 
 def method_for(user) -> str:
@@ -53,7 +53,7 @@ def submit_code(web_session: ServerSession, raw_code: str | None) -> StepOutcome
         audit.record("step_up", "throttled", user=user, actor=user.username, detail=CODE)
         if attempt.locked:
             return StepOutcome(False, LOCKED)
-        return StepOutcome(False, CODE_WAIT.format(seconds=attempt.retry_after))
+        return StepOutcome(False, CODE_WAIT.format(wait=seconds(attempt.retry_after)))
     code = totp.normalize_code(raw_code, credential.digits)
     step = totp.check_code(credential, code) if code else None
     consumed = False
@@ -77,7 +77,7 @@ def submit_password(web_session: ServerSession, password: str | None) -> StepOut
     attempt = throttle.begin_password_attempt(user.username)
     if not attempt.allowed:
         audit.record("step_up", "throttled", user=user, actor=user.username, detail=PASSWORD)
-        return StepOutcome(False, TOO_MANY_PASSWORDS.format(seconds=attempt.retry_after))
+        return StepOutcome(False, TOO_MANY_PASSWORDS.format(wait=seconds(attempt.retry_after)))
     if not passwords.check_password(user, password or ""):
         audit.record("step_up", "failed", user=user, actor=user.username, detail=PASSWORD)
         return StepOutcome(False, WRONG_PASSWORD)

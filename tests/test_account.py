@@ -836,26 +836,13 @@ def revoke_by_admin_reset(app, new_browser, secret):
         assert reset.reset_totp(User.get(User.username == "alice"), actor="root")
 
 
-CASCADE_BUG = (
-    "BUG: the credential is deleted before devices.forget_all runs (reset.py:18-20, "
-    "account_security.py:167-169 via totp.replace_credential); the FK cascade "
-    "(RememberedDevice.credential on_delete=CASCADE, SQLite foreign_keys=1) removes the "
-    "devices first, so forget_all finds 0 rows and no 'remembered_device revoked' audit "
-    "row is written"
-)
-
-
 @pytest.mark.parametrize(
     "revoke",
     [
         revoke_by_forget_all,
         revoke_by_password_change,
-        pytest.param(
-            revoke_by_new_authenticator, marks=pytest.mark.xfail(strict=True, reason=CASCADE_BUG)
-        ),
-        pytest.param(
-            revoke_by_admin_reset, marks=pytest.mark.xfail(strict=True, reason=CASCADE_BUG)
-        ),
+        revoke_by_new_authenticator,
+        revoke_by_admin_reset,
     ],
 )
 def test_sc30_revoking_remembered_devices_is_audited(totp_app, new_browser, revoke):
@@ -882,20 +869,22 @@ def test_remembered_device_is_not_honoured_while_the_setting_is_zero(totp_app, n
     assert not signed_in_as(device, "alice")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: turning remember_days to 0 only hides remembered devices "
-        "(devices.recognise returns False while the setting is 0) and never deletes "
-        "them; setting N > 0 again silently re-enables every device remembered before"
-    ),
-)
 def test_remembered_device_stays_revoked_when_the_setting_is_turned_back_on(totp_app, new_browser):
     set_remember_days(totp_app, 30)
     secret = new_browser().enrol()
     device = remembered_browser(new_browser, secret)
     set_remember_days(totp_app, 0)
     set_remember_days(totp_app, 30)
+    assert location(device.login()) == "/mfa/verify"
+    assert devices_of(totp_app, "alice") == []
+
+
+def test_fewer_remember_days_shorten_devices_remembered_before(totp_app, new_browser, clock):
+    set_remember_days(totp_app, 30)
+    secret = new_browser().enrol()
+    device = remembered_browser(new_browser, secret)
+    set_remember_days(totp_app, 1)
+    clock.advance(2 * 24 * 3600)
     assert location(device.login()) == "/mfa/verify"
 
 
@@ -1396,3 +1385,24 @@ def test_sc30_no_recovery_code_device_token_or_password_in_audit_or_logs(
         assert secret_value not in audit_table
         assert secret_value not in caplog.text
         assert not any(secret_value in line for line in audit_lines)
+
+
+def test_nothing_kept_for_a_user_outlives_their_sign_in_in_the_session(totp_app):
+    """Keys stored for the signed-in user (codes on show, a new authenticator being set
+    up) are dropped when the session goes back to anonymous; flashed messages stay."""
+    from standalone_mfa import state
+    from standalone_mfa.sessions import ServerSession
+
+    with totp_app.test_request_context("/"):
+        web_session = ServerSession()
+        record = web_session.ensure_record()
+        record.state = state.AUTHENTICATED
+        web_session.update(
+            {
+                state.SHOWN_CODES_KEY: "ciphertext",
+                "new_authenticator": "ciphertext",
+                "_flashes": [("info", "kept")],
+            }
+        )
+        state.fire(web_session, "mfa_required")
+        assert dict(web_session) == {"_flashes": [("info", "kept")]}

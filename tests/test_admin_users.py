@@ -323,7 +323,7 @@ def test_step_up_codes_are_throttled_like_sign_in_codes(totp_app, clock):
     # The next step's code would be right, but the back-off refuses it unseen.
     response = admin.post("/admin/step-up", {"code": admin.code(secret, steps=1)})
     assert response.headers["Location"].startswith("/admin/step-up")
-    assert flashes(admin) == ["Too many wrong codes. Wait 1 seconds, then try again."]
+    assert flashes(admin) == ["Too many wrong codes. Wait 1 second, then try again."]
     assert events(totp_app, "step_up")[-1].outcome == "throttled"
     assert admin.get("/admin/users/alice/unlock").status_code == 302
     clock.advance(2)  # the back-off (1 s after the 5th failure) has passed

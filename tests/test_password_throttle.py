@@ -31,7 +31,7 @@ def test_sc07_wrong_passwords_back_off_per_username_known_or_not(new_browser, cl
     # A fresh browser (new session, new cookie) meets the same counter.
     _, message = _attempt(new_browser(), username, PASSWORD)
     assert message == (
-        "Too many failed sign-ins for this username. Wait 1 seconds, then try again."
+        "Too many failed sign-ins for this username. Wait 1 second, then try again."
     )
     clock.advance(1)
     response, message = _attempt(new_browser(), username, "still wrong")
