@@ -22,8 +22,8 @@ from flask_login import current_user
 from . import admin_users, audit_log, reset, settings, step_up, throttle, totp
 from .forms import (
     AuditFilterForm,
+    ButtonForm,
     CodeForm,
-    ConfirmForm,
     MfaSettingsForm,
     NewUserForm,
     StepUpPasswordForm,
@@ -224,7 +224,7 @@ def user_action(username):
     user = find_user(username)
     if user is None:
         abort(404)
-    form = ConfirmForm()
+    form = ButtonForm()
     if form.validate_on_submit():
         message, category = _perform(action, user)
         flash(message, category)

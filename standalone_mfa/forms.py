@@ -100,10 +100,6 @@ class ChangePasswordForm(FlaskForm):
 # Administration (users, step-up, audit log).
 
 
-class ConfirmForm(FlaskForm):
-    """Only a CSRF token: the confirmation page's button."""
-
-
 class StepUpPasswordForm(FlaskForm):
     password = PasswordField(
         "Your password", validators=[InputRequired(), Length(max=passwords.MAX_LENGTH)]
