@@ -86,17 +86,20 @@ def window() -> int:
     return current_app.config["MFA_TOTP_WINDOW"]
 
 
+def _now_with(credential: TotpCredential) -> dict:
+    """The credential's own parameters (SC-23), the current time and the window."""
+    return {
+        "for_time": clock().timestamp(),
+        "window": window(),
+        "digits": credential.digits,
+        "period": credential.period,
+        "algorithm": credential.algorithm,
+    }
+
+
 def check_code(credential: TotpCredential, code: str) -> int | None:
     """Match a code against the credential's own parameters at the current time."""
-    return match_step(
-        crypto.decrypt(credential.secret_encrypted),
-        code,
-        for_time=clock().timestamp(),
-        window=window(),
-        digits=credential.digits,
-        period=credential.period,
-        algorithm=credential.algorithm,
-    )
+    return match_step(crypto.decrypt(credential.secret_encrypted), code, **_now_with(credential))
 
 
 def match_pending(secret: str, code: str) -> int | None:
@@ -130,15 +133,7 @@ def drift_steps(
 
 
 def drift_of(credential: TotpCredential, code: str) -> int | None:
-    return drift_steps(
-        crypto.decrypt(credential.secret_encrypted),
-        code,
-        for_time=clock().timestamp(),
-        window=window(),
-        digits=credential.digits,
-        period=credential.period,
-        algorithm=credential.algorithm,
-    )
+    return drift_steps(crypto.decrypt(credential.secret_encrypted), code, **_now_with(credential))
 
 
 def drift_of_pending(secret: str, code: str) -> int | None:
