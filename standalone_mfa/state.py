@@ -49,7 +49,8 @@ PENDING_STATES = (TOTP_SETUP, TOTP_VERIFY)
 PENDING_TIMEOUT_CONFIG = {TOTP_SETUP: "MFA_SETUP_TIMEOUT", TOTP_VERIFY: "MFA_VERIFY_TIMEOUT"}
 
 # Which states each endpoint answers in; any endpoint not named answers only when
-# authenticated. The API blueprint authenticates with bearer tokens, never a session.
+# authenticated. The API blueprint authenticates with bearer tokens, never a session;
+# the health check needs no one.
 ENDPOINT_STATES = {
     "auth.login": {ANONYMOUS},
     "mfa.setup": {TOTP_SETUP},
@@ -57,7 +58,7 @@ ENDPOINT_STATES = {
     "auth.logout": set(STATES),
     "static": set(STATES),
 }
-SESSIONLESS_BLUEPRINTS = {"api"}
+SESSIONLESS_BLUEPRINTS = {"api", "health"}
 # Where a browser is sent when it asks for a page its state does not allow.
 STATE_HOME = {
     ANONYMOUS: "auth.login",
