@@ -11,7 +11,8 @@ from cryptography.fernet import InvalidToken
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
-from . import crypto, db, passwords, reset, settings, tokens, users
+from . import crypto, db, maintenance, passwords, reset, settings, tokens, users
+from .clock import now
 from .models import TotpCredential, User, WebSession
 
 user_cli = AppGroup("user", help="Manage users.")
@@ -72,6 +73,17 @@ def _describe(url: str) -> str:
     if "@" in rest:
         rest = "***@" + rest.rsplit("@", 1)[1]
     return scheme + sep + rest
+
+
+@click.command("prune")
+@with_appcontext
+@clear_errors
+def prune_command():
+    """Delete expired sessions and pending sign-ins and stale counters (run from cron)."""
+    counts = maintenance.prune(now())
+    click.echo(
+        "Deleted " + ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items())
+    )
 
 
 @user_cli.command("create")
@@ -149,5 +161,5 @@ def token_create_command(username):
 
 
 def init_app(app) -> None:
-    for command in (init_db_command, user_cli, mfa_cli, token_cli):
+    for command in (init_db_command, prune_command, user_cli, mfa_cli, token_cli):
         app.cli.add_command(command)
