@@ -22,8 +22,14 @@ setup: $(BIN)/activate
 run: setup
 	$(FLASK) run --host $(HOST) --port $(PORT)
 
+# The whole suite on SQLite, then again on PostgreSQL when TEST_DATABASE_URL is set
+# (.ci/run sets it; the tests empty that database's tables as they please).
 test: $(BIN)/activate system-deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	env -u TEST_DATABASE_URL $(BIN)/python -m pytest $(PYTEST_ARGS)
+	@if [ -n "$$TEST_DATABASE_URL" ]; then \
+	  echo "The same suite on PostgreSQL (TEST_DATABASE_URL)"; \
+	  $(BIN)/python -m pytest $(PYTEST_ARGS); \
+	fi
 
 # Debian packages two tests need: oathtool (an independent TOTP implementation)
 # and libzbar0 (the QR decoder behind pyzbar). Installed with apt when missing.

@@ -12,8 +12,8 @@ import pytest
 from conftest import PASSWORD, Browser, make_app
 
 from standalone_mfa import passwords
-from standalone_mfa.db import db
-from standalone_mfa.models import AuditEvent, WebSession
+from standalone_mfa.db import create_tables, db
+from standalone_mfa.models import AuditEvent, User, WebSession
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 
@@ -61,6 +61,20 @@ def test_healthz_503_without_schema(tmp_path, clock):
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.get_json() == {"status": "unavailable"}
+
+
+def test_schema_creation_is_idempotent(app):
+    """init-db on a database that has everything already changes nothing (both engines:
+    the whole suite also runs on PostgreSQL)."""
+    runner = app.test_cli_runner()
+    for _ in range(2):
+        result = runner.invoke(args=["init-db"])
+        assert result.exit_code == 0, result.output
+        assert "Database ready" in result.output
+        assert "Created the first administrator" not in result.output
+    with app.app_context():
+        assert sorted(u.username for u in User.select()) == ["alice", "bob", "root"]
+        create_tables()  # what init-db runs, once more directly
 
 
 # ------------------------------------------ SQLite: the file's folder goes away
