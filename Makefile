@@ -24,8 +24,15 @@ setup: $(BIN)/activate
 run: setup
 	$(FLASK) run --host $(HOST) --port $(PORT)
 
+# The whole suite on SQLite, then again on PostgreSQL when TEST_DATABASE_URL is set
+# (.ci/run sets it; the tests empty that database's tables as they please). The
+# browser tests run once: their server always has its own SQLite file.
 test: $(BIN)/activate system-deps $(AXE)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	env -u TEST_DATABASE_URL $(BIN)/python -m pytest $(PYTEST_ARGS)
+	@if [ -n "$$TEST_DATABASE_URL" ]; then \
+	  echo "The same suite on PostgreSQL (TEST_DATABASE_URL)"; \
+	  $(BIN)/python -m pytest -m "not browser" $(PYTEST_ARGS); \
+	fi
 
 # Debian packages the tests need: oathtool (an independent TOTP implementation),
 # libzbar0 (the QR decoder behind pyzbar), and for the browser tests zbar-tools

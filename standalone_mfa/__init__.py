@@ -12,6 +12,7 @@ from pathlib import Path
 from flask import Flask, session
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as app_config
 from . import db, state, web
@@ -40,6 +41,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         app.config.from_mapping(test_config)
     os.makedirs(app.instance_path, exist_ok=True)
     app_config.finish(app)
+    _init_proxy(app)
     _init_logging()
     app.extensions["standalone_mfa.clock"] = app.config.pop("CLOCK", None) or SystemClock()
 
@@ -55,16 +57,34 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     csrf.init_app(app)
     _init_login(app)
 
-    from . import account, admin, api, auth, cli, mfa
+    from . import account, admin, api, auth, cli, health, mfa
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(mfa.bp)
     app.register_blueprint(account.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(health.bp)
     csrf.exempt(api.bp)  # bearer tokens, no cookies: nothing for a forged request to ride on
     cli.init_app(app)
     return app
+
+
+def _init_proxy(app: Flask) -> None:
+    """Believe X-Forwarded-* headers only as far as `PROXY_FIX_*` says proxies set them.
+
+    With a hop count of 1, the client address is the last one in X-Forwarded-For (the
+    one our proxy appended); whatever a client put before it is ignored."""
+    config = app.config
+    hops = {name: config[name] for name in app_config.PROXY_FIX_KEYS}
+    if any(hops.values()):
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app,
+            x_for=hops["PROXY_FIX_X_FOR"],
+            x_proto=hops["PROXY_FIX_X_PROTO"],
+            x_host=hops["PROXY_FIX_X_HOST"],
+            x_prefix=hops["PROXY_FIX_X_PREFIX"],
+        )
 
 
 def _init_logging() -> None:

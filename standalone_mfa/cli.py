@@ -11,7 +11,20 @@ from cryptography.fernet import InvalidToken
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
-from . import audit_log, crypto, db, passwords, reset, settings, throttle, tokens, totp, users
+from . import (
+    audit_log,
+    crypto,
+    db,
+    maintenance,
+    passwords,
+    reset,
+    settings,
+    throttle,
+    tokens,
+    totp,
+    users,
+)
+from .clock import now
 from .models import TotpCredential, User, WebSession
 
 user_cli = AppGroup("user", help="Manage users.")
@@ -73,6 +86,17 @@ def _describe(url: str) -> str:
     if "@" in rest:
         rest = "***@" + rest.rsplit("@", 1)[1]
     return scheme + sep + rest
+
+
+@click.command("prune")
+@with_appcontext
+@clear_errors
+def prune_command():
+    """Delete expired sessions and pending sign-ins and stale counters (run from cron)."""
+    counts = maintenance.prune(now())
+    click.echo(
+        "Deleted " + ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items())
+    )
 
 
 @user_cli.command("create")
@@ -195,5 +219,5 @@ def audit_prune_command(days):
 
 
 def init_app(app) -> None:
-    for command in (init_db_command, user_cli, mfa_cli, token_cli, audit_cli):
+    for command in (init_db_command, prune_command, user_cli, mfa_cli, token_cli, audit_cli):
         app.cli.add_command(command)

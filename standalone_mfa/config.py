@@ -9,6 +9,8 @@ from pathlib import Path
 
 from .crypto import build_fernet, generate_key
 
+PROXY_FIX_KEYS = ("PROXY_FIX_X_FOR", "PROXY_FIX_X_PROTO", "PROXY_FIX_X_HOST", "PROXY_FIX_X_PREFIX")
+
 DEFAULTS = {
     "SECRET_KEY": None,
     "MFA_ENCRYPTION_KEYS": None,
@@ -28,6 +30,16 @@ DEFAULTS = {
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "WTF_CSRF_TIME_LIMIT": 3600,
     "ADMIN_STEP_UP_SECONDS": 300,  # how long an admin's re-entered code or password counts
+    # Flask-WTF's HTTPS-only Referer check cannot pass: every page sends
+    # `Referrer-Policy: no-referrer`, so browsers send no Referer. What it guards
+    # against (a session planted over plain HTTP) the cookie prefixes already stop:
+    # over HTTPS the session cookie is `__Host-`/`__Secure-` (see `cookies`), and the
+    # CSRF secret lives in that server-side session.
+    "WTF_CSRF_SSL_STRICT": False,
+    # How many proxies in front of the app set each X-Forwarded-* header (Werkzeug's
+    # ProxyFix); 0 = the header is ignored. Never set one without such a proxy: any
+    # client could then choose its own IP address, scheme, host or path prefix.
+    **{name: 0 for name in PROXY_FIX_KEYS},
 }
 
 MISSING_KEYS_HELP = (
@@ -83,9 +95,16 @@ def finish(app) -> None:
         raise ConfigurationError("ADMIN_STEP_UP_SECONDS must be between 1 and 3600.")
     if ":" in config["MFA_ISSUER"] or not config["MFA_ISSUER"].strip():
         raise ConfigurationError("MFA_ISSUER must be non-empty and contain no colon.")
-    # A Secure cookie on a site without a path prefix can use the __Host- prefix, which
-    # browsers only accept from HTTPS, for this host, on path /.
-    name = config["SESSION_COOKIE_NAME"]
-    at_root = config.get("APPLICATION_ROOT", "/") == "/"
-    if config["SESSION_COOKIE_SECURE"] and at_root and not name.startswith("__Host-"):
-        config["SESSION_COOKIE_NAME"] = "__Host-" + name
+    for name in PROXY_FIX_KEYS:
+        config[name] = _hop_count(name, config.get(name))
+
+
+def _hop_count(name: str, value) -> int:
+    # From the environment, FLASK_PROXY_FIX_X_FOR=1 arrives as an int; allow "1" too.
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(
+            f"{name} must be a number of proxies (0 = off, 1 = one proxy in front)."
+        )
+    return value

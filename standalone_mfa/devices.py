@@ -11,20 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import current_app, request
+from flask import request
 
 from . import audit, crypto, settings
 from .clock import now
+from .cookies import cookie_policy
 from .models import RememberedDevice
 
 COOKIE_NAME = "smfa_device"
 MAX_TOKEN_LENGTH = 128
-
-
-def cookie_name() -> str:
-    """Like the session cookie: `__Host-` prefixed whenever that one is."""
-    session_cookie = current_app.config["SESSION_COOKIE_NAME"]
-    return "__Host-" + COOKIE_NAME if session_cookie.startswith("__Host-") else COOKIE_NAME
 
 
 def _fingerprint(user) -> str:
@@ -110,16 +105,15 @@ def limit_lifetime(days: int, *, actor: str) -> int:
 
 
 def set_cookie(response, token: str, days: int) -> None:
-    response.set_cookie(
-        cookie_name(),
-        token,
-        max_age=days * 24 * 3600,
-        path="/",
-        httponly=True,
-        secure=current_app.config["SESSION_COOKIE_SECURE"],
-        samesite="Lax",
-    )
+    # Secure, prefixed and scoped like the session cookie (see `cookies`); Lax so
+    # that following a link to the site still carries it.
+    cookie_policy().set(response, COOKIE_NAME, token, max_age=days * 24 * 3600)
 
 
 def cookie_token() -> str | None:
-    return request.cookies.get(cookie_name())
+    return request.cookies.get(cookie_policy().name(COOKIE_NAME))
+
+
+def expired(now: dt.datetime) -> int:
+    """Delete devices past their day (for `maintenance.prune`)."""
+    return RememberedDevice.delete().where(RememberedDevice.expires_at <= now).execute()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from flask import url_for
+from flask import request, url_for
 
 from . import (
     audit,
@@ -288,7 +288,10 @@ def landing_url(web_session: ServerSession) -> str:
     record = web_session.record
     if record.state != state.AUTHENTICATED:
         return url_for(state.STATE_HOME[record.state])
-    target = safe_next_path(record.next_url) or url_for("auth.home")
+    next_path = safe_next_path(record.next_url)
+    # `next` is a path inside the app (the guard takes it from request.full_path): under
+    # a path prefix (X-Forwarded-Prefix) it lives below the prefix.
+    target = request.script_root + next_path if next_path else url_for("auth.home")
     if record.next_url is not None:
         record.next_url = None
         web_session.changed()

@@ -19,12 +19,16 @@ from werkzeug.datastructures import CallbackDict
 
 from . import crypto
 from .clock import now
+from .cookies import cookie_policy
 from .db import UNAVAILABLE, write_transaction
 from .models import User, WebSession
 
 ANONYMOUS = "anonymous"  # the state of a session that has no row yet (see `state`)
 LAST_SEEN_RESOLUTION = dt.timedelta(seconds=60)
 CSRF_KEY = "csrf_token"  # where Flask-WTF keeps the session's CSRF secret
+# Never load (nor touch, nor create) a session here: the health probe answers for the
+# database alone, even to a browser that sends its cookie.
+SESSIONLESS_PATHS = frozenset({"/healthz"})
 
 
 class ServerSession(CallbackDict, SessionMixin):
@@ -110,9 +114,18 @@ class ServerSession(CallbackDict, SessionMixin):
 
 
 class ServerSessionInterface(SessionInterface):
+    def get_cookie_name(self, app) -> str:
+        # Decided per request: the same app may be reached over HTTPS through a proxy.
+        return cookie_policy().name(app.config["SESSION_COOKIE_NAME"])
+
     def open_session(self, app, request) -> ServerSession:
         token = request.cookies.get(self.get_cookie_name(app))
-        if not token or len(token) > 128 or request.path.startswith(app.static_url_path + "/"):
+        if (
+            not token
+            or len(token) > 128
+            or request.path.startswith(app.static_url_path + "/")
+            or request.path in SESSIONLESS_PATHS
+        ):
             return ServerSession()
         try:
             record = _load(crypto.hash_token(token))
@@ -142,15 +155,7 @@ class ServerSessionInterface(SessionInterface):
             self._set_cookie(app, response, session.new_token)
 
     def _set_cookie(self, app, response, token: str) -> None:
-        response.set_cookie(
-            self.get_cookie_name(app),
-            token,
-            domain=self.get_cookie_domain(app),
-            path=self.get_cookie_path(app),
-            httponly=self.get_cookie_httponly(app),
-            secure=self.get_cookie_secure(app),
-            samesite=self.get_cookie_samesite(app),
-        )
+        cookie_policy().set(response, app.config["SESSION_COOKIE_NAME"], token)
 
 
 _SAVED_FIELDS = (

@@ -71,7 +71,8 @@ SHOWN_CODES_KEY = "recovery_codes"
 FLASHES_KEY = "_flashes"  # where Flask keeps flashed messages
 
 # Which states each endpoint answers in; any endpoint not named answers only when
-# authenticated. The API blueprint authenticates with bearer tokens, never a session.
+# authenticated. The API blueprint authenticates with bearer tokens, never a session;
+# the health check needs no one.
 ENDPOINT_STATES = {
     "auth.login": {ANONYMOUS},
     "mfa.setup": {TOTP_SETUP},
@@ -82,7 +83,7 @@ ENDPOINT_STATES = {
     "auth.logout": set(STATES),
     "static": set(STATES),
 }
-SESSIONLESS_BLUEPRINTS = {"api"}
+SESSIONLESS_BLUEPRINTS = {"api", "health"}
 # Where a browser is sent when it asks for a page its state does not allow.
 STATE_HOME = {
     ANONYMOUS: "auth.login",

@@ -59,7 +59,7 @@ def refuse_if_database_down():
 
 
 def _wants_json() -> bool:
-    return request.blueprint == "api" or request.path.startswith("/api/")
+    return request.blueprint in ("api", "health") or request.path.startswith("/api/")
 
 
 def render_error(status: int, message: str, headers=None):

@@ -1406,3 +1406,17 @@ def test_nothing_kept_for_a_user_outlives_their_sign_in_in_the_session(totp_app)
         )
         state.fire(web_session, "mfa_required")
         assert dict(web_session) == {"_flashes": [("info", "kept")]}
+
+
+def test_prune_deletes_remembered_devices_past_their_day(totp_app, new_browser, clock):
+    from standalone_mfa import maintenance
+
+    set_remember_days(totp_app, 1)
+    secret = new_browser().enrol()
+    remembered_browser(new_browser, secret)
+    with totp_app.app_context():
+        assert maintenance.prune(clock.now())["remembered_devices"] == 0
+    clock.advance(24 * 3600 + 1)
+    with totp_app.app_context():
+        assert maintenance.prune(clock.now())["remembered_devices"] == 1
+    assert devices_of(totp_app, "alice") == []

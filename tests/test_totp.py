@@ -234,7 +234,7 @@ def test_sc07_failures_are_per_account_and_survive_new_logins(
     person = new_browser()
     person.login()
     response = person.post("/mfa/verify", {"code": person.code(secret)}, follow_redirects=True)
-    assert "Wait 1 seconds" in response.get_data(as_text=True)
+    assert "Wait 1 second," in response.get_data(as_text=True)
     assert _failures(totp_app) == 5
     clock.advance(1)
     person.login()

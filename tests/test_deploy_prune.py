@@ -1,0 +1,122 @@
+"""`flask --app standalone_mfa prune` and `maintenance.prune(now)`: rows the app would
+already refuse (sessions past their idle or absolute limit, pending logins past theirs,
+password counters quiet for a day) are deleted; everything still usable is kept."""
+
+from __future__ import annotations
+
+from conftest import PASSWORD, Browser
+
+from standalone_mfa import maintenance, throttle
+from standalone_mfa.models import MfaThrottle, PasswordThrottle, WebSession
+from standalone_mfa.users import create_user, find_user
+
+MINUTE = 60
+HOUR = 60 * MINUTE
+
+
+def rows(app, model) -> int:
+    with app.app_context():
+        return model.select().count()
+
+
+def prune(app, clock) -> dict[str, int]:
+    with app.app_context():
+        return maintenance.prune(clock.now())
+
+
+def signed_in(browser, username) -> bool:
+    response = browser.get("/")
+    return response.status_code == 200 and f'id="signed-in-user">{username}<' in (
+        response.get_data(as_text=True)
+    )
+
+
+def test_prune_deletes_exactly_what_has_expired(totp_app, clock):
+    app = totp_app
+    with app.app_context():
+        create_user("carol", PASSWORD)
+    anonymous = Browser(app, clock)
+    anonymous.get("/login")  # a session row with a CSRF token, never used again
+    idle = Browser(app, clock)
+    idle.enrol("alice")
+    busy = Browser(app, clock)
+    busy.enrol("root")
+    with app.app_context():
+        throttle.begin_attempt(find_user("root"))  # one wrong code, long ago
+    guesser = Browser(app, clock)
+    guesser.login("mallory", "guess")  # an unknown name is counted too
+
+    # Root stays active right up to the 12-hour absolute limit (passed 6 minutes later).
+    for _ in range(36):
+        clock.advance(20 * MINUTE)
+        assert signed_in(busy, "root")
+    setting_up = Browser(app, clock)
+    setting_up.login("bob")  # set-up: 10 minutes
+    clock.advance(MINUTE)
+    verifying = Browser(app, clock)
+    verifying.login("alice")  # code step: 5 minutes
+    assert verifying.get("/mfa/verify").status_code == 200
+    clock.advance(5 * MINUTE + 1)
+    fresh = Browser(app, clock)
+    fresh.enrol("carol")
+    Browser(app, clock).login("eve", "guess")
+
+    assert rows(app, WebSession) == 8
+    mfa_counters = rows(app, MfaThrottle)
+    assert prune(app, clock) == {
+        "pending_logins": 1,
+        "sessions": 4,
+        "password_throttles": 0,
+        "remembered_devices": 0,
+    }
+
+    assert rows(app, WebSession) == 3  # setting_up, fresh, and eve's anonymous one
+    assert rows(app, PasswordThrottle) == 2  # kept for a day (see the next test)
+    with app.app_context():
+        assert throttle.failures(find_user("root")) == 1  # second-factor counts stay
+    assert rows(app, MfaThrottle) == mfa_counters  # one per user: no growth to prune
+    assert setting_up.get("/mfa/setup").status_code == 200
+    assert signed_in(fresh, "carol")
+    for browser, lands_on in ((idle, "/login"), (busy, "/login"), (verifying, "/login")):
+        response = browser.get("/")
+        assert response.status_code == 302 and response.headers["Location"] == lands_on
+    # A second run finds nothing more.
+    assert prune(app, clock) == {
+        "pending_logins": 0,
+        "sessions": 0,
+        "password_throttles": 0,
+        "remembered_devices": 0,
+    }
+
+
+def test_prune_keeps_a_password_counter_for_a_day(app, clock):
+    """A counter whose back-off ended is still kept for a day: the next wrong password
+    carries on from it (and is throttled at once) instead of starting from zero."""
+    guesser = Browser(app, clock)
+    failures = throttle.PASSWORD_BACKOFF_AFTER + 3
+    for _ in range(failures):
+        guesser.login("alice", "guess")
+        clock.advance(throttle.MAX_DELAY)
+    clock.advance(23 * HOUR)
+    assert prune(app, clock)["password_throttles"] == 0
+    guesser.login("alice", "guess")  # failure number failures + 1
+    page = guesser.login("alice", PASSWORD).get_data(as_text=True)
+    assert "Too many failed sign-ins for this username. Wait 16 seconds" in page
+
+    clock.advance(24 * HOUR + 1)
+    assert prune(app, clock)["password_throttles"] == 1
+    # Forgotten: a quiet day later the count starts again.
+    guesser.login("alice", "guess")
+    response = guesser.login("alice", PASSWORD)
+    assert response.status_code == 302
+
+
+def test_prune_command_prints_the_counts(app, clock):
+    Browser(app, clock).login("alice")
+    clock.advance(31 * MINUTE)
+    result = app.test_cli_runner().invoke(args=["prune"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == (
+        "Deleted 0 pending logins, 1 sessions, 0 password throttles, 0 remembered devices"
+    )
+    assert rows(app, WebSession) == 0
