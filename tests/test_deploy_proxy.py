@@ -11,11 +11,14 @@ the way a browser does (by name, checking the Path and Secure it was given).
 from __future__ import annotations
 
 import re
+import runpy
 from http.cookies import SimpleCookie
+from pathlib import Path
 
 import pyotp
 import pytest
 from conftest import PASSWORD, csrf_from, make_app
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from standalone_mfa import create_app, settings
 from standalone_mfa.config import ConfigurationError
@@ -317,3 +320,16 @@ def test_proxy_fix_from_environment(tmp_path, monkeypatch):
     app = create_app(instance_path=str(tmp_path / "instance"))
     assert app.config["PROXY_FIX_X_FOR"] == 1 and app.config["PROXY_FIX_X_PROTO"] == 0
     assert app.config["PROXY_FIX_X_HOST"] == 0 and app.config["PROXY_FIX_X_PREFIX"] == 0
+
+
+def test_wsgi_module_serves_create_app_with_proxy_fix(tmp_path, monkeypatch):
+    """`gunicorn wsgi:app` gets the app built from the instance config and FLASK_*."""
+    monkeypatch.setenv("FLASK_SECRET_KEY", "k" * 32)
+    monkeypatch.setenv("FLASK_MFA_ENCRYPTION_KEYS", '["' + "A" * 43 + '="]')
+    monkeypatch.setenv("FLASK_DATABASE_URL", f"sqlite:///{tmp_path}/wsgi.sqlite3")
+    monkeypatch.setenv("FLASK_PROXY_FIX_X_FOR", "1")
+    module = runpy.run_path(str(Path(__file__).resolve().parent.parent / "wsgi.py"))
+    app = module["app"]
+    assert app.config["DATABASE_URL"] == f"sqlite:///{tmp_path}/wsgi.sqlite3"
+    assert isinstance(app.wsgi_app, ProxyFix) and app.wsgi_app.x_for == 1
+    assert app.wsgi_app.x_proto == 0 and app.wsgi_app.x_prefix == 0
