@@ -5,12 +5,13 @@ the second factor is touched) and is audited; the user is told each time (SC-21)
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from flask import current_app
 
 from . import audit, crypto, devices, passwords, recovery, sessions, throttle, totp
-from .clock import clock
+from .clock import clock, now
 from .db import write_transaction
 from .login import seconds, show_codes
 from .models import AuditEvent, User, WebSession
@@ -54,17 +55,31 @@ def overview(user: User) -> Overview:
         credential=totp.credential_of(user),
         recovery_codes_left=recovery.remaining(user),
         devices=devices.active_devices(user),
-        sessions=list(
-            WebSession.select()
-            .where(WebSession.user == user)
-            .order_by(WebSession.last_seen_at.desc())
-        ),
+        sessions=live_sessions(user),
         events=list(
             AuditEvent.select()
             .where((AuditEvent.username == user.username) & AuditEvent.event.in_(SIGN_IN_EVENTS))
             .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
             .limit(20)
         ),
+    )
+
+
+def live_sessions(user: User) -> list[WebSession]:
+    """The user's sessions still within the idle and absolute limits (expired rows wait
+    for `prune` but are dead: the server refuses them)."""
+    config = current_app.config
+    at = now()
+    idle = at - dt.timedelta(seconds=config["SESSION_IDLE_TIMEOUT"])
+    absolute = at - dt.timedelta(seconds=config["SESSION_ABSOLUTE_TIMEOUT"])
+    return list(
+        WebSession.select()
+        .where(
+            (WebSession.user == user)
+            & (WebSession.last_seen_at >= idle)
+            & (WebSession.created_at >= absolute)
+        )
+        .order_by(WebSession.last_seen_at.desc())
     )
 
 

@@ -1420,3 +1420,13 @@ def test_prune_deletes_remembered_devices_past_their_day(totp_app, new_browser, 
     with totp_app.app_context():
         assert maintenance.prune(clock.now())["remembered_devices"] == 1
     assert devices_of(totp_app, "alice") == []
+
+
+def test_account_page_lists_only_live_sessions(totp_app, new_browser, clock):
+    secret = new_browser().enrol()  # this browser goes idle past the 30-minute limit
+    clock.advance(31 * 60)
+    browser = signed_in_with_code(new_browser, secret)
+    page = browser.page("/account/security")
+    sessions_table = page.split('id="sessions"')[1].split('id="password"')[0]
+    assert sessions_table.count("<tr>") == 2  # the header and this session
+    assert "(this session)" in sessions_table
