@@ -27,6 +27,10 @@ DEFAULTS = {
     "PASSWORD_HASH_METHOD": "scrypt",
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "WTF_CSRF_TIME_LIMIT": 3600,
+    # Flask-WTF's HTTPS-only Referer check would refuse every form: our Referrer-Policy
+    # (no-referrer) means browsers send no Referer. The CSRF token (kept server-side)
+    # and the SameSite, __Host- session cookie do that job.
+    "WTF_CSRF_SSL_STRICT": False,
 }
 
 MISSING_KEYS_HELP = (

@@ -12,7 +12,7 @@ import contextlib
 import datetime as dt
 import json
 
-from flask import current_app, g, request
+from flask import current_app, g, has_request_context, request
 from flask.sessions import SessionInterface, SessionMixin
 from peewee import JOIN
 from werkzeug.datastructures import CallbackDict
@@ -110,6 +110,26 @@ class ServerSession(CallbackDict, SessionMixin):
 
 
 class ServerSessionInterface(SessionInterface):
+    HOST_PREFIX = "__Host-"
+
+    # A request that arrived over HTTPS gets a Secure cookie even when
+    # SESSION_COOKIE_SECURE was left off: the checklist wants Secure whenever the site
+    # is served over HTTPS, and forgetting the setting must not weaken the cookie.
+    # Such a cookie also takes the __Host- prefix (host-only, path /) where allowed.
+    def get_cookie_secure(self, app) -> bool:
+        return super().get_cookie_secure(app) or _served_over_https()
+
+    def get_cookie_name(self, app) -> str:
+        name = super().get_cookie_name(app)
+        if (
+            _served_over_https()
+            and not name.startswith(self.HOST_PREFIX)
+            and self.get_cookie_path(app) == "/"
+            and not self.get_cookie_domain(app)
+        ):
+            return self.HOST_PREFIX + name
+        return name
+
     def open_session(self, app, request) -> ServerSession:
         token = request.cookies.get(self.get_cookie_name(app))
         if not token or len(token) > 128 or request.path.startswith(app.static_url_path + "/"):
@@ -182,6 +202,10 @@ def _load(token_hash: str) -> WebSession | None:
         WebSession.delete().where(WebSession.id == record.id).execute()
         return None
     return record
+
+
+def _served_over_https() -> bool:
+    return has_request_context() and request.is_secure
 
 
 def _client() -> tuple[str | None, str | None]:
