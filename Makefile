@@ -7,7 +7,7 @@ FLASK := $(BIN)/flask --app standalone_mfa
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test lint format setup system-deps
+.PHONY: run test lint format setup system-deps fuzz
 
 $(BIN)/activate: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,3 +45,7 @@ lint: $(BIN)/activate
 format: $(BIN)/activate
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Long fuzzing run: 50,000 random (not derandomized) examples per endpoint.
+fuzz: $(BIN)/activate
+	FUZZ_EXAMPLES=50000 FUZZ_RANDOM=1 $(BIN)/python -m pytest tests/test_fuzz.py $(PYTEST_ARGS)
