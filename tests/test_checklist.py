@@ -428,3 +428,75 @@ def test_sc31_unexpected_methods_get_a_plain_405_everywhere(app, browser, method
         page = response.get_data(as_text=True)
         assert response.status_code in (302, 405), (method, path)
         assert "Traceback" not in page and "werkzeug" not in page.lower(), (method, path)
+
+
+# ------------------------------------------------- SC-27 and SC-30: the policy, audited
+
+
+def test_sc27_totp_to_disabled_is_audited_and_keeps_credentials(totp_app, new_browser, clock):
+    secret = new_browser().enrol("alice")
+    admin = new_browser()
+    admin_secret = admin.enrol("root")
+    assert admin_secret
+    admin.get("/admin/mfa")
+    admin.post("/admin/mfa", {"mfa_method": "disabled"})
+    (change,) = audit_events(totp_app, "mfa_method_changed")[-1:]
+    assert (change.actor, change.outcome, change.detail) == ("root", "ok", "totp -> disabled")
+    before = credential_secret(totp_app, "alice")
+    assert before == secret
+    alice = new_browser()
+    assert location(alice.login()) == "/"  # password only while Disabled
+    set_method(totp_app, "totp")
+    # Back on TOTP the same authenticator is asked for, not a new set-up.
+    clock.advance(60)
+    again = new_browser()
+    assert location(again.login()) == "/mfa/verify"
+    assert location(again.post("/mfa/verify", {"code": again.code(secret)})) == "/"
+
+
+def new_audit_rows(app, since: int) -> list[AuditEvent]:
+    with app.app_context():
+        return list(AuditEvent.select().where(AuditEvent.id > since).order_by(AuditEvent.id))
+
+
+def last_audit_id(app) -> int:
+    with app.app_context():
+        row = AuditEvent.select().order_by(AuditEvent.id.desc()).first()
+        return row.id if row else 0
+
+
+def test_sc30_each_event_is_one_utc_record_with_user_ip_and_outcome(totp_app, new_browser, clock):
+    secret = new_browser().enrol("alice")
+    clock.advance(60)
+    alice = new_browser()
+    steps = [
+        ("wrong password", lambda: alice.login(password="wrong password!"), ("login", "failed")),
+        ("password", lambda: alice.login(), ("login", "ok")),
+        (
+            "wrong code",
+            lambda: alice.post("/mfa/verify", {"code": wrong_code(secret, clock)}),
+            ("totp", "failed"),
+        ),
+        ("code", lambda: alice.post("/mfa/verify", {"code": alice.code(secret)}), ("totp", "ok")),
+        ("sign-out", alice.logout, ("logout", "ok")),
+    ]
+    for name, act, expected in steps:
+        since = last_audit_id(totp_app)
+        act()
+        rows = new_audit_rows(totp_app, since)
+        assert [(r.event, r.outcome) for r in rows] == [expected], name
+        (row,) = rows
+        assert (row.username, row.ip) == ("alice", "127.0.0.1"), name
+        assert row.at == clock.now(), name  # naive UTC, from the one clock
+    # Throttling and the lock are one record each, too.
+    for _ in range(4):
+        alice.login()
+        alice.post("/mfa/verify", {"code": wrong_code(secret, clock)})
+    alice.login()
+    since = last_audit_id(totp_app)
+    alice.post("/mfa/verify", {"code": wrong_code(secret, clock)})  # the 5th failure
+    alice.login()
+    alice.post("/mfa/verify", {"code": alice.code(secret)})  # must wait: throttled
+    events = [(r.event, r.outcome) for r in new_audit_rows(totp_app, since)]
+    assert events.count(("totp", "failed")) == 1
+    assert events.count(("totp_throttled", "wait")) == 1
