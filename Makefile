@@ -9,7 +9,7 @@ PORT ?= 5000
 # axe-core for the browser tests' accessibility checks, pinned by package-lock.json.
 AXE := tests/browser/node_modules/axe-core/axe.min.js
 
-.PHONY: run test lint format setup system-deps screenshots
+.PHONY: run test lint format setup system-deps screenshots fuzz
 
 $(BIN)/activate: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,3 +66,7 @@ lint: $(BIN)/activate
 format: $(BIN)/activate
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Long fuzzing run: 50,000 random (not derandomized) examples per endpoint.
+fuzz: $(BIN)/activate
+	FUZZ_EXAMPLES=50000 FUZZ_RANDOM=1 $(BIN)/python -m pytest tests/test_fuzz.py $(PYTEST_ARGS)

@@ -5,9 +5,24 @@ from __future__ import annotations
 
 import logging
 
-from flask import g, jsonify, make_response, redirect, render_template, request, session, url_for
+from flask import (
+    current_app,
+    g,
+    jsonify,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+from werkzeug.exceptions import (
+    HTTPException,
+    InternalServerError,
+    RequestEntityTooLarge,
+    ServiceUnavailable,
+)
 
 from .db import UNAVAILABLE
 from .sessions import SessionEnded
@@ -56,6 +71,14 @@ def refuse_if_database_down():
     """The session could not be loaded because the database is unavailable."""
     if g.get("database_error") is not None:
         raise DatabaseUnavailable()
+
+
+def refuse_oversized_body():
+    """413 for a declared body over MAX_CONTENT_LENGTH, whether or not the view reads
+    it (Werkzeug alone only refuses a body when something reads it)."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if limit is not None and (request.content_length or 0) > limit:
+        raise RequestEntityTooLarge()
 
 
 def _wants_json() -> bool:
@@ -108,6 +131,7 @@ def session_ended(_error):
 def init_app(app) -> None:
     app.register_error_handler(SessionEnded, session_ended)
     app.before_request(refuse_if_database_down)
+    app.before_request(refuse_oversized_body)
     app.after_request(security_headers)
     app.register_error_handler(HTTPException, handle_http_error)
     for error_class in UNAVAILABLE:
