@@ -176,6 +176,36 @@ def token_create_command(username):
     click.echo(token)
 
 
+@token_cli.command("list")
+@click.argument("username")
+@clear_errors
+def token_list_command(username):
+    """List a user's API tokens (numbers and dates; a token itself is never shown again)."""
+    user = _user_or_exit(username)
+    rows = tokens.tokens_of(user)
+    if not rows:
+        click.echo(f"{user.username!r} has no API tokens.")
+    for row in rows:
+        used = (
+            row.last_used_at.isoformat(timespec="seconds") + "Z" if row.last_used_at else "never"
+        )
+        created = row.created_at.isoformat(timespec="seconds") + "Z"
+        click.echo(f"{row.id}\tcreated {created}\tlast used {used}")
+
+
+@token_cli.command("revoke")
+@click.argument("username")
+@click.option("--id", "token_id", type=int, help="Only this token (see `token list`).")
+@clear_errors
+def token_revoke_command(username, token_id):
+    """Revoke a user's API tokens (all of them, or one with --id); they stop working at once."""
+    user = _user_or_exit(username)
+    count = tokens.revoke_tokens(user, actor=ACTOR, token_id=token_id)
+    if token_id is not None and not count:
+        raise click.ClickException(f"{user.username!r} has no token {token_id}.")
+    click.echo(f"Revoked {count} API {'token' if count == 1 else 'tokens'} of {user.username!r}.")
+
+
 @user_cli.command("unlock")
 @click.argument("username")
 @clear_errors

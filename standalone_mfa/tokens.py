@@ -16,6 +16,26 @@ def create_token(user: User, *, actor: str) -> str:
     return token
 
 
+def tokens_of(user: User) -> list[ApiToken]:
+    return list(ApiToken.select().where(ApiToken.user == user).order_by(ApiToken.id))
+
+
+def revoke_tokens(user: User, *, actor: str, token_id: int | None = None) -> int:
+    """Delete one token of `user` (by its number) or all of them; audited."""
+    query = ApiToken.delete().where(ApiToken.user == user)
+    if token_id is not None:
+        query = query.where(ApiToken.id == token_id)
+    count = query.execute()
+    audit.record(
+        "token_revoked",
+        "ok" if count else "unchanged",
+        user=user,
+        actor=actor,
+        detail=f"{count} tokens" if token_id is None else f"token {token_id}",
+    )
+    return count
+
+
 def user_for_token(token: str | None) -> User | None:
     if not token or len(token) > 200:
         return None

@@ -702,6 +702,30 @@ def test_cli_token_create_for_normal_user_warns_and_api_refuses(app):
     assert api(app, "GET", "alice", token).status_code == 403
 
 
+def test_sc30_cli_token_revoke_stops_the_token_at_once_and_is_audited(app):
+    tokens_made = [cli(app, "token", "create", "root").output.strip().splitlines()[-1]]
+    tokens_made.append(cli(app, "token", "create", "root").output.strip().splitlines()[-1])
+    listing = cli(app, "token", "list", "root")
+    assert listing.exit_code == 0 and listing.output.count("created ") == 2
+    assert not any(token in listing.output for token in tokens_made)  # never shown again
+    first_id = listing.output.split("\t", 1)[0]
+
+    result = cli(app, "token", "revoke", "root", "--id", first_id)
+    assert result.exit_code == 0 and "Revoked 1 API token" in result.output
+    assert api(app, "GET", "alice", tokens_made[0]).status_code == 401
+    assert api(app, "GET", "alice", tokens_made[1]).status_code == 200  # the other still works
+    result = cli(app, "token", "revoke", "root", "--id", first_id)
+    assert result.exit_code != 0 and "has no token" in result.output
+
+    result = cli(app, "token", "revoke", "root")
+    assert result.exit_code == 0 and "Revoked 1 API token" in result.output
+    assert api(app, "GET", "alice", tokens_made[1]).status_code == 401
+    revoked = events(app, "token_revoked")
+    assert [(e.username, e.actor) for e in revoked] == [("root", "cli")] * 3
+    assert all(token not in (e.detail or "") for e in revoked for token in tokens_made)
+    assert cli(app, "token", "revoke", "nobody").exit_code != 0
+
+
 def test_cli_token_create_unknown_user_fails(app):
     result = cli(app, "token", "create", "nobody")
     assert result.exit_code != 0
