@@ -15,7 +15,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as app_config
-from . import db, state, web
+from . import db, passwords, state, web
 from .clock import SystemClock
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -41,6 +41,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         app.config.from_mapping(test_config)
     os.makedirs(app.instance_path, exist_ok=True)
     app_config.finish(app)
+    passwords.prepare(app.config["PASSWORD_HASH_METHOD"])
     _init_proxy(app)
     _init_logging()
     app.extensions["standalone_mfa.clock"] = app.config.pop("CLOCK", None) or SystemClock()
