@@ -45,3 +45,14 @@ lint: $(BIN)/activate
 format: $(BIN)/activate
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# make bench: gunicorn + load generator on a fresh seeded database (see README,
+# Performance). DB=postgres uses BENCH_DATABASE_URL, whose tables it DROPS first.
+DB ?= sqlite
+BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
+WORKERS ?= 2
+THREADS ?= 1
+.PHONY: bench
+bench: $(BIN)/activate
+	$(BIN)/python -m bench.run --workers $(WORKERS) --threads $(THREADS) \
+	  $(if $(filter postgres,$(DB)),--database-url $(BENCH_DATABASE_URL)) $(BENCH_ARGS)
