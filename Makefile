@@ -55,4 +55,4 @@ THREADS ?= 1
 .PHONY: bench
 bench: $(BIN)/activate
 	$(BIN)/python -m bench.run --workers $(WORKERS) --threads $(THREADS) \
-	  $(if $(filter postgres,$(DB)),--database-url $(BENCH_DATABASE_URL)) $(BENCH_ARGS)
+	  $(if $(filter postgres,$(DB)),--database-url $(BENCH_DATABASE_URL)) $(if $(POOL),--pool) $(BENCH_ARGS)

@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     workdir = Path(tempfile.mkdtemp(prefix="smfa-bench-"))
     engine = "sqlite" if args.database_url is None else args.database_url.split(":")[0]
+    if args.pool:
+        engine = engine.split("+")[0] + "+pool"
     try:
         hash_app = create_app(
             {**keys, "DATABASE_URL": f"sqlite:///{workdir}/hash.sqlite3"}, str(workdir)
@@ -117,7 +119,12 @@ def parse_args(argv):
         help="a server database to WIPE and use (default: a new SQLite file per pass)",
     )
     parser.add_argument(
-        "--code-pool",
+        "--pool",
+        action="store_true",
+        help="pooled connections (the URL scheme gains +pool: sqlite+pool://, ...)",
+    )
+    parser.add_argument(
+        "--pending",
         type=int,
         default=5000,
         help="most pending logins prepared for one code-step phase",
@@ -140,6 +147,9 @@ def default_output(engine: str) -> Path:
 
 def run_pass(args, keys: dict, workdir: Path, count: int, hash_seconds: float) -> dict:
     database_url = args.database_url or f"sqlite:///{workdir}/bench-{count}.sqlite3"
+    if args.pool and "+pool:" not in database_url:
+        scheme, rest = database_url.split(":", 1)
+        database_url = f"{scheme}+pool:{rest}"
     config = {**keys, "DATABASE_URL": database_url}
     app = create_app(config, str(workdir))
     with app.app_context():
@@ -184,7 +194,8 @@ async def drive(args, app, server, users: list[seed.BenchUser]) -> list[dict]:
             client = load.Client(
                 server.url, http, app.config["SESSION_COOKIE_NAME"], seed.PASSWORD
             )
-            await warm_up(client, users[0].username)
+            if not phases:
+                await warm_up(client, users[0].username)
 
             def any_user():
                 return rng.choice(users).username
@@ -195,8 +206,8 @@ async def drive(args, app, server, users: list[seed.BenchUser]) -> list[dict]:
             ]
             for name, operation, jobs in runs:
                 phases.append(await measure(server, name, clients, args.duration, operation, jobs))
-            pool = await code_pool(args, app, users, last_step, rng)
-            jobs = load.CodeJobs(pool, last_step)
+            pending = await pending_logins(args, app, users, last_step, rng)
+            jobs = load.CodeJobs(pending, last_step)
             summary = await measure(server, "code", clients, args.duration, client.code_step, jobs)
             summary["skipped"] = jobs.skipped
             phases.append(summary)
@@ -222,10 +233,10 @@ async def measure(server, name, clients, duration, operation, jobs) -> dict:
     return summary
 
 
-async def code_pool(args, app, users, last_step, rng) -> list[seed.PendingLogin]:
+async def pending_logins(args, app, users, last_step, rng) -> list[seed.PendingLogin]:
     """Pending logins for one code-step phase, for users whose current step is unused.
     If too few are left this step (small user counts), wait for the next one."""
-    wanted = min(len(users), args.code_pool)
+    wanted = min(len(users), args.pending)
     fresh = load.unused_this_step(users, last_step)
     if len(fresh) < wanted / 2:
         await asyncio.sleep(STEP_SECONDS - time.time() % STEP_SECONDS + 0.1)

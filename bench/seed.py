@@ -20,7 +20,7 @@ from werkzeug.security import check_password_hash
 from standalone_mfa import crypto, passwords, settings, state, totp
 from standalone_mfa.clock import now
 from standalone_mfa.db import create_tables, db, is_sqlite
-from standalone_mfa.models import ALL_MODELS, TotpCredential, User, WebSession
+from standalone_mfa.models import ALL_MODELS, MfaThrottle, TotpCredential, User, WebSession
 
 PASSWORD = "bench-password-1"
 USERNAME_FORMAT = "user{:06d}"
@@ -52,7 +52,8 @@ def fresh_database() -> None:
 
 
 def seed_users(count: int) -> list[BenchUser]:
-    """`count` users, each with a confirmed TOTP credential; MFA method TOTP."""
+    """`count` users, each with a confirmed TOTP credential and the second-factor
+    throttle row its confirming code left behind (zero failures); MFA method TOTP."""
     password_hash = passwords.hash_password(PASSWORD)
     at = now()
     secrets_by_name = {USERNAME_FORMAT.format(i): totp.new_secret() for i in range(count)}
@@ -82,6 +83,9 @@ def seed_users(count: int) -> list[BenchUser]:
                         }
                         for name in names[start : start + BATCH]
                     ]
+                ).execute()
+                MfaThrottle.insert_many(
+                    [{"user": ids[name], "failures": 0} for name in names[start : start + BATCH]]
                 ).execute()
         settings.set_mfa_method("totp", actor="bench")
     return [BenchUser(ids[name], name, secrets_by_name[name]) for name in names]
