@@ -45,6 +45,8 @@ CODE_VS_BASELINE_MIN = 0.5
 CODE_P99_OVER_P50_MAX = 10
 PASSWORD_VS_BOUND_MIN = 0.8
 P50_GROWTH_MAX = 1.2
+# Above this share of its one core, the (single-threaded) generator may be what limits.
+GENERATOR_BUSY_PCT = 80
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,6 +160,7 @@ def run_pass(args, keys: dict, workdir: Path, count: int, hash_seconds: float) -
         users = seed.seed_users(count)
         seeding_s = time.perf_counter() - started
     print(f"\n{count} users seeded in {seeding_s:.1f} s; starting gunicorn", flush=True)
+    print(HEADER, flush=True)
     log_path = workdir / f"gunicorn-{count}.log"
     with serve(args, config, workdir, log_path) as server:
         phases = asyncio.run(drive(args, app, server, users))
@@ -466,6 +469,9 @@ def print_report(report: dict) -> None:
         print(f"password step / hash bound: {bound}")
         rss = each["peak_rss_mb"]
         print(f"peak RSS MB: workers {rss['workers']}, master {rss['master']}")
+        busiest = max(phase["generator_cpu_pct"] for phase in each["phases"])
+        verdict = "not the bottleneck" if busiest < GENERATOR_BUSY_PCT else "MAY BE THE BOTTLENECK"
+        print(f"load generator: at most {busiest}% of one core ({verdict})")
     print("\nTargets (reported, not asserted):")
     for target in report["targets"]:
         verdict = "PASS" if target["pass"] else "MISS"
