@@ -22,6 +22,7 @@ import random
 import secrets
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,7 @@ import urllib.request
 from pathlib import Path
 
 from standalone_mfa import create_app
+from standalone_mfa.config import DEFAULTS
 from standalone_mfa.crypto import generate_key
 from standalone_mfa.db import db
 
@@ -61,15 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.pool:
         engine = engine.split("+")[0] + "+pool"
     try:
-        hash_app = create_app(
-            {**keys, "DATABASE_URL": f"sqlite:///{workdir}/hash.sqlite3"}, str(workdir)
-        )
-        with hash_app.app_context():
-            hash_seconds = seed.password_hash_seconds()
-            hash_method = hash_app.config["PASSWORD_HASH_METHOD"]
-        passes = []
-        for count in args.users:
-            passes.append(run_pass(args, keys, workdir, count, hash_seconds))
+        passes = [run_pass(args, keys, workdir, count) for count in args.users]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report = {
@@ -86,11 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "generator": "asyncio + aiohttp, one process",
         },
-        "password_hash": {
-            "method": hash_method.split(":")[0],
-            "check_ms": round(hash_seconds * 1000, 2),
-            "bound_rps": round(args.workers / hash_seconds, 2),
-        },
+        "password_hash": password_hash_summary(args, passes),
         "passes": passes,
     }
     report["targets"] = targets(report)
@@ -131,6 +121,9 @@ def parse_args(argv):
         default=5000,
         help="most pending logins prepared for one code-step phase",
     )
+    parser.add_argument(
+        "--hash-checks", type=int, default=5, help="password hash checks timed per phase"
+    )
     parser.add_argument("--output", help="JSON file (default: bench/results/…)")
     return parser.parse_args(argv)
 
@@ -147,7 +140,7 @@ def default_output(engine: str) -> Path:
 # --- one pass: a database, a server, every phase at every concurrency level ----------
 
 
-def run_pass(args, keys: dict, workdir: Path, count: int, hash_seconds: float) -> dict:
+def run_pass(args, keys: dict, workdir: Path, count: int) -> dict:
     database_url = args.database_url or f"sqlite:///{workdir}/bench-{count}.sqlite3"
     if args.pool and "+pool:" not in database_url:
         scheme, rest = database_url.split(":", 1)
@@ -175,7 +168,7 @@ def run_pass(args, keys: dict, workdir: Path, count: int, hash_seconds: float) -
         "phases": phases,
         "peak_rss_mb": rss,
         "password_vs_bound": {
-            str(phase["clients"]): round(phase["rps"] * hash_seconds / args.workers, 3)
+            str(phase["clients"]): _ratio(phase["rps"], phase["bound_rps"])
             for phase in phases
             if phase["phase"] == "password"
         },
@@ -208,7 +201,18 @@ async def drive(args, app, server, users: list[seed.BenchUser]) -> list[dict]:
                 ("password", client.password_step, any_user),
             ]
             for name, operation, jobs in runs:
-                phases.append(await measure(server, name, clients, args.duration, operation, jobs))
+                bound = {}
+                if name == "password":
+                    # Measured now, in this process, while the server is idle: the machine
+                    # may be busier or quieter than at any other moment of the run.
+                    with app.app_context():
+                        check = seed.password_hash_seconds(args.hash_checks)
+                    bound = {
+                        "hash_check_ms": round(check * 1000, 2),
+                        "bound_rps": round(args.workers / check, 2),
+                    }
+                summary = await measure(server, name, clients, args.duration, operation, jobs)
+                phases.append({**summary, **bound})
             pending = await pending_logins(args, app, users, last_step, rng)
             jobs = load.CodeJobs(pending, last_step)
             summary = await measure(server, "code", clients, args.duration, client.code_step, jobs)
@@ -247,6 +251,27 @@ async def pending_logins(args, app, users, last_step, rng) -> list[seed.PendingL
     chosen = rng.sample(fresh, min(wanted, len(fresh)))
     with app.app_context():
         return seed.seed_pending_logins(app, chosen)
+
+
+def password_hash_summary(args, passes: list[dict]) -> dict:
+    """The hash method and the median of every in-process check time of the run."""
+    checks = [
+        phase["hash_check_ms"]
+        for each in passes
+        for phase in each["phases"]
+        if phase["phase"] == "password"
+    ]
+    check_ms = statistics.median(checks)
+    return {
+        "method": current_method(),
+        "check_ms": round(check_ms, 2),
+        "bound_rps": round(args.workers / (check_ms / 1000), 2),
+    }
+
+
+def current_method() -> str:
+    """The production default's name (scrypt), without its parameters."""
+    return DEFAULTS["PASSWORD_HASH_METHOD"].split(":")[0]
 
 
 # --- the server ------------------------------------------------------------------------
@@ -416,7 +441,7 @@ def targets(report: dict) -> list[dict]:
             f"password step / hash bound at {top} clients, {users} users",
             vs_bound,
             f">= {PASSWORD_VS_BOUND_MIN}",
-            vs_bound >= PASSWORD_VS_BOUND_MIN,
+            vs_bound is not None and vs_bound >= PASSWORD_VS_BOUND_MIN,
         )
     if len(passes) > 1:
         small, large = passes[0], passes[-1]
