@@ -21,6 +21,7 @@ import platform
 import random
 import secrets
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -53,6 +54,10 @@ GENERATOR_BUSY_PCT = 80
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # A TERM (or an INT that a background job ignores otherwise) unwinds normally, so
+    # gunicorn is stopped and the temporary files go.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGINT, _exit_on_signal)
     keys = {
         # Prefixed so that FLASK_SECRET_KEY can never parse as JSON (a number).
         "SECRET_KEY": "bench-" + secrets.token_urlsafe(32),
@@ -90,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nJSON: {output}")
     return 0
+
+
+def _exit_on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
 
 
 def parse_args(argv):
@@ -231,10 +240,12 @@ async def warm_up(client: load.Client, username: str) -> None:
 async def measure(server, name, clients, duration, operation, jobs) -> dict:
     cpu_before = server.cpu_seconds()
     result = await load.run_phase(name, clients, duration, operation, jobs)
+    cpu = server.cpu_seconds() - cpu_before
     summary = result.summary()
-    summary["server_cpu_pct"] = round(
-        100 * (server.cpu_seconds() - cpu_before) / result.duration_s, 1
-    )
+    summary["server_cpu_pct"] = round(100 * cpu / result.duration_s, 1)
+    # CPU the server spent per successful operation: what an operation costs, even when
+    # other programs on the machine decide how much CPU the server gets.
+    summary["server_cpu_ms_per_op"] = round(1000 * cpu / result.ok, 2) if result.ok else None
     line = _row(summary)
     print(line, flush=True)
     return summary
@@ -461,7 +472,7 @@ def targets(report: dict) -> list[dict]:
 
 HEADER = (
     f"{'phase':<9} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
-    f"{'errors':>6} {'gen CPU%':>8} {'srv CPU%':>8}"
+    f"{'errors':>6} {'gen CPU%':>8} {'srv CPU%':>8} {'srv ms/op':>9}"
 )
 
 
@@ -472,7 +483,8 @@ def _row(p: dict) -> str:
     return (
         f"{p['phase']:<9} {p['clients']:>7} {p['rps']:>8.1f} {ms(p['p50_ms']):>8} "
         f"{ms(p['p95_ms']):>8} {ms(p['p99_ms']):>8} {p['errors']:>6} "
-        f"{p['generator_cpu_pct']:>8.1f} {p['server_cpu_pct']:>8.1f}"
+        f"{p['generator_cpu_pct']:>8.1f} {p['server_cpu_pct']:>8.1f} "
+        f"{ms(p['server_cpu_ms_per_op']):>9}"
     )
 
 

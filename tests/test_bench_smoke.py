@@ -25,6 +25,7 @@ PHASES = ("baseline", "password", "code")
 PHASE_FIELDS = {
     "phase", "clients", "duration_s", "requests", "ok", "errors", "error_examples",
     "skipped", "rps", "p50_ms", "p95_ms", "p99_ms", "generator_cpu_pct", "server_cpu_pct",
+    "server_cpu_ms_per_op",
 }  # fmt: skip
 
 
