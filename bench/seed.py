@@ -126,12 +126,15 @@ def seed_pending_logins(app, users: list[BenchUser]) -> list[PendingLogin]:
     return pending
 
 
-def password_hash_seconds(repeat: int = 5) -> float:
-    """The median time of one check of the production password hash, in this process."""
+def password_hash_seconds(repeat: int = 5) -> tuple[float, float]:
+    """Median wall-clock and CPU time of one check of the production password hash,
+    in this process. On a shared machine the two differ: wall time is what a client
+    waits, CPU time what the hash costs."""
     password_hash = passwords.hash_password(PASSWORD)
-    times = []
+    wall, cpu = [], []
     for _ in range(repeat):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         check_password_hash(password_hash, PASSWORD)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - started)
+        cpu.append(time.thread_time() - cpu_started)
+    return statistics.median(wall), statistics.median(cpu)
