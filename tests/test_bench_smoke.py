@@ -20,7 +20,7 @@ pytestmark = pytest.mark.server
 
 REPO = Path(__file__).resolve().parent.parent
 USERS = (60, 120)
-CLIENTS = (1, 4)
+CLIENTS = (3,)
 PHASES = ("baseline", "password", "code")
 PHASE_FIELDS = {
     "phase", "clients", "duration_s", "requests", "ok", "errors", "error_examples",
