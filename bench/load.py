@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import math
 import re
 import time
 from collections import deque
@@ -52,7 +53,7 @@ class PhaseResult:
         if not self.latencies:
             return None
         ordered = sorted(self.latencies)
-        rank = max(1, min(len(ordered), round(fraction * len(ordered) + 0.5)))
+        rank = max(1, math.ceil(fraction * len(ordered)))
         return ordered[rank - 1] * 1000
 
     def summary(self) -> dict:
