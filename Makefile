@@ -70,3 +70,14 @@ format: $(BIN)/activate
 # Long fuzzing run: 50,000 random (not derandomized) examples per endpoint.
 fuzz: $(BIN)/activate
 	FUZZ_EXAMPLES=50000 FUZZ_RANDOM=1 $(BIN)/python -m pytest tests/test_fuzz.py $(PYTEST_ARGS)
+
+# make bench: gunicorn + load generator on a fresh seeded database (see README,
+# Performance). DB=postgres uses BENCH_DATABASE_URL, whose tables it DROPS first.
+DB ?= sqlite
+BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
+WORKERS ?= 2
+THREADS ?= 1
+.PHONY: bench
+bench: $(BIN)/activate
+	$(BIN)/python -m bench.run --workers $(WORKERS) --threads $(THREADS) \
+	  $(if $(filter postgres,$(DB)),--database-url $(BENCH_DATABASE_URL)) $(if $(POOL),--pool) $(BENCH_ARGS)

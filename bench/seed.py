@@ -1,0 +1,140 @@
+"""Filling the benchmark's database: a fresh schema, N users with confirmed TOTP, the
+MFA method set to TOTP, and pending logins for the code step.
+
+Everything goes through the product's models and crypto (bulk inserts for speed);
+only the password hash is computed once and shared, with the production method
+(scrypt by default), since the password step measures exactly that hash.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass
+
+from flask import g, session
+from flask_wtf.csrf import generate_csrf
+from werkzeug.security import check_password_hash
+
+from standalone_mfa import crypto, passwords, settings, state, totp
+from standalone_mfa.clock import now
+from standalone_mfa.db import create_tables, db, is_sqlite
+from standalone_mfa.models import ALL_MODELS, MfaThrottle, TotpCredential, User, WebSession
+
+PASSWORD = "bench-password-1"
+USERNAME_FORMAT = "user{:06d}"
+BATCH = 1000  # rows per INSERT: well under SQLite's bound-parameter limit
+
+
+@dataclass(frozen=True)
+class BenchUser:
+    id: int
+    username: str
+    secret: str  # base32, kept by the load generator to compute codes client-side
+
+
+@dataclass(frozen=True)
+class PendingLogin:
+    """A session in state totp_verify, as the password step leaves it."""
+
+    user: BenchUser
+    cookie: str  # the session token the browser would hold
+    csrf_token: str  # the signed token the code form would carry
+
+
+def fresh_database() -> None:
+    """Empty tables: a SQLite file is new anyway; a server database is wiped."""
+    with db.connection_context():
+        if not is_sqlite():
+            db.drop_tables(ALL_MODELS, safe=True, cascade=True)
+    create_tables()
+
+
+def seed_users(count: int) -> list[BenchUser]:
+    """`count` users, each with a confirmed TOTP credential and the second-factor
+    throttle row its confirming code left behind (zero failures); MFA method TOTP."""
+    password_hash = passwords.hash_password(PASSWORD)
+    at = now()
+    secrets_by_name = {USERNAME_FORMAT.format(i): totp.new_secret() for i in range(count)}
+    names = list(secrets_by_name)
+    with db.connection_context():
+        for start in range(0, count, BATCH):
+            with db.atomic():
+                User.insert_many(
+                    [
+                        {"username": name, "password_hash": password_hash, "created_at": at}
+                        for name in names[start : start + BATCH]
+                    ]
+                ).execute()
+        ids = dict(User.select(User.username, User.id).tuples())
+        for start in range(0, count, BATCH):
+            with db.atomic():
+                TotpCredential.insert_many(
+                    [
+                        {
+                            "user": ids[name],
+                            "secret_encrypted": crypto.encrypt(secrets_by_name[name]),
+                            "algorithm": totp.ALGORITHM,
+                            "digits": totp.DIGITS,
+                            "period": totp.PERIOD,
+                            "confirmed_at": at,
+                            "last_used_step": 0,
+                        }
+                        for name in names[start : start + BATCH]
+                    ]
+                ).execute()
+                MfaThrottle.insert_many(
+                    [{"user": ids[name], "failures": 0} for name in names[start : start + BATCH]]
+                ).execute()
+        settings.set_mfa_method("totp", actor="bench")
+    return [BenchUser(ids[name], name, secrets_by_name[name]) for name in names]
+
+
+def seed_pending_logins(app, users: list[BenchUser]) -> list[PendingLogin]:
+    """One pending code step per user, written straight into `web_session`.
+
+    The password step would make the same rows, but at scrypt's pace (tens per
+    second); the code step needs thousands. The CSRF token is made by Flask-WTF for
+    each session, exactly as the verify page would."""
+    at = now()
+    rows, pending = [], []
+    with app.test_request_context("/mfa/verify"):
+        for user in users:
+            session.pop("csrf_token", None)
+            g.pop("csrf_token", None)
+            csrf_token = generate_csrf()
+            cookie = crypto.new_token()
+            rows.append(
+                {
+                    "token_hash": crypto.hash_token(cookie),
+                    "state": state.TOTP_VERIFY,
+                    "user": user.id,
+                    "created_at": at,
+                    "state_since": at,
+                    "last_seen_at": at,
+                    "data": json.dumps({"csrf_token": session["csrf_token"]}),
+                    "ip": "127.0.0.1",
+                    "user_agent": "bench",
+                }
+            )
+            pending.append(PendingLogin(user, cookie, csrf_token))
+    with db.connection_context():
+        for start in range(0, len(rows), BATCH):
+            with db.atomic():
+                WebSession.insert_many(rows[start : start + BATCH]).execute()
+    return pending
+
+
+def password_hash_seconds(repeat: int = 5) -> tuple[float, float]:
+    """Median wall-clock and CPU time of one check of the production password hash,
+    in this process. On a shared machine the two differ: wall time is what a client
+    waits, CPU time what the hash costs."""
+    password_hash = passwords.hash_password(PASSWORD)
+    wall, cpu = [], []
+    for _ in range(repeat):
+        started, cpu_started = time.perf_counter(), time.thread_time()
+        check_password_hash(password_hash, PASSWORD)
+        wall.append(time.perf_counter() - started)
+        cpu.append(time.thread_time() - cpu_started)
+    return statistics.median(wall), statistics.median(cpu)

@@ -1,0 +1,27 @@
+"""The app the benchmark serves: the product, built as `wsgi.py` builds it, plus one
+trivial route (`/bench/ping`) as the baseline. Bench-only: the product has no such route.
+
+The baseline runs through everything every product page runs through (the session
+interface, the state guard, the security headers) but does no work of its own, so
+"code step ÷ baseline" says what the second factor itself costs."""
+
+from __future__ import annotations
+
+import os
+
+from standalone_mfa import create_app, state
+
+PING_ENDPOINT = "bench_ping"
+
+app = create_app(instance_path=os.environ.get("BENCH_INSTANCE_PATH"))
+
+
+@app.route("/bench/ping", endpoint=PING_ENDPOINT)
+def ping():
+    """Answer "ok" whatever the sign-in state."""
+    return "ok"
+
+
+# The guard answers an endpoint it does not know only when signed in; this one answers
+# in every state, as static files do, so an anonymous client gets the page, not a 302.
+state.ENDPOINT_STATES[PING_ENDPOINT] = set(state.STATES)
