@@ -49,6 +49,10 @@ WRONG_PASSWORD = "The username or password is not right."
 WRONG_CODE = "That code is not right"
 CODE_LABEL = "6-digit code from your authenticator app"
 SECRET_FORMAT = re.compile(r"(?:[A-Z2-7]{4} ){7}[A-Z2-7]{4}")
+RECOVERY_FORMAT = re.compile(r"[a-z2-7]{4}(?:-[a-z2-7]{4}){3}")  # 80 bits, as shown
+WRONG_RECOVERY_CODE = "That recovery code is not right, or it was already used."
+SET_UP = "Your authenticator app is set up."
+NEW_PASSWORD = "a new and longer passphrase"
 
 
 # ------------------------------------------------------------------ the authenticator
@@ -85,6 +89,11 @@ def oathtool_codes(secret: str, first_step: int, count: int) -> list[str]:
     return codes
 
 
+# A code of the step before now is still sent this long before that step leaves the
+# window: plenty for a loaded machine to get from oathtool to the server.
+SLOW_CLOCK_MARGIN = 12
+
+
 def current_step() -> int:
     return int(time.time()) // totp.PERIOD
 
@@ -97,19 +106,30 @@ class Account:
     is_admin: bool = False
     secret: str | None = None
     last_step: int = -1  # the newest time step this test has had accepted
+    recovery_codes: tuple[str, ...] = ()  # as last shown, formatted
 
     def fresh_code(self) -> str:
-        """A code for a time step this account has not used yet: the current one, else
-        the next (the default window accepts one step ahead, like a phone whose clock
-        runs a little fast); if both are used, wait for the next step (unavoidable)."""
+        """A code for a time step this account has not used yet: the oldest the default
+        window accepts (one step either side of now, like a phone whose clock is a
+        little slow or fast). The step before is taken only while it stays accepted for
+        another SLOW_CLOCK_MARGIN seconds. If all are used, wait for the next step."""
         assert self.secret, f"{self.username} has no authenticator yet"
-        step = current_step()
-        if step + 1 <= self.last_step:
-            time.sleep((step + 1) * totp.PERIOD - time.time() + 0.05)
-            step = current_step()
-        pick = step if step > self.last_step else step + 1
+        while True:
+            now = time.time()
+            step = int(now) // totp.PERIOD
+            oldest = (
+                step - 1 if now - step * totp.PERIOD < totp.PERIOD - SLOW_CLOCK_MARGIN else step
+            )
+            pick = max(oldest, self.last_step + 1)
+            if pick <= step + 1:
+                break
+            time.sleep((step + 1) * totp.PERIOD - now + 0.05)
         self.last_step = pick
         return oathtool_codes(self.secret, pick, 1)[0]
+
+    def code_of(self, secret: str) -> str:
+        """The current code of another key (such as the one this account moved away from)."""
+        return oathtool_codes(secret, current_step(), 1)[0]
 
     def wrong_code(self) -> str:
         """A well-formed code that is right for none of the steps near now."""
@@ -200,14 +220,14 @@ class Site:
         return self.log_path.read_text(errors="replace")
 
     def new_account(self, *, admin: bool = False, enrolled: bool = False) -> Account:
-        """A new user; `enrolled`: with an authenticator already set up (last used one
-        step ago, so the current code is fresh)."""
+        """A new user; `enrolled`: with an authenticator already set up (last used two
+        steps ago, so every code in the window is fresh) and no recovery codes."""
         account = Account(next(self._names), is_admin=admin)
         with self.app.app_context():
             user = create_user(account.username, PASSWORD, is_admin=admin)
             if enrolled:
                 account.secret = totp.new_secret()
-                account.last_step = current_step() - 1
+                account.last_step = current_step() - 2
                 assert totp.enrol(user, account.secret, account.last_step) is not None
         return account
 
@@ -218,6 +238,14 @@ class Site:
     def mfa_method(self) -> str:
         with self.app.app_context():
             return settings.mfa_method()
+
+    def set_remember_days(self, days: int) -> None:
+        with self.app.app_context():
+            settings.set_remember_days(days, actor="browser-tests")
+
+    def remember_days(self) -> int:
+        with self.app.app_context():
+            return settings.remember_days()
 
     def reset_in_process(self, account: Account) -> None:
         with self.app.app_context():
@@ -331,12 +359,56 @@ class Person:
         self.page.get_by_role("button", name=re.compile(r"^(Confirm and sign in|Verify)$")).click()
 
     def set_up(self, account: Account) -> None:
-        """On the set-up page: add the key to the app, type its code; lands at home."""
+        """On the set-up page: add the key to the app, type its code, keep the recovery
+        codes shown once; lands at home."""
+        self.confirm_set_up(account)
+        self.save_recovery_codes()
+        self.expect_path("/")
+        self.expect_signed_in(account)
+
+    def confirm_set_up(self, account: Account) -> tuple[str, ...]:
+        """From the set-up page to the recovery codes it ends with."""
         self.expect_path("/mfa/setup")
         self.read_secret(account)
         self.enter_code(account.fresh_code())
-        self.expect_path("/")
-        self.expect_signed_in(account)
+        self.expect_path("/mfa/recovery-codes")
+        expect(self.page.get_by_role("status")).to_contain_text(SET_UP)
+        return self.read_recovery_codes(account)
+
+    def read_recovery_codes(self, account: Account) -> tuple[str, ...]:
+        """The codes page: ten different codes, each xxxx-xxxx-xxxx-xxxx."""
+        self.expect_path("/mfa/recovery-codes")
+        expect(self.page.get_by_role("heading", level=1)).to_have_text("Your recovery codes")
+        codes = tuple(
+            self.page.locator("#recovery-codes").get_by_role("listitem").all_inner_texts()
+        )
+        assert len(set(codes)) == 10, codes
+        assert all(RECOVERY_FORMAT.fullmatch(c) for c in codes), codes
+        account.recovery_codes = codes
+        return codes
+
+    def save_recovery_codes(self) -> None:
+        self.page.get_by_role("button", name="I have saved these codes").click()
+
+    def use_recovery_code(self, code: str) -> None:
+        """From the code step: "Use a recovery code instead", then the code."""
+        self.expect_path("/mfa/verify")
+        self.page.get_by_role("link", name="Use a recovery code instead").click()
+        self.expect_path("/mfa/recovery")
+        self.page.get_by_label("Recovery code").fill(code)
+        self.page.get_by_role("button", name="Verify").click()
+
+    def open_account_security(self) -> None:
+        """Through the header link, as a person finds it."""
+        self.page.locator("header").get_by_role("link", name="Account security").click()
+        self.expect_path("/account/security")
+
+    def confirm_identity(self, password: str, *, code: str = "", recovery_code: str = "") -> None:
+        self.page.get_by_label("Your password").fill(password)
+        self.page.get_by_label(CODE_LABEL).fill(code)
+        if recovery_code:
+            self.page.get_by_label("Or a recovery code").fill(recovery_code)
+        self.page.get_by_role("button", name="Continue").click()
 
     def sign_in_with_code(self, account: Account) -> None:
         self.sign_in(account)
@@ -411,8 +483,7 @@ def test_first_sign_in_sets_up_then_signs_out_and_in_with_a_code(
         expect(copy).to_be_visible()
     else:
         expect(copy).to_be_hidden()
-    person.set_up(account)
-    expect(person.page.get_by_role("status")).to_contain_text("Your authenticator app is set up")
+    person.set_up(account)  # "Your authenticator app is set up", on the codes page
 
     person.sign_out()
     person.goto("/")
