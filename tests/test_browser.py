@@ -425,6 +425,10 @@ class Person:
     def expect_signed_in(self, account: Account) -> None:
         expect(self.page.locator("#signed-in-user")).to_have_text(account.username)
 
+    def expect_status(self, text: str) -> None:
+        """A message, announced politely (role="status"); the page may show others."""
+        expect(self.page.get_by_role("status").filter(has_text=text)).to_have_count(1)
+
     def expect_alert(self, text: str) -> None:
         """An error, announced: role="alert" makes screen readers read it at once."""
         expect(self.page.get_by_role("alert")).to_contain_text(text)
@@ -582,6 +586,210 @@ def test_admin_reset_by_api_then_cli_each_followed_by_set_up_again(
         )
         person.set_up(account)
         assert account.secret != old_secret, f"after the {reset_by} reset: the old key again"
+    assert person.console_errors == []
+
+
+def test_recovery_codes_download_then_sign_in_with_one_once(
+    site, open_window, javascript, totp_on
+):
+    account = site.new_account()
+    person = open_window(java_script_enabled=javascript)
+    person.sign_in(account)
+    codes = person.confirm_set_up(account)
+
+    # "Download as text": a file with the ten codes, and the page stays put.
+    with person.page.expect_download() as download_info:
+        person.page.get_by_role("link", name="Download as text").click()
+    download = download_info.value
+    assert download.suggested_filename == "recovery-codes.txt"
+    text = Path(download.path()).read_text()
+    assert f"recovery codes for {account.username}" in text
+    assert [line for line in text.splitlines() if RECOVERY_FORMAT.fullmatch(line)] == list(codes)
+    person.expect_path("/mfa/recovery-codes")
+    person.save_recovery_codes()
+    person.expect_path("/")
+    person.sign_out()
+
+    # Any code, in any order; dashes and capitals do not matter.
+    person.sign_in(account)
+    person.use_recovery_code(codes[6].upper().replace("-", ""))
+    person.expect_path("/")
+    person.expect_signed_in(account)
+    person.expect_status("Recovery code accepted. You have 9 recovery codes left.")
+    person.sign_out()
+
+    # The same code a second time: refused, and the field is there to try again.
+    person.sign_in(account)
+    person.use_recovery_code(codes[6])
+    person.expect_path("/mfa/recovery")
+    person.expect_alert(WRONG_RECOVERY_CODE)
+    expect(person.page.get_by_label("Recovery code")).to_be_focused()
+    person.page.get_by_label("Recovery code").fill(codes[2])
+    person.page.get_by_role("button", name="Verify").click()
+    person.expect_path("/")
+    person.expect_status("Recovery code accepted. You have 8 recovery codes left.")
+    person.open_account_security()
+    expect(person.page.locator("#recovery-codes-left")).to_have_text(
+        "8 of 10 recovery codes left."
+    )
+    assert person.console_errors == []
+
+
+def test_remembered_device_skips_the_code_until_forgotten(site, open_window, javascript, totp_on):
+    admin = site.new_account(admin=True, enrolled=True)
+    account = site.new_account(enrolled=True)
+    person = open_window(java_script_enabled=javascript)
+    try:
+        person.sign_in_with_code(admin)
+        person.goto("/admin/mfa")
+        days = person.page.get_by_label("Remember devices for N days")
+        expect(days).to_have_value("0")  # off until an administrator turns it on
+        days.fill("7")
+        person.page.get_by_role("button", name="Save").click()
+        person.expect_path("/admin/mfa")
+        person.expect_status(
+            "Multi-Factor Authentication is now set to TOTP. Devices are remembered for 7 days."
+        )
+        expect(days).to_have_value("7")
+        assert site.remember_days() == 7
+        person.sign_out()
+
+        person.sign_in(account)
+        person.expect_path("/mfa/verify")
+        remember = person.page.get_by_label("Remember this device for 7 days")
+        expect(remember).not_to_be_checked()
+        expect(remember).to_have_accessible_description(
+            re.compile(r"^Only use on a private device\.")
+        )
+        remember.check()
+        person.enter_code(account.fresh_code())
+        person.expect_path("/")
+        person.expect_signed_in(account)
+        cookie = next(c for c in person.page.context.cookies() if c["name"] == "smfa_device")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Lax", cookie
+        assert cookie["expires"] > time.time() + 6.9 * 24 * 3600, cookie
+        if javascript:  # the token lives in the HttpOnly cookie only
+            stored = person.page.evaluate("JSON.stringify([localStorage, sessionStorage])")
+            assert cookie["value"] not in stored
+        person.sign_out()
+
+        # The password only: straight home, no code asked.
+        person.sign_in(account)
+        person.expect_path("/")
+        person.expect_signed_in(account)
+
+        person.open_account_security()
+        devices = person.page.locator("table", has_text="Remembered on")
+        expect(devices.locator("tbody tr")).to_have_count(1)
+        person.page.get_by_role("button", name="Forget all remembered devices").click()
+        person.expect_path("/account/security")
+        person.expect_status("Forgot 1 remembered device.")
+        expect(person.page.locator("#devices + p")).to_have_text("No device is remembered.")
+        person.sign_out()
+
+        person.sign_in(account)  # the browser still sends its cookie: the server says no
+        assert any(c["name"] == "smfa_device" for c in person.page.context.cookies())
+        person.expect_path("/mfa/verify")
+        assert person.console_errors == []
+    finally:
+        site.set_remember_days(0)
+
+
+def test_account_security_signs_out_other_sessions_then_changes_the_password(
+    site, open_window, javascript, totp_on
+):
+    account = site.new_account(enrolled=True)
+    person = open_window(java_script_enabled=javascript)
+    other = open_window(java_script_enabled=javascript)  # the same person's other browser
+    person.sign_in_with_code(account)
+    other.sign_in_with_code(account)
+
+    person.open_account_security()
+    sessions = person.page.locator("table", has_text="Last seen").locator("tbody tr")
+    expect(sessions).to_have_count(2)
+    expect(sessions.filter(has_text="(this session)")).to_have_count(1)
+    person.page.get_by_role("button", name="Sign out other sessions").click()
+    person.expect_path("/account/security")
+    person.expect_status("Signed out 1 other session.")
+    expect(sessions).to_have_count(1)
+    other.page.reload()
+    other.expect_path("/login")
+
+    person.page.get_by_role("link", name="Change your password").click()
+    person.expect_path("/account/password")
+    person.page.get_by_label("Current password").fill(PASSWORD)
+    person.page.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
+    person.page.get_by_label("New password again").fill(NEW_PASSWORD)
+    person.page.get_by_role("button", name="Change password").click()
+    person.expect_path("/account/security")
+    person.expect_status("Your password was changed.")
+    expect(person.page.locator("header")).to_contain_text(account.username)  # still in
+    person.sign_out()
+
+    person.sign_in(account)  # the old password
+    person.expect_path("/login")
+    person.expect_alert(WRONG_PASSWORD)
+    person.sign_in(account, NEW_PASSWORD)
+    person.expect_path("/mfa/verify")  # the new one, and still the code after it
+    person.enter_code(account.fresh_code())
+    person.expect_path("/")
+    assert person.console_errors == other.console_errors == []
+
+
+def test_account_security_new_recovery_codes_then_a_new_authenticator(
+    site, open_window, javascript, totp_on
+):
+    account = site.new_account()
+    person = open_window(java_script_enabled=javascript)
+    person.sign_in(account)
+    first_codes = person.confirm_set_up(account)
+    person.save_recovery_codes()
+    person.expect_path("/")
+
+    person.open_account_security()
+    person.page.get_by_role("link", name="Generate new recovery codes").click()
+    person.expect_path("/account/recovery-codes")
+    person.confirm_identity(PASSWORD, code=account.fresh_code())
+    new_codes = person.read_recovery_codes(account)
+    person.expect_status("The old ones no longer work.")
+    assert not set(new_codes) & set(first_codes)
+    person.save_recovery_codes()
+    person.expect_path("/account/security")
+    expect(person.page.locator("#recovery-codes-left")).to_have_text(
+        "10 of 10 recovery codes left."
+    )
+
+    person.page.get_by_role("link", name="Move to a new authenticator app").click()
+    person.expect_path("/account/authenticator")
+    if javascript:  # the current code
+        person.confirm_identity(PASSWORD, code=account.fresh_code())
+    else:  # or, the old phone gone, a recovery code
+        person.confirm_identity(PASSWORD, recovery_code=new_codes[0])
+    person.expect_path("/account/authenticator/new")
+    old_secret = account.secret
+    new_secret = person.read_secret(account)
+    assert new_secret != old_secret
+    expect(person.page.locator("#totp-qr").get_by_role("img")).to_have_accessible_name(
+        re.compile("new authenticator app")
+    )
+    person.page.get_by_label(CODE_LABEL).fill(account.fresh_code())  # from the NEW key
+    person.page.get_by_role("button", name="Confirm the new app").click()
+    person.expect_path("/account/security")
+    person.expect_status("Your new authenticator app is set up; the old one no longer works.")
+    person.sign_out()
+
+    person.sign_in(account)
+    person.expect_path("/mfa/verify")
+    person.enter_code(account.code_of(old_secret))  # the old app's current code
+    person.expect_alert(WRONG_CODE)
+    person.page.get_by_role("link", name="Use a recovery code instead").click()
+    person.page.get_by_label("Recovery code").fill(first_codes[1])  # voided by the new set
+    person.page.get_by_role("button", name="Verify").click()
+    person.expect_alert(WRONG_RECOVERY_CODE)
+    person.page.get_by_role("link", name="Use the code from your authenticator app").click()
+    person.enter_code(account.fresh_code())
+    person.expect_path("/")
+    person.expect_signed_in(account)
     assert person.console_errors == []
 
 
