@@ -29,7 +29,7 @@ import requests
 from conftest import FAST_HASH, PASSWORD
 from playwright.sync_api import Page, expect, sync_playwright
 
-from standalone_mfa import create_app, reset, settings, tokens, totp
+from standalone_mfa import create_app, recovery, reset, settings, tokens, totp
 from standalone_mfa.db import create_tables, db
 from standalone_mfa.instance import write_config
 from standalone_mfa.models import AuditEvent, WebSession
@@ -246,6 +246,10 @@ class Site:
     def remember_days(self) -> int:
         with self.app.app_context():
             return settings.remember_days()
+
+    def give_recovery_codes(self, account: Account) -> None:
+        with self.app.app_context():
+            account.recovery_codes = tuple(recovery.replace_codes(find_user(account.username)))
 
     def reset_in_process(self, account: Account) -> None:
         with self.app.app_context():
@@ -966,6 +970,74 @@ def _admin_mfa_saved(person: Person) -> None:
     person.page.get_by_role("button", name="Save").click()
 
 
+def _at_recovery_codes(person: Person) -> None:
+    account = _at_setup(person)
+    person.read_secret(account)
+    person.enter_code(account.fresh_code())
+
+
+def _at_recovery(person: Person) -> None:
+    _at_verify(person)
+    person.page.get_by_role("link", name="Use a recovery code instead").click()
+
+
+def _recovery_error(person: Person) -> None:
+    _at_recovery(person)
+    person.page.get_by_label("Recovery code").fill("abcd-efgh-ijkl-mnop")
+    person.page.get_by_role("button", name="Verify").click()
+
+
+def _at_verify_with_remember(person: Person) -> None:
+    person.site.set_remember_days(7)
+    _at_verify(person)
+    expect(person.page.get_by_label("Remember this device for 7 days")).to_be_visible()
+
+
+def _account_security_in_use(person: Person) -> None:
+    """Every table filled: a remembered device, two sessions, sign-in events."""
+    person.site.set_remember_days(7)
+    account = person.site.new_account(enrolled=True)
+    person.site.give_recovery_codes(account)
+    person.sign_in(account)
+    person.page.get_by_label("Remember this device for 7 days").check()
+    person.enter_code(account.fresh_code())
+    person.expect_path("/")
+    person.page.context.clear_cookies(name="smfa_session")  # another browser, same device
+    person.sign_in(account)
+    person.expect_path("/")  # remembered: no code
+    person.goto("/account/security")
+    expect(person.page.locator("main tbody tr")).not_to_have_count(0)
+    expect(person.page.get_by_role("button", name="Forget all remembered devices")).to_be_visible()
+    expect(person.page.get_by_role("button", name="Sign out other sessions")).to_be_visible()
+
+
+def _password_error(person: Person) -> None:
+    _signed_in_at("/account/password")(person)
+    person.page.get_by_label("Current password").fill("not the password")
+    person.page.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
+    person.page.get_by_label("New password again").fill(NEW_PASSWORD)
+    person.page.get_by_role("button", name="Change password").click()
+
+
+def _confirm_error(person: Person) -> None:
+    account = _signed_in(person)
+    person.goto("/account/recovery-codes")
+    person.confirm_identity(PASSWORD, code=account.wrong_code())
+
+
+def _at_new_authenticator(person: Person) -> None:
+    account = _signed_in(person)
+    person.goto("/account/authenticator")
+    person.confirm_identity(PASSWORD, code=account.fresh_code())
+
+
+def _admin_mfa_error(person: Person) -> None:
+    _signed_in(person, admin=True)
+    person.goto("/admin/mfa")
+    person.page.get_by_label("Remember devices for N days").fill("99")
+    person.page.get_by_role("button", name="Save").click()
+
+
 @dataclass(frozen=True)
 class Visit:
     """How to reach one page in one state, what it must show, and whether README shows it."""
@@ -994,6 +1066,25 @@ PAGES = {
     "admin": Visit("/admin/", _signed_in_at("/admin/", admin=True)),
     "admin-mfa": Visit("/admin/mfa", _signed_in_at("/admin/mfa", admin=True), screenshot=True),
     "admin-mfa-saved": Visit("/admin/mfa", _admin_mfa_saved, status="is now set to TOTP"),
+    "admin-mfa-error": Visit("/admin/mfa", _admin_mfa_error, alert="0 to 31 days"),
+    "recovery-codes": Visit(
+        "/mfa/recovery-codes", _at_recovery_codes, status=SET_UP, screenshot=True
+    ),
+    "recovery": Visit("/mfa/recovery", _at_recovery),
+    "recovery-error": Visit("/mfa/recovery", _recovery_error, alert=WRONG_RECOVERY_CODE),
+    "verify-remember": Visit("/mfa/verify", _at_verify_with_remember),
+    "account-security": Visit("/account/security", _account_security_in_use, screenshot=True),
+    "account-security-no-codes": Visit(
+        "/account/security", _signed_in_at("/account/security"), status="running out"
+    ),
+    "password": Visit("/account/password", _signed_in_at("/account/password")),
+    "password-error": Visit("/account/password", _password_error, alert="password is not right"),
+    "confirm-codes": Visit("/account/recovery-codes", _signed_in_at("/account/recovery-codes")),
+    "confirm-authenticator": Visit(
+        "/account/authenticator", _signed_in_at("/account/authenticator")
+    ),
+    "confirm-error": Visit("/account/recovery-codes", _confirm_error, alert=WRONG_CODE),
+    "new-authenticator": Visit("/account/authenticator/new", _at_new_authenticator),
     "error-403": Visit("/admin/", _signed_in_at("/admin/"), alert="permission"),
     "error-404": Visit("/no-such-page", lambda p: p.goto("/no-such-page"), alert="no page"),
 }
@@ -1040,14 +1131,18 @@ def test_page_is_accessible_in_light_and_dark(site, catalogue_window, axe_source
     person = catalogue_window
     person.page.context.clear_cookies()
     person.page.emulate_media(color_scheme="light")
-    visit.reach(person)
+    try:
+        visit.reach(person)
+    finally:
+        if site.remember_days():  # turned on to show a page: off again for the others
+            site.set_remember_days(0)
     person.expect_path(visit.path)
     page = person.page
     page.wait_for_load_state()
     if visit.alert:
         person.expect_alert(visit.alert)
     if visit.status:
-        expect(page.get_by_role("status").first).to_contain_text(visit.status)
+        person.expect_status(visit.status)
     assert page.evaluate(UNLABELLED_FIELDS_JS) == [], "form fields without a label"
 
     page.add_script_tag(content=axe_source)
