@@ -333,18 +333,25 @@ class Person:
         self.site = site
         self.page = page
         self.console_errors: list[str] = []
+        self.just_signed_out = False  # the window shows a fresh sign-in form
+        self.saved_sessions: dict[bool, tuple[Account, list]] = {}  # admin? -> cookies
         page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
         page.on("pageerror", lambda e: self.console_errors.append(str(e)))
 
     def goto(self, path: str) -> None:
+        self.just_signed_out = False
         self.page.goto(path)
 
     def expect_path(self, path: str) -> None:
-        """The address bar shows `path` (any query string)."""
-        expect(self.page).to_have_url(re.compile(re.escape(self.site.url + path) + r"(\?.*)?$"))
+        """The address bar shows `path` (any query string), once that page has loaded.
+        Waits on the browser's navigation events, not by polling the address."""
+        self.page.wait_for_url(re.compile(re.escape(self.site.url + path) + r"(\?.*)?$"))
 
     def sign_in(self, account: Account, password: str = PASSWORD) -> None:
-        self.goto("/login")
+        """On the sign-in page: opened, unless signing out just showed it."""
+        if not self.just_signed_out:
+            self.goto("/login")
+        self.just_signed_out = False
         self.page.get_by_label("Username").fill(account.username)
         self.page.get_by_label("Password").fill(password)
         self.page.get_by_role("button", name="Sign in").click()
@@ -425,6 +432,7 @@ class Person:
         self.page.locator("header").get_by_role("button", name="Sign out").click()
         self.expect_path("/login")
         expect(self.page.get_by_role("status")).to_have_text("You have signed out.")
+        self.just_signed_out = True
 
     def expect_signed_in(self, account: Account) -> None:
         expect(self.page.locator("#signed-in-user")).to_have_text(account.username)
@@ -908,9 +916,23 @@ def test_setup_page_focuses_the_code_and_describes_the_qr_code(site, open_window
 # ------------------------------------------------------- every page: axe, labels, PNGs
 
 
-def _signed_in(person: Person, *, admin: bool = False) -> Account:
+def _signed_in(person: Person, *, admin: bool = False, at: str = "/") -> Account:
+    """Signed in with a code, at `at`. The catalogue signs in once per kind of user and
+    then puts that session's cookies back for each page (a sign-in per page cost more
+    than the page); if the session is gone, it signs in afresh."""
+    saved = person.saved_sessions.get(admin)
+    if saved:
+        account, cookies = saved
+        person.page.context.add_cookies(cookies)
+        person.goto(at)
+        if not person.page.url.startswith(person.site.url + "/login"):
+            return account
+        person.page.context.clear_cookies()
     account = person.site.new_account(admin=admin, enrolled=True)
     person.sign_in_with_code(account)
+    person.saved_sessions[admin] = (account, person.page.context.cookies())
+    if at != "/":
+        person.goto(at)
     return account
 
 
@@ -953,20 +975,18 @@ def _verify_error(person: Person) -> None:
 
 def _signed_in_at(path: str, *, admin: bool = False) -> Callable[[Person], None]:
     def reach(person: Person) -> None:
-        _signed_in(person, admin=admin)
-        person.goto(path)
+        _signed_in(person, admin=admin, at=path)
 
     return reach
 
 
 def _signed_out(person: Person) -> None:
-    _signed_in(person)
+    person.sign_in_with_code(person.site.new_account(enrolled=True))  # its own session
     person.sign_out()
 
 
 def _admin_mfa_saved(person: Person) -> None:
-    _signed_in(person, admin=True)
-    person.goto("/admin/mfa")
+    _signed_in(person, admin=True, at="/admin/mfa")
     person.page.get_by_role("button", name="Save").click()
 
 
@@ -1020,20 +1040,17 @@ def _password_error(person: Person) -> None:
 
 
 def _confirm_error(person: Person) -> None:
-    account = _signed_in(person)
-    person.goto("/account/recovery-codes")
+    account = _signed_in(person, at="/account/recovery-codes")
     person.confirm_identity(PASSWORD, code=account.wrong_code())
 
 
 def _at_new_authenticator(person: Person) -> None:
-    account = _signed_in(person)
-    person.goto("/account/authenticator")
+    account = _signed_in(person, at="/account/authenticator")
     person.confirm_identity(PASSWORD, code=account.fresh_code())
 
 
 def _admin_mfa_error(person: Person) -> None:
-    _signed_in(person, admin=True)
-    person.goto("/admin/mfa")
+    _signed_in(person, admin=True, at="/admin/mfa")
     person.page.get_by_label("Remember devices for N days").fill("99")
     person.page.get_by_role("button", name="Save").click()
 
@@ -1130,6 +1147,7 @@ def test_page_is_accessible_in_light_and_dark(site, catalogue_window, axe_source
     visit = PAGES[name]
     person = catalogue_window
     person.page.context.clear_cookies()
+    person.just_signed_out = False  # what the window shows belongs to the last visit
     person.page.emulate_media(color_scheme="light")
     try:
         visit.reach(person)
