@@ -996,6 +996,12 @@ def _at_recovery_codes(person: Person) -> None:
     account = _at_setup(person)
     person.read_secret(account)
     person.enter_code(account.fresh_code())
+    person.read_recovery_codes(account)
+    # Each code on one line: a code broken across two is easily copied wrong.
+    lines = person.page.locator("#recovery-codes code").evaluate_all(
+        "codes => codes.map(c => c.getClientRects().length)"
+    )
+    assert lines == [1] * 10, f"recovery codes broken across lines: {lines}"
 
 
 def _at_recovery(person: Person) -> None:
