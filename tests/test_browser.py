@@ -4,7 +4,8 @@ folder on 127.0.0.1. Codes come from oathtool, the set-up QR code is read back f
 Chromium screenshots by zbarimg, and axe-core checks every page in light and dark mode.
 
 One server and one browser serve the whole module; each test opens fresh browser
-contexts (cookie jars) and, to stay clear of TOTP replay protection, fresh users.
+contexts (cookie jars) and, to stay clear of TOTP replay protection, fresh users; no
+flow needs more codes of one key than the window accepts at once, so none waits.
 With SCREENSHOTS_DIR set (`make screenshots`) the main pages are also saved as PNGs.
 """
 
@@ -1141,7 +1142,8 @@ def axe_source() -> str:
 @pytest.fixture(scope="module")
 def catalogue_window(site, chromium):
     """One window for every page of the catalogue (a new page costs more than the
-    check); its cookies are cleared before each page, so each visit starts signed out.
+    check); its cookies are cleared before each page, so each visit starts signed out
+    (pages for a signed-in user put back one saved session: see _signed_in).
     axe is injected as an inline script, which the site's CSP rightly forbids: this
     context bypasses the CSP (the flows above run with it)."""
     context = chromium.new_context(base_url=site.url, bypass_csp=True)
