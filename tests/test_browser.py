@@ -252,6 +252,11 @@ class Site:
         with self.app.app_context():
             account.recovery_codes = tuple(recovery.replace_codes(find_user(account.username)))
 
+    def spend_recovery_codes(self, account: Account, codes) -> None:
+        with self.app.app_context():
+            user = find_user(account.username)
+            assert all(recovery.spend(user, code) for code in codes)
+
     def reset_in_process(self, account: Account) -> None:
         with self.app.app_context():
             assert reset.reset_totp(find_user(account.username), actor="browser-tests")
@@ -516,6 +521,8 @@ def test_first_sign_in_sets_up_then_signs_out_and_in_with_a_code(
 
     person.sign_in(account)
     person.expect_path("/mfa/verify")
+    # Off by default: no "Remember this device" until an administrator allows it.
+    expect(person.page.get_by_label(re.compile("Remember this device"))).to_have_count(0)
     person.enter_code(account.wrong_code())
     person.expect_path("/mfa/verify")
     person.expect_alert(WRONG_CODE)
@@ -645,14 +652,19 @@ def test_recovery_codes_download_then_sign_in_with_one_once(
     person.expect_path("/mfa/recovery")
     person.expect_alert(WRONG_RECOVERY_CODE)
     expect(person.page.get_by_label("Recovery code")).to_be_focused()
+    site.spend_recovery_codes(account, codes[:2] + codes[3:6])  # as if used on other days
     person.page.get_by_label("Recovery code").fill(codes[2])
     person.page.get_by_role("button", name="Verify").click()
     person.expect_path("/")
-    person.expect_status("Recovery code accepted. You have 8 recovery codes left.")
+    person.expect_status(  # three or fewer left: urged to make new ones
+        "Recovery code accepted. You have 3 recovery codes left. "
+        "Generate new codes on your Account security page soon."
+    )
     person.open_account_security()
     expect(person.page.locator("#recovery-codes-left")).to_have_text(
-        "8 of 10 recovery codes left."
+        "3 of 10 recovery codes left."
     )
+    person.expect_status("You are running out of recovery codes.")
     assert person.console_errors == []
 
 
