@@ -634,8 +634,18 @@ def test_recovery_codes_download_then_sign_in_with_one_once(
     assert f"recovery codes for {account.username}" in text
     assert [line for line in text.splitlines() if RECOVERY_FORMAT.fullmatch(line)] == list(codes)
     person.expect_path("/mfa/recovery-codes")
+    served = person.page.context.request.get("/mfa/recovery-codes.txt")
+    assert served.headers["cache-control"] == "no-store", served.headers  # kept by no cache
+    assert served.headers["content-type"].startswith("text/plain"), served.headers
     person.save_recovery_codes()
     person.expect_path("/")
+    # Shown once: Back does not bring them back, nor does the file.
+    person.page.go_back()
+    person.expect_path("/account/security")
+    expect(person.page.locator("#recovery-codes")).to_have_count(0)
+    assert person.page.context.request.get("/mfa/recovery-codes.txt").url.endswith(
+        "/account/security"
+    )
     person.sign_out()
 
     # Any code, in any order; dashes and capitals do not matter.
