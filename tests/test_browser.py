@@ -30,7 +30,7 @@ import requests
 from conftest import FAST_HASH, PASSWORD
 from playwright.sync_api import Page, expect, sync_playwright
 
-from standalone_mfa import create_app, recovery, reset, settings, tokens, totp
+from standalone_mfa import account_security, create_app, recovery, reset, settings, tokens, totp
 from standalone_mfa.db import create_tables, db
 from standalone_mfa.instance import write_config
 from standalone_mfa.models import AuditEvent, WebSession
@@ -839,6 +839,7 @@ def test_account_security_new_recovery_codes_then_a_new_authenticator(
 
 
 @pytest.mark.xfail(
+    not hasattr(account_security, "live_sessions"),  # main's fix; drop this mark with it
     strict=True,
     raises=AssertionError,
     reason="product bug: account_security.overview lists every web_session row of the "
