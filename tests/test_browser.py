@@ -4,7 +4,8 @@ folder on 127.0.0.1. Codes come from oathtool, the set-up QR code is read back f
 Chromium screenshots by zbarimg, and axe-core checks every page in light and dark mode.
 
 One server and one browser serve the whole module; each test opens fresh browser
-contexts (cookie jars) and, to stay clear of TOTP replay protection, fresh users.
+contexts (cookie jars) and, to stay clear of TOTP replay protection, fresh users; no
+flow needs more codes of one key than the window accepts at once, so none waits.
 With SCREENSHOTS_DIR set (`make screenshots`) the main pages are also saved as PNGs.
 """
 
@@ -29,7 +30,7 @@ import requests
 from conftest import FAST_HASH, PASSWORD
 from playwright.sync_api import Page, expect, sync_playwright
 
-from standalone_mfa import create_app, reset, settings, tokens, totp
+from standalone_mfa import account_security, create_app, recovery, reset, settings, tokens, totp
 from standalone_mfa.db import create_tables, db
 from standalone_mfa.instance import write_config
 from standalone_mfa.models import AuditEvent, WebSession
@@ -49,6 +50,10 @@ WRONG_PASSWORD = "The username or password is not right."
 WRONG_CODE = "That code is not right"
 CODE_LABEL = "6-digit code from your authenticator app"
 SECRET_FORMAT = re.compile(r"(?:[A-Z2-7]{4} ){7}[A-Z2-7]{4}")
+RECOVERY_FORMAT = re.compile(r"[a-z2-7]{4}(?:-[a-z2-7]{4}){3}")  # 80 bits, as shown
+WRONG_RECOVERY_CODE = "That recovery code is not right, or it was already used."
+SET_UP = "Your authenticator app is set up."
+NEW_PASSWORD = "a new and longer passphrase"
 
 
 # ------------------------------------------------------------------ the authenticator
@@ -85,6 +90,11 @@ def oathtool_codes(secret: str, first_step: int, count: int) -> list[str]:
     return codes
 
 
+# A code of the step before now is still sent this long before that step leaves the
+# window: plenty for a loaded machine to get from oathtool to the server.
+SLOW_CLOCK_MARGIN = 12
+
+
 def current_step() -> int:
     return int(time.time()) // totp.PERIOD
 
@@ -97,19 +107,30 @@ class Account:
     is_admin: bool = False
     secret: str | None = None
     last_step: int = -1  # the newest time step this test has had accepted
+    recovery_codes: tuple[str, ...] = ()  # as last shown, formatted
 
     def fresh_code(self) -> str:
-        """A code for a time step this account has not used yet: the current one, else
-        the next (the default window accepts one step ahead, like a phone whose clock
-        runs a little fast); if both are used, wait for the next step (unavoidable)."""
+        """A code for a time step this account has not used yet: the oldest the default
+        window accepts (one step either side of now, like a phone whose clock is a
+        little slow or fast). The step before is taken only while it stays accepted for
+        another SLOW_CLOCK_MARGIN seconds. If all are used, wait for the next step."""
         assert self.secret, f"{self.username} has no authenticator yet"
-        step = current_step()
-        if step + 1 <= self.last_step:
-            time.sleep((step + 1) * totp.PERIOD - time.time() + 0.05)
-            step = current_step()
-        pick = step if step > self.last_step else step + 1
+        while True:
+            now = time.time()
+            step = int(now) // totp.PERIOD
+            oldest = (
+                step - 1 if now - step * totp.PERIOD < totp.PERIOD - SLOW_CLOCK_MARGIN else step
+            )
+            pick = max(oldest, self.last_step + 1)
+            if pick <= step + 1:
+                break
+            time.sleep((step + 1) * totp.PERIOD - now + 0.05)
         self.last_step = pick
         return oathtool_codes(self.secret, pick, 1)[0]
+
+    def code_of(self, secret: str) -> str:
+        """The current code of another key (such as the one this account moved away from)."""
+        return oathtool_codes(secret, current_step(), 1)[0]
 
     def wrong_code(self) -> str:
         """A well-formed code that is right for none of the steps near now."""
@@ -200,14 +221,14 @@ class Site:
         return self.log_path.read_text(errors="replace")
 
     def new_account(self, *, admin: bool = False, enrolled: bool = False) -> Account:
-        """A new user; `enrolled`: with an authenticator already set up (last used one
-        step ago, so the current code is fresh)."""
+        """A new user; `enrolled`: with an authenticator already set up (last used two
+        steps ago, so every code in the window is fresh) and no recovery codes."""
         account = Account(next(self._names), is_admin=admin)
         with self.app.app_context():
             user = create_user(account.username, PASSWORD, is_admin=admin)
             if enrolled:
                 account.secret = totp.new_secret()
-                account.last_step = current_step() - 1
+                account.last_step = current_step() - 2
                 assert totp.enrol(user, account.secret, account.last_step) is not None
         return account
 
@@ -218,6 +239,23 @@ class Site:
     def mfa_method(self) -> str:
         with self.app.app_context():
             return settings.mfa_method()
+
+    def set_remember_days(self, days: int) -> None:
+        with self.app.app_context():
+            settings.set_remember_days(days, actor="browser-tests")
+
+    def remember_days(self) -> int:
+        with self.app.app_context():
+            return settings.remember_days()
+
+    def give_recovery_codes(self, account: Account) -> None:
+        with self.app.app_context():
+            account.recovery_codes = tuple(recovery.replace_codes(find_user(account.username)))
+
+    def spend_recovery_codes(self, account: Account, codes) -> None:
+        with self.app.app_context():
+            user = find_user(account.username)
+            assert all(recovery.spend(user, code) for code in codes)
 
     def reset_in_process(self, account: Account) -> None:
         with self.app.app_context():
@@ -236,6 +274,14 @@ class Site:
                 .execute()
             )
         assert updated == 1
+
+    def backdate_sessions(self, account: Account, days: int) -> None:
+        """Every session of the account started and was last seen `days` ago."""
+        with self.app.app_context():
+            then = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=days)
+            WebSession.update(created_at=then, last_seen_at=then).where(
+                WebSession.user == find_user(account.username)
+            ).execute()
 
     def audit_events(self, event: str) -> list[AuditEvent]:
         with self.app.app_context():
@@ -301,18 +347,25 @@ class Person:
         self.site = site
         self.page = page
         self.console_errors: list[str] = []
+        self.just_signed_out = False  # the window shows a fresh sign-in form
+        self.saved_sessions: dict[bool, tuple[Account, list]] = {}  # admin? -> cookies
         page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
         page.on("pageerror", lambda e: self.console_errors.append(str(e)))
 
     def goto(self, path: str) -> None:
+        self.just_signed_out = False
         self.page.goto(path)
 
     def expect_path(self, path: str) -> None:
-        """The address bar shows `path` (any query string)."""
-        expect(self.page).to_have_url(re.compile(re.escape(self.site.url + path) + r"(\?.*)?$"))
+        """The address bar shows `path` (any query string), once that page has loaded.
+        Waits on the browser's navigation events, not by polling the address."""
+        self.page.wait_for_url(re.compile(re.escape(self.site.url + path) + r"(\?.*)?$"))
 
     def sign_in(self, account: Account, password: str = PASSWORD) -> None:
-        self.goto("/login")
+        """On the sign-in page: opened, unless signing out just showed it."""
+        if not self.just_signed_out:
+            self.goto("/login")
+        self.just_signed_out = False
         self.page.get_by_label("Username").fill(account.username)
         self.page.get_by_label("Password").fill(password)
         self.page.get_by_role("button", name="Sign in").click()
@@ -331,12 +384,56 @@ class Person:
         self.page.get_by_role("button", name=re.compile(r"^(Confirm and sign in|Verify)$")).click()
 
     def set_up(self, account: Account) -> None:
-        """On the set-up page: add the key to the app, type its code; lands at home."""
+        """On the set-up page: add the key to the app, type its code, keep the recovery
+        codes shown once; lands at home."""
+        self.confirm_set_up(account)
+        self.save_recovery_codes()
+        self.expect_path("/")
+        self.expect_signed_in(account)
+
+    def confirm_set_up(self, account: Account) -> tuple[str, ...]:
+        """From the set-up page to the recovery codes it ends with."""
         self.expect_path("/mfa/setup")
         self.read_secret(account)
         self.enter_code(account.fresh_code())
-        self.expect_path("/")
-        self.expect_signed_in(account)
+        self.expect_path("/mfa/recovery-codes")
+        expect(self.page.get_by_role("status")).to_contain_text(SET_UP)
+        return self.read_recovery_codes(account)
+
+    def read_recovery_codes(self, account: Account) -> tuple[str, ...]:
+        """The codes page: ten different codes, each xxxx-xxxx-xxxx-xxxx."""
+        self.expect_path("/mfa/recovery-codes")
+        expect(self.page.get_by_role("heading", level=1)).to_have_text("Your recovery codes")
+        codes = tuple(
+            self.page.locator("#recovery-codes").get_by_role("listitem").all_inner_texts()
+        )
+        assert len(set(codes)) == 10, codes
+        assert all(RECOVERY_FORMAT.fullmatch(c) for c in codes), codes
+        account.recovery_codes = codes
+        return codes
+
+    def save_recovery_codes(self) -> None:
+        self.page.get_by_role("button", name="I have saved these codes").click()
+
+    def use_recovery_code(self, code: str) -> None:
+        """From the code step: "Use a recovery code instead", then the code."""
+        self.expect_path("/mfa/verify")
+        self.page.get_by_role("link", name="Use a recovery code instead").click()
+        self.expect_path("/mfa/recovery")
+        self.page.get_by_label("Recovery code").fill(code)
+        self.page.get_by_role("button", name="Verify").click()
+
+    def open_account_security(self) -> None:
+        """Through the header link, as a person finds it."""
+        self.page.locator("header").get_by_role("link", name="Account security").click()
+        self.expect_path("/account/security")
+
+    def confirm_identity(self, password: str, *, code: str = "", recovery_code: str = "") -> None:
+        self.page.get_by_label("Your password").fill(password)
+        self.page.get_by_label(CODE_LABEL).fill(code)
+        if recovery_code:
+            self.page.get_by_label("Or a recovery code").fill(recovery_code)
+        self.page.get_by_role("button", name="Continue").click()
 
     def sign_in_with_code(self, account: Account) -> None:
         self.sign_in(account)
@@ -349,9 +446,14 @@ class Person:
         self.page.locator("header").get_by_role("button", name="Sign out").click()
         self.expect_path("/login")
         expect(self.page.get_by_role("status")).to_have_text("You have signed out.")
+        self.just_signed_out = True
 
     def expect_signed_in(self, account: Account) -> None:
         expect(self.page.locator("#signed-in-user")).to_have_text(account.username)
+
+    def expect_status(self, text: str) -> None:
+        """A message, announced politely (role="status"); the page may show others."""
+        expect(self.page.get_by_role("status").filter(has_text=text)).to_have_count(1)
 
     def expect_alert(self, text: str) -> None:
         """An error, announced: role="alert" makes screen readers read it at once."""
@@ -411,8 +513,7 @@ def test_first_sign_in_sets_up_then_signs_out_and_in_with_a_code(
         expect(copy).to_be_visible()
     else:
         expect(copy).to_be_hidden()
-    person.set_up(account)
-    expect(person.page.get_by_role("status")).to_contain_text("Your authenticator app is set up")
+    person.set_up(account)  # "Your authenticator app is set up", on the codes page
 
     person.sign_out()
     person.goto("/")
@@ -420,6 +521,8 @@ def test_first_sign_in_sets_up_then_signs_out_and_in_with_a_code(
 
     person.sign_in(account)
     person.expect_path("/mfa/verify")
+    # Off by default: no "Remember this device" until an administrator allows it.
+    expect(person.page.get_by_label(re.compile("Remember this device"))).to_have_count(0)
     person.enter_code(account.wrong_code())
     person.expect_path("/mfa/verify")
     person.expect_alert(WRONG_CODE)
@@ -512,6 +615,247 @@ def test_admin_reset_by_api_then_cli_each_followed_by_set_up_again(
         person.set_up(account)
         assert account.secret != old_secret, f"after the {reset_by} reset: the old key again"
     assert person.console_errors == []
+
+
+def test_recovery_codes_download_then_sign_in_with_one_once(
+    site, open_window, javascript, totp_on
+):
+    account = site.new_account()
+    person = open_window(java_script_enabled=javascript)
+    person.sign_in(account)
+    codes = person.confirm_set_up(account)
+
+    # "Download as text": a file with the ten codes, and the page stays put.
+    with person.page.expect_download() as download_info:
+        person.page.get_by_role("link", name="Download as text").click()
+    download = download_info.value
+    assert download.suggested_filename == "recovery-codes.txt"
+    text = Path(download.path()).read_text()
+    assert f"recovery codes for {account.username}" in text
+    assert [line for line in text.splitlines() if RECOVERY_FORMAT.fullmatch(line)] == list(codes)
+    person.expect_path("/mfa/recovery-codes")
+    served = person.page.context.request.get("/mfa/recovery-codes.txt")
+    assert served.headers["cache-control"] == "no-store", served.headers  # kept by no cache
+    assert served.headers["content-type"].startswith("text/plain"), served.headers
+    person.save_recovery_codes()
+    person.expect_path("/")
+    # Shown once: Back does not bring them back, nor does the file.
+    person.page.go_back()
+    person.expect_path("/account/security")
+    expect(person.page.locator("#recovery-codes")).to_have_count(0)
+    assert person.page.context.request.get("/mfa/recovery-codes.txt").url.endswith(
+        "/account/security"
+    )
+    person.sign_out()
+
+    # Any code, in any order; dashes and capitals do not matter.
+    person.sign_in(account)
+    person.use_recovery_code(codes[6].upper().replace("-", ""))
+    person.expect_path("/")
+    person.expect_signed_in(account)
+    person.expect_status("Recovery code accepted. You have 9 recovery codes left.")
+    person.sign_out()
+
+    # The same code a second time: refused, and the field is there to try again.
+    person.sign_in(account)
+    person.use_recovery_code(codes[6])
+    person.expect_path("/mfa/recovery")
+    person.expect_alert(WRONG_RECOVERY_CODE)
+    expect(person.page.get_by_label("Recovery code")).to_be_focused()
+    site.spend_recovery_codes(account, codes[:2] + codes[3:6])  # as if used on other days
+    person.page.get_by_label("Recovery code").fill(codes[2])
+    person.page.get_by_role("button", name="Verify").click()
+    person.expect_path("/")
+    person.expect_status(  # three or fewer left: urged to make new ones
+        "Recovery code accepted. You have 3 recovery codes left. "
+        "Generate new codes on your Account security page soon."
+    )
+    person.open_account_security()
+    expect(person.page.locator("#recovery-codes-left")).to_have_text(
+        "3 of 10 recovery codes left."
+    )
+    person.expect_status("You are running out of recovery codes.")
+    assert person.console_errors == []
+
+
+def test_remembered_device_skips_the_code_until_forgotten(site, open_window, javascript, totp_on):
+    admin = site.new_account(admin=True, enrolled=True)
+    account = site.new_account(enrolled=True)
+    person = open_window(java_script_enabled=javascript)
+    try:
+        person.sign_in_with_code(admin)
+        person.goto("/admin/mfa")
+        days = person.page.get_by_label("Remember devices for N days")
+        expect(days).to_have_value("0")  # off until an administrator turns it on
+        days.fill("7")
+        person.page.get_by_role("button", name="Save").click()
+        person.expect_path("/admin/mfa")
+        person.expect_status(
+            "Multi-Factor Authentication is now set to TOTP. Devices are remembered for 7 days."
+        )
+        expect(days).to_have_value("7")
+        assert site.remember_days() == 7
+        person.sign_out()
+
+        person.sign_in(account)
+        person.expect_path("/mfa/verify")
+        remember = person.page.get_by_label("Remember this device for 7 days")
+        expect(remember).not_to_be_checked()
+        expect(remember).to_have_accessible_description(
+            re.compile(r"^Only use on a private device\.")
+        )
+        remember.check()
+        person.enter_code(account.fresh_code())
+        person.expect_path("/")
+        person.expect_signed_in(account)
+        cookie = next(c for c in person.page.context.cookies() if c["name"] == "smfa_device")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Lax", cookie
+        assert cookie["expires"] > time.time() + 6.9 * 24 * 3600, cookie
+        if javascript:  # the token lives in the HttpOnly cookie only
+            stored = person.page.evaluate("JSON.stringify([localStorage, sessionStorage])")
+            assert cookie["value"] not in stored
+        person.sign_out()
+
+        # The password only: straight home, no code asked.
+        person.sign_in(account)
+        person.expect_path("/")
+        person.expect_signed_in(account)
+
+        person.open_account_security()
+        devices = person.page.locator("table", has_text="Remembered on")
+        expect(devices.locator("tbody tr")).to_have_count(1)
+        person.page.get_by_role("button", name="Forget all remembered devices").click()
+        person.expect_path("/account/security")
+        person.expect_status("Forgot 1 remembered device.")
+        expect(person.page.locator("#devices + p")).to_have_text("No device is remembered.")
+        person.sign_out()
+
+        person.sign_in(account)  # the browser still sends its cookie: the server says no
+        assert any(c["name"] == "smfa_device" for c in person.page.context.cookies())
+        person.expect_path("/mfa/verify")
+        assert person.console_errors == []
+    finally:
+        site.set_remember_days(0)
+
+
+def test_account_security_signs_out_other_sessions_then_changes_the_password(
+    site, open_window, javascript, totp_on
+):
+    account = site.new_account(enrolled=True)
+    person = open_window(java_script_enabled=javascript)
+    other = open_window(java_script_enabled=javascript)  # the same person's other browser
+    person.sign_in_with_code(account)
+    other.sign_in_with_code(account)
+
+    person.open_account_security()
+    sessions = person.page.locator("table", has_text="Last seen").locator("tbody tr")
+    expect(sessions).to_have_count(2)
+    expect(sessions.filter(has_text="(this session)")).to_have_count(1)
+    person.page.get_by_role("button", name="Sign out other sessions").click()
+    person.expect_path("/account/security")
+    person.expect_status("Signed out 1 other session.")
+    expect(sessions).to_have_count(1)
+    other.page.reload()
+    other.expect_path("/login")
+
+    person.page.get_by_role("link", name="Change your password").click()
+    person.expect_path("/account/password")
+    person.page.get_by_label("Current password").fill(PASSWORD)
+    person.page.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
+    person.page.get_by_label("New password again").fill(NEW_PASSWORD)
+    person.page.get_by_role("button", name="Change password").click()
+    person.expect_path("/account/security")
+    person.expect_status("Your password was changed.")
+    expect(person.page.locator("header")).to_contain_text(account.username)  # still in
+    person.sign_out()
+
+    person.sign_in(account)  # the old password
+    person.expect_path("/login")
+    person.expect_alert(WRONG_PASSWORD)
+    person.sign_in(account, NEW_PASSWORD)
+    person.expect_path("/mfa/verify")  # the new one, and still the code after it
+    assert person.console_errors == other.console_errors == []
+
+
+def test_account_security_new_recovery_codes_then_a_new_authenticator(
+    site, open_window, javascript, totp_on
+):
+    account = site.new_account(enrolled=True)
+    site.give_recovery_codes(account)
+    first_codes = account.recovery_codes
+    person = open_window(java_script_enabled=javascript)
+    person.sign_in(account)  # with a recovery code: the two codes below never wait
+    person.use_recovery_code(first_codes[0])
+    person.expect_path("/")
+
+    person.open_account_security()
+    expect(person.page.locator("#recovery-codes-left")).to_have_text(
+        "9 of 10 recovery codes left."
+    )
+    person.page.get_by_role("link", name="Generate new recovery codes").click()
+    person.expect_path("/account/recovery-codes")
+    person.confirm_identity(PASSWORD, code=account.fresh_code())
+    new_codes = person.read_recovery_codes(account)
+    person.expect_status("The old ones no longer work.")
+    assert not set(new_codes) & set(first_codes)
+    person.save_recovery_codes()
+    person.expect_path("/account/security")
+    expect(person.page.locator("#recovery-codes-left")).to_have_text(
+        "10 of 10 recovery codes left."
+    )
+
+    person.page.get_by_role("link", name="Move to a new authenticator app").click()
+    person.expect_path("/account/authenticator")
+    if javascript:  # the current code
+        person.confirm_identity(PASSWORD, code=account.fresh_code())
+    else:  # or, the old phone gone, a recovery code
+        person.confirm_identity(PASSWORD, recovery_code=new_codes[0])
+    person.expect_path("/account/authenticator/new")
+    old_secret = account.secret
+    new_secret = person.read_secret(account)
+    assert new_secret != old_secret
+    expect(person.page.locator("#totp-qr").get_by_role("img")).to_have_accessible_name(
+        re.compile("new authenticator app")
+    )
+    person.page.get_by_label(CODE_LABEL).fill(account.fresh_code())  # from the NEW key
+    person.page.get_by_role("button", name="Confirm the new app").click()
+    person.expect_path("/account/security")
+    person.expect_status("Your new authenticator app is set up; the old one no longer works.")
+    person.sign_out()
+
+    person.sign_in(account)
+    person.expect_path("/mfa/verify")
+    person.enter_code(account.code_of(old_secret))  # the old app's current code
+    person.expect_alert(WRONG_CODE)
+    person.page.get_by_role("link", name="Use a recovery code instead").click()
+    person.page.get_by_label("Recovery code").fill(first_codes[1])  # voided by the new set
+    person.page.get_by_role("button", name="Verify").click()
+    person.expect_alert(WRONG_RECOVERY_CODE)
+    person.page.get_by_role("link", name="Use the code from your authenticator app").click()
+    person.enter_code(account.fresh_code())
+    person.expect_path("/")
+    person.expect_signed_in(account)
+    assert person.console_errors == []
+
+
+@pytest.mark.xfail(
+    not hasattr(account_security, "live_sessions"),  # main's fix; drop this mark with it
+    strict=True,
+    raises=AssertionError,
+    reason="product bug: account_security.overview lists every web_session row of the "
+    "user, also those past SESSION_IDLE_TIMEOUT/SESSION_ABSOLUTE_TIMEOUT (deleted only "
+    "when their own cookie comes back), as active sessions",
+)
+def test_account_security_lists_only_live_sessions(site, open_window, totp_on):
+    account = site.new_account(enrolled=True)
+    person = open_window()
+    person.sign_in_with_code(account)  # a browser left signed in...
+    site.backdate_sessions(account, days=3)  # ...and unused since: that session is over
+    person.page.context.clear_cookies()
+    person.sign_in_with_code(account)
+    person.open_account_security()
+    sessions = person.page.locator("table", has_text="Last seen").locator("tbody tr")
+    assert sessions.all_inner_texts() == [sessions.filter(has_text="(this session)").inner_text()]
 
 
 def test_expired_sign_in_says_so(site, open_window, totp_on):
@@ -625,9 +969,23 @@ def test_setup_page_focuses_the_code_and_describes_the_qr_code(site, open_window
 # ------------------------------------------------------- every page: axe, labels, PNGs
 
 
-def _signed_in(person: Person, *, admin: bool = False) -> Account:
+def _signed_in(person: Person, *, admin: bool = False, at: str = "/") -> Account:
+    """Signed in with a code, at `at`. The catalogue signs in once per kind of user and
+    then puts that session's cookies back for each page (a sign-in per page cost more
+    than the page); if the session is gone, it signs in afresh."""
+    saved = person.saved_sessions.get(admin)
+    if saved:
+        account, cookies = saved
+        person.page.context.add_cookies(cookies)
+        person.goto(at)
+        if not person.page.url.startswith(person.site.url + "/login"):
+            return account
+        person.page.context.clear_cookies()
     account = person.site.new_account(admin=admin, enrolled=True)
     person.sign_in_with_code(account)
+    person.saved_sessions[admin] = (account, person.page.context.cookies())
+    if at != "/":
+        person.goto(at)
     return account
 
 
@@ -670,20 +1028,89 @@ def _verify_error(person: Person) -> None:
 
 def _signed_in_at(path: str, *, admin: bool = False) -> Callable[[Person], None]:
     def reach(person: Person) -> None:
-        _signed_in(person, admin=admin)
-        person.goto(path)
+        _signed_in(person, admin=admin, at=path)
 
     return reach
 
 
 def _signed_out(person: Person) -> None:
-    _signed_in(person)
+    person.sign_in_with_code(person.site.new_account(enrolled=True))  # its own session
     person.sign_out()
 
 
 def _admin_mfa_saved(person: Person) -> None:
-    _signed_in(person, admin=True)
-    person.goto("/admin/mfa")
+    _signed_in(person, admin=True, at="/admin/mfa")
+    person.page.get_by_role("button", name="Save").click()
+
+
+def _at_recovery_codes(person: Person) -> None:
+    account = _at_setup(person)
+    person.read_secret(account)
+    person.enter_code(account.fresh_code())
+    person.read_recovery_codes(account)
+    # Each code on one line: a code broken across two is easily copied wrong.
+    lines = person.page.locator("#recovery-codes code").evaluate_all(
+        "codes => codes.map(c => c.getClientRects().length)"
+    )
+    assert lines == [1] * 10, f"recovery codes broken across lines: {lines}"
+
+
+def _at_recovery(person: Person) -> None:
+    _at_verify(person)
+    person.page.get_by_role("link", name="Use a recovery code instead").click()
+
+
+def _recovery_error(person: Person) -> None:
+    _at_recovery(person)
+    person.page.get_by_label("Recovery code").fill("abcd-efgh-ijkl-mnop")
+    person.page.get_by_role("button", name="Verify").click()
+
+
+def _at_verify_with_remember(person: Person) -> None:
+    person.site.set_remember_days(7)
+    _at_verify(person)
+    expect(person.page.get_by_label("Remember this device for 7 days")).to_be_visible()
+
+
+def _account_security_in_use(person: Person) -> None:
+    """Every table filled: a remembered device, two sessions, sign-in events."""
+    person.site.set_remember_days(7)
+    account = person.site.new_account(enrolled=True)
+    person.site.give_recovery_codes(account)
+    person.sign_in(account)
+    person.page.get_by_label("Remember this device for 7 days").check()
+    person.enter_code(account.fresh_code())
+    person.expect_path("/")
+    person.page.context.clear_cookies(name="smfa_session")  # another browser, same device
+    person.sign_in(account)
+    person.expect_path("/")  # remembered: no code
+    person.goto("/account/security")
+    expect(person.page.locator("main tbody tr")).not_to_have_count(0)
+    expect(person.page.get_by_role("button", name="Forget all remembered devices")).to_be_visible()
+    expect(person.page.get_by_role("button", name="Sign out other sessions")).to_be_visible()
+
+
+def _password_error(person: Person) -> None:
+    _signed_in_at("/account/password")(person)
+    person.page.get_by_label("Current password").fill("not the password")
+    person.page.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
+    person.page.get_by_label("New password again").fill(NEW_PASSWORD)
+    person.page.get_by_role("button", name="Change password").click()
+
+
+def _confirm_error(person: Person) -> None:
+    account = _signed_in(person, at="/account/recovery-codes")
+    person.confirm_identity(PASSWORD, code=account.wrong_code())
+
+
+def _at_new_authenticator(person: Person) -> None:
+    account = _signed_in(person, at="/account/authenticator")
+    person.confirm_identity(PASSWORD, code=account.fresh_code())
+
+
+def _admin_mfa_error(person: Person) -> None:
+    _signed_in(person, admin=True, at="/admin/mfa")
+    person.page.get_by_label("Remember devices for N days").fill("99")
     person.page.get_by_role("button", name="Save").click()
 
 
@@ -715,6 +1142,25 @@ PAGES = {
     "admin": Visit("/admin/", _signed_in_at("/admin/", admin=True)),
     "admin-mfa": Visit("/admin/mfa", _signed_in_at("/admin/mfa", admin=True), screenshot=True),
     "admin-mfa-saved": Visit("/admin/mfa", _admin_mfa_saved, status="is now set to TOTP"),
+    "admin-mfa-error": Visit("/admin/mfa", _admin_mfa_error, alert="0 to 31 days"),
+    "recovery-codes": Visit(
+        "/mfa/recovery-codes", _at_recovery_codes, status=SET_UP, screenshot=True
+    ),
+    "recovery": Visit("/mfa/recovery", _at_recovery),
+    "recovery-error": Visit("/mfa/recovery", _recovery_error, alert=WRONG_RECOVERY_CODE),
+    "verify-remember": Visit("/mfa/verify", _at_verify_with_remember),
+    "account-security": Visit("/account/security", _account_security_in_use, screenshot=True),
+    "account-security-no-codes": Visit(
+        "/account/security", _signed_in_at("/account/security"), status="running out"
+    ),
+    "password": Visit("/account/password", _signed_in_at("/account/password")),
+    "password-error": Visit("/account/password", _password_error, alert="password is not right"),
+    "confirm-codes": Visit("/account/recovery-codes", _signed_in_at("/account/recovery-codes")),
+    "confirm-authenticator": Visit(
+        "/account/authenticator", _signed_in_at("/account/authenticator")
+    ),
+    "confirm-error": Visit("/account/recovery-codes", _confirm_error, alert=WRONG_CODE),
+    "new-authenticator": Visit("/account/authenticator/new", _at_new_authenticator),
     "error-403": Visit("/admin/", _signed_in_at("/admin/"), alert="permission"),
     "error-404": Visit("/no-such-page", lambda p: p.goto("/no-such-page"), alert="no page"),
 }
@@ -746,7 +1192,8 @@ def axe_source() -> str:
 @pytest.fixture(scope="module")
 def catalogue_window(site, chromium):
     """One window for every page of the catalogue (a new page costs more than the
-    check); its cookies are cleared before each page, so each visit starts signed out.
+    check); its cookies are cleared before each page, so each visit starts signed out
+    (pages for a signed-in user put back one saved session: see _signed_in).
     axe is injected as an inline script, which the site's CSP rightly forbids: this
     context bypasses the CSP (the flows above run with it)."""
     context = chromium.new_context(base_url=site.url, bypass_csp=True)
@@ -760,15 +1207,20 @@ def test_page_is_accessible_in_light_and_dark(site, catalogue_window, axe_source
     visit = PAGES[name]
     person = catalogue_window
     person.page.context.clear_cookies()
+    person.just_signed_out = False  # what the window shows belongs to the last visit
     person.page.emulate_media(color_scheme="light")
-    visit.reach(person)
+    try:
+        visit.reach(person)
+    finally:
+        if site.remember_days():  # turned on to show a page: off again for the others
+            site.set_remember_days(0)
     person.expect_path(visit.path)
     page = person.page
     page.wait_for_load_state()
     if visit.alert:
         person.expect_alert(visit.alert)
     if visit.status:
-        expect(page.get_by_role("status").first).to_contain_text(visit.status)
+        person.expect_status(visit.status)
     assert page.evaluate(UNLABELLED_FIELDS_JS) == [], "form fields without a label"
 
     page.add_script_tag(content=axe_source)
