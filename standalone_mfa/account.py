@@ -12,7 +12,6 @@ from flask import (
     session,
     url_for,
 )
-from flask_login import current_user
 
 from . import account_security as security
 from . import qr, recovery, settings, totp
@@ -30,7 +29,7 @@ NEEDS_AUTHENTICATOR = {
 
 @bp.before_request
 def require_authenticator():
-    if request.endpoint in NEEDS_AUTHENTICATOR and totp.credential_of(current_user) is None:
+    if request.endpoint in NEEDS_AUTHENTICATOR and totp.credential_of(session.user) is None:
         flash("You have no authenticator app set up.", "error")
         return redirect(url_for("account.security"))
     return None
@@ -51,7 +50,7 @@ def security_page():
     """MFA status, recovery codes, remembered devices, sessions and recent sign-ins."""
     return render_template(
         "account/security.html",
-        overview=security.overview(current_user),
+        overview=security.overview(session.user),
         current_session_id=session.record.id,
         remember_days=settings.remember_days(),
         low_water=recovery.LOW_WATER,
@@ -64,9 +63,9 @@ def regenerate_codes():
     """New recovery codes, after the password and a current code."""
     form = ConfirmIdentityForm()
     if form.validate_on_submit():
-        problem = security.confirm_identity(current_user, form.password.data, form.code.data)
+        problem = security.confirm_identity(session.user, form.password.data, form.code.data)
         if problem is None:
-            security.regenerate_recovery_codes(session, current_user)
+            security.regenerate_recovery_codes(session, session.user)
             flash("New recovery codes were made. The old ones no longer work.", "info")
             return redirect(url_for("mfa.recovery_codes"))
         flash(problem, "error")
@@ -81,7 +80,7 @@ def new_authenticator():
     form = ConfirmIdentityForm()
     if form.validate_on_submit():
         problem = security.confirm_identity(
-            current_user,
+            session.user,
             form.password.data,
             form.code.data,
             form.recovery_code.data,
@@ -106,7 +105,7 @@ def new_authenticator_setup():
     form = CodeForm()
     if form.is_submitted():
         problem = security.confirm_new_authenticator(
-            session, current_user, form.code.data if form.validate() else None
+            session, session.user, form.code.data if form.validate() else None
         )
         if problem is None:
             flash(
@@ -117,7 +116,7 @@ def new_authenticator_setup():
             return redirect(url_for("account.security"))
         flash(problem, "error")
         return redirect(url_for("account.new_authenticator_setup"))
-    username = current_user.username
+    username = session.user.username
     return render_template(
         "account/new_authenticator.html",
         form=form,
@@ -137,9 +136,9 @@ def change_password():
     """Change the password (the current one first); other sessions end."""
     form = ChangePasswordForm()
     if form.validate_on_submit():
-        problem = security.confirm_password(current_user, form.current_password.data)
+        problem = security.confirm_password(session.user, form.current_password.data)
         if problem is None:
-            ended = security.change_password(session, current_user, form.new_password.data)
+            ended = security.change_password(session, session.user, form.new_password.data)
             flash(
                 "Your password was changed. "
                 f"{ended} other {'session was' if ended == 1 else 'sessions were'} signed out "
@@ -157,7 +156,7 @@ def change_password():
 def end_other_sessions():
     """Sign out every other session of this account."""
     if ButtonForm().validate_on_submit():
-        ended = security.sign_out_other_sessions(session, current_user)
+        ended = security.sign_out_other_sessions(session, session.user)
         flash(f"Signed out {ended} other {'session' if ended == 1 else 'sessions'}.", "info")
     return redirect(url_for("account.security"))
 
@@ -166,6 +165,6 @@ def end_other_sessions():
 def forget_devices():
     """Forget every remembered device: each will be asked for a code again."""
     if ButtonForm().validate_on_submit():
-        count = security.forget_devices(current_user)
+        count = security.forget_devices(session.user)
         flash(f"Forgot {count} remembered {'device' if count == 1 else 'devices'}.", "info")
     return redirect(url_for("account.security"))

@@ -95,8 +95,36 @@ TARGETS = {
     "mfa.verify": Target(fields=("code",), answers_in="verify"),
     "admin.index": Target(share=0.25, answers_in="admin"),
     "admin.mfa_settings": Target(fields=("mfa_method",), answers_in="admin"),
+    "mfa.recovery": Target(fields=("recovery_code",), answers_in="verify"),
+    "mfa.recovery_codes": Target(answers_in="user"),
+    "mfa.recovery_codes_download": Target(share=0.25, answers_in="user"),
+    "account.security": Target(share=0.25, answers_in="user"),
+    "account.regenerate_codes": Target(fields=("password", "code"), answers_in="user"),
+    "account.new_authenticator": Target(
+        fields=("password", "code", "recovery_code"), answers_in="user"
+    ),
+    "account.new_authenticator_setup": Target(fields=("code",), answers_in="user"),
+    "account.change_password": Target(
+        fields=("current_password", "new_password", "confirm_password"), answers_in="user"
+    ),
+    "account.end_other_sessions": Target(answers_in="user"),
+    "account.forget_devices": Target(answers_in="user"),
+    "admin.users": Target(fields=("q", "page"), answers_in="admin"),
+    "admin.new_user": Target(fields=("username", "password"), answers_in="admin"),
+    "admin.step_up_page": Target(fields=("code", "password", "next"), answers_in="admin"),
+    "admin.user_reset-mfa": Target(path_values=USERNAMES, answers_in="admin"),
+    "admin.user_unlock": Target(path_values=USERNAMES, answers_in="admin"),
+    "admin.user_grant-admin": Target(path_values=USERNAMES, answers_in="admin"),
+    "admin.user_revoke-admin": Target(path_values=USERNAMES, answers_in="admin"),
+    "admin.user_sign-out": Target(path_values=USERNAMES, answers_in="admin"),
+    "admin.audit_page": Target(
+        fields=("user", "event", "start", "end", "page"), answers_in="admin"
+    ),
     "api.totp_status": Target(path_values=USERNAMES),
     "api.totp_reset": Target(path_values=USERNAMES),
+    "api.users_list": Target(fields=("page", "per_page", "q")),
+    "api.unlock": Target(path_values=USERNAMES),
+    "health.healthz": Target(share=0.25),
     "static": Target(
         path_values=("style.css", "app.js", "../config.py", "nope.css", ""), share=0.25
     ),
@@ -423,8 +451,9 @@ def is_valid_action(world: World, endpoint: str, request: FuzzRequest, fields) -
     if endpoint.startswith("api."):
         scheme, _, token = (request.authorization or "").partition(" ")
         # GET and DELETE share one URL: whichever target drew it, a DELETE is a reset.
+        # GET, DELETE and POST (unlock) with the admin's token act; the others only read.
         return (
-            request.method == "DELETE"
+            request.method in ("DELETE", "POST")
             and scheme.lower() == "bearer"
             and token.strip() == ADMIN_TOKEN
         )
@@ -438,9 +467,18 @@ def is_valid_action(world: World, endpoint: str, request: FuzzRequest, fields) -
         return request.who == "admin" and first(fields, "mfa_method") in MFA_METHODS
     if endpoint == "auth.login":
         return PASSWORD in values and any(find_user_name(v) for v in values)
-    if endpoint in ("mfa.setup", "mfa.verify"):
-        codes = {v.strip().replace(" ", "").replace("-", "") for v in values}
+    signed_in = request.who in ("user", "admin")
+    codes = {v.strip().replace(" ", "").replace("-", "") for v in values}
+    if endpoint in ("mfa.setup", "mfa.verify", "account.new_authenticator_setup"):
         return bool(codes & world.valid_codes)
+    if endpoint in ("account.end_other_sessions", "account.forget_devices"):
+        return signed_in  # a button: the CSRF token is all it needs
+    if endpoint == "account.change_password":
+        return signed_in and PASSWORD in values
+    if endpoint in ("account.regenerate_codes", "account.new_authenticator"):
+        return signed_in and PASSWORD in values and bool(codes & world.valid_codes)
+    if endpoint == "admin.step_up_page":
+        return request.who == "admin" and bool(codes & world.valid_codes)
     return False
 
 
@@ -454,6 +492,12 @@ ALLOWED_NEW_AUDIT = {
     ("totp", "failed"),
     ("totp_throttled", "wait"),
     ("totp_replay", "refused"),
+    ("recovery_code", "failed"),
+    ("reauth", "failed"),
+    ("reauth", "throttled"),
+    ("step_up", "failed"),
+    ("step_up", "throttled"),
+    ("totp_reenrolled", "failed"),
 }
 SESSION_IDENTITY = (
     "id",
