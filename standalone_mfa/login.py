@@ -116,6 +116,14 @@ def submit_password(
     return StepOutcome(True)
 
 
+def set_up_meanwhile(web_session: ServerSession) -> StepOutcome | None:
+    """If this account's set-up was finished in another window, move this pending
+    login to the code step (its secret can never be saved now)."""
+    if totp.credential_of(web_session.user) is None:
+        return None
+    return _set_up_elsewhere(web_session)
+
+
 def pending_secret(web_session: ServerSession) -> str:
     """The secret of this set-up: the same one for the life of the pending login."""
     return crypto.decrypt(web_session.record.pending_secret_encrypted)

@@ -38,6 +38,9 @@ def setup():
     if form.is_submitted():
         # A malformed code is still an attempt: it reaches the service as None.
         return _after(login.confirm_setup(session, form.code.data if form.validate() else None))
+    finished = login.set_up_meanwhile(session)
+    if finished:  # a reload after another window finished: never show a dead secret
+        return _after(finished)
     secret = login.pending_secret(session)
     username = session.user.username
     uri = totp.provisioning_uri(secret, username)

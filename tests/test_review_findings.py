@@ -955,3 +955,17 @@ def test_sc26_reset_committing_during_setup_keeps_no_credential(
     with totp_app.app_context():
         assert TotpCredential.select().count() == 0
     assert not signed_in_as(browser.client, "alice")
+
+
+def test_sc20_reloading_setup_after_it_was_finished_elsewhere_shows_no_dead_secret(
+    totp_app, new_browser, clock
+):
+    first, first_secret = pending_setup(new_browser)
+    second, second_secret = pending_setup(new_browser)
+    assert location(first.submit_code("/mfa/setup", first.code(first_secret))) == "/"
+    response = second.get("/mfa/setup")
+    assert location(response) == "/mfa/verify"
+    page = second.page("/mfa/verify")
+    assert "already set up in another window" in page
+    assert second_secret not in page.replace(" ", "")
+    assert failures(totp_app, "alice") == 0
