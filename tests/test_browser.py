@@ -320,6 +320,10 @@ class Site:
                 web_session.step_up_at -= dt.timedelta(seconds=seconds)
                 web_session.save(only=[WebSession.step_up_at])
 
+    def has_user(self, username: str) -> bool:
+        with self.app.app_context():
+            return find_user(username) is not None
+
     def is_admin(self, account: Account) -> bool:
         with self.app.app_context():
             return find_user(account.username).is_admin
@@ -521,8 +525,9 @@ class Person:
         expect(self.page.get_by_role("status").filter(has_text=text)).to_have_count(1)
 
     def expect_alert(self, text: str) -> None:
-        """An error, announced: role="alert" makes screen readers read it at once."""
-        expect(self.page.get_by_role("alert")).to_contain_text(text)
+        """An error, announced: role="alert" makes screen readers read it at once (the
+        page may announce more than one, such as a field's error and the page's)."""
+        expect(self.page.get_by_role("alert").filter(has_text=text)).to_have_count(1)
 
     def step_up(self, admin: Account) -> None:
         """On the step-up page: a fresh code from the administrator's own app."""
@@ -1401,6 +1406,61 @@ def _admin_mfa_error(person: Person) -> None:
     person.page.get_by_role("button", name="Save").click()
 
 
+def _stepped_up(person: Person, at: str) -> Account:
+    """An administrator at `at`, past the step-up page if their proof is not fresh."""
+    account = _signed_in(person, admin=True, at=at)
+    if person.page.url.startswith(person.site.url + "/admin/step-up"):
+        person.step_up(account)
+    return account
+
+
+def _admin_users(person: Person) -> None:
+    """Users, with a throttled user at the top (named to sort first in the screenshot)."""
+    if not person.site.has_user("aaron"):
+        person.site.throttle_codes(person.site.new_account(enrolled=True, name="aaron"), 9)
+    _signed_in(person, admin=True, at="/admin/users")
+    expect(person.page.locator("main tbody")).to_contain_text("Throttled (9 wrong)")
+
+
+def _step_up_error(person: Person) -> None:
+    admin = _signed_in(person, admin=True, at="/admin/step-up")
+    person.page.get_by_label(CODE_LABEL).fill(admin.wrong_code())
+    person.page.get_by_role("button", name="Confirm").click()
+
+
+def _user_action(person: Person) -> None:
+    """The confirmation page (one template for every action) of a throttled user."""
+    if not person.site.has_user("zoe"):
+        person.site.throttle_codes(person.site.new_account(enrolled=True, name="zoe"), 9)
+    _stepped_up(person, "/admin/users/zoe/reset-mfa")
+
+
+def _new_user_error(person: Person) -> None:
+    _stepped_up(person, "/admin/users/new")
+    person.page.get_by_role("button", name="Create user").click()  # no username
+
+
+def _new_user_created(person: Person) -> None:
+    _stepped_up(person, "/admin/users/new")
+    person.page.get_by_label("Username").fill(person.site.new_name())
+    person.page.get_by_role("button", name="Create user").click()
+    expect(person.page.locator("#initial-password")).to_be_visible()
+    person.site.secrets_seen.append(person.page.locator("#initial-password").inner_text())
+
+
+def _audit_filtered(person: Person) -> None:
+    admin = _signed_in(person, admin=True, at="/admin/audit")
+    person.filter_audit(user=admin.username, event="login")
+    expect(person.page.locator("main tbody tr")).not_to_have_count(0)
+
+
+def _audit_error(person: Person) -> None:
+    _signed_in(person, admin=True, at="/admin/audit")
+    person.page.get_by_label("From (UTC)").fill("2026-01-02")
+    person.page.get_by_label("To (UTC)").fill("2026-01-01")
+    person.page.get_by_role("button", name="Filter").click()
+
+
 @dataclass(frozen=True)
 class Visit:
     """How to reach one page in one state, what it must show, and whether README shows it."""
@@ -1410,6 +1470,7 @@ class Visit:
     alert: str | None = None  # the error the page must announce
     status: str | None = None  # the (polite) message it must show
     screenshot: bool = False
+    full_page: bool = True  # False: the screenshot shows what fits in the window
 
 
 # Every page of the product in each state worth checking; a new page is one line here.
@@ -1448,6 +1509,21 @@ PAGES = {
     ),
     "confirm-error": Visit("/account/recovery-codes", _confirm_error, alert=WRONG_CODE),
     "new-authenticator": Visit("/account/authenticator/new", _at_new_authenticator),
+    "admin-users": Visit("/admin/users", _admin_users, screenshot=True, full_page=False),
+    "admin-users-no-match": Visit(
+        "/admin/users", _signed_in_at("/admin/users?q=nobody.here", admin=True)
+    ),
+    "step-up": Visit("/admin/step-up", _signed_in_at("/admin/step-up", admin=True)),
+    "step-up-error": Visit("/admin/step-up", _step_up_error, alert=WRONG_CODE),
+    "user-action": Visit("/admin/users/zoe/reset-mfa", _user_action),
+    "user-new": Visit("/admin/users/new", lambda p: _stepped_up(p, "/admin/users/new")),
+    "user-new-error": Visit("/admin/users/new", _new_user_error, alert="required"),
+    "user-created": Visit("/admin/users/new", _new_user_created, status="was created"),
+    "audit": Visit(
+        "/admin/audit", _signed_in_at("/admin/audit", admin=True), screenshot=True, full_page=False
+    ),
+    "audit-filtered": Visit("/admin/audit", _audit_filtered),
+    "audit-error": Visit("/admin/audit", _audit_error, alert="end date is before the start"),
     "error-403": Visit("/admin/", _signed_in_at("/admin/"), alert="permission"),
     "error-404": Visit("/no-such-page", lambda p: p.goto("/no-such-page"), alert="no page"),
 }
@@ -1517,7 +1593,7 @@ def test_page_is_accessible_in_light_and_dark(site, catalogue_window, axe_source
         background[scheme] = page.evaluate("getComputedStyle(document.body).backgroundColor")
         found[scheme] = page.evaluate(AXE_RUN_JS)
         if visit.screenshot:
-            person.screenshot(f"{name}-{scheme}")
+            person.screenshot(f"{name}-{scheme}", full_page=visit.full_page)
     assert background["light"] != background["dark"], "the dark scheme did not apply"
     assert found == {"light": [], "dark": []}, json.dumps(found, indent=1)
 
