@@ -11,6 +11,7 @@ With SCREENSHOTS_DIR set (`make screenshots`) the main pages are also saved as P
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import json
@@ -24,16 +25,27 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 import requests
 from conftest import FAST_HASH, PASSWORD
 from playwright.sync_api import Page, expect, sync_playwright
 
-from standalone_mfa import account_security, create_app, recovery, reset, settings, tokens, totp
+from standalone_mfa import (
+    account_security,
+    create_app,
+    recovery,
+    reset,
+    settings,
+    throttle,
+    tokens,
+    totp,
+)
 from standalone_mfa.db import create_tables, db
 from standalone_mfa.instance import write_config
-from standalone_mfa.models import AuditEvent, WebSession
+from standalone_mfa.models import AuditEvent, MfaThrottle, User, WebSession
+from standalone_mfa.pagination import PER_PAGE
 from standalone_mfa.users import create_user, find_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
@@ -220,10 +232,16 @@ class Site:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def new_account(self, *, admin: bool = False, enrolled: bool = False) -> Account:
+    def new_name(self) -> str:
+        """A username no one has yet (for a user the test creates in the browser)."""
+        return next(self._names)
+
+    def new_account(
+        self, *, admin: bool = False, enrolled: bool = False, name: str | None = None
+    ) -> Account:
         """A new user; `enrolled`: with an authenticator already set up (last used two
         steps ago, so every code in the window is fresh) and no recovery codes."""
-        account = Account(next(self._names), is_admin=admin)
+        account = Account(name or self.new_name(), is_admin=admin)
         with self.app.app_context():
             user = create_user(account.username, PASSWORD, is_admin=admin)
             if enrolled:
@@ -282,6 +300,57 @@ class Site:
             WebSession.update(created_at=then, last_seen_at=then).where(
                 WebSession.user == find_user(account.username)
             ).execute()
+
+    def throttle_codes(self, account: Account, failures: int) -> None:
+        """As if the account had just typed `failures` wrong codes in a row."""
+        with self.app.app_context():
+            user = find_user(account.username)
+            at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+            MfaThrottle.delete().where(MfaThrottle.user == user).execute()
+            MfaThrottle.create(user=user, failures=failures, last_failure_at=at)
+
+    def backdate_step_up(self, account: Account, seconds: int) -> None:
+        """The account's step-up (on each of its sessions) happened `seconds` earlier."""
+        with self.app.app_context():
+            sessions = WebSession.select().where(
+                (WebSession.user == find_user(account.username))
+                & WebSession.step_up_at.is_null(False)
+            )
+            for web_session in sessions:
+                web_session.step_up_at -= dt.timedelta(seconds=seconds)
+                web_session.save(only=[WebSession.step_up_at])
+
+    def has_user(self, username: str) -> bool:
+        with self.app.app_context():
+            return find_user(username) is not None
+
+    def is_admin(self, account: Account) -> bool:
+        with self.app.app_context():
+            return find_user(account.username).is_admin
+
+    @contextlib.contextmanager
+    def sole_admin(self, account: Account):
+        """For the duration, `account` is the only administrator: the others' rights are
+        taken away in the database and given back afterwards."""
+        with self.app.app_context():
+            others = [
+                user.id
+                for user in User.select(User.id).where(
+                    User.is_admin & (User.username != account.username)
+                )
+            ]
+            User.update(is_admin=False).where(User.id.in_(others)).execute()
+        try:
+            yield
+        finally:
+            with self.app.app_context():
+                User.update(is_admin=True).where(User.id.in_(others)).execute()
+
+    def add_users(self, prefix: str, count: int) -> None:
+        """`count` users named prefix.001 and on, created by "browser-tests"."""
+        with self.app.app_context():
+            for n in range(1, count + 1):
+                create_user(f"{prefix}.{n:03}", PASSWORD, actor="browser-tests")
 
     def audit_events(self, event: str) -> list[AuditEvent]:
         with self.app.app_context():
@@ -456,13 +525,52 @@ class Person:
         expect(self.page.get_by_role("status").filter(has_text=text)).to_have_count(1)
 
     def expect_alert(self, text: str) -> None:
-        """An error, announced: role="alert" makes screen readers read it at once."""
-        expect(self.page.get_by_role("alert")).to_contain_text(text)
+        """An error, announced: role="alert" makes screen readers read it at once (the
+        page may announce more than one, such as a field's error and the page's)."""
+        expect(self.page.get_by_role("alert").filter(has_text=text)).to_have_count(1)
 
-    def screenshot(self, name: str) -> None:
+    def step_up(self, admin: Account) -> None:
+        """On the step-up page: a fresh code from the administrator's own app."""
+        self.expect_path("/admin/step-up")
+        expect(self.page.get_by_label(CODE_LABEL)).to_be_focused()
+        self.page.get_by_label(CODE_LABEL).fill(admin.fresh_code())
+        self.page.get_by_role("button", name="Confirm").click()
+
+    def search_users(self, term: str) -> None:
+        """On the Users page: search by username."""
+        self.page.get_by_label("Search by username").fill(term)
+        self.page.get_by_role("button", name="Search").click()
+        expect(self.page.locator("main table caption")).to_contain_text(f"matching “{term}”")
+
+    def user_row(self, account: Account):
+        """The Users page's row of this account (by its name exactly)."""
+        name = self.page.get_by_role("rowheader", name=account.username, exact=True)
+        return self.page.locator("main tbody tr").filter(has=name)
+
+    def act_on_user(self, action: str, account: Account) -> None:
+        """From the Users page: the action's link in the account's row."""
+        self.page.get_by_role("link", name=f"{action}: {account.username}", exact=True).click()
+
+    def filter_audit(self, *, user: str | None = None, event: str | None = None) -> None:
+        """On the Audit log: change the filters given, keep the others, press Filter."""
+        if user is not None:
+            self.page.get_by_label("User").fill(user)
+        if event is not None:
+            self.page.get_by_label("Event type").select_option(event)
+        query = urlencode(
+            {
+                "user": self.page.get_by_label("User").input_value(),
+                "event": self.page.get_by_label("Event type").input_value(),
+            }
+        )
+        self.page.get_by_role("button", name="Filter").click()
+        self.page.wait_for_url(re.compile(re.escape(f"{self.site.url}/admin/audit?{query}&")))
+
+    def screenshot(self, name: str, *, full_page: bool = True) -> None:
         if SCREENSHOTS_DIR:
             Path(SCREENSHOTS_DIR).mkdir(parents=True, exist_ok=True)
-            self.page.screenshot(path=str(Path(SCREENSHOTS_DIR) / f"{name}.png"), full_page=True)
+            path = Path(SCREENSHOTS_DIR) / f"{name}.png"
+            self.page.screenshot(path=str(path), full_page=full_page)
 
 
 @pytest.fixture
@@ -869,6 +977,190 @@ def test_expired_sign_in_says_so(site, open_window, totp_on):
     person.expect_alert("Your sign-in expired. Please sign in again.")
 
 
+# ------------------------------------------------------------------- administration
+
+
+STEPPED_UP = "Thank you. You can make administrative changes for the next 5 minutes."
+
+
+def test_admin_steps_up_then_resets_one_user_and_unlocks_another(
+    site, open_window, javascript, totp_on
+):
+    admin = site.new_account(admin=True, enrolled=True)
+    lost_phone = site.new_account(enrolled=True)
+    guesser = site.new_account(enrolled=True)
+    user = open_window(java_script_enabled=javascript)
+    user.sign_in_with_code(lost_phone)
+    person = open_window(java_script_enabled=javascript)
+    person.sign_in_with_code(admin)
+
+    person.page.locator("header").get_by_role("link", name="Administration").click()
+    person.page.get_by_role("link", name="Users", exact=True).click()
+    person.expect_path("/admin/users")
+    person.search_users(lost_phone.username)
+    expect(person.user_row(lost_phone)).to_contain_text("Set up")
+    person.act_on_user("Reset MFA", lost_phone)
+    # Not yet: first the administrator proves again who they are.
+    person.step_up(admin)
+    person.expect_path(f"/admin/users/{lost_phone.username}/reset-mfa")
+    person.expect_status(STEPPED_UP)
+    expect(person.page.get_by_role("heading", level=1)).to_have_text(
+        f"Reset two-factor authentication: {lost_phone.username}"
+    )
+    person.page.get_by_role("button", name="Reset two-factor authentication").click()
+    person.expect_path("/admin/users")
+    person.expect_status(
+        f"Two-factor authentication of {lost_phone.username} was reset; their sessions ended."
+    )
+    expect(person.user_row(lost_phone)).to_contain_text("Not set up")
+
+    user.page.reload()  # the reset ended their session
+    user.expect_path("/login")
+    user.sign_in(lost_phone)
+    user.expect_path("/mfa/setup")
+    user.expect_status("An administrator reset your two-factor authentication")
+
+    # Another user guessed codes until each try has to wait (16 s after the 9th).
+    site.throttle_codes(guesser, failures=throttle.BACKOFF_AFTER + 4)
+    user.page.context.clear_cookies()
+    user.sign_in(guesser)
+    user.expect_path("/mfa/verify")
+    user.enter_code(guesser.fresh_code())
+    user.expect_alert("Too many wrong codes. Wait")
+    person.search_users(guesser.username)
+    expect(person.user_row(guesser)).to_contain_text("Throttled (9 wrong)")
+    person.act_on_user("Unlock", guesser)
+    # The step-up still counts: straight to the confirmation.
+    person.expect_path(f"/admin/users/{guesser.username}/unlock")
+    person.page.get_by_role("button", name="Unlock").click()
+    person.expect_path("/admin/users")
+    person.expect_status(f"{guesser.username} was unlocked and can enter a code again.")
+    expect(person.user_row(guesser).locator("td").nth(4)).to_have_text("OK")
+    user.enter_code(guesser.fresh_code())  # at once, no wait
+    user.expect_path("/")
+    user.expect_signed_in(guesser)
+
+    # The proof lasts ADMIN_STEP_UP_SECONDS (300), then the next action asks again.
+    site.backdate_step_up(admin, 301)
+    person.act_on_user("Sign out everywhere", guesser)
+    person.expect_path("/admin/step-up")
+
+    person.goto(f"/admin/audit?user={lost_phone.username}&event=totp_reset")
+    expect(person.page.locator("main tbody tr")).to_have_count(1)
+    expect(person.page.locator("main tbody tr td").nth(4)).to_have_text(admin.username)
+    assert person.console_errors == user.console_errors == []
+
+
+def test_admin_creates_a_user_makes_them_admin_then_revokes_and_reads_the_audit_log(
+    site, open_window, javascript, totp_on
+):
+    admin = site.new_account(admin=True, enrolled=True)
+    person = open_window(java_script_enabled=javascript)
+    person.sign_in_with_code(admin)
+    person.goto("/admin/users")
+    person.page.get_by_role("link", name="Create a user").click()
+    person.step_up(admin)
+    person.expect_path("/admin/users/new")
+
+    newcomer = Account(site.new_name())
+    person.page.get_by_label("Username").fill(newcomer.username)
+    person.page.get_by_role("button", name="Create user").click()  # no password: generated
+    expect(person.page.get_by_role("heading", level=1)).to_have_text(
+        f"User {newcomer.username} created"
+    )
+    person.expect_status(f"User {newcomer.username} was created.")
+    password = person.page.locator("#initial-password").inner_text()
+    assert len(password) >= 12, password
+    site.secrets_seen.append(password)  # never in the server log (test_sc22)
+    person.page.get_by_role("link", name="Back to Users").click()
+    person.expect_path("/admin/users")
+    expect(person.page.locator("main")).not_to_contain_text(password)  # shown once
+
+    other = open_window(java_script_enabled=javascript)
+    other.sign_in(newcomer, password)
+    other.set_up(newcomer)  # TOTP is on: their first sign-in sets up the app
+
+    expect(person.user_row(newcomer)).to_have_count(1)
+    person.act_on_user("Make administrator", newcomer)  # the step-up still counts
+    person.expect_path(f"/admin/users/{newcomer.username}/grant-admin")
+    person.page.get_by_role("button", name="Make administrator").click()
+    person.expect_status(f"{newcomer.username} is now an administrator.")
+    expect(person.user_row(newcomer).locator("td").first).to_have_text("Yes")
+    other.goto("/admin/")
+    expect(other.page.get_by_role("heading", name="Administration", level=1)).to_be_visible()
+
+    person.act_on_user("Revoke administrator", newcomer)
+    person.expect_path(f"/admin/users/{newcomer.username}/revoke-admin")
+    person.page.get_by_role("button", name="Revoke administrator").click()
+    person.expect_status(f"{newcomer.username} is no longer an administrator.")
+    expect(person.user_row(newcomer).locator("td").first).to_have_text("No")
+    assert not site.is_admin(newcomer)
+    other.page.reload()
+    other.expect_alert("permission")
+
+    with site.sole_admin(admin):  # the last administrator cannot revoke themselves
+        person.search_users(admin.username)
+        person.act_on_user("Revoke administrator", admin)
+        person.page.get_by_role("button", name="Revoke administrator").click()
+        person.expect_path("/admin/users")
+        person.expect_alert(f"{admin.username} is the last administrator and cannot be revoked.")
+        expect(person.user_row(admin).locator("td").first).to_have_text("Yes")
+        assert site.is_admin(admin)
+
+    person.page.get_by_role("navigation", name="Administration pages").get_by_role(
+        "link", name="Audit log"
+    ).click()
+    person.expect_path("/admin/audit")
+    events = person.page.locator("main tbody tr td:nth-child(2)")
+    person.filter_audit(user=newcomer.username)
+    expect(events.first).to_have_text("admin_revoked")  # newest first
+    expect(events.last).to_have_text("user_created")
+    assert {"user_created", "login", "totp_enrolled", "admin_granted"} <= set(
+        events.all_inner_texts()
+    )
+    person.filter_audit(event="admin_revoked")  # and still that user
+    expect(events).to_have_text(["admin_revoked"])
+    row = person.page.locator("main tbody tr")
+    expect(row.locator("td").nth(2)).to_have_text("ok")
+    expect(row.locator("td").nth(4)).to_have_text(admin.username)
+    # The administrator's: what they did, and (newest) the refused revocation of the last one.
+    person.filter_audit(user=admin.username)
+    expect(events).to_have_text(["admin_revoked", "admin_revoked"])
+    expect(row.first.locator("td").nth(2)).to_have_text("refused")
+    expect(row.first.locator("td").nth(3)).to_have_text(admin.username)
+    expect(row.first.locator("td").nth(6)).to_have_text("last administrator")
+    expect(row.last.locator("td").nth(3)).to_have_text(newcomer.username)
+    expect(person.page.get_by_label("Event type")).to_have_value("admin_revoked")
+    assert person.console_errors == []
+    assert [e for e in other.console_errors if "status of 403" not in e] == []  # the 403 page
+
+
+def test_users_and_audit_log_page_through_keeping_the_filter(site, open_window, totp_on):
+    site.add_users("paged", PER_PAGE + 1)
+    admin = site.new_account(admin=True, enrolled=True)
+    person = open_window()
+    person.sign_in_with_code(admin)
+    rows = person.page.locator("main tbody tr")
+    pages = person.page.get_by_role("navigation", name="Pages", exact=True)
+    for path, caption in (
+        ("/admin/users?q=paged", f"{PER_PAGE + 1} users matching “paged”"),
+        ("/admin/audit?user=browser-tests&event=user_created", f"{PER_PAGE + 1} events"),
+    ):
+        person.goto(path)
+        expect(person.page.locator("main table caption")).to_contain_text(caption)
+        expect(rows).to_have_count(PER_PAGE)
+        expect(pages).to_contain_text("Page 1 of 2")
+        expect(pages.get_by_role("link", name="Previous page")).to_have_count(0)
+        pages.get_by_role("link", name="Next page").click()
+        expect(pages).to_contain_text("Page 2 of 2")
+        expect(rows).to_have_count(1)
+        expect(person.page.locator("main table caption")).to_contain_text(caption)
+        pages.get_by_role("link", name="Previous page").click()
+        expect(rows).to_have_count(PER_PAGE)
+    # Newest first: the last one created heads page 1.
+    expect(rows.first.locator("td").nth(3)).to_have_text("paged.051")
+
+
 # ------------------------------------------------------------ the QR code, by camera
 
 
@@ -1114,6 +1406,61 @@ def _admin_mfa_error(person: Person) -> None:
     person.page.get_by_role("button", name="Save").click()
 
 
+def _stepped_up(person: Person, at: str) -> Account:
+    """An administrator at `at`, past the step-up page if their proof is not fresh."""
+    account = _signed_in(person, admin=True, at=at)
+    if person.page.url.startswith(person.site.url + "/admin/step-up"):
+        person.step_up(account)
+    return account
+
+
+def _admin_users(person: Person) -> None:
+    """Users, with a throttled user at the top (named to sort first in the screenshot)."""
+    if not person.site.has_user("aaron"):
+        person.site.throttle_codes(person.site.new_account(enrolled=True, name="aaron"), 9)
+    _signed_in(person, admin=True, at="/admin/users")
+    expect(person.page.locator("main tbody")).to_contain_text("Throttled (9 wrong)")
+
+
+def _step_up_error(person: Person) -> None:
+    admin = _signed_in(person, admin=True, at="/admin/step-up")
+    person.page.get_by_label(CODE_LABEL).fill(admin.wrong_code())
+    person.page.get_by_role("button", name="Confirm").click()
+
+
+def _user_action(person: Person) -> None:
+    """The confirmation page (one template for every action) of a throttled user."""
+    if not person.site.has_user("zoe"):
+        person.site.throttle_codes(person.site.new_account(enrolled=True, name="zoe"), 9)
+    _stepped_up(person, "/admin/users/zoe/reset-mfa")
+
+
+def _new_user_error(person: Person) -> None:
+    _stepped_up(person, "/admin/users/new")
+    person.page.get_by_role("button", name="Create user").click()  # no username
+
+
+def _new_user_created(person: Person) -> None:
+    _stepped_up(person, "/admin/users/new")
+    person.page.get_by_label("Username").fill(person.site.new_name())
+    person.page.get_by_role("button", name="Create user").click()
+    expect(person.page.locator("#initial-password")).to_be_visible()
+    person.site.secrets_seen.append(person.page.locator("#initial-password").inner_text())
+
+
+def _audit_filtered(person: Person) -> None:
+    admin = _signed_in(person, admin=True, at="/admin/audit")
+    person.filter_audit(user=admin.username, event="login")
+    expect(person.page.locator("main tbody tr")).not_to_have_count(0)
+
+
+def _audit_error(person: Person) -> None:
+    _signed_in(person, admin=True, at="/admin/audit")
+    person.page.get_by_label("From (UTC)").fill("2026-01-02")
+    person.page.get_by_label("To (UTC)").fill("2026-01-01")
+    person.page.get_by_role("button", name="Filter").click()
+
+
 @dataclass(frozen=True)
 class Visit:
     """How to reach one page in one state, what it must show, and whether README shows it."""
@@ -1123,6 +1470,7 @@ class Visit:
     alert: str | None = None  # the error the page must announce
     status: str | None = None  # the (polite) message it must show
     screenshot: bool = False
+    full_page: bool = True  # False: the screenshot shows what fits in the window
 
 
 # Every page of the product in each state worth checking; a new page is one line here.
@@ -1161,6 +1509,21 @@ PAGES = {
     ),
     "confirm-error": Visit("/account/recovery-codes", _confirm_error, alert=WRONG_CODE),
     "new-authenticator": Visit("/account/authenticator/new", _at_new_authenticator),
+    "admin-users": Visit("/admin/users", _admin_users, screenshot=True, full_page=False),
+    "admin-users-no-match": Visit(
+        "/admin/users", _signed_in_at("/admin/users?q=nobody.here", admin=True)
+    ),
+    "step-up": Visit("/admin/step-up", _signed_in_at("/admin/step-up", admin=True)),
+    "step-up-error": Visit("/admin/step-up", _step_up_error, alert=WRONG_CODE),
+    "user-action": Visit("/admin/users/zoe/reset-mfa", _user_action),
+    "user-new": Visit("/admin/users/new", lambda p: _stepped_up(p, "/admin/users/new")),
+    "user-new-error": Visit("/admin/users/new", _new_user_error, alert="required"),
+    "user-created": Visit("/admin/users/new", _new_user_created, status="was created"),
+    "audit": Visit(
+        "/admin/audit", _signed_in_at("/admin/audit", admin=True), screenshot=True, full_page=False
+    ),
+    "audit-filtered": Visit("/admin/audit", _audit_filtered),
+    "audit-error": Visit("/admin/audit", _audit_error, alert="end date is before the start"),
     "error-403": Visit("/admin/", _signed_in_at("/admin/"), alert="permission"),
     "error-404": Visit("/no-such-page", lambda p: p.goto("/no-such-page"), alert="no page"),
 }
@@ -1230,7 +1593,7 @@ def test_page_is_accessible_in_light_and_dark(site, catalogue_window, axe_source
         background[scheme] = page.evaluate("getComputedStyle(document.body).backgroundColor")
         found[scheme] = page.evaluate(AXE_RUN_JS)
         if visit.screenshot:
-            person.screenshot(f"{name}-{scheme}")
+            person.screenshot(f"{name}-{scheme}", full_page=visit.full_page)
     assert background["light"] != background["dark"], "the dark scheme did not apply"
     assert found == {"light": [], "dark": []}, json.dumps(found, indent=1)
 
