@@ -89,7 +89,7 @@ def users():
     return render_template(
         "admin/users.html",
         form=form,
-        result=admin_users.list_users(term or "", _page_number()),
+        result=admin_users.list_users(term or "", _page_number(), clamp=True),
         backoff_after=throttle.BACKOFF_AFTER,
         lock_after=throttle.LOCK_AFTER,
     )

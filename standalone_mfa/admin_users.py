@@ -32,6 +32,8 @@ class UserRow:
     last_sign_in: dt.datetime | None  # the last accepted password (from the audit log)
     code_failures: int
     code_throttle: str  # throttle.describe(): ok, failures, throttled or locked
+    password_failures: int = 0
+    password_throttled: bool = False  # wrong passwords: each new try waits
 
     @property
     def enrolled(self) -> bool:
@@ -46,6 +48,8 @@ class UserRow:
             "last_sign_in": _iso(self.last_sign_in),
             "code_failures": self.code_failures,
             "throttle": self.code_throttle,
+            "password_failures": self.password_failures,
+            "password_throttled": self.password_throttled,
         }
 
 
@@ -53,13 +57,15 @@ def _iso(at: dt.datetime | None) -> str | None:
     return at.isoformat() + "Z" if at else None
 
 
-def list_users(search: str = "", page: int = 1, per_page: int = PER_PAGE) -> Page:
+def list_users(
+    search: str = "", page: int = 1, per_page: int = PER_PAGE, *, clamp: bool = False
+) -> Page:
     """Users by name, optionally only those whose name contains `search`."""
     query = User.select().order_by(User.username)
     term = users.normalize_username(search)
     if term:
         query = query.where(User.username.contains(term))
-    result = paginate(query, page, per_page)
+    result = paginate(query, page, per_page, clamp=clamp)
     return Page(_rows(result.items), result.page, result.per_page, result.total)
 
 
@@ -91,6 +97,7 @@ def _rows(page_of_users: list[User]) -> list[UserRow]:
         .group_by(AuditEvent.username)
         .tuples()
     )
+    password_failures = throttle.password_failures_of(names)
     return [
         UserRow(
             username=user.username,
@@ -99,6 +106,10 @@ def _rows(page_of_users: list[User]) -> list[UserRow]:
             last_sign_in=last_sign_in.get(user.username),
             code_failures=failures.get(user.id, 0),
             code_throttle=throttle.describe(failures.get(user.id, 0)),
+            password_failures=password_failures.get(user.username, 0),
+            password_throttled=(
+                password_failures.get(user.username, 0) >= throttle.PASSWORD_BACKOFF_AFTER
+            ),
         )
         for user in page_of_users
     ]

@@ -43,7 +43,7 @@ def search(
     if end:
         next_day = dt.datetime.combine(end, dt.time()) + dt.timedelta(days=1)
         query = query.where(AuditEvent.at < next_day)
-    return paginate(query, page, per_page)
+    return paginate(query, page, per_page, clamp=True)
 
 
 def prune(older_than_days: int, *, actor: str) -> int:

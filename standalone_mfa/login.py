@@ -39,7 +39,7 @@ WRONG_RECOVERY_CODE = (
 TOO_MANY = "Too many wrong codes. Please sign in again."
 LOCKED = (
     "Two-factor sign-in for this account is locked after too many wrong codes. "
-    "Ask an administrator to reset it."
+    "Ask an administrator to unlock it."
 )
 
 

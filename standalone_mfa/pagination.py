@@ -30,9 +30,13 @@ class Page:
         return self.page < self.pages
 
 
-def paginate(query, page: int, per_page: int = PER_PAGE) -> Page:
-    """Rows `page` (from 1) of a Peewee query that is already ordered."""
-    page = max(1, page)
+def paginate(query, page: int, per_page: int = PER_PAGE, *, clamp: bool = False) -> Page:
+    """Rows `page` (from 1) of a Peewee query that is already ordered. With `clamp`
+    (pages for people), a page past the end, from an old link, shows the last one;
+    the API answers it empty, so a client paging until it is empty stops."""
     per_page = min(max(1, per_page), MAX_PER_PAGE)
     total = query.count()
+    page = max(1, page)
+    if clamp:
+        page = min(page, max(1, math.ceil(total / per_page)))
     return Page(list(query.paginate(page, per_page)), page, per_page, total)

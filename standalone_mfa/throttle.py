@@ -94,13 +94,16 @@ def clear(user) -> None:
 
 
 def unlock(user, *, actor: str) -> int:
-    """An administrator lets a throttled or locked account try codes again at once.
+    """An administrator lets a throttled or locked account try codes (and passwords)
+    again at once.
 
     Returns how many consecutive failures were forgiven (0: there was nothing to
     unlock, audited as "unchanged")."""
     with write_transaction():
-        forgiven = failures(user)
+        # Wrong passwords too: the account is as stuck behind their back-off.
+        forgiven = failures(user) + password_failures(user.username)
         clear(user)
+        password_success(user.username)
         outcome = "ok" if forgiven else "unchanged"
         audit.record("unlock", outcome, user=user, actor=actor, detail=f"{forgiven} failures")
     return forgiven
@@ -127,6 +130,18 @@ def begin_password_attempt(username: str) -> Attempt:
     key = _password_key(username)
     where = PasswordThrottle.key == key
     return _claim(PasswordThrottle, where, {"key": key}, PASSWORD_BACKOFF_AFTER, None)
+
+
+def password_failures(username: str) -> int:
+    row = PasswordThrottle.get_or_none(PasswordThrottle.key == _password_key(username))
+    return row.failures if row else 0
+
+
+def password_failures_of(usernames: list[str]) -> dict[str, int]:
+    """Wrong-password counts of several usernames, in one query."""
+    keys = {_password_key(name): name for name in usernames}
+    rows = PasswordThrottle.select().where(PasswordThrottle.key.in_(list(keys)))
+    return {keys[row.key]: row.failures for row in rows}
 
 
 def password_success(username: str) -> None:

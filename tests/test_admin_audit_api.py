@@ -332,6 +332,8 @@ def test_api_users_lists_mfa_status(totp_app, clock, new_browser):
         "last_sign_in": "2026-11-28T12:00:00Z",
         "code_failures": 0,
         "throttle": "ok",
+        "password_failures": 0,
+        "password_throttled": False,
     }
     assert by_name["bob"]["enrolled"] is False
     assert by_name["bob"]["throttle"] == "locked"

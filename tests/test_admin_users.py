@@ -25,6 +25,7 @@ from standalone_mfa.models import (
     User,
     WebSession,
 )
+from standalone_mfa.users import find_user
 
 WRONG_PASSWORD = "not the right password at all"
 ACTIONS = ("reset-mfa", "unlock", "grant-admin", "revoke-admin", "sign-out")
@@ -723,3 +724,30 @@ def test_two_administrators_revoking_each_other_at_once_leave_one(tmp_path, cloc
             assert User.select().where(User.is_admin).count() == 1
             User.update(is_admin=True).where(User.username.in_(["root", "bob"])).execute()
             db.close()
+
+
+def test_password_back_off_is_shown_and_cleared_by_unlock(app, clock):
+    """Eleven wrong passwords make alice wait; the Users page says so and Unlock
+    lets her try again at once."""
+    from standalone_mfa import admin_users, throttle
+
+    guesser = Browser(app, clock)
+    for _ in range(throttle.PASSWORD_BACKOFF_AFTER + 1):
+        guesser.login("alice", "wrong password")
+        clock.advance(1)
+    with app.app_context():
+        row = admin_users.row_for(find_user("alice"))
+        assert row.password_throttled and row.password_failures > throttle.PASSWORD_BACKOFF_AFTER
+        assert row.as_json()["password_throttled"] is True
+        assert throttle.unlock(find_user("alice"), actor="root") > 0
+        row = admin_users.row_for(find_user("alice"))
+        assert not row.password_throttled and row.password_failures == 0
+    assert Browser(app, clock).login("alice").status_code == 302
+
+
+def test_page_past_the_end_shows_the_last_page(app):
+    from standalone_mfa import admin_users
+
+    with app.app_context():
+        page = admin_users.list_users(page=99, clamp=True)
+        assert page.page == page.pages == 1 and len(page.items) == 3
