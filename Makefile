@@ -24,15 +24,31 @@ setup: $(BIN)/activate
 run: setup
 	$(FLASK) run --host $(HOST) --port $(PORT)
 
-# The whole suite on SQLite, then again on PostgreSQL when TEST_DATABASE_URL is set
-# (.ci/run sets it; the tests empty that database's tables as they please). The
-# browser tests run once: their server always has its own SQLite file. The fuzzing runs
-# its 2,000 examples per endpoint on SQLite and a 200-example sample on PostgreSQL.
+# The whole suite on SQLite and, when TEST_DATABASE_URL is set (.ci/run sets it; the
+# tests empty that database's tables as they please), again on PostgreSQL. The two
+# passes run side by side, one per core, each into its own log, printed when both
+# are done. The browser tests run once: their server always has its own SQLite
+# file. The fuzzing runs its 2,000 examples per endpoint on SQLite and a
+# 200-example sample on PostgreSQL.
+SQLITE_PASS = env -u TEST_DATABASE_URL $(BIN)/python -m pytest
+POSTGRES_PASS = FUZZ_EXAMPLES=$${PG_FUZZ_EXAMPLES:-200} $(BIN)/python -m pytest -m "not browser"
 test: $(BIN)/activate system-deps $(AXE)
-	env -u TEST_DATABASE_URL $(BIN)/python -m pytest $(PYTEST_ARGS)
-	@if [ -n "$$TEST_DATABASE_URL" ]; then \
-	  echo "The same suite on PostgreSQL (TEST_DATABASE_URL)"; \
-	  FUZZ_EXAMPLES=$${PG_FUZZ_EXAMPLES:-200} $(BIN)/python -m pytest -m "not browser" $(PYTEST_ARGS); \
+	@if [ -z "$$TEST_DATABASE_URL" ]; then \
+	  $(SQLITE_PASS) $(PYTEST_ARGS); \
+	else \
+	  logs=$$(mktemp -d); \
+	  echo "Running the suite on SQLite and on PostgreSQL (TEST_DATABASE_URL) side by side"; \
+	  ( $(SQLITE_PASS) --basetemp="$$logs/sqlite" $(PYTEST_ARGS) > "$$logs/sqlite.log" 2>&1; \
+	    echo $$? > "$$logs/sqlite.rc" ) & \
+	  ( $(POSTGRES_PASS) --basetemp="$$logs/postgres" $(PYTEST_ARGS) > "$$logs/postgres.log" 2>&1; \
+	    echo $$? > "$$logs/postgres.rc" ) & \
+	  wait; \
+	  echo "=== SQLite ==="; cat "$$logs/sqlite.log"; \
+	  echo "=== PostgreSQL ==="; cat "$$logs/postgres.log"; \
+	  sqlite_rc=$$(cat "$$logs/sqlite.rc"); postgres_rc=$$(cat "$$logs/postgres.rc"); \
+	  rm -rf "$$logs"; \
+	  echo "SQLite pass: exit $$sqlite_rc; PostgreSQL pass: exit $$postgres_rc"; \
+	  [ "$$sqlite_rc" = 0 ] && [ "$$postgres_rc" = 0 ]; \
 	fi
 
 # Debian packages the tests need: oathtool (an independent TOTP implementation),
