@@ -33,7 +33,6 @@ from conftest import FAST_HASH, PASSWORD
 from playwright.sync_api import Page, expect, sync_playwright
 
 from standalone_mfa import (
-    account_security,
     create_app,
     recovery,
     reset,
@@ -946,14 +945,6 @@ def test_account_security_new_recovery_codes_then_a_new_authenticator(
     assert person.console_errors == []
 
 
-@pytest.mark.xfail(
-    not hasattr(account_security, "live_sessions"),  # main's fix; drop this mark with it
-    strict=True,
-    raises=AssertionError,
-    reason="product bug: account_security.overview lists every web_session row of the "
-    "user, also those past SESSION_IDLE_TIMEOUT/SESSION_ABSOLUTE_TIMEOUT (deleted only "
-    "when their own cookie comes back), as active sessions",
-)
 def test_account_security_lists_only_live_sessions(site, open_window, totp_on):
     account = site.new_account(enrolled=True)
     person = open_window()
