@@ -63,23 +63,28 @@ def normalize_code(raw: str | None, digits: int = DIGITS) -> str | None:
     return code
 
 
-def match_step(
-    secret: str,
-    code: str,
-    *,
-    for_time: float,
-    window: int,
-    digits: int = DIGITS,
-    period: int = PERIOD,
-    algorithm: str = ALGORITHM,
-) -> int | None:
-    """The time step (counter) whose code equals `code`, newest first, or None."""
-    otp = pyotp.TOTP(secret, digits=digits, interval=period, digest=_DIGESTS[algorithm])
+def _first_match(secret: str, code: str, for_time: float, offsets, params: dict):
+    """(step, offset) for the first of `offsets` (in steps from now) whose code equals
+    `code`, or None."""
+    otp = pyotp.TOTP(
+        secret,
+        digits=params.get("digits", DIGITS),
+        interval=params.get("period", PERIOD),
+        digest=_DIGESTS[params.get("algorithm", ALGORITHM)],
+    )
     current = otp.timecode(for_time)
-    for step in range(current + window, current - window - 1, -1):
+    for offset in offsets:
+        step = current + offset
         if step >= 0 and hmac.compare_digest(otp.generate_otp(step), code):
-            return step
+            return step, offset
     return None
+
+
+def match_step(secret: str, code: str, *, for_time: float, window: int, **params) -> int | None:
+    """The time step (counter) whose code equals `code`, newest first, or None.
+    `params`: the credential's digits, period and algorithm (defaults: 6, 30, SHA1)."""
+    found = _first_match(secret, code, for_time, range(window, -window - 1, -1), params)
+    return found[0] if found else None
 
 
 def window() -> int:
@@ -109,27 +114,17 @@ def match_pending(secret: str, code: str) -> int | None:
 DRIFT_REACH = 10  # steps either side searched for the clock-drift hint (5 minutes)
 
 
-def drift_steps(
-    secret: str,
-    code: str,
-    *,
-    for_time: float,
-    window: int,
-    digits: int = DIGITS,
-    period: int = PERIOD,
-    algorithm: str = ALGORITHM,
-) -> int | None:
+def drift_steps(secret: str, code: str, *, for_time: float, window: int, **params) -> int | None:
     """How many steps from now a code that failed would have been right (negative: in
     the past), looking only outside the accepted window and within DRIFT_REACH. The
     code is still rejected; this only explains why to someone whose clock is off."""
-    otp = pyotp.TOTP(secret, digits=digits, interval=period, digest=_DIGESTS[algorithm])
-    current = otp.timecode(for_time)
-    for distance in range(window + 1, DRIFT_REACH + 1):
-        for offset in (-distance, distance):
-            step = current + offset
-            if step >= 0 and hmac.compare_digest(otp.generate_otp(step), code):
-                return offset
-    return None
+    offsets = (
+        offset
+        for distance in range(window + 1, DRIFT_REACH + 1)
+        for offset in (-distance, distance)
+    )
+    found = _first_match(secret, code, for_time, offsets, params)
+    return found[1] if found else None
 
 
 def drift_of(credential: TotpCredential, code: str) -> int | None:
