@@ -7,6 +7,7 @@ import datetime as dt
 import html
 import os
 import re
+import threading
 
 import pyotp
 import pytest
@@ -182,3 +183,38 @@ def browser(app, clock):
 @pytest.fixture
 def new_browser(app, clock):
     return lambda: Browser(app, clock)
+
+
+def together(*actions, timeout: float = 30):
+    """Run the callables on threads released at once by one barrier; their results in
+    order. Fails if one raised or is stuck."""
+    barrier = threading.Barrier(len(actions))
+    results: list = [None] * len(actions)
+
+    def worker(i):
+        try:
+            barrier.wait(timeout=timeout)
+            results[i] = actions[i]()
+        except BaseException as exc:  # reported below
+            results[i] = exc
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(actions))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=2 * timeout)
+    assert not any(thread.is_alive() for thread in threads), "a request is stuck"
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert not errors, f"{len(errors)} requests failed, first: {errors[0]!r}"
+    return results
+
+
+def events(app, event=None):
+    """The audit rows, oldest first (only `event`'s if given)."""
+    from standalone_mfa.models import AuditEvent
+
+    with app.app_context():
+        query = AuditEvent.select().order_by(AuditEvent.id)
+        if event is not None:
+            query = query.where(AuditEvent.event == event)
+        return list(query)

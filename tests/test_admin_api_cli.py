@@ -13,7 +13,7 @@ import logging
 import re
 
 import pytest
-from conftest import PASSWORD, START, Browser, make_app, test_config
+from conftest import PASSWORD, START, Browser, events, make_app, test_config
 from cryptography.fernet import Fernet, InvalidToken
 from peewee import fn
 
@@ -57,14 +57,6 @@ def make_token(app, username):
 def mfa_method(app):
     with app.app_context():
         return settings.mfa_method()
-
-
-def events(app, event=None):
-    with app.app_context():
-        query = AuditEvent.select().order_by(AuditEvent.id)
-        if event is not None:
-            query = query.where(AuditEvent.event == event)
-        return list(query)
 
 
 def credential(app, username):

@@ -15,23 +15,15 @@ import logging
 import re
 
 import pytest
-from conftest import PASSWORD, START, Browser
+from conftest import PASSWORD, START, Browser, events
 
 from standalone_mfa import audit, throttle, tokens
-from standalone_mfa.models import AuditEvent, MfaThrottle, User, WebSession
+from standalone_mfa.models import MfaThrottle, User, WebSession
 
 WRONG_PASSWORD = "not the right password at all"
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def events(app, event=None):
-    with app.app_context():
-        query = AuditEvent.select().order_by(AuditEvent.id)
-        if event is not None:
-            query = query.where(AuditEvent.event == event)
-        return list(query)
 
 
 def make_token(app, username):

@@ -14,7 +14,7 @@ import logging
 import re
 
 import pytest
-from conftest import PASSWORD, START, Browser, make_app
+from conftest import PASSWORD, START, Browser, events, make_app
 
 from standalone_mfa import throttle
 from standalone_mfa.models import (
@@ -40,14 +40,6 @@ ADMIN_USER_PATHS = (
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def events(app, event=None):
-    with app.app_context():
-        query = AuditEvent.select().order_by(AuditEvent.id)
-        if event is not None:
-            query = query.where(AuditEvent.event == event)
-        return list(query)
 
 
 def user(app, username):

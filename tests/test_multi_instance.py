@@ -16,14 +16,13 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pyotp
 import pytest
 import requests
-from conftest import FAST_HASH, PASSWORD
+from conftest import FAST_HASH, PASSWORD, together
 
 from standalone_mfa import create_app, settings, throttle, totp
 from standalone_mfa.crypto import generate_key
@@ -190,29 +189,6 @@ class Visitor:
         return match.group(1) if response.status_code == 200 and match else None
 
 
-def together(actions: list) -> list:
-    """Run the callables on threads released by one barrier; their results in order."""
-    barrier = threading.Barrier(len(actions))
-    results: list = [None] * len(actions)
-
-    def worker(i):
-        try:
-            barrier.wait(timeout=HTTP_TIMEOUT)
-            results[i] = actions[i]()
-        except BaseException as exc:  # reported below
-            results[i] = exc
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(actions))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=2 * HTTP_TIMEOUT)
-    assert not any(thread.is_alive() for thread in threads), "a request is stuck"
-    errors = [r for r in results if isinstance(r, BaseException)]
-    assert not errors, f"{len(errors)} requests failed, first: {errors[0]!r}"
-    return results
-
-
 def wrong_code(secret: str) -> str:
     at = time.time()
     valid = {pyotp.TOTP(secret).at(at + 30 * s) for s in range(-3, 4)}
@@ -247,10 +223,10 @@ def test_sc06_same_code_on_20_pending_logins_across_two_instances_signs_in_one(c
         # passwords go five at a time: ten at once for one username would be ten
         # failures in flight (each attempt is counted before it is checked) and meet
         # the password back-off.
-        together([lambda v=v, i=i: v.get(urls[i % 2], "/login") for i, v in enumerate(visitors)])
+        together(*[lambda v=v, i=i: v.get(urls[i % 2], "/login") for i, v in enumerate(visitors)])
         for group in range(0, CONTENDERS, 5):
             logins = together(
-                [
+                *[
                     lambda v=v, i=i, u=username: v.post(
                         urls[i % 2], "/login", {"username": u, "password": PASSWORD}
                     )
@@ -259,7 +235,7 @@ def test_sc06_same_code_on_20_pending_logins_across_two_instances_signs_in_one(c
             )
             assert [r.headers.get("Location") for r in logins] == ["/mfa/verify"] * 5
         forms = together(
-            [
+            *[
                 lambda v=v, i=i: v.get(urls[(i + 1) % 2], "/mfa/verify")
                 for i, v in enumerate(visitors)
             ]
@@ -268,7 +244,7 @@ def test_sc06_same_code_on_20_pending_logins_across_two_instances_signs_in_one(c
 
         code = pyotp.TOTP(secret).now()
         answers = together(
-            [
+            *[
                 lambda v=v, i=i, c=code: v.post(urls[(i + 1) % 2], "/mfa/verify", {"code": c})
                 for i, v in enumerate(visitors)
             ]
@@ -278,7 +254,7 @@ def test_sc06_same_code_on_20_pending_logins_across_two_instances_signs_in_one(c
         winners = [i for i, r in enumerate(answers) if r.headers["Location"] == "/"]
         assert len(winners) == 1, f"round {round_no}: {len(winners)} sign-ins with one code"
         names = together(
-            [lambda v=v, i=i: v.signed_in_as(urls[i % 2]) for i, v in enumerate(visitors)]
+            *[lambda v=v, i=i: v.signed_in_as(urls[i % 2]) for i, v in enumerate(visitors)]
         )
         signed_in = [i for i, name in enumerate(names) if name == username]
         assert signed_in == winners, f"round {round_no}"

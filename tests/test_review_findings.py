@@ -19,7 +19,7 @@ import peewee
 import pyotp
 import pytest
 import requests
-from conftest import PASSWORD, make_app, test_config
+from conftest import PASSWORD, events, make_app, test_config, together
 from cryptography.fernet import Fernet
 from werkzeug.serving import WSGIRequestHandler, make_server
 
@@ -39,7 +39,6 @@ from standalone_mfa.crypto import hash_token
 from standalone_mfa.db import db
 from standalone_mfa.db import open_database as open_db
 from standalone_mfa.models import (
-    AuditEvent,
     MfaThrottle,
     TotpCredential,
     User,
@@ -92,11 +91,6 @@ def bound_sessions(app) -> list[tuple[str, str]]:
     with app.app_context():
         query = WebSession.select(WebSession, User).join(User)
         return sorted((s.user.username, s.state) for s in query)
-
-
-def events(app, event) -> list[AuditEvent]:
-    with app.app_context():
-        return list(AuditEvent.select().where(AuditEvent.event == event))
 
 
 def admin_token(app) -> str:
@@ -190,28 +184,6 @@ def form_token(response) -> str:
     field = CSRF_INPUT_RE.search(response.text)
     assert field, f"no CSRF field: {response.status_code}"
     return html.unescape(VALUE_RE.search(field.group(0)).group(1))
-
-
-def together(*actions):
-    """Run the actions on threads released at once; their results in order."""
-    barrier = threading.Barrier(len(actions))
-    results = [None] * len(actions)
-
-    def worker(i):
-        try:
-            barrier.wait(timeout=HTTP_TIMEOUT)
-            results[i] = actions[i]()
-        except BaseException as exc:  # reported below
-            results[i] = exc
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(actions))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=2 * HTTP_TIMEOUT)
-    errors = [r for r in results if isinstance(r, BaseException)]
-    assert not errors, f"a request failed: {errors[0]!r}"
-    return results
 
 
 def http_signed_in_as(base_url, cookie, username) -> bool:
