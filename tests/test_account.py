@@ -19,7 +19,7 @@ import re
 
 import pyotp
 import pytest
-from conftest import PASSWORD, RECOVERY_CODE_RE, SECRET_RE
+from conftest import PASSWORD, RECOVERY_CODE_RE, SECRET_RE, Browser
 
 from standalone_mfa import login, recovery, reset, settings, throttle, tokens
 from standalone_mfa.db import db
@@ -1430,3 +1430,28 @@ def test_account_page_lists_only_live_sessions(totp_app, new_browser, clock):
     sessions_table = page.split('id="sessions"')[1].split('id="password"')[0]
     assert sessions_table.count("<tr>") == 2  # the header and this session
     assert "(this session)" in sessions_table
+
+
+class HttpsBrowser(Browser):
+    """A browser on https://localhost (the test client's cookie jar keeps Secure
+    cookies for it)."""
+
+    def get(self, path, **kwargs):
+        return super().get(path, base_url="https://localhost", **kwargs)
+
+    def post(self, path, data=None, csrf=True, **kwargs):
+        return super().post(path, data, csrf, base_url="https://localhost", **kwargs)
+
+
+def test_sc16_remember_cookie_over_https_is_secure_and_host_prefixed(totp_app, new_browser, clock):
+    """Served over HTTPS, the remembered-device cookie follows the session cookie:
+    Secure, HttpOnly, SameSite=Lax and named __Host-; it still skips only the code."""
+    set_remember_days(totp_app, 7)
+    secret = new_browser().enrol()
+    browser = signed_in_with_code(lambda: HttpsBrowser(totp_app, clock), secret, remember=True)
+    cookie = browser.client.get_cookie("__Host-smfa_device", domain="localhost")
+    assert cookie is not None and browser.client.get_cookie(DEVICE_COOKIE) is None
+    assert cookie.secure and cookie.http_only and cookie.same_site == "Lax" and cookie.path == "/"
+    assert len(devices_of(totp_app, "alice")) == 1
+    browser.logout()
+    assert location(browser.login()) == "/"
