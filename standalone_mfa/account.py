@@ -58,25 +58,9 @@ def security_page():
     )
 
 
-@bp.route("/recovery-codes", methods=["GET", "POST"])
-def regenerate_codes():
-    """New recovery codes, after the password and a current code."""
-    form = ConfirmIdentityForm()
-    if form.validate_on_submit():
-        problem = security.confirm_identity(session.user, form.password.data, form.code.data)
-        if problem is None:
-            security.regenerate_recovery_codes(session, session.user)
-            flash("New recovery codes were made. The old ones no longer work.", "info")
-            return redirect(url_for("mfa.recovery_codes"))
-        flash(problem, "error")
-    elif form.is_submitted():
-        flash(_first_error(form), "error")
-    return render_template("account/confirm_identity.html", form=form, purpose="codes")
-
-
-@bp.route("/authenticator", methods=["GET", "POST"])
-def new_authenticator():
-    """Step 1 of moving to a new authenticator app: prove it is you."""
+def _after_proof(purpose: str, then, *, allow_recovery: bool):
+    """The password and a current code (or, if allowed, a recovery code); once both
+    are right, `then()` gives the response."""
     form = ConfirmIdentityForm()
     if form.validate_on_submit():
         problem = security.confirm_identity(
@@ -84,15 +68,37 @@ def new_authenticator():
             form.password.data,
             form.code.data,
             form.recovery_code.data,
-            allow_recovery=True,
+            allow_recovery=allow_recovery,
         )
         if problem is None:
-            security.start_new_authenticator(session)
-            return redirect(url_for("account.new_authenticator_setup"))
+            return then()
         flash(problem, "error")
     elif form.is_submitted():
         flash(_first_error(form), "error")
-    return render_template("account/confirm_identity.html", form=form, purpose="authenticator")
+    return render_template("account/confirm_identity.html", form=form, purpose=purpose)
+
+
+@bp.route("/recovery-codes", methods=["GET", "POST"])
+def regenerate_codes():
+    """New recovery codes, after the password and a current code."""
+
+    def regenerate():
+        security.regenerate_recovery_codes(session, session.user)
+        flash("New recovery codes were made. The old ones no longer work.", "info")
+        return redirect(url_for("mfa.recovery_codes"))
+
+    return _after_proof("codes", regenerate, allow_recovery=False)
+
+
+@bp.route("/authenticator", methods=["GET", "POST"])
+def new_authenticator():
+    """Step 1 of moving to a new authenticator app: prove it is you."""
+
+    def start():
+        security.start_new_authenticator(session)
+        return redirect(url_for("account.new_authenticator_setup"))
+
+    return _after_proof("authenticator", start, allow_recovery=True)
 
 
 @bp.route("/authenticator/new", methods=["GET", "POST"])
