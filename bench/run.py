@@ -32,9 +32,9 @@ import urllib.request
 from pathlib import Path
 
 from standalone_mfa import create_app
-from standalone_mfa.config import DEFAULTS
-from standalone_mfa.crypto import generate_key
-from standalone_mfa.db import db
+from standalone_mfa.core.config import DEFAULTS
+from standalone_mfa.core.crypto import generate_key
+from standalone_mfa.core.db import db
 
 from . import load, seed
 

@@ -17,10 +17,13 @@ from flask import g, session
 from flask_wtf.csrf import generate_csrf
 from werkzeug.security import check_password_hash
 
-from standalone_mfa import crypto, passwords, settings, state, totp
-from standalone_mfa.clock import now
-from standalone_mfa.db import create_tables, db, is_sqlite
-from standalone_mfa.models import ALL_MODELS, MfaThrottle, TotpCredential, User, WebSession
+from standalone_mfa.accounts import settings
+from standalone_mfa.core import crypto
+from standalone_mfa.core.clock import now
+from standalone_mfa.core.db import create_tables, db, is_sqlite
+from standalone_mfa.core.models import ALL_MODELS, MfaThrottle, TotpCredential, User, WebSession
+from standalone_mfa.factors import passwords, totp
+from standalone_mfa.signin import state
 
 PASSWORD = "bench-password-1"
 USERNAME_FORMAT = "user{:06d}"

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 
-from standalone_mfa import create_app, state
+from standalone_mfa import create_app
+from standalone_mfa.signin import state
 
 PING_ENDPOINT = "bench_ping"
 

@@ -14,9 +14,12 @@ from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import config as app_config
-from . import db, passwords, state, web
-from .clock import SystemClock
+from .core import config as app_config
+from .core import db
+from .core.clock import SystemClock
+from .factors import passwords
+from .signin import state
+from .web import errors
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -47,10 +50,10 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     app.extensions["standalone_mfa.clock"] = app.config.pop("CLOCK", None) or SystemClock()
 
     db.init_app(app)
-    from .sessions import ServerSessionInterface
+    from .signin.sessions import ServerSessionInterface
 
     app.session_interface = ServerSessionInterface()
-    web.init_app(app)  # first: a database that is down answers 503 before any other check
+    errors.init_app(app)  # first: a database that is down answers 503 before any other check
     # The guard runs before the CSRF check: a stale form posted from a session that
     # has moved on (a double click racing the first click's rotation) is sent to its
     # current step, not shown a 400. The guard changes nothing a forged POST could use.
@@ -58,7 +61,8 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     csrf.init_app(app)
     _init_login(app)
 
-    from . import account, admin, api, auth, cli, health, mfa
+    from . import cli
+    from .web import account, admin, api, auth, health, mfa
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(mfa.bp)

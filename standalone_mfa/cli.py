@@ -11,21 +11,12 @@ from cryptography.fernet import InvalidToken
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
-from . import (
-    audit_log,
-    crypto,
-    db,
-    maintenance,
-    passwords,
-    reset,
-    settings,
-    throttle,
-    tokens,
-    totp,
-    users,
-)
-from .clock import now
-from .models import TotpCredential, User, WebSession
+from .accounts import reset, settings, tokens, users
+from .core import audit_log, crypto, db
+from .core.clock import now
+from .core.models import TotpCredential, User, WebSession
+from .factors import passwords, throttle, totp
+from .ops import maintenance
 
 user_cli = AppGroup("user", help="Manage users.")
 mfa_cli = AppGroup("mfa", help="Multi-Factor Authentication settings and resets.")

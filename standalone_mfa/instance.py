@@ -11,7 +11,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from .crypto import generate_key
+from .core.crypto import generate_key
 
 TEMPLATE = """\
 # Written by `python -m standalone_mfa.instance` on first run. Keep this file private:

@@ -13,10 +13,10 @@ import pyotp
 import pytest
 
 from standalone_mfa import create_app
-from standalone_mfa.clock import FrozenClock
-from standalone_mfa.db import create_tables, db
-from standalone_mfa.models import ALL_MODELS
-from standalone_mfa.users import create_user
+from standalone_mfa.accounts.users import create_user
+from standalone_mfa.core.clock import FrozenClock
+from standalone_mfa.core.db import create_tables, db
+from standalone_mfa.core.models import ALL_MODELS
 
 # 12:00:00 UTC: the start of a 30-second time step.
 START = dt.datetime(2026, 11, 28, 12, 0, 0)
@@ -71,7 +71,7 @@ def app(tmp_path, clock):
 @pytest.fixture
 def totp_app(app):
     """The app with the MFA method set to TOTP."""
-    from standalone_mfa import settings
+    from standalone_mfa.accounts import settings
 
     with app.app_context():
         settings.set_mfa_method("totp", actor="test")
@@ -211,7 +211,7 @@ def together(*actions, timeout: float = 30):
 
 def events(app, event=None):
     """The audit rows, oldest first (only `event`'s if given)."""
-    from standalone_mfa.models import AuditEvent
+    from standalone_mfa.core.models import AuditEvent
 
     with app.app_context():
         query = AuditEvent.select().order_by(AuditEvent.id)

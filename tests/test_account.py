@@ -21,9 +21,9 @@ import pyotp
 import pytest
 from conftest import PASSWORD, RECOVERY_CODE_RE, SECRET_RE, Browser
 
-from standalone_mfa import login, recovery, reset, settings, throttle, tokens
-from standalone_mfa.db import db
-from standalone_mfa.models import (
+from standalone_mfa.accounts import reset, settings, tokens
+from standalone_mfa.core.db import db
+from standalone_mfa.core.models import (
     ALL_MODELS,
     AuditEvent,
     RecoveryCode,
@@ -32,6 +32,8 @@ from standalone_mfa.models import (
     User,
     WebSession,
 )
+from standalone_mfa.factors import recovery, throttle
+from standalone_mfa.signin import steps
 
 NEW_PASSWORD = "a brand new passphrase for alice"
 DEVICE_COOKIE = "smfa_device"
@@ -131,7 +133,7 @@ def sessions_of(app, username) -> list[WebSession]:
 
 
 def credential_secret(app, username) -> str | None:
-    from standalone_mfa import crypto
+    from standalone_mfa.core import crypto
 
     with app.app_context():
         credential = (
@@ -397,7 +399,7 @@ def test_recovery_code_works_once_in_any_order_and_any_spelling(totp_app, new_br
         browser = pending_verify(new_browser)
         response = use_recovery_code(browser, typed)
         assert location(response) == "/mfa/recovery", typed
-        assert login.WRONG_RECOVERY_CODE in text(browser.get("/mfa/recovery"))
+        assert steps.WRONG_RECOVERY_CODE in text(browser.get("/mfa/recovery"))
         assert not signed_in_as(browser, "alice")
     assert codes_left(totp_app, "alice") == 6
     assert ("recovery_code", "ok", "alice") in {r[:3] for r in audit_rows(totp_app)}
@@ -461,15 +463,15 @@ def test_wrong_recovery_codes_count_against_the_mfa_throttle_and_end_the_login(
     for attempt, typed in enumerate((UNKNOWN_RECOVERY_CODE, "not a recovery code"), start=3):
         response = use_recovery_code(browser, typed)
         assert location(response) == "/mfa/recovery"
-        assert login.WRONG_RECOVERY_CODE in text(browser.get("/mfa/recovery"))
+        assert steps.WRONG_RECOVERY_CODE in text(browser.get("/mfa/recovery"))
         assert failures(totp_app, "alice") == attempt
     with totp_app.app_context():
         assert throttle.failures(User.get(User.username == "alice")) == 4
 
-    # The fifth failure ends the pending login.
+    # The fifth failure ends the pending steps.
     response = use_recovery_code(browser, UNKNOWN_RECOVERY_CODE.upper())
     assert location(response) == "/login"
-    assert login.TOO_MANY in text(browser.get("/login"))
+    assert steps.TOO_MANY in text(browser.get("/login"))
     assert failures(totp_app, "alice") == 5
     assert location(browser.get("/mfa/recovery")).startswith("/login")
     assert not signed_in_as(browser, "alice")
@@ -497,7 +499,7 @@ def test_code_field_rejects_a_recovery_code(totp_app, new_browser):
     for typed in (code, code.replace("-", "")):
         response = browser.post("/mfa/verify", {"code": typed})
         assert location(response) == "/mfa/verify"
-        assert login.WRONG_CODE in text(browser.get("/mfa/verify"))
+        assert steps.WRONG_CODE in text(browser.get("/mfa/verify"))
         assert not signed_in_as(browser, "alice")
     assert failures(totp_app, "alice") == 2
     assert codes_left(totp_app, "alice") == 10
@@ -703,7 +705,7 @@ def test_remembered_device_skips_the_code_but_never_the_password(totp_app, new_b
 
     response = browser.login(password="not the password at all")
     assert response.status_code == 200
-    assert login.WRONG_PASSWORD in text(response)
+    assert steps.WRONG_PASSWORD in text(response)
     assert not signed_in_as(browser, "alice")
     assert location(browser.get("/account/security")).startswith("/login")
 
@@ -1240,7 +1242,7 @@ def test_sc21_change_password_ends_other_sessions_and_devices_and_tells_the_user
     assert ("password_changed", "ok", "alice") in {r[:3] for r in audit_rows(totp_app)}
 
     # The old password is refused, the new one works (and the device needs a code).
-    assert login.WRONG_PASSWORD in text(new_browser().login(password=PASSWORD))
+    assert steps.WRONG_PASSWORD in text(new_browser().login(password=PASSWORD))
     assert location(device.login(password=NEW_PASSWORD)) == "/mfa/verify"
     assert location(device.post("/mfa/verify", {"code": fresh_code(device, secret)})) == "/"
     assert signed_in_as(device, "alice")
@@ -1289,7 +1291,7 @@ def test_far_or_unmatched_code_gets_the_plain_message(totp_app, new_browser, whe
     response = browser.post(path, {"code": code})
     assert location(response) == path
     page = text(browser.get(path))
-    assert login.WRONG_CODE in page
+    assert steps.WRONG_CODE in page
     assert "This code was valid" not in page and "clock may be wrong" not in page
     assert failures(totp_app, "alice") == 1
 
@@ -1320,7 +1322,7 @@ def test_no_drift_hint_while_throttled(totp_app, new_browser, clock, where):
     response = browser.post(path, {"code": browser.code(secret, -3)})
     assert location(response) == "/login"
     page = text(browser.get("/login"))
-    assert login.TOO_MANY in page
+    assert steps.TOO_MANY in page
     assert "This code was valid" not in page and "clock may be wrong" not in page
     assert failures(totp_app, "alice") == 6
 
@@ -1390,8 +1392,8 @@ def test_sc30_no_recovery_code_device_token_or_password_in_audit_or_logs(
 def test_nothing_kept_for_a_user_outlives_their_sign_in_in_the_session(totp_app):
     """Keys stored for the signed-in user (codes on show, a new authenticator being set
     up) are dropped when the session goes back to anonymous; flashed messages stay."""
-    from standalone_mfa import state
-    from standalone_mfa.sessions import ServerSession
+    from standalone_mfa.signin import state
+    from standalone_mfa.signin.sessions import ServerSession
 
     with totp_app.test_request_context("/"):
         web_session = ServerSession()
@@ -1409,7 +1411,7 @@ def test_nothing_kept_for_a_user_outlives_their_sign_in_in_the_session(totp_app)
 
 
 def test_prune_deletes_remembered_devices_past_their_day(totp_app, new_browser, clock):
-    from standalone_mfa import maintenance
+    from standalone_mfa.ops import maintenance
 
     set_remember_days(totp_app, 1)
     secret = new_browser().enrol()

@@ -17,10 +17,11 @@ from conftest import PASSWORD, START, Browser, events, make_app, test_config
 from cryptography.fernet import Fernet, InvalidToken
 from peewee import fn
 
-from standalone_mfa import create_app, settings, tokens
-from standalone_mfa.crypto import generate_key, hash_token
-from standalone_mfa.db import db, is_sqlite
-from standalone_mfa.models import (
+from standalone_mfa import create_app
+from standalone_mfa.accounts import settings, tokens
+from standalone_mfa.core.crypto import generate_key, hash_token
+from standalone_mfa.core.db import db, is_sqlite
+from standalone_mfa.core.models import (
     ALL_MODELS,
     ApiToken,
     AuditEvent,

@@ -17,8 +17,10 @@ import re
 import pytest
 from conftest import PASSWORD, START, Browser, events
 
-from standalone_mfa import audit, throttle, tokens
-from standalone_mfa.models import MfaThrottle, User, WebSession
+from standalone_mfa.accounts import tokens
+from standalone_mfa.core import audit
+from standalone_mfa.core.models import MfaThrottle, User, WebSession
+from standalone_mfa.factors import throttle
 
 WRONG_PASSWORD = "not the right password at all"
 
@@ -481,7 +483,7 @@ def test_sc24_api_wrong_method_without_token_is_401(app):
 def test_init_db_adds_the_step_up_column_to_an_older_database(app, clock):
     from playhouse.migrate import SchemaMigrator, migrate
 
-    from standalone_mfa.db import db
+    from standalone_mfa.core.db import db
 
     with app.app_context():
         migrate(SchemaMigrator.from_database(db.obj).drop_column("web_session", "step_up_at"))

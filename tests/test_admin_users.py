@@ -16,8 +16,8 @@ import re
 import pytest
 from conftest import PASSWORD, START, Browser, events, make_app
 
-from standalone_mfa import throttle
-from standalone_mfa.models import (
+from standalone_mfa.accounts.users import find_user
+from standalone_mfa.core.models import (
     AuditEvent,
     MfaThrottle,
     PasswordThrottle,
@@ -25,7 +25,7 @@ from standalone_mfa.models import (
     User,
     WebSession,
 )
-from standalone_mfa.users import find_user
+from standalone_mfa.factors import throttle
 
 WRONG_PASSWORD = "not the right password at all"
 ACTIONS = ("reset-mfa", "unlock", "grant-admin", "revoke-admin", "sign-out")
@@ -87,7 +87,7 @@ def admin_signed_in(app, clock):
     browser and root's TOTP secret (None without one)."""
     admin = Browser(app, clock)
     with app.app_context():
-        from standalone_mfa import settings
+        from standalone_mfa.accounts import settings
 
         totp_on = settings.mfa_method() == "totp"
     secret = admin.enrol("root") if totp_on else None
@@ -685,8 +685,8 @@ def test_two_administrators_revoking_each_other_at_once_leave_one(tmp_path, cloc
     connection per thread; on PostgreSQL the administrators' rows are locked)."""
     import threading
 
-    from standalone_mfa import admin_users
-    from standalone_mfa.db import db
+    from standalone_mfa.accounts import administration
+    from standalone_mfa.core.db import db
 
     app = make_app(tmp_path, clock)
     with app.app_context():
@@ -700,7 +700,7 @@ def test_two_administrators_revoking_each_other_at_once_leave_one(tmp_path, cloc
             with app.app_context():
                 victim = User.get(User.username == target)
                 barrier.wait()
-                outcomes.append(admin_users.set_admin(victim, False, actor=actor))
+                outcomes.append(administration.set_admin(victim, False, actor=actor))
                 db.close()
 
         threads = [
@@ -711,7 +711,7 @@ def test_two_administrators_revoking_each_other_at_once_leave_one(tmp_path, cloc
             thread.start()
         for thread in threads:
             thread.join()
-        assert sorted(outcomes) == [admin_users.LAST_ADMIN, admin_users.CHANGED]
+        assert sorted(outcomes) == [administration.LAST_ADMIN, administration.CHANGED]
         with app.app_context():
             assert User.select().where(User.is_admin).count() == 1
             User.update(is_admin=True).where(User.username.in_(["root", "bob"])).execute()
@@ -721,25 +721,26 @@ def test_two_administrators_revoking_each_other_at_once_leave_one(tmp_path, cloc
 def test_password_back_off_is_shown_and_cleared_by_unlock(app, clock):
     """Eleven wrong passwords make alice wait; the Users page says so and Unlock
     lets her try again at once."""
-    from standalone_mfa import admin_users, throttle
+    from standalone_mfa.accounts import administration
+    from standalone_mfa.factors import throttle
 
     guesser = Browser(app, clock)
     for _ in range(throttle.PASSWORD_BACKOFF_AFTER + 1):
         guesser.login("alice", "wrong password")
         clock.advance(1)
     with app.app_context():
-        row = admin_users.row_for(find_user("alice"))
+        row = administration.row_for(find_user("alice"))
         assert row.password_throttled and row.password_failures > throttle.PASSWORD_BACKOFF_AFTER
         assert row.as_json()["password_throttled"] is True
         assert throttle.unlock(find_user("alice"), actor="root") > 0
-        row = admin_users.row_for(find_user("alice"))
+        row = administration.row_for(find_user("alice"))
         assert not row.password_throttled and row.password_failures == 0
     assert Browser(app, clock).login("alice").status_code == 302
 
 
 def test_page_past_the_end_shows_the_last_page(app):
-    from standalone_mfa import admin_users
+    from standalone_mfa.accounts import administration
 
     with app.app_context():
-        page = admin_users.list_users(page=99, clamp=True)
+        page = administration.list_users(page=99, clamp=True)
         assert page.page == page.pages == 1 and len(page.items) == 3

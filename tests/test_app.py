@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from conftest import make_app
 
-from standalone_mfa import create_app, state
-from standalone_mfa.config import ConfigurationError
-from standalone_mfa.crypto import generate_key
+from standalone_mfa import create_app
+from standalone_mfa.core.config import ConfigurationError
+from standalone_mfa.core.crypto import generate_key
+from standalone_mfa.signin import state
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,12 +67,12 @@ def test_instance_config_is_written_once_and_never_overwritten(tmp_path):
 
 def test_default_password_hash_is_scrypt(tmp_path, clock):
     app = make_app(tmp_path, clock, PASSWORD_HASH_METHOD="scrypt")
-    from standalone_mfa.models import User
+    from standalone_mfa.core.models import User
 
     with app.app_context():
         assert User.get(User.username == "alice").password_hash.startswith("scrypt:")
     assert create_app.__module__  # the default config is scrypt too
-    from standalone_mfa.config import DEFAULTS
+    from standalone_mfa.core.config import DEFAULTS
 
     assert DEFAULTS["PASSWORD_HASH_METHOD"] == "scrypt"
 
@@ -104,12 +105,12 @@ def test_sc31_headers_on_every_page_and_error(browser):
 
 
 def test_sc31_unexpected_error_shows_no_traceback(app, browser, monkeypatch):
-    from standalone_mfa import login
+    from standalone_mfa.signin import steps
 
     def explode(*_args, **_kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(login, "submit_password", explode)
+    monkeypatch.setattr(steps, "submit_password", explode)
     response = browser.login()
     page = response.get_data(as_text=True)
     assert response.status_code == 500
@@ -144,7 +145,7 @@ def test_database_locked_gives_503_page_and_changes_nothing(tmp_path, clock):
 def test_database_unreachable_gives_503_html_and_json(tmp_path, clock):
     app = make_app(tmp_path, clock)
     app.config["DATABASE_URL"] = "sqlite:////nonexistent-dir/x.sqlite3"
-    from standalone_mfa import db
+    from standalone_mfa.core import db
 
     db.db.initialize(db.open_database(app.config["DATABASE_URL"], 0.1))
     client = app.test_client()
@@ -170,7 +171,7 @@ def test_readme_diagram_matches_transition_table():
 def test_wrong_username_costs_one_password_hash_check_like_a_wrong_password(
     app, new_browser, monkeypatch
 ):
-    from standalone_mfa import passwords
+    from standalone_mfa.factors import passwords
 
     methods = []
     real_check = passwords.check_password_hash

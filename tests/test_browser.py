@@ -32,20 +32,14 @@ import requests
 from conftest import FAST_HASH, PASSWORD
 from playwright.sync_api import Page, expect, sync_playwright
 
-from standalone_mfa import (
-    create_app,
-    recovery,
-    reset,
-    settings,
-    throttle,
-    tokens,
-    totp,
-)
-from standalone_mfa.db import create_tables, db
+from standalone_mfa import create_app
+from standalone_mfa.accounts import reset, settings, tokens
+from standalone_mfa.accounts.users import create_user, find_user
+from standalone_mfa.core.db import create_tables, db
+from standalone_mfa.core.models import AuditEvent, MfaThrottle, User, WebSession
+from standalone_mfa.core.pagination import PER_PAGE
+from standalone_mfa.factors import recovery, throttle, totp
 from standalone_mfa.instance import write_config
-from standalone_mfa.models import AuditEvent, MfaThrottle, User, WebSession
-from standalone_mfa.pagination import PER_PAGE
-from standalone_mfa.users import create_user, find_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 

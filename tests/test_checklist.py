@@ -25,8 +25,9 @@ from test_login_security import (
     wrong_code,
 )
 
-from standalone_mfa import reset, settings, state, tokens
-from standalone_mfa.models import AuditEvent, TotpCredential, User, WebSession
+from standalone_mfa.accounts import reset, settings, tokens
+from standalone_mfa.core.models import AuditEvent, TotpCredential, User, WebSession
+from standalone_mfa.signin import state
 
 
 def set_method(app, method):

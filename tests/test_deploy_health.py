@@ -11,9 +11,9 @@ import psycopg2
 import pytest
 from conftest import PASSWORD, Browser, make_app
 
-from standalone_mfa import passwords
-from standalone_mfa.db import create_tables, db
-from standalone_mfa.models import AuditEvent, User, WebSession
+from standalone_mfa.core.db import create_tables, db
+from standalone_mfa.core.models import AuditEvent, User, WebSession
+from standalone_mfa.factors import passwords
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 

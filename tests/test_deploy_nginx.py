@@ -29,8 +29,8 @@ from cryptography.x509.oid import NameOID
 from urllib3.exceptions import InsecureRequestWarning
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from standalone_mfa.db import db
-from standalone_mfa.models import AuditEvent
+from standalone_mfa.core.db import db
+from standalone_mfa.core.models import AuditEvent
 
 pytestmark = pytest.mark.server
 

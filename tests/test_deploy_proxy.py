@@ -20,11 +20,12 @@ import pytest
 from conftest import PASSWORD, csrf_from, make_app
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from standalone_mfa import create_app, settings
-from standalone_mfa.config import ConfigurationError
-from standalone_mfa.cookies import cookie_policy
-from standalone_mfa.db import db
-from standalone_mfa.models import AuditEvent, WebSession
+from standalone_mfa import create_app
+from standalone_mfa.accounts import settings
+from standalone_mfa.core.config import ConfigurationError
+from standalone_mfa.core.db import db
+from standalone_mfa.core.models import AuditEvent, WebSession
+from standalone_mfa.web.cookies import cookie_policy
 
 PROXY_ADDR = "10.0.0.2"  # the proxy, as the app's socket sees it
 CLIENT_ADDR = "198.51.100.7"  # the real client, as the proxy saw it

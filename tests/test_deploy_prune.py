@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from conftest import PASSWORD, Browser
 
-from standalone_mfa import maintenance, throttle
-from standalone_mfa.models import MfaThrottle, PasswordThrottle, WebSession
-from standalone_mfa.users import create_user, find_user
+from standalone_mfa.accounts.users import create_user, find_user
+from standalone_mfa.core.models import MfaThrottle, PasswordThrottle, WebSession
+from standalone_mfa.factors import throttle
+from standalone_mfa.ops import maintenance
 
 MINUTE = 60
 HOUR = 60 * MINUTE

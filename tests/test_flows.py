@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from standalone_mfa.models import TotpCredential, WebSession
-from standalone_mfa.state import AUTHENTICATED, EXPIRED_MESSAGE
+from standalone_mfa.core.models import TotpCredential, WebSession
+from standalone_mfa.signin.state import AUTHENTICATED, EXPIRED_MESSAGE
 
 
 def test_disabled_method_signs_in_with_password_only(browser):

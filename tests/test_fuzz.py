@@ -42,10 +42,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 
-from standalone_mfa import create_app, crypto, tokens
-from standalone_mfa.db import db, is_sqlite
-from standalone_mfa.models import ALL_MODELS, User
-from standalone_mfa.settings import MFA_METHODS
+from standalone_mfa import create_app
+from standalone_mfa.accounts import tokens
+from standalone_mfa.accounts.settings import MFA_METHODS
+from standalone_mfa.core import crypto
+from standalone_mfa.core.db import db, is_sqlite
+from standalone_mfa.core.models import ALL_MODELS, User
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "2000"))
 FUZZ_RANDOM = os.environ.get("FUZZ_RANDOM") == "1"
@@ -176,7 +178,7 @@ class World:
         self.clock = clock
         self.app = app = make_app(tmp_path, clock)
         with app.app_context():
-            from standalone_mfa import settings as site
+            from standalone_mfa.accounts import settings as site
 
             site.set_mfa_method("totp", actor="test")
         self.secrets = {}
@@ -211,7 +213,7 @@ class World:
                 ADMIN_TOKEN: tokens.create_token(User.get(User.username == "root"), actor="t"),
                 USER_TOKEN: tokens.create_token(User.get(User.username == "alice"), actor="t"),
             }
-            from standalone_mfa.models import WebSession
+            from standalone_mfa.core.models import WebSession
 
             pending = WebSession.get(WebSession.state == "totp_setup")
             self.secrets["bob-pending"] = crypto.decrypt(pending.pending_secret_encrypted)

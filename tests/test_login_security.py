@@ -17,11 +17,13 @@ import pyotp
 import pytest
 from conftest import PASSWORD, Browser
 
-from standalone_mfa import crypto, settings, throttle
-from standalone_mfa.db import db
-from standalone_mfa.models import AuditEvent, TotpCredential, User, WebSession
-from standalone_mfa.state import AUTHENTICATED, STATES
-from standalone_mfa.users import create_user
+from standalone_mfa.accounts import settings
+from standalone_mfa.accounts.users import create_user
+from standalone_mfa.core import crypto
+from standalone_mfa.core.db import db
+from standalone_mfa.core.models import AuditEvent, TotpCredential, User, WebSession
+from standalone_mfa.factors import throttle
+from standalone_mfa.signin.state import AUTHENTICATED, STATES
 
 # --------------------------------------------------------------------------- helpers
 

@@ -24,11 +24,13 @@ import pytest
 import requests
 from conftest import FAST_HASH, PASSWORD, together
 
-from standalone_mfa import create_app, settings, throttle, totp
-from standalone_mfa.crypto import generate_key
-from standalone_mfa.db import create_tables, db
-from standalone_mfa.models import ALL_MODELS, AuditEvent, TotpCredential
-from standalone_mfa.users import create_user, find_user
+from standalone_mfa import create_app
+from standalone_mfa.accounts import settings
+from standalone_mfa.accounts.users import create_user, find_user
+from standalone_mfa.core.crypto import generate_key
+from standalone_mfa.core.db import create_tables, db
+from standalone_mfa.core.models import ALL_MODELS, AuditEvent, TotpCredential
+from standalone_mfa.factors import throttle, totp
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
 pytestmark = [

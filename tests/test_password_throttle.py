@@ -7,8 +7,8 @@ import re
 import pytest
 from conftest import PASSWORD
 
-from standalone_mfa import passwords, throttle
-from standalone_mfa.models import AuditEvent
+from standalone_mfa.core.models import AuditEvent
+from standalone_mfa.factors import passwords, throttle
 
 MESSAGE_RE = re.compile(r'class="message message-error" role="alert">([^<]+)<')
 

@@ -25,11 +25,13 @@ from PIL import Image, ImageDraw
 from pyzbar import pyzbar
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from standalone_mfa import create_app, settings, totp
-from standalone_mfa.config import ConfigurationError
-from standalone_mfa.db import db
-from standalone_mfa.models import AuditEvent, TotpCredential
-from standalone_mfa.users import UserError, create_user, find_user
+from standalone_mfa import create_app
+from standalone_mfa.accounts import settings
+from standalone_mfa.accounts.users import UserError, create_user, find_user
+from standalone_mfa.core.config import ConfigurationError
+from standalone_mfa.core.db import db
+from standalone_mfa.core.models import AuditEvent, TotpCredential
+from standalone_mfa.factors import totp
 
 pytestmark = pytest.mark.server
 

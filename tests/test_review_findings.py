@@ -23,28 +23,21 @@ from conftest import PASSWORD, events, make_app, test_config, together
 from cryptography.fernet import Fernet
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from standalone_mfa import (
-    audit,
-    create_app,
-    crypto,
-    reset,
-    sessions,
-    settings,
-    state,
-    throttle,
-    tokens,
-    totp,
-)
-from standalone_mfa.crypto import hash_token
-from standalone_mfa.db import db
-from standalone_mfa.db import open_database as open_db
-from standalone_mfa.models import (
+from standalone_mfa import create_app
+from standalone_mfa.accounts import reset, settings, tokens
+from standalone_mfa.accounts.users import create_user, find_user
+from standalone_mfa.core import audit, crypto
+from standalone_mfa.core.crypto import hash_token
+from standalone_mfa.core.db import db
+from standalone_mfa.core.db import open_database as open_db
+from standalone_mfa.core.models import (
     MfaThrottle,
     TotpCredential,
     User,
     WebSession,
 )
-from standalone_mfa.users import create_user, find_user
+from standalone_mfa.factors import throttle, totp
+from standalone_mfa.signin import sessions, state
 
 HTTP_TIMEOUT = 30
 MESSAGE_RE = re.compile(r'class="message message-[a-z]+"[^>]*>([^<]*)<')

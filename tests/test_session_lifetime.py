@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from standalone_mfa.models import WebSession
+from standalone_mfa.core.models import WebSession
 
 
 def test_sc17_idle_timeout_ends_session(browser, clock, app):

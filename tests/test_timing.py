@@ -14,8 +14,8 @@ import time
 
 from conftest import csrf_from, make_app
 
-from standalone_mfa.db import db
-from standalone_mfa.models import PasswordThrottle
+from standalone_mfa.core.db import db
+from standalone_mfa.core.models import PasswordThrottle
 
 ROUNDS = 200
 TOLERANCE = 0.20

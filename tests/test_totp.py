@@ -8,8 +8,8 @@ import concurrent.futures
 
 import pytest
 
-from standalone_mfa import throttle, totp
-from standalone_mfa.models import AuditEvent, MfaThrottle, TotpCredential, User
+from standalone_mfa.core.models import AuditEvent, MfaThrottle, TotpCredential, User
+from standalone_mfa.factors import throttle, totp
 
 RFC_SECRET = base64.b32encode(b"12345678901234567890").decode().rstrip("=")
 
@@ -159,7 +159,7 @@ def test_sc04_window_is_configurable(window, steps, accepted):
 def test_sc04_window_outside_zero_to_two_refused(tmp_path, clock):
     from conftest import make_app
 
-    from standalone_mfa.config import ConfigurationError
+    from standalone_mfa.core.config import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="MFA_TOTP_WINDOW"):
         make_app(tmp_path, clock, MFA_TOTP_WINDOW=3)
@@ -317,7 +317,7 @@ def test_sc08_hard_lock_needs_an_admin_and_is_audited(totp_app, browser, new_bro
     assert person.get("/").status_code == 302
     with totp_app.app_context():
         assert AuditEvent.select().where(AuditEvent.event == "totp_locked").count() == 1
-        from standalone_mfa.reset import reset_totp
+        from standalone_mfa.accounts.reset import reset_totp
 
         reset_totp(User.get(User.username == "alice"), actor="root")
     assert _failures(totp_app) == 0

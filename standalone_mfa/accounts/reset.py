@@ -1,0 +1,28 @@
+"""An administrator's reset of a user's second factor (lost authenticator app)."""
+
+from __future__ import annotations
+
+from ..core import audit
+from ..core.clock import now
+from ..core.db import write_transaction
+from ..core.models import User
+from ..factors import devices, recovery, throttle, totp
+from ..signin import sessions
+
+
+def reset_totp(user, *, actor: str) -> bool:
+    """Delete the credential and its replay state, the recovery codes and remembered
+    devices, clear the throttle, end every session of the user. Returns False (and
+    changes nothing) if the user has no authenticator."""
+    with write_transaction():
+        if totp.credential_of(user) is None:  # a locked set-up is unlocked, not reset
+            return False
+        # Devices first: deleting the credential would cascade them away unaudited.
+        devices.forget_all(user, actor=actor, reason="reset")
+        totp.delete_credential(user)
+        recovery.delete_codes(user)
+        throttle.clear(user)
+        ended = sessions.end_sessions_of(user)
+        User.update(mfa_reset_at=now()).where(User.id == user.id).execute()
+        audit.record("totp_reset", "ok", user=user, actor=actor, detail=f"{ended} sessions ended")
+    return True

@@ -1,0 +1,1 @@
+"""Running the service over time: housekeeping of expired rows (`maintenance`)."""

@@ -1,0 +1,65 @@
+"""Housekeeping: deleting rows that can no longer be used, so that no table grows
+without bound. Run by `flask --app standalone_mfa prune` (from cron).
+
+`prune(now)` returns how many rows of each kind it deleted; a feature with its own
+expiring rows adds one line to it. It deletes only what the app would already refuse:
+a session or pending login past its limit, and password counters quiet for a day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import current_app
+
+from ..core.models import PasswordThrottle, WebSession
+from ..factors import devices
+from ..signin import state
+
+# A password counter is kept this long after its last failure. Far longer than the
+# longest back-off (`throttle.MAX_DELAY`), so forgetting a count never gives a guesser
+# more tries than waiting out the back-off would: after a quiet day, 10 free tries.
+PASSWORD_THROTTLE_RETENTION = dt.timedelta(days=1)
+
+
+def prune(now: dt.datetime) -> dict[str, int]:
+    """Delete expired rows; how many of each kind, in the order they were deleted."""
+    return {
+        "pending_logins": _expired_pending_logins(now),
+        "sessions": _expired_sessions(now),
+        "password_throttles": _stale_password_throttles(now),
+        "remembered_devices": devices.expired(now),
+    }
+
+
+def _expired_pending_logins(now: dt.datetime) -> int:
+    """A set-up or code step older than its limit (from when it began, as the guard
+    judges it): the next request would only send the browser back to the password."""
+    deleted = 0
+    for pending_state, config_key in state.PENDING_TIMEOUT_CONFIG.items():
+        cutoff = now - dt.timedelta(seconds=current_app.config[config_key])
+        deleted += (
+            WebSession.delete()
+            .where((WebSession.state == pending_state) & (WebSession.state_since < cutoff))
+            .execute()
+        )
+    return deleted
+
+
+def _expired_sessions(now: dt.datetime) -> int:
+    """Any session past the idle or the absolute limit (what `sessions._load` refuses)."""
+    config = current_app.config
+    idle_cutoff = now - dt.timedelta(seconds=config["SESSION_IDLE_TIMEOUT"])
+    absolute_cutoff = now - dt.timedelta(seconds=config["SESSION_ABSOLUTE_TIMEOUT"])
+    return (
+        WebSession.delete()
+        .where((WebSession.last_seen_at < idle_cutoff) | (WebSession.created_at < absolute_cutoff))
+        .execute()
+    )
+
+
+def _stale_password_throttles(now: dt.datetime) -> int:
+    """Wrong-password counters (one per username tried, real or not) with no failure
+    for a day: their back-off ended long ago."""
+    cutoff = now - PASSWORD_THROTTLE_RETENTION
+    return PasswordThrottle.delete().where(PasswordThrottle.last_failure_at < cutoff).execute()

@@ -1,0 +1,177 @@
+"""The Account security page and the changes users make to their own sign-in."""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+
+from ..accounts import self_service, settings
+from ..factors import recovery, totp
+from . import qr
+from .forms import ButtonForm, ChangePasswordForm, CodeForm, ConfirmIdentityForm
+
+bp = Blueprint("account", __name__, url_prefix="/account")
+
+# Pages that change the authenticator or its recovery codes: only for a user who has one.
+NEEDS_AUTHENTICATOR = {
+    "account.regenerate_codes",
+    "account.new_authenticator",
+    "account.new_authenticator_setup",
+}
+
+
+@bp.before_request
+def require_authenticator():
+    if request.endpoint in NEEDS_AUTHENTICATOR and totp.credential_of(session.user) is None:
+        flash("You have no authenticator app set up.", "error")
+        return redirect(url_for("account.security"))
+    return None
+
+
+CHECK_FORM = "Check the form and try again."
+
+
+def _first_error(form) -> str:
+    for errors in form.errors.values():
+        if errors and isinstance(errors[0], str) and not errors[0].startswith("The CSRF"):
+            return errors[0]
+    return CHECK_FORM
+
+
+@bp.route("/security", endpoint="security")
+def security_page():
+    """MFA status, recovery codes, remembered devices, sessions and recent sign-ins."""
+    return render_template(
+        "account/security.html",
+        overview=self_service.overview(session.user),
+        current_session_id=session.record.id,
+        remember_days=settings.remember_days(),
+        low_water=recovery.LOW_WATER,
+        form=ButtonForm(),
+    )
+
+
+def _after_proof(purpose: str, then, *, allow_recovery: bool):
+    """The password and a current code (or, if allowed, a recovery code); once both
+    are right, `then()` gives the response."""
+    form = ConfirmIdentityForm()
+    if form.validate_on_submit():
+        problem = self_service.confirm_identity(
+            session.user,
+            form.password.data,
+            form.code.data,
+            form.recovery_code.data,
+            allow_recovery=allow_recovery,
+        )
+        if problem is None:
+            return then()
+        flash(problem, "error")
+    elif form.is_submitted():
+        flash(_first_error(form), "error")
+    return render_template("account/confirm_identity.html", form=form, purpose=purpose)
+
+
+@bp.route("/recovery-codes", methods=["GET", "POST"])
+def regenerate_codes():
+    """New recovery codes, after the password and a current code."""
+
+    def regenerate():
+        self_service.regenerate_recovery_codes(session, session.user)
+        flash("New recovery codes were made. The old ones no longer work.", "info")
+        return redirect(url_for("mfa.recovery_codes"))
+
+    return _after_proof("codes", regenerate, allow_recovery=False)
+
+
+@bp.route("/authenticator", methods=["GET", "POST"])
+def new_authenticator():
+    """Step 1 of moving to a new authenticator app: prove it is you."""
+
+    def start():
+        self_service.start_new_authenticator(session)
+        return redirect(url_for("account.new_authenticator_setup"))
+
+    return _after_proof("authenticator", start, allow_recovery=True)
+
+
+@bp.route("/authenticator/new", methods=["GET", "POST"])
+def new_authenticator_setup():
+    """Step 2: add the new secret to the new app and confirm its first code."""
+    secret = self_service.new_authenticator_secret(session)
+    if secret is None:
+        flash("Start by confirming your password and a current code.", "error")
+        return redirect(url_for("account.new_authenticator"))
+    form = CodeForm()
+    if form.is_submitted():
+        problem = self_service.confirm_new_authenticator(
+            session, session.user, form.code.data if form.validate() else None
+        )
+        if problem is None:
+            flash(
+                "Your new authenticator app is set up; the old one no longer works. "
+                "Other sessions and remembered devices were signed out.",
+                "info",
+            )
+            return redirect(url_for("account.security"))
+        flash(problem, "error")
+        return redirect(url_for("account.new_authenticator_setup"))
+    username = session.user.username
+    return render_template(
+        "account/new_authenticator.html",
+        form=form,
+        secret=totp.grouped(secret),
+        qr_svg=qr.qr_svg(
+            totp.provisioning_uri(secret, username),
+            label=f"QR code to add {username} to your new authenticator app. "
+            "If you cannot scan it, type the secret key shown beside it.",
+        ),
+        issuer=current_app.config["MFA_ISSUER"],
+        username=username,
+    )
+
+
+@bp.route("/password", methods=["GET", "POST"])
+def change_password():
+    """Change the password (the current one first); other sessions end."""
+    form = ChangePasswordForm()
+    if form.validate_on_submit():
+        problem = self_service.confirm_password(session.user, form.current_password.data)
+        if problem is None:
+            ended = self_service.change_password(session, session.user, form.new_password.data)
+            flash(
+                "Your password was changed. "
+                f"{ended} other {'session was' if ended == 1 else 'sessions were'} signed out "
+                "and remembered devices were forgotten.",
+                "info",
+            )
+            return redirect(url_for("account.security"))
+        flash(problem, "error")
+    elif form.is_submitted():
+        flash(_first_error(form), "error")
+    return render_template("account/password.html", form=form)
+
+
+@bp.route("/sessions/end-others", methods=["POST"])
+def end_other_sessions():
+    """Sign out every other session of this account."""
+    if ButtonForm().validate_on_submit():
+        ended = self_service.sign_out_other_sessions(session, session.user)
+        flash(f"Signed out {ended} other {'session' if ended == 1 else 'sessions'}.", "info")
+    return redirect(url_for("account.security"))
+
+
+@bp.route("/devices/forget", methods=["POST"])
+def forget_devices():
+    """Forget every remembered device: each will be asked for a code again."""
+    if ButtonForm().validate_on_submit():
+        count = self_service.forget_devices(session.user)
+        flash(f"Forgot {count} remembered {'device' if count == 1 else 'devices'}.", "info")
+    return redirect(url_for("account.security"))

@@ -1,0 +1,278 @@
+"""Administration pages. Every view needs a signed-in administrator whose own
+session finished the second factor (the state guard already saw to the latter).
+Actions on users also need a recent step-up (`step_up`) and a confirmation page."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import current_user
+
+from ..accounts import administration, reset, settings
+from ..accounts.users import UserError, find_user
+from ..core import audit_log
+from ..factors import throttle, totp
+from ..signin import reauth
+from ..signin.steps import safe_next_path
+from .forms import (
+    AuditFilterForm,
+    ButtonForm,
+    CodeForm,
+    MfaSettingsForm,
+    NewUserForm,
+    StepUpPasswordForm,
+    UserSearchForm,
+)
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.before_request
+def require_admin():
+    if not current_user.is_authenticated:
+        abort(401)
+    if not current_user.is_admin:
+        abort(403)
+
+
+@bp.route("/")
+def index():
+    """The Administration page: links to each administrative setting."""
+    return render_template("admin/index.html")
+
+
+@bp.route("/mfa", methods=["GET", "POST"])
+def mfa_settings():
+    """Choose whether sign-in asks for a second factor (Disabled or TOTP), and for how
+    many days a device may skip the code."""
+    form = MfaSettingsForm(
+        mfa_method=settings.mfa_method(), remember_days=settings.remember_days()
+    )
+    if form.validate_on_submit():
+        settings.set_mfa_method(form.mfa_method.data, actor=current_user.username)
+        days = form.remember_days.data
+        if days is None:
+            days = settings.remember_days()
+        settings.set_remember_days(days, actor=current_user.username)
+        label = settings.MFA_METHODS[form.mfa_method.data]
+        remembered = f" Devices are remembered for {days} days." if days else ""
+        flash(f"Multi-Factor Authentication is now set to {label}.{remembered}", "info")
+        return redirect(url_for("admin.mfa_settings"))
+    if form.is_submitted():
+        if form.mfa_method.errors:
+            flash("Choose Disabled or TOTP.", "error")
+        else:
+            flash(f"Remember devices for 0 to {settings.REMEMBER_DAYS_MAX} days.", "error")
+    return render_template("admin/mfa.html", form=form)
+
+
+def _page_number() -> int:
+    return request.args.get("page", 1, type=int) or 1
+
+
+# --- Users -------------------------------------------------------------------------------
+
+
+@bp.route("/users")
+def users():
+    """List users with their MFA status and throttle state; search by username."""
+    form = UserSearchForm(request.args)
+    term = form.q.data if form.validate() else ""
+    return render_template(
+        "admin/users.html",
+        form=form,
+        result=administration.list_users(term or "", _page_number(), clamp=True),
+        backoff_after=throttle.BACKOFF_AFTER,
+        lock_after=throttle.LOCK_AFTER,
+    )
+
+
+def requires_step_up(view):
+    """Send an administrator who has not re-proved who they are lately to the step-up
+    page first; they come back to the page they asked for (never to a POST)."""
+
+    @functools.wraps(view)
+    def checked(*args, **kwargs):
+        if reauth.is_fresh(session):
+            return view(*args, **kwargs)
+        if request.method == "POST":
+            flash("Confirm it is you, then confirm the change again.", "error")
+        return redirect(url_for("admin.step_up_page", next=request.path))
+
+    return checked
+
+
+@bp.route("/step-up", methods=["GET", "POST"])
+def step_up_page():
+    """Re-enter a current code (or, without an authenticator, the password)."""
+    target = safe_next_path(request.args.get("next"))
+    if not target or not target.startswith(url_for("admin.index")):
+        target = url_for("admin.users")
+    method = reauth.method_for(current_user)
+    form = CodeForm() if method == reauth.CODE else StepUpPasswordForm()
+    if form.is_submitted():
+        if method == reauth.CODE:
+            outcome = reauth.submit_code(session, form.code.data if form.validate() else None)
+        else:
+            outcome = reauth.submit_password(
+                session, form.password.data if form.validate() else None
+            )
+        flash(outcome.message, "info" if outcome.ok else "error")
+        if outcome.ok:
+            return redirect(target)
+        return redirect(url_for("admin.step_up_page", next=target))
+    return render_template("admin/step_up.html", form=form, method=method)
+
+
+@bp.route("/users/new", methods=["GET", "POST"])
+@requires_step_up
+def new_user():
+    """Create a user with a typed or a generated initial password (shown once)."""
+    form = NewUserForm()
+    if form.validate_on_submit():
+        try:
+            user, generated = administration.create_user(
+                form.username.data, form.password.data, actor=current_user.username
+            )
+        except UserError as error:
+            flash(str(error), "error")
+        else:
+            flash(f"User {user.username} was created.", "info")
+            if generated is None:
+                return redirect(url_for("admin.users", q=user.username))
+            # In this response only: never flashed, logged or stored but as its hash.
+            return render_template("admin/user_created.html", user=user, password=generated)
+    return render_template("admin/user_new.html", form=form)
+
+
+@dataclass(frozen=True)
+class UserAction:
+    title: str
+    button: str
+    explanation: str
+
+
+USER_ACTIONS = {
+    "reset-mfa": UserAction(
+        "Reset two-factor authentication",
+        "Reset two-factor authentication",
+        "Their authenticator is removed and all their sessions end. At their next "
+        "sign-in they set up a new authenticator and are told that you reset it.",
+    ),
+    "unlock": UserAction(
+        "Unlock",
+        "Unlock",
+        "Their wrong codes are forgiven: they can enter a code again at once. Their "
+        "authenticator and sessions are kept.",
+    ),
+    "grant-admin": UserAction(
+        "Make administrator",
+        "Make administrator",
+        "They can open Administration, change every setting and act on every user.",
+    ),
+    "revoke-admin": UserAction(
+        "Revoke administrator",
+        "Revoke administrator",
+        "They lose access to Administration at once. The last administrator cannot be revoked.",
+    ),
+    "sign-out": UserAction(
+        "Sign out everywhere",
+        "Sign out everywhere",
+        "Every session of this user ends now, in every browser; they sign in again.",
+    ),
+}
+
+
+def _perform(action: str, user) -> tuple[str, str]:
+    """Do one action; return the flash (no secret in it) and its category."""
+    actor = current_user.username
+    name = user.username
+    if action == "reset-mfa":
+        if totp.credential_of(user) is None:
+            return f"{name} has no authenticator to reset; nothing changed.", "error"
+        reset.reset_totp(user, actor=actor)
+        return f"Two-factor authentication of {name} was reset; their sessions ended.", "info"
+    if action == "unlock":
+        if throttle.unlock(user, actor=actor):
+            return f"{name} was unlocked and can enter a code again.", "info"
+        return f"{name} was not throttled or locked; nothing changed.", "info"
+    if action == "sign-out":
+        ended = administration.end_sessions(user, actor=actor)
+        return f"{ended} session(s) of {name} ended.", "info"
+    outcome = administration.set_admin(user, action == "grant-admin", actor=actor)
+    if outcome == administration.LAST_ADMIN:
+        return f"{name} is the last administrator and cannot be revoked.", "error"
+    if outcome == administration.UNCHANGED:
+        return f"Nothing changed: {name} already has these rights.", "info"
+    if action == "grant-admin":
+        return f"{name} is now an administrator.", "info"
+    return f"{name} is no longer an administrator.", "info"
+
+
+@requires_step_up
+def user_action(username):
+    """Confirm, then do, one action on one user (the last path segment names it)."""
+    action = request.url_rule.rule.rsplit("/", 1)[1]
+    user = find_user(username)
+    if user is None:
+        abort(404)
+    form = ButtonForm()
+    if form.validate_on_submit():
+        message, category = _perform(action, user)
+        flash(message, category)
+        if not find_user(current_user.username).is_admin:  # they revoked themselves
+            return redirect(url_for("auth.home"))
+        return redirect(url_for("admin.users", q=user.username))
+    return render_template(
+        "admin/user_action.html",
+        form=form,
+        user=administration.row_for(user),
+        action=USER_ACTIONS[action],
+    )
+
+
+# One rule (and endpoint, "admin.user_ACTION") per action: a plain path, no free
+# argument to choose what is done.
+for _action in USER_ACTIONS:
+    bp.add_url_rule(
+        f"/users/<username>/{_action}",
+        endpoint=f"user_{_action}",
+        view_func=user_action,
+        methods=["GET", "POST"],
+    )
+
+
+# --- Audit log ------------------------------------------------------------------------------
+
+
+@bp.route("/audit")
+def audit_page():
+    """Every audit event, newest first, filtered by user, event type and dates."""
+    form = AuditFilterForm(request.args)
+    form.event.choices = {"": "All events", **{e: e for e in audit_log.event_types()}}
+    filters = {}
+    if form.validate():
+        filters = {
+            "username": (form.user.data or "").strip().lower() or None,
+            "event": form.event.data or None,
+            "start": form.start.data,
+            "end": form.end.data,
+        }
+    elif request.args:
+        flash("Some filters were not understood; showing every event.", "error")
+    return render_template(
+        "admin/audit.html",
+        form=form,
+        result=audit_log.search(**filters, page=_page_number()),
+    )

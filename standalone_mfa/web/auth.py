@@ -1,0 +1,46 @@
+"""Sign-in with username and password, sign-out, and the home page."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user
+
+from ..factors import devices
+from ..signin import steps
+from .forms import LoginForm
+
+bp = Blueprint("auth", __name__)
+
+
+@bp.route("/login", methods=["GET", "POST"], endpoint="login")
+def login_page():
+    """Ask for the username and password; on success go to the next step."""
+    form = LoginForm()
+    if form.validate_on_submit():
+        outcome = steps.submit_password(
+            session,
+            form.username.data,
+            form.password.data,
+            request.args.get("next"),
+            device_token=devices.cookie_token(),
+        )
+        if outcome.ok:
+            return redirect(steps.landing_url(session))
+        flash(outcome.message, "error")
+    elif form.is_submitted():
+        flash(steps.WRONG_PASSWORD, "error")
+    return render_template("auth/login.html", form=form)
+
+
+@bp.route("/logout", methods=["POST"])
+def logout():
+    """End the session on the server and return to the sign-in page (CSRF-checked)."""
+    steps.sign_out(session)
+    flash("You have signed out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/")
+def home():
+    """Show who is signed in."""
+    return render_template("auth/home.html", user=current_user)

@@ -1,0 +1,140 @@
+"""What every response carries: security headers, and error pages that never show a
+traceback (JSON for the API). A database that is locked or down answers 503."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import (
+    current_app,
+    g,
+    jsonify,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import (
+    HTTPException,
+    InternalServerError,
+    RequestEntityTooLarge,
+    ServiceUnavailable,
+)
+
+from ..core.db import UNAVAILABLE
+from ..signin.sessions import SessionEnded
+
+logger = logging.getLogger("standalone_mfa")
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+MESSAGES = {
+    400: "The request could not be understood. Reload the page and try again.",
+    401: "Please sign in.",
+    403: "You do not have permission to do that.",
+    404: "There is no page at this address.",
+    405: "That action is not allowed here.",
+    413: "What was sent is too large.",
+    503: "The service is briefly unavailable. Please try again in a moment.",
+}
+CSRF_MESSAGE = (
+    "This form has expired or did not come from this site. Reload the page and try again."
+)
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    description = MESSAGES[503]
+
+
+def security_headers(response):
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    if request.endpoint != "static":
+        headers.setdefault("Cache-Control", "no-store")
+    if request.is_secure:
+        headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+    return response
+
+
+def refuse_if_database_down():
+    """The session could not be loaded because the database is unavailable."""
+    if g.get("database_error") is not None:
+        raise DatabaseUnavailable()
+
+
+def refuse_oversized_body():
+    """413 for a declared body over MAX_CONTENT_LENGTH, whether or not the view reads
+    it (Werkzeug alone only refuses a body when something reads it)."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if limit is not None and (request.content_length or 0) > limit:
+        raise RequestEntityTooLarge()
+
+
+def _wants_json() -> bool:
+    return request.blueprint in ("api", "health") or request.path.startswith("/api/")
+
+
+def render_error(status: int, message: str, headers=None):
+    if _wants_json():
+        response = jsonify(error=message)
+    else:
+        response = make_response(render_template("error.html", status=status, message=message))
+    response.status_code = status
+    response.headers.extend(headers or {})
+    return response
+
+
+def handle_http_error(error: HTTPException):
+    if error.code is None or error.code >= 500 and error.code != 503:
+        return handle_unexpected(error)
+    message = MESSAGES.get(error.code, error.name)
+    if isinstance(error, CSRFError):
+        message = CSRF_MESSAGE
+    elif _wants_json() and error.description and error.code == 404:
+        message = error.description
+    headers = {}
+    if getattr(error, "valid_methods", None):
+        headers["Allow"] = ", ".join(error.valid_methods)  # 405 must say what is allowed
+    if error.code == 401 and _wants_json():
+        headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    return render_error(error.code, message, headers)
+
+
+def handle_unexpected(error):
+    # The request failed part-way: whatever it changed in the session is not kept.
+    if hasattr(session, "discard"):
+        session.discard()
+    original = getattr(error, "original_exception", None) or error
+    if isinstance(original, UNAVAILABLE):
+        logger.warning("database unavailable: %s", type(original).__name__)
+        return render_error(503, MESSAGES[503])
+    logger.error("unhandled error", exc_info=original)
+    return render_error(500, "Something went wrong on our side. Please try again.")
+
+
+def session_ended(_error):
+    """A step whose session another request ended meanwhile: nothing was kept."""
+    return redirect(url_for("auth.login"))
+
+
+def init_app(app) -> None:
+    app.register_error_handler(SessionEnded, session_ended)
+    app.before_request(refuse_if_database_down)
+    app.before_request(refuse_oversized_body)
+    app.after_request(security_headers)
+    app.register_error_handler(HTTPException, handle_http_error)
+    for error_class in UNAVAILABLE:
+        app.register_error_handler(error_class, handle_unexpected)
+    app.register_error_handler(InternalServerError, handle_unexpected)
+    app.register_error_handler(Exception, handle_unexpected)

@@ -1,0 +1,136 @@
+"""The forms, with Flask-WTF (CSRF on every one). Fields validate shape only; the
+services decide what a value means."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, DateField, IntegerField, PasswordField, SelectField, StringField
+from wtforms.validators import (
+    EqualTo,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    ValidationError,
+)
+
+from ..accounts import settings
+from ..factors import passwords, recovery, totp
+
+
+class SingleValueStringField(StringField):
+    """A text field that refuses to pick one of several values sent under its name."""
+
+    def process_formdata(self, valuelist):
+        if len(valuelist) > 1:
+            self.data = None
+            raise ValueError("Send this field once.")
+        super().process_formdata(valuelist)
+
+
+class LoginForm(FlaskForm):
+    username = SingleValueStringField("Username", validators=[InputRequired(), Length(max=150)])
+    password = PasswordField(
+        "Password", validators=[InputRequired(), Length(max=passwords.MAX_LENGTH)]
+    )
+
+
+class CodeForm(FlaskForm):
+    code = SingleValueStringField(
+        "6-digit code from your authenticator app",
+        validators=[InputRequired(), Length(max=totp.MAX_CODE_INPUT)],
+    )
+
+
+class VerifyForm(CodeForm):
+    remember_device = BooleanField("Remember this device")
+
+
+class RecoveryCodeForm(FlaskForm):
+    recovery_code = SingleValueStringField(
+        "Recovery code", validators=[InputRequired(), Length(max=recovery.MAX_INPUT)]
+    )
+
+
+class ButtonForm(FlaskForm):
+    """A form that is only a button (and its CSRF token)."""
+
+
+class MfaSettingsForm(FlaskForm):
+    mfa_method = SelectField(
+        "Multi-Factor Authentication method", choices=dict(settings.MFA_METHODS)
+    )
+    remember_days = IntegerField(
+        "Remember devices for N days",
+        # Left out of the post: unchanged (older clients of this form send only the method).
+        validators=[Optional(), NumberRange(min=0, max=settings.REMEMBER_DAYS_MAX)],
+    )
+
+
+def _password(label: str):
+    return PasswordField(label, validators=[InputRequired(), Length(max=passwords.MAX_LENGTH)])
+
+
+class ConfirmIdentityForm(FlaskForm):
+    """The password and a current code (or, where allowed, a recovery code)."""
+
+    password = _password("Your password")
+    code = SingleValueStringField(
+        "6-digit code from your authenticator app", validators=[Length(max=totp.MAX_CODE_INPUT)]
+    )
+    recovery_code = SingleValueStringField(
+        "Or a recovery code", validators=[Length(max=recovery.MAX_INPUT)]
+    )
+
+
+class ChangePasswordForm(FlaskForm):
+    current_password = _password("Current password")
+    new_password = PasswordField(
+        "New password",
+        validators=[
+            InputRequired(),
+            Length(min=passwords.MIN_LENGTH, max=passwords.MAX_LENGTH),
+        ],
+    )
+    confirm_password = PasswordField(
+        "New password again",
+        validators=[InputRequired(), EqualTo("new_password", "The new passwords differ.")],
+    )
+
+
+# Administration (users, step-up, audit log).
+
+
+class StepUpPasswordForm(FlaskForm):
+    password = PasswordField(
+        "Your password", validators=[InputRequired(), Length(max=passwords.MAX_LENGTH)]
+    )
+
+
+class NewUserForm(FlaskForm):
+    username = SingleValueStringField("Username", validators=[InputRequired(), Length(max=150)])
+    password = PasswordField(
+        "Initial password (optional)",
+        validators=[Optional(), Length(max=passwords.MAX_LENGTH)],
+    )
+
+
+class UserSearchForm(FlaskForm):
+    class Meta:
+        csrf = False  # a GET search: it changes nothing
+
+    q = StringField("Search by username", validators=[Optional(), Length(max=150)])
+
+
+class AuditFilterForm(FlaskForm):
+    class Meta:
+        csrf = False  # a GET filter: it changes nothing
+
+    user = StringField("User", validators=[Optional(), Length(max=150)])
+    event = SelectField("Event type", choices={"": "All events"}, default="")
+    start = DateField("From (UTC)", validators=[Optional()])
+    end = DateField("To (UTC)", validators=[Optional()])
+
+    def validate_end(self, field):
+        if field.data and self.start.data and field.data < self.start.data:
+            raise ValidationError("The end date is before the start date.")

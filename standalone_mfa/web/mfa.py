@@ -1,0 +1,122 @@
+"""The second-factor pages: first-time set-up, the recovery codes shown once after
+it, and at each later login the code (or a recovery code)."""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    session,
+    url_for,
+)
+
+from ..accounts import settings
+from ..factors import devices, recovery, totp
+from ..signin import state, steps
+from . import qr
+from .forms import ButtonForm, CodeForm, RecoveryCodeForm, VerifyForm
+
+bp = Blueprint("mfa", __name__, url_prefix="/mfa")
+
+
+def _after(outcome: steps.StepOutcome):
+    """Show the outcome, then go where the session's state now says: on, the same
+    step, or the password."""
+    if outcome.message:
+        flash(outcome.message, "info" if outcome.ok else "error")
+    response = redirect(steps.landing_url(session))
+    if outcome.device_token:
+        devices.set_cookie(response, outcome.device_token, outcome.device_days)
+    return response
+
+
+@bp.route("/setup", methods=["GET", "POST"])
+def setup():
+    """Show a new secret as text and QR code; save it once the first code is right."""
+    form = CodeForm()
+    if form.is_submitted():
+        # A malformed code is still an attempt: it reaches the service as None.
+        return _after(steps.confirm_setup(session, form.code.data if form.validate() else None))
+    finished = steps.set_up_meanwhile(session)
+    if finished:  # a reload after another window finished: never show a dead secret
+        return _after(finished)
+    secret = steps.pending_secret(session)
+    username = session.user.username
+    uri = totp.provisioning_uri(secret, username)
+    return render_template(
+        "mfa/setup.html",
+        form=form,
+        secret=totp.grouped(secret),
+        qr_svg=qr.qr_svg(
+            uri,
+            label=f"QR code to add {username} to your authenticator app. "
+            "If you cannot scan it, type the secret key shown beside it.",
+        ),
+        issuer=current_app.config["MFA_ISSUER"],
+        username=username,
+        reset_at=session.user.mfa_reset_at,
+    )
+
+
+@bp.route("/verify", methods=["GET", "POST"])
+def verify():
+    """Ask for the current code from the user's authenticator app."""
+    form = VerifyForm()
+    if form.is_submitted():
+        valid = form.validate()
+        return _after(
+            steps.verify_code(
+                session,
+                form.code.data if valid else None,
+                remember=valid and bool(form.remember_device.data),
+            )
+        )
+    return render_template("mfa/verify.html", form=form, remember_days=settings.remember_days())
+
+
+@bp.route("/recovery", methods=["GET", "POST"], endpoint="recovery")
+def recovery_page():
+    """Sign in with one of the recovery codes instead of the app's code."""
+    form = RecoveryCodeForm()
+    if form.is_submitted():
+        raw = form.recovery_code.data if form.validate() else None
+        outcome = steps.use_recovery_code(session, raw)
+        if not outcome.ok and session.state == state.TOTP_VERIFY:
+            flash(outcome.message, "error")  # try again here, not on the code page
+            return redirect(url_for("mfa.recovery"))
+        return _after(outcome)
+    return render_template("mfa/recovery.html", form=form)
+
+
+@bp.route("/recovery-codes", methods=["GET", "POST"])
+def recovery_codes():
+    """Show new recovery codes once; "I have saved these codes" forgets them."""
+    form = ButtonForm()
+    codes = steps.shown_codes(session)
+    if form.validate_on_submit():
+        finishing_sign_in = session.state == state.RECOVERY_CODES
+        steps.codes_saved(session)
+        if finishing_sign_in:
+            return redirect(steps.landing_url(session))
+        return redirect(url_for("account.security"))  # new codes made on that page
+    if not codes:  # already saved, or never made in this session
+        return redirect(url_for("account.security"))
+    return render_template("mfa/recovery_codes.html", form=form, codes=codes)
+
+
+@bp.route("/recovery-codes.txt")
+def recovery_codes_download():
+    """The codes being shown, as a text file to keep."""
+    codes = steps.shown_codes(session)
+    if not codes:
+        return redirect(url_for("account.security"))
+    text = recovery.as_text(codes, session.user.username, current_app.config["MFA_ISSUER"])
+    return Response(
+        text,
+        mimetype="text/plain",
+        headers={"Content-Disposition": 'attachment; filename="recovery-codes.txt"'},
+    )
