@@ -20,8 +20,15 @@ from werkzeug.security import check_password_hash
 from standalone_mfa.accounts import settings
 from standalone_mfa.core import crypto
 from standalone_mfa.core.clock import now
-from standalone_mfa.core.db import create_tables, db, is_sqlite
-from standalone_mfa.core.models import ALL_MODELS, MfaThrottle, TotpCredential, User, WebSession
+from standalone_mfa.core.db import db, is_sqlite
+from standalone_mfa.core.models import (
+    ALL_MODELS,
+    MfaThrottle,
+    TotpCredential,
+    User,
+    WebSession,
+    create_tables,
+)
 from standalone_mfa.factors import passwords, totp
 from standalone_mfa.signin import state
 

@@ -9,22 +9,16 @@ import logging
 import os
 from pathlib import Path
 
-from flask import Flask, session
-from flask_login import LoginManager
-from flask_wtf.csrf import CSRFProtect
+from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from . import cli, web
 from .core import config as app_config
 from .core import db
 from .core.clock import SystemClock
 from .factors import passwords
-from .signin import state
-from .web import errors
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-
-csrf = CSRFProtect()
-login_manager = LoginManager()
 
 
 def create_app(test_config: dict | None = None, instance_path: str | None = None) -> Flask:
@@ -48,29 +42,8 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     _init_proxy(app)
     _init_logging()
     app.extensions["standalone_mfa.clock"] = app.config.pop("CLOCK", None) or SystemClock()
-
     db.init_app(app)
-    from .signin.sessions import ServerSessionInterface
-
-    app.session_interface = ServerSessionInterface()
-    errors.init_app(app)  # first: a database that is down answers 503 before any other check
-    # The guard runs before the CSRF check: a stale form posted from a session that
-    # has moved on (a double click racing the first click's rotation) is sent to its
-    # current step, not shown a 400. The guard changes nothing a forged POST could use.
-    app.before_request(state.guard)
-    csrf.init_app(app)
-    _init_login(app)
-
-    from . import cli
-    from .web import account, admin, api, auth, health, mfa
-
-    app.register_blueprint(auth.bp)
-    app.register_blueprint(mfa.bp)
-    app.register_blueprint(account.bp)
-    app.register_blueprint(admin.bp)
-    app.register_blueprint(api.bp)
-    app.register_blueprint(health.bp)
-    csrf.exempt(api.bp)  # bearer tokens, no cookies: nothing for a forged request to ride on
+    web.init_app(app)
     cli.init_app(app)
     return app
 
@@ -103,20 +76,3 @@ def _init_logging() -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
         audit_logger.addHandler(handler)
         audit_logger.setLevel(logging.INFO)
-
-
-def _init_login(app: Flask) -> None:
-    """Flask-Login sees a user only in a session that finished every step."""
-    login_manager.init_app(app)
-    login_manager.session_protection = None  # the session id already rotates on each step
-
-    @login_manager.user_loader
-    def no_user_from_cookie(_user_id):
-        # Never set (no remember cookie is issued); a forged one finds nobody.
-        return None
-
-    @login_manager.request_loader
-    def load_user_from_session(_request):
-        if session.state == state.AUTHENTICATED:
-            return session.user
-        return None

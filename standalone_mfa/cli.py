@@ -12,9 +12,10 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
 from .accounts import reset, settings, tokens, users
-from .core import audit_log, crypto, db
+from .core import audit as audit_log
+from .core import crypto, db
 from .core.clock import now
-from .core.models import TotpCredential, User, WebSession
+from .core.models import TotpCredential, User, WebSession, create_tables
 from .factors import passwords, throttle, totp
 from .ops import maintenance
 
@@ -59,7 +60,7 @@ def _user_or_exit(username: str) -> User:
 @clear_errors
 def init_db_command():
     """Create the tables (safe to run again) and a first admin if there is no user."""
-    db.create_tables()
+    create_tables()
     click.echo(f"Database ready: {_describe(current_app.config['DATABASE_URL'])}")
     if User.select().count() == 0:
         password = passwords.new_random_password()

@@ -15,8 +15,8 @@ import pytest
 from standalone_mfa import create_app
 from standalone_mfa.accounts.users import create_user
 from standalone_mfa.core.clock import FrozenClock
-from standalone_mfa.core.db import create_tables, db
-from standalone_mfa.core.models import ALL_MODELS
+from standalone_mfa.core.db import db
+from standalone_mfa.core.models import ALL_MODELS, create_tables
 
 # 12:00:00 UTC: the start of a 30-second time step.
 START = dt.datetime(2026, 11, 28, 12, 0, 0)

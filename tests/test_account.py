@@ -23,6 +23,7 @@ from conftest import PASSWORD, RECOVERY_CODE_RE, SECRET_RE, Browser
 
 from standalone_mfa.accounts import reset, settings, tokens
 from standalone_mfa.core.db import db
+from standalone_mfa.core.messages import MESSAGES
 from standalone_mfa.core.models import (
     ALL_MODELS,
     AuditEvent,
@@ -33,7 +34,6 @@ from standalone_mfa.core.models import (
     WebSession,
 )
 from standalone_mfa.factors import recovery, throttle
-from standalone_mfa.signin import steps
 
 NEW_PASSWORD = "a brand new passphrase for alice"
 DEVICE_COOKIE = "smfa_device"
@@ -399,7 +399,7 @@ def test_recovery_code_works_once_in_any_order_and_any_spelling(totp_app, new_br
         browser = pending_verify(new_browser)
         response = use_recovery_code(browser, typed)
         assert location(response) == "/mfa/recovery", typed
-        assert steps.WRONG_RECOVERY_CODE in text(browser.get("/mfa/recovery"))
+        assert MESSAGES["wrong_recovery_code"] in text(browser.get("/mfa/recovery"))
         assert not signed_in_as(browser, "alice")
     assert codes_left(totp_app, "alice") == 6
     assert ("recovery_code", "ok", "alice") in {r[:3] for r in audit_rows(totp_app)}
@@ -463,7 +463,7 @@ def test_wrong_recovery_codes_count_against_the_mfa_throttle_and_end_the_login(
     for attempt, typed in enumerate((UNKNOWN_RECOVERY_CODE, "not a recovery code"), start=3):
         response = use_recovery_code(browser, typed)
         assert location(response) == "/mfa/recovery"
-        assert steps.WRONG_RECOVERY_CODE in text(browser.get("/mfa/recovery"))
+        assert MESSAGES["wrong_recovery_code"] in text(browser.get("/mfa/recovery"))
         assert failures(totp_app, "alice") == attempt
     with totp_app.app_context():
         assert throttle.failures(User.get(User.username == "alice")) == 4
@@ -471,7 +471,7 @@ def test_wrong_recovery_codes_count_against_the_mfa_throttle_and_end_the_login(
     # The fifth failure ends the pending steps.
     response = use_recovery_code(browser, UNKNOWN_RECOVERY_CODE.upper())
     assert location(response) == "/login"
-    assert steps.TOO_MANY in text(browser.get("/login"))
+    assert MESSAGES["too_many_codes"] in text(browser.get("/login"))
     assert failures(totp_app, "alice") == 5
     assert location(browser.get("/mfa/recovery")).startswith("/login")
     assert not signed_in_as(browser, "alice")
@@ -499,7 +499,7 @@ def test_code_field_rejects_a_recovery_code(totp_app, new_browser):
     for typed in (code, code.replace("-", "")):
         response = browser.post("/mfa/verify", {"code": typed})
         assert location(response) == "/mfa/verify"
-        assert steps.WRONG_CODE in text(browser.get("/mfa/verify"))
+        assert MESSAGES["wrong_code"] in text(browser.get("/mfa/verify"))
         assert not signed_in_as(browser, "alice")
     assert failures(totp_app, "alice") == 2
     assert codes_left(totp_app, "alice") == 10
@@ -556,7 +556,7 @@ def test_sc21_new_recovery_codes_refuse_a_replayed_code(totp_app, new_browser):
     assert response.status_code == 200
     assert "That code is not right, or it was already used." in text(response)
     assert recovery_hashes(totp_app, "alice") == before
-    assert ("reauth", "failed", "alice", None, "code") in audit_rows(totp_app, "reauth")
+    assert ("reauth", "failed", "alice", "alice", "code") in audit_rows(totp_app, "reauth")
 
 
 def test_new_recovery_codes_void_the_old_set_and_are_shown_once(totp_app, new_browser):
@@ -705,7 +705,7 @@ def test_remembered_device_skips_the_code_but_never_the_password(totp_app, new_b
 
     response = browser.login(password="not the password at all")
     assert response.status_code == 200
-    assert steps.WRONG_PASSWORD in text(response)
+    assert MESSAGES["wrong_password_or_username"] in text(response)
     assert not signed_in_as(browser, "alice")
     assert location(browser.get("/account/security")).startswith("/login")
 
@@ -1097,7 +1097,7 @@ def test_sc21_new_authenticator_needs_the_password_and_a_code_or_recovery_code(
         (
             "unknown recovery code",
             {"password": PASSWORD, "recovery_code": UNKNOWN_RECOVERY_CODE},
-            "That code is not right",
+            "That recovery code is not right",
         ),
         (
             "recovery code, wrong password",
@@ -1200,7 +1200,7 @@ def test_sc21_change_password_needs_the_current_one_and_a_valid_new_one(totp_app
     browser.enrol()
     before = password_hash(totp_app, "alice")
     refused = [
-        ("wrong current", ("not my password", NEW_PASSWORD, None), "Your password is not right."),
+        ("wrong current", ("not my password", NEW_PASSWORD, None), "That password is not right."),
         ("mismatch", (PASSWORD, NEW_PASSWORD, NEW_PASSWORD + "!"), "The new passwords differ."),
         ("too short", (PASSWORD, "short", None), "8"),
         ("empty", (PASSWORD, "", None), "required"),
@@ -1242,7 +1242,7 @@ def test_sc21_change_password_ends_other_sessions_and_devices_and_tells_the_user
     assert ("password_changed", "ok", "alice") in {r[:3] for r in audit_rows(totp_app)}
 
     # The old password is refused, the new one works (and the device needs a code).
-    assert steps.WRONG_PASSWORD in text(new_browser().login(password=PASSWORD))
+    assert MESSAGES["wrong_password_or_username"] in text(new_browser().login(password=PASSWORD))
     assert location(device.login(password=NEW_PASSWORD)) == "/mfa/verify"
     assert location(device.post("/mfa/verify", {"code": fresh_code(device, secret)})) == "/"
     assert signed_in_as(device, "alice")
@@ -1291,7 +1291,7 @@ def test_far_or_unmatched_code_gets_the_plain_message(totp_app, new_browser, whe
     response = browser.post(path, {"code": code})
     assert location(response) == path
     page = text(browser.get(path))
-    assert steps.WRONG_CODE in page
+    assert MESSAGES["wrong_code"] in page
     assert "This code was valid" not in page and "clock may be wrong" not in page
     assert failures(totp_app, "alice") == 1
 
@@ -1322,7 +1322,7 @@ def test_no_drift_hint_while_throttled(totp_app, new_browser, clock, where):
     response = browser.post(path, {"code": browser.code(secret, -3)})
     assert location(response) == "/login"
     page = text(browser.get("/login"))
-    assert steps.TOO_MANY in page
+    assert MESSAGES["too_many_codes"] in page
     assert "This code was valid" not in page and "clock may be wrong" not in page
     assert failures(totp_app, "alice") == 6
 
@@ -1392,12 +1392,14 @@ def test_sc30_no_recovery_code_device_token_or_password_in_audit_or_logs(
 def test_nothing_kept_for_a_user_outlives_their_sign_in_in_the_session(totp_app):
     """Keys stored for the signed-in user (codes on show, a new authenticator being set
     up) are dropped when the session goes back to anonymous; flashed messages stay."""
+    from standalone_mfa.core.clock import now
     from standalone_mfa.signin import state
+    from standalone_mfa.core.clock import now
     from standalone_mfa.signin.sessions import ServerSession
 
     with totp_app.test_request_context("/"):
         web_session = ServerSession()
-        record = web_session.ensure_record()
+        record = web_session.ensure_record(now())
         record.state = state.AUTHENTICATED
         web_session.update(
             {
@@ -1406,7 +1408,7 @@ def test_nothing_kept_for_a_user_outlives_their_sign_in_in_the_session(totp_app)
                 "_flashes": [("info", "kept")],
             }
         )
-        state.fire(web_session, "mfa_required")
+        state.fire(web_session, "mfa_required", now())
         assert dict(web_session) == {"_flashes": [("info", "kept")]}
 
 

@@ -19,8 +19,8 @@ from conftest import PASSWORD, START, Browser, events
 
 from standalone_mfa.accounts import tokens
 from standalone_mfa.core import audit
+from standalone_mfa.core.config import DEFAULTS
 from standalone_mfa.core.models import MfaThrottle, User, WebSession
-from standalone_mfa.factors import throttle
 
 WRONG_PASSWORD = "not the right password at all"
 
@@ -214,7 +214,7 @@ def test_sc30_admin_events_recorded_without_secrets(totp_app, clock, new_browser
     codes.append(admin.code(root_secret))
     admin.post("/admin/step-up", {"code": codes[-1]})  # step-up ok
     cookies.add(admin.cookie())
-    set_code_failures(totp_app, "bob", throttle.LOCK_AFTER)
+    set_code_failures(totp_app, "bob", DEFAULTS["MFA_LOCK_AFTER"])
     for target, action in (("bob", "unlock"), ("alice", "grant-admin"), ("alice", "revoke-admin")):
         admin.get(f"/admin/users/{target}/{action}")
         admin.post(f"/admin/users/{target}/{action}")
@@ -232,8 +232,8 @@ def test_sc30_admin_events_recorded_without_secrets(totp_app, clock, new_browser
 
     seen = {(e.event, e.outcome, e.username, e.actor) for e in events(totp_app)}
     assert {
-        ("step_up", "failed", "root", "root"),
-        ("step_up", "ok", "root", "root"),
+        ("reauth", "failed", "root", "root"),
+        ("reauth", "ok", "root", "root"),
         ("unlock", "ok", "bob", "root"),
         ("admin_granted", "ok", "alice", "root"),
         ("admin_revoked", "ok", "alice", "root"),
@@ -311,7 +311,7 @@ def test_cli_audit_prune_needs_the_option(app):
 
 def test_api_users_lists_mfa_status(totp_app, clock, new_browser):
     new_browser().enrol("alice")
-    set_code_failures(totp_app, "bob", throttle.LOCK_AFTER)
+    set_code_failures(totp_app, "bob", DEFAULTS["MFA_LOCK_AFTER"])
     response = call(totp_app, "GET", "/api/v1/users", make_token(totp_app, "root"))
     assert response.status_code == 200
     body = response.get_json()
@@ -375,11 +375,11 @@ def test_sc24_api_users_needs_an_admin_token(app):
 
 
 def test_sc24_api_unlock_ignores_a_browser_session(app, clock):
-    set_code_failures(app, "bob", throttle.LOCK_AFTER)
+    set_code_failures(app, "bob", DEFAULTS["MFA_LOCK_AFTER"])
     admin = signed_in_root(app, clock)
     response = admin.client.post("/api/v1/users/bob/unlock")
     assert response.status_code == 401
-    assert code_failures(app, "bob") == throttle.LOCK_AFTER
+    assert code_failures(app, "bob") == DEFAULTS["MFA_LOCK_AFTER"]
 
 
 # --- POST /api/v1/users/<username>/unlock ----------------------------------------------------
@@ -388,7 +388,7 @@ def test_sc24_api_unlock_ignores_a_browser_session(app, clock):
 def test_api_unlock_clears_the_code_throttle_and_is_audited(totp_app, new_browser):
     alice = new_browser()
     alice.enrol()
-    set_code_failures(totp_app, "alice", throttle.LOCK_AFTER)
+    set_code_failures(totp_app, "alice", DEFAULTS["MFA_LOCK_AFTER"])
     token = make_token(totp_app, "root")
     response = call(totp_app, "POST", "/api/v1/users/alice/unlock", token)
     assert response.status_code == 200
@@ -418,13 +418,13 @@ def test_api_delete_totp_of_locked_user_without_credential_is_404_pointing_to_un
     # Stuck in set-up: no credential, but locked by wrong codes, and signed in pending.
     pending = new_browser()
     assert pending.login().headers["Location"] == "/mfa/setup"
-    set_code_failures(totp_app, "alice", throttle.LOCK_AFTER)
+    set_code_failures(totp_app, "alice", DEFAULTS["MFA_LOCK_AFTER"])
     token = make_token(totp_app, "root")
     response = call(totp_app, "DELETE", "/api/v1/users/alice/totp", token)
     assert response.status_code == 404
     assert "/api/v1/users/alice/unlock" in response.get_json()["error"]
     # Nothing was reset: no "an administrator reset your MFA" for a user who had none.
-    assert code_failures(totp_app, "alice") == throttle.LOCK_AFTER
+    assert code_failures(totp_app, "alice") == DEFAULTS["MFA_LOCK_AFTER"]
     assert sessions_of(totp_app, "alice") == 1
     assert events(totp_app, "totp_reset") == []
     with totp_app.app_context():
@@ -457,11 +457,11 @@ def test_cli_user_unlock_unknown_user_fails(app):
 
 
 def test_cli_mfa_reset_without_credential_points_to_unlock(totp_app):
-    set_code_failures(totp_app, "alice", throttle.LOCK_AFTER)
+    set_code_failures(totp_app, "alice", DEFAULTS["MFA_LOCK_AFTER"])
     result = cli(totp_app, "mfa", "reset", "alice")
     assert result.exit_code == 1
     assert "user unlock alice" in result.output
-    assert code_failures(totp_app, "alice") == throttle.LOCK_AFTER
+    assert code_failures(totp_app, "alice") == DEFAULTS["MFA_LOCK_AFTER"]
     assert events(totp_app, "totp_reset") == []
 
 

@@ -17,6 +17,7 @@ import pytest
 from conftest import PASSWORD, START, Browser, events, make_app
 
 from standalone_mfa.accounts.users import find_user
+from standalone_mfa.core.config import DEFAULTS
 from standalone_mfa.core.models import (
     AuditEvent,
     MfaThrottle,
@@ -146,12 +147,12 @@ def sign_in_with_code(browser, secret, username="alice"):
 
 def test_users_page_shows_admin_flag_mfa_status_dates_and_throttle(totp_app, clock, new_browser):
     new_browser().enrol("alice")  # set up at START, signed in at START
-    set_code_failures(totp_app, "bob", throttle.BACKOFF_AFTER)
+    set_code_failures(totp_app, "bob", DEFAULTS["MFA_BACKOFF_AFTER"])
     clock.advance(3600)
     admin, _ = admin_signed_in(totp_app, clock)
     with totp_app.app_context():
         User.create(username="carol", password_hash="x", created_at=START)
-    set_code_failures(totp_app, "carol", throttle.LOCK_AFTER)
+    set_code_failures(totp_app, "carol", DEFAULTS["MFA_LOCK_AFTER"])
 
     page = admin.page("/admin/users")
     assert listed_usernames(page) == ["alice", "bob", "carol", "root"]
@@ -293,7 +294,7 @@ def test_step_up_with_code_uses_up_the_step_counts_failures_and_is_audited(totp_
     assert code_failures(totp_app, "root") == 0
     assert admin.get("/admin/users/alice/unlock").status_code == 200
 
-    outcomes = [(e.outcome, e.detail, e.username, e.actor) for e in events(totp_app, "step_up")]
+    outcomes = [(e.outcome, e.detail, e.username, e.actor) for e in events(totp_app, "reauth")]
     assert outcomes == [
         ("failed", "code", "root", "root"),
         ("failed", "code", "root", "root"),
@@ -304,12 +305,12 @@ def test_step_up_with_code_uses_up_the_step_counts_failures_and_is_audited(totp_
     response = admin.post("/admin/step-up", {"code": code})
     assert response.headers["Location"].startswith("/admin/step-up")
     assert [e.username for e in events(totp_app, "totp_replay")] == ["root", "root"]
-    assert events(totp_app, "step_up")[-1].outcome == "failed"
+    assert events(totp_app, "reauth")[-1].outcome == "failed"
 
 
 def test_step_up_codes_are_throttled_like_sign_in_codes(totp_app, clock):
     admin, secret = admin_signed_in(totp_app, clock)
-    for _ in range(throttle.BACKOFF_AFTER):
+    for _ in range(DEFAULTS["MFA_BACKOFF_AFTER"]):
         admin.get("/admin/step-up")
         admin.post("/admin/step-up", {"code": "000000"})
     admin.get("/admin/step-up")
@@ -317,7 +318,7 @@ def test_step_up_codes_are_throttled_like_sign_in_codes(totp_app, clock):
     response = admin.post("/admin/step-up", {"code": admin.code(secret, steps=1)})
     assert response.headers["Location"].startswith("/admin/step-up")
     assert flashes(admin) == ["Too many wrong codes. Wait 1 second, then try again."]
-    assert events(totp_app, "step_up")[-1].outcome == "throttled"
+    assert events(totp_app, "reauth")[-1].outcome == "throttled"
     assert admin.get("/admin/users/alice/unlock").status_code == 302
     clock.advance(2)  # the back-off (1 s after the 5th failure) has passed
     step_up(admin, secret)
@@ -332,15 +333,15 @@ def test_step_up_password_counts_against_the_password_throttle(app, clock):
     with app.app_context():
         (row,) = PasswordThrottle.select()
         assert row.failures == 1
-    (failed,) = events(app, "step_up")
+    (failed,) = events(app, "reauth")
     assert (failed.outcome, failed.detail, failed.actor) == ("failed", "password", "root")
-    for _ in range(throttle.PASSWORD_BACKOFF_AFTER):
+    for _ in range(DEFAULTS["PASSWORD_BACKOFF_AFTER"]):
         admin.get("/admin/step-up")
         admin.post("/admin/step-up", {"password": WRONG_PASSWORD})
     admin.get("/admin/step-up")
     response = admin.post("/admin/step-up", {"password": PASSWORD})  # right, but must wait
     assert response.headers["Location"].startswith("/admin/step-up")
-    assert events(app, "step_up")[-1].outcome == "throttled"
+    assert events(app, "reauth")[-1].outcome == "throttled"
 
 
 def test_step_up_only_returns_to_admin_pages(app, clock):
@@ -382,7 +383,7 @@ def test_unlock_lets_a_locked_user_sign_in_again(totp_app, clock, new_browser):
     alice = new_browser()
     secret = alice.enrol()
     alice.logout()
-    set_code_failures(totp_app, "alice", throttle.LOCK_AFTER)
+    set_code_failures(totp_app, "alice", DEFAULTS["MFA_LOCK_AFTER"])
     response = sign_in_with_code(alice, secret)
     assert response.headers["Location"] == "/mfa/verify"
     assert "locked" in alice.page("/mfa/verify")
@@ -581,7 +582,7 @@ def test_sc24_anonymous_and_normal_user_cannot_act(app, clock, new_browser, acti
     assert alice.post("/admin/step-up", {"password": PASSWORD}).status_code == 403
     assert alice.post("/admin/users/new", {"username": "mallory"}).status_code == 403
     assert state_snapshot(app) == before
-    assert [e.event for e in events(app)].count("step_up") == 0
+    assert [e.event for e in events(app)].count("reauth") == 0
 
 
 def test_sc24_normal_user_sees_no_users_page(app, browser):
@@ -607,7 +608,7 @@ def test_sc24_admin_pending_mfa_cannot_reach_user_pages(totp_app, clock, new_bro
     response = pending.post("/admin/users/alice/grant-admin")
     assert response.headers["Location"] == "/mfa/verify"
     assert state_snapshot(totp_app) == before
-    assert events(totp_app, "step_up") == []
+    assert events(totp_app, "reauth") == []
 
 
 # --- SC-25: POST only, CSRF, confirmation -----------------------------------------------------
@@ -630,7 +631,7 @@ def test_sc25_user_actions_need_post_with_csrf(app, clock, new_browser, action):
     response = admin.post(f"/admin/users/bob/{action}", {"csrf_token": attacker.token})
     assert response.status_code == 400
     assert state_snapshot(app) == before
-    assert not [e for e in events(app) if e.actor == "root" and e.event != "step_up"]
+    assert not [e for e in events(app) if e.actor == "root" and e.event != "reauth"]
 
 
 def test_sc25_create_user_needs_csrf(app, clock):
@@ -655,7 +656,7 @@ def test_sc25_every_user_action_is_audited_with_actor_target_outcome(totp_app, c
     done = [
         (e.event, e.username, e.actor, e.outcome, e.ip)
         for e in events(totp_app)
-        if e.actor == "root" and e.event != "step_up"
+        if e.actor == "root" and e.event != "reauth"
     ]
     assert done == [
         ("unlock", "bob", "root", "ok", "127.0.0.1"),
@@ -722,15 +723,16 @@ def test_password_back_off_is_shown_and_cleared_by_unlock(app, clock):
     """Eleven wrong passwords make alice wait; the Users page says so and Unlock
     lets her try again at once."""
     from standalone_mfa.accounts import administration
-    from standalone_mfa.factors import throttle
 
     guesser = Browser(app, clock)
-    for _ in range(throttle.PASSWORD_BACKOFF_AFTER + 1):
+    for _ in range(DEFAULTS["PASSWORD_BACKOFF_AFTER"] + 1):
         guesser.login("alice", "wrong password")
         clock.advance(1)
     with app.app_context():
         row = administration.row_for(find_user("alice"))
-        assert row.password_throttled and row.password_failures > throttle.PASSWORD_BACKOFF_AFTER
+        assert (
+            row.password_throttled and row.password_failures > DEFAULTS["PASSWORD_BACKOFF_AFTER"]
+        )
         assert row.as_json()["password_throttled"] is True
         assert throttle.unlock(find_user("alice"), actor="root") > 0
         row = administration.row_for(find_user("alice"))

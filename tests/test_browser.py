@@ -35,10 +35,11 @@ from playwright.sync_api import Page, expect, sync_playwright
 from standalone_mfa import create_app
 from standalone_mfa.accounts import reset, settings, tokens
 from standalone_mfa.accounts.users import create_user, find_user
-from standalone_mfa.core.db import create_tables, db
-from standalone_mfa.core.models import AuditEvent, MfaThrottle, User, WebSession
+from standalone_mfa.core.config import DEFAULTS
+from standalone_mfa.core.db import db
+from standalone_mfa.core.models import AuditEvent, MfaThrottle, User, WebSession, create_tables
 from standalone_mfa.core.pagination import PER_PAGE
-from standalone_mfa.factors import recovery, throttle, totp
+from standalone_mfa.factors import recovery, totp
 from standalone_mfa.instance import write_config
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
@@ -1006,7 +1007,7 @@ def test_admin_steps_up_then_resets_one_user_and_unlocks_another(
     user.expect_status("An administrator reset your two-factor authentication")
 
     # Another user guessed codes until each try has to wait (16 s after the 9th).
-    site.throttle_codes(guesser, failures=throttle.BACKOFF_AFTER + 4)
+    site.throttle_codes(guesser, failures=DEFAULTS["MFA_BACKOFF_AFTER"] + 4)
     user.page.context.clear_cookies()
     user.sign_in(guesser)
     user.expect_path("/mfa/verify")

@@ -11,8 +11,8 @@ import psycopg2
 import pytest
 from conftest import PASSWORD, Browser, make_app
 
-from standalone_mfa.core.db import create_tables, db
-from standalone_mfa.core.models import AuditEvent, User, WebSession
+from standalone_mfa.core.db import db
+from standalone_mfa.core.models import AuditEvent, User, WebSession, create_tables
 from standalone_mfa.factors import passwords
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from conftest import PASSWORD, Browser
 
 from standalone_mfa.accounts.users import create_user, find_user
+from standalone_mfa.core.config import DEFAULTS
 from standalone_mfa.core.models import MfaThrottle, PasswordThrottle, WebSession
 from standalone_mfa.factors import throttle
 from standalone_mfa.ops import maintenance
@@ -94,10 +95,10 @@ def test_prune_keeps_a_password_counter_for_a_day(app, clock):
     """A counter whose back-off ended is still kept for a day: the next wrong password
     carries on from it (and is throttled at once) instead of starting from zero."""
     guesser = Browser(app, clock)
-    failures = throttle.PASSWORD_BACKOFF_AFTER + 3
+    failures = DEFAULTS["PASSWORD_BACKOFF_AFTER"] + 3
     for _ in range(failures):
         guesser.login("alice", "guess")
-        clock.advance(throttle.MAX_DELAY)
+        clock.advance(DEFAULTS["BACKOFF_MAX_SECONDS"])
     clock.advance(23 * HOUR)
     assert prune(app, clock)["password_throttles"] == 0
     guesser.login("alice", "guess")  # failure number failures + 1

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from standalone_mfa.core.messages import MESSAGES
 from standalone_mfa.core.models import TotpCredential, WebSession
-from standalone_mfa.signin.state import AUTHENTICATED, EXPIRED_MESSAGE
+from standalone_mfa.signin.state import AUTHENTICATED
 
 
 def test_disabled_method_signs_in_with_password_only(browser):
@@ -70,7 +71,7 @@ def test_setup_expires_after_ten_minutes_and_reload_does_not_extend(totp_app, br
     clock.advance(20)
     response = browser.post("/mfa/setup", {"code": browser.code(secret)})
     assert response.headers["Location"].startswith("/login")
-    assert EXPIRED_MESSAGE in browser.page("/login")
+    assert MESSAGES["expired"] in browser.page("/login")
     with totp_app.app_context():
         assert TotpCredential.select().count() == 0
 
@@ -83,7 +84,7 @@ def test_verify_expires_after_five_minutes(totp_app, browser, new_browser, clock
     clock.advance(301)
     response = later.post("/mfa/verify", {"code": later.code(secret)})
     assert response.headers["Location"].startswith("/login")
-    assert EXPIRED_MESSAGE in later.page("/login")
+    assert MESSAGES["expired"] in later.page("/login")
     assert later.get("/").status_code == 302
 
 

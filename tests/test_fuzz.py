@@ -497,8 +497,8 @@ ALLOWED_NEW_AUDIT = {
     ("recovery_code", "failed"),
     ("reauth", "failed"),
     ("reauth", "throttled"),
-    ("step_up", "failed"),
-    ("step_up", "throttled"),
+    ("reauth", "failed"),
+    ("reauth", "throttled"),
     ("totp_reenrolled", "failed"),
 }
 SESSION_IDENTITY = (

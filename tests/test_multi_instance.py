@@ -27,9 +27,10 @@ from conftest import FAST_HASH, PASSWORD, together
 from standalone_mfa import create_app
 from standalone_mfa.accounts import settings
 from standalone_mfa.accounts.users import create_user, find_user
+from standalone_mfa.core.config import DEFAULTS
 from standalone_mfa.core.crypto import generate_key
-from standalone_mfa.core.db import create_tables, db
-from standalone_mfa.core.models import ALL_MODELS, AuditEvent, TotpCredential
+from standalone_mfa.core.db import db
+from standalone_mfa.core.models import ALL_MODELS, AuditEvent, TotpCredential, create_tables
 from standalone_mfa.factors import throttle, totp
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
@@ -282,16 +283,20 @@ def test_sc07_throttle_reached_on_one_instance_holds_on_the_other(cluster):
     # Wrong codes through both instances: 5 end the pending login; each further one
     # comes after the back-off and is counted by the same per-account counter.
     guesser = Visitor()
-    for failure in range(1, throttle.BACKOFF_AFTER + 3):
-        instance = a if failure <= throttle.BACKOFF_AFTER or failure % 2 else b
+    for failure in range(1, DEFAULTS["MFA_BACKOFF_AFTER"] + 3):
+        instance = a if failure <= DEFAULTS["MFA_BACKOFF_AFTER"] or failure % 2 else b
         if guesser.get(instance, "/mfa/verify").status_code != 200:
             assert guesser.login(instance, username).headers["Location"] == "/mfa/verify"
             guesser.get(instance, "/mfa/verify")
-        time.sleep(throttle.delay_after(failure - 1))
+        time.sleep(
+            throttle.delay_after(
+                failure - 1, DEFAULTS["MFA_BACKOFF_AFTER"], DEFAULTS["BACKOFF_MAX_SECONDS"]
+            )
+        )
         response = guesser.post(instance, "/mfa/verify", {"code": wrong_code(secret)})
         assert response.status_code == 302
     with app.app_context():
-        assert throttle.failures(find_user(username)) == throttle.BACKOFF_AFTER + 2
+        assert throttle.failures(find_user(username)) == DEFAULTS["MFA_BACKOFF_AFTER"] + 2
 
     # The right code, on B, within the back-off that the last failure started (4 s).
     response = waiting.post(b, "/mfa/verify", {"code": pyotp.TOTP(secret).now()})
@@ -307,9 +312,13 @@ def test_sc07_password_throttle_reached_on_one_instance_holds_on_the_other(clust
     app, (a, b) = cluster
     username, _secret = user_with_credential(app, "sprayed")
     guesser = Visitor()
-    failures = throttle.PASSWORD_BACKOFF_AFTER + 2
+    failures = DEFAULTS["PASSWORD_BACKOFF_AFTER"] + 2
     for failure in range(1, failures + 1):
-        time.sleep(throttle.delay_after(failure - 1, throttle.PASSWORD_BACKOFF_AFTER))
+        time.sleep(
+            throttle.delay_after(
+                failure - 1, DEFAULTS["PASSWORD_BACKOFF_AFTER"], DEFAULTS["BACKOFF_MAX_SECONDS"]
+            )
+        )
         response = guesser.login(a if failure % 2 else b, username, "not the password")
         assert response.status_code == 200
         assert "Too many" not in response.text, f"failure {failure} was throttled"

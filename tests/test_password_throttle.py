@@ -7,8 +7,9 @@ import re
 import pytest
 from conftest import PASSWORD
 
+from standalone_mfa.core.config import DEFAULTS
 from standalone_mfa.core.models import AuditEvent
-from standalone_mfa.factors import passwords, throttle
+from standalone_mfa.factors import passwords
 
 MESSAGE_RE = re.compile(r'class="message message-error" role="alert">([^<]+)<')
 
@@ -27,7 +28,7 @@ def _fail_times(person, username, times):
 
 @pytest.mark.parametrize("username", ["alice", "nobody-by-this-name"])
 def test_sc07_wrong_passwords_back_off_per_username_known_or_not(new_browser, clock, username):
-    _fail_times(new_browser(), username, throttle.PASSWORD_BACKOFF_AFTER)
+    _fail_times(new_browser(), username, DEFAULTS["PASSWORD_BACKOFF_AFTER"])
     # A fresh browser (new session, new cookie) meets the same counter.
     _, message = _attempt(new_browser(), username, PASSWORD)
     assert message == (
@@ -42,12 +43,12 @@ def test_sc07_wrong_passwords_back_off_per_username_known_or_not(new_browser, cl
 
 
 def test_sc07_right_password_after_the_wait_signs_in_and_resets(new_browser, clock, app):
-    _fail_times(new_browser(), "alice", throttle.PASSWORD_BACKOFF_AFTER)
+    _fail_times(new_browser(), "alice", DEFAULTS["PASSWORD_BACKOFF_AFTER"])
     clock.advance(1)
     response, _ = _attempt(new_browser(), "alice", PASSWORD)
     assert response.headers["Location"] == "/"
     # Counting starts over: nine more wrong passwords do not throttle.
-    _fail_times(new_browser(), "alice", throttle.PASSWORD_BACKOFF_AFTER - 1)
+    _fail_times(new_browser(), "alice", DEFAULTS["PASSWORD_BACKOFF_AFTER"] - 1)
     response, _ = _attempt(new_browser(), "alice", PASSWORD)
     assert response.headers["Location"] == "/"
 
@@ -55,7 +56,7 @@ def test_sc07_right_password_after_the_wait_signs_in_and_resets(new_browser, clo
 def test_sc08_while_throttled_the_password_is_not_checked_and_nothing_leaks(
     new_browser, monkeypatch, app
 ):
-    _fail_times(new_browser(), "alice", throttle.PASSWORD_BACKOFF_AFTER)
+    _fail_times(new_browser(), "alice", DEFAULTS["PASSWORD_BACKOFF_AFTER"])
     checked = []
     real_check = passwords.check_password
     monkeypatch.setattr(
@@ -74,13 +75,13 @@ def test_sc08_while_throttled_the_password_is_not_checked_and_nothing_leaks(
 
 
 def test_sc07_one_username_does_not_throttle_another(new_browser):
-    _fail_times(new_browser(), "alice", throttle.PASSWORD_BACKOFF_AFTER + 3)
+    _fail_times(new_browser(), "alice", DEFAULTS["PASSWORD_BACKOFF_AFTER"] + 3)
     response, _ = _attempt(new_browser(), "bob", PASSWORD)
     assert response.headers["Location"] == "/"
 
 
 def test_username_case_and_spaces_share_one_counter(new_browser):
-    for n in range(throttle.PASSWORD_BACKOFF_AFTER):
+    for n in range(DEFAULTS["PASSWORD_BACKOFF_AFTER"]):
         _attempt(new_browser(), ["alice", "ALICE", " Alice "][n % 3], f"wrong {n}")
     _, message = _attempt(new_browser(), "alice", PASSWORD)
     assert "Wait" in message

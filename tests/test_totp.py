@@ -8,6 +8,7 @@ import concurrent.futures
 
 import pytest
 
+from standalone_mfa.core.config import DEFAULTS
 from standalone_mfa.core.models import AuditEvent, MfaThrottle, TotpCredential, User
 from standalone_mfa.factors import throttle, totp
 
@@ -243,9 +244,18 @@ def test_sc07_failures_are_per_account_and_survive_new_logins(
 
 
 def test_sc07_backoff_doubles_and_is_capped(app):
-    assert [throttle.delay_after(n) for n in range(4, 9)] == [0, 1, 2, 4, 8]
-    assert throttle.delay_after(20) == 15 * 60
-    assert throttle.delay_after(49) == 15 * 60
+    assert [
+        throttle.delay_after(n, DEFAULTS["MFA_BACKOFF_AFTER"], DEFAULTS["BACKOFF_MAX_SECONDS"])
+        for n in range(4, 9)
+    ] == [0, 1, 2, 4, 8]
+    assert (
+        throttle.delay_after(20, DEFAULTS["MFA_BACKOFF_AFTER"], DEFAULTS["BACKOFF_MAX_SECONDS"])
+        == 15 * 60
+    )
+    assert (
+        throttle.delay_after(49, DEFAULTS["MFA_BACKOFF_AFTER"], DEFAULTS["BACKOFF_MAX_SECONDS"])
+        == 15 * 60
+    )
 
 
 def test_sc07_parallel_burst_counts_every_attempt_and_cannot_exceed_limit(totp_app, browser):

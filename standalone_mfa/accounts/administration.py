@@ -1,6 +1,6 @@
-"""What administrators do to accounts, besides resetting a second factor (`reset`)
-and unlocking one (`throttle.unlock`): the list of users with their MFA status,
-creating a user, granting and revoking administrator rights (never leaving the site
+"""What administrators do to accounts, besides creating one (`users`), resetting a
+second factor (`reset`) and unlocking one (`throttle.unlock`): the list of users with
+their MFA status, granting and revoking administrator rights (never leaving the site
 without an administrator), and ending a user's sessions. Every change is audited
 with the actor, the target and the outcome."""
 
@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from peewee import fn
 
 from ..core import audit
+from ..core.audit import NO_CLIENT, Client
 from ..core.db import is_sqlite, write_transaction
 from ..core.models import AuditEvent, MfaThrottle, TotpCredential, User
 from ..core.pagination import PER_PAGE, Page, paginate
-from ..factors import passwords, throttle
+from ..factors import throttle
 from ..signin import sessions
 from . import users
 
@@ -111,24 +112,14 @@ def _rows(page_of_users: list[User]) -> list[UserRow]:
             code_throttle=throttle.describe(failures.get(user.id, 0)),
             password_failures=password_failures.get(user.username, 0),
             password_throttled=(
-                password_failures.get(user.username, 0) >= throttle.PASSWORD_BACKOFF_AFTER
+                password_failures.get(user.username, 0) >= throttle.policy().password_backoff_after
             ),
         )
         for user in page_of_users
     ]
 
 
-def create_user(username: str, password: str | None, *, actor: str) -> tuple[User, str | None]:
-    """Create a user with the typed password, or a generated one that is returned (to
-    be shown once) and stored nowhere but as its hash. Raises `users.UserError`."""
-    generated = None
-    if not password:
-        generated = password = passwords.new_random_password()
-    # Not inside a write transaction: hashing the password would hold SQLite's lock.
-    return users.create_user(username, password, actor=actor), generated
-
-
-def set_admin(user: User, is_admin: bool, *, actor: str) -> str:
+def set_admin(user: User, is_admin: bool, *, actor: str, client: Client = NO_CLIENT) -> str:
     """Grant or revoke administrator rights. The last administrator is never revoked:
     the administrators' rows are locked first (PostgreSQL; SQLite's write lock covers
     it), so two administrators revoking each other at once cannot both succeed."""
@@ -151,13 +142,21 @@ def set_admin(user: User, is_admin: bool, *, actor: str) -> str:
             user=user,
             actor=actor,
             detail="last administrator" if outcome == LAST_ADMIN else None,
+            client=client,
         )
     return outcome
 
 
-def end_sessions(user: User, *, actor: str) -> int:
+def end_sessions(user: User, *, actor: str, client: Client = NO_CLIENT) -> int:
     """Sign a user out everywhere (a stolen laptop, a departing colleague)."""
     with write_transaction():
         ended = sessions.end_sessions_of(user)
-        audit.record("session_revoked", "ok", user=user, actor=actor, detail=f"{ended} sessions")
+        audit.record(
+            "session_revoked",
+            "ok",
+            user=user,
+            actor=actor,
+            detail=f"{ended} sessions",
+            client=client,
+        )
     return ended

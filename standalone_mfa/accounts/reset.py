@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..core import audit
+from ..core.audit import NO_CLIENT, Client
 from ..core.clock import now
 from ..core.db import write_transaction
 from ..core.models import User
@@ -10,7 +11,7 @@ from ..factors import devices, recovery, throttle, totp
 from ..signin import sessions
 
 
-def reset_totp(user, *, actor: str) -> bool:
+def reset_totp(user, *, actor: str, client: Client = NO_CLIENT) -> bool:
     """Delete the credential and its replay state, the recovery codes and remembered
     devices, clear the throttle, end every session of the user. Returns False (and
     changes nothing) if the user has no authenticator."""
@@ -18,11 +19,18 @@ def reset_totp(user, *, actor: str) -> bool:
         if totp.credential_of(user) is None:  # a locked set-up is unlocked, not reset
             return False
         # Devices first: deleting the credential would cascade them away unaudited.
-        devices.forget_all(user, actor=actor, reason="reset")
+        devices.forget_all(user, actor=actor, reason="reset", client=client)
         totp.delete_credential(user)
         recovery.delete_codes(user)
         throttle.clear(user)
         ended = sessions.end_sessions_of(user)
         User.update(mfa_reset_at=now()).where(User.id == user.id).execute()
-        audit.record("totp_reset", "ok", user=user, actor=actor, detail=f"{ended} sessions ended")
+        audit.record(
+            "totp_reset",
+            "ok",
+            user=user,
+            actor=actor,
+            detail=f"{ended} sessions ended",
+            client=client,
+        )
     return True

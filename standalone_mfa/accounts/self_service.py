@@ -5,19 +5,17 @@ the second factor is touched) and is audited; the user is told each time (SC-21)
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 from flask import current_app
 
-from ..core import audit, crypto
+from ..core import audit, crypto, messages
 from ..core.clock import clock, now
 from ..core.db import write_transaction
-from ..core.models import AuditEvent, User, WebSession
-from ..factors import devices, passwords, recovery, throttle, totp
+from ..core.models import AuditEvent, User
+from ..factors import devices, passwords, proofs, recovery, totp
 from ..signin import sessions
 from ..signin.sessions import ServerSession
-from ..signin.steps import seconds, show_codes
 
 SIGN_IN_EVENTS = (
     "login",
@@ -34,14 +32,6 @@ SIGN_IN_EVENTS = (
 NEW_SECRET_KEY = "new_authenticator"
 NEW_SECRET_SINCE_KEY = "new_authenticator_since"
 
-WRONG_PASSWORD = "Your password is not right."
-WRONG_CODE = "That code is not right, or it was already used."
-NEED_CODE = "Enter the current code from your authenticator app."
-NEED_CODE_OR_RECOVERY = "Enter the current code from your authenticator app, or a recovery code."
-WAIT_PASSWORD = "Too many wrong passwords. Wait {wait}, then try again."
-WAIT_CODE = "Too many wrong codes. Wait {wait}, then try again."
-LOCKED = "Your two-factor sign-in is locked after too many wrong codes. Ask an administrator."
-
 
 @dataclass(frozen=True)
 class Overview:
@@ -57,7 +47,7 @@ def overview(user: User) -> Overview:
         credential=totp.credential_of(user),
         recovery_codes_left=recovery.remaining(user),
         devices=devices.active_devices(user),
-        sessions=live_sessions(user),
+        sessions=sessions.live_sessions_of(user, now()),
         events=list(
             AuditEvent.select()
             .where((AuditEvent.username == user.username) & AuditEvent.event.in_(SIGN_IN_EVENTS))
@@ -67,81 +57,17 @@ def overview(user: User) -> Overview:
     )
 
 
-def live_sessions(user: User) -> list[WebSession]:
-    """The user's sessions still within the idle and absolute limits (expired rows wait
-    for `prune` but are dead: the server refuses them)."""
-    config = current_app.config
-    at = now()
-    idle = at - dt.timedelta(seconds=config["SESSION_IDLE_TIMEOUT"])
-    absolute = at - dt.timedelta(seconds=config["SESSION_ABSOLUTE_TIMEOUT"])
-    return list(
-        WebSession.select()
-        .where(
-            (WebSession.user == user)
-            & (WebSession.last_seen_at >= idle)
-            & (WebSession.created_at >= absolute)
-        )
-        .order_by(WebSession.last_seen_at.desc())
-    )
-
-
-def confirm_password(user: User, password: str | None) -> str | None:
-    """Check the user's own password again (throttled like sign-in)."""
-    attempt = throttle.begin_password_attempt(user.username)
-    if not attempt.allowed:
-        audit.record("reauth", "throttled", user=user, detail="password")
-        return WAIT_PASSWORD.format(wait=seconds(attempt.retry_after))
-    if not passwords.check_password(user, password or ""):
-        audit.record("reauth", "failed", user=user, detail="password")
-        return WRONG_PASSWORD
-    throttle.password_success(user.username)
-    return None
-
-
-def confirm_identity(
-    user: User,
-    password: str | None,
-    code: str | None,
-    recovery_code: str | None = None,
-    *,
-    allow_recovery: bool = False,
-) -> str | None:
-    """Check the password, then (if the user has an authenticator) a current code or,
-    where allowed, a recovery code. None when both are right; else what to say. Both
-    checks count against the same throttles as sign-in; a code's step is consumed."""
-    problem = confirm_password(user, password)
-    if problem:
-        return problem
-    credential = totp.credential_of(user)
-    if credential is None:
-        return None
-    if not (code or (allow_recovery and recovery_code)):
-        return NEED_CODE_OR_RECOVERY if allow_recovery else NEED_CODE
-    attempt = throttle.begin_attempt(user)
-    if not attempt.allowed:
-        audit.record("totp_throttled", "locked" if attempt.locked else "wait", user=user)
-        return LOCKED if attempt.locked else WAIT_CODE.format(wait=seconds(attempt.retry_after))
-    if code:
-        normalized = totp.normalize_code(code, credential.digits)
-        step = totp.check_code(credential, normalized) if normalized else None
-        fresh = step is not None and step > credential.last_used_step
-        if fresh and totp.consume_step(credential, step):
-            throttle.record_success(user)
-            audit.record("reauth", "ok", user=user, detail="code")
-            return None
-    elif recovery.spend(user, recovery_code):
-        throttle.record_success(user)
-        audit.record("recovery_code", "ok", user=user, detail="account page")
-        return None
-    audit.record("reauth", "failed", user=user, detail="code" if code else "recovery code")
-    return WRONG_CODE
-
-
 def regenerate_recovery_codes(web_session: ServerSession, user: User) -> None:
     """A new set of codes, voiding the old; they are shown once on the codes page."""
     with sessions.transition(web_session):
-        show_codes(web_session, recovery.replace_codes(user))
-        audit.record("recovery_codes_generated", "ok", user=user, actor=user.username)
+        sessions.show_codes(web_session, recovery.replace_codes(user))
+        audit.record(
+            "recovery_codes_generated",
+            "ok",
+            user=user,
+            actor=user.username,
+            client=web_session.client,
+        )
 
 
 def start_new_authenticator(web_session: ServerSession) -> None:
@@ -171,24 +97,32 @@ def confirm_new_authenticator(web_session: ServerSession, user: User, raw: str |
     devices of the old one and every other session end. None, or what to say."""
     secret = new_authenticator_secret(web_session)
     if secret is None:
-        return "Setting up the new app took too long. Start again."
-    attempt = throttle.begin_attempt(user)
-    if not attempt.allowed:
-        return LOCKED if attempt.locked else WAIT_CODE.format(wait=seconds(attempt.retry_after))
-    code = totp.normalize_code(raw)
-    step = totp.match_pending(secret, code) if code else None
-    if step is None:
-        audit.record("totp_reenrolled", "failed", user=user)
-        return WRONG_CODE
-    with sessions.transition(web_session):
+        return messages.text("new_authenticator_expired")
+    client = web_session.client
+    with proofs.code(
+        user,
+        raw,
+        secret=secret,
+        client=client,
+        transaction=lambda: sessions.transition(web_session),
+    ) as proof:
+        if not proof.ok:
+            if not proof.throttled:
+                audit.record("totp_reenrolled", "failed", user=user, client=client)
+            return proof.message()
         # Devices first: replacing the credential would cascade them away unaudited.
-        devices.forget_all(user, actor=user.username, reason="new authenticator")
-        totp.replace_credential(user, secret, step)
-        throttle.record_success(user)
-        ended = _end_other_sessions(web_session, user)
+        devices.forget_all(user, actor=user.username, reason="new authenticator", client=client)
+        totp.replace_credential(user, secret, proof.step)
+        ended = sessions.end_other_sessions(web_session, user)
         cancel_new_authenticator(web_session)
         web_session.rotate()
-        audit.record("totp_reenrolled", "ok", user=user, detail=f"{ended} other sessions ended")
+        audit.record(
+            "totp_reenrolled",
+            "ok",
+            user=user,
+            detail=f"{ended} other sessions ended",
+            client=client,
+        )
     return None
 
 
@@ -199,16 +133,24 @@ def change_password(web_session: ServerSession, user: User, new_password: str) -
         User.update(password_hash=passwords.hash_password(new_password)).where(
             User.id == user.id
         ).execute()
-        devices.forget_all(user, actor=user.username, reason="password changed")
-        ended = _end_other_sessions(web_session, user)
+        devices.forget_all(
+            user, actor=user.username, reason="password changed", client=web_session.client
+        )
+        ended = sessions.end_other_sessions(web_session, user)
         web_session.rotate()
-        audit.record("password_changed", "ok", user=user, detail=f"{ended} other sessions ended")
+        audit.record(
+            "password_changed",
+            "ok",
+            user=user,
+            detail=f"{ended} other sessions ended",
+            client=web_session.client,
+        )
     return ended
 
 
 def sign_out_other_sessions(web_session: ServerSession, user: User) -> int:
     with write_transaction():
-        ended = _end_other_sessions(web_session, user)
+        ended = sessions.end_other_sessions(web_session, user)
         if ended:
             audit.record(
                 "session_revoked",
@@ -216,18 +158,13 @@ def sign_out_other_sessions(web_session: ServerSession, user: User) -> int:
                 user=user,
                 actor=user.username,
                 detail=f"{ended} other sessions",
+                client=web_session.client,
             )
     return ended
 
 
-def forget_devices(user: User) -> int:
+def forget_devices(web_session: ServerSession, user: User) -> int:
     with write_transaction():
-        return devices.forget_all(user, actor=user.username, reason="by the user")
-
-
-def _end_other_sessions(web_session: ServerSession, user: User) -> int:
-    return (
-        WebSession.delete()
-        .where((WebSession.user == user) & (WebSession.id != web_session.record.id))
-        .execute()
-    )
+        return devices.forget_all(
+            user, actor=user.username, reason="by the user", client=web_session.client
+        )

@@ -4,6 +4,7 @@ remembered), stored in the database so every process sees the same choice."""
 from __future__ import annotations
 
 from ..core import audit
+from ..core.audit import NO_CLIENT, Client
 from ..core.db import write_transaction
 from ..core.models import Setting
 from ..factors import devices
@@ -28,14 +29,14 @@ def remember_days() -> int:
     return days if 0 <= days <= REMEMBER_DAYS_MAX else 0
 
 
-def set_mfa_method(method: str, *, actor: str) -> bool:
+def set_mfa_method(method: str, *, actor: str, client: Client = NO_CLIENT) -> bool:
     """Store the method; returns whether it changed. Every save is audited."""
     if method not in MFA_METHODS:
         raise ValueError(f"unknown MFA method {method!r}")
-    return _store("mfa_method", method, mfa_method, "mfa_method_changed", actor)
+    return _store("mfa_method", method, mfa_method, "mfa_method_changed", actor, client)
 
 
-def set_remember_days(days: int, *, actor: str) -> bool:
+def set_remember_days(days: int, *, actor: str, client: Client = NO_CLIENT) -> bool:
     """Store the number of days (0 to 31); returns whether it changed. Audited. Devices
     remembered before are forgotten (0) or shortened to the new limit."""
     if not isinstance(days, int) or not 0 <= days <= REMEMBER_DAYS_MAX:
@@ -47,13 +48,14 @@ def set_remember_days(days: int, *, actor: str) -> bool:
             lambda: str(remember_days()),
             "remember_days_changed",
             actor,
+            client,
         )
         if changed:
-            devices.limit_lifetime(days, actor=actor)
+            devices.limit_lifetime(days, actor=actor, client=client)
     return changed
 
 
-def _store(key: str, value: str, current, event: str, actor: str) -> bool:
+def _store(key: str, value: str, current, event: str, actor: str, client: Client) -> bool:
     with write_transaction():  # the setting and its audit row, or neither
         before = current()
         Setting.insert(key=key, value=value).on_conflict(
@@ -64,5 +66,6 @@ def _store(key: str, value: str, current, event: str, actor: str) -> bool:
             "ok" if before != value else "unchanged",
             actor=actor,
             detail=f"{before} -> {value}",
+            client=client,
         )
     return before != value

@@ -8,6 +8,7 @@ import re
 from peewee import IntegrityError
 
 from ..core import audit
+from ..core.audit import NO_CLIENT, Client
 from ..core.clock import now
 from ..core.models import User
 from ..factors import passwords
@@ -30,7 +31,14 @@ def find_user(username: str | None) -> User | None:
     return User.get_or_none(User.username == name)
 
 
-def create_user(username: str, password: str, *, is_admin: bool = False, actor=None) -> User:
+def create_user(
+    username: str,
+    password: str,
+    *,
+    is_admin: bool = False,
+    actor=None,
+    client: Client = NO_CLIENT,
+) -> User:
     name = normalize_username(username)
     if not USERNAME_PATTERN.fullmatch(name):
         raise UserError(
@@ -51,6 +59,11 @@ def create_user(username: str, password: str, *, is_admin: bool = False, actor=N
     except IntegrityError:
         raise UserError(f"User {name!r} already exists.") from None
     audit.record(
-        "user_created", "ok", user=user, actor=actor, detail="admin" if is_admin else None
+        "user_created",
+        "ok",
+        user=user,
+        actor=actor,
+        detail="admin" if is_admin else None,
+        client=client,
     )
     return user

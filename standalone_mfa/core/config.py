@@ -17,7 +17,12 @@ DEFAULTS = {
     "DATABASE_URL": None,  # None: a SQLite file in the instance folder
     "DATABASE_TIMEOUT": 10,  # seconds SQLite waits for a lock before answering 503
     "MFA_ISSUER": "Standalone MFA",
-    "MFA_TOTP_WINDOW": 1,  # steps accepted either side of now (0-2)
+    # The policy numbers (bounds and meaning in POLICY below).
+    "MFA_TOTP_WINDOW": 1,
+    "MFA_BACKOFF_AFTER": 5,
+    "MFA_LOCK_AFTER": 50,
+    "PASSWORD_BACKOFF_AFTER": 10,
+    "BACKOFF_MAX_SECONDS": 15 * 60,
     "MFA_SETUP_TIMEOUT": 600,  # seconds a pending set-up lives
     "MFA_VERIFY_TIMEOUT": 300,  # seconds a pending code step lives
     "SESSION_IDLE_TIMEOUT": 30 * 60,
@@ -49,6 +54,26 @@ MISSING_KEYS_HELP = (
     '    MFA_ENCRYPTION_KEYS = ["<python -m standalone_mfa.instance --print-key>"]\n'
     "or set FLASK_SECRET_KEY and FLASK_MFA_ENCRYPTION_KEYS (a JSON list) in the environment."
 )
+
+
+# Every policy number: (lowest, highest, what it means). `finish` refuses a value
+# outside its bounds at start, so a typo cannot weaken the sign-in quietly.
+POLICY = {
+    "MFA_TOTP_WINDOW": (0, 2, "time steps accepted either side of now"),
+    "MFA_BACKOFF_AFTER": (
+        1,
+        20,
+        "wrong codes in a row after which each try waits (and a pending sign-in ends)",
+    ),
+    "MFA_LOCK_AFTER": (2, 1000, "wrong codes in a row after which only an administrator can help"),
+    "PASSWORD_BACKOFF_AFTER": (1, 100, "wrong passwords in a row after which each try waits"),
+    "BACKOFF_MAX_SECONDS": (1, 24 * 3600, "the longest wait the back-off asks for"),
+    "MFA_SETUP_TIMEOUT": (30, 24 * 3600, "seconds a pending set-up lives"),
+    "MFA_VERIFY_TIMEOUT": (30, 3600, "seconds a pending code step lives"),
+    "SESSION_IDLE_TIMEOUT": (60, 30 * 24 * 3600, "seconds a session lives unused"),
+    "SESSION_ABSOLUTE_TIMEOUT": (60, 365 * 24 * 3600, "seconds a session lives at most"),
+    "ADMIN_STEP_UP_SECONDS": (1, 3600, "seconds an administrator's step-up counts"),
+}
 
 
 class ConfigurationError(RuntimeError):
@@ -87,16 +112,25 @@ def finish(app) -> None:
         config["DATABASE_URL"] = "sqlite:///" + str(
             Path(app.instance_path) / "standalone_mfa.sqlite3"
         )
-    window = config["MFA_TOTP_WINDOW"]
-    if not isinstance(window, int) or not 0 <= window <= 2:
-        raise ConfigurationError("MFA_TOTP_WINDOW must be 0, 1 or 2.")
-    step_up = config["ADMIN_STEP_UP_SECONDS"]
-    if not isinstance(step_up, int) or not 0 < step_up <= 3600:
-        raise ConfigurationError("ADMIN_STEP_UP_SECONDS must be between 1 and 3600.")
+    for name, (lowest, highest, meaning) in POLICY.items():
+        config[name] = _policy_number(name, config.get(name), lowest, highest, meaning)
+    if config["MFA_LOCK_AFTER"] <= config["MFA_BACKOFF_AFTER"]:
+        raise ConfigurationError("MFA_LOCK_AFTER must be more than MFA_BACKOFF_AFTER.")
     if ":" in config["MFA_ISSUER"] or not config["MFA_ISSUER"].strip():
         raise ConfigurationError("MFA_ISSUER must be non-empty and contain no colon.")
     for name in PROXY_FIX_KEYS:
         config[name] = _hop_count(name, config.get(name))
+
+
+def _policy_number(name: str, value, lowest: int, highest: int, meaning: str) -> int:
+    # From the environment, FLASK_MFA_LOCK_AFTER=20 arrives as an int; allow "20" too.
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= highest:
+        raise ConfigurationError(
+            f"{name} must be a whole number from {lowest} to {highest} ({meaning})."
+        )
+    return value
 
 
 def _hop_count(name: str, value) -> int:

@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import request
-
-from ..accounts import settings
 from ..core import audit, crypto
+from ..core.audit import NO_CLIENT, Client
 from ..core.clock import now
 from ..core.models import RememberedDevice
-from ..web.cookies import cookie_policy
 
-COOKIE_NAME = "smfa_device"
 MAX_TOKEN_LENGTH = 128
 
 
@@ -28,11 +24,10 @@ def _fingerprint(user) -> str:
     return crypto.hash_token(user.password_hash)
 
 
-def remember(user, credential, days: int) -> str:
+def remember(user, credential, days: int, *, client: Client) -> str:
     """Remember this browser for `days`; returns the token for its cookie."""
     token = crypto.new_token()
     at = now()
-    agent = request.user_agent.string or None
     RememberedDevice.create(
         user=user,
         credential=credential,
@@ -40,19 +35,20 @@ def remember(user, credential, days: int) -> str:
         password_fingerprint=_fingerprint(user),
         created_at=at,
         expires_at=at + dt.timedelta(days=days),
-        ip=request.remote_addr,
-        user_agent=agent[:255] if agent else None,
+        ip=client.ip,
+        user_agent=client.user_agent,
     )
-    audit.record("device_remembered", "ok", user=user, detail=f"{days} days")
+    audit.record("device_remembered", "ok", user=user, detail=f"{days} days", client=client)
     return token
 
 
-def recognise(user, credential, token: str | None) -> bool:
+def recognise(user, credential, token: str | None, *, remember_days: int, client: Client) -> bool:
     """Whether `token` is a live remembered device of `user` for this credential and
-    this password. A used device is noted and audited."""
+    this password, while the administrator allows `remember_days` (0: off). A used
+    device is noted and audited."""
     if not token or len(token) > MAX_TOKEN_LENGTH or credential is None:
         return False
-    if settings.remember_days() == 0:  # the administrator turned the feature off
+    if remember_days == 0:  # the administrator turned the feature off
         return False
     device = RememberedDevice.get_or_none(RememberedDevice.token_hash == crypto.hash_token(token))
     if (
@@ -64,7 +60,7 @@ def recognise(user, credential, token: str | None) -> bool:
     ):
         return False
     RememberedDevice.update(last_used_at=now()).where(RememberedDevice.id == device.id).execute()
-    audit.record("remembered_device", "used", user=user)
+    audit.record("remembered_device", "used", user=user, client=client)
     return True
 
 
@@ -76,24 +72,33 @@ def active_devices(user) -> list[RememberedDevice]:
     )
 
 
-def forget_all(user, *, actor: str, reason: str) -> int:
+def forget_all(user, *, actor: str, reason: str, client: Client = NO_CLIENT) -> int:
     """Revoke every remembered device of `user`; audited when there were any."""
     count = RememberedDevice.delete().where(RememberedDevice.user == user).execute()
     if count:
         audit.record(
-            "remembered_device", "revoked", user=user, actor=actor, detail=f"{count} ({reason})"
+            "remembered_device",
+            "revoked",
+            user=user,
+            actor=actor,
+            detail=f"{count} ({reason})",
+            client=client,
         )
     return count
 
 
-def limit_lifetime(days: int, *, actor: str) -> int:
+def limit_lifetime(days: int, *, actor: str, client: Client = NO_CLIENT) -> int:
     """The administrator changed the number of days: 0 forgets every device; fewer
     days shorten the devices remembered before. Returns how many were revoked."""
     if days == 0:
         count = RememberedDevice.delete().execute()
         if count:
             audit.record(
-                "remembered_device", "revoked", actor=actor, detail=f"{count} (turned off)"
+                "remembered_device",
+                "revoked",
+                actor=actor,
+                detail=f"{count} (turned off)",
+                client=client,
             )
         return count
     for device in RememberedDevice.select():  # few rows; date maths differs per engine
@@ -103,16 +108,6 @@ def limit_lifetime(days: int, *, actor: str) -> int:
                 RememberedDevice.id == device.id
             ).execute()
     return 0
-
-
-def set_cookie(response, token: str, days: int) -> None:
-    # Secure, prefixed and scoped like the session cookie (see `cookies`); Lax so
-    # that following a link to the site still carries it.
-    cookie_policy().set(response, COOKIE_NAME, token, max_age=days * 24 * 3600)
-
-
-def cookie_token() -> str | None:
-    return request.cookies.get(cookie_policy().name(COOKIE_NAME))
 
 
 def expired(now: dt.datetime) -> int:

@@ -1,12 +1,14 @@
 """Per-account limits on guessing, kept in the database so that every login, session,
 process and server of the account shares them. Two counters, one mechanism:
 
-- second-factor codes (`MfaThrottle`, per user): from `BACKOFF_AFTER` consecutive
-  failures each attempt waits 2^(n-BACKOFF_AFTER) seconds after the last failure (at
-  most `MAX_DELAY`); at `LOCK_AFTER` only an administrator can unlock;
+- second-factor codes (`MfaThrottle`, per user): from `MFA_BACKOFF_AFTER` consecutive
+  failures each attempt waits 2^(n-MFA_BACKOFF_AFTER) seconds after the last failure
+  (at most `BACKOFF_MAX_SECONDS`); at `MFA_LOCK_AFTER` only an administrator can unlock;
 - passwords (`PasswordThrottle`, per username as typed, known or not, so the answer
   never tells which accounts exist): the same back-off from
   `PASSWORD_BACKOFF_AFTER` failures, and no hard lock, which anyone could trigger.
+
+The numbers are configuration (`core.config.POLICY`), read through `policy()`.
 
 Each attempt is counted *before* it is checked, by a compare-and-set on the counter,
 so a parallel burst cannot slip extra guesses past the limit; a success sets the
@@ -19,16 +21,39 @@ import hashlib
 import math
 from dataclasses import dataclass
 
+from flask import current_app
+from peewee import IntegrityError
+
 from ..core import audit
+from ..core.audit import NO_CLIENT, Client
 from ..core.clock import now
-from ..core.db import write_transaction
+from ..core.db import db, write_transaction
 from ..core.models import MfaThrottle, PasswordThrottle
 
-BACKOFF_AFTER = 5
-LOCK_AFTER = 50
-PASSWORD_BACKOFF_AFTER = 10
-MAX_DELAY = 15 * 60
 _CAS_TRIES = 20
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The throttles' numbers, from the configuration."""
+
+    backoff_after: int
+    lock_after: int
+    password_backoff_after: int
+    max_delay: int
+
+    @classmethod
+    def from_config(cls, config) -> Policy:
+        return cls(
+            backoff_after=config["MFA_BACKOFF_AFTER"],
+            lock_after=config["MFA_LOCK_AFTER"],
+            password_backoff_after=config["PASSWORD_BACKOFF_AFTER"],
+            max_delay=config["BACKOFF_MAX_SECONDS"],
+        )
+
+
+def policy() -> Policy:
+    return Policy.from_config(current_app.config)
 
 
 @dataclass(frozen=True)
@@ -36,38 +61,52 @@ class Attempt:
     allowed: bool
     retry_after: int = 0
     locked: bool = False
+    failures: int = 0  # the count with this attempt in it (allowed) or as it stands
 
 
-def delay_after(failures: int, backoff_after: int = BACKOFF_AFTER) -> int:
+def delay_after(failures: int, backoff_after: int, max_delay: int) -> int:
     """Seconds an attempt must wait after the last failure, given n failures."""
     if failures < backoff_after:
         return 0
-    return min(2 ** (failures - backoff_after), MAX_DELAY)
+    return min(2 ** (failures - backoff_after), max_delay)
 
 
-def _claim(model, where, key: dict, backoff_after: int, lock_after: int | None) -> Attempt:
-    """Count one attempt as a failure up front, unless the counter says wait."""
+def _claim(
+    model, where, key: dict, backoff_after: int, lock_after: int | None, row=False
+) -> Attempt:
+    """Count one attempt as a failure up front, unless the counter says wait. `row`:
+    the counter as the caller already read it (False: read it here); the compare-and-
+    set below makes a stale one cost a retry, never a free attempt."""
+    max_delay = policy().max_delay
     for _ in range(_CAS_TRIES):
-        row = model.get_or_none(where)
-        if row is None:  # first attempt, or an admin just cleared the row
-            model.insert(**key, failures=0).on_conflict_ignore().execute()
-            continue
+        if row is False:
+            row = model.get_or_none(where)
+        if row is None:  # first attempt, or an admin just cleared the row: one INSERT claims it
+            try:
+                with db.atomic():  # a savepoint inside the caller's transaction
+                    model.insert(**key, failures=1, last_failure_at=now()).execute()
+            except IntegrityError:  # another request made the row first
+                row = False
+                continue
+            return Attempt(True, failures=1)
         if lock_after is not None and row.failures >= lock_after:
-            return Attempt(False, locked=True)
+            return Attempt(False, locked=True, failures=row.failures)
         at = now()
-        delay = delay_after(row.failures, backoff_after)
+        delay = delay_after(row.failures, backoff_after, max_delay)
         if delay and row.last_failure_at is not None:
             waited = (at - row.last_failure_at).total_seconds()
             if waited < delay:
                 # Never more than the delay itself, even if the clock stepped back.
-                return Attempt(False, retry_after=min(delay, math.ceil(delay - waited)))
+                retry_after = min(delay, math.ceil(delay - waited))
+                return Attempt(False, retry_after=retry_after, failures=row.failures)
         claimed = (
             model.update(failures=row.failures + 1, last_failure_at=at)
             .where(where & (model.failures == row.failures))
             .execute()
         )
         if claimed:
-            return Attempt(True)
+            return Attempt(True, failures=row.failures + 1)
+        row = False
     # Lost every race: others are hammering this account right now.
     return Attempt(False, retry_after=1)
 
@@ -75,8 +114,12 @@ def _claim(model, where, key: dict, backoff_after: int, lock_after: int | None) 
 # Second-factor codes, per user.
 
 
-def begin_attempt(user) -> Attempt:
-    return _claim(MfaThrottle, MfaThrottle.user == user, {"user": user}, BACKOFF_AFTER, LOCK_AFTER)
+def begin_attempt(user, row=False) -> Attempt:
+    """Claim a code attempt (`row`: the user's MfaThrottle row or None as already
+    read, to save a query)."""
+    rules = policy()
+    where = MfaThrottle.user == user
+    return _claim(MfaThrottle, where, {"user": user}, rules.backoff_after, rules.lock_after, row)
 
 
 def record_success(user) -> None:
@@ -93,7 +136,7 @@ def clear(user) -> None:
     MfaThrottle.delete().where(MfaThrottle.user == user).execute()
 
 
-def unlock(user, *, actor: str) -> int:
+def unlock(user, *, actor: str, client: Client = NO_CLIENT) -> int:
     """An administrator lets a throttled or locked account try codes (and passwords)
     again at once.
 
@@ -105,16 +148,19 @@ def unlock(user, *, actor: str) -> int:
         clear(user)
         password_success(user.username)
         outcome = "ok" if forgiven else "unchanged"
-        audit.record("unlock", outcome, user=user, actor=actor, detail=f"{forgiven} failures")
+        audit.record(
+            "unlock", outcome, user=user, actor=actor, detail=f"{forgiven} failures", client=client
+        )
     return forgiven
 
 
 def describe(count: int) -> str:
     """What an administrator needs to know of a failure count: "locked" (only an
     administrator can help), "throttled" (each try waits), "failures" or "ok"."""
-    if count >= LOCK_AFTER:
+    rules = policy()
+    if count >= rules.lock_after:
         return "locked"
-    if count >= BACKOFF_AFTER:
+    if count >= rules.backoff_after:
         return "throttled"
     return "failures" if count else "ok"
 
@@ -129,7 +175,7 @@ def _password_key(username: str) -> str:
 def begin_password_attempt(username: str) -> Attempt:
     key = _password_key(username)
     where = PasswordThrottle.key == key
-    return _claim(PasswordThrottle, where, {"key": key}, PASSWORD_BACKOFF_AFTER, None)
+    return _claim(PasswordThrottle, where, {"key": key}, policy().password_backoff_after, None)
 
 
 def password_failures(username: str) -> int:

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import current_app
-
 from ..core.models import PasswordThrottle, WebSession
 from ..factors import devices
-from ..signin import state
+from ..signin import lifetimes
 
 # A password counter is kept this long after its last failure. Far longer than the
-# longest back-off (`throttle.MAX_DELAY`), so forgetting a count never gives a guesser
+# longest back-off (`BACKOFF_MAX_SECONDS`), so forgetting a count never gives a guesser
 # more tries than waiting out the back-off would: after a quiet day, 10 free tries.
 PASSWORD_THROTTLE_RETENTION = dt.timedelta(days=1)
 
@@ -35,27 +33,12 @@ def prune(now: dt.datetime) -> dict[str, int]:
 def _expired_pending_logins(now: dt.datetime) -> int:
     """A set-up or code step older than its limit (from when it began, as the guard
     judges it): the next request would only send the browser back to the password."""
-    deleted = 0
-    for pending_state, config_key in state.PENDING_TIMEOUT_CONFIG.items():
-        cutoff = now - dt.timedelta(seconds=current_app.config[config_key])
-        deleted += (
-            WebSession.delete()
-            .where((WebSession.state == pending_state) & (WebSession.state_since < cutoff))
-            .execute()
-        )
-    return deleted
+    return WebSession.delete().where(lifetimes.expired_pending(now)).execute()
 
 
 def _expired_sessions(now: dt.datetime) -> int:
-    """Any session past the idle or the absolute limit (what `sessions._load` refuses)."""
-    config = current_app.config
-    idle_cutoff = now - dt.timedelta(seconds=config["SESSION_IDLE_TIMEOUT"])
-    absolute_cutoff = now - dt.timedelta(seconds=config["SESSION_ABSOLUTE_TIMEOUT"])
-    return (
-        WebSession.delete()
-        .where((WebSession.last_seen_at < idle_cutoff) | (WebSession.created_at < absolute_cutoff))
-        .execute()
-    )
+    """Any session past the idle or the absolute limit (what `sessions.load` refuses)."""
+    return WebSession.delete().where(~lifetimes.live_sessions(now)).execute()
 
 
 def _stale_password_throttles(now: dt.datetime) -> int:

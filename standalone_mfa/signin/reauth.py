@@ -1,8 +1,12 @@
-"""Step-up: an administrator proves again who they are before changing someone's
-account. With an authenticator they enter a current code (used up, like any code, and
-counted by the account's code throttle); without one, their password (counted by the
-password throttle). The proof counts for `ADMIN_STEP_UP_SECONDS` on this signed-in
-session only: it is `WebSession.step_up_at`, which every state transition clears."""
+"""Re-authentication: a signed-in person proves again who they are, before changing
+their own sign-in (the password, then a current code or a recovery code) or, as an
+administrator, before changing someone else's account (a step-up: a current code, or
+the password without an authenticator). Every proof is `factors.proofs`, counted by
+the same throttles as sign-in; every outcome is one audit event, `reauth`, whose
+detail names the factor.
+
+A step-up counts for `ADMIN_STEP_UP_SECONDS` on this signed-in session only: it is
+`WebSession.step_up_at`, which every state transition clears."""
 
 from __future__ import annotations
 
@@ -10,21 +14,80 @@ import datetime as dt
 
 from flask import current_app
 
-from ..core import audit
+from ..core import audit, messages
 from ..core.clock import now
-from ..factors import passwords, throttle, totp
+from ..core.models import User
+from ..factors import proofs, totp
 from . import sessions, state
 from .sessions import ServerSession
-from .steps import LOCKED, TOO_MANY_PASSWORDS, WRONG_CODE, StepOutcome, seconds
 
 CODE = "code"
 PASSWORD = "password"
-CONFIRMED = "Thank you. You can make administrative changes for the next {minutes} minutes."
-WRONG_PASSWORD = "That password is not right."
-CODE_WAIT = "Too many wrong codes. Wait {wait}, then try again."
+RECOVERY_CODE = "recovery code"
 
 
-def method_for(user) -> str:
+def _audit(user: User, outcome: str, factor: str, client) -> None:
+    audit.record("reauth", outcome, user=user, actor=user.username, detail=factor, client=client)
+
+
+def _refused(user: User, proof: proofs.Proof, factor: str, client) -> str:
+    _audit(user, "throttled" if proof.throttled else "failed", factor, client)
+    return proof.message()
+
+
+def confirm_password(web_session: ServerSession, user: User, password: str | None) -> str | None:
+    """Check the user's own password again. None when right; else what to say."""
+    client = web_session.client
+    with proofs.password(user.username, user, password) as proof:
+        if proof.ok:
+            _audit(user, "ok", PASSWORD, client)
+    return None if proof.ok else _refused(user, proof, PASSWORD, client)
+
+
+def confirm_identity(
+    web_session: ServerSession,
+    user: User,
+    password: str | None,
+    code: str | None,
+    recovery_code: str | None = None,
+    *,
+    allow_recovery: bool = False,
+) -> str | None:
+    """The password, then (if the user has an authenticator) a current code or, where
+    allowed, a recovery code. None when both are right; else what to say. A code's
+    step is used up; a recovery code is spent."""
+    problem = confirm_password(web_session, user, password)
+    if problem:
+        return problem
+    credential = totp.credential_of(user)
+    if credential is None:
+        return None
+    if code:
+        return confirm_code(web_session, user, code, credential=credential)
+    if allow_recovery and recovery_code:
+        client = web_session.client
+        with proofs.recovery_code(user, recovery_code, client=client) as proof:
+            if proof.ok:
+                _audit(user, "ok", RECOVERY_CODE, client)
+        return None if proof.ok else _refused(user, proof, RECOVERY_CODE, client)
+    return messages.text("need_code_or_recovery" if allow_recovery else "need_code")
+
+
+def confirm_code(
+    web_session: ServerSession, user: User, code: str | None, *, credential=None, secret=None
+) -> str | None:
+    """A current code of the saved authenticator (or of one being set up: `secret`)."""
+    client = web_session.client
+    with proofs.code(user, code, credential=credential, secret=secret, client=client) as proof:
+        if proof.ok:
+            _audit(user, "ok", CODE, client)
+    return None if proof.ok else _refused(user, proof, CODE, client)
+
+
+# The administrators' step-up.
+
+
+def method_for(user: User) -> str:
     """A code if the administrator has an authenticator (the stronger proof), else the
     password."""
     return CODE if totp.credential_of(user) is not None else PASSWORD
@@ -44,57 +107,19 @@ def is_fresh(web_session: ServerSession) -> bool:
     return dt.timedelta(0) <= age <= lifetime()
 
 
-def submit_code(web_session: ServerSession, raw_code: str | None) -> StepOutcome:
-    """Check a current code; each time step serves once, here as at sign-in."""
+def step_up(web_session: ServerSession, secret: str | None) -> tuple[bool, str]:
+    """Prove it is you with the factor `method_for` asks (a code or the password);
+    while it is fresh, administrative changes are allowed. (ok, what to say)."""
     user = web_session.user
-    credential = totp.credential_of(user)
-    if credential is None:  # reset meanwhile: the page will ask for the password
-        return StepOutcome(False, "Your authenticator was removed. Enter your password.")
-    attempt = throttle.begin_attempt(user)
-    if not attempt.allowed:
-        audit.record("step_up", "throttled", user=user, actor=user.username, detail=CODE)
-        if attempt.locked:
-            return StepOutcome(False, LOCKED)
-        return StepOutcome(False, CODE_WAIT.format(wait=seconds(attempt.retry_after)))
-    code = totp.normalize_code(raw_code, credential.digits)
-    step = totp.check_code(credential, code) if code else None
-    consumed = False
-    if step is not None:
-        with sessions.transition(web_session):
-            consumed = step > credential.last_used_step and totp.consume_step(credential, step)
-            if consumed:
-                throttle.record_success(user)
-                _grant(web_session, CODE)
-        if not consumed:
-            audit.record("totp_replay", "refused", user=user, detail="step-up")
-    if not consumed:
-        audit.record("step_up", "failed", user=user, actor=user.username, detail=CODE)
-        return StepOutcome(False, WRONG_CODE)
-    return StepOutcome(True, _confirmed())
-
-
-def submit_password(web_session: ServerSession, password: str | None) -> StepOutcome:
-    """Check the administrator's own password."""
-    user = web_session.user
-    attempt = throttle.begin_password_attempt(user.username)
-    if not attempt.allowed:
-        audit.record("step_up", "throttled", user=user, actor=user.username, detail=PASSWORD)
-        return StepOutcome(False, TOO_MANY_PASSWORDS.format(wait=seconds(attempt.retry_after)))
-    if not passwords.check_password(user, password or ""):
-        audit.record("step_up", "failed", user=user, actor=user.username, detail=PASSWORD)
-        return StepOutcome(False, WRONG_PASSWORD)
+    if method_for(user) == CODE:
+        credential = totp.credential_of(user)
+        problem = confirm_code(web_session, user, secret, credential=credential)
+    else:
+        problem = confirm_password(web_session, user, secret)
+    if problem:
+        return False, problem
     with sessions.transition(web_session):
-        throttle.password_success(user.username)
-        _grant(web_session, PASSWORD)
-    return StepOutcome(True, _confirmed())
-
-
-def _grant(web_session: ServerSession, how: str) -> None:
-    user = web_session.user
-    web_session.record.step_up_at = now()
-    web_session.changed()
-    audit.record("step_up", "ok", user=user, actor=user.username, detail=how)
-
-
-def _confirmed() -> str:
-    return CONFIRMED.format(minutes=max(1, round(lifetime().total_seconds() / 60)))
+        web_session.record.step_up_at = now()
+        web_session.changed()
+    minutes = max(1, round(lifetime().total_seconds() / 60))
+    return True, messages.text("reauth_confirmed", minutes=minutes)

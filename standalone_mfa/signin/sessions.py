@@ -3,7 +3,8 @@
 The cookie carries one opaque random token (256 bits); the database keeps only its
 SHA-256, with the sign-in state, the user, the pending set-up secret (encrypted) and
 the small data Flask keeps in a session (CSRF token, flashed messages). Idle and
-absolute lifetimes are enforced here, on the server.
+absolute lifetimes (`lifetimes`) are enforced when a session is loaded. The web layer
+(`web.session_cookie`) plugs this into Flask: it reads the cookie and sets it.
 """
 
 from __future__ import annotations
@@ -12,23 +13,22 @@ import contextlib
 import datetime as dt
 import json
 
-from flask import current_app, g, request
-from flask.sessions import SessionInterface, SessionMixin
+from flask.sessions import SessionMixin
 from peewee import JOIN
 from werkzeug.datastructures import CallbackDict
 
 from ..core import crypto
-from ..core.clock import now
-from ..core.db import UNAVAILABLE, write_transaction
-from ..core.models import User, WebSession
-from ..web.cookies import cookie_policy
+from ..core.audit import NO_CLIENT, Client
+from ..core.db import write_transaction
+from ..core.models import MfaThrottle, TotpCredential, User, WebSession
+from . import lifetimes
+from .state import ANONYMOUS, SHOWN_CODES_KEY
 
-ANONYMOUS = "anonymous"  # the state of a session that has no row yet (see `state`)
 LAST_SEEN_RESOLUTION = dt.timedelta(seconds=60)
 CSRF_KEY = "csrf_token"  # where Flask-WTF keeps the session's CSRF secret
-# Never load (nor touch, nor create) a session here: the health probe answers for the
-# database alone, even to a browser that sends its cookie.
-SESSIONLESS_PATHS = frozenset({"/healthz"})
+MAX_TOKEN_LENGTH = 128
+_CREDENTIAL = "credential_at_load"
+_THROTTLE = "throttle_at_load"
 
 
 class ServerSession(CallbackDict, SessionMixin):
@@ -38,12 +38,18 @@ class ServerSession(CallbackDict, SessionMixin):
     request, or earlier inside the transaction of the change that caused them. A
     request that fails writes nothing (`discard()`)."""
 
-    def __init__(self, record: WebSession | None = None, data: dict | None = None):
+    def __init__(
+        self,
+        record: WebSession | None = None,
+        data: dict | None = None,
+        client: Client = NO_CLIENT,
+    ):
         def on_update(session):
             session.modified = True
 
         super().__init__(data or {}, on_update)
         self.record = record
+        self.client = client  # the browser of this request (what a new row records)
         self.stored_hash = record.token_hash if record else None  # what the row holds now
         self.new_token: str | None = None  # to send as the cookie
         self.record_changed = False
@@ -58,13 +64,25 @@ class ServerSession(CallbackDict, SessionMixin):
     def user(self) -> User | None:
         return self.record.user if self.record and self.record.user_id else None
 
-    def ensure_record(self) -> WebSession:
+    def loaded(self) -> tuple[TotpCredential | None, MfaThrottle | None]:
+        """The user's authenticator and code throttle row as they were when this
+        request loaded the session (the same query): for the code step, which then
+        needs no other read. (None, None) for a session without a user."""
+        user = self.user
+        if user is None:
+            return None, None
+        return getattr(user, _CREDENTIAL, None), getattr(user, _THROTTLE, None)
+
+    def ensure_record(self, at: dt.datetime) -> WebSession:
         if self.record is None:
-            at = now()
             self.record = WebSession(
-                state=ANONYMOUS, created_at=at, state_since=at, last_seen_at=at
+                state=ANONYMOUS,
+                created_at=at,
+                state_since=at,
+                last_seen_at=at,
+                ip=self.client.ip,
+                user_agent=self.client.user_agent,
             )
-            self.record.ip, self.record.user_agent = _client()
             self._new_id()
         return self.record
 
@@ -88,7 +106,7 @@ class ServerSession(CallbackDict, SessionMixin):
         """Write the row now. Only a row that still has the id this request was given
         is updated: a session ended or rotated meanwhile (sign-out, admin reset) stays
         ended, this request's new cookie is not sent, and the answer is False."""
-        record = self.ensure_record()
+        record = self.record
         record.data = json.dumps(dict(self), separators=(",", ":"))
         if self.stored_hash is None:
             record.save(force_insert=True)
@@ -113,51 +131,6 @@ class ServerSession(CallbackDict, SessionMixin):
         self.discarded = True
 
 
-class ServerSessionInterface(SessionInterface):
-    def get_cookie_name(self, app) -> str:
-        # Decided per request: the same app may be reached over HTTPS through a proxy.
-        return cookie_policy().name(app.config["SESSION_COOKIE_NAME"])
-
-    def open_session(self, app, request) -> ServerSession:
-        token = request.cookies.get(self.get_cookie_name(app))
-        if (
-            not token
-            or len(token) > 128
-            or request.path.startswith(app.static_url_path + "/")
-            or request.path in SESSIONLESS_PATHS
-        ):
-            return ServerSession()
-        try:
-            record = _load(crypto.hash_token(token))
-        except UNAVAILABLE as exc:
-            g.database_error = exc
-            return ServerSession()
-        if record is None:
-            return ServerSession()
-        try:
-            data = json.loads(record.data)
-        except ValueError:
-            data = {}
-        return ServerSession(record, data)
-
-    def save_session(self, app, session: ServerSession, response) -> None:
-        response.vary.add("Cookie")
-        if session.discarded or (session.record is None and not session.modified):
-            return
-        record = session.ensure_record()
-        at = now()
-        touch = at - record.last_seen_at >= LAST_SEEN_RESOLUTION
-        if touch:
-            record.last_seen_at = at
-        if session.modified or session.record_changed or touch:
-            session.write()
-        if session.new_token:
-            self._set_cookie(app, response, session.new_token)
-
-    def _set_cookie(self, app, response, token: str) -> None:
-        cookie_policy().set(response, app.config["SESSION_COOKIE_NAME"], token)
-
-
 _SAVED_FIELDS = (
     "token_hash",
     "state",
@@ -171,28 +144,49 @@ _SAVED_FIELDS = (
 )
 
 
-def _load(token_hash: str) -> WebSession | None:
+def load(token: str | None, at: dt.datetime, client: Client = NO_CLIENT) -> ServerSession:
+    """The session whose cookie holds `token`, if it is alive at `at`; else a new,
+    empty one (no row until something is kept in it). A dead row is deleted."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return ServerSession(client=client)
+    # One query for the session, its user, and what the code step needs of the user
+    # (the credential and the throttle row): the hot path reads nothing else.
     record = (
-        WebSession.select(WebSession, User)
+        WebSession.select(WebSession, User, TotpCredential, MfaThrottle)
         .join(User, JOIN.LEFT_OUTER)
-        .where(WebSession.token_hash == token_hash)
+        .join(
+            TotpCredential, JOIN.LEFT_OUTER, on=(TotpCredential.user == User.id), attr=_CREDENTIAL
+        )
+        .join_from(
+            User, MfaThrottle, JOIN.LEFT_OUTER, on=(MfaThrottle.user == User.id), attr=_THROTTLE
+        )
+        .where(WebSession.token_hash == crypto.hash_token(token))
         .get_or_none()
     )
     if record is None:
-        return None
-    at = now()
-    config = current_app.config
-    idle = dt.timedelta(seconds=config["SESSION_IDLE_TIMEOUT"])
-    absolute = dt.timedelta(seconds=config["SESSION_ABSOLUTE_TIMEOUT"])
-    if at - record.last_seen_at > idle or at - record.created_at > absolute:
+        return ServerSession(client=client)
+    if not lifetimes.session_alive(record, at):
         WebSession.delete().where(WebSession.id == record.id).execute()
+        return ServerSession(client=client)
+    try:
+        data = json.loads(record.data)
+    except ValueError:
+        data = {}
+    return ServerSession(record, data, client)
+
+
+def save(web_session: ServerSession, at: dt.datetime) -> str | None:
+    """At the end of a request: write what changed (and, once a minute, when the
+    session was last seen). Returns the token for a new cookie, if there is one."""
+    if web_session.discarded or (web_session.record is None and not web_session.modified):
         return None
-    return record
-
-
-def _client() -> tuple[str | None, str | None]:
-    agent = request.user_agent.string or None
-    return request.remote_addr, agent[:255] if agent else None
+    record = web_session.ensure_record(at)
+    touch = at - record.last_seen_at >= LAST_SEEN_RESOLUTION
+    if touch:
+        record.last_seen_at = at
+    if web_session.modified or web_session.record_changed or touch:
+        web_session.write()
+    return web_session.new_token
 
 
 class SessionEnded(Exception):
@@ -216,3 +210,36 @@ def transition(web_session: ServerSession):
 def end_sessions_of(user: User) -> int:
     """Delete every browser session of a user (admin reset, password change)."""
     return WebSession.delete().where(WebSession.user == user).execute()
+
+
+def end_other_sessions(web_session: ServerSession, user: User) -> int:
+    """Delete every session of `user` but this one."""
+    return (
+        WebSession.delete()
+        .where((WebSession.user == user) & (WebSession.id != web_session.record.id))
+        .execute()
+    )
+
+
+def live_sessions_of(user: User, at: dt.datetime) -> list[WebSession]:
+    """The user's sessions still within the idle and absolute limits (expired rows wait
+    for `prune` but are dead: the server refuses them), last seen first."""
+    return list(
+        WebSession.select()
+        .where((WebSession.user == user) & lifetimes.live_sessions(at))
+        .order_by(WebSession.last_seen_at.desc())
+    )
+
+
+def show_codes(web_session: ServerSession, codes: list[str]) -> None:
+    """Keep new recovery codes, encrypted, for the page that shows them once."""
+    web_session[SHOWN_CODES_KEY] = crypto.encrypt("\n".join(codes))
+
+
+def shown_codes(web_session: ServerSession) -> list[str]:
+    stored = web_session.get(SHOWN_CODES_KEY)
+    return crypto.decrypt(stored).split("\n") if stored else []
+
+
+def forget_shown_codes(web_session: ServerSession) -> None:
+    web_session.pop(SHOWN_CODES_KEY, None)

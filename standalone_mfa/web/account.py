@@ -15,6 +15,7 @@ from flask import (
 
 from ..accounts import self_service, settings
 from ..factors import recovery, totp
+from ..signin import reauth
 from . import qr
 from .forms import ButtonForm, ChangePasswordForm, CodeForm, ConfirmIdentityForm
 
@@ -64,7 +65,8 @@ def _after_proof(purpose: str, then, *, allow_recovery: bool):
     are right, `then()` gives the response."""
     form = ConfirmIdentityForm()
     if form.validate_on_submit():
-        problem = self_service.confirm_identity(
+        problem = reauth.confirm_identity(
+            session,
             session.user,
             form.password.data,
             form.code.data,
@@ -143,7 +145,7 @@ def change_password():
     """Change the password (the current one first); other sessions end."""
     form = ChangePasswordForm()
     if form.validate_on_submit():
-        problem = self_service.confirm_password(session.user, form.current_password.data)
+        problem = reauth.confirm_password(session, session.user, form.current_password.data)
         if problem is None:
             ended = self_service.change_password(session, session.user, form.new_password.data)
             flash(
@@ -172,6 +174,6 @@ def end_other_sessions():
 def forget_devices():
     """Forget every remembered device: each will be asked for a code again."""
     if ButtonForm().validate_on_submit():
-        count = self_service.forget_devices(session.user)
+        count = self_service.forget_devices(session, session.user)
         flash(f"Forgot {count} remembered {'device' if count == 1 else 'devices'}.", "info")
     return redirect(url_for("account.security"))

@@ -20,9 +20,9 @@ from flask import (
 from flask_login import current_user
 
 from ..accounts import administration, reset, settings
-from ..accounts.users import UserError, find_user
-from ..core import audit_log
-from ..factors import throttle, totp
+from ..accounts.users import UserError, create_user, find_user
+from ..core import audit as audit_log
+from ..factors import passwords, throttle, totp
 from ..signin import reauth
 from ..signin.steps import safe_next_path
 from .forms import (
@@ -34,6 +34,7 @@ from .forms import (
     StepUpPasswordForm,
     UserSearchForm,
 )
+from .session_cookie import client
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -60,11 +61,11 @@ def mfa_settings():
         mfa_method=settings.mfa_method(), remember_days=settings.remember_days()
     )
     if form.validate_on_submit():
-        settings.set_mfa_method(form.mfa_method.data, actor=current_user.username)
+        settings.set_mfa_method(form.mfa_method.data, actor=current_user.username, client=client())
         days = form.remember_days.data
         if days is None:
             days = settings.remember_days()
-        settings.set_remember_days(days, actor=current_user.username)
+        settings.set_remember_days(days, actor=current_user.username, client=client())
         label = settings.MFA_METHODS[form.mfa_method.data]
         remembered = f" Devices are remembered for {days} days." if days else ""
         flash(f"Multi-Factor Authentication is now set to {label}.{remembered}", "info")
@@ -93,8 +94,8 @@ def users():
         "admin/users.html",
         form=form,
         result=administration.list_users(term or "", _page_number(), clamp=True),
-        backoff_after=throttle.BACKOFF_AFTER,
-        lock_after=throttle.LOCK_AFTER,
+        backoff_after=throttle.policy().backoff_after,
+        lock_after=throttle.policy().lock_after,
     )
 
 
@@ -122,14 +123,10 @@ def step_up_page():
     method = reauth.method_for(current_user)
     form = CodeForm() if method == reauth.CODE else StepUpPasswordForm()
     if form.is_submitted():
-        if method == reauth.CODE:
-            outcome = reauth.submit_code(session, form.code.data if form.validate() else None)
-        else:
-            outcome = reauth.submit_password(
-                session, form.password.data if form.validate() else None
-            )
-        flash(outcome.message, "info" if outcome.ok else "error")
-        if outcome.ok:
+        field = form.code if method == reauth.CODE else form.password
+        ok, message = reauth.step_up(session, field.data if form.validate() else None)
+        flash(message, "info" if ok else "error")
+        if ok:
             return redirect(target)
         return redirect(url_for("admin.step_up_page", next=target))
     return render_template("admin/step_up.html", form=form, method=method)
@@ -142,8 +139,13 @@ def new_user():
     form = NewUserForm()
     if form.validate_on_submit():
         try:
-            user, generated = administration.create_user(
-                form.username.data, form.password.data, actor=current_user.username
+            generated = None if form.password.data else passwords.new_random_password()
+            # Not inside a write transaction: hashing the password would hold SQLite's lock.
+            user = create_user(
+                form.username.data,
+                form.password.data or generated,
+                actor=current_user.username,
+                client=client(),
             )
         except UserError as error:
             flash(str(error), "error")
@@ -201,16 +203,16 @@ def _perform(action: str, user) -> tuple[str, str]:
     if action == "reset-mfa":
         if totp.credential_of(user) is None:
             return f"{name} has no authenticator to reset; nothing changed.", "error"
-        reset.reset_totp(user, actor=actor)
+        reset.reset_totp(user, actor=actor, client=client())
         return f"Two-factor authentication of {name} was reset; their sessions ended.", "info"
     if action == "unlock":
-        if throttle.unlock(user, actor=actor):
+        if throttle.unlock(user, actor=actor, client=client()):
             return f"{name} was unlocked and can enter a code again.", "info"
         return f"{name} was not throttled or locked; nothing changed.", "info"
     if action == "sign-out":
-        ended = administration.end_sessions(user, actor=actor)
+        ended = administration.end_sessions(user, actor=actor, client=client())
         return f"{ended} session(s) of {name} ended.", "info"
-    outcome = administration.set_admin(user, action == "grant-admin", actor=actor)
+    outcome = administration.set_admin(user, action == "grant-admin", actor=actor, client=client())
     if outcome == administration.LAST_ADMIN:
         return f"{name} is the last administrator and cannot be revoked.", "error"
     if outcome == administration.UNCHANGED:

@@ -13,6 +13,7 @@ from ..accounts import administration, reset, tokens
 from ..accounts.users import find_user
 from ..core.pagination import MAX_PER_PAGE, PER_PAGE
 from ..factors import throttle, totp
+from .session_cookie import client
 
 MAX_PAGE = 1_000_000
 NO_CREDENTIAL = (
@@ -70,7 +71,9 @@ def totp_reset(username):
     user = _user_or_404(username)
     # Only a credential is reset here; a throttled or locked account without one (stuck
     # in set-up) is unlocked with POST .../unlock, which does not end its sessions.
-    if totp.credential_of(user) is None or not reset.reset_totp(user, actor=g.api_user.username):
+    if totp.credential_of(user) is None or not reset.reset_totp(
+        user, actor=g.api_user.username, client=client()
+    ):
         abort(404, description=NO_CREDENTIAL.format(username=user.username))
     return "", 204
 
@@ -112,5 +115,5 @@ def users_list():
 def unlock(username):
     """Forgive a user's wrong codes so they can try again at once (audited)."""
     user = _user_or_404(username)
-    forgiven = throttle.unlock(user, actor=g.api_user.username)
+    forgiven = throttle.unlock(user, actor=g.api_user.username, client=client())
     return jsonify(username=user.username, unlocked=forgiven > 0, failures_cleared=forgiven)

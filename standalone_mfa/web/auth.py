@@ -5,9 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
-from ..factors import devices
+from ..core import messages
 from ..signin import steps
+from .cookies import device_token
 from .forms import LoginForm
+from .guard import landing_url
 
 bp = Blueprint("auth", __name__)
 
@@ -22,13 +24,13 @@ def login_page():
             form.username.data,
             form.password.data,
             request.args.get("next"),
-            device_token=devices.cookie_token(),
+            device_token=device_token(),
         )
         if outcome.ok:
-            return redirect(steps.landing_url(session))
+            return redirect(landing_url(session))
         flash(outcome.message, "error")
     elif form.is_submitted():
-        flash(steps.WRONG_PASSWORD, "error")
+        flash(messages.text("wrong_password_or_username"), "error")
     return render_template("auth/login.html", form=form)
 
 

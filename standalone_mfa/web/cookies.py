@@ -72,3 +72,17 @@ def cookie_policy() -> CookiePolicy:
         samesite=config["SESSION_COOKIE_SAMESITE"],
         httponly=bool(config["SESSION_COOKIE_HTTPONLY"]),
     )
+
+
+# The remembered-device cookie (`factors.devices` keeps its token's hash): Secure,
+# prefixed and scoped like the session cookie; Lax so that following a link to the
+# site still carries it.
+DEVICE_COOKIE = "smfa_device"
+
+
+def set_device_cookie(response, token: str, days: int) -> None:
+    cookie_policy().set(response, DEVICE_COOKIE, token, max_age=days * 24 * 3600)
+
+
+def device_token() -> str | None:
+    return request.cookies.get(cookie_policy().name(DEVICE_COOKIE))

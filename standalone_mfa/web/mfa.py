@@ -15,10 +15,12 @@ from flask import (
 )
 
 from ..accounts import settings
-from ..factors import devices, recovery, totp
-from ..signin import state, steps
+from ..factors import recovery, totp
+from ..signin import sessions, state, steps
 from . import qr
+from .cookies import set_device_cookie
 from .forms import ButtonForm, CodeForm, RecoveryCodeForm, VerifyForm
+from .guard import landing_url
 
 bp = Blueprint("mfa", __name__, url_prefix="/mfa")
 
@@ -28,9 +30,9 @@ def _after(outcome: steps.StepOutcome):
     step, or the password."""
     if outcome.message:
         flash(outcome.message, "info" if outcome.ok else "error")
-    response = redirect(steps.landing_url(session))
+    response = redirect(landing_url(session))
     if outcome.device_token:
-        devices.set_cookie(response, outcome.device_token, outcome.device_days)
+        set_device_cookie(response, outcome.device_token, outcome.device_days)
     return response
 
 
@@ -96,12 +98,12 @@ def recovery_page():
 def recovery_codes():
     """Show new recovery codes once; "I have saved these codes" forgets them."""
     form = ButtonForm()
-    codes = steps.shown_codes(session)
+    codes = sessions.shown_codes(session)
     if form.validate_on_submit():
         finishing_sign_in = session.state == state.RECOVERY_CODES
         steps.codes_saved(session)
         if finishing_sign_in:
-            return redirect(steps.landing_url(session))
+            return redirect(landing_url(session))
         return redirect(url_for("account.security"))  # new codes made on that page
     if not codes:  # already saved, or never made in this session
         return redirect(url_for("account.security"))
@@ -111,7 +113,7 @@ def recovery_codes():
 @bp.route("/recovery-codes.txt")
 def recovery_codes_download():
     """The codes being shown, as a text file to keep."""
-    codes = steps.shown_codes(session)
+    codes = sessions.shown_codes(session)
     if not codes:
         return redirect(url_for("account.security"))
     text = recovery.as_text(codes, session.user.username, current_app.config["MFA_ISSUER"])

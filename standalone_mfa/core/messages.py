@@ -1,0 +1,82 @@
+"""What people read when a step does not go through: one table, read through one strict
+accessor, so that every page says the same thing the same way (and a translation has
+one place to go). A message never names a secret, a code or a password."""
+
+from __future__ import annotations
+
+MESSAGES = {
+    # Passwords. At sign-in the answer never says whether the username exists.
+    "wrong_password_or_username": "The username or password is not right.",
+    "wrong_password": "That password is not right.",
+    "password_wait": "Too many failed sign-ins for this username. Wait {wait}, then try again.",
+    # Codes. One message for a wrong, malformed or already used code: which it was is
+    # not said.
+    "wrong_code": (
+        "That code is not right, or it was already used. "
+        "Wait for the next code in your authenticator app and try again."
+    ),
+    "wrong_recovery_code": (
+        "That recovery code is not right, or it was already used. "
+        "Check it and try again, or use another one."
+    ),
+    "code_wait": "Too many wrong codes. Wait {wait}, then try again.",
+    "too_many_codes": "Too many wrong codes. Please sign in again.",
+    "locked": (
+        "Two-factor sign-in for this account is locked after too many wrong codes. "
+        "Ask an administrator to unlock it."
+    ),
+    "drift_hint": (
+        "This code was valid about {minutes} {unit} {direction}. "
+        "Your phone's clock may be wrong; turn on automatic time."
+    ),
+    "need_code": "Enter the current code from your authenticator app.",
+    "need_code_or_recovery": (
+        "Enter the current code from your authenticator app, or a recovery code."
+    ),
+    # The sign-in steps.
+    "set_up": (
+        "Your authenticator app is set up. You will need it each time you sign in. "
+        "Save your recovery codes before you continue."
+    ),
+    "set_up_elsewhere": (
+        "Your authenticator app was already set up in another window. "
+        "Enter the code it shows for this account."
+    ),
+    "recovery_used": "Recovery code accepted. You have {count} recovery {noun} left.",
+    "recovery_low": " Generate new codes on your Account security page soon.",
+    "expired": "Your sign-in expired. Please sign in again.",
+    "mfa_required": (
+        "Your administrator now requires Multi-Factor Authentication. "
+        "Please sign in again to continue."
+    ),
+    # Proving it is you again while signed in (account changes, administrators' step-up).
+    "reauth_confirmed": (
+        "Thank you. You can make administrative changes for the next {minutes} minutes."
+    ),
+    "new_authenticator_expired": "Setting up the new app took too long. Start again.",
+}
+
+
+def text(key: str, **params) -> str:
+    """The message `key`, filled in. An unknown key is a bug, not a blank message."""
+    return MESSAGES[key].format(**params) if params else MESSAGES[key]
+
+
+def seconds(count: int) -> str:
+    return f"{count} second" if count == 1 else f"{count} seconds"
+
+
+def wait(retry_after: int, *, code: bool) -> str:
+    """ "Too many wrong codes (or failed sign-ins). Wait N seconds, then try again." """
+    return text("code_wait" if code else "password_wait", wait=seconds(retry_after))
+
+
+def drift_hint(steps: int, period: int) -> str:
+    """ "This code was valid about N minutes ago/from now…", for a phone clock that is off."""
+    minutes = max(1, round(abs(steps) * period / 60))
+    return text(
+        "drift_hint",
+        minutes=minutes,
+        unit="minute" if minutes == 1 else "minutes",
+        direction="ago" if steps < 0 else "from now",
+    )

@@ -1,0 +1,96 @@
+"""The request guard: before every browser request, the session's state alone decides
+which pages answer (`ENDPOINT_STATES`); any other page redirects to the state's own
+step (`STATE_HOME`). It also ends a pending sign-in past its lifetime, and a session
+signed in with the password alone once the administrator requires a second factor.
+After each step, `landing_url` says where the browser goes."""
+
+from __future__ import annotations
+
+from flask import flash, redirect, request, session, url_for
+
+from ..accounts import settings
+from ..core import audit, messages
+from ..core.clock import now
+from ..signin import lifetimes, state
+from ..signin.sessions import ServerSession
+from ..signin.state import ANONYMOUS, AUTHENTICATED, RECOVERY_CODES, TOTP_SETUP, TOTP_VERIFY
+from ..signin.steps import safe_next_path
+
+# Which states each endpoint answers in; any endpoint not named answers only when
+# authenticated. The API blueprint authenticates with bearer tokens, never a session;
+# the health check needs no one.
+ENDPOINT_STATES = {
+    "auth.login": {ANONYMOUS},
+    "mfa.setup": {TOTP_SETUP},
+    "mfa.verify": {TOTP_VERIFY},
+    "mfa.recovery": {TOTP_VERIFY},
+    "mfa.recovery_codes": {RECOVERY_CODES, AUTHENTICATED},
+    "mfa.recovery_codes_download": {RECOVERY_CODES, AUTHENTICATED},
+    "auth.logout": set(state.STATES),
+    "static": set(state.STATES),
+}
+SESSIONLESS_BLUEPRINTS = {"api", "health"}
+# Where a browser is sent when it asks for a page its state does not allow.
+STATE_HOME = {
+    ANONYMOUS: "auth.login",
+    TOTP_SETUP: "mfa.setup",
+    TOTP_VERIFY: "mfa.verify",
+    RECOVERY_CODES: "mfa.recovery_codes",
+    AUTHENTICATED: "auth.home",
+}
+
+
+def allowed(current: str, endpoint: str | None) -> bool:
+    return current in ENDPOINT_STATES.get(endpoint, {AUTHENTICATED})
+
+
+def needs_second_factor(web_session: ServerSession) -> bool:
+    """A session signed in with the password alone, now that TOTP is required.
+
+    Checked on every request rather than when the setting changes, so that a sign-in
+    racing with the change cannot slip through."""
+    if web_session.state != AUTHENTICATED or web_session.record.second_factor_at:
+        return False
+    return settings.mfa_method() != "disabled"
+
+
+def guard():
+    """Before every request: expire a stale pending login, then send the browser to
+    the page its state allows if it asked for another."""
+    if request.blueprint in SESSIONLESS_BLUEPRINTS or request.endpoint is None:
+        return None
+    at = now()
+    client = session.client
+    if lifetimes.pending_expired(session.record, at):
+        audit.record(
+            "pending_expired", "ended", user=session.user, detail=session.state, client=client
+        )
+        state.fire(session, "expired", at)
+        flash(messages.text("expired"), "error")
+    elif needs_second_factor(session):
+        audit.record("session_ended", "mfa_required", user=session.user, client=client)
+        state.fire(session, "mfa_required", at)
+        flash(messages.text("mfa_required"), "error")
+    current = session.state
+    if allowed(current, request.endpoint):
+        return None
+    target = url_for(STATE_HOME[current])
+    if current == ANONYMOUS and request.method == "GET" and request.path != "/":
+        target = url_for(STATE_HOME[current], next=request.full_path.rstrip("?"))
+    return redirect(target)
+
+
+def landing_url(web_session: ServerSession) -> str:
+    """Where the browser goes after a step: the next step, or the page it first asked
+    for (kept server-side since the password step), or home."""
+    record = web_session.record
+    if record.state != AUTHENTICATED:
+        return url_for(STATE_HOME[record.state])
+    next_path = safe_next_path(record.next_url)
+    # `next` is a path inside the app (the guard takes it from request.full_path): under
+    # a path prefix (X-Forwarded-Prefix) it lives below the prefix.
+    target = request.script_root + next_path if next_path else url_for("auth.home")
+    if record.next_url is not None:
+        record.next_url = None
+        web_session.changed()
+    return target

@@ -1,0 +1,81 @@
+"""`core.messages`: one table for what people read. Every key the code asks for
+exists, every message in the table is used, and the wait and drift texts read right."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from standalone_mfa.core import messages
+
+PACKAGE = Path(__file__).resolve().parent.parent / "standalone_mfa"
+
+
+def keys_used_in_code() -> set[str]:
+    """The message keys the package asks for: the string constants in the first
+    argument of `text(...)`, the second of `Proof(...)`, and any `problem=`."""
+    used = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.arguments):  # def f(..., problem="wrong_code")
+                with_defaults = node.args[len(node.args) - len(node.defaults) :]
+                pairs = [
+                    *zip(with_defaults, node.defaults, strict=True),
+                    *zip(node.kwonlyargs, node.kw_defaults, strict=True),
+                ]
+                used |= {
+                    default.value
+                    for arg, default in pairs
+                    if arg.arg == "problem" and isinstance(default, ast.Constant)
+                }
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "attr", getattr(node.func, "id", None))
+            places = [kw.value for kw in node.keywords if kw.arg == "problem"]
+            if name == "text" and node.args:
+                places.append(node.args[0])
+            if name == "Proof" and len(node.args) > 1:
+                places.append(node.args[1])
+            for place in places:
+                used |= {
+                    c.value
+                    for c in ast.walk(place)
+                    if isinstance(c, ast.Constant) and isinstance(c.value, str)
+                }
+    return used
+
+
+def test_every_key_the_code_asks_for_exists_and_every_message_is_used():
+    used = keys_used_in_code()
+    assert used - set(messages.MESSAGES) == set()
+    assert set(messages.MESSAGES) - used == set()
+
+
+def test_an_unknown_key_is_an_error_not_a_blank_message():
+    with pytest.raises(KeyError):
+        messages.text("no_such_message")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "code", "expected"),
+    [
+        (1, True, "Too many wrong codes. Wait 1 second, then try again."),
+        (32, True, "Too many wrong codes. Wait 32 seconds, then try again."),
+        (2, False, "Too many failed sign-ins for this username. Wait 2 seconds, then try again."),
+    ],
+)
+def test_the_wait_message_counts_right(seconds, code, expected):
+    assert messages.wait(seconds, code=code) == expected
+
+
+def test_the_drift_hint_says_how_far_and_which_way():
+    assert messages.drift_hint(-2, 30).startswith("This code was valid about 1 minute ago.")
+    assert messages.drift_hint(6, 30).startswith("This code was valid about 3 minutes from now.")
+
+
+def test_no_message_names_a_secret():
+    for key, message in messages.MESSAGES.items():
+        assert not re.search(r"\{(code|secret|password|token)\}", message), key

@@ -1,0 +1,155 @@
+"""`factors.proofs`: the one way a password, a code and a recovery code are proved,
+called directly: the attempt is counted before the secret is looked at, a code's
+step is used once, success resets the counter, and the caller's changes commit with
+the proof's or not at all."""
+
+from __future__ import annotations
+
+import pyotp
+import pytest
+from conftest import PASSWORD
+
+from standalone_mfa.accounts.users import find_user
+from standalone_mfa.core.audit import Client
+from standalone_mfa.core.db import write_transaction
+from standalone_mfa.core.models import MfaThrottle, PasswordThrottle, Setting, TotpCredential
+from standalone_mfa.factors import proofs, recovery, throttle, totp
+
+CLIENT = Client("192.0.2.1", "pytest")
+
+
+@pytest.fixture
+def alice(app):
+    """alice with an authenticator; yields (user, secret) inside an app context."""
+    with app.app_context():
+        user = find_user("alice")
+        secret = totp.new_secret()
+        with write_transaction():
+            totp.enrol(user, secret, step=0)
+        yield user, secret
+
+
+def code_now(app, secret, steps=0):
+    clock = app.extensions["standalone_mfa.clock"]
+    return pyotp.TOTP(secret).at(clock.timestamp() + 30 * steps)
+
+
+def credential(user):
+    return TotpCredential.get(TotpCredential.user == user)
+
+
+def failures(user):
+    row = MfaThrottle.get_or_none(MfaThrottle.user == user)
+    return row.failures if row else 0
+
+
+def test_a_right_code_is_used_once_and_resets_the_counter(app, alice):
+    user, secret = alice
+    with proofs.code(user, "000000", credential=credential(user), client=CLIENT) as proof:
+        assert not proof.ok
+    assert failures(user) == 1
+    code = code_now(app, secret)
+    with proofs.code(user, code, credential=credential(user), client=CLIENT) as proof:
+        assert proof.ok and proof.step is not None
+    assert failures(user) == 0
+    with proofs.code(user, code, credential=credential(user), client=CLIENT) as replay:
+        assert not replay.ok and replay.problem == "wrong_code"
+    assert failures(user) == 1  # a replay is a counted failure
+
+
+def test_sc07_a_malformed_code_is_still_a_counted_attempt(app, alice):
+    user, _secret = alice
+    for raw in (None, "", "12345", "abcdef", "1" * 65):
+        with proofs.code(user, raw, credential=credential(user), client=CLIENT) as proof:
+            assert not proof.ok and proof.message() == proofs.messages.text("wrong_code")
+    assert failures(user) == 5
+
+
+def test_sc08_once_throttled_the_code_is_not_even_looked_at(app, alice, monkeypatch):
+    user, secret = alice
+    backoff = app.config["MFA_BACKOFF_AFTER"]
+    for _ in range(backoff):
+        with proofs.code(user, "000000", credential=credential(user), client=CLIENT):
+            pass
+    looked_at = []
+    monkeypatch.setattr(totp, "check_code", lambda *a: looked_at.append(a))
+    with proofs.code(
+        user, code_now(app, secret), credential=credential(user), client=CLIENT
+    ) as proof:
+        assert proof.throttled and proof.problem == "code_wait" and proof.retry_after == 1
+    assert looked_at == [] and failures(user) == backoff
+
+
+def test_a_failure_in_the_callers_work_rolls_back_the_used_step(app, alice):
+    """The proof and what the caller does with it commit together: a caller that fails
+    after a right code leaves the step unused (and the counter as it was)."""
+    user, secret = alice
+    code = code_now(app, secret)
+    caller_failed = pytest.raises(RuntimeError)
+    with (
+        caller_failed,
+        proofs.code(user, code, credential=credential(user), client=CLIENT) as proof,
+    ):
+        assert proof.ok
+        Setting.create(key="written_by_the_caller", value="x")
+        raise RuntimeError("the caller's change failed")
+    assert credential(user).last_used_step == 0
+    assert Setting.get_or_none(Setting.key == "written_by_the_caller") is None
+    with proofs.code(user, code, credential=credential(user), client=CLIENT) as again:
+        assert again.ok
+
+
+def test_a_pending_secret_is_matched_but_its_step_left_to_the_caller(app, alice):
+    user, _secret = alice
+    pending = totp.new_secret()
+    with proofs.code(user, code_now(app, pending), secret=pending, client=CLIENT) as proof:
+        assert proof.ok and proof.step is not None
+    assert credential(user).last_used_step == 0  # the saved authenticator is untouched
+
+
+def test_drift_is_reported_but_the_code_refused(app, alice):
+    user, secret = alice
+    early = code_now(app, secret, steps=-4)  # two minutes ago
+    with proofs.code(user, early, credential=credential(user), client=CLIENT) as proof:
+        assert not proof.ok and proof.drift == -4
+        assert "2 minutes ago" in proof.message()
+
+
+def test_a_recovery_code_is_spent_once(app, alice):
+    user, _secret = alice
+    with write_transaction():
+        codes = recovery.replace_codes(user)
+    with proofs.recovery_code(user, codes[3], client=CLIENT) as proof:
+        assert proof.ok
+    with proofs.recovery_code(user, codes[3], client=CLIENT) as again:
+        assert not again.ok and again.problem == "wrong_recovery_code"
+    assert failures(user) == 1
+
+
+def test_sc07_password_is_claimed_before_the_hash_and_reset_on_success(app, monkeypatch):
+    with app.app_context():
+        user = find_user("alice")
+        with proofs.password("alice", user, "wrong") as proof:
+            assert not proof.ok and proof.problem == "wrong_password"
+        assert throttle.password_failures("alice") == 1
+        with proofs.password("alice", user, PASSWORD) as proof:
+            assert proof.ok
+        assert throttle.password_failures("alice") == 0
+        assert PasswordThrottle.select().count() == 0  # nothing kept for a right password
+        checked = []
+        monkeypatch.setattr(
+            proofs.passwords, "check_password", lambda *a: checked.append(a) or False
+        )
+        for _ in range(app.config["PASSWORD_BACKOFF_AFTER"]):
+            with proofs.password("alice", user, "wrong"):
+                pass
+        with proofs.password("alice", user, PASSWORD) as proof:
+            assert proof.throttled and proof.problem == "password_wait"
+        assert len(checked) == app.config["PASSWORD_BACKOFF_AFTER"]  # not the last one
+
+
+def test_an_unknown_username_is_counted_like_a_known_one(app):
+    with app.app_context():
+        with proofs.password("nobody", None, PASSWORD) as proof:
+            assert not proof.ok and proof.problem == "wrong_password"
+        assert throttle.password_failures("nobody") == 1
