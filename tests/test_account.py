@@ -1394,7 +1394,6 @@ def test_nothing_kept_for_a_user_outlives_their_sign_in_in_the_session(totp_app)
     up) are dropped when the session goes back to anonymous; flashed messages stay."""
     from standalone_mfa.core.clock import now
     from standalone_mfa.signin import state
-    from standalone_mfa.core.clock import now
     from standalone_mfa.signin.sessions import ServerSession
 
     with totp_app.test_request_context("/"):
