@@ -412,24 +412,23 @@ def use_recovery_code(browser, code):
     return browser.post("/mfa/recovery", {"recovery_code": code})
 
 
-def regenerate(browser, password, code=None, recovery_code=None):
-    browser.get("/account/recovery-codes")
+def confirm_identity(browser, path, password, code=None, recovery_code=None):
+    """Open `path` and prove it is you there: the password, and a code or a recovery code."""
+    browser.get(path)
     data = {"password": password}
     if code is not None:
         data["code"] = code
     if recovery_code is not None:
         data["recovery_code"] = recovery_code
-    return browser.post("/account/recovery-codes", data)
+    return browser.post(path, data)
+
+
+def regenerate(browser, password, code=None, recovery_code=None):
+    return confirm_identity(browser, "/account/recovery-codes", password, code, recovery_code)
 
 
 def confirm_for_new_authenticator(browser, password, code=None, recovery_code=None):
-    browser.get("/account/authenticator")
-    data = {"password": password}
-    if code is not None:
-        data["code"] = code
-    if recovery_code is not None:
-        data["recovery_code"] = recovery_code
-    return browser.post("/account/authenticator", data)
+    return confirm_identity(browser, "/account/authenticator", password, code, recovery_code)
 
 
 def new_authenticator_secret(browser) -> str:

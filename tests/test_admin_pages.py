@@ -133,7 +133,7 @@ def test_admin_refuses_unknown_method(app, clock, value):
     assert events(app, "mfa_method_changed") == []
 
 
-# --- the list
+# --- the Users list
 
 
 def test_users_page_shows_admin_flag_mfa_status_dates_and_throttle(totp_app, clock, new_browser):
@@ -197,7 +197,7 @@ def test_users_page_search_and_pagination(app, clock):
     assert listed_usernames(admin.page("/admin/users?q=nobody")) == []
 
 
-# --- SC-25: POST only, CSRF, confirmation
+# --- links between the pages, and paging
 
 
 def test_admin_pages_link_to_each_other(app, clock):
@@ -329,7 +329,7 @@ def test_sc24_audit_page_not_for_admin_pending_mfa(totp_app, clock, new_browser)
     assert pending.get("/admin/audit").headers["Location"] == "/mfa/verify"
 
 
-# --- SC-24: who may use the admin pages and the API
+# --- SC-24: who may use the admin pages
 
 
 @pytest.mark.parametrize("path", ADMIN_PATHS)
@@ -393,7 +393,7 @@ def test_sc24_admin_pending_mfa_cannot_reach_admin_pages(totp_app, clock, new_br
     assert [e.actor for e in events(totp_app, "mfa_method_changed")] == ["test"]
 
 
-# --- SC-24: who may use the pages
+# --- SC-24: who may use the Users pages
 
 
 @pytest.mark.parametrize("path", ADMIN_USER_PATHS)
@@ -450,7 +450,7 @@ def test_sc24_admin_pending_mfa_cannot_reach_user_pages(totp_app, clock, new_bro
     assert events(totp_app, "step_up") == []
 
 
-# --- SC-25: admin actions are POST only, with CSRF, audited
+# --- SC-25: the MFA setting is POST only, with CSRF, audited
 
 
 def test_sc25_admin_post_without_csrf_is_400_and_changes_nothing(app, clock):
@@ -503,7 +503,7 @@ def test_sc25_admin_actions_are_audited_with_actor_target_outcome(totp_app, cloc
     assert (reset.actor, reset.username, reset.outcome) == ("root", "alice", "ok")
 
 
-# --- SC-25: POST only, CSRF, confirmation
+# --- SC-25: user actions are POST only, with CSRF
 
 
 @pytest.mark.parametrize("action", ACTIONS)

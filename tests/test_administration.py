@@ -240,7 +240,7 @@ def test_action_on_unknown_user_is_404(app, clock):
     assert events(app, "unlock") == []
 
 
-# --- SC-25: POST only, CSRF, confirmation
+# --- every action audited; races; the password back-off
 
 
 def test_sc25_every_user_action_is_audited_with_actor_target_outcome(totp_app, clock, new_browser):

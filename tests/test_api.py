@@ -42,7 +42,7 @@ ODD_API_NAMES = [
 ]
 
 
-# --- SC-24: who may use the admin pages and the API
+# --- SC-24: who may use the API
 
 
 @pytest.mark.parametrize("method", ["GET", "DELETE"])
@@ -320,7 +320,7 @@ def test_api_delete_totp_of_locked_user_without_credential_is_404_pointing_to_un
     assert code_failures(totp_app, "alice") == 0
 
 
-# --- user unlock (CLI)
+# --- SC-24: the token is checked before the method
 
 
 def test_sc24_api_wrong_method_without_token_is_401(app):
@@ -335,7 +335,7 @@ def test_sc24_api_wrong_method_without_token_is_401(app):
     )
 
 
-# --- odd inputs (SC-31)
+# --- SC-24: odd headers and paths
 
 
 @pytest.mark.parametrize(

@@ -177,7 +177,7 @@ def test_sc30_audit_records_are_utc_complete_and_hold_no_secrets(app, clock, cap
                 assert value not in text, f"{kind} found in: {text}"
 
 
-# --- SC-27 and SC-30: the policy, audited
+# --- SC-30: one UTC record per event
 
 
 def test_sc30_each_event_is_one_utc_record_with_user_ip_and_outcome(totp_app, new_browser, clock):

@@ -360,7 +360,7 @@ def test_cli_mfa_reset_without_credential_points_to_unlock(totp_app):
     assert events(totp_app, "totp_reset") == []
 
 
-# --- command line
+# --- clear messages when something is wrong
 
 
 @pytest.mark.parametrize(

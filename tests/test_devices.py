@@ -319,7 +319,7 @@ def test_remembered_device_expires_after_the_set_number_of_days(totp_app, new_br
     assert not signed_in_as(device, "alice")
 
 
-# --- SC-30: nothing secret in the audit trail or the logs
+# --- SC-16: over HTTPS
 
 
 def test_sc16_remember_cookie_over_https_is_secure_and_host_prefixed(totp_app, new_browser, clock):

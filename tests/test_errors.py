@@ -217,7 +217,7 @@ def test_database_unreachable_gives_503_html_and_json(tmp_path, clock):
     }
 
 
-# --- a database error half-way through a multi-step change
+# --- the database away: 503
 
 
 def test_post_while_database_unreachable_is_503(tmp_path, clock):

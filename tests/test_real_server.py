@@ -9,16 +9,16 @@ requests are in flight, so a round can never straddle a time-step boundary.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import re
-import threading
 import xml.etree.ElementTree as ET
 from urllib.parse import unquote, urlsplit
 
 import pyotp
 import pytest
 import requests
-from conftest import PASSWORD, database_url, make_app
+from conftest import PASSWORD, database_url, make_app, together
 from helpers import oathtool_codes, quiet_server
 from PIL import Image, ImageDraw
 from pyzbar import pyzbar
@@ -100,27 +100,8 @@ def describe(response: requests.Response) -> str:
 
 
 def _run_together(count: int, action) -> list:
-    """Run action(i) for i in range(count) on `count` threads released by one barrier;
-    the results (or the exceptions raised) in order."""
-    barrier = threading.Barrier(count)
-    results: list = [None] * count
-
-    def worker(i):
-        try:
-            barrier.wait(timeout=HTTP_TIMEOUT)
-            results[i] = action(i)
-        except BaseException as exc:  # reported by the caller
-            results[i] = exc
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=2 * HTTP_TIMEOUT)
-    assert not any(t.is_alive() for t in threads), "a request thread is stuck"
-    errors = [r for r in results if isinstance(r, BaseException)]
-    assert not errors, f"{len(errors)} threads failed, first: {errors[0]!r}"
-    return results
+    """action(i) for i in range(count), on threads released at once; the results in order."""
+    return together(*(functools.partial(action, i) for i in range(count)), timeout=HTTP_TIMEOUT)
 
 
 # --- SC-06: the replay race -------------------------------------------------------

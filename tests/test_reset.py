@@ -204,7 +204,7 @@ def test_reset_database_error_half_way_is_503_and_changes_nothing(
     assert events(totp_app, "totp_reset") == []
 
 
-# --- state-machine corners
+# --- a reset racing a sign-in or a set-up
 
 
 def test_sc26_reset_racing_the_password_step_leaves_no_dead_end(
@@ -225,9 +225,6 @@ def test_sc26_reset_racing_the_password_step_leaves_no_dead_end(
     response = browser.post("/mfa/verify", {"code": browser.code(secret)})
     assert failures(totp_app, "alice") == 0
     assert location(response).startswith(("/login", "/mfa/setup"))
-
-
-# --- command line
 
 
 def test_sc26_reset_committing_during_setup_keeps_no_credential(

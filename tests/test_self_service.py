@@ -166,7 +166,7 @@ def test_account_pages_need_a_session_that_proved_the_second_factor(totp_app, ne
     assert len(sessions_of(totp_app, "alice")) == sessions_before + 1  # + verifying
 
 
-# --- SC-30: nothing secret in the audit trail or the logs
+# --- the sessions list
 
 
 def test_account_page_lists_only_live_sessions(totp_app, new_browser, clock):

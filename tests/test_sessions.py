@@ -280,7 +280,7 @@ def test_sc15_cookie_captured_before_logout_is_rejected_after(app, new_browser, 
     assert row is None
 
 
-# --- odd inputs (SC-31)
+# --- SC-15: odd cookie values
 
 
 def test_sc15_odd_cookie_values_are_nobody(app, new_browser):
@@ -321,7 +321,7 @@ def test_sc15_odd_cookie_values_are_nobody(app, new_browser):
     assert signed_in_as(alice.client, "alice")
 
 
-# --- SC-10 the pending user is server state
+# --- SC-10: a tampered or forged cookie is nobody
 
 
 def test_sc10_tampered_cookie_is_nobody(totp_app, new_browser, clock):
@@ -430,7 +430,7 @@ def test_sc11_password_post_racing_protected_gets_never_shows_them(tmp_path, clo
         db.close()
 
 
-# --- SC-30: nothing secret in the audit trail or the logs
+# --- what a session keeps
 
 
 def test_nothing_kept_for_a_user_outlives_their_sign_in_in_the_session(totp_app):

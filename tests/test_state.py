@@ -255,7 +255,7 @@ def test_sc09_head_and_options_never_pass_the_guard_or_change_state(
     assert browser.get(home).status_code == 200
 
 
-# --- state-machine corners
+# --- SC-09: a set-up POST after the set-up
 
 
 def test_sc09_setup_post_after_setup_finished_in_this_browser_is_sent_home(
@@ -578,7 +578,7 @@ def test_sc19_pending_setup_in_another_browser_must_use_the_enrolled_app(
     assert location(loser.post("/mfa/verify", {"code": loser.code(winner_secret)})) == "/"
 
 
-# --- SC-25: admin actions are POST only, with CSRF, audited
+# --- SC-27: the policy toggle
 
 
 def test_sc27_switch_to_totp_ends_password_only_sessions(app, clock, new_browser):
@@ -591,9 +591,6 @@ def test_sc27_switch_to_totp_ends_password_only_sessions(app, clock, new_browser
     response = alice.get("/")
     assert response.status_code == 302
     assert response.headers["Location"].startswith(("/login", "/mfa/setup"))
-
-
-# --- state-machine corners
 
 
 @pytest.mark.parametrize("step", ["totp_setup", "totp_verify"])

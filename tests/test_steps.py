@@ -361,9 +361,6 @@ def test_sc29_safe_next_survives_the_mfa_steps(totp_app, new_browser, clock):
     assert location(third.post("/mfa/verify", {"code": third.code(secret)})) == "/"
 
 
-# --- odd inputs (SC-31)
-
-
 @pytest.mark.parametrize("target", NEXT_VALUES, ids=lambda t: t[:30])
 def test_sc29_encoded_next_values_stay_on_this_site(totp_app, new_browser, clock, target):
     secret = give_credential(totp_app, clock, "alice")
@@ -380,7 +377,7 @@ def test_sc29_encoded_next_values_stay_on_this_site(totp_app, new_browser, clock
     assert (resolved.scheme, resolved.netloc) == ("https", "mfa.example")
 
 
-# --- SC-31 headers and errors
+# --- SC-31 and SC-06: one answer for a wrong username, a second click
 
 
 def test_sc31_wrong_username_and_wrong_password_look_the_same(app, new_browser):
@@ -512,7 +509,7 @@ def test_sc20_double_submit_of_setup_form_enrols_once(tmp_path, clock, serve):
         db.close()
 
 
-# --- a database error half-way through a multi-step change
+# --- a database error after the code step
 
 
 def test_verify_database_error_after_step_consumed_leaves_nothing_half_done(

@@ -257,7 +257,7 @@ def test_password_guessing_is_limited(app, new_browser):
     assert location(response) != "/"
 
 
-# --- state-machine corners
+# --- a reset during a code attempt
 
 
 def test_sc08_reset_during_a_code_attempt_is_not_a_500(totp_app, new_browser, clock, monkeypatch):

@@ -344,7 +344,7 @@ def test_setup_database_error_after_credential_saved_leaves_nothing_half_done(
     assert failures(totp_app, "alice") == 0
 
 
-# --- state-machine corners
+# --- set-up finished elsewhere
 
 
 def test_sc20_setup_finished_elsewhere_is_not_a_wrong_code(totp_app, new_browser, clock):
@@ -355,9 +355,6 @@ def test_sc20_setup_finished_elsewhere_is_not_a_wrong_code(totp_app, new_browser
     response = second.post("/mfa/setup", {"code": second.code(second_secret)})
     assert location(response) != "/mfa/setup"
     assert failures(totp_app, "alice") == 0
-
-
-# --- command line
 
 
 def test_sc20_reloading_setup_after_it_was_finished_elsewhere_shows_no_dead_secret(
