@@ -3,6 +3,7 @@ test-client helper whose methods read like a person's steps."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import html
 import os
@@ -183,6 +184,15 @@ def browser(app, clock):
 @pytest.fixture
 def new_browser(app, clock):
     return lambda: Browser(app, clock)
+
+
+@pytest.fixture
+def serve():
+    """serve(app) -> base URL of a quiet threaded werkzeug server for `app`."""
+    from helpers import quiet_server
+
+    with contextlib.ExitStack() as servers:
+        yield lambda app: servers.enter_context(quiet_server(app))
 
 
 def together(*actions, timeout: float = 30):

@@ -17,7 +17,6 @@ import itertools
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from urllib.parse import urlencode
 import pytest
 import requests
 from conftest import FAST_HASH, PASSWORD
+from helpers import oathtool_codes, tool
 from playwright.sync_api import Page, expect, sync_playwright
 
 from standalone_mfa import create_app
@@ -63,37 +63,6 @@ NEW_PASSWORD = "a new and longer passphrase"
 
 
 # ------------------------------------------------------------------ the authenticator
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed; `make test` installs it with apt")
-    return path
-
-
-def oathtool_codes(secret: str, first_step: int, count: int) -> list[str]:
-    """Codes for `count` time steps from `first_step`, by oathtool (not our code)."""
-    when = dt.datetime.fromtimestamp(first_step * totp.PERIOD, dt.UTC)
-    result = subprocess.run(
-        [
-            _tool("oathtool"),
-            "--totp",
-            "--base32",
-            f"--window={count - 1}",
-            "--now",
-            when.strftime("%Y-%m-%d %H:%M:%S UTC"),
-            secret,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
-    assert result.returncode == 0, f"oathtool failed: {result.stderr}"
-    codes = result.stdout.split()
-    assert len(codes) == count and all(re.fullmatch(r"\d{6}", c) for c in codes), codes
-    return codes
 
 
 # A code of the step before now is still sent this long before that step leaves the
@@ -1153,7 +1122,7 @@ def test_users_and_audit_log_page_through_keeping_the_filter(site, open_window, 
 def zbar_decode(png: Path) -> list[str]:
     """Every QR code zbarimg finds in the image, one text each."""
     result = subprocess.run(
-        [_tool("zbarimg"), "--quiet", "--raw", "-Sdisable", "-Sqrcode.enable", str(png)],
+        [tool("zbarimg"), "--quiet", "--raw", "-Sdisable", "-Sqrcode.enable", str(png)],
         capture_output=True,
         timeout=30,
         check=False,

@@ -14,10 +14,10 @@ import re
 import shutil
 import socket
 import subprocess
-import threading
 import time
 import warnings
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -26,8 +26,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from helpers import quiet_server
 from urllib3.exceptions import InsecureRequestWarning
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from standalone_mfa.core.db import db
 from standalone_mfa.core.models import AuditEvent
@@ -50,11 +50,6 @@ SPOOFING = {
     "X-Forwarded-Prefix": "/evil",
 }
 CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args, **kwargs):
-        pass
 
 
 def free_port() -> int:
@@ -143,29 +138,26 @@ def behind_nginx(tmp_path, clock):
     if NGINX is None:
         pytest.skip("nginx is not installed (apt-get install nginx-light)")
     app = make_app(tmp_path, clock, **TRUST_ONE_PROXY)
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    folder = tmp_path / "nginx"
-    folder.mkdir()
-    http_port, https_port = free_port(), free_port()
-    main = site_config(folder, server.server_port, http_port, https_port)
-    checked = subprocess.run(  # noqa: S603
-        [NGINX, "-t", "-q", "-c", str(main)], capture_output=True, text=True, check=False
-    )
-    assert checked.returncode == 0, checked.stderr
-    process = subprocess.Popen(  # noqa: S603
-        [NGINX, "-c", str(main)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
     try:
-        wait_for_port(https_port, process, folder / "error.log")
-        yield app, f"http://127.0.0.1:{http_port}", f"https://127.0.0.1:{https_port}"
+        with quiet_server(app) as app_url:
+            folder = tmp_path / "nginx"
+            folder.mkdir()
+            http_port, https_port = free_port(), free_port()
+            main = site_config(folder, urlsplit(app_url).port, http_port, https_port)
+            checked = subprocess.run(  # noqa: S603
+                [NGINX, "-t", "-q", "-c", str(main)], capture_output=True, text=True, check=False
+            )
+            assert checked.returncode == 0, checked.stderr
+            process = subprocess.Popen(  # noqa: S603
+                [NGINX, "-c", str(main)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            try:
+                wait_for_port(https_port, process, folder / "error.log")
+                yield app, f"http://127.0.0.1:{http_port}", f"https://127.0.0.1:{https_port}"
+            finally:
+                process.terminate()
+                process.wait(timeout=10)
     finally:
-        process.terminate()
-        process.wait(timeout=10)
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
         with app.app_context():
             db.close()
 

@@ -23,6 +23,7 @@ import pyotp
 import pytest
 import requests
 from conftest import FAST_HASH, PASSWORD, together
+from helpers import wrong_code
 
 from standalone_mfa import create_app
 from standalone_mfa.accounts import settings
@@ -190,12 +191,6 @@ class Visitor:
         response = self.get(base_url, "/")
         match = re.search(r'id="signed-in-user">([^<]+)<', response.text)
         return match.group(1) if response.status_code == 200 and match else None
-
-
-def wrong_code(secret: str) -> str:
-    at = time.time()
-    valid = {pyotp.TOTP(secret).at(at + 30 * s) for s in range(-3, 4)}
-    return next(f"{n:06d}" for n in itertools.count(123456) if f"{n:06d}" not in valid)
 
 
 # ------------------------------------------------------------------ the tests

@@ -9,21 +9,19 @@ requests are in flight, so a round can never straddle a time-step boundary.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import re
-import shutil
-import subprocess
-import threading
 import xml.etree.ElementTree as ET
 from urllib.parse import unquote, urlsplit
 
 import pyotp
 import pytest
 import requests
-from conftest import PASSWORD, database_url, make_app
+from conftest import PASSWORD, database_url, make_app, together
+from helpers import oathtool_codes, quiet_server
 from PIL import Image, ImageDraw
 from pyzbar import pyzbar
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from standalone_mfa import create_app
 from standalone_mfa.accounts import settings
@@ -42,13 +40,6 @@ SECRET_RE = re.compile(r'id="totp-secret"[^>]*>([^<]+)<')
 QR_SVG_RE = re.compile(r'id="totp-qr"[^>]*>\s*(<svg\b.*?</svg>)', re.S)
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """No access-log line per request (hundreds per test); errors are still logged."""
-
-    def log_request(self, *args, **kwargs):
-        pass
-
-
 @pytest.fixture
 def live_app(request, tmp_path, clock):
     """The app on a file database (config overrides through indirect parametrisation)."""
@@ -63,15 +54,8 @@ def live_app(request, tmp_path, clock):
 @pytest.fixture
 def server_url(live_app):
     """Serve `live_app` with werkzeug's threaded server on a free port; the base URL."""
-    server = make_server("127.0.0.1", 0, live_app, threaded=True, request_handler=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with quiet_server(live_app) as url:
+        yield url
 
 
 class Visitor:
@@ -116,27 +100,8 @@ def describe(response: requests.Response) -> str:
 
 
 def _run_together(count: int, action) -> list:
-    """Run action(i) for i in range(count) on `count` threads released by one barrier;
-    the results (or the exceptions raised) in order."""
-    barrier = threading.Barrier(count)
-    results: list = [None] * count
-
-    def worker(i):
-        try:
-            barrier.wait(timeout=HTTP_TIMEOUT)
-            results[i] = action(i)
-        except BaseException as exc:  # reported by the caller
-            results[i] = exc
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=2 * HTTP_TIMEOUT)
-    assert not any(t.is_alive() for t in threads), "a request thread is stuck"
-    errors = [r for r in results if isinstance(r, BaseException)]
-    assert not errors, f"{len(errors)} threads failed, first: {errors[0]!r}"
-    return results
+    """action(i) for i in range(count), on threads released at once; the results in order."""
+    return together(*(functools.partial(action, i) for i in range(count)), timeout=HTTP_TIMEOUT)
 
 
 # --- SC-06: the replay race -------------------------------------------------------
@@ -275,17 +240,9 @@ def rasterise_qr_svg(svg: str) -> Image.Image:
     return image
 
 
-def _oathtool() -> str:
-    path = shutil.which("oathtool")
-    if path is None:
-        pytest.fail("oathtool is not installed (apt-get install oathtool); CI installs it")
-    return path
-
-
 @pytest.mark.parametrize("live_app", [{"MFA_TOTP_WINDOW": 0}], indirect=True)
 def test_setup_qr_decodes_and_oathtool_code_completes_setup(live_app, server_url, clock):
     """Window 0: the server must accept oathtool's code for exactly the current step."""
-    oathtool = _oathtool()
     clock.advance(17)  # mid-step, 12:00:17 UTC
     visitor = Visitor(server_url)
     response = visitor.login("alice")
@@ -307,17 +264,7 @@ def test_setup_qr_decodes_and_oathtool_code_completes_setup(live_app, server_url
         f"otpauth://totp/Standalone%20MFA:alice?secret={secret}&issuer=Standalone%20MFA"
     )
 
-    frozen = clock.now().strftime("%Y-%m-%d %H:%M:%S UTC")
-    result = subprocess.run(
-        [oathtool, "--totp", "-b", "--now", frozen, secret],
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
-    assert result.returncode == 0, f"oathtool failed: {result.stderr}"
-    code = result.stdout.strip()
-    assert re.fullmatch(r"\d{6}", code), code
+    code = oathtool_codes(secret, int(clock.timestamp()) // 30)[0]
 
     response = visitor.post("/mfa/setup", {"code": code})
     assert (response.status_code, response.headers.get("Location")) == (302, "/mfa/recovery-codes")

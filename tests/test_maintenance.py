@@ -1,10 +1,12 @@
-"""`flask --app standalone_mfa prune` and `maintenance.prune(now)`: rows the app would
-already refuse (sessions past their idle or absolute limit, pending logins past theirs,
-password counters quiet for a day) are deleted; everything still usable is kept."""
+"""ops/maintenance: `flask --app standalone_mfa prune` and `maintenance.prune(now)`: rows
+the app would already refuse (sessions past their idle or absolute limit, pending logins
+past theirs, password counters quiet for a day, remembered devices past their day) are
+deleted; everything still usable is kept."""
 
 from __future__ import annotations
 
 from conftest import PASSWORD, Browser
+from helpers import devices_of, remembered_browser, set_remember_days
 
 from standalone_mfa.accounts.users import create_user, find_user
 from standalone_mfa.core.config import DEFAULTS
@@ -122,3 +124,17 @@ def test_prune_command_prints_the_counts(app, clock):
         "Deleted 0 pending logins, 1 sessions, 0 password throttles, 0 remembered devices"
     )
     assert rows(app, WebSession) == 0
+
+
+def test_prune_deletes_remembered_devices_past_their_day(totp_app, new_browser, clock):
+    from standalone_mfa.ops import maintenance
+
+    set_remember_days(totp_app, 1)
+    secret = new_browser().enrol()
+    remembered_browser(new_browser, secret)
+    with totp_app.app_context():
+        assert maintenance.prune(clock.now())["remembered_devices"] == 0
+    clock.advance(24 * 3600 + 1)
+    with totp_app.app_context():
+        assert maintenance.prune(clock.now())["remembered_devices"] == 1
+    assert devices_of(totp_app, "alice") == []
