@@ -1,14 +1,17 @@
 """core/config and instance: the app refuses to start without valid keys, and reads the
-instance config, then the environment; the instance config is written once."""
+instance config, then the environment; the instance config is written once. Every
+policy number is configuration: its default and bounds in one place (`POLICY`), a
+value out of bounds stops the app, and a changed number changes what sign-in does."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from conftest import make_app
 
 from standalone_mfa import create_app
-from standalone_mfa.core.config import ConfigurationError
+from standalone_mfa.core.config import DEFAULTS, POLICY, ConfigurationError
 from standalone_mfa.core.crypto import generate_key
 
 
@@ -56,3 +59,60 @@ def test_instance_config_is_written_once_and_never_overwritten(tmp_path):
     exec(compile(first, str(path), "exec"), namespace)  # noqa: S102 - our own generated file
     assert len(namespace["SECRET_KEY"]) >= 64
     assert len(namespace["MFA_ENCRYPTION_KEYS"]) == 1
+
+
+def test_every_policy_number_has_a_default_within_its_bounds():
+    for name, (lowest, highest, meaning) in POLICY.items():
+        assert lowest <= DEFAULTS[name] <= highest, name
+        assert meaning
+
+
+@pytest.mark.parametrize("name", sorted(POLICY))
+@pytest.mark.parametrize("bad", ["lowest", "highest", "text", "bool"])
+def test_a_policy_number_out_of_bounds_stops_the_app(tmp_path, clock, name, bad):
+    lowest, highest, _meaning = POLICY[name]
+    value = {"lowest": lowest - 1, "highest": highest + 1, "text": "five", "bool": True}[bad]
+    with pytest.raises(ConfigurationError, match=name):
+        make_app(tmp_path, clock, **{name: value})
+
+
+def test_a_number_from_the_environment_may_be_a_string(tmp_path, clock):
+    app = make_app(tmp_path, clock, MFA_BACKOFF_AFTER="3")
+    assert app.config["MFA_BACKOFF_AFTER"] == 3
+
+
+def test_the_lock_must_come_after_the_backoff(tmp_path, clock):
+    with pytest.raises(ConfigurationError, match="MFA_LOCK_AFTER"):
+        make_app(tmp_path, clock, MFA_BACKOFF_AFTER=5, MFA_LOCK_AFTER=5)
+
+
+def test_sc07_a_lower_backoff_ends_the_pending_sign_in_sooner(tmp_path, clock):
+    from conftest import Browser
+
+    from standalone_mfa.accounts import settings
+
+    app = make_app(tmp_path, clock, MFA_BACKOFF_AFTER=2, MFA_LOCK_AFTER=4)
+    with app.app_context():
+        settings.set_mfa_method("totp", actor="test")
+    browser = Browser(app, clock)
+    secret = browser.enrol()
+    browser.logout()
+    browser.login()
+    wrong = str((int(browser.code(secret)) + 1) % 1_000_000).zfill(6)
+    assert browser.post("/mfa/verify", {"code": wrong}).headers["Location"] == "/mfa/verify"
+    second = browser.post("/mfa/verify", {"code": wrong})
+    assert second.headers["Location"] == "/login"  # after 2, not 5
+    assert "Too many wrong codes. Please sign in again." in browser.page("/login")
+
+
+def test_sc07_a_lower_password_backoff_makes_the_next_try_wait(tmp_path, clock):
+    from conftest import Browser
+
+    app = make_app(tmp_path, clock, PASSWORD_BACKOFF_AFTER=2, BACKOFF_MAX_SECONDS=60)
+    browser = Browser(app, clock)
+    for _ in range(2):
+        browser.login(password="not the password")
+    page = browser.login().get_data(as_text=True)
+    assert "Wait 1 second" in page
+    clock.advance(1)
+    assert browser.login().headers["Location"] == "/"

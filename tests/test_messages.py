@@ -16,7 +16,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "standalone_mfa"
 
 def keys_used_in_code() -> set[str]:
     """The message keys the package asks for: the string constants in the first
-    argument of `text(...)`, the second of `Proof(...)`, and any `problem=`."""
+    argument of `text(...)` (and both forms of `counted(...)`), the second of
+    `Proof(...)`, and any `problem=`."""
     used = set()
     for path in PACKAGE.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -37,13 +38,23 @@ def keys_used_in_code() -> set[str]:
             places = [kw.value for kw in node.keywords if kw.arg == "problem"]
             if name == "text" and node.args:
                 places.append(node.args[0])
+            if name == "counted" and node.args and isinstance(node.args[0], ast.Constant):
+                used |= {node.args[0].value + "_one", node.args[0].value + "_many"}
             if name == "Proof" and len(node.args) > 1:
                 places.append(node.args[1])
             for place in places:
+                pieces = {
+                    id(c)
+                    for j in ast.walk(place)
+                    if isinstance(j, ast.JoinedStr)
+                    for c in j.values
+                }
                 used |= {
                     c.value
                     for c in ast.walk(place)
-                    if isinstance(c, ast.Constant) and isinstance(c.value, str)
+                    if isinstance(c, ast.Constant)
+                    and isinstance(c.value, str)
+                    and id(c) not in pieces
                 }
     return used
 
@@ -74,6 +85,11 @@ def test_the_wait_message_counts_right(seconds, code, expected):
 def test_the_drift_hint_says_how_far_and_which_way():
     assert messages.drift_hint(-2, 30).startswith("This code was valid about 1 minute ago.")
     assert messages.drift_hint(6, 30).startswith("This code was valid about 3 minutes from now.")
+
+
+def test_counted_picks_the_form_for_the_number():
+    assert messages.counted("devices_forgotten", 1) == "Forgot 1 remembered device."
+    assert messages.counted("devices_forgotten", 0) == "Forgot 0 remembered devices."
 
 
 def test_no_message_names_a_secret():

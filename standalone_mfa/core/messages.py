@@ -54,12 +54,67 @@ MESSAGES = {
         "Thank you. You can make administrative changes for the next {minutes} minutes."
     ),
     "new_authenticator_expired": "Setting up the new app took too long. Start again.",
+    # Pages: what a view says after an action. A key ending in _one / _many is read
+    # through `counted`, which picks by the number (a translation's plural forms).
+    "signed_out": "You have signed out.",
+    "qr_label": (
+        "QR code to add {username} to your authenticator app. "
+        "If you cannot scan it, type the secret key shown beside it."
+    ),
+    "qr_label_new": (
+        "QR code to add {username} to your new authenticator app. "
+        "If you cannot scan it, type the secret key shown beside it."
+    ),
+    "no_authenticator": "You have no authenticator app set up.",
+    "check_the_form": "Check the form and try again.",
+    "new_codes_made": "New recovery codes were made. The old ones no longer work.",
+    "prove_first": "Start by confirming your password and a current code.",
+    "new_authenticator_set_up": (
+        "Your new authenticator app is set up; the old one no longer works. "
+        "Other sessions and remembered devices were signed out."
+    ),
+    "password_changed_one": (
+        "Your password was changed. {count} other session was signed out "
+        "and remembered devices were forgotten."
+    ),
+    "password_changed_many": (
+        "Your password was changed. {count} other sessions were signed out "
+        "and remembered devices were forgotten."
+    ),
+    "other_sessions_ended_one": "Signed out {count} other session.",
+    "other_sessions_ended_many": "Signed out {count} other sessions.",
+    "devices_forgotten_one": "Forgot {count} remembered device.",
+    "devices_forgotten_many": "Forgot {count} remembered devices.",
+    "mfa_method_set": "Multi-Factor Authentication is now set to {label}.",
+    "mfa_method_set_remember": (
+        "Multi-Factor Authentication is now set to {label}. "
+        "Devices are remembered for {days} days."
+    ),
+    "choose_a_method": "Choose Disabled or TOTP.",
+    "remember_days_range": "Remember devices for 0 to {highest} days.",
+    "step_up_first": "Confirm it is you, then confirm the change again.",
+    "user_created": "User {name} was created.",
+    "reset_nothing": "{name} has no authenticator to reset; nothing changed.",
+    "reset_done": "Two-factor authentication of {name} was reset; their sessions ended.",
+    "unlocked": "{name} was unlocked and can enter a code again.",
+    "unlock_nothing": "{name} was not throttled or locked; nothing changed.",
+    "user_sessions_ended": "{count} session(s) of {name} ended.",
+    "last_admin": "{name} is the last administrator and cannot be revoked.",
+    "admin_unchanged": "Nothing changed: {name} already has these rights.",
+    "admin_granted": "{name} is now an administrator.",
+    "admin_revoked": "{name} is no longer an administrator.",
+    "bad_audit_filter": "Some filters were not understood; showing every event.",
 }
 
 
 def text(key: str, **params) -> str:
     """The message `key`, filled in. An unknown key is a bug, not a blank message."""
     return MESSAGES[key].format(**params) if params else MESSAGES[key]
+
+
+def counted(key: str, count: int, **params) -> str:
+    """The message `key_one` or `key_many` for `count`, filled in."""
+    return text(f"{key}_one" if count == 1 else f"{key}_many", count=count, **params)
 
 
 def seconds(count: int) -> str:

@@ -14,6 +14,7 @@ from flask import (
 )
 
 from ..accounts import self_service, settings
+from ..core import messages
 from ..factors import recovery, totp
 from ..signin import reauth
 from . import qr
@@ -32,23 +33,20 @@ NEEDS_AUTHENTICATOR = {
 @bp.before_request
 def require_authenticator():
     if request.endpoint in NEEDS_AUTHENTICATOR and totp.credential_of(session.user) is None:
-        flash("You have no authenticator app set up.", "error")
+        flash(messages.text("no_authenticator"), "error")
         return redirect(url_for("account.security"))
     return None
-
-
-CHECK_FORM = "Check the form and try again."
 
 
 def _first_error(form) -> str:
     for errors in form.errors.values():
         if errors and isinstance(errors[0], str) and not errors[0].startswith("The CSRF"):
             return errors[0]
-    return CHECK_FORM
+    return messages.text("check_the_form")
 
 
-@bp.route("/security", endpoint="security")
-def security_page():
+@bp.route("/security")
+def security():
     """MFA status, recovery codes, remembered devices, sessions and recent sign-ins."""
     return render_template(
         "account/security.html",
@@ -87,7 +85,7 @@ def regenerate_codes():
 
     def regenerate():
         self_service.regenerate_recovery_codes(session, session.user)
-        flash("New recovery codes were made. The old ones no longer work.", "info")
+        flash(messages.text("new_codes_made"), "info")
         return redirect(url_for("mfa.recovery_codes"))
 
     return _after_proof("codes", regenerate, allow_recovery=False)
@@ -109,7 +107,7 @@ def new_authenticator_setup():
     """Step 2: add the new secret to the new app and confirm its first code."""
     secret = self_service.new_authenticator_secret(session)
     if secret is None:
-        flash("Start by confirming your password and a current code.", "error")
+        flash(messages.text("prove_first"), "error")
         return redirect(url_for("account.new_authenticator"))
     form = CodeForm()
     if form.is_submitted():
@@ -117,11 +115,7 @@ def new_authenticator_setup():
             session, session.user, form.code.data if form.validate() else None
         )
         if problem is None:
-            flash(
-                "Your new authenticator app is set up; the old one no longer works. "
-                "Other sessions and remembered devices were signed out.",
-                "info",
-            )
+            flash(messages.text("new_authenticator_set_up"), "info")
             return redirect(url_for("account.security"))
         flash(problem, "error")
         return redirect(url_for("account.new_authenticator_setup"))
@@ -132,8 +126,7 @@ def new_authenticator_setup():
         secret=totp.grouped(secret),
         qr_svg=qr.qr_svg(
             totp.provisioning_uri(secret, username),
-            label=f"QR code to add {username} to your new authenticator app. "
-            "If you cannot scan it, type the secret key shown beside it.",
+            label=messages.text("qr_label_new", username=username),
         ),
         issuer=current_app.config["MFA_ISSUER"],
         username=username,
@@ -148,12 +141,7 @@ def change_password():
         problem = reauth.confirm_password(session, session.user, form.current_password.data)
         if problem is None:
             ended = self_service.change_password(session, session.user, form.new_password.data)
-            flash(
-                "Your password was changed. "
-                f"{ended} other {'session was' if ended == 1 else 'sessions were'} signed out "
-                "and remembered devices were forgotten.",
-                "info",
-            )
+            flash(messages.counted("password_changed", ended), "info")
             return redirect(url_for("account.security"))
         flash(problem, "error")
     elif form.is_submitted():
@@ -166,7 +154,7 @@ def end_other_sessions():
     """Sign out every other session of this account."""
     if ButtonForm().validate_on_submit():
         ended = self_service.sign_out_other_sessions(session, session.user)
-        flash(f"Signed out {ended} other {'session' if ended == 1 else 'sessions'}.", "info")
+        flash(messages.counted("other_sessions_ended", ended), "info")
     return redirect(url_for("account.security"))
 
 
@@ -175,5 +163,5 @@ def forget_devices():
     """Forget every remembered device: each will be asked for a code again."""
     if ButtonForm().validate_on_submit():
         count = self_service.forget_devices(session, session.user)
-        flash(f"Forgot {count} remembered {'device' if count == 1 else 'devices'}.", "info")
+        flash(messages.counted("devices_forgotten", count), "info")
     return redirect(url_for("account.security"))

@@ -22,6 +22,7 @@ from flask_login import current_user
 from ..accounts import administration, reset, settings
 from ..accounts.users import UserError, create_user, find_user
 from ..core import audit as audit_log
+from ..core import messages
 from ..factors import passwords, throttle, totp
 from ..signin import reauth
 from ..signin.steps import safe_next_path
@@ -67,14 +68,18 @@ def mfa_settings():
             days = settings.remember_days()
         settings.set_remember_days(days, actor=current_user.username, client=client())
         label = settings.MFA_METHODS[form.mfa_method.data]
-        remembered = f" Devices are remembered for {days} days." if days else ""
-        flash(f"Multi-Factor Authentication is now set to {label}.{remembered}", "info")
+        if days:
+            flash(messages.text("mfa_method_set_remember", label=label, days=days), "info")
+        else:
+            flash(messages.text("mfa_method_set", label=label), "info")
         return redirect(url_for("admin.mfa_settings"))
     if form.is_submitted():
         if form.mfa_method.errors:
-            flash("Choose Disabled or TOTP.", "error")
+            flash(messages.text("choose_a_method"), "error")
         else:
-            flash(f"Remember devices for 0 to {settings.REMEMBER_DAYS_MAX} days.", "error")
+            flash(
+                messages.text("remember_days_range", highest=settings.REMEMBER_DAYS_MAX), "error"
+            )
     return render_template("admin/mfa.html", form=form)
 
 
@@ -108,7 +113,7 @@ def requires_step_up(view):
         if reauth.is_fresh(session):
             return view(*args, **kwargs)
         if request.method == "POST":
-            flash("Confirm it is you, then confirm the change again.", "error")
+            flash(messages.text("step_up_first"), "error")
         return redirect(url_for("admin.step_up_page", next=request.path))
 
     return checked
@@ -150,7 +155,7 @@ def new_user():
         except UserError as error:
             flash(str(error), "error")
         else:
-            flash(f"User {user.username} was created.", "info")
+            flash(messages.text("user_created", name=user.username), "info")
             if generated is None:
                 return redirect(url_for("admin.users", q=user.username))
             # In this response only: never flashed, logged or stored but as its hash.
@@ -202,24 +207,24 @@ def _perform(action: str, user) -> tuple[str, str]:
     name = user.username
     if action == "reset-mfa":
         if totp.credential_of(user) is None:
-            return f"{name} has no authenticator to reset; nothing changed.", "error"
+            return messages.text("reset_nothing", name=name), "error"
         reset.reset_totp(user, actor=actor, client=client())
-        return f"Two-factor authentication of {name} was reset; their sessions ended.", "info"
+        return messages.text("reset_done", name=name), "info"
     if action == "unlock":
         if throttle.unlock(user, actor=actor, client=client()):
-            return f"{name} was unlocked and can enter a code again.", "info"
-        return f"{name} was not throttled or locked; nothing changed.", "info"
+            return messages.text("unlocked", name=name), "info"
+        return messages.text("unlock_nothing", name=name), "info"
     if action == "sign-out":
         ended = administration.end_sessions(user, actor=actor, client=client())
-        return f"{ended} session(s) of {name} ended.", "info"
+        return messages.text("user_sessions_ended", count=ended, name=name), "info"
     outcome = administration.set_admin(user, action == "grant-admin", actor=actor, client=client())
     if outcome == administration.LAST_ADMIN:
-        return f"{name} is the last administrator and cannot be revoked.", "error"
+        return messages.text("last_admin", name=name), "error"
     if outcome == administration.UNCHANGED:
-        return f"Nothing changed: {name} already has these rights.", "info"
+        return messages.text("admin_unchanged", name=name), "info"
     if action == "grant-admin":
-        return f"{name} is now an administrator.", "info"
-    return f"{name} is no longer an administrator.", "info"
+        return messages.text("admin_granted", name=name), "info"
+    return messages.text("admin_revoked", name=name), "info"
 
 
 @requires_step_up
@@ -272,7 +277,7 @@ def audit_page():
             "end": form.end.data,
         }
     elif request.args:
-        flash("Some filters were not understood; showing every event.", "error")
+        flash(messages.text("bad_audit_filter"), "error")
     return render_template(
         "admin/audit.html",
         form=form,

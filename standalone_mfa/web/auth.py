@@ -14,8 +14,8 @@ from .guard import landing_url
 bp = Blueprint("auth", __name__)
 
 
-@bp.route("/login", methods=["GET", "POST"], endpoint="login")
-def login_page():
+@bp.route("/login", methods=["GET", "POST"])
+def login():
     """Ask for the username and password; on success go to the next step."""
     form = LoginForm()
     if form.validate_on_submit():
@@ -38,7 +38,7 @@ def login_page():
 def logout():
     """End the session on the server and return to the sign-in page (CSRF-checked)."""
     steps.sign_out(session)
-    flash("You have signed out.", "info")
+    flash(messages.text("signed_out"), "info")
     return redirect(url_for("auth.login"))
 
 

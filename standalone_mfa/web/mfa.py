@@ -15,6 +15,7 @@ from flask import (
 )
 
 from ..accounts import settings
+from ..core import messages
 from ..factors import recovery, totp
 from ..signin import sessions, state, steps
 from . import qr
@@ -55,8 +56,7 @@ def setup():
         secret=totp.grouped(secret),
         qr_svg=qr.qr_svg(
             uri,
-            label=f"QR code to add {username} to your authenticator app. "
-            "If you cannot scan it, type the secret key shown beside it.",
+            label=messages.text("qr_label", username=username),
         ),
         issuer=current_app.config["MFA_ISSUER"],
         username=username,
