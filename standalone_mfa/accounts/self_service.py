@@ -103,8 +103,7 @@ def confirm_new_authenticator(web_session: ServerSession, user: User, raw: str |
         user,
         raw,
         secret=secret,
-        client=client,
-        transaction=lambda: sessions.transition(web_session),
+        **sessions.with_session(web_session),
     ) as proof:
         if not proof.ok:
             if not proof.throttled:

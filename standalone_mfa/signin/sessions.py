@@ -207,6 +207,12 @@ def transition(web_session: ServerSession):
         raise
 
 
+def with_session(web_session: ServerSession) -> dict:
+    """What a proof (`factors.proofs`) needs to commit together with this session's
+    next state: the client to audit, and the session's transaction."""
+    return {"client": web_session.client, "transaction": lambda: transition(web_session)}
+
+
 def end_sessions_of(user: User) -> int:
     """Delete every browser session of a user (admin reset, password change)."""
     return WebSession.delete().where(WebSession.user == user).execute()

@@ -126,8 +126,7 @@ def confirm_setup(web_session: ServerSession, raw_code: str | None) -> StepOutco
         user,
         raw_code,
         secret=pending_secret(web_session),
-        client=client,
-        transaction=lambda: sessions.transition(web_session),
+        **sessions.with_session(web_session),
     ) as proof:
         if proof.ok:
             credential = totp.enrol(user, pending_secret(web_session), proof.step)
@@ -164,9 +163,8 @@ def verify_code(
         user,
         raw_code,
         credential=credential,
-        client=client,
-        transaction=lambda: sessions.transition(web_session),
         throttle_row=throttle_row,
+        **sessions.with_session(web_session),
     ) as proof:
         if proof.ok:
             audit.record("totp", "ok", user=user, client=client)
@@ -188,9 +186,7 @@ def use_recovery_code(web_session: ServerSession, raw_code: str | None) -> StepO
     if totp.credential_of(user) is None:  # reset while this login was pending
         state.fire(web_session, "credential_removed", now())
         return StepOutcome(False, messages.text("expired"))
-    with proofs.recovery_code(
-        user, raw_code, client=client, transaction=lambda: sessions.transition(web_session)
-    ) as proof:
+    with proofs.recovery_code(user, raw_code, **sessions.with_session(web_session)) as proof:
         if proof.ok:
             left = recovery.remaining(user)
             audit.record("recovery_code", "ok", user=user, detail=f"{left} left", client=client)
