@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-import qrcode
-import qrcode.constants
-import qrcode.image.svg
 from markupsafe import Markup
 
 SVG_NS = "http://www.w3.org/2000/svg"
 
 
 def qr_svg(data: str, *, label: str) -> Markup:
+    # Imported here: only set-up pages draw a QR code, and qrcode pulls in Pillow where
+    # it is installed (about 4 MB a worker that a sign-in or a gateway check never uses).
+    import qrcode
+    import qrcode.constants
+    import qrcode.image.svg
+
     qr = qrcode.QRCode(
         error_correction=qrcode.constants.ERROR_CORRECT_M,
         border=4,
