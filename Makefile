@@ -90,6 +90,7 @@ fuzz: $(BIN)/activate
 
 # make bench: gunicorn + load generator on a fresh seeded database (see README,
 # Performance). DB=postgres uses BENCH_DATABASE_URL, whose tables it DROPS first.
+# POOL=0: a connection per request. BENCH_ARGS="--clients 16 --seconds 5 --phases floor,code"
 DB ?= sqlite
 BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 WORKERS ?= 2
@@ -97,4 +98,4 @@ THREADS ?= 1
 .PHONY: bench
 bench: $(BIN)/activate
 	$(BIN)/python -m bench.run --workers $(WORKERS) --threads $(THREADS) \
-	  $(if $(filter postgres,$(DB)),--database-url $(BENCH_DATABASE_URL)) $(if $(POOL),--pool) $(BENCH_ARGS)
+	  $(if $(filter postgres,$(DB)),--database-url $(BENCH_DATABASE_URL)) $(if $(filter 0,$(POOL)),--no-pool) $(BENCH_ARGS)

@@ -1,6 +1,7 @@
 """The benchmark (`make bench`) with tiny numbers, so it cannot rot: gunicorn really
-serves, every phase really signs people in without an error, and the JSON report has
-every field the README's Performance section is read from.
+serves the app and the bare-Flask floor, every phase really signs people in without an
+error, and the JSON report has every field the README's Performance section is read
+from.
 
 On PostgreSQL when TEST_DATABASE_URL names one (the benchmark wipes its tables, as the
 suite's own fixtures do), else on a new SQLite file.
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.server
 REPO = Path(__file__).resolve().parent.parent
 USERS = (60, 120)
 CLIENTS = (3,)
-PHASES = ("baseline", "password", "code")
+PHASES = ("floor", "baseline", "password", "code")
 PHASE_FIELDS = {
     "phase", "clients", "duration_s", "requests", "ok", "errors", "error_examples",
     "skipped", "rps", "p50_ms", "p95_ms", "p99_ms", "generator_cpu_pct", "server_cpu_pct",
@@ -29,14 +30,9 @@ PHASE_FIELDS = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    output = tmp_path_factory.mktemp("bench") / "report.json"
+def run_bench(output: Path, *arguments: str) -> dict:
     command = [
-        sys.executable, "-m", "bench.run",
-        "--users", ",".join(map(str, USERS)),
-        "--clients", ",".join(map(str, CLIENTS)),
-        "--duration", "0.5",
+        sys.executable, "-m", "bench.run", *arguments,
         "--pending", "25",
         "--hash-checks", "1",
         "--output", str(output),
@@ -49,6 +45,16 @@ def report(tmp_path_factory):
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     assert "Targets (reported, not asserted):" in finished.stdout
     return json.loads(output.read_text())
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    return run_bench(
+        tmp_path_factory.mktemp("bench") / "report.json",
+        "--users", ",".join(map(str, USERS)),
+        "--clients", ",".join(map(str, CLIENTS)),
+        "--duration", "0.5",
+    )  # fmt: skip
 
 
 def test_bench_signs_in_without_errors_in_every_phase(report):
@@ -84,6 +90,37 @@ def test_bench_report_has_every_field(report):
         )
         rss = each["peak_rss_mb"]
         assert len(rss["workers"]) == 2 and all(mb > 0 for mb in rss["workers"])
+        resident = each["rss_mb"]["workers"]
+        assert all(0 < now <= peak for now, peak in zip(resident, rss["workers"], strict=True))
+        assert set(each["vs_floor"]) == {"baseline", "password", "code"}
+        for ratios in each["vs_floor"].values():
+            assert set(ratios) == {str(c) for c in CLIENTS}
+            assert all(ratio > 0 for ratio in ratios.values())
+    assert meta["pool"] is True  # pooled connections are the default
+    floor_rss = report["floor_peak_rss_mb"]["workers"]
+    assert len(floor_rss) == 2 and all(mb > 0 for mb in floor_rss)
     names = [target["target"] for target in report["targets"]]
-    assert len(names) == 4 * len(USERS) + 2  # four per pass, two comparing the passes
+    assert len(names) == 7 * len(USERS) + 2  # seven per pass, two comparing the passes
+    assert sum("/ floor" in name for name in names) == 2 * len(USERS)
     assert all(isinstance(target["pass"], bool) for target in report["targets"])
+
+
+def test_bench_runs_only_the_phases_asked_for(tmp_path):
+    """`make bench BENCH_ARGS="--clients 2 --seconds 0.3 --phases floor,code --no-pool"`:
+    a quick look at one phase against the floor."""
+    quick = run_bench(
+        tmp_path / "quick.json",
+        "--users", "30", "--clients", "2", "--seconds", "0.3", "--phases", "code,floor",
+        "--no-pool",
+    )  # fmt: skip
+    assert quick["meta"]["pool"] is False
+    (each,) = quick["passes"]
+    assert [(p["phase"], p["clients"]) for p in each["phases"]] == [("floor", 2), ("code", 2)]
+    assert all(p["errors"] == 0 and p["ok"] > 0 for p in each["phases"])
+    assert set(each["vs_floor"]) == {"code"}
+    assert [t["target"].split(" at ")[0] for t in quick["targets"]] == [
+        "errors",
+        "code step / floor req/s",
+        "code step p99 / p50",
+        "peak RSS per worker (MB), 30 users",
+    ]

@@ -16,6 +16,9 @@ DEFAULTS = {
     "MFA_ENCRYPTION_KEYS": None,
     "DATABASE_URL": None,  # None: a SQLite file in the instance folder
     "DATABASE_TIMEOUT": 10,  # seconds SQLite waits for a lock before answering 503
+    # Connection pool
+    "DATABASE_POOL": True,  # keep connections open between requests (False: one each)
+    "DATABASE_POOL_SIZE": 8,  # most connections per process; at least gunicorn's --threads
     "MFA_ISSUER": "Standalone MFA",
     # The policy numbers (bounds and meaning in POLICY below).
     "MFA_TOTP_WINDOW": 1,
@@ -120,6 +123,19 @@ def finish(app) -> None:
         raise ConfigurationError("MFA_ISSUER must be non-empty and contain no colon.")
     for name in PROXY_FIX_KEYS:
         config[name] = _hop_count(name, config.get(name))
+    _check_pool(config)
+
+
+def _check_pool(config) -> None:
+    # From the environment, FLASK_DATABASE_POOL=false and FLASK_DATABASE_POOL_SIZE=4
+    # arrive parsed as JSON; 0 and 1 are accepted for the switch too.
+    pool = config["DATABASE_POOL"]
+    if pool not in (True, False):
+        raise ConfigurationError("DATABASE_POOL must be true or false.")
+    config["DATABASE_POOL"] = bool(pool)
+    size = config["DATABASE_POOL_SIZE"]
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 1000:
+        raise ConfigurationError("DATABASE_POOL_SIZE must be a number of connections (1-1000).")
 
 
 def _policy_number(name: str, value, lowest: int, highest: int, meaning: str) -> int:

@@ -1,21 +1,27 @@
 """The database connection: one Peewee proxy bound at app start from `DATABASE_URL`.
 
 SQLite runs with WAL, a busy timeout and foreign keys; any `playhouse.db_url` URL
-works, PostgreSQL included. Errors that mean "the database is not available right
-now" are grouped in `UNAVAILABLE` so the app can answer 503 instead of a traceback.
+works, PostgreSQL included. Connections are pooled (Peewee's `playhouse.pool`): a
+request borrows one and gives it back at teardown. Errors that mean "the database is
+not available right now" are grouped in `UNAVAILABLE` so the app can answer 503
+instead of a traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+from urllib.parse import urlsplit
 
 import peewee
 from playhouse import db_url
+from playhouse.pool import MaxConnectionsExceeded, PooledDatabase, PooledSqliteDatabase
 
 db = peewee.DatabaseProxy()
 
-# A locked SQLite file or an unreachable server: the request cannot be served now.
-UNAVAILABLE = (peewee.OperationalError, peewee.InterfaceError)
+# A locked SQLite file, an unreachable server, or every pooled connection in use for
+# longer than DATABASE_TIMEOUT: the request cannot be served now.
+UNAVAILABLE = (peewee.OperationalError, peewee.InterfaceError, MaxConnectionsExceeded)
 
 SQLITE_PRAGMAS = (
     ("journal_mode", "wal"),
@@ -23,30 +29,124 @@ SQLITE_PRAGMAS = (
     ("synchronous", "normal"),
 )
 
+# A plain URL gets Peewee's pooled class for it; "+pool" URLs are pooled anyway.
+POOLED_SCHEMES = {
+    "sqlite": "sqlite+pool",
+    "postgres": "postgres+pool",
+    "postgresql": "postgresql+pool",
+}
+
 
 def is_sqlite(database: peewee.Database | None = None) -> bool:
     return isinstance(database or db.obj, peewee.SqliteDatabase)
 
 
-def open_database(url: str, timeout: float = 10) -> peewee.Database:
+class PooledSqliteFile(PooledSqliteDatabase):
+    """Peewee's SQLite pool, for a database file that may be moved or replaced.
+
+    A pooled connection keeps the file it opened: were the file renamed, deleted or
+    restored from a backup, it would go on serving the old one. So a connection is
+    handed out again only while the path still names the file it opened; otherwise
+    it is closed and a new one opened (which fails, 503, if the file is gone)."""
+
+    def __init__(self, database, **kwargs):
+        self._files = {}  # id(connection) -> (device, inode) of the file it opened
+        # The pool hands a connection to one thread at a time, not always the same one.
+        super().__init__(database, check_same_thread=False, **kwargs)
+
+    def _add_conn_hooks(self, conn):
+        super()._add_conn_hooks(conn)  # the pragmas, on every new connection
+        self._files[id(conn)] = _file_id(self.database)
+
+    def _is_closed(self, conn):
+        if super()._is_closed(conn):
+            self._files.pop(id(conn), None)
+            return True
+        if self._files.get(id(conn)) != _file_id(self.database):
+            self._close_raw(conn)
+            return True
+        return False
+
+    def _close_raw(self, conn):
+        self._files.pop(id(conn), None)
+        super()._close_raw(conn)
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def open_database(url: str, timeout: float = 10, pool_size: int = 8) -> peewee.Database:
     """Build (but do not connect) the database named by a Peewee URL.
 
-    `timeout`: seconds a SQLite writer waits for the lock before giving up (503)."""
-    if url.startswith("sqlite"):
-        pragmas = (*SQLITE_PRAGMAS, ("busy_timeout", int(timeout * 1000)))
-        return db_url.connect(url, pragmas=pragmas, timeout=timeout)
-    return db_url.connect(url)
+    `timeout`: seconds a SQLite writer waits for the lock, and a request for a pooled
+    connection, before giving up (503). `pool_size`: most connections this process
+    keeps open (0: none, a new connection for every request)."""
+    scheme = urlsplit(url).scheme
+    in_memory = scheme.startswith("sqlite") and db_url.parse(url)["database"] == ":memory:"
+    if pool_size and scheme in POOLED_SCHEMES and not in_memory:
+        scheme = POOLED_SCHEMES[scheme]
+        url = scheme + url[url.index(":") :]
+    options = {}
+    if scheme.endswith("+pool"):
+        # Peewee's pool waits forever for timeout=0; None is "do not wait".
+        options = {"max_connections": pool_size or 8, "timeout": timeout if timeout > 0 else None}
+        # What the URL's query string says wins, as db_url does for every option.
+        options = {k: v for k, v in options.items() if k not in db_url.parse(url)}
+    if scheme.startswith("sqlite"):
+        # busy_timeout first: it must already apply while WAL mode is being switched on.
+        options["pragmas"] = (("busy_timeout", int(timeout * 1000)), *SQLITE_PRAGMAS)
+    if scheme == "sqlite+pool":
+        return PooledSqliteFile(**{**db_url.parse(url), **options})
+    if scheme == "sqlite":
+        options["timeout"] = timeout
+    return db_url.connect(url, **options)
 
 
 def init_app(app) -> None:
-    db.initialize(open_database(app.config["DATABASE_URL"], app.config["DATABASE_TIMEOUT"]))
+    config = app.config
+    previous = db.obj
+    pool_size = config["DATABASE_POOL_SIZE"] if config["DATABASE_POOL"] else 0
+    db.initialize(open_database(config["DATABASE_URL"], config["DATABASE_TIMEOUT"], pool_size))
+    if isinstance(previous, PooledDatabase):
+        # Another app in this process (tests build many): its idle connections would
+        # otherwise stay open until the garbage collector finds them.
+        previous.close_idle()
     app.teardown_appcontext(close_connection)
 
 
 def close_connection(_exc=None) -> None:
+    """At the end of every request and CLI command: give the connection back (to the
+    pool, or closed without one)."""
     with contextlib.suppress(*UNAVAILABLE):
         if not db.is_closed():
             db.close()
+
+
+# Connections opened before a fork (gunicorn --preload, or a CLI that forks) belong to
+# the parent: a child that used one would share its socket or file lock with it, and
+# one that closed it (even by garbage collection) would end the parent's session. The
+# child forgets them (Peewee's `dispose`) and keeps a reference so none is ever closed.
+_INHERITED: list = []
+
+
+def _forget_inherited_connections() -> None:
+    database = db.obj
+    if database is None:
+        return
+    if not database.is_closed():
+        _INHERITED.append(database._state.conn)
+    if isinstance(database, PooledDatabase):
+        _INHERITED.extend(conn for _, _, conn in database._connections)
+        _INHERITED.extend(pooled.connection for pooled in database._in_use.values())
+    database.dispose()
+
+
+os.register_at_fork(after_in_child=_forget_inherited_connections)
 
 
 def write_transaction():

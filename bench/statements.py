@@ -1,0 +1,197 @@
+"""What one password step and one code step cost in-process: the SQL statements and
+commits each runs (counted at the driver cursor, so BEGIN/COMMIT/SAVEPOINT count too;
+a write outside a transaction is a commit of its own, as is each COMMIT),
+its wall time, and optionally a pyinstrument profile (`pip install pyinstrument`;
+measurement only, not a dependency).
+
+    python -m bench.statements [--steps 200] [--database-url URL] [--no-pool] [--profile]
+
+No server, no network: Flask's test client on a fresh database seeded like `make
+bench`'s (a server database named by --database-url is WIPED).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import logging
+import secrets
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyotp
+
+from standalone_mfa import create_app
+from standalone_mfa.core.crypto import generate_key
+from standalone_mfa.core.db import db
+
+from . import load, seed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.statements")
+    parser.add_argument("--steps", type=int, default=200, help="code steps (password: 1/10)")
+    parser.add_argument("--database-url", help="a server database to WIPE and use")
+    parser.add_argument("--no-pool", dest="pool", action="store_false")
+    parser.add_argument("--profile", action="store_true", help="pyinstrument, if installed")
+    args = parser.parse_args(argv)
+    logging.getLogger("standalone_mfa.audit").disabled = True  # one JSON line per event
+    workdir = Path(tempfile.mkdtemp(prefix="smfa-statements-"))
+    try:
+        app = create_app(
+            {
+                "SECRET_KEY": secrets.token_hex(32),
+                "MFA_ENCRYPTION_KEYS": [generate_key()],
+                "DATABASE_URL": args.database_url or f"sqlite:///{workdir}/statements.sqlite3",
+                "DATABASE_POOL": args.pool,
+            },
+            str(workdir),
+        )
+        with app.app_context():
+            seed.fresh_database()
+            users = seed.seed_users(args.steps)
+        counter = StatementCounter()
+        counter.install()
+        passwords = max(1, args.steps // 10)
+        steps = {
+            "password step": measure(
+                app, counter, password_steps(app, users[:passwords]), args.profile
+            ),
+            "code step": measure(app, counter, code_steps(app, users), args.profile),
+        }
+        counter.uninstall()
+        for name, found in steps.items():
+            print(f"\n{name}: {found['count']} steps, median {found['median_ms']:.2f} ms")
+            for part, statements in found["statements"].items():
+                print(f"  {part}: {statements}")
+        with app.app_context():
+            db.close()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+WRITES = {"INSERT", "UPDATE", "DELETE"}
+
+
+class StatementCounter:
+    """Every statement sent through a Peewee cursor, by kind and by request part."""
+
+    def __init__(self):
+        self.seen: list[str] = []
+        self._original = None
+
+    def install(self) -> None:
+        database_class = type(db.obj)
+        original = database_class.cursor
+        seen = self.seen
+
+        class CountingCursor:
+            def __init__(self, cursor):
+                self._cursor = cursor
+
+            def execute(self, sql, *args, **kwargs):
+                kind = sql.split(None, 1)[0].upper().rstrip(";")
+                seen.append(kind)
+                if kind == "COMMIT" or (kind in WRITES and not db.in_transaction()):
+                    seen.append("commits")
+                return self._cursor.execute(sql, *args, **kwargs)
+
+            def __getattr__(self, name):
+                return getattr(self._cursor, name)
+
+            def __iter__(self):
+                return iter(self._cursor)
+
+        def counting_cursor(database, *args, **kwargs):
+            return CountingCursor(original(database, *args, **kwargs))
+
+        self._original = (database_class, original)
+        database_class.cursor = counting_cursor
+
+    def uninstall(self) -> None:
+        database_class, original = self._original
+        database_class.cursor = original
+
+    def take(self) -> collections.Counter:
+        kinds = collections.Counter(self.seen)
+        self.seen.clear()
+        return kinds
+
+
+def password_steps(app, users):
+    """GET /login then POST /login, each a new browser; must land on /mfa/verify."""
+    for user in users:
+        client = app.test_client()
+        page = client.get("/login").get_data(as_text=True)
+        token = load.CSRF_RE.search(page).group(1)
+        yield "GET /login"
+        form = {"csrf_token": token, "username": user.username, "password": seed.PASSWORD}
+        response = client.post("/login", data=form)
+        assert response.headers["Location"] == "/mfa/verify", response.status
+        yield "POST /login"
+
+
+def code_steps(app, users):
+    """POST /mfa/verify on a pending login with the current code; must land on /."""
+    with app.app_context():
+        pending = seed.seed_pending_logins(app, users)
+    cookie_name = app.config["SESSION_COOKIE_NAME"]
+    for login in pending:
+        client = app.test_client()
+        client.set_cookie(cookie_name, login.cookie)
+        form = {"csrf_token": login.csrf_token, "code": pyotp.TOTP(login.user.secret).now()}
+        response = client.post("/mfa/verify", data=form)
+        assert response.headers["Location"] == "/", response.get_data(as_text=True)[:300]
+        yield "POST /mfa/verify"
+
+
+def measure(app, counter, requests, profile: bool = False) -> dict:
+    """Statements per request part (the median over all steps) and the median wall
+    time of one whole step (all its parts)."""
+    profiler = _profiler() if profile else None
+    by_part: dict[str, list[collections.Counter]] = collections.defaultdict(list)
+    durations, step_started = [], time.perf_counter()
+    counter.take()
+    if profiler:
+        profiler.start()
+    for part in requests:
+        by_part[part].append(counter.take())
+        if part != "GET /login":
+            durations.append(time.perf_counter() - step_started)
+            step_started = time.perf_counter()
+    if profiler:
+        profiler.stop()
+        print(profiler.output_text(unicode=True, color=False, show_all=False))
+    return {
+        "count": len(durations),
+        "median_ms": statistics.median(durations) * 1000,
+        "statements": {part: _typical(kinds) for part, kinds in by_part.items()},
+    }
+
+
+def _typical(per_request: list[collections.Counter]) -> str:
+    kinds = sorted({kind for counted in per_request for kind in counted} - {"commits"})
+    median = {kind: statistics.median(c[kind] for c in per_request) for kind in kinds}
+    total = statistics.median(sum(c.values()) - c["commits"] for c in per_request)
+    commits = statistics.median(c["commits"] for c in per_request)
+    return f"{total:g} statements ({', '.join(f'{k} {v:g}' for k, v in median.items())}), " + (
+        f"{commits:g} commits"
+    )
+
+
+def _profiler():
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        print("pyinstrument is not installed: no profile", file=sys.stderr)
+        return None
+    return Profiler(interval=0.0005)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
