@@ -1,4 +1,5 @@
-"""core/db: `init-db` brings an older database up to date (the step-up column)."""
+"""core/db: `init-db` brings an older database up to date (the step-up column), and a
+prepared statement of the hot path answers as Peewee would, built once per database."""
 
 from __future__ import annotations
 
@@ -25,3 +26,64 @@ def test_init_db_adds_the_step_up_column_to_an_older_database(app, clock):
         admin.post("/admin/step-up", {"password": PASSWORD}).headers["Location"] == "/admin/users"
     )
     assert admin.get("/admin/users/alice/unlock").status_code == 200
+
+
+# --- prepared statements of the hot path
+
+
+def test_a_prepared_statement_answers_as_peewee_does_and_is_built_once(app):
+    from standalone_mfa.core.db import Prepared
+    from standalone_mfa.core.models import User
+
+    built = []
+
+    def build(slot):
+        built.append(1)
+        return User.select().where(User.username == slot("name")).order_by(User.id)
+
+    by_name = Prepared(build)
+    with app.app_context():
+        for name in ("alice", "bob", "nobody", "alice"):
+            expected = list(User.select().where(User.username == name))
+            assert [u.id for u in by_name.run(name=name)] == [u.id for u in expected]
+        assert len(built) == 1  # the SQL was made once, the values changed
+        rename = Prepared(
+            lambda slot: User.update(username=slot("new")).where(User.username == slot("old"))
+        )
+        assert rename.run(new="alicia", old="alice") == 1
+        assert rename.run(new="alicia", old="alice") == 0  # the row count, as Peewee's
+        assert User.get_or_none(User.username == "alicia") is not None
+
+
+def test_a_slot_with_a_field_converts_its_value_like_the_field(app, clock):
+    from standalone_mfa.core.db import Prepared
+    from standalone_mfa.core.models import AuditEvent
+
+    insert = Prepared(
+        lambda slot: AuditEvent.insert(
+            at=slot("at", AuditEvent.at), event=slot("event"), outcome=slot("outcome")
+        )
+    )
+    with app.app_context():
+        new_id = insert.run(at=clock.now(), event="test", outcome="ok")
+        row = AuditEvent.get_by_id(new_id)
+        assert (row.at, row.event, row.outcome) == (clock.now(), "test", "ok")
+
+
+def test_a_prepared_statement_is_built_again_for_another_database(tmp_path, clock):
+    from conftest import make_app
+
+    from standalone_mfa.core.db import Prepared, db
+    from standalone_mfa.core.models import User
+
+    count = Prepared(lambda slot: User.select().where(User.is_admin == slot("admin")))
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+    first = make_app(tmp_path / "one", clock)
+    with first.app_context():
+        assert len(count.run(admin=True)) == 1
+        db.close()
+    second = make_app(tmp_path / "two", clock)
+    with second.app_context():
+        User.update(is_admin=True).execute()
+        assert len(count.run(admin=True)) == 3  # this database's rows, not the first's

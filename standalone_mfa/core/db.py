@@ -158,3 +158,56 @@ def write_transaction():
     if is_sqlite():
         return db.obj.atomic("IMMEDIATE")
     return db.atomic()
+
+
+class _Slot:
+    """Where a value goes in a prepared statement (see `Prepared`)."""
+
+    __slots__ = ("name", "field")
+
+    def __init__(self, name: str, field: peewee.Field | None):
+        self.name = name
+        self.field = field
+
+
+class Prepared:
+    """A statement of the hot path (the code step, the gateway check), built by Peewee
+    once per database and run again with new values.
+
+    Building the SQL is most of what Peewee spends on a statement: about 0.3 ms for the
+    session's four-table query and 0.1 ms for an UPDATE, against a few microseconds
+    to run it. `build(slot)` makes the query with `slot("name")` (or
+    `slot("name", Model.field)`, to convert the value as that field does) wherever a
+    value goes; `run(**values)` executes it and answers as Peewee's own `execute`
+    would: the model instances for a SELECT, the row count for an UPDATE or DELETE,
+    the new id for an INSERT."""
+
+    def __init__(self, build):
+        self._build = build
+        self._compiled = None  # (database, query, sql, params, slots)
+
+    def _compile(self):
+        database = db.obj
+        if self._compiled is None or self._compiled[0] is not database:
+
+            def slot(name, field=None):
+                return peewee.SQL(database.param, [_Slot(name, field)])
+
+            query = self._build(slot)
+            sql, params = database.get_sql_context().sql(query).query()
+            slots = [(i, p) for i, p in enumerate(params) if isinstance(p, _Slot)]
+            self._compiled = (database, query, sql, params, slots)
+        return self._compiled
+
+    def run(self, **values):
+        database, query, sql, params, slots = self._compile()
+        params = list(params)
+        for i, found in slots:
+            value = values[found.name]
+            params[i] = found.field.db_value(value) if found.field is not None else value
+        cursor = database.execute_sql(sql, params)
+        if isinstance(query, peewee.SelectBase):
+            return list(query._get_cursor_wrapper(cursor))
+        if isinstance(query, peewee.Insert):
+            return database.last_insert_id(cursor, query._query_type)
+        return database.rows_affected(cursor)

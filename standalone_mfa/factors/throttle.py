@@ -27,10 +27,28 @@ from peewee import IntegrityError
 from ..core import audit
 from ..core.audit import NO_CLIENT, Client
 from ..core.clock import now
-from ..core.db import db, write_transaction
+from ..core.db import Prepared, db, write_transaction
 from ..core.models import MfaThrottle, PasswordThrottle
 
 _CAS_TRIES = 20
+
+
+def _compare_and_set(model) -> Prepared:
+    """One more failure, if the counter still says `seen` (the hot path's statement)."""
+    key = model._meta.primary_key
+    return Prepared(
+        lambda slot: model.update(
+            failures=slot("failures"), last_failure_at=slot("at", model.last_failure_at)
+        ).where((key == slot("key")) & (model.failures == slot("seen")))
+    )
+
+
+_COMPARE_AND_SET = {model: _compare_and_set(model) for model in (MfaThrottle, PasswordThrottle)}
+_RESET = Prepared(
+    lambda slot: MfaThrottle.update(failures=0, last_failure_at=None).where(
+        MfaThrottle.user == slot("user")
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -99,10 +117,11 @@ def _claim(
                 # Never more than the delay itself, even if the clock stepped back.
                 retry_after = min(delay, math.ceil(delay - waited))
                 return Attempt(False, retry_after=retry_after, failures=row.failures)
-        claimed = (
-            model.update(failures=row.failures + 1, last_failure_at=at)
-            .where(where & (model.failures == row.failures))
-            .execute()
+        claimed = _COMPARE_AND_SET[model].run(
+            key=row._pk,
+            seen=row.failures,
+            failures=row.failures + 1,
+            at=at,
         )
         if claimed:
             return Attempt(True, failures=row.failures + 1)
@@ -123,7 +142,7 @@ def begin_attempt(user, row=False) -> Attempt:
 
 
 def record_success(user) -> None:
-    MfaThrottle.update(failures=0, last_failure_at=None).where(MfaThrottle.user == user).execute()
+    _RESET.run(user=user.id)
 
 
 def failures(user) -> int:

@@ -19,7 +19,7 @@ from peewee import IntegrityError
 
 from ..core import crypto
 from ..core.clock import clock, now
-from ..core.db import db
+from ..core.db import Prepared, db
 from ..core.models import TotpCredential
 
 SECRET_CHARS = 32  # base32 characters: 160 bits, as RFC 4226 recommends
@@ -137,12 +137,14 @@ def drift_of_pending(secret: str, code: str) -> int | None:
 
 def consume_step(credential: TotpCredential, step: int) -> bool:
     """Use a step once: the row count of this one UPDATE decides, across processes."""
-    updated = (
-        TotpCredential.update(last_used_step=step)
-        .where((TotpCredential.id == credential.id) & (TotpCredential.last_used_step < step))
-        .execute()
+    return _CONSUME.run(id=credential.id, step=step) == 1
+
+
+_CONSUME = Prepared(
+    lambda slot: TotpCredential.update(last_used_step=slot("step")).where(
+        (TotpCredential.id == slot("id")) & (TotpCredential.last_used_step < slot("step"))
     )
-    return updated == 1
+)
 
 
 def credential_of(user) -> TotpCredential | None:

@@ -19,7 +19,7 @@ from werkzeug.datastructures import CallbackDict
 
 from ..core import crypto
 from ..core.audit import NO_CLIENT, Client
-from ..core.db import write_transaction
+from ..core.db import Prepared, write_transaction
 from ..core.models import MfaThrottle, TotpCredential, User, WebSession
 from . import lifetimes
 from .state import ANONYMOUS, SHOWN_CODES_KEY
@@ -29,6 +29,30 @@ CSRF_KEY = "csrf_token"  # where Flask-WTF keeps the session's CSRF secret
 MAX_TOKEN_LENGTH = 128
 _CREDENTIAL = "credential_at_load"
 _THROTTLE = "throttle_at_load"
+
+
+_SAVED_FIELDS = (
+    "token_hash",
+    "state",
+    "state_since",
+    "last_seen_at",
+    "data",
+    "next_url",
+    "pending_secret_encrypted",
+    "second_factor_at",
+    "step_up_at",
+)
+_WRITE = Prepared(
+    lambda slot: WebSession.update(
+        {
+            **{
+                getattr(WebSession, name): slot(name, getattr(WebSession, name))
+                for name in _SAVED_FIELDS
+            },
+            WebSession.user: slot("user"),
+        }
+    ).where((WebSession.id == slot("id")) & (WebSession.token_hash == slot("stored_hash")))
+)
 
 
 class ServerSession(CallbackDict, SessionMixin):
@@ -111,12 +135,9 @@ class ServerSession(CallbackDict, SessionMixin):
         if self.stored_hash is None:
             record.save(force_insert=True)
         else:
-            fields = {f: getattr(record, f) for f in _SAVED_FIELDS}
-            fields["user"] = record.user_id
-            updated = (
-                WebSession.update(**fields)
-                .where((WebSession.id == record.id) & (WebSession.token_hash == self.stored_hash))
-                .execute()
+            values = {name: getattr(record, name) for name in _SAVED_FIELDS}
+            updated = _WRITE.run(
+                **values, user=record.user_id, id=record.id, stored_hash=self.stored_hash
             )
             if not updated:
                 self.new_token = None
@@ -131,27 +152,10 @@ class ServerSession(CallbackDict, SessionMixin):
         self.discarded = True
 
 
-_SAVED_FIELDS = (
-    "token_hash",
-    "state",
-    "state_since",
-    "last_seen_at",
-    "data",
-    "next_url",
-    "pending_secret_encrypted",
-    "second_factor_at",
-    "step_up_at",
-)
-
-
-def load(token: str | None, at: dt.datetime, client: Client = NO_CLIENT) -> ServerSession:
-    """The session whose cookie holds `token`, if it is alive at `at`; else a new,
-    empty one (no row until something is kept in it). A dead row is deleted."""
-    if not token or len(token) > MAX_TOKEN_LENGTH:
-        return ServerSession(client=client)
-    # One query for the session, its user, and what the code step needs of the user
-    # (the credential and the throttle row): the hot path reads nothing else.
-    record = (
+# One query for the session, its user, and what the code step needs of the user (the
+# credential and the throttle row): the hot path reads nothing else.
+_LOAD = Prepared(
+    lambda slot: (
         WebSession.select(WebSession, User, TotpCredential, MfaThrottle)
         .join(User, JOIN.LEFT_OUTER)
         .join(
@@ -160,9 +164,19 @@ def load(token: str | None, at: dt.datetime, client: Client = NO_CLIENT) -> Serv
         .join_from(
             User, MfaThrottle, JOIN.LEFT_OUTER, on=(MfaThrottle.user == User.id), attr=_THROTTLE
         )
-        .where(WebSession.token_hash == crypto.hash_token(token))
-        .get_or_none()
+        .where(WebSession.token_hash == slot("token_hash"))
+        .limit(1)
     )
+)
+
+
+def load(token: str | None, at: dt.datetime, client: Client = NO_CLIENT) -> ServerSession:
+    """The session whose cookie holds `token`, if it is alive at `at`; else a new,
+    empty one (no row until something is kept in it). A dead row is deleted."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return ServerSession(client=client)
+    found = _LOAD.run(token_hash=crypto.hash_token(token))
+    record = found[0] if found else None
     if record is None:
         return ServerSession(client=client)
     if not lifetimes.session_alive(record, at):
