@@ -194,6 +194,9 @@ class Prepared:
                 return peewee.SQL(database.param, [_Slot(name, field)])
 
             query = self._build(slot)
+            if isinstance(query, peewee.Insert) and database.returning_clause:
+                # What Peewee's own execute adds on PostgreSQL, to learn the new id.
+                query = query.returning(query.table._meta.primary_key)
             sql, params = database.get_sql_context().sql(query).query()
             slots = [(i, p) for i, p in enumerate(params) if isinstance(p, _Slot)]
             self._compiled = (database, query, sql, params, slots)
@@ -209,5 +212,8 @@ class Prepared:
         if isinstance(query, peewee.SelectBase):
             return list(query._get_cursor_wrapper(cursor))
         if isinstance(query, peewee.Insert):
+            if database.returning_clause:
+                row = cursor.fetchone()
+                return row[0] if row else None
             return database.last_insert_id(cursor, query._query_type)
         return database.rows_affected(cursor)
