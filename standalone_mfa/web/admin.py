@@ -1,6 +1,7 @@
 """Administration pages. Every view needs a signed-in administrator whose own
 session finished the second factor (the state guard already saw to the latter).
-Actions on users also need a recent step-up (`step_up`) and a confirmation page."""
+Actions on users also need a recent step-up (`step_up`) and a confirmation page; saving
+the MFA settings needs the step-up too."""
 
 from __future__ import annotations
 
