@@ -30,12 +30,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         instance_relative_config=True,
         template_folder=str(TEMPLATES),
     )
-    app.config.from_mapping(app_config.DEFAULTS)
-    if test_config is None:
-        app.config.from_pyfile("config.py", silent=True)
-        app.config.from_prefixed_env()
-    else:
-        app.config.from_mapping(test_config)
+    app_config.load(app.config, test_config)
     os.makedirs(app.instance_path, exist_ok=True)
     app_config.finish(app)
     passwords.prepare(app.config["PASSWORD_HASH_METHOD"])

@@ -587,3 +587,11 @@ def add_events(app, clock, specs):
             clock.set(start + dt.timedelta(seconds=offset))
             audit.record(event, "ok", username=username, actor=actor)
     clock.set(start)
+
+
+def save_mfa_settings(admin, data, username="root", **kwargs):
+    """As an administrator does on /admin/mfa: step up first (a fresh code from their
+    authenticator, or the password without one), open the page, then save `data`."""
+    step_up(admin, credential_secret(admin.app, username))
+    admin.get("/admin/mfa")
+    return admin.post("/admin/mfa", data, **kwargs)

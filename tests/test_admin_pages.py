@@ -17,6 +17,7 @@ from helpers import (
     make_token,
     mfa_method,
     row_of,
+    save_mfa_settings,
     set_code_failures,
     signed_in_admin,
     signed_in_root,
@@ -100,8 +101,7 @@ def test_admin_mfa_page_offers_disabled_and_totp(app, clock):
 
 def test_admin_saves_totp_with_confirmation_and_audit(app, clock):
     admin = signed_in_admin(app, clock)
-    admin.get("/admin/mfa")
-    response = admin.post("/admin/mfa", {"mfa_method": "totp"})
+    response = save_mfa_settings(admin, {"mfa_method": "totp"})
     assert response.status_code == 302
     assert response.headers["Location"] == "/admin/mfa"
     assert mfa_method(app) == "totp"
@@ -125,8 +125,7 @@ def test_admin_saves_totp_with_confirmation_and_audit(app, clock):
 @pytest.mark.parametrize("value", ["sms", "", "TOTP", "totp "])
 def test_admin_refuses_unknown_method(app, clock, value):
     admin = signed_in_admin(app, clock)
-    admin.get("/admin/mfa")
-    response = admin.post("/admin/mfa", {"mfa_method": value}, follow_redirects=True)
+    response = save_mfa_settings(admin, {"mfa_method": value}, follow_redirects=True)
     assert response.status_code == 200
     assert "Choose Disabled or TOTP." in response.get_data(as_text=True)
     assert mfa_method(app) == "disabled"
@@ -487,10 +486,8 @@ def test_sc25_admin_setting_changes_only_by_post(app, clock):
 def test_sc25_admin_actions_are_audited_with_actor_target_outcome(totp_app, clock, new_browser):
     new_browser().enrol("alice")
     admin = signed_in_admin(totp_app, clock)
-    admin.get("/admin/mfa")
-    admin.post("/admin/mfa", {"mfa_method": "disabled"})
-    admin.get("/admin/mfa")
-    admin.post("/admin/mfa", {"mfa_method": "disabled"})  # saved again: no change
+    save_mfa_settings(admin, {"mfa_method": "disabled"})
+    save_mfa_settings(admin, {"mfa_method": "disabled"})  # saved again: no change
     api(totp_app, "DELETE", "alice", make_token(totp_app, "root"))
 
     changes = [e for e in events(totp_app, "mfa_method_changed") if e.actor == "root"]

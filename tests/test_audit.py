@@ -27,6 +27,7 @@ from helpers import (
     pending_verify,
     regenerate,
     remembered_browser,
+    save_mfa_settings,
     set_code_failures,
     set_remember_days,
     spellings,
@@ -87,8 +88,7 @@ def test_sc30_audit_records_are_utc_complete_and_hold_no_secrets(app, clock, cap
     admin = browser()
     admin.login("root")
     note_cookies()
-    admin.get("/admin/mfa")
-    admin.post("/admin/mfa", {"mfa_method": "totp"})
+    save_mfa_settings(admin, {"mfa_method": "totp"})
     note_cookies()
     # Failed then successful password, and enrolment.
     alice = browser()

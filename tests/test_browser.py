@@ -493,11 +493,36 @@ class Person:
         expect(self.page.get_by_role("alert").filter(has_text=text)).to_have_count(1)
 
     def step_up(self, admin: Account) -> None:
-        """On the step-up page: a fresh code from the administrator's own app."""
+        """On the step-up page: a fresh code from the administrator's own app (their
+        password if they have none)."""
         self.expect_path("/admin/step-up")
-        expect(self.page.get_by_label(CODE_LABEL)).to_be_focused()
-        self.page.get_by_label(CODE_LABEL).fill(admin.fresh_code())
+        field = self.page.get_by_label(CODE_LABEL if admin.secret else "Your password")
+        expect(field).to_be_focused()
+        field.fill(admin.fresh_code() if admin.secret else PASSWORD)
         self.page.get_by_role("button", name="Confirm").click()
+
+    def change_mfa_settings(
+        self, admin: Account, method: str | None = None, remember_days: str | None = None
+    ) -> None:
+        """On /admin/mfa: choose the method (its label) and the days, and Save. Without
+        a fresh step-up the change is refused: prove it is you, back to the form, which
+        shows the saved values again, so choose and Save once more."""
+
+        def fill_and_save() -> None:
+            self.expect_path("/admin/mfa")
+            if method is not None:
+                self.page.get_by_label("Multi-Factor Authentication method").select_option(
+                    label=method
+                )
+            if remember_days is not None:
+                self.page.get_by_label("Remember devices for N days").fill(remember_days)
+            self.page.get_by_role("button", name="Save").click()
+
+        fill_and_save()
+        if self.page.url.startswith(self.site.url + "/admin/step-up"):
+            self.expect_alert("Confirm it is you, then confirm the change again.")
+            self.step_up(admin)
+            fill_and_save()
 
     def search_users(self, term: str) -> None:
         """On the Users page: search by username."""
@@ -624,8 +649,8 @@ def test_admin_switches_between_disabled_and_totp(site, open_window, javascript)
         expect(method.locator("option")).to_have_text(["Disabled", "TOTP"])
         expect(method).to_have_value("disabled")
 
-        method.select_option(label="TOTP")
-        person.page.get_by_role("button", name="Save").click()
+        # Saving needs a step-up first (the password: the admin has no authenticator yet).
+        person.change_mfa_settings(admin, method="TOTP")
         # The admin's own password-only session ends with the change.
         person.expect_path("/login")
         person.expect_alert("now requires Multi-Factor Authentication")
@@ -635,8 +660,7 @@ def test_admin_switches_between_disabled_and_totp(site, open_window, javascript)
         person.set_up(admin)
         person.goto("/admin/mfa")
         expect(method).to_have_value("totp")
-        method.select_option(label="Disabled")
-        person.page.get_by_role("button", name="Save").click()
+        person.change_mfa_settings(admin, method="Disabled")  # a step-up with a code now
         person.expect_path("/admin/mfa")
         expect(person.page.get_by_role("status")).to_have_text(
             "Multi-Factor Authentication is now set to Disabled."
@@ -758,8 +782,7 @@ def test_remembered_device_skips_the_code_until_forgotten(site, open_window, jav
         person.goto("/admin/mfa")
         days = person.page.get_by_label("Remember devices for N days")
         expect(days).to_have_value("0")  # off until an administrator turns it on
-        days.fill("7")
-        person.page.get_by_role("button", name="Save").click()
+        person.change_mfa_settings(admin, remember_days="7")
         person.expect_path("/admin/mfa")
         person.expect_status(
             "Multi-Factor Authentication is now set to TOTP. Devices are remembered for 7 days."
@@ -1286,8 +1309,8 @@ def _signed_out(person: Person) -> None:
 
 
 def _admin_mfa_saved(person: Person) -> None:
-    _signed_in(person, admin=True, at="/admin/mfa")
-    person.page.get_by_role("button", name="Save").click()
+    account = _signed_in(person, admin=True, at="/admin/mfa")
+    person.change_mfa_settings(account)
 
 
 def _at_recovery_codes(person: Person) -> None:
@@ -1356,9 +1379,8 @@ def _at_new_authenticator(person: Person) -> None:
 
 
 def _admin_mfa_error(person: Person) -> None:
-    _signed_in(person, admin=True, at="/admin/mfa")
-    person.page.get_by_label("Remember devices for N days").fill("99")
-    person.page.get_by_role("button", name="Save").click()
+    account = _signed_in(person, admin=True, at="/admin/mfa")
+    person.change_mfa_settings(account, remember_days="99")
 
 
 def _stepped_up(person: Person, at: str) -> Account:

@@ -11,6 +11,7 @@ from helpers import (
     location,
     mfa_method,
     pending_setup,
+    save_mfa_settings,
     sessions_of,
     signed_in_as,
 )
@@ -115,5 +116,5 @@ def test_sc28_admin_setting_without_valid_csrf_changes_nothing(app, browser, new
         assert mfa_method(app) == "disabled"
     with app.app_context():
         assert AuditEvent.select().where(AuditEvent.actor == "root").count() == 0
-    assert location(browser.post("/admin/mfa", {"mfa_method": "totp"})) == "/admin/mfa"
+    assert location(save_mfa_settings(browser, {"mfa_method": "totp"})) == "/admin/mfa"
     assert mfa_method(app) == "totp"

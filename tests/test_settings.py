@@ -13,6 +13,7 @@ from helpers import (
     credential_secret,
     location,
     raise_on_audit,
+    save_mfa_settings,
     set_method,
     text,
 )
@@ -33,8 +34,7 @@ def admin_browser(new_browser):
 
 
 def post_admin_settings(root, **fields):
-    root.get("/admin/mfa")
-    return root.post("/admin/mfa", {"mfa_method": "totp", **fields})
+    return save_mfa_settings(root, {"mfa_method": "totp", **fields})
 
 
 # --- Remember this device: the administrator's setting
@@ -80,8 +80,7 @@ def test_sc27_totp_to_disabled_is_audited_and_keeps_credentials(totp_app, new_br
     admin = new_browser()
     admin_secret = admin.enrol("root")
     assert admin_secret
-    admin.get("/admin/mfa")
-    admin.post("/admin/mfa", {"mfa_method": "disabled"})
+    save_mfa_settings(admin, {"mfa_method": "disabled"})
     (change,) = audit_events(totp_app, "mfa_method_changed")[-1:]
     assert (change.actor, change.outcome, change.detail) == ("root", "ok", "totp -> disabled")
     before = credential_secret(totp_app, "alice")
@@ -104,9 +103,8 @@ def test_sc25_admin_setting_database_error_changes_nothing_unaudited(
 ):
     admin = new_browser()
     admin.login("root")
-    admin.get("/admin/mfa")
     raise_on_audit(monkeypatch, "mfa_method_changed")
-    response = admin.post("/admin/mfa", {"mfa_method": "totp"})
+    response = save_mfa_settings(admin, {"mfa_method": "totp"})
     assert response.status_code == 503
     with app.app_context():
         changed = settings.mfa_method() == "totp"

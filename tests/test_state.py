@@ -22,6 +22,7 @@ from helpers import (
     mfa_method,
     pending_setup,
     pending_verify_with_credential,
+    save_mfa_settings,
     sessions_of,
     set_method,
     signed_in_admin,
@@ -586,8 +587,7 @@ def test_sc27_switch_to_totp_ends_password_only_sessions(app, clock, new_browser
     alice = new_browser()
     assert alice.login().headers["Location"] == "/"
     admin = signed_in_admin(app, clock)
-    admin.get("/admin/mfa")
-    admin.post("/admin/mfa", {"mfa_method": "totp"})
+    save_mfa_settings(admin, {"mfa_method": "totp"})
     assert mfa_method(app) == "totp"
     response = alice.get("/")
     assert response.status_code == 302

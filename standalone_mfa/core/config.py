@@ -83,6 +83,28 @@ class ConfigurationError(RuntimeError):
     pass
 
 
+def load(config, test_config: dict | None = None) -> None:
+    """Read the sources in order: the defaults, then `config.py` in the instance folder
+    and `FLASK_*` environment variables (or, for tests, `test_config` alone)."""
+    config.from_mapping(DEFAULTS)
+    if test_config is None:
+        config.from_pyfile("config.py", silent=True)
+        config.from_prefixed_env()
+    else:
+        config.from_mapping(test_config)
+
+
+def proxy_hops(instance_path: str | None = None) -> dict[str, int]:
+    """The `PROXY_FIX_*` hop counts the app will use, from the same sources, checked the
+    same way, without building the app (no keys, no database): for `gunicorn.conf.py`."""
+    from flask import Flask
+
+    # A bare Flask of the same name finds the same instance folder as `create_app`.
+    bare = Flask("standalone_mfa", instance_path=instance_path, instance_relative_config=True)
+    load(bare.config)
+    return {name: _hop_count(name, bare.config.get(name)) for name in PROXY_FIX_KEYS}
+
+
 def finish(app) -> None:
     """Fill derived values and refuse settings that would be unsafe or unusable."""
     config = app.config

@@ -1,6 +1,7 @@
 """Administration pages. Every view needs a signed-in administrator whose own
 session finished the second factor (the state guard already saw to the latter).
-Actions on users also need a recent step-up (`step_up`) and a confirmation page."""
+Actions on users also need a recent step-up (`step_up`) and a confirmation page; saving
+the MFA settings needs the step-up too."""
 
 from __future__ import annotations
 
@@ -48,6 +49,27 @@ def require_admin():
         abort(403)
 
 
+def _step_up_first():
+    """To the step-up page, then back to this page (with a GET: nothing posted is kept,
+    so the administrator confirms the change again)."""
+    if request.method == "POST":
+        flash(messages.text("step_up_first"), "error")
+    return redirect(url_for("admin.step_up_page", next=request.path))
+
+
+def requires_step_up(view):
+    """Send an administrator who has not re-proved who they are lately to the step-up
+    page first; they come back to the page they asked for (never to a POST)."""
+
+    @functools.wraps(view)
+    def checked(*args, **kwargs):
+        if reauth.is_fresh(session):
+            return view(*args, **kwargs)
+        return _step_up_first()
+
+    return checked
+
+
 @bp.route("/")
 def index():
     """The Administration page: links to each administrative setting."""
@@ -57,7 +79,11 @@ def index():
 @bp.route("/mfa", methods=["GET", "POST"])
 def mfa_settings():
     """Choose whether sign-in asks for a second factor (Disabled or TOTP), and for how
-    many days a device may skip the code."""
+    many days a device may skip the code. Any administrator may read it; saving needs
+    a fresh step-up, as the actions on users do (one POST must not switch MFA off for
+    everyone from a hijacked session)."""
+    if request.method == "POST" and not reauth.is_fresh(session):
+        return _step_up_first()
     form = MfaSettingsForm(
         mfa_method=settings.mfa_method(), remember_days=settings.remember_days()
     )
@@ -80,7 +106,7 @@ def mfa_settings():
             flash(
                 messages.text("remember_days_range", highest=settings.REMEMBER_DAYS_MAX), "error"
             )
-    return render_template("admin/mfa.html", form=form)
+    return render_template("admin/mfa.html", form=form, step_up_fresh=reauth.is_fresh(session))
 
 
 def _page_number() -> int:
@@ -102,21 +128,6 @@ def users():
         backoff_after=throttle.policy().backoff_after,
         lock_after=throttle.policy().lock_after,
     )
-
-
-def requires_step_up(view):
-    """Send an administrator who has not re-proved who they are lately to the step-up
-    page first; they come back to the page they asked for (never to a POST)."""
-
-    @functools.wraps(view)
-    def checked(*args, **kwargs):
-        if reauth.is_fresh(session):
-            return view(*args, **kwargs)
-        if request.method == "POST":
-            flash(messages.text("step_up_first"), "error")
-        return redirect(url_for("admin.step_up_page", next=request.path))
-
-    return checked
 
 
 @bp.route("/step-up", methods=["GET", "POST"])

@@ -1,0 +1,172 @@
+"""gunicorn.conf.py: gunicorn, started as README's Deploy says (from the repository root,
+no `-c`), believes forwarded headers only when the app's `PROXY_FIX_*` settings say a
+proxy sets them, so `X-Forwarded-Proto: https` from 127.0.0.1 makes no Secure cookie and
+no HSTS on its own (SC-46)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import runpy
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import PASSWORD
+from helpers import form_token
+
+from standalone_mfa.core.config import ConfigurationError, proxy_hops
+
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+LISTENING_RE = re.compile(r"Listening at: (http://127\.0\.0\.1:\d+)")
+BOOT_TIMEOUT = 60
+HTTP_TIMEOUT = 30
+# Every header gunicorn believes by default, each saying "this came over HTTPS".
+CLAIMS_HTTPS = {
+    "X-Forwarded-Proto": "https",
+    "X-Forwarded-Ssl": "on",
+    "X-Forwarded-Protocol": "ssl",
+}
+
+
+@contextlib.contextmanager
+def gunicorn(app, tmp_path, **flask_env):
+    """`gunicorn wsgi:app` from the repository root on a free port of 127.0.0.1, on the
+    test app's database and keys, with `FLASK_<name>` set from `flask_env` (and no other
+    FLASK_ variable of this shell); yields the base URL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
+    env |= {
+        "FLASK_SECRET_KEY": app.config["SECRET_KEY"],
+        "FLASK_MFA_ENCRYPTION_KEYS": '["' + '","'.join(app.config["MFA_ENCRYPTION_KEYS"]) + '"]',
+        "FLASK_DATABASE_URL": app.config["DATABASE_URL"],
+        **{f"FLASK_{name}": str(value) for name, value in flask_env.items()},
+    }
+    log = tmp_path / "gunicorn.log"
+    command = [
+        str(GUNICORN),
+        "--bind=127.0.0.1:0",
+        "--workers=1",
+        "--no-control-socket",
+        "wsgi:app",
+    ]
+    with log.open("w") as handle:
+        process = subprocess.Popen(  # noqa: S603 -- our own venv's gunicorn
+            command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT
+        )
+    try:
+        yield _wait_for(process, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+def _wait_for(process, log: Path) -> str:
+    deadline = time.monotonic() + BOOT_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"gunicorn exited with {process.returncode}:\n{log.read_text()}")
+        match = LISTENING_RE.search(log.read_text())
+        if match:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(match.group(1) + "/healthz", timeout=2).status_code == 200:
+                    return match.group(1)
+        time.sleep(0.1)
+    pytest.fail(f"gunicorn did not answer within {BOOT_TIMEOUT} s:\n{log.read_text()}")
+
+
+def sign_in(base_url, headers):
+    """alice's password sign-in, the cookie carried by hand (a Secure cookie would not
+    be sent back over http by a client library); the two responses."""
+    page = requests.get(base_url + "/login", headers=headers, timeout=HTTP_TIMEOUT)
+    cookie = page.headers.get("Set-Cookie", "").split(";", 1)[0]
+    answer = requests.post(
+        base_url + "/login",
+        data={"username": "alice", "password": PASSWORD, "csrf_token": form_token(page)},
+        headers={**headers, **({"Cookie": cookie} if cookie else {})},
+        allow_redirects=False,
+        timeout=HTTP_TIMEOUT,
+    )
+    assert answer.status_code == 302, answer.text
+    assert answer.headers["Location"] in ("/", "https://" + base_url.split("//")[1] + "/")
+    return page, answer
+
+
+def test_sc46_forwarded_https_from_localhost_is_ignored_without_proxy_fix(app, tmp_path):
+    with gunicorn(app, tmp_path, PROXY_FIX_X_PROTO=0, PROXY_FIX_X_FOR=0) as base_url:
+        page, answer = sign_in(base_url, CLAIMS_HTTPS)
+        script_name = requests.get(
+            base_url + "/evil/login", headers={"SCRIPT_NAME": "/evil"}, timeout=HTTP_TIMEOUT
+        )
+    cookie = answer.headers["Set-Cookie"]
+    assert cookie.startswith("smfa_session=")
+    assert "secure" not in cookie.lower()
+    for response in (page, answer):
+        assert "Strict-Transport-Security" not in response.headers
+        assert not response.headers.get("Location", "").startswith("https:")
+    # Nor does gunicorn take a path prefix from a SCRIPT_NAME header.
+    assert script_name.status_code == 404
+
+
+def test_sc46_with_proxy_fix_x_proto_the_forwarded_https_is_believed(app, tmp_path):
+    with gunicorn(app, tmp_path, PROXY_FIX_X_PROTO=1) as base_url:
+        page, answer = sign_in(base_url, {"X-Forwarded-Proto": "https"})
+        plain_page, plain_answer = sign_in(base_url, {})
+    cookie = answer.headers["Set-Cookie"]
+    assert cookie.startswith("__Host-smfa_session=")
+    assert "; secure" in cookie.lower()
+    assert "max-age=" in answer.headers["Strict-Transport-Security"]
+    # Without the header the same server still answers plain HTTP.
+    assert plain_answer.headers["Set-Cookie"].startswith("smfa_session=")
+    assert "Strict-Transport-Security" not in plain_answer.headers
+
+
+def conf(monkeypatch, **flask_env) -> dict:
+    """gunicorn.conf.py's settings, read as gunicorn reads the file, with FLASK_ set."""
+    for name in [n for n in os.environ if n.startswith("FLASK_PROXY_FIX_")]:
+        monkeypatch.delenv(name)
+    for name, value in flask_env.items():
+        monkeypatch.setenv(f"FLASK_{name}", str(value))
+    monkeypatch.chdir(ROOT)
+    return runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+
+
+def test_sc46_gunicorn_conf_follows_the_proxy_fix_settings(monkeypatch):
+    off = conf(monkeypatch)  # the defaults (and this checkout's instance folder)
+    if not any(proxy_hops().values()):
+        assert (off["forwarded_allow_ips"], off["secure_scheme_headers"]) == ("", {})
+    none = conf(monkeypatch, PROXY_FIX_X_FOR=0, PROXY_FIX_X_PROTO=0, PROXY_FIX_X_HOST=1)
+    assert (none["forwarded_allow_ips"], none["secure_scheme_headers"]) == ("", {})
+    addresses = conf(monkeypatch, PROXY_FIX_X_FOR=1, PROXY_FIX_X_PROTO=0)
+    assert addresses["forwarded_allow_ips"] == "127.0.0.1,::1"
+    assert addresses["secure_scheme_headers"] == {}
+    https = conf(monkeypatch, PROXY_FIX_X_FOR=0, PROXY_FIX_X_PROTO=2)
+    assert https["forwarded_allow_ips"] == "127.0.0.1,::1"
+    assert https["secure_scheme_headers"] == {"X-FORWARDED-PROTO": "https"}
+    for settings in (off, none, addresses, https):
+        assert settings["forwarder_headers"] == ""
+
+
+def test_sc46_proxy_hops_reads_the_instance_config_then_the_environment(tmp_path, monkeypatch):
+    for name in [n for n in os.environ if n.startswith("FLASK_PROXY_FIX_")]:
+        monkeypatch.delenv(name)
+    (tmp_path / "config.py").write_text("PROXY_FIX_X_PROTO = 1\nPROXY_FIX_X_FOR = '2'\n")
+    hops = proxy_hops(str(tmp_path))
+    assert (hops["PROXY_FIX_X_PROTO"], hops["PROXY_FIX_X_FOR"], hops["PROXY_FIX_X_HOST"]) == (
+        1,
+        2,
+        0,
+    )
+    monkeypatch.setenv("FLASK_PROXY_FIX_X_PROTO", "0")
+    assert proxy_hops(str(tmp_path))["PROXY_FIX_X_PROTO"] == 0
+    monkeypatch.setenv("FLASK_PROXY_FIX_X_PROTO", '"yes"')
+    with pytest.raises(ConfigurationError, match="PROXY_FIX_X_PROTO"):
+        proxy_hops(str(tmp_path))
