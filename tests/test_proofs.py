@@ -8,6 +8,7 @@ from __future__ import annotations
 import pyotp
 import pytest
 from conftest import PASSWORD
+from helpers import wrong_code
 
 from standalone_mfa.accounts.users import find_user
 from standalone_mfa.core.audit import Client
@@ -108,11 +109,121 @@ def test_a_pending_secret_is_matched_but_its_step_left_to_the_caller(app, alice)
 
 
 def test_drift_is_reported_but_the_code_refused(app, alice):
+    """A phone two minutes slow: both codes are refused; the second one, at the same
+    offset (±1 step) as the first, is explained."""
     user, secret = alice
+    memory = {}
     early = code_now(app, secret, steps=-4)  # two minutes ago
-    with proofs.code(user, early, credential=credential(user), client=CLIENT) as proof:
+    with proofs.code(
+        user, early, credential=credential(user), client=CLIENT, drift_memory=memory
+    ) as proof:
         assert not proof.ok and proof.drift == -4
+        assert proof.message() == proofs.messages.text("wrong_code")
+    later = code_now(app, secret, steps=-5)
+    with proofs.code(
+        user, later, credential=credential(user), client=CLIENT, drift_memory=memory
+    ) as proof:
+        assert not proof.ok and proof.drift == -5
         assert "2 minutes ago" in proof.message()
+    assert failures(user) == 2
+
+
+# --- SC-44: the clock-drift hint needs two consecutive failed codes at one offset
+
+
+def try_code(user, code, memory):
+    with proofs.code(
+        user, code, credential=credential(user), client=CLIENT, drift_memory=memory
+    ) as proof:
+        return proof
+
+
+def test_sc44_a_single_future_code_gets_the_generic_message(app, alice):
+    user, secret = alice
+    clock = app.extensions["standalone_mfa.clock"]
+    memory = {}
+    ahead = code_now(app, secret, steps=4)  # two minutes from now
+    proof = try_code(user, ahead, memory)
+    assert not proof.ok and proof.drift == 4 and not proof.drift_confirmed
+    assert proof.message() == proofs.messages.text("wrong_code")
+    assert "from now" not in proof.message()
+    # Without the caller's memory there is never a hint, not even for a second code.
+    for _ in range(2):
+        alone = try_code(user, ahead, None)
+        assert alone.drift == 4 and alone.message() == proofs.messages.text("wrong_code")
+    # Normal TOTP: once its step comes, the code is right. The first answer said nothing.
+    clock.advance(4 * 30)
+    assert try_code(user, ahead, memory).ok
+    assert proofs.DRIFT_KEY not in memory
+
+
+def test_sc44_two_codes_from_a_clock_three_minutes_fast_get_the_hint(app, alice):
+    user, secret = alice
+    clock = app.extensions["standalone_mfa.clock"]
+    memory = {}
+    first = try_code(user, code_now(app, secret, steps=6), memory)
+    assert first.drift == 6 and first.message() == proofs.messages.text("wrong_code")
+    clock.advance(30)  # the phone's next code, still three minutes ahead
+    second = try_code(user, code_now(app, secret, steps=6), memory)
+    assert not second.ok and second.drift_confirmed
+    assert second.message().startswith("This code was valid about 3 minutes from now.")
+    # A third one from that phone still gets it; the hint never lets a code in.
+    clock.advance(30)
+    third = try_code(user, code_now(app, secret, steps=7), memory)
+    assert not third.ok and third.drift_confirmed
+    assert failures(user) == 3
+
+
+def test_sc44_two_codes_at_different_offsets_get_no_hint(app, alice):
+    user, secret = alice
+    memory = {}
+    for steps in (6, -4, 6, 3):
+        proof = try_code(user, code_now(app, secret, steps=steps), memory)
+        assert proof.drift == steps and not proof.drift_confirmed
+        assert proof.message() == proofs.messages.text("wrong_code")
+
+
+@pytest.mark.parametrize("between", ["right code", "wrong code", "malformed code", "recovery"])
+def test_sc44_a_code_without_drift_in_between_forgets_the_first(app, alice, between):
+    user, secret = alice
+    clock = app.extensions["standalone_mfa.clock"]
+    memory = {}
+    assert try_code(user, code_now(app, secret, steps=6), memory).drift == 6
+    assert memory[proofs.DRIFT_KEY] == 6
+    if between == "recovery":
+        with write_transaction():
+            codes = recovery.replace_codes(user)
+        with proofs.recovery_code(user, codes[0], client=CLIENT, drift_memory=memory) as proof:
+            assert proof.ok
+    else:
+        code = {
+            "right code": code_now(app, secret),
+            "wrong code": wrong_code(secret, clock),
+            "malformed code": "12345",
+        }[between]
+        assert try_code(user, code, memory).ok is (between == "right code")
+    assert proofs.DRIFT_KEY not in memory
+    clock.advance(30)
+    again = try_code(user, code_now(app, secret, steps=6), memory)
+    assert again.drift == 6 and not again.drift_confirmed
+    assert again.message() == proofs.messages.text("wrong_code")
+
+
+def test_sc44_a_throttled_attempt_neither_hints_nor_forgets(app, alice):
+    """While throttled no code is looked at: no hint, and the memory stays as it was."""
+    user, secret = alice
+    clock = app.extensions["standalone_mfa.clock"]
+    memory = {}
+    for _ in range(app.config["MFA_BACKOFF_AFTER"] - 1):
+        try_code(user, wrong_code(secret, clock), memory)
+    assert try_code(user, code_now(app, secret, steps=6), memory).drift == 6
+    refused = try_code(user, code_now(app, secret, steps=6), memory)
+    assert refused.throttled and refused.drift is None and not refused.drift_confirmed
+    assert "This code was valid" not in refused.message()
+    assert memory[proofs.DRIFT_KEY] == 6
+    clock.advance(30)  # past the back-off
+    confirmed = try_code(user, code_now(app, secret, steps=6), memory)
+    assert not confirmed.throttled and confirmed.drift_confirmed
 
 
 def test_a_recovery_code_is_spent_once(app, alice):

@@ -18,6 +18,7 @@ from helpers import (
 )
 
 from standalone_mfa.core.config import DEFAULTS
+from standalone_mfa.core.messages import MESSAGES
 from standalone_mfa.core.models import PasswordThrottle, User, WebSession
 
 WRONG_PASSWORD = "not the right password at all"
@@ -139,6 +140,26 @@ def test_step_up_codes_are_throttled_like_sign_in_codes(totp_app, clock):
     assert admin.get("/admin/users/alice/unlock").status_code == 302
     clock.advance(2)  # the back-off (1 s after the 5th failure) has passed
     step_up(admin, secret)
+
+
+def test_sc44_step_up_hints_at_drift_only_on_a_second_code_at_the_same_offset(totp_app, clock):
+    admin, secret = admin_signed_in(totp_app, clock)
+    admin.get("/admin/step-up")
+    admin.post("/admin/step-up", {"code": admin.code(secret, steps=6)})
+    assert flashes(admin) == [MESSAGES["wrong_code"]]
+    clock.advance(30)
+    admin.get("/admin/step-up")
+    admin.post("/admin/step-up", {"code": admin.code(secret, steps=6)})
+    (hint,) = flashes(admin)
+    assert hint.startswith("This code was valid about 3 minutes from now.")
+    assert admin.get("/admin/users/alice/unlock").status_code == 302  # still no step-up
+    # A right code forgets the offset: the next drifted code alone gets no hint.
+    clock.advance(30)
+    step_up(admin, secret)
+    clock.advance(30)
+    admin.get("/admin/step-up")
+    admin.post("/admin/step-up", {"code": admin.code(secret, steps=6)})
+    assert flashes(admin) == [MESSAGES["wrong_code"]]
 
 
 def test_step_up_password_counts_against_the_password_throttle(app, clock):

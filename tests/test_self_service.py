@@ -357,6 +357,23 @@ def test_sc21_new_authenticator_replaces_the_old_ends_other_sessions_and_tells_t
     assert location(attempt.post("/mfa/verify", {"code": attempt.code(new_secret)})) == "/"
 
 
+def test_sc44_new_authenticator_hints_at_drift_only_on_a_second_code(totp_app, new_browser):
+    browser = new_browser()
+    old_secret = browser.enrol()
+    confirm_for_new_authenticator(browser, PASSWORD, fresh_code(browser, old_secret))
+    new_secret = new_authenticator_secret(browser)
+    browser.post("/account/authenticator/new", {"code": browser.code(new_secret, 6)})
+    page = text(browser.get("/account/authenticator/new"))
+    assert MESSAGES["wrong_code"] in page and "This code was valid" not in page
+    response = browser.post(
+        "/account/authenticator/new", {"code": fresh_code(browser, new_secret, 6)}
+    )
+    assert location(response) == "/account/authenticator/new"
+    page = text(browser.get("/account/authenticator/new"))
+    assert "This code was valid about 3 minutes from now." in page
+    assert credential_secret(totp_app, "alice") == old_secret
+
+
 def test_new_authenticator_setup_expires_after_the_setup_timeout(totp_app, new_browser):
     browser = new_browser()
     old_secret = browser.enrol()

@@ -531,14 +531,93 @@ def test_verify_database_error_after_step_consumed_leaves_nothing_half_done(
 @pytest.mark.parametrize("where", ["verify", "setup"])
 @pytest.mark.parametrize(("steps", "words"), DRIFTS)
 def test_drifted_code_is_refused_counted_and_explained(totp_app, new_browser, where, steps, words):
+    """A phone whose clock is off: its first code gets the plain message (one code alone
+    may be a guess, SC-44); its next code, at the same offset, is explained."""
     browser, secret, path = at_code_step(where, new_browser)
     response = browser.post(path, {"code": browser.code(secret, steps)})
     assert location(response) == path
     page = text(browser.get(path))
+    assert MESSAGES["wrong_code"] in page and DRIFT_ADVICE not in page
+    assert ("totp", "failed", "alice", None, None) in audit_rows(totp_app, "totp")
+    browser.clock.advance(30)  # the phone's next code
+    response = browser.post(path, {"code": browser.code(secret, steps)})
+    assert location(response) == path
+    page = text(browser.get(path))
     assert words in page and DRIFT_ADVICE in page
-    assert failures(totp_app, "alice") == 1
+    assert failures(totp_app, "alice") == 2
     assert not signed_in_as(browser, "alice")
     assert ("totp", "failed", "alice", None, "clock drift") in audit_rows(totp_app, "totp")
+
+
+@pytest.mark.parametrize("where", ["verify", "setup"])
+def test_sc44_a_single_future_code_at_sign_in_gets_the_generic_message(
+    totp_app, new_browser, where
+):
+    """The finding: one code that matches a step two minutes ahead. The answer is the
+    plain one, as for any wrong code; the code signs in once its step comes (that is
+    TOTP), but nothing told the sender so."""
+    browser, secret, path = at_code_step(where, new_browser)
+    ahead = browser.code(secret, 4)
+    response = browser.post(path, {"code": ahead})
+    assert location(response) == path
+    page = text(browser.get(path))
+    assert MESSAGES["wrong_code"] in page
+    assert "This code was valid" not in page and DRIFT_ADVICE not in page
+    assert ("totp", "failed", "alice", None, None) in audit_rows(totp_app, "totp")
+    browser.clock.advance(4 * 30)
+    response = browser.post(path, {"code": ahead})
+    assert location(response) in ("/", "/mfa/recovery-codes")
+    assert "clock drift" not in {row[4] for row in audit_rows(totp_app, "totp")}
+
+
+@pytest.mark.parametrize("where", ["verify", "setup"])
+def test_sc44_two_codes_from_a_fast_phone_at_sign_in_get_the_hint(totp_app, new_browser, where):
+    browser, secret, path = at_code_step(where, new_browser)
+    browser.post(path, {"code": browser.code(secret, 6)})
+    assert "This code was valid" not in text(browser.get(path))
+    browser.clock.advance(30)
+    browser.post(path, {"code": browser.code(secret, 6)})
+    page = text(browser.get(path))
+    assert "This code was valid about 3 minutes from now." in page and DRIFT_ADVICE in page
+    assert not signed_in_as(browser, "alice")
+    # The phone's clock set right: its code signs in.
+    response = browser.post(path, {"code": browser.code(secret)})
+    assert location(response) in ("/", "/mfa/recovery-codes")
+
+
+@pytest.mark.parametrize("where", ["verify", "setup"])
+def test_sc44_two_codes_at_different_offsets_at_sign_in_get_no_hint(totp_app, new_browser, where):
+    browser, secret, path = at_code_step(where, new_browser)
+    for steps in (6, -4):
+        browser.post(path, {"code": browser.code(secret, steps)})
+        page = text(browser.get(path))
+        assert MESSAGES["wrong_code"] in page and "This code was valid" not in page
+    assert failures(totp_app, "alice") == 2
+    assert "clock drift" not in {row[4] for row in audit_rows(totp_app, "totp")}
+
+
+def test_sc44_a_code_without_drift_in_between_starts_again(totp_app, new_browser, clock):
+    """A drifted code then a right one: the signed-in session keeps no offset. In a
+    pending login, a wrong code without drift between two drifted ones: no hint."""
+    secret = new_browser().enrol()
+    clock.advance(30)
+    browser = pending_verify(new_browser)
+    browser.post("/mfa/verify", {"code": browser.code(secret, 6)})
+    with totp_app.app_context():
+        (pending,) = [r for r in WebSession.select() if r.state != AUTHENTICATED]
+        assert '"code_drift":6' in pending.data  # kept server-side, for this login only
+    assert location(browser.post("/mfa/verify", {"code": browser.code(secret)})) == "/"
+    with totp_app.app_context():
+        rows = [r for r in WebSession.select() if r.state == AUTHENTICATED]
+        assert len(rows) == 2 and all("code_drift" not in r.data for r in rows)
+
+    clock.advance(30)
+    again = pending_verify(new_browser)
+    for code in (browser.code(secret, 6), wrong_code(secret, clock), browser.code(secret, 6)):
+        again.post("/mfa/verify", {"code": code})
+        page = text(again.get("/mfa/verify"))
+        assert MESSAGES["wrong_code"] in page and "This code was valid" not in page
+    assert failures(totp_app, "alice") == 3
 
 
 @pytest.mark.parametrize("where", ["verify", "setup"])

@@ -103,6 +103,7 @@ def confirm_new_authenticator(web_session: ServerSession, user: User, raw: str |
         user,
         raw,
         secret=secret,
+        drift_memory=web_session,
         **sessions.with_session(web_session),
     ) as proof:
         if not proof.ok:

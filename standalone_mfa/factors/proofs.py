@@ -16,14 +16,17 @@ they are committed together or not at all:
   commit, so no guess is ever answered without being counted (README, Performance).
 - A password is claimed and committed *before* the slow hash is checked (the hash
   must not hold SQLite's write lock); on success the reset joins the transaction.
+- The clock-drift hint ("This code was valid about 3 minutes from now") is given only
+  for the second of two consecutive failed codes at the same offset (SC-44): the
+  caller passes its session as `drift_memory`, where the last offset is kept.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..core import audit, messages
 from ..core.audit import Client
@@ -32,6 +35,9 @@ from ..core.models import TotpCredential
 from . import passwords, recovery, throttle, totp
 
 Transaction = Callable[[], AbstractContextManager]
+# In the caller's session (kept server-side, for one pending login or signed-in
+# session): how many steps off the last failed code was, while the next may confirm it.
+DRIFT_KEY = "code_drift"
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,7 @@ class Proof:
     retry_after: int = 0
     failures: int = 0  # the code throttle's count after a failed code
     drift: int | None = None  # how many steps away a wrong code would have been right
+    drift_confirmed: bool = False  # and the failed code before it agreed: tell the person
     step: int | None = None  # the time step a right code matched
     throttled: bool = False
 
@@ -54,7 +61,7 @@ class Proof:
         """What to tell the person (never which part of a secret was wrong)."""
         if self.problem in ("code_wait", "password_wait"):
             return messages.wait(self.retry_after, code=self.problem == "code_wait")
-        if self.drift:
+        if self.drift_confirmed:
             return messages.drift_hint(self.drift, totp.PERIOD)
         return messages.text(self.problem)
 
@@ -95,13 +102,16 @@ def code(
     client: Client,
     transaction: Transaction = write_transaction,
     throttle_row=False,
+    drift_memory: MutableMapping | None = None,
 ) -> Iterator[Proof]:
     """A code from the user's saved authenticator (`credential`: its step is used up,
     once, by one conditional UPDATE) or from one being set up (`secret`: the caller
     saves the matched `step` as used). `throttle_row`: the user's code throttle as
-    already read, if it was (see `throttle.begin_attempt`)."""
+    already read, if it was (see `throttle.begin_attempt`). `drift_memory`: the
+    caller's session, for the clock-drift hint (without it, no hint is ever given)."""
     with transaction():
-        yield _check_code(user, raw, credential, secret, client, throttle_row)
+        proof = _check_code(user, raw, credential, secret, client, throttle_row)
+        yield _remember_drift(drift_memory, proof)
 
 
 def _check_code(user, raw, credential, secret, client, throttle_row) -> Proof:
@@ -133,18 +143,40 @@ def _check_code(user, raw, credential, secret, client, throttle_row) -> Proof:
 
 @contextlib.contextmanager
 def recovery_code(
-    user, raw: str | None, *, client: Client, transaction: Transaction = write_transaction
+    user,
+    raw: str | None,
+    *,
+    client: Client,
+    transaction: Transaction = write_transaction,
+    drift_memory: MutableMapping | None = None,
 ) -> Iterator[Proof]:
-    """One of the user's unused recovery codes, spent once; counted like a code."""
+    """One of the user's unused recovery codes, spent once; counted like a code (and,
+    like a code without drift, it ends a run of drifted codes in `drift_memory`)."""
     with transaction():
         attempt = throttle.begin_attempt(user)
         if not attempt.allowed:
             yield _refused(attempt, code=True)
         elif recovery.spend(user, raw):
             throttle.record_success(user)
-            yield Proof(True)
+            yield _remember_drift(drift_memory, Proof(True))
         else:
-            yield _failed(user, attempt, client, problem="wrong_recovery_code")
+            proof = _failed(user, attempt, client, problem="wrong_recovery_code")
+            yield _remember_drift(drift_memory, proof)
+
+
+def _remember_drift(memory: MutableMapping | None, proof: Proof) -> Proof:
+    """Keep this failed code's offset for the next one, and confirm the drift when the
+    two agree (`totp.drift_agrees`); a success or a failure without drift forgets it.
+    A throttled attempt looked at no code, so it changes nothing."""
+    if memory is None or proof.throttled:
+        return proof
+    previous = memory.pop(DRIFT_KEY, None)
+    if proof.ok or proof.drift is None:
+        return proof
+    memory[DRIFT_KEY] = proof.drift
+    if not isinstance(previous, int):
+        return proof
+    return replace(proof, drift_confirmed=totp.drift_agrees(previous, proof.drift))
 
 
 def _failed(user, attempt, client, *, drift=None, problem="wrong_code") -> Proof:

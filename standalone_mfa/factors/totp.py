@@ -127,6 +127,23 @@ def drift_steps(secret: str, code: str, *, for_time: float, window: int, **param
     return found[1] if found else None
 
 
+DRIFT_AGREEMENT = 1  # steps two consecutive drifted codes may differ by (SC-44)
+
+
+def drift_agrees(previous: int | None, current: int | None) -> bool:
+    """Do two consecutive failed codes say the same thing about the phone's clock?
+
+    A phone whose clock is off shows codes that all sit at about the same offset from
+    now, so its second wrong code lands within DRIFT_AGREEMENT steps of its first. A
+    random guess matches one of the 18 steps the hint searches (window 1) about once in
+    55,000 tries, and the next guess one of the three steps next to that about once in
+    330,000: a guesser practically never sees the hint, and a single lucky code (which
+    may still become valid while the login is pending) is never named."""
+    if previous is None or current is None:
+        return False
+    return abs(current - previous) <= DRIFT_AGREEMENT
+
+
 def drift_of(credential: TotpCredential, code: str) -> int | None:
     return drift_steps(crypto.decrypt(credential.secret_encrypted), code, **_now_with(credential))
 

@@ -66,7 +66,9 @@ def confirm_identity(
         return confirm_code(web_session, user, code, credential=credential)
     if allow_recovery and recovery_code:
         client = web_session.client
-        with proofs.recovery_code(user, recovery_code, client=client) as proof:
+        with proofs.recovery_code(
+            user, recovery_code, client=client, drift_memory=web_session
+        ) as proof:
             if proof.ok:
                 _audit(user, "ok", RECOVERY_CODE, client)
         return None if proof.ok else _refused(user, proof, RECOVERY_CODE, client)
@@ -78,7 +80,9 @@ def confirm_code(
 ) -> str | None:
     """A current code of the saved authenticator (or of one being set up: `secret`)."""
     client = web_session.client
-    with proofs.code(user, code, credential=credential, secret=secret, client=client) as proof:
+    with proofs.code(
+        user, code, credential=credential, secret=secret, client=client, drift_memory=web_session
+    ) as proof:
         if proof.ok:
             _audit(user, "ok", CODE, client)
     return None if proof.ok else _refused(user, proof, CODE, client)

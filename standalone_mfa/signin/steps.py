@@ -126,6 +126,7 @@ def confirm_setup(web_session: ServerSession, raw_code: str | None) -> StepOutco
         user,
         raw_code,
         secret=pending_secret(web_session),
+        drift_memory=web_session,
         **sessions.with_session(web_session),
     ) as proof:
         if proof.ok:
@@ -164,6 +165,7 @@ def verify_code(
         raw_code,
         credential=credential,
         throttle_row=throttle_row,
+        drift_memory=web_session,
         **sessions.with_session(web_session),
     ) as proof:
         if proof.ok:
@@ -186,7 +188,9 @@ def use_recovery_code(web_session: ServerSession, raw_code: str | None) -> StepO
     if totp.credential_of(user) is None:  # reset while this login was pending
         state.fire(web_session, "credential_removed", now())
         return StepOutcome(False, messages.text("expired"))
-    with proofs.recovery_code(user, raw_code, **sessions.with_session(web_session)) as proof:
+    with proofs.recovery_code(
+        user, raw_code, drift_memory=web_session, **sessions.with_session(web_session)
+    ) as proof:
         if proof.ok:
             left = recovery.remaining(user)
             audit.record("recovery_code", "ok", user=user, detail=f"{left} left", client=client)
@@ -230,7 +234,8 @@ def _failed(web_session, user, proof: proofs.Proof, kind: str = "totp") -> StepO
         outcome, detail = ("locked", None) if proof.locked else ("wait", f"{proof.retry_after}s")
         audit.record("totp_throttled", outcome, user=user, detail=detail, client=client)
         return StepOutcome(False, proof.message())
-    detail = "clock drift" if proof.drift else None
+    # Only when the person is told: a lone match near now is as likely a guess (SC-44).
+    detail = "clock drift" if proof.drift_confirmed else None
     audit.record(kind, "failed", user=user, detail=detail, client=client)
     rules = throttle.policy()
     if proof.failures >= rules.backoff_after:
