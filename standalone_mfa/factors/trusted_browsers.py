@@ -30,11 +30,13 @@ def find(user, token: str | None) -> TrustedBrowser | None:
     """The live trusted browser of `user` whose cookie holds `token`, or None (no
     cookie, a forged, expired or revoked one, another user's, or the password changed
     since)."""
-    if user is None or not token or len(token) > MAX_TOKEN_LENGTH:
+    if not token or len(token) > MAX_TOKEN_LENGTH:
         return None
+    # Looked up for an unknown username too: the same work whether the account exists.
     browser = TrustedBrowser.get_or_none(TrustedBrowser.token_hash == crypto.hash_token(token))
     if (
         browser is None
+        or user is None
         or browser.user_id != user.id
         or browser.password_fingerprint != _fingerprint(user)
         or browser.expires_at <= now()
