@@ -295,16 +295,22 @@ def http_signed_in_as(base_url, cookie, username) -> bool:
 
 
 def set_cookie_value(response) -> str | None:
-    header = response.headers.get("Set-Cookie")
-    if not header:
+    """The session cookie a response sets (not the trusted-browser cookie beside it)."""
+    if isinstance(response, requests.Response):  # urllib3 keeps each header apart
+        all_headers = response.raw.headers.getlist("Set-Cookie")
+    else:
+        all_headers = response.headers.getlist("Set-Cookie")
+    headers = [h for h in all_headers if not h.split("=", 1)[0].endswith(TRUSTED_BROWSER_COOKIE)]
+    if not headers:
         return None
-    return header.split(";", 1)[0].split("=", 1)[1]
+    return headers[0].split(";", 1)[0].split("=", 1)[1]
 
 
 NEW_PASSWORD = "a brand new passphrase for alice"
 
 
 DEVICE_COOKIE = "smfa_device"
+TRUSTED_BROWSER_COOKIE = "smfa_browser"
 
 
 # Well-formed (base32, 16 characters) but nobody's code.

@@ -51,8 +51,11 @@ def test_sc16_served_over_https_the_cookie_is_secure_and_host_prefixed(app, cloc
         base_url="https://mfa.example",
     )
     assert location(response) == "/"
-    (header,) = set_cookie_headers(response)
+    header, trusted = sorted(set_cookie_headers(response), reverse=True)
     assert header.startswith("__Host-smfa_session=") and "; Secure" in header
+    # The sign-in is complete: the trusted-browser cookie follows the same policy.
+    assert trusted.startswith("__Host-smfa_browser=") and "; Secure" in trusted
+    assert "; HttpOnly" in trusted and "Path=/" in trusted and "Domain=" not in trusted
     page = client.get("/", base_url="https://mfa.example").text
     assert 'id="signed-in-user">alice<' in page
     # The CSRF token is still required over HTTPS.

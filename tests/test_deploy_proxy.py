@@ -198,8 +198,9 @@ def test_sc16_https_proxy_secure_host_cookie_hsts_and_full_sign_in(make, clock):
     home = browser.follow(response)
     assert 'id="signed-in-user">alice<' in home.get_data(as_text=True)
     assert home.headers["Strict-Transport-Security"].startswith("max-age=")
-    # Every session cookie of the sign-in was Secure and __Host-.
-    assert {m.key for m in browser.set_cookies} == {"__Host-smfa_session"}
+    # Every cookie of the sign-in (the session's, then the trusted browser's) was Secure
+    # and __Host-.
+    assert {m.key for m in browser.set_cookies} == {"__Host-smfa_session", "__Host-smfa_browser"}
     assert all(m["secure"] for m in browser.set_cookies)
     assert audit_ips(app, "totp_enrolled") == [CLIENT_ADDR]
 
@@ -212,7 +213,7 @@ def test_sc16_plain_http_cookie_is_not_sent_back_over_https(make, clock):
     plain.get("/login")
     response = plain.post("/login", {"username": "alice", "password": PASSWORD})
     assert response.status_code == 302
-    assert list(plain.cookies) == ["smfa_session"]
+    assert sorted(plain.cookies) == ["smfa_browser", "smfa_session"]
 
     secure = ProxiedBrowser(app, clock)
     secure.cookies = dict(plain.cookies)  # planted

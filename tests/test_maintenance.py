@@ -72,6 +72,8 @@ def test_prune_deletes_exactly_what_has_expired(totp_app, clock):
         "sessions": 4,
         "password_throttles": 0,
         "remembered_devices": 0,
+        "address_throttles": 0,  # this address's hour began with setting_up's sign-in
+        "trusted_browsers": 0,  # alice's, root's and carol's have 90 days
     }
 
     assert rows(app, WebSession) == 3  # setting_up, fresh, and eve's anonymous one
@@ -90,6 +92,8 @@ def test_prune_deletes_exactly_what_has_expired(totp_app, clock):
         "sessions": 0,
         "password_throttles": 0,
         "remembered_devices": 0,
+        "address_throttles": 0,
+        "trusted_browsers": 0,
     }
 
 
@@ -121,7 +125,8 @@ def test_prune_command_prints_the_counts(app, clock):
     result = app.test_cli_runner().invoke(args=["prune"])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == (
-        "Deleted 0 pending logins, 1 sessions, 0 password throttles, 0 remembered devices"
+        "Deleted 0 pending logins, 1 sessions, 0 password throttles, 0 remembered devices,"
+        " 0 address throttles, 0 trusted browsers"
     )
     assert rows(app, WebSession) == 0
 

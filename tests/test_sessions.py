@@ -218,8 +218,9 @@ def test_sc15_cookie_is_opaque_random_and_carries_nothing(totp_app, new_browser,
         for header in response.headers.getlist("Set-Cookie")
     ]
     assert set_cookies
-    # Only the one session cookie is ever set (no Flask cookie session, no remember-me).
-    assert {h.split("=", 1)[0] for h in set_cookies} == {cookie_name(totp_app)}
+    # Only the session cookie is ever set (no Flask cookie session, no remember-me), and
+    # once signed in the trusted-browser cookie (an opaque token too).
+    assert {h.split("=", 1)[0] for h in set_cookies} == {cookie_name(totp_app), "smfa_browser"}
     values = [h.split("=", 1)[1].split(";", 1)[0] for h in set_cookies]
     forbidden = ("alice", "totp", "user", "state", secret, secret.lower(), code, *STATES)
     for value in values:

@@ -284,3 +284,133 @@ def test_sc08_reset_during_a_code_attempt_is_not_a_500(totp_app, new_browser, cl
     monkeypatch.setattr(MfaThrottle, "get", classmethod(get_after_reset))
     response = browser.post("/mfa/verify", {"code": browser.code(secret)})
     assert response.status_code < 500
+
+
+# Per client address (SC-42): password spraying, many usernames from one address.
+
+SPRAYER_IP = "198.51.100.7"
+
+
+def _from(person, ip):
+    person.client.environ_base["REMOTE_ADDR"] = ip
+    return person
+
+
+def _spray(new_browser, ip, usernames):
+    """One wrong password for each name, each from a fresh browser at `ip`; the
+    messages, in order."""
+    return [_attempt(_from(new_browser(), ip), name, "Winter2026!")[1] for name in usernames]
+
+
+@pytest.fixture
+def hashed(monkeypatch):
+    """The usernames whose password hash was checked, in order (None: unknown)."""
+    seen = []
+    real = passwords.check_password
+    monkeypatch.setattr(
+        passwords,
+        "check_password",
+        lambda user, raw: seen.append(user.username if user else None) or real(user, raw),
+    )
+    return seen
+
+
+def test_sc42_spraying_50_usernames_from_one_address_is_cut_off(app, new_browser, hashed):
+    limit = DEFAULTS["PASSWORD_IP_BACKOFF_AFTER"]
+    names = [f"user{n}" for n in range(50)]
+    messages_seen = _spray(new_browser, SPRAYER_IP, names)
+    assert len(hashed) == limit  # only the first 30 were evaluated
+    assert set(messages_seen[:limit]) == {"The username or password is not right."}
+    # The rest: the one generic wait, which never says which counter it was.
+    assert set(messages_seen[limit:]) == {
+        "Too many failed sign-ins for this username. Wait 1 second, then try again."
+    }
+    # No username counter moved for the refused ones.
+    with app.app_context():
+        assert throttle.password_failures("user49") == 0
+        assert throttle.address_failures(SPRAYER_IP) == limit  # refused ones are not counted
+    # An untrusted browser at that address waits even with a right password...
+    assert _attempt(_from(new_browser(), SPRAYER_IP), "alice", PASSWORD)[1].startswith(
+        "Too many failed sign-ins"
+    )
+    # ...while another address is not affected at all.
+    response, _ = _attempt(_from(new_browser(), "198.51.100.8"), "alice", PASSWORD)
+    assert location(response) == "/"
+
+
+def test_sc42_the_address_backs_off_like_the_others_and_starts_over_after_an_hour(
+    app, new_browser, clock, hashed
+):
+    limit = DEFAULTS["PASSWORD_IP_BACKOFF_AFTER"]
+    _spray(new_browser, SPRAYER_IP, [f"user{n}" for n in range(limit)])
+    clock.advance(1)
+    assert _spray(new_browser, SPRAYER_IP, ["user-a"]) == [
+        "The username or password is not right."
+    ]
+    assert "Wait 2 seconds" in _spray(new_browser, SPRAYER_IP, ["user-b"])[0]
+    clock.advance(3600)  # the hour that began with the first attempt is over
+    assert _spray(new_browser, SPRAYER_IP, ["user-c"]) == [
+        "The username or password is not right."
+    ]
+    with app.app_context():
+        assert throttle.address_failures(SPRAYER_IP) == 1
+
+
+def test_sc42_a_right_password_does_not_wipe_the_addresses_failures(app, new_browser):
+    """A sprayer with one valid account of their own gains nothing by signing in to it
+    between guesses: a right password gives back only its own claim."""
+    limit = DEFAULTS["PASSWORD_IP_BACKOFF_AFTER"]
+    _spray(new_browser, SPRAYER_IP, [f"user{n}" for n in range(limit - 1)])
+    response, _ = _attempt(_from(new_browser(), SPRAYER_IP), "bob", PASSWORD)
+    assert location(response) == "/"
+    with app.app_context():
+        assert throttle.address_failures(SPRAYER_IP) == limit - 1
+    assert _spray(new_browser, SPRAYER_IP, ["user-x", "user-y"]) == [
+        "The username or password is not right.",
+        "Too many failed sign-ins for this username. Wait 1 second, then try again.",
+    ]
+
+
+def test_sc42_trusted_browsers_are_exempt_from_the_address_limit(app, new_browser, hashed):
+    alice = _from(new_browser(), SPRAYER_IP)
+    response, _ = _attempt(alice, "alice", PASSWORD)  # a complete sign-in: now trusted
+    assert location(response) == "/"
+    alice.logout()
+    _spray(new_browser, SPRAYER_IP, [f"user{n}" for n in range(50)])
+    with app.app_context():
+        before = throttle.address_failures(SPRAYER_IP)
+    response, _ = _attempt(alice, "alice", PASSWORD)
+    assert location(response) == "/"
+    alice.logout()
+    _, message = _attempt(alice, "alice", "a typo")
+    assert message == "The username or password is not right."  # evaluated, own counter
+    with app.app_context():
+        assert throttle.address_failures(SPRAYER_IP) == before  # not counted there
+
+
+@pytest.mark.parametrize("proxy_fix", [0, 1])
+def test_sc42_the_address_is_the_one_proxyfix_decides(tmp_path, clock, proxy_fix):
+    """Behind a trusted proxy (`PROXY_FIX_X_FOR=1`) each X-Forwarded-For address has
+    its own count; without one the header is ignored, so a sprayer who makes one up
+    for each guess is still one address."""
+    from conftest import Browser, make_app
+
+    app = make_app(tmp_path, clock, PROXY_FIX_X_FOR=proxy_fix, PASSWORD_IP_BACKOFF_AFTER=3)
+    messages_seen = []
+    for n in range(5):
+        person = Browser(app, clock)
+        person.client.environ_base["HTTP_X_FORWARDED_FOR"] = f"192.0.2.{n + 1}"
+        messages_seen.append(_attempt(person, f"user{n}", "wrong")[1])
+    throttled = [m for m in messages_seen if m.startswith("Too many")]
+    assert len(throttled) == (0 if proxy_fix else 2)
+    with app.app_context():
+        assert throttle.address_failures("192.0.2.1") == (1 if proxy_fix else 0)
+        assert throttle.address_failures("127.0.0.1") == (0 if proxy_fix else 3)
+
+
+def test_sc42_an_ipv6_client_counts_as_its_64_network():
+    key = throttle._address_key
+    assert key("2001:db8:1:2::1") == key("2001:db8:1:2:ffff:ffff:ffff:ffff")
+    assert key("2001:db8:1:2::1") != key("2001:db8:1:3::1")
+    assert key("::ffff:192.0.2.1") == key("192.0.2.1")
+    assert key("192.0.2.1") != key("192.0.2.2")

@@ -16,7 +16,7 @@ from ..core.audit import NO_CLIENT, Client
 from ..core.db import is_sqlite, write_transaction
 from ..core.models import AuditEvent, MfaThrottle, TotpCredential, User
 from ..core.pagination import PER_PAGE, Page, paginate
-from ..factors import throttle
+from ..factors import throttle, trusted_browsers
 from ..signin import sessions
 from . import users
 
@@ -148,9 +148,11 @@ def set_admin(user: User, is_admin: bool, *, actor: str, client: Client = NO_CLI
 
 
 def end_sessions(user: User, *, actor: str, client: Client = NO_CLIENT) -> int:
-    """Sign a user out everywhere (a stolen laptop, a departing colleague)."""
+    """Sign a user out everywhere (a stolen laptop, a departing colleague); no browser
+    of theirs stays trusted."""
     with write_transaction():
         ended = sessions.end_sessions_of(user)
+        trusted_browsers.forget_all(user)
         audit.record(
             "session_revoked",
             "ok",

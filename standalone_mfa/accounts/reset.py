@@ -7,14 +7,14 @@ from ..core.audit import NO_CLIENT, Client
 from ..core.clock import now
 from ..core.db import write_transaction
 from ..core.models import User
-from ..factors import devices, recovery, throttle, totp
+from ..factors import devices, recovery, throttle, totp, trusted_browsers
 from ..signin import sessions
 
 
 def reset_totp(user, *, actor: str, client: Client = NO_CLIENT) -> bool:
-    """Delete the credential and its replay state, the recovery codes and remembered
-    devices, clear the throttle, end every session of the user. Returns False (and
-    changes nothing) if the user has no authenticator."""
+    """Delete the credential and its replay state, the recovery codes, remembered
+    devices and trusted browsers, clear the throttle, end every session of the user.
+    Returns False (and changes nothing) if the user has no authenticator."""
     with write_transaction():
         if totp.credential_of(user) is None:  # a locked set-up is unlocked, not reset
             return False
@@ -23,6 +23,7 @@ def reset_totp(user, *, actor: str, client: Client = NO_CLIENT) -> bool:
         totp.delete_credential(user)
         recovery.delete_codes(user)
         throttle.clear(user)
+        trusted_browsers.forget_all(user)
         ended = sessions.end_sessions_of(user)
         User.update(mfa_reset_at=now()).where(User.id == user.id).execute()
         audit.record(

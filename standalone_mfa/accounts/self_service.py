@@ -13,7 +13,7 @@ from ..core import audit, crypto, messages
 from ..core.clock import clock, now
 from ..core.db import write_transaction
 from ..core.models import AuditEvent, User
-from ..factors import devices, passwords, proofs, recovery, totp
+from ..factors import devices, passwords, proofs, recovery, totp, trusted_browsers
 from ..signin import sessions
 from ..signin.sessions import ServerSession
 
@@ -136,6 +136,7 @@ def change_password(web_session: ServerSession, user: User, new_password: str) -
         devices.forget_all(
             user, actor=user.username, reason="password changed", client=web_session.client
         )
+        trusted_browsers.forget_all(user)
         ended = sessions.end_other_sessions(web_session, user)
         web_session.rotate()
         audit.record(
@@ -165,6 +166,7 @@ def sign_out_other_sessions(web_session: ServerSession, user: User) -> int:
 
 def forget_devices(web_session: ServerSession, user: User) -> int:
     with write_transaction():
+        trusted_browsers.forget_all(user)
         return devices.forget_all(
             user, actor=user.username, reason="by the user", client=web_session.client
         )

@@ -25,6 +25,8 @@ DEFAULTS = {
     "MFA_BACKOFF_AFTER": 5,
     "MFA_LOCK_AFTER": 50,
     "PASSWORD_BACKOFF_AFTER": 10,
+    "PASSWORD_IP_BACKOFF_AFTER": 30,  # per client address and hour, untrusted browsers
+    "TRUSTED_BROWSER_DAYS": 90,  # how long a browser that signed in keeps its own counter
     "BACKOFF_MAX_SECONDS": 15 * 60,
     "MFA_SETUP_TIMEOUT": 600,  # seconds a pending set-up lives
     "MFA_VERIFY_TIMEOUT": 300,  # seconds a pending code step lives
@@ -70,6 +72,16 @@ POLICY = {
     ),
     "MFA_LOCK_AFTER": (2, 1000, "wrong codes in a row after which only an administrator can help"),
     "PASSWORD_BACKOFF_AFTER": (1, 100, "wrong passwords in a row after which each try waits"),
+    "PASSWORD_IP_BACKOFF_AFTER": (
+        1,
+        100000,
+        "password attempts from one client address in an hour after which each try waits",
+    ),
+    "TRUSTED_BROWSER_DAYS": (
+        1,
+        400,
+        "days a browser that completed a sign-in keeps its own wrong-password counter",
+    ),
     "BACKOFF_MAX_SECONDS": (1, 24 * 3600, "the longest wait the back-off asks for"),
     "MFA_SETUP_TIMEOUT": (30, 24 * 3600, "seconds a pending set-up lives"),
     "MFA_VERIFY_TIMEOUT": (30, 3600, "seconds a pending code step lives"),

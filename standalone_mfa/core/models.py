@@ -93,6 +93,34 @@ class PasswordThrottle(BaseModel):
     last_failure_at = DateTimeField(null=True)
 
 
+class TrustedBrowser(BaseModel):
+    """A browser that completed a sign-in as `user` (OWASP's "device cookie"): its
+    password attempts for that user are counted here, on its own, so a stranger's
+    wrong passwords for the username never slow it down. It skips nothing.
+
+    The cookie holds a random token; here is its hash, bound to a fingerprint of the
+    password hash of that time (a password change revokes it without a lookup)."""
+
+    user = ForeignKeyField(User, on_delete="CASCADE", backref="trusted_browsers")
+    token_hash = CharField(max_length=64, unique=True)
+    password_fingerprint = CharField(max_length=64)
+    created_at = DateTimeField()
+    last_used_at = DateTimeField()
+    expires_at = DateTimeField(index=True)
+    failures = IntegerField(default=0)
+    last_failure_at = DateTimeField(null=True)
+
+
+class AddressThrottle(BaseModel):
+    """Password attempts from one client address (hashed; an IPv6 /64) in the hour
+    that began at `window_started_at`: untrusted browsers only."""
+
+    key = CharField(max_length=64, primary_key=True)
+    window_started_at = DateTimeField(index=True)
+    failures = IntegerField(default=0)
+    last_failure_at = DateTimeField(null=True)
+
+
 class WebSession(BaseModel):
     """A browser session. The cookie holds a random token; only its hash is here."""
 
@@ -142,6 +170,8 @@ ALL_MODELS = [
     RememberedDevice,
     MfaThrottle,
     PasswordThrottle,
+    TrustedBrowser,
+    AddressThrottle,
     WebSession,
     Setting,
     ApiToken,

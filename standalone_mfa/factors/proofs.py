@@ -15,7 +15,9 @@ they are committed together or not at all:
   the used step and the reset commit at once, and the answer is sent only after that
   commit, so no guess is ever answered without being counted (README, Performance).
 - A password is claimed and committed *before* the slow hash is checked (the hash
-  must not hold SQLite's write lock); on success the reset joins the transaction.
+  must not hold SQLite's write lock); on success the reset joins the transaction. A
+  trusted browser's attempt is claimed on its own counter, any other on the client
+  address's and the username's (see `password`).
 - The clock-drift hint ("This code was valid about 3 minutes from now") is given only
   for the second of two consecutive failed codes at the same offset (SC-44): the
   caller passes its session as `drift_memory`, where the last offset is kept.
@@ -29,10 +31,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 
 from ..core import audit, messages
-from ..core.audit import Client
+from ..core.audit import NO_CLIENT, Client
 from ..core.db import write_transaction
 from ..core.models import TotpCredential
-from . import passwords, recovery, throttle, totp
+from . import passwords, recovery, throttle, totp, trusted_browsers
 
 Transaction = Callable[[], AbstractContextManager]
 # In the caller's session (kept server-side, for one pending login or signed-in
@@ -77,19 +79,47 @@ def _refused(attempt: throttle.Attempt, *, code: bool) -> Proof:
 
 @contextlib.contextmanager
 def password(
-    username: str, user, raw: str | None, *, transaction: Transaction = write_transaction
+    username: str,
+    user,
+    raw: str | None,
+    *,
+    trusted: str | None = None,
+    client: Client = NO_CLIENT,
+    transaction: Transaction = write_transaction,
 ) -> Iterator[Proof]:
     """The password of `user` (None: an unknown `username`, which costs the same time
-    and is counted the same way, so the answer never tells which accounts exist)."""
-    attempt = throttle.begin_password_attempt(username)
+    and is counted the same way, so the answer never tells which accounts exist).
+
+    Which counters the attempt is claimed on is decided here, and only here:
+    - `trusted`, the token of the browser's trusted-browser cookie: if it is a live one
+      of `user`, that browser's own counter alone (SC-41);
+    - otherwise the client address's counter (when there is an address, SC-42), then
+      the username's; either one can refuse. A refused address claims nothing on the
+      username, so a cut-off sprayer cannot push its victims' counters further."""
+    browser = trusted_browsers.find(user, trusted)
+    if browser is not None:
+        attempt = throttle.begin_trusted_password_attempt(browser)
+    else:
+        attempt = throttle.begin_address_attempt(client.ip) if client.ip else _NO_ADDRESS
+        if attempt.allowed:
+            attempt = throttle.begin_password_attempt(username)
     if not attempt.allowed:
         yield _refused(attempt, code=False)
     elif not passwords.check_password(user, raw or ""):
         yield Proof(False, "wrong_password")
     else:
         with transaction():
-            throttle.password_success(username)
+            if browser is not None:
+                # Not the username's counter: a stranger's failures stay counted.
+                throttle.trusted_password_success(browser)
+            else:
+                throttle.password_success(username)
+                if client.ip:
+                    throttle.address_success(client.ip)
             yield Proof(True)
+
+
+_NO_ADDRESS = throttle.Attempt(True)  # the CLI and re-authentication: no address to count
 
 
 @contextlib.contextmanager

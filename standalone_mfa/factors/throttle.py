@@ -6,7 +6,14 @@ process and server of the account shares them. Two counters, one mechanism:
   (at most `BACKOFF_MAX_SECONDS`); at `MFA_LOCK_AFTER` only an administrator can unlock;
 - passwords (`PasswordThrottle`, per username as typed, known or not, so the answer
   never tells which accounts exist): the same back-off from
-  `PASSWORD_BACKOFF_AFTER` failures, and no hard lock, which anyone could trigger.
+  `PASSWORD_BACKOFF_AFTER` failures, and no hard lock, which anyone could trigger;
+- passwords from a trusted browser (`TrustedBrowser`, one that completed a sign-in as
+  that user): the same rule on the browser's own counter instead of the username's,
+  so a stranger's failures never slow it down (SC-41);
+- passwords from one client address (`AddressThrottle`, untrusted browsers only): the
+  same back-off from `PASSWORD_IP_BACKOFF_AFTER` attempts in an hour (SC-42).
+
+`factors.proofs.password` decides which of the password counters an attempt uses.
 
 The numbers are configuration (`core.config.POLICY`), read through `policy()`.
 
@@ -17,7 +24,9 @@ counter back to zero.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import ipaddress
 import math
 from dataclasses import dataclass
 
@@ -28,9 +37,11 @@ from ..core import audit
 from ..core.audit import NO_CLIENT, Client
 from ..core.clock import now
 from ..core.db import Prepared, db, write_transaction
-from ..core.models import MfaThrottle, PasswordThrottle
+from ..core.models import AddressThrottle, MfaThrottle, PasswordThrottle, TrustedBrowser
 
 _CAS_TRIES = 20
+# How long a client address's count of password attempts lasts from its first one.
+ADDRESS_WINDOW = dt.timedelta(hours=1)
 
 
 def _compare_and_set(model) -> Prepared:
@@ -43,7 +54,10 @@ def _compare_and_set(model) -> Prepared:
     )
 
 
-_COMPARE_AND_SET = {model: _compare_and_set(model) for model in (MfaThrottle, PasswordThrottle)}
+_COMPARE_AND_SET = {
+    model: _compare_and_set(model)
+    for model in (MfaThrottle, PasswordThrottle, TrustedBrowser, AddressThrottle)
+}
 _RESET = Prepared(
     lambda slot: MfaThrottle.update(failures=0, last_failure_at=None).where(
         MfaThrottle.user == slot("user")
@@ -59,6 +73,7 @@ class Policy:
     lock_after: int
     password_backoff_after: int
     max_delay: int
+    password_ip_backoff_after: int = 30
 
     @classmethod
     def from_config(cls, config) -> Policy:
@@ -67,6 +82,7 @@ class Policy:
             lock_after=config["MFA_LOCK_AFTER"],
             password_backoff_after=config["PASSWORD_BACKOFF_AFTER"],
             max_delay=config["BACKOFF_MAX_SECONDS"],
+            password_ip_backoff_after=config["PASSWORD_IP_BACKOFF_AFTER"],
         )
 
 
@@ -90,15 +106,18 @@ def delay_after(failures: int, backoff_after: int, max_delay: int) -> int:
 
 
 def _claim(
-    model, where, key: dict, backoff_after: int, lock_after: int | None, row=False
+    model, where, key: dict | None, backoff_after: int, lock_after: int | None, row=False
 ) -> Attempt:
     """Count one attempt as a failure up front, unless the counter says wait. `row`:
     the counter as the caller already read it (False: read it here); the compare-and-
-    set below makes a stale one cost a retry, never a free attempt."""
+    set below makes a stale one cost a retry, never a free attempt. `key`: the values
+    of a new row (None: the row must exist; gone meanwhile, the attempt waits)."""
     max_delay = policy().max_delay
     for _ in range(_CAS_TRIES):
         if row is False:
             row = model.get_or_none(where)
+        if row is None and key is None:  # revoked while this attempt was under way
+            return Attempt(False, retry_after=1)
         if row is None:  # first attempt, or an admin just cleared the row: one INSERT claims it
             try:
                 with db.atomic():  # a savepoint inside the caller's transaction
@@ -211,3 +230,73 @@ def password_failures_of(usernames: list[str]) -> dict[str, int]:
 
 def password_success(username: str) -> None:
     PasswordThrottle.delete().where(PasswordThrottle.key == _password_key(username)).execute()
+
+
+# Passwords from a trusted browser: on the browser's own counter (`TrustedBrowser`).
+
+
+def begin_trusted_password_attempt(browser: TrustedBrowser) -> Attempt:
+    """Claim a password attempt on the trusted browser's own counter (`browser`: its
+    row as `trusted_browsers.find` read it)."""
+    where = TrustedBrowser.id == browser.id
+    return _claim(TrustedBrowser, where, None, policy().password_backoff_after, None, browser)
+
+
+def trusted_password_success(browser: TrustedBrowser) -> None:
+    """A right password from the trusted browser: its own counter starts over. The
+    username's counter is left alone: a stranger's failures stay counted against them."""
+    TrustedBrowser.update(failures=0, last_failure_at=None, last_used_at=now()).where(
+        TrustedBrowser.id == browser.id
+    ).execute()
+
+
+# Passwords from one client address (untrusted browsers), per hour.
+
+
+def _address_key(ip: str) -> str:
+    """The address's counter key: an IPv6 address counts as its /64 (what one host or
+    home is given), an IPv4-mapped one as the IPv4 address."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        text = ip
+    else:
+        if address.version == 6 and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if address.version == 6:
+            text = str(ipaddress.ip_network(f"{address}/64", strict=False))
+        else:
+            text = str(address)
+    return hashlib.sha256(("address:" + text).encode("utf-8")).hexdigest()
+
+
+def begin_address_attempt(ip: str) -> Attempt:
+    """Claim a password attempt on the client address's counter. The count lasts an
+    hour from its first attempt (`ADDRESS_WINDOW`); then the address starts over."""
+    key = _address_key(ip)
+    at = now()
+    where = AddressThrottle.key == key
+    AddressThrottle.delete().where(
+        where & (AddressThrottle.window_started_at <= at - ADDRESS_WINDOW)
+    ).execute()
+    return _claim(
+        AddressThrottle,
+        where,
+        {"key": key, "window_started_at": at},
+        policy().password_ip_backoff_after,
+        None,
+    )
+
+
+def address_success(ip: str) -> None:
+    """A right password gives back its own claim, and only that: a guesser with one
+    valid account cannot wipe the address's failures by signing in to it."""
+    key = _address_key(ip)
+    AddressThrottle.update(failures=AddressThrottle.failures - 1).where(
+        (AddressThrottle.key == key) & (AddressThrottle.failures > 0)
+    ).execute()
+
+
+def address_failures(ip: str) -> int:
+    row = AddressThrottle.get_or_none(AddressThrottle.key == _address_key(ip))
+    return row.failures if row else 0

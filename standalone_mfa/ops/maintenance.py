@@ -3,15 +3,16 @@ without bound. Run by `flask --app standalone_mfa prune` (from cron).
 
 `prune(now)` returns how many rows of each kind it deleted; a feature with its own
 expiring rows adds one line to it. It deletes only what the app would already refuse:
-a session or pending login past its limit, and password counters quiet for a day.
+a session or pending login past its limit, password counters quiet for a day, client
+address counters whose hour is over, and trusted browsers past their day.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from ..core.models import PasswordThrottle, WebSession
-from ..factors import devices
+from ..core.models import AddressThrottle, PasswordThrottle, WebSession
+from ..factors import devices, throttle, trusted_browsers
 from ..signin import lifetimes
 
 # A password counter is kept this long after its last failure. Far longer than the
@@ -27,6 +28,8 @@ def prune(now: dt.datetime) -> dict[str, int]:
         "sessions": _expired_sessions(now),
         "password_throttles": _stale_password_throttles(now),
         "remembered_devices": devices.expired(now),
+        "address_throttles": _finished_address_windows(now),
+        "trusted_browsers": trusted_browsers.expired(now),
     }
 
 
@@ -46,3 +49,9 @@ def _stale_password_throttles(now: dt.datetime) -> int:
     for a day: their back-off ended long ago."""
     cutoff = now - PASSWORD_THROTTLE_RETENTION
     return PasswordThrottle.delete().where(PasswordThrottle.last_failure_at < cutoff).execute()
+
+
+def _finished_address_windows(now: dt.datetime) -> int:
+    """Client-address counters whose hour is over: the next attempt starts a new one."""
+    cutoff = now - throttle.ADDRESS_WINDOW
+    return AddressThrottle.delete().where(AddressThrottle.window_started_at <= cutoff).execute()

@@ -12,8 +12,9 @@ from ..accounts import settings
 from ..accounts.users import find_user, normalize_username
 from ..core import audit, crypto, messages
 from ..core.clock import now
+from ..core.db import write_transaction
 from ..core.models import User
-from ..factors import devices, proofs, recovery, throttle, totp
+from ..factors import devices, proofs, recovery, throttle, totp, trusted_browsers
 from . import sessions, state
 from .sessions import ServerSession
 
@@ -48,14 +49,21 @@ def submit_password(
     password: str | None,
     next_url: str | None = None,
     device_token: str | None = None,
+    trusted_token: str | None = None,
 ) -> StepOutcome:
     """Check the password; on success move the session past the password step (and
-    past the code too, on a device remembered after a code)."""
+    past the code too, on a device remembered after a code). `trusted_token`: the
+    browser's trusted-browser cookie, if any (its own wrong-password counter)."""
     client = web_session.client
     name = normalize_username(username)
     user = find_user(name)
     with proofs.password(
-        name, user, password, transaction=lambda: sessions.transition(web_session)
+        name,
+        user,
+        password,
+        trusted=trusted_token,
+        client=client,
+        transaction=lambda: sessions.transition(web_session),
     ) as proof:
         if proof.ok:
             audit.record("login", "ok", user=user, client=client)
@@ -100,6 +108,16 @@ def _past_password(web_session: ServerSession, user: User, next_url, device_toke
     record.next_url = safe_next_path(next_url)
     if record.state == state.TOTP_SETUP:
         record.pending_secret_encrypted = crypto.encrypt(totp.new_secret())
+
+
+def trust_browser(web_session: ServerSession, token: str | None, days: int) -> str | None:
+    """After a step: if it completed the sign-in, the token for this browser's
+    trusted-browser cookie (the one it holds for this user renewed, or a new one), to
+    keep for `days`. None while the sign-in is not complete."""
+    if web_session.state != state.AUTHENTICATED or web_session.user is None:
+        return None
+    with write_transaction():
+        return trusted_browsers.trust(web_session.user, token, days=days)
 
 
 def set_up_meanwhile(web_session: ServerSession) -> StepOutcome | None:

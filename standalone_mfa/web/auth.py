@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user
 
 from ..core import messages
 from ..signin import steps
-from .cookies import device_token
+from .cookies import device_token, set_trusted_browser_cookie, trusted_browser_token
 from .forms import LoginForm
 from .guard import landing_url
 
@@ -25,13 +34,24 @@ def login():
             form.password.data,
             request.args.get("next"),
             device_token=device_token(),
+            trusted_token=trusted_browser_token(),
         )
         if outcome.ok:
-            return redirect(landing_url(session))
+            return trust_if_signed_in(redirect(landing_url(session)))
         flash(outcome.message, "error")
     elif form.is_submitted():
         flash(messages.text("wrong_password_or_username"), "error")
     return render_template("auth/login.html", form=form)
+
+
+def trust_if_signed_in(response):
+    """Once a sign-in is complete, give this browser its trusted-browser cookie (its
+    own wrong-password counter for this user from now on)."""
+    days = current_app.config["TRUSTED_BROWSER_DAYS"]
+    token = steps.trust_browser(session, trusted_browser_token(), days)
+    if token:
+        set_trusted_browser_cookie(response, token, days)
+    return response
 
 
 @bp.route("/logout", methods=["POST"])

@@ -86,3 +86,17 @@ def set_device_cookie(response, token: str, days: int) -> None:
 
 def device_token() -> str | None:
     return request.cookies.get(cookie_policy().name(DEVICE_COOKIE))
+
+
+# The trusted-browser cookie (`factors.trusted_browsers`, OWASP's device cookie): set
+# when a sign-in is complete; its password attempts have their own counter. Same
+# policy as the others; never skips a step.
+TRUSTED_BROWSER_COOKIE = "smfa_browser"
+
+
+def set_trusted_browser_cookie(response, token: str, days: int) -> None:
+    cookie_policy().set(response, TRUSTED_BROWSER_COOKIE, token, max_age=days * 24 * 3600)
+
+
+def trusted_browser_token() -> str | None:
+    return request.cookies.get(cookie_policy().name(TRUSTED_BROWSER_COOKIE))

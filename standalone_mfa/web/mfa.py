@@ -19,6 +19,7 @@ from ..core import messages
 from ..factors import recovery, totp
 from ..signin import sessions, state, steps
 from . import qr
+from .auth import trust_if_signed_in
 from .cookies import set_device_cookie
 from .forms import ButtonForm, CodeForm, RecoveryCodeForm, VerifyForm
 from .guard import landing_url
@@ -34,6 +35,8 @@ def _after(outcome: steps.StepOutcome):
     response = redirect(landing_url(session))
     if outcome.device_token:
         set_device_cookie(response, outcome.device_token, outcome.device_days)
+    if outcome.ok:
+        trust_if_signed_in(response)
     return response
 
 
@@ -103,7 +106,7 @@ def recovery_codes():
         finishing_sign_in = session.state == state.RECOVERY_CODES
         steps.codes_saved(session)
         if finishing_sign_in:
-            return redirect(landing_url(session))
+            return trust_if_signed_in(redirect(landing_url(session)))
         return redirect(url_for("account.security"))  # new codes made on that page
     if not codes:  # already saved, or never made in this session
         return redirect(url_for("account.security"))
