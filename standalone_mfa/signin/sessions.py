@@ -34,6 +34,7 @@ MAX_TOKEN_LENGTH = 128
 # What an anonymous session (no row) may keep, in the web layer's signed cookie:
 # nothing secret but the CSRF secret, and flashed messages (which never hold one).
 ANONYMOUS_KEYS = (CSRF_KEY, FLASHES_KEY)
+MAX_ANONYMOUS_FLASHES = 5
 _CREDENTIAL = "credential_at_load"
 _THROTTLE = "throttle_at_load"
 
@@ -98,8 +99,12 @@ class ServerSession(CallbackDict, SessionMixin):
         return self.record is not None and self.record.state != ANONYMOUS
 
     def anonymous_data(self) -> dict:
-        """What an anonymous session keeps in its signed cookie (`ANONYMOUS_KEYS`)."""
-        return {key: self[key] for key in ANONYMOUS_KEYS if key in self}
+        """What an anonymous session keeps in its signed cookie (`ANONYMOUS_KEYS`);
+        the last few messages only, so that the cookie stays small."""
+        data = {key: self[key] for key in ANONYMOUS_KEYS if key in self}
+        if FLASHES_KEY in data:
+            data[FLASHES_KEY] = list(data[FLASHES_KEY])[-MAX_ANONYMOUS_FLASHES:]
+        return data
 
     @property
     def user(self) -> User | None:
