@@ -99,12 +99,13 @@ class Client:
                 raise Refused(f"ping: {response.status}")
 
     async def password_step(self, username: str) -> None:
-        """A new browser: GET /login (cookie and CSRF token), then POST /login; a
+        """A new browser: GET /login (the cookie holding the CSRF secret, signed: an
+        anonymous session has no row; and the form's token), then POST /login; a
         success lands on the code step."""
         async with self.http.get(self.base_url + "/login", allow_redirects=False) as response:
             page = await response.text()
-            cookie = response.cookies.get(self.cookie_name)
-            if response.status != 200 or cookie is None:
+            cookies = "; ".join(f"{name}={c.value}" for name, c in response.cookies.items())
+            if response.status != 200 or not cookies:
                 raise Refused(f"GET /login: {response.status}")
         found = CSRF_RE.search(page)
         if not found:
@@ -114,20 +115,21 @@ class Client:
             "username": username,
             "password": self.password,
         }
-        await self._post_expecting("/login", cookie.value, form, "/mfa/verify")
+        await self._post_expecting("/login", cookies, form, "/mfa/verify")
 
     async def code_step(self, job) -> None:
         """POST /mfa/verify on a pending login with its code (see `CodeJobs`); a
         success lands on the home page."""
         pending, code = job
         form = {"csrf_token": pending.csrf_token, "code": code}
-        await self._post_expecting("/mfa/verify", pending.cookie, form, "/")
+        cookies = f"{self.cookie_name}={pending.cookie}"
+        await self._post_expecting("/mfa/verify", cookies, form, "/")
 
-    async def _post_expecting(self, path: str, cookie: str, form: dict, landing: str) -> None:
+    async def _post_expecting(self, path: str, cookies: str, form: dict, landing: str) -> None:
         async with self.http.post(
             self.base_url + path,
             data=form,
-            headers={"Cookie": f"{self.cookie_name}={cookie}"},
+            headers={"Cookie": cookies},
             allow_redirects=False,
         ) as response:
             await response.read()

@@ -18,6 +18,8 @@ from standalone_mfa.accounts.users import create_user
 from standalone_mfa.core.clock import FrozenClock
 from standalone_mfa.core.db import db
 from standalone_mfa.core.models import ALL_MODELS, create_tables
+from standalone_mfa.web.cookies import DEVICE_COOKIE
+from standalone_mfa.web.session_cookie import ANONYMOUS_COOKIE
 
 # 12:00:00 UTC: the start of a 30-second time step.
 START = dt.datetime(2026, 11, 28, 12, 0, 0)
@@ -171,6 +173,17 @@ class Browser:
     def cookie(self):
         cookie = self.client.get_cookie(self.app.config["SESSION_COOKIE_NAME"])
         return cookie.value if cookie else None
+
+    def anonymous_cookie(self):
+        """The signed cookie of an anonymous session (which has no row)."""
+        cookie = self.client.get_cookie(ANONYMOUS_COOKIE)
+        return cookie.value if cookie else None
+
+    def cookies(self) -> dict[str, str]:
+        """The app's cookies this browser holds, by name."""
+        names = (self.app.config["SESSION_COOKIE_NAME"], ANONYMOUS_COOKIE, DEVICE_COOKIE)
+        held = {name: self.client.get_cookie(name) for name in names}
+        return {name: cookie.value for name, cookie in held.items() if cookie}
 
     def page(self, path, **kwargs) -> str:
         return self.get(path, **kwargs).get_data(as_text=True)

@@ -34,6 +34,7 @@ from standalone_mfa.core.models import (
     WebSession,
 )
 from standalone_mfa.factors import recovery, throttle, totp
+from standalone_mfa.web.session_cookie import ANONYMOUS_COOKIE
 
 # A value for each argument of a URL rule, to visit every route: `ARGUMENT` finds them.
 PLACEHOLDERS = {"username": "alice", "filename": "style.css"}
@@ -56,6 +57,13 @@ def client_with_cookie(app, value):
     """A fresh client (another person's browser) that presents `value` as its cookie."""
     client = app.test_client()
     client.set_cookie(app.config["SESSION_COOKIE_NAME"], value)
+    return client
+
+
+def client_with_anonymous_cookie(app, value):
+    """A fresh client that presents `value` as its anonymous session's signed cookie."""
+    client = app.test_client()
+    client.set_cookie(ANONYMOUS_COOKIE, value)
     return client
 
 
@@ -289,21 +297,20 @@ def form_token(response) -> str:
     return html.unescape(VALUE_RE.search(field.group(0)).group(1))
 
 
-def http_signed_in_as(base_url, cookie, username) -> bool:
-    response = http(base_url, cookie).get(base_url + "/", allow_redirects=False, timeout=30)
+def http_signed_in_as(base_url, cookie, username, name="smfa_session") -> bool:
+    response = http(base_url, cookie, name).get(base_url + "/", allow_redirects=False, timeout=30)
     return response.status_code == 200 and f'id="signed-in-user">{username}<' in response.text
 
 
-def set_cookie_value(response) -> str | None:
-    """The session cookie a response sets (not the trusted-browser cookie beside it)."""
-    if isinstance(response, requests.Response):  # urllib3 keeps each header apart
-        all_headers = response.raw.headers.getlist("Set-Cookie")
-    else:
-        all_headers = response.headers.getlist("Set-Cookie")
-    headers = [h for h in all_headers if not h.split("=", 1)[0].endswith(TRUSTED_BROWSER_COOKIE)]
-    if not headers:
-        return None
-    return headers[0].split(";", 1)[0].split("=", 1)[1]
+def set_cookie_value(response, name="smfa_session") -> str | None:
+    """The value the response sets for cookie `name`, whatever its prefix (None: not set)."""
+    # A test-client response, or a `requests` one (whose raw headers keep every one).
+    headers = response.headers if hasattr(response.headers, "getlist") else response.raw.headers
+    for header in headers.getlist("Set-Cookie"):
+        key, value = header.split(";", 1)[0].split("=", 1)
+        if key.removeprefix("__Host-").removeprefix("__Secure-") == name:
+            return value
+    return None
 
 
 NEW_PASSWORD = "a brand new passphrase for alice"

@@ -97,7 +97,12 @@ def test_sqlite_database_gone_gives_503_then_recovers(tmp_path, clock):
         assert_unavailable_page(
             browser.post("/login", {"username": "alice", "password": PASSWORD})
         )
+        # The anonymous form needs no database (its session is a signed cookie, SC-45);
+        # a browser with a session cookie does.
+        assert browser.get("/login").status_code == 200
+        browser.client.set_cookie(app.config["SESSION_COOKIE_NAME"], "x" * 43)
         assert_unavailable_page(browser.get("/login"))
+        browser.client.delete_cookie(app.config["SESSION_COOKIE_NAME"])
         assert not data.exists(), "the app made a new, empty database instead of failing"
     finally:
         hidden.rename(data)

@@ -92,7 +92,10 @@ class ProxiedBrowser:
                 # What a browser would do: keep it only if it is for this path and,
                 # when Secure, only over HTTPS.
                 if path.startswith(morsel["path"]) and (self.secure or not morsel["secure"]):
-                    self.cookies[name] = morsel.value
+                    if morsel["max-age"] == "0":  # deleted
+                        self.cookies.pop(name, None)
+                    else:
+                        self.cookies[name] = morsel.value
         text = response.get_data(as_text=True)
         if "csrf_token" in text:
             self.token = csrf_from(text)
@@ -108,6 +111,10 @@ class ProxiedBrowser:
         location = response.headers["Location"]
         assert location.startswith(self.prefix + "/"), location
         return self.open("GET", location)
+
+    def last_cookie(self, name):
+        """The last Set-Cookie morsel received for `name`."""
+        return [m for m in self.set_cookies if m.key == name][-1]
 
 
 def audit_ips(app, event, outcome="ok"):
@@ -134,13 +141,15 @@ def test_sc30_forwarded_headers_are_ignored_with_proxy_fix_off(make, clock):
     response = browser.get("/login")
     assert response.status_code == 200
     morsel = browser.set_cookies[-1]
-    assert morsel.key == "smfa_session"  # not __Host-: this was plain HTTP
+    assert morsel.key == "smfa_anon"  # not __Host-: this was plain HTTP
     assert not morsel["secure"] and morsel["path"] == "/"
     assert "Strict-Transport-Security" not in response.headers
     assert 'href="/static/style.css"' in response.get_data(as_text=True)
 
     response = browser.post("/login", {"username": "alice", "password": PASSWORD})
     assert (response.status_code, response.headers["Location"]) == (302, "/")
+    morsel = browser.last_cookie("smfa_session")  # not __Host- either
+    assert not morsel["secure"] and morsel["path"] == "/"
     # The socket's peer (the proxy) is recorded, never the header's claim.
     assert audit_ips(app, "login") == [PROXY_ADDR]
     assert session_ips(app) == [PROXY_ADDR]
@@ -180,13 +189,16 @@ def test_sc16_https_proxy_secure_host_cookie_hsts_and_full_sign_in(make, clock):
     response = browser.get("/login")
     assert response.headers["Strict-Transport-Security"].startswith("max-age=")
     morsel = browser.set_cookies[-1]
-    assert morsel.key == "__Host-smfa_session"
+    assert morsel.key == "__Host-smfa_anon"  # the anonymous session: no row (SC-45)
     assert morsel["secure"] and morsel["httponly"] and morsel["path"] == "/"
     assert not morsel["domain"] and morsel["samesite"] == "Lax"
 
     # A browser sends no Referer (Referrer-Policy: no-referrer): HTTPS forms still work.
     response = browser.post("/login", {"username": "alice", "password": PASSWORD})
     assert (response.status_code, response.headers["Location"]) == (302, "/mfa/setup")
+    morsel = browser.last_cookie("__Host-smfa_session")
+    assert morsel["secure"] and morsel["httponly"] and morsel["path"] == "/"
+    assert not morsel["domain"] and morsel["samesite"] == "Lax"
     page = browser.follow(response).get_data(as_text=True)
     secret = re.search(r'id="totp-secret"[^>]*>([^<]+)<', page).group(1).replace(" ", "")
     code = pyotp.TOTP(secret).at(clock.timestamp())
@@ -198,9 +210,13 @@ def test_sc16_https_proxy_secure_host_cookie_hsts_and_full_sign_in(make, clock):
     home = browser.follow(response)
     assert 'id="signed-in-user">alice<' in home.get_data(as_text=True)
     assert home.headers["Strict-Transport-Security"].startswith("max-age=")
-    # Every cookie of the sign-in (the session's, then the trusted browser's) was Secure
-    # and __Host-.
-    assert {m.key for m in browser.set_cookies} == {"__Host-smfa_session", "__Host-smfa_browser"}
+    # Every cookie of the sign-in (the anonymous session's, the session's, then the
+    # trusted browser's) was Secure and __Host-.
+    assert {m.key for m in browser.set_cookies} == {
+        "__Host-smfa_session",
+        "__Host-smfa_anon",
+        "__Host-smfa_browser",
+    }
     assert all(m["secure"] for m in browser.set_cookies)
     assert audit_ips(app, "totp_enrolled") == [CLIENT_ADDR]
 
@@ -223,9 +239,14 @@ def test_sc16_plain_http_cookie_is_not_sent_back_over_https(make, clock):
 
 def test_sc16_secure_config_without_https_still_secure(make, clock):
     app = make(SESSION_COOKIE_SECURE=True)
-    response = app.test_client().get("/login")
+    browser = ProxiedBrowser(app, clock, scheme="http")
+    browser.secure = True  # a browser that keeps it (localhost, say)
+    response = browser.get("/login")
     header = response.headers["Set-Cookie"]
-    assert header.startswith("__Host-smfa_session=") and "Secure" in header
+    assert header.startswith("__Host-smfa_anon=") and "Secure" in header
+    browser.post("/login", {"username": "alice", "password": PASSWORD})
+    morsel = browser.last_cookie("__Host-smfa_session")
+    assert morsel["secure"]
 
 
 # ----------------------------------------------------------- under /mfa-app/
@@ -246,7 +267,7 @@ def test_prefix_links_redirects_next_and_cookie_stay_under_the_prefix(make, cloc
     assert all(link.startswith("/mfa-app/") for link in links if link.startswith("/")), links
     morsel = browser.set_cookies[-1]
     # Not at /: __Host- is impossible, __Secure- still keeps plain HTTP from setting it.
-    assert morsel.key == "__Secure-smfa_session"
+    assert morsel.key == "__Secure-smfa_anon"
     assert morsel["secure"] and morsel["path"] == "/mfa-app"
 
     response = browser.open(
@@ -255,6 +276,8 @@ def test_prefix_links_redirects_next_and_cookie_stay_under_the_prefix(make, cloc
         {"csrf_token": browser.token, "username": "root", "password": PASSWORD},
     )
     assert response.headers["Location"] == "/mfa-app/mfa/setup"
+    morsel = browser.last_cookie("__Secure-smfa_session")
+    assert morsel["secure"] and morsel["path"] == "/mfa-app"
     page = browser.follow(response).get_data(as_text=True)
     secret = re.search(r'id="totp-secret"[^>]*>([^<]+)<', page).group(1).replace(" ", "")
     response = browser.post("/mfa/setup", {"code": pyotp.TOTP(secret).at(clock.timestamp())})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 
 import pytest
@@ -13,6 +14,7 @@ from conftest import PASSWORD, Browser, make_app, together
 from helpers import (
     HTTP_TIMEOUT,
     RecordingBrowser,
+    client_with_anonymous_cookie,
     client_with_cookie,
     cookie_name,
     enrol_then_pending_verify,
@@ -28,6 +30,7 @@ from helpers import (
     signed_in_as,
     table_dump,
 )
+from itsdangerous import URLSafeTimedSerializer
 
 from standalone_mfa.accounts import settings
 from standalone_mfa.accounts.users import find_user
@@ -36,6 +39,7 @@ from standalone_mfa.core.crypto import hash_token
 from standalone_mfa.core.db import db
 from standalone_mfa.core.models import User, WebSession
 from standalone_mfa.signin.state import STATES
+from standalone_mfa.web.session_cookie import ANONYMOUS_COOKIE
 
 TAMPERS = {
     "flipped": lambda value: value[:-1] + ("A" if value[-1] != "A" else "B"),
@@ -55,11 +59,14 @@ def test_sc14_cookie_changes_after_password_and_after_code(totp_app, new_browser
     clock.advance(60)
     browser = new_browser()
     browser.get("/login")
-    before = browser.cookie()
-    assert before  # the login form's CSRF token lives in a server session already
+    # The login form's CSRF secret lives in the anonymous session's signed cookie (no
+    # row before the password, SC-45).
+    before = browser.anonymous_cookie()
+    assert before and browser.cookie() is None
     browser.post("/login", {"username": "alice", "password": PASSWORD})
     pending = browser.cookie()
     assert pending and pending != before
+    assert browser.anonymous_cookie() is None  # moved into the row
     browser.get("/mfa/verify")
     assert location(browser.post("/mfa/verify", {"code": browser.code(secret)})) == "/"
     after = browser.cookie()
@@ -67,8 +74,10 @@ def test_sc14_cookie_changes_after_password_and_after_code(totp_app, new_browser
     assert signed_in_as(browser, "alice")
 
     # The earlier ids are dead: whoever holds them is anonymous.
-    for old in (before, pending):
-        replay = client_with_cookie(totp_app, old)
+    for replay in (
+        client_with_anonymous_cookie(totp_app, before),
+        client_with_cookie(totp_app, pending),
+    ):
         response = replay.get("/")
         assert response.status_code == 302 and location(response) == "/login"
         assert replay.get("/mfa/verify").status_code == 302
@@ -76,7 +85,7 @@ def test_sc14_cookie_changes_after_password_and_after_code(totp_app, new_browser
 
 def test_sc14_cookie_changes_after_password_and_after_setup_code(totp_app, browser):
     browser.get("/login")
-    before = browser.cookie()
+    before = browser.anonymous_cookie()
     browser.post("/login", {"username": "alice", "password": PASSWORD})
     pending = browser.cookie()
     secret = browser.setup_secret()
@@ -89,11 +98,11 @@ def test_sc14_cookie_changes_after_password_and_after_setup_code(totp_app, brows
 
 def test_sc14_cookie_changes_when_mfa_disabled(app, browser):
     browser.get("/login")
-    before = browser.cookie()
+    before = browser.anonymous_cookie()
     browser.post("/login", {"username": "alice", "password": PASSWORD})
-    assert browser.cookie() != before
+    assert browser.cookie() not in (before, None)
     assert signed_in_as(browser, "alice")
-    assert not signed_in_as(client_with_cookie(app, before), "alice")
+    assert not signed_in_as(client_with_anonymous_cookie(app, before), "alice")
 
 
 def test_sc14_planted_attacker_chosen_cookie_is_useless(totp_app, new_browser, clock):
@@ -123,11 +132,11 @@ def test_sc14_planted_real_session_is_useless_after_login(app, new_browser, cloc
         clock.advance(60)
     attacker = new_browser()
     attacker.get("/login")  # a genuine anonymous session the attacker knows
-    planted = attacker.cookie()
+    planted = attacker.anonymous_cookie()
     assert planted
 
     victim = new_browser()
-    victim.client.set_cookie(cookie_name(app), planted)
+    victim.client.set_cookie(ANONYMOUS_COOKIE, planted)
     response = victim.login()
     assert victim.cookie() != planted
     if method == "totp":
@@ -150,10 +159,10 @@ def test_sc14_csrf_token_of_planted_session_is_useless_after_login(app, new_brow
     # a session knew a valid form token of the signed-in session.
     attacker = new_browser()
     attacker.get("/login")
-    planted, attacker_token = attacker.cookie(), attacker.token
+    planted, attacker_token = attacker.anonymous_cookie(), attacker.token
 
     victim = new_browser()  # the administrator, whose browser got the planted cookie
-    victim.client.set_cookie(cookie_name(app), planted)
+    victim.client.set_cookie(ANONYMOUS_COOKIE, planted)
     victim.login("root")
     assert signed_in_as(victim, "root")
     victim.get("/admin/mfa")
@@ -218,11 +227,25 @@ def test_sc15_cookie_is_opaque_random_and_carries_nothing(totp_app, new_browser,
         for header in response.headers.getlist("Set-Cookie")
     ]
     assert set_cookies
-    # Only the session cookie is ever set (no Flask cookie session, no remember-me), and
-    # once signed in the trusted-browser cookie (an opaque token too).
-    assert {h.split("=", 1)[0] for h in set_cookies} == {cookie_name(totp_app), "smfa_browser"}
-    values = [h.split("=", 1)[1].split(";", 1)[0] for h in set_cookies]
+    # Only the session cookie is ever set (no Flask cookie session, no remember-me),
+    # before the password the anonymous session's signed cookie (SC-45), and once
+    # signed in the trusted-browser cookie (an opaque token too).
+    names = {h.split("=", 1)[0] for h in set_cookies}
+    assert names == {cookie_name(totp_app), ANONYMOUS_COOKIE, "smfa_browser"}
     forbidden = ("alice", "totp", "user", "state", secret, secret.lower(), code, *STATES)
+    anonymous = [
+        h.split(";", 1)[0].split("=", 1)[1] for h in set_cookies if h.startswith("smfa_anon=")
+    ]
+    for value in filter(None, anonymous):  # the CSRF secret and messages, nothing else
+        payload = json.loads(base64.urlsafe_b64decode(value.split(".")[0] + "=="))
+        assert set(payload) <= {"csrf_token", "_flashes"}, payload
+        for word in forbidden:
+            assert word.lower() not in json.dumps(payload).lower()
+    values = [
+        h.split("=", 1)[1].split(";", 1)[0]
+        for h in set_cookies
+        if h.startswith(cookie_name(totp_app) + "=")
+    ]
     for value in values:
         assert re.fullmatch(r"[A-Za-z0-9_-]{43,128}", value), value
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
@@ -395,8 +418,8 @@ def test_sc11_password_post_racing_protected_gets_never_shows_them(tmp_path, clo
     for round_no in range(12):
         first = http(base)
         token = form_token(first.get(base + "/login", timeout=HTTP_TIMEOUT))
-        cookie = first.cookies.get("smfa_session")
-        poster, home_getter, setup_getter = (http(base, cookie) for _ in range(3))
+        cookie = first.cookies.get("smfa_anon")  # before the password: no row (SC-45)
+        poster, home_getter, setup_getter = (http(base, cookie, "smfa_anon") for _ in range(3))
         posted, home, setup = together(
             lambda p=poster, t=token: p.post(
                 base + "/login",
@@ -424,7 +447,7 @@ def test_sc11_password_post_racing_protected_gets_never_shows_them(tmp_path, clo
             base + expected_step, allow_redirects=False, timeout=HTTP_TIMEOUT
         )
         assert step.status_code == 200, what
-        assert not http_signed_in_as(base, cookie, "alice"), what
+        assert not http_signed_in_as(base, cookie, "alice", "smfa_anon"), what
         with app.app_context():
             WebSession.delete().execute()
     with app.app_context():
@@ -454,3 +477,175 @@ def test_nothing_kept_for_a_user_outlives_their_sign_in_in_the_session(totp_app)
         )
         state.fire(web_session, "mfa_required", now())
         assert dict(web_session) == {"_flashes": [("info", "kept")]}
+
+
+# --- SC-45: no row before a password is accepted
+
+
+def session_rows(app) -> int:
+    with app.app_context():
+        return WebSession.select().count()
+
+
+def test_sc45_cookieless_gets_and_failed_posts_write_no_session_row(totp_app, clock):
+    app = totp_app
+    assert session_rows(app) == 0
+    for _ in range(500):
+        response = app.test_client().get("/login")
+        assert response.status_code == 200
+        assert set_cookie_value(response) is None  # no session cookie either
+    assert session_rows(app) == 0
+
+    # 500 wrong passwords with a valid CSRF token (its secret in the signed cookie),
+    # for a real account and for unknown names, and 500 without a token.
+    browser = Browser(app, clock)
+    browser.get("/login")
+    for n in range(250):
+        for username in ("alice", f"nobody{n}"):
+            response = browser.post("/login", {"username": username, "password": "guess"})
+            assert response.status_code == 200
+            assert browser.cookie() is None
+    for _ in range(500):
+        response = app.test_client().post("/login", data={"username": "alice", "password": "x"})
+        assert response.status_code == 400
+    assert session_rows(app) == 0
+    # The form still works: the first row is written by the right password (bob's:
+    # alice's wrong passwords made her wait).
+    browser.login("bob")
+    assert session_rows(app) == 1
+
+
+def test_sc45_cookieless_get_touches_no_database(app, monkeypatch):
+    client = app.test_client()
+    client.get("/login")  # the app warmed up (templates, first connection)
+    with app.app_context():
+        database = db.obj
+    statements = []
+    real_execute = database.execute_sql
+    monkeypatch.setattr(
+        database,
+        "execute_sql",
+        lambda sql, *a, **k: statements.append(sql) or real_execute(sql, *a, **k),
+    )
+    for path in ("/login", "/", "/admin/mfa", "/mfa/verify", "/login?next=/admin/mfa"):
+        response = app.test_client().get(path)
+        assert response.status_code in (200, 302), path
+    # And the same browser again, with the signed cookie it was given.
+    assert client.get("/login").status_code == 200
+    assert statements == []
+
+
+def test_sc45_sign_in_end_to_end_first_row_at_the_password_step(totp_app, new_browser, clock):
+    secret = new_browser().enrol()
+    clock.advance(60)
+    with totp_app.app_context():
+        WebSession.delete().execute()
+    alice = new_browser()
+    alice.get("/login")
+    page = alice.post("/login", {"username": "alice", "password": "wrong"}).get_data(as_text=True)
+    assert "The username or password is not right." in page
+    assert session_rows(totp_app) == 0 and alice.anonymous_cookie()
+
+    response = alice.post("/login", {"username": "alice", "password": PASSWORD})
+    assert location(response) == "/mfa/verify"
+    with totp_app.app_context():
+        (row,) = WebSession.select()
+        assert row.state == "totp_verify" and row.user.username == "alice"
+        assert "csrf_token" not in json.loads(row.data)  # the anonymous one was dropped
+    assert alice.anonymous_cookie() is None  # its data moved into the row
+    alice.get("/mfa/verify")
+    assert location(alice.post("/mfa/verify", {"code": alice.code(secret)})) == "/"
+    assert signed_in_as(alice, "alice") and session_rows(totp_app) == 1
+
+    # Signing out deletes the row: the browser is back to its signed cookie.
+    assert location(alice.logout()) == "/login"
+    assert session_rows(totp_app) == 0
+    assert alice.cookie() is None and alice.anonymous_cookie()
+    assert "You have signed out." in alice.page("/login")
+    assert session_rows(totp_app) == 0
+
+
+def test_sc45_an_expired_pending_sign_in_leaves_no_row(totp_app, new_browser, clock):
+    alice = new_browser()
+    alice.login()  # set-up pending
+    assert session_rows(totp_app) == 1
+    clock.advance(11 * 60)
+    response = alice.get("/mfa/setup")
+    assert goes_to_login(response)
+    assert session_rows(totp_app) == 0
+    assert "Your sign-in expired" in alice.page("/login")
+    assert alice.login().status_code == 302  # and signs in again
+
+
+@pytest.mark.parametrize("tamper", list(TAMPERS))
+def test_sc45_tampered_anonymous_cookie_is_a_fresh_anonymous_session(app, browser, tamper):
+    browser.get("/login")
+    signed = browser.anonymous_cookie()
+    browser.client.set_cookie(ANONYMOUS_COOKIE, TAMPERS[tamper](signed))
+    response = browser.post("/login", {"username": "alice", "password": PASSWORD})
+    assert response.status_code == 400  # the CSRF page: the secret was not accepted
+    assert "This form has expired" in response.get_data(as_text=True)
+    assert browser.cookie() is None and session_rows(app) == 0
+    # A fresh anonymous session: a new secret, and the form works again.
+    assert browser.login().status_code == 302
+    assert signed_in_as(browser, "alice")
+
+
+def test_sc45_anonymous_cookie_signed_with_another_key_or_expired_is_ignored(app, clock, browser):
+    browser.get("/login")
+    secret = browser.client.get_cookie(ANONYMOUS_COOKIE).value.split(".")[0]
+    payload = json.loads(base64.urlsafe_b64decode(secret + "=="))
+    # The same secret, signed with another key (another site's, or a guess).
+    forged = URLSafeTimedSerializer("another key", salt="standalone-mfa.anonymous-session")
+    browser.client.set_cookie(ANONYMOUS_COOKIE, forged.dumps(payload))
+    response = browser.post("/login", {"username": "alice", "password": PASSWORD})
+    assert response.status_code == 400
+
+    browser.get("/login")
+    clock.advance(30 * 60 + 1)  # SESSION_IDLE_TIMEOUT: an anonymous session ends too
+    response = browser.post("/login", {"username": "alice", "password": PASSWORD})
+    assert response.status_code == 400
+    assert session_rows(app) == 0
+
+
+def test_sc45_anonymous_cookie_is_refreshed_while_in_use(app, browser, clock):
+    browser.get("/login")
+    first = browser.anonymous_cookie()
+    for _ in range(3):  # 45 minutes on the sign-in page, reloading it
+        clock.advance(15 * 60)
+        browser.get("/login")
+    assert browser.anonymous_cookie() != first
+    assert location(browser.post("/login", {"username": "alice", "password": PASSWORD})) == "/"
+
+
+def test_sc45_csrf_token_of_the_anonymous_cookie_is_void_after_sign_in(app, browser):
+    browser.get("/login")
+    anonymous_token = browser.token
+    browser.login("root")
+    browser.get("/admin/mfa")
+    response = browser.client.post(
+        "/admin/mfa", data={"csrf_token": anonymous_token, "mfa_method": "totp"}
+    )
+    assert response.status_code == 400
+    assert mfa_method(app) == "disabled"
+    assert browser.post("/logout", {"csrf_token": anonymous_token}).status_code == 400
+    assert signed_in_as(browser, "root")
+
+
+def test_sc45_an_anonymous_row_from_an_earlier_release_moves_to_the_cookie(app, clock):
+    from standalone_mfa.core.clock import now
+    from standalone_mfa.signin.sessions import ServerSession
+
+    with app.test_request_context("/"):
+        old = ServerSession()
+        record = old.ensure_record(now())
+        record.data = json.dumps({"csrf_token": "0" * 40, "_flashes": [["info", "hello"]]})
+        record.save(force_insert=True)  # as an earlier release wrote it
+        token = old.new_token
+    assert session_rows(app) == 1
+    client = client_with_cookie(app, token)
+    page = client.get("/login").get_data(as_text=True)
+    assert "hello" in page
+    assert session_rows(app) == 0
+    assert client.get_cookie(cookie_name(app)) is None
+    assert client.get_cookie(ANONYMOUS_COOKIE) is not None

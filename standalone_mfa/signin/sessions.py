@@ -1,10 +1,14 @@
 """Server-side browser sessions behind Flask's `session`.
 
-The cookie carries one opaque random token (256 bits); the database keeps only its
-SHA-256, with the sign-in state, the user, the pending set-up secret (encrypted) and
-the small data Flask keeps in a session (CSRF token, flashed messages). Idle and
+A session gets a row only once a password is accepted (`state.fire` calls
+`ensure_record`), and loses it when it goes back to anonymous (sign-out, expiry): an
+anonymous browser's small data (CSRF secret, flashed messages, `ANONYMOUS_KEYS`) is
+kept by the web layer in a signed cookie, so cookieless visitors and failed sign-ins
+never write a row. The session cookie carries one opaque random token (256 bits);
+the database keeps only its SHA-256, with the sign-in state, the user, the pending
+set-up secret (encrypted) and the small data Flask keeps in a session. Idle and
 absolute lifetimes (`lifetimes`) are enforced when a session is loaded. The web layer
-(`web.session_cookie`) plugs this into Flask: it reads the cookie and sets it.
+(`web.session_cookie`) plugs this into Flask: it reads the cookies and sets them.
 """
 
 from __future__ import annotations
@@ -22,11 +26,15 @@ from ..core.audit import NO_CLIENT, Client
 from ..core.db import Prepared, write_transaction
 from ..core.models import MfaThrottle, TotpCredential, User, WebSession
 from . import lifetimes
-from .state import ANONYMOUS, SHOWN_CODES_KEY
+from .state import ANONYMOUS, FLASHES_KEY, SHOWN_CODES_KEY
 
 LAST_SEEN_RESOLUTION = dt.timedelta(seconds=60)
 CSRF_KEY = "csrf_token"  # where Flask-WTF keeps the session's CSRF secret
 MAX_TOKEN_LENGTH = 128
+# What an anonymous session (no row) may keep, in the web layer's signed cookie:
+# nothing secret but the CSRF secret, and flashed messages (which never hold one).
+ANONYMOUS_KEYS = (CSRF_KEY, FLASHES_KEY)
+MAX_ANONYMOUS_FLASHES = 5
 _CREDENTIAL = "credential_at_load"
 _THROTTLE = "throttle_at_load"
 
@@ -79,10 +87,24 @@ class ServerSession(CallbackDict, SessionMixin):
         self.record_changed = False
         self.discarded = False
         self.modified = False
+        self.row_dropped = False  # this request deleted the row (back to anonymous)
 
     @property
     def state(self) -> str:
         return self.record.state if self.record else ANONYMOUS
+
+    @property
+    def has_row(self) -> bool:
+        """Whether the session is kept in a row (else: anonymous, in a signed cookie)."""
+        return self.record is not None and self.record.state != ANONYMOUS
+
+    def anonymous_data(self) -> dict:
+        """What an anonymous session keeps in its signed cookie (`ANONYMOUS_KEYS`);
+        the last few messages only, so that the cookie stays small."""
+        data = {key: self[key] for key in ANONYMOUS_KEYS if key in self}
+        if FLASHES_KEY in data:
+            data[FLASHES_KEY] = list(data[FLASHES_KEY])[-MAX_ANONYMOUS_FLASHES:]
+        return data
 
     @property
     def user(self) -> User | None:
@@ -129,8 +151,13 @@ class ServerSession(CallbackDict, SessionMixin):
     def write(self) -> bool:
         """Write the row now. Only a row that still has the id this request was given
         is updated: a session ended or rotated meanwhile (sign-out, admin reset) stays
-        ended, this request's new cookie is not sent, and the answer is False."""
+        ended, this request's new cookie is not sent, and the answer is False.
+
+        An anonymous session has no row: one it had (it was just signed out or expired)
+        is deleted, and its data is left to the web layer's signed cookie."""
         record = self.record
+        if not self.has_row:
+            return self._drop_row()
         record.data = json.dumps(dict(self), separators=(",", ":"))
         if self.stored_hash is None:
             record.save(force_insert=True)
@@ -145,6 +172,25 @@ class ServerSession(CallbackDict, SessionMixin):
                 return False
         self.stored_hash = record.token_hash
         self.record_changed = self.modified = False
+        return True
+
+    def _drop_row(self) -> bool:
+        if self.stored_hash is not None:
+            deleted = (
+                WebSession.delete()
+                .where(
+                    (WebSession.id == self.record.id) & (WebSession.token_hash == self.stored_hash)
+                )
+                .execute()
+            )
+            if not deleted:
+                self.new_token = None
+                self.discarded = True
+                return False
+            self.row_dropped = True
+            self.modified = True  # what it kept (a message) goes to the signed cookie
+        self.stored_hash = self.new_token = None
+        self.record_changed = False
         return True
 
     def discard(self) -> None:
@@ -170,18 +216,29 @@ _LOAD = Prepared(
 )
 
 
-def load(token: str | None, at: dt.datetime, client: Client = NO_CLIENT) -> ServerSession:
-    """The session whose cookie holds `token`, if it is alive at `at`; else a new,
-    empty one (no row until something is kept in it). A dead row is deleted."""
+def load(
+    token: str | None,
+    at: dt.datetime,
+    client: Client = NO_CLIENT,
+    anonymous: dict | None = None,
+) -> ServerSession:
+    """The session whose cookie holds `token`, if it is alive at `at`; else an
+    anonymous one (no row) holding `anonymous` (what the browser's signed cookie
+    kept, `ANONYMOUS_KEYS` only). A dead row is deleted. No token, no query."""
+
+    def anonymous_session():
+        kept = {k: v for k, v in (anonymous or {}).items() if k in ANONYMOUS_KEYS}
+        return ServerSession(data=kept, client=client)
+
     if not token or len(token) > MAX_TOKEN_LENGTH:
-        return ServerSession(client=client)
+        return anonymous_session()
     found = _LOAD.run(token_hash=crypto.hash_token(token))
     record = found[0] if found else None
     if record is None:
-        return ServerSession(client=client)
+        return anonymous_session()
     if not lifetimes.session_alive(record, at):
         WebSession.delete().where(WebSession.id == record.id).execute()
-        return ServerSession(client=client)
+        return anonymous_session()
     try:
         data = json.loads(record.data)
     except ValueError:
@@ -191,10 +248,16 @@ def load(token: str | None, at: dt.datetime, client: Client = NO_CLIENT) -> Serv
 
 def save(web_session: ServerSession, at: dt.datetime) -> str | None:
     """At the end of a request: write what changed (and, once a minute, when the
-    session was last seen). Returns the token for a new cookie, if there is one."""
-    if web_session.discarded or (web_session.record is None and not web_session.modified):
+    session was last seen). Returns the token for a new cookie, if there is one.
+
+    Never makes a row: an anonymous session's data is the web layer's to keep (and a
+    row still anonymous, from before, is deleted so that it goes there too)."""
+    if web_session.discarded or web_session.record is None:
         return None
-    record = web_session.ensure_record(at)
+    record = web_session.record
+    if not web_session.has_row:
+        web_session.write()
+        return None
     touch = at - record.last_seen_at >= LAST_SEEN_RESOLUTION
     if touch:
         record.last_seen_at = at
