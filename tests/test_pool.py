@@ -289,12 +289,16 @@ def test_postgres_backend_killed_in_the_pool_is_dropped_not_a_500(tmp_path, cloc
     if with_session:
         browser.login("alice")
     else:
-        browser.get("/login")
+        # An anonymous GET needs no database (SC-45); a wrong password does.
+        browser.login("alice", "wrong")
     killed = backend_pid(used[-1])
     assert pool_counts() == (1, 0)
     terminate_backend(killed)
 
-    response = browser.get("/" if with_session else "/login")
+    if with_session:
+        response = browser.get("/")
+    else:
+        response = browser.post("/login", {"username": "alice", "password": "wrong"})
     # Peewee checks a pooled PostgreSQL connection (SELECT 1) before handing it out.
     assert response.status_code == 200, response.get_data(as_text=True)[:300]
     if with_session:
