@@ -42,7 +42,9 @@ from standalone_mfa.signin.state import STATES
 from standalone_mfa.web.session_cookie import ANONYMOUS_COOKIE
 
 TAMPERS = {
-    "flipped": lambda value: value[:-1] + ("A" if value[-1] != "A" else "B"),
+    # The first character: every one of its bits counts (the signature's last one has
+    # two padding bits that base64 ignores, so flipping it may change nothing).
+    "flipped": lambda value: ("B" if value[0] == "A" else "A") + value[1:],
     "extended": lambda value: value + "x",
     "truncated": lambda value: value[:-1],
     "username": lambda value: "alice",

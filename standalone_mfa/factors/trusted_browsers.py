@@ -16,6 +16,7 @@ import datetime as dt
 
 from ..core import crypto
 from ..core.clock import now
+from ..core.db import Prepared
 from ..core.models import TrustedBrowser
 
 MAX_TOKEN_LENGTH = 128
@@ -33,7 +34,8 @@ def find(user, token: str | None) -> TrustedBrowser | None:
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return None
     # Looked up for an unknown username too: the same work whether the account exists.
-    browser = TrustedBrowser.get_or_none(TrustedBrowser.token_hash == crypto.hash_token(token))
+    found = _FIND.run(token_hash=crypto.hash_token(token))
+    browser = found[0] if found else None
     if (
         browser is None
         or user is None
@@ -53,20 +55,42 @@ def trust(user, token: str | None, *, days: int) -> str:
     expires_at = at + dt.timedelta(days=days)
     browser = find(user, token)
     if browser is not None:
-        TrustedBrowser.update(last_used_at=at, expires_at=expires_at).where(
-            TrustedBrowser.id == browser.id
-        ).execute()
+        _RENEW.run(id=browser.id, at=at, expires_at=expires_at)
         return token
     token = crypto.new_token()
-    TrustedBrowser.create(
-        user=user,
+    _INSERT.run(
+        user=user.id,
         token_hash=crypto.hash_token(token),
-        password_fingerprint=_fingerprint(user),
-        created_at=at,
-        last_used_at=at,
+        fingerprint=_fingerprint(user),
+        at=at,
         expires_at=expires_at,
     )
     return token
+
+
+# The code step trusts its browser in its own transaction: these are on the hot path
+# (see `core.db.Prepared`).
+_FIND = Prepared(
+    lambda slot: (
+        TrustedBrowser.select().where(TrustedBrowser.token_hash == slot("token_hash")).limit(1)
+    )
+)
+_RENEW = Prepared(
+    lambda slot: TrustedBrowser.update(
+        last_used_at=slot("at", TrustedBrowser.last_used_at),
+        expires_at=slot("expires_at", TrustedBrowser.expires_at),
+    ).where(TrustedBrowser.id == slot("id"))
+)
+_INSERT = Prepared(
+    lambda slot: TrustedBrowser.insert(
+        user=slot("user"),
+        token_hash=slot("token_hash"),
+        password_fingerprint=slot("fingerprint"),
+        created_at=slot("at", TrustedBrowser.created_at),
+        last_used_at=slot("at", TrustedBrowser.last_used_at),
+        expires_at=slot("expires_at", TrustedBrowser.expires_at),
+    )
+)
 
 
 def forget_all(user) -> int:

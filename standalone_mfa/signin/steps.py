@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from flask import current_app
+
 from ..accounts import settings
 from ..accounts.users import find_user, normalize_username
 from ..core import audit, crypto, messages
@@ -28,6 +30,9 @@ class StepOutcome:
     # A browser to remember: the token for its cookie and for how many days.
     device_token: str | None = None
     device_days: int = 0
+    # The sign-in is complete and this browser is trusted (SC-41): its cookie's token,
+    # made or renewed in the step's own transaction.
+    trusted_token: str | None = None
 
 
 def safe_next_path(target: str | None) -> str | None:
@@ -110,6 +115,10 @@ def _past_password(web_session: ServerSession, user: User, next_url, device_toke
         record.pending_secret_encrypted = crypto.encrypt(totp.new_secret())
 
 
+def _trusted_days() -> int:
+    return current_app.config["TRUSTED_BROWSER_DAYS"]
+
+
 def trust_browser(web_session: ServerSession, token: str | None, days: int) -> str | None:
     """After a step: if it completed the sign-in, the token for this browser's
     trusted-browser cookie (the one it holds for this user renewed, or a new one), to
@@ -165,10 +174,15 @@ def confirm_setup(web_session: ServerSession, raw_code: str | None) -> StepOutco
 
 
 def verify_code(
-    web_session: ServerSession, raw_code: str | None, remember: bool = False
+    web_session: ServerSession,
+    raw_code: str | None,
+    remember: bool = False,
+    trusted_token: str | None = None,
 ) -> StepOutcome:
     """Check the code at a later login; a time step is accepted once only. With
-    `remember` (and the administrator allowing it) the browser is remembered."""
+    `remember` (and the administrator allowing it) the browser is remembered. The
+    browser is trusted (`trusted_token`: the cookie it holds, renewed) in the same
+    transaction, so the hot path commits once."""
     user = web_session.user
     client = web_session.client
     # The hot path: the session's query already brought the credential and throttle.
@@ -191,11 +205,12 @@ def verify_code(
             if days:
                 token = devices.remember(user, credential, days, client=client)
             state.fire(web_session, "code_accepted", now())
+            trusted = trusted_browsers.trust(user, trusted_token, days=_trusted_days())
         else:
             outcome = _failed(web_session, user, proof)
     if not proof.ok:
         return outcome
-    return StepOutcome(True, device_token=token, device_days=days)
+    return StepOutcome(True, device_token=token, device_days=days, trusted_token=trusted)
 
 
 def use_recovery_code(web_session: ServerSession, raw_code: str | None) -> StepOutcome:

@@ -20,7 +20,7 @@ from ..factors import recovery, totp
 from ..signin import sessions, state, steps
 from . import qr
 from .auth import trust_if_signed_in
-from .cookies import set_device_cookie
+from .cookies import set_device_cookie, set_trusted_browser_cookie, trusted_browser_token
 from .forms import ButtonForm, CodeForm, RecoveryCodeForm, VerifyForm
 from .guard import landing_url
 
@@ -35,7 +35,11 @@ def _after(outcome: steps.StepOutcome):
     response = redirect(landing_url(session))
     if outcome.device_token:
         set_device_cookie(response, outcome.device_token, outcome.device_days)
-    if outcome.ok:
+    if outcome.trusted_token:  # trusted in the step's own transaction
+        set_trusted_browser_cookie(
+            response, outcome.trusted_token, current_app.config["TRUSTED_BROWSER_DAYS"]
+        )
+    elif outcome.ok:
         trust_if_signed_in(response)
     return response
 
@@ -78,6 +82,7 @@ def verify():
                 session,
                 form.code.data if valid else None,
                 remember=valid and bool(form.remember_device.data),
+                trusted_token=trusted_browser_token(),
             )
         )
     return render_template("mfa/verify.html", form=form, remember_days=settings.remember_days())
