@@ -16,7 +16,8 @@ ALLOWED = {
     "signin": {"core", "factors", "accounts"},
     "accounts": {"core", "factors", "signin"},
     "ops": {"core", "factors", "signin"},
-    "web": {"core", "factors", "signin", "accounts"},
+    "gateway": {"core", "factors", "signin", "accounts"},
+    "web": {"core", "factors", "signin", "accounts", "gateway"},
 }
 REQUEST_NAMES = {"request", "url_for", "flash", "session", "g", "redirect"}
 

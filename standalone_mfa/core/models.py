@@ -153,6 +153,17 @@ class ApiToken(BaseModel):
     last_used_at = DateTimeField(null=True)
 
 
+class UserGroup(BaseModel):
+    """A user's membership of a named group: the gateway's `group:` subjects and its
+    `Remote-Groups` header. Names are checked by `accounts.groups` (no comma, no space)."""
+
+    user = ForeignKeyField(User, on_delete="CASCADE", backref="group_memberships")
+    name = CharField(max_length=64)
+
+    class Meta:
+        indexes = ((("user", "name"), True),)
+
+
 class AuditEvent(BaseModel):
     at = DateTimeField(index=True)
     event = CharField(max_length=40, index=True)
@@ -175,6 +186,7 @@ ALL_MODELS = [
     WebSession,
     Setting,
     ApiToken,
+    UserGroup,
     AuditEvent,
 ]
 
