@@ -170,8 +170,12 @@ def browser() -> requests.Session:
     return session
 
 
-def cookie_header(response) -> str:
-    return response.headers["Set-Cookie"]
+def cookie_header(response, name: str) -> str:
+    """The Set-Cookie header of the response for cookie `name` (with its prefix)."""
+    for header in response.raw.headers.getlist("Set-Cookie"):
+        if header.startswith(f"{name}="):
+            return header
+    raise AssertionError(f"no {name} cookie set: {response.raw.headers.getlist('Set-Cookie')}")
 
 
 @pytest.fixture(autouse=True)
@@ -193,8 +197,8 @@ def test_sc16_sc30_through_nginx_at_the_root(behind_nginx):
     client = browser()
     page = client.get(https_url + "/login", allow_redirects=False)
     assert page.status_code == 200
-    header = cookie_header(page)
-    assert header.startswith("__Host-smfa_session=")
+    # Before the password only the anonymous session's cookie (SC-45), prefixed alike.
+    header = cookie_header(page, "__Host-smfa_anon")
     assert "Secure" in header and "Path=/;" in header and "Domain" not in header
     assert page.headers["Strict-Transport-Security"].startswith("max-age=")
     assert 'href="/static/style.css"' in page.text  # no /evil prefix from the client
@@ -206,6 +210,8 @@ def test_sc16_sc30_through_nginx_at_the_root(behind_nginx):
         allow_redirects=False,
     )
     assert (response.status_code, response.headers["Location"]) == (302, "/")
+    header = cookie_header(response, "__Host-smfa_session")
+    assert "Secure" in header and "Path=/;" in header and "Domain" not in header
     home = client.get(https_url + "/", allow_redirects=False)
     assert 'id="signed-in-user">alice<' in home.text
     with app.app_context():
@@ -219,8 +225,7 @@ def test_sc16_through_nginx_under_a_prefix(behind_nginx):
     response = client.get(https_url + "/mfa-app/admin/", allow_redirects=False)
     assert response.headers["Location"] == "/mfa-app/login?next=/admin/"
     page = client.get(https_url + "/mfa-app/login", allow_redirects=False)
-    header = cookie_header(page)
-    assert header.startswith("__Secure-smfa_session=")
+    header = cookie_header(page, "__Secure-smfa_anon")
     assert "Secure" in header and "Path=/mfa-app;" in header
     assert 'href="/mfa-app/static/style.css"' in page.text
     assert client.get(https_url + "/mfa-app/static/style.css").status_code == 200
@@ -232,5 +237,7 @@ def test_sc16_through_nginx_under_a_prefix(behind_nginx):
         allow_redirects=False,
     )
     assert response.headers["Location"] == "/mfa-app/admin/"
+    header = cookie_header(response, "__Secure-smfa_session")
+    assert "Secure" in header and "Path=/mfa-app;" in header
     admin = client.get(https_url + "/mfa-app/admin/", allow_redirects=False)
     assert admin.status_code == 200 and "Multi-Factor Authentication" in admin.text
