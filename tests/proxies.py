@@ -1,0 +1,539 @@
+"""Real reverse proxies for the gateway tests: the shipped deploy/ files run by Debian's
+nginx and Caddy on 127.0.0.1 (only ports, paths and host names swapped), an upstream
+app that echoes exactly the headers it received, and `Visitor`, a browser made of
+`requests` that resolves every *.example.test name to 127.0.0.1 and keeps its
+cookies by domain as a browser does (so the portal's Domain cookie is really shared).
+
+Every server here is a context manager that stops what it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import html
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pyotp
+import pytest
+import requests
+import urllib3
+from conftest import PASSWORD
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from requests.adapters import HTTPAdapter
+
+from standalone_mfa.accounts.users import create_user, find_user
+from standalone_mfa.core.models import UserGroup
+from standalone_mfa.factors import totp
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+DOMAIN = "example.test"  # SESSION_COOKIE_DOMAIN of every gateway test
+PORTAL_HOST = f"auth.{DOMAIN}"
+START_TIMEOUT = 20  # seconds for a proxy to listen
+HTTP_TIMEOUT = 30
+# The portal trusts exactly one proxy in front of it, as deploy/ tells administrators.
+TRUST_ONE_PROXY = {
+    "PROXY_FIX_X_FOR": 1,
+    "PROXY_FIX_X_PROTO": 1,
+    "PROXY_FIX_X_HOST": 1,
+    "PROXY_FIX_X_PREFIX": 1,
+}
+# What a client sends to impersonate someone or to lie about the URL (SC-32): every
+# spelling nginx, Caddy or a WSGI server might map onto the same name.
+FORGED_IDENTITY = {
+    "Remote-User": "root",
+    "Remote-Groups": "admins,staff",
+    "Remote-Email": "root@example.test",
+}
+FORGED_URL = {
+    "X-Original-URL": f"https://public.{DOMAIN}/",
+    "X-Original-Method": "GET",
+    "X-Forwarded-Uri": "/",
+    "X-Forwarded-Host": f"public.{DOMAIN}",
+    "X-Forwarded-Method": "GET",
+    "X-Forwarded-Proto": "http",
+    "X-Forwarded-Prefix": "/evil",
+}
+SECRET_RE = re.compile(r'id="totp-secret"[^>]*>([^<]+)<')
+CSRF_INPUT_RE = re.compile(r'<input\b[^>]*\bname="csrf_token"[^>]*>')
+VALUE_RE = re.compile(r'\bvalue="([^"]*)"')
+SIGNED_IN_RE = re.compile(r'id="signed-in-user">([^<]+)<')
+
+
+def executable(name: str, *extra_dirs: str) -> str:
+    """The path of a server the tests run; fails (never skips) when it is missing:
+    `make test` installs nginx-light and caddy (Makefile, system-deps)."""
+    path = shutil.which(name) or shutil.which(name, path=":".join(extra_dirs))
+    if path is None:
+        pytest.fail(f"{name} is not installed; `make test` installs it with apt")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, log: Path, name: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"{name} exited: {log.read_text() if log.exists() else ''}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)  # polling for readiness, not waiting for an outcome
+    pytest.fail(f"{name} did not listen on {port}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+def shipped(name: str, replacements: list[tuple[str, str]]) -> str:
+    """A deploy/ file with `replacements` made; each must be found, so that a change to
+    the shipped file cannot silently leave the test running something else."""
+    text = (DEPLOY / name).read_text()
+    for old, new in replacements:
+        assert old in text, f"deploy/{name} no longer has {old!r}"
+        text = text.replace(old, new)
+    return text
+
+
+# ------------------------------------------------------------------ certificates
+
+
+def wildcard_certificate(folder: Path, domain: str = DOMAIN) -> tuple[Path, Path]:
+    """A throwaway self-signed certificate for `domain` and `*.domain`."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"*.{domain}")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(domain), x509.DNSName(f"*.{domain}")]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+# ------------------------------------------------------------------ the upstream app
+
+
+class _EchoHandler(BaseHTTPRequestHandler):
+    """Answers every request with what it received, as JSON: the method, the path and
+    the header lines exactly as they arrived (names as spelled, repeats kept)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def _echo(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        body = json.dumps(
+            {
+                "app": self.server.app_name,
+                "method": self.command,
+                "path": self.path,
+                "headers": [[name, value] for name, value in self.headers.items()],
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _echo
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def echo_upstream(app_name: str = "app"):
+    """The protected app: yields its port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoHandler)
+    server.daemon_threads = True
+    server.app_name = app_name
+    thread = threading.Thread(target=server.serve_forever, name="echo-upstream", daemon=True)
+    thread.start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def received(response: requests.Response) -> dict[str, list[str]]:
+    """The headers the upstream app received, by lower-case name."""
+    assert response.status_code == 200, (response.status_code, response.url, response.text[:300])
+    seen: dict[str, list[str]] = {}
+    for name, value in response.json()["headers"]:
+        seen.setdefault(name.lower(), []).append(value)
+    return seen
+
+
+# ------------------------------------------------------------------ nginx
+
+
+@contextlib.contextmanager
+def nginx(folder: Path, sites: dict[str, str], listen_ports: list[int]):
+    """nginx with the given site files (name -> text) in an http block of its own main
+    file, pid file, logs and temp paths all in `folder`; waits for every port."""
+    binary = executable("nginx", "/usr/sbin", "/sbin")
+    folder.mkdir(parents=True, exist_ok=True)
+    includes = []
+    for name, text in sites.items():
+        (folder / name).write_text(text)
+        includes.append(f"    include {folder / name};\n")
+    main = folder / "nginx.conf"
+    main.write_text(
+        f"worker_processes 1;\npid {folder}/nginx.pid;\nerror_log {folder}/error.log;\n"
+        "events { worker_connections 256; }\n"
+        "http {\n"
+        "    access_log off;\n"
+        f"    client_body_temp_path {folder}/body;\n"
+        f"    proxy_temp_path {folder}/proxy;\n"
+        f"    fastcgi_temp_path {folder}/fastcgi;\n"
+        f"    uwsgi_temp_path {folder}/uwsgi;\n"
+        f"    scgi_temp_path {folder}/scgi;\n"
+        f"{''.join(includes)}"
+        "}\n"
+    )
+    checked = subprocess.run(
+        [binary, "-t", "-q", "-c", str(main), "-g", "daemon off;"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
+    process = subprocess.Popen(
+        [binary, "-c", str(main), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for port in listen_ports:
+            wait_for_port(port, process, folder / "error.log", "nginx")
+        yield
+    finally:
+        stop(process)
+
+
+def nginx_app_site(
+    portal_port: int, app_port: int, https_port: int, server_names: str, snippets: Path
+) -> str:
+    """deploy/nginx-app.conf for this test: its upstreams, ports, names and snippets
+    (the snippets and a wildcard certificate in `snippets`, see `nginx_snippets`)."""
+    return shipped(
+        "nginx-app.conf",
+        [
+            ("server 127.0.0.1:8000;", f"server 127.0.0.1:{portal_port};"),
+            ("server 127.0.0.1:8080;", f"server 127.0.0.1:{app_port};"),
+            ("    listen [::]:80;\n", ""),
+            ("listen 80;", f"listen 127.0.0.1:{free_port()};"),
+            ("    listen [::]:443 ssl http2 default_server;\n", ""),
+            ("    listen [::]:443 ssl http2;\n", ""),
+            (
+                "listen 443 ssl http2 default_server;",
+                f"listen 127.0.0.1:{https_port} ssl http2 default_server;",
+            ),
+            ("listen 443 ssl http2;", f"listen 127.0.0.1:{https_port} ssl http2;"),
+            ("server_name wiki.example.com;", f"server_name {server_names};"),
+            ("/etc/nginx/snippets/", f"{snippets}/"),
+            ("/etc/ssl/certs/example.com.pem", str(snippets / "cert.pem")),
+            ("/etc/ssl/private/example.com.key", str(snippets / "key.pem")),
+        ],
+    )
+
+
+def nginx_snippets(folder: Path) -> Path:
+    """deploy/snippets/* copied into `folder` (with a throwaway certificate there)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for snippet in (DEPLOY / "snippets").glob("*.conf"):
+        (folder / snippet.name).write_text(snippet.read_text())
+    wildcard_certificate(folder)
+    return folder
+
+
+def nginx_portal_site(portal_port: int, https_port: int, certificates: Path) -> str:
+    """deploy/nginx.conf (the portal's own server) as auth.example.test on `https_port`."""
+    return shipped(
+        "nginx.conf",
+        [
+            ("server 127.0.0.1:8000;", f"server 127.0.0.1:{portal_port};"),
+            ("    listen [::]:80;\n", ""),
+            ("    listen [::]:443 ssl http2;\n", ""),
+            ("listen 80;", f"listen 127.0.0.1:{free_port()};"),
+            ("listen 443 ssl http2;", f"listen 127.0.0.1:{https_port} ssl http2;"),
+            ("server_name mfa.example.org;", f"server_name {PORTAL_HOST};"),
+            ("/etc/ssl/certs/mfa.example.org.pem", str(certificates / "cert.pem")),
+            ("/etc/ssl/private/mfa.example.org.key", str(certificates / "key.pem")),
+        ],
+    )
+
+
+# ------------------------------------------------------------------ Caddy
+
+
+@contextlib.contextmanager
+def caddy(folder: Path, caddyfile: str, listen_ports: list[int]):
+    """`caddy run` on a Caddyfile (admin endpoint off, its data and config in `folder`)."""
+    binary = executable("caddy", "/usr/bin")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "Caddyfile"
+    # The harness's own global options: no admin endpoint, no certificates.
+    path.write_text("{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n}\n\n" + caddyfile)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(folder),
+        "XDG_DATA_HOME": str(folder / "data"),
+        "XDG_CONFIG_HOME": str(folder / "config"),
+    }
+    checked = subprocess.run(
+        [binary, "validate", "--config", str(path), "--adapter", "caddyfile"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    assert checked.returncode == 0, checked.stderr
+    log = folder / "caddy.log"
+    with log.open("wb") as handle:
+        process = subprocess.Popen(
+            [binary, "run", "--config", str(path), "--adapter", "caddyfile"],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        for port in listen_ports:
+            wait_for_port(port, process, log, "caddy")
+        yield
+    finally:
+        stop(process)
+
+
+# ------------------------------------------------------------------ the visitor
+
+
+class _LoopbackConnection(urllib3.connection.HTTPConnection):
+    """Connects to 127.0.0.1 for any *.example.test name; everything else (the Host
+    header, TLS's server name, the cookie jar) still sees the real name."""
+
+    def _new_conn(self):
+        if not self.host.endswith(DOMAIN):
+            return super()._new_conn()
+        sock = socket.create_connection(("127.0.0.1", self.port), self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+
+class _LoopbackTLSConnection(urllib3.connection.HTTPSConnection):
+    _new_conn = _LoopbackConnection._new_conn
+
+
+class _LoopbackPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _LoopbackConnection
+
+
+class _LoopbackTLSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _LoopbackTLSConnection
+
+
+class _ResolveToLoopback(HTTPAdapter):
+    """What Chromium's --host-resolver-rules="MAP *.example.test 127.0.0.1" does."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _LoopbackPool,
+            "https": _LoopbackTLSPool,
+        }
+
+
+class Visitor:
+    """One person's browser: a cookie jar, redirects followed one by one (so a loop or
+    an unexpected stop shows), forms posted back to the page with their CSRF token."""
+
+    def __init__(self, extra_headers: dict[str, str] | None = None):
+        self.http = requests.Session()
+        self.http.trust_env = False
+        self.http.verify = False  # the throwaway certificate
+        adapter = _ResolveToLoopback()
+        self.http.mount("http://", adapter)
+        self.http.mount("https://", adapter)
+        self.http.headers.update(extra_headers or {})
+        self.history: list[requests.Response] = []
+
+    def open(self, method: str, url: str, data=None, headers=None, follow=True):
+        """The last response, after following at most 10 redirects (GET from there)."""
+        self.history = []
+        response = self.http.request(
+            method,
+            url,
+            data=data,
+            headers=headers,
+            allow_redirects=False,
+            timeout=HTTP_TIMEOUT,
+        )
+        self.history.append(response)
+        while follow and response.is_redirect:
+            assert len(self.history) <= 10, "redirect loop: " + " -> ".join(
+                r.headers.get("Location", "?") for r in self.history
+            )
+            url = requests.compat.urljoin(response.url, response.headers["Location"])
+            response = self.http.get(url, headers=headers, allow_redirects=False, timeout=30)
+            self.history.append(response)
+        return response
+
+    def get(self, url, **kwargs):
+        return self.open("GET", url, **kwargs)
+
+    def submit(self, page: requests.Response, fields: dict, follow=True):
+        """Post the page's form (it posts back to the page's own URL) with `fields`."""
+        field = CSRF_INPUT_RE.search(page.text)
+        assert field, f"no form on {page.url}: {page.status_code} {page.text[:300]}"
+        token = html.unescape(VALUE_RE.search(field.group(0)).group(1))
+        return self.open("POST", page.url, data={"csrf_token": token, **fields}, follow=follow)
+
+    def sign_in(self, login_page, account, clock=None, *, expect_code=True):
+        """From the portal's sign-in page: the password, then the code step (set-up the
+        first time: the key read from the page, the recovery codes kept). Returns the
+        last response, where the portal sent the browser."""
+        assert urlsplit(login_page.url).path == "/login", login_page.url
+        response = self.submit(
+            login_page, {"username": account.username, "password": PASSWORD}, follow=False
+        )
+        assert response.status_code == 302, (response.status_code, response.text[:500])
+        response = self.open("GET", self._next(response), follow=False)
+        path = urlsplit(response.url).path
+        if path == "/mfa/setup":
+            assert expect_code, "asked for a set-up where none was expected"
+            shown = SECRET_RE.search(response.text)
+            assert shown, response.text[:500]
+            account.secret = html.unescape(shown.group(1)).replace(" ", "")
+            response = self.submit(response, {"code": account.code(clock)}, follow=False)
+            assert response.status_code == 302, response.text[:500]
+            page = self.open("GET", self._next(response), follow=False)
+            assert urlsplit(page.url).path == "/mfa/recovery-codes", page.url
+            response = self.submit(page, {}, follow=False)
+        elif path == "/mfa/verify":
+            assert expect_code, "asked for a code where none was expected"
+            response = self.submit(response, {"code": account.code(clock)}, follow=False)
+        else:
+            assert not expect_code, f"no code step: at {response.url}"
+            return self._finish(response)
+        assert response.status_code == 302, (response.url, response.text[:500])
+        return self._finish(response)
+
+    def _next(self, response) -> str:
+        return requests.compat.urljoin(response.url, response.headers["Location"])
+
+    def _finish(self, response):
+        if response.is_redirect:
+            return self.open("GET", self._next(response))
+        return response
+
+    def signed_in_as(self, portal_url: str) -> str | None:
+        response = self.get(portal_url + "/")
+        match = SIGNED_IN_RE.search(response.text)
+        return match.group(1) if response.status_code == 200 and match else None
+
+    def sign_out(self, portal_url: str, rd: str | None = None):
+        """The protected app's "sign out" link: the portal's confirm page, then its button."""
+        url = portal_url + "/logout" + (f"?rd={requests.utils.quote(rd, safe='')}" if rd else "")
+        page = self.get(url)
+        assert page.status_code == 200, (page.status_code, page.url)
+        fields = {"rd": rd} if rd else {}
+        return self.submit(page, fields)
+
+    def cookie_names(self) -> set[str]:
+        return {cookie.name for cookie in self.http.cookies}
+
+
+def rd_of(url: str) -> str | None:
+    """The `rd` a portal URL carries (decoded)."""
+    values = parse_qs(urlsplit(url).query).get("rd")
+    return values[0] if values else None
+
+
+# ------------------------------------------------------------------ accounts
+
+
+class Account:
+    """A user of the portal and the authenticator app on their phone."""
+
+    def __init__(self, username: str, secret: str | None = None):
+        self.username = username
+        self.secret = secret
+        self.used_steps: set[int] = set()
+
+    def code(self, clock=None) -> str:
+        """The code of the current step (the frozen clock's, or the real one); the tests
+        move a frozen clock on between sign-ins, so no step is used twice."""
+        assert self.secret, f"{self.username} has no authenticator"
+        now = clock.timestamp() if clock is not None else time.time()
+        return pyotp.TOTP(self.secret).at(now)
+
+
+_serial = iter(range(1, 10**6))
+
+
+def new_account(app, prefix: str, groups=(), enrolled_at_step: int | None = None) -> Account:
+    """A new user (a fresh name: no used step or throttle inherited) in `groups`; with
+    an authenticator when `enrolled_at_step` says which step it last used."""
+    account = Account(f"{prefix}{next(_serial)}")
+    with app.app_context():
+        user = create_user(account.username, PASSWORD)
+        for group in groups:
+            UserGroup.create(user=user, name=group)
+        if enrolled_at_step is not None:
+            account.secret = totp.new_secret()
+            assert totp.enrol(user, account.secret, enrolled_at_step) is not None
+    return account
+
+
+def add_to_group(app, account: Account, group: str) -> None:
+    with app.app_context():
+        UserGroup.create(user=find_user(account.username), name=group)
