@@ -52,20 +52,44 @@ test: $(BIN)/activate system-deps $(AXE)
 	fi
 
 # Debian packages the tests need: oathtool (an independent TOTP implementation),
-# libzbar0 (the QR decoder behind pyzbar), and for the browser tests zbar-tools
-# (zbarimg) and chromium (Playwright drives it; it never downloads its own).
-# Installed with apt when missing.
+# libzbar0 (the QR decoder behind pyzbar), for the browser tests zbar-tools (zbarimg)
+# and chromium (Playwright drives it; it never downloads its own), and for the gateway
+# tests the real proxies nginx-light and caddy. Installed with apt when missing.
+# The proxies' packages would start their servers (on ports 80 and 443): while apt
+# runs, a policy-rc.d that refuses every start is put in place, unless the machine
+# already has one (left as it is), and removed afterwards; a server daemon (an nginx or
+# caddy whose parent is init) that still appeared during the install is stopped by its
+# pid, its workers with it. Other nginx or caddy processes (the tests' own) are left.
+SERVER_PROCESSES := ^(nginx|caddy)$$
 system-deps:
-	@missing=""; \
+	@missing=""; servers=""; \
 	command -v oathtool >/dev/null 2>&1 || missing="$$missing oathtool"; \
 	/sbin/ldconfig -p 2>/dev/null | grep -q 'libzbar\.so\.0' || missing="$$missing libzbar0"; \
 	command -v zbarimg >/dev/null 2>&1 || missing="$$missing zbar-tools"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
-	if [ -n "$$missing" ]; then \
+	[ -x /usr/sbin/nginx ] || servers="$$servers nginx-light"; \
+	[ -x /usr/bin/caddy ] || servers="$$servers caddy"; \
+	if [ -n "$$missing$$servers" ]; then \
 	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
-	  echo "Installing$$missing with apt"; \
+	  policy=""; \
+	  if [ -n "$$servers" ] && [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    policy=/usr/sbin/policy-rc.d; \
+	    trap '$$sudo rm -f /usr/sbin/policy-rc.d' EXIT; \
+	    printf '#!/bin/sh\n# make system-deps: no service starts while it installs packages\nexit 101\n' \
+	      | $$sudo tee "$$policy" >/dev/null && $$sudo chmod 755 "$$policy"; \
+	  fi; \
+	  before=" $$(pgrep -d ' ' -P 1 '$(SERVER_PROCESSES)') "; \
+	  echo "Installing$$missing$$servers with apt"; \
 	  $$sudo apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing $$servers >/dev/null; \
+	  status=$$?; \
+	  if [ -n "$$policy" ]; then $$sudo rm -f "$$policy"; trap - EXIT; fi; \
+	  for pid in $$(pgrep -P 1 '$(SERVER_PROCESSES)'); do \
+	    case "$$before" in *" $$pid "*) continue;; esac; \
+	    echo "Stopping $$(ps -o comm= -p "$$pid") (pid $$pid), started by its package"; \
+	    $$sudo kill "$$pid"; \
+	  done; \
+	  exit $$status; \
 	fi
 
 $(AXE): tests/browser/package.json tests/browser/package-lock.json
