@@ -131,28 +131,12 @@ def decide(
 ) -> Decision:
     """What to answer the proxy for `original`, asked with session cookie `token`."""
     verdict = access.verdict(original.host, original.resource, original.method)
-    if not verdict.needs_identity and verdict.policy in (BYPASS, DENY):
-        # Decided for everyone alike: no need to know who asks.
-        outcome = ALLOW if verdict.policy == BYPASS else REFUSE
-        return Decision(outcome, None, verdict.rule, verdict.policy)
+    if verdict.policy == BYPASS and not verdict.needs_identity:
+        return Decision(ALLOW, None, verdict.rule, verdict.policy)  # no need to know who
     person = identity(token, at)
     if person is None:
-        return Decision(SIGN_IN, None, verdict.rule, verdict.policy)
-    verdict = access.verdict(
-        original.host,
-        original.resource,
-        original.method,
-        person.username,
-        frozenset(person.groups),
-    )
-    if verdict.policy == BYPASS:
-        return Decision(ALLOW, None, verdict.rule, verdict.policy)
-    if verdict.policy == DENY:
-        return Decision(REFUSE, person, verdict.rule, verdict.policy)
-    if verdict.policy == TWO_FACTOR and not person.second_factor:
-        return Decision(SIGN_IN, person, verdict.rule, verdict.policy)
-    assert verdict.policy in (ONE_FACTOR, TWO_FACTOR)
-    return Decision(ALLOW, person, verdict.rule, verdict.policy)
+        return _decision_for(access, original, None)
+    return _decision_for(access, original, person)
 
 
 class _DenialLog:
@@ -190,3 +174,67 @@ def audit_denial(decision: Decision, original: Original, client: Client) -> None
     detail = f"{original.method} {original.host}{original.path[:200]} ({rule})"
     with contextlib.suppress(UNAVAILABLE):  # the refusal stands; only its row is lost
         audit.record("gateway_denied", "denied", username=username, detail=detail, client=client)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What the rules do with one URL (the admin page's "test a URL" box): for nobody
+    signed in, and for one user signed in with the password alone and with both
+    factors. Each answer is (outcome, rule or None for the default policy, policy)."""
+
+    original: Original
+    anonymous: Decision
+    username: str | None = None
+    groups: tuple[str, ...] = ()
+    password_only: Decision | None = None
+    both_factors: Decision | None = None
+
+
+def explain(access: AccessControl, original: Original, username: str | None = None) -> Explanation:
+    """The decisions `decide` would take for `original`, without any cookie: the same
+    code, given the person instead of finding them."""
+    anonymous = _decision_for(access, original, None)
+    if username is None:
+        return Explanation(original, anonymous)
+    groups = groups_of(username)
+    return Explanation(
+        original,
+        anonymous,
+        username,
+        groups,
+        _decision_for(access, original, Identity(0, username, groups, False)),
+        _decision_for(access, original, Identity(0, username, groups, True)),
+    )
+
+
+def _decision_for(access: AccessControl, original: Original, person: Identity | None) -> Decision:
+    if person is None:
+        verdict = access.verdict(original.host, original.resource, original.method)
+        if verdict.needs_identity or verdict.policy in (ONE_FACTOR, TWO_FACTOR):
+            return Decision(SIGN_IN, None, verdict.rule, verdict.policy)
+        outcome = ALLOW if verdict.policy == BYPASS else REFUSE
+        return Decision(outcome, None, verdict.rule, verdict.policy)
+    verdict = access.verdict(
+        original.host,
+        original.resource,
+        original.method,
+        person.username,
+        frozenset(person.groups),
+    )
+    if verdict.policy == DENY:
+        return Decision(REFUSE, person, verdict.rule, verdict.policy)
+    if verdict.policy == TWO_FACTOR and not person.second_factor:
+        return Decision(SIGN_IN, person, verdict.rule, verdict.policy)
+    shown = None if verdict.policy == BYPASS else person
+    return Decision(ALLOW, shown, verdict.rule, verdict.policy)
+
+
+def groups_of(username: str) -> tuple[str, ...]:
+    """A user's groups, sorted (none for an unknown name)."""
+    query = (
+        UserGroup.select(UserGroup.name)
+        .join(User)
+        .where(User.username == username)
+        .order_by(UserGroup.name)
+    )
+    return tuple(row.name for row in query)
