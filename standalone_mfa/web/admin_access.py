@@ -14,7 +14,6 @@ from .admin import require_admin
 from .forms import AccessTestForm
 from .gateway import access_control
 
-
 bp = Blueprint("admin_access", __name__, url_prefix="/admin/access")
 bp.before_request(require_admin)
 
