@@ -58,7 +58,7 @@ def pages_in_every_state(totp_app, new_browser, clock):
     setup.post("/mfa/setup", {"code": setup.code(secret)})
     seen += [setup.get("/mfa/recovery-codes"), setup.get("/mfa/recovery-codes.txt")]
     setup.post("/mfa/recovery-codes")
-    seen += [setup.get("/"), setup.get("/logout"), setup.get("/mfa/setup")]
+    seen += [setup.get("/"), setup.client.put("/logout"), setup.get("/mfa/setup")]
     seen += [setup.get("/account/security"), setup.get("/account/password")]
     clock.advance(60)
     verify = new_browser()

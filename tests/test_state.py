@@ -155,6 +155,17 @@ def test_sc09_every_rule_redirects_to_current_step_while_pending(
             # The load balancer's probe: no session, no state, only the database's health.
             assert response.get_json() == {"status": "ok"}, what
             continue
+        if url.startswith("/auth/"):
+            # The gateway's checks: no session, no state; without the proxy's headers
+            # they describe no request, so they are refused.
+            assert response.status_code == 403, what
+            assert "Set-Cookie" not in response.headers, what
+            continue
+        if url == "/logout" and method == "GET":
+            # The confirm form a protected app's "sign out" link leads to: nothing done.
+            assert response.status_code == 200, what
+            assert 'id="confirm-sign-out"' in response.get_data(as_text=True), what
+            continue
         if url == "/logout":
             assert response.status_code == 302 and location(response) == "/login", what
             answered.add(url)
@@ -228,6 +239,12 @@ def test_sc09_head_and_options_never_pass_the_guard_or_change_state(
                 continue
             if url == "/healthz":  # the load balancer's probe: no session involved
                 assert response.status_code == 200, what
+                continue
+            if url.startswith("/auth/"):
+                # The gateway's checks: no session, no state. Without the proxy's headers
+                # HEAD is refused (403); OPTIONS is not a check (Flask answers it).
+                assert response.status_code in (200, 403), what
+                assert "Set-Cookie" not in response.headers, what
                 continue
             if url in post_only:
                 # Only POST acts; HEAD is refused by routing, before any state is read.

@@ -221,19 +221,23 @@ def test_logout_ends_session(browser, app):
 # --- SC-18 logout
 
 
-def test_sc18_logout_is_post_only(app, browser):
+def test_sc18_logout_by_get_only_asks_to_confirm(app, browser):
+    """A link (a protected app's "sign out", or one planted on another site) signs
+    nobody out: GET shows a button that posts, with its CSRF token."""
     browser.login()
-    response = browser.get("/logout")
-    assert response.status_code == 405
+    response = browser.get("/logout?rd=https://wiki.example.test/")
+    assert response.status_code == 200
+    assert 'id="confirm-sign-out"' in response.get_data(as_text=True)
     assert signed_in_as(browser, "alice")
     assert [s.state for s in sessions_of(app, "alice")] == [AUTHENTICATED]
 
 
-def test_sc18_logout_405_says_post_is_allowed(app, browser):
+def test_sc18_logout_405_says_get_and_post_are_allowed(app, browser):
     browser.login()
-    response = browser.get("/logout")
+    response = browser.client.put("/logout")
     assert response.status_code == 405
     assert "POST" in response.headers.get("Allow", "")
+    assert signed_in_as(browser, "alice")
 
 
 def test_sc18_logout_needs_csrf(app, browser, new_browser):

@@ -104,6 +104,10 @@ MESSAGES = {
     "admin_granted": "{name} is now an administrator.",
     "admin_revoked": "{name} is no longer an administrator.",
     "bad_audit_filter": "Some filters were not understood; showing every event.",
+    # The gateway's access rules page.
+    "bad_access_test": "Check the URL to test and try again.",
+    "bad_access_url": "Enter a whole http:// or https:// address, such as https://app.example.com/page.",
+    "no_such_user": "There is no user with this name.",
 }
 
 

@@ -42,6 +42,10 @@ TRANSITIONS = (
     (RECOVERY_CODES, "signed_out", ANONYMOUS),
     (AUTHENTICATED, "signed_out", ANONYMOUS),
     (AUTHENTICATED, "mfa_required", ANONYMOUS),
+    # A gateway rule asks for the second factor that this session (signed in while
+    # the site-wide method is Disabled) has not passed: the code step, or set-up, and back.
+    (AUTHENTICATED, "second_factor_required", TOTP_VERIFY),
+    (AUTHENTICATED, "second_factor_set_up_required", TOTP_SETUP),
 )
 _NEXT_STATE = {(source, event): target for source, event, target in TRANSITIONS}
 

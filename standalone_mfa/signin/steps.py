@@ -6,7 +6,6 @@ decides where the session goes. Every secret is checked by `factors.proofs`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from flask import current_app
 
@@ -17,7 +16,7 @@ from ..core.clock import now
 from ..core.db import write_transaction
 from ..core.models import User
 from ..factors import devices, proofs, recovery, throttle, totp, trusted_browsers
-from . import sessions, state
+from . import destinations, sessions, state
 from .sessions import ServerSession
 
 
@@ -33,19 +32,6 @@ class StepOutcome:
     # The sign-in is complete and this browser is trusted (SC-41): its cookie's token,
     # made or renewed in the step's own transaction.
     trusted_token: str | None = None
-
-
-def safe_next_path(target: str | None) -> str | None:
-    """`target` if it is a relative path on this site, else None."""
-    if not target or len(target) > 2048 or "\\" in target or not target.isprintable():
-        return None
-    # "//host" and "///host" are read by browsers as another site.
-    if not target.startswith("/") or target.startswith("//"):
-        return None
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc:
-        return None
-    return target
 
 
 def submit_password(
@@ -110,9 +96,13 @@ def _past_password(web_session: ServerSession, user: User, next_url, device_toke
         remembered=remembered,
     )
     record = web_session.record
-    record.next_url = safe_next_path(next_url)
+    record.next_url = destinations.safe_destination(next_url, _cookie_domain())
     if record.state == state.TOTP_SETUP:
         record.pending_secret_encrypted = crypto.encrypt(totp.new_secret())
+
+
+def _cookie_domain() -> str | None:
+    return current_app.config.get("SESSION_COOKIE_DOMAIN") or None
 
 
 def _trusted_days() -> int:
@@ -250,6 +240,23 @@ def _set_up_elsewhere(web_session: ServerSession) -> StepOutcome:
     app instead (not counted as a failure)."""
     state.fire(web_session, "set_up_elsewhere", now())
     return StepOutcome(False, messages.text("set_up_elsewhere"))
+
+
+def require_second_factor(web_session: ServerSession, destination: str) -> None:
+    """A protected app's `two_factor` rule asks for the second factor this session has
+    not passed (it signed in while the site-wide method was Disabled): take it through
+    the code step, or set-up if there is no authenticator yet, then on to
+    `destination`. Failing or abandoning that step ends the session, as at sign-in."""
+    user = web_session.user
+    enrolled = totp.credential_of(user) is not None
+    with sessions.transition(web_session):
+        event = "second_factor_required" if enrolled else "second_factor_set_up_required"
+        state.fire(web_session, event, now())
+        record = web_session.record
+        record.next_url = destinations.safe_destination(destination, _cookie_domain())
+        if record.state == state.TOTP_SETUP:
+            record.pending_secret_encrypted = crypto.encrypt(totp.new_secret())
+        audit.record("second_factor_required", "ok", user=user, client=web_session.client)
 
 
 def sign_out(web_session: ServerSession) -> None:

@@ -9,7 +9,7 @@ from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 
 from ..signin.state import AUTHENTICATED
-from . import account, admin, api, auth, errors, guard, health, mfa
+from . import account, admin, admin_access, api, auth, errors, gateway, guard, health, mfa
 from .session_cookie import ServerSessionInterface
 
 csrf = CSRFProtect()
@@ -25,9 +25,10 @@ def init_app(app) -> None:
     app.before_request(guard.guard)
     csrf.init_app(app)
     _init_login(app)
-    for blueprint in (auth.bp, mfa.bp, account.bp, admin.bp, api.bp, health.bp):
+    for blueprint in (auth.bp, mfa.bp, account.bp, admin.bp, admin_access.bp, api.bp, health.bp):
         app.register_blueprint(blueprint)
     csrf.exempt(api.bp)  # bearer tokens, no cookies: nothing for a forged request to ride on
+    gateway.init_app(app)  # parses ACCESS_CONTROL: a broken rule stops the app here
 
 
 def _init_login(app) -> None:

@@ -17,7 +17,7 @@ from ..core import audit as audit_log
 from ..core import messages
 from ..factors import passwords, throttle, totp
 from ..signin import reauth
-from ..signin.steps import safe_next_path
+from ..signin.destinations import safe_next_path
 from .forms import (
     AuditFilterForm,
     ButtonForm,

@@ -16,23 +16,33 @@ from flask_login import current_user
 
 from ..core import messages
 from ..signin import steps
+from ..signin.destinations import is_absolute
+from ..signin.state import ANONYMOUS, AUTHENTICATED
 from .cookies import device_token, set_trusted_browser_cookie, trusted_browser_token
 from .forms import LoginForm
-from .guard import landing_url
+from .guard import destination_url, landing_url
 
 bp = Blueprint("auth", __name__)
+
+
+def _destination() -> str | None:
+    """Where to go once signed in: `rd` (a protected app's URL, from the gateway) or
+    `next` (a path of this app); both are checked before they are followed."""
+    return request.args.get("rd") or request.args.get("next")
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     """Ask for the username and password; on success go to the next step."""
+    if session.state == AUTHENTICATED:
+        return _back_to_destination()
     form = LoginForm()
     if form.validate_on_submit():
         outcome = steps.submit_password(
             session,
             form.username.data,
             form.password.data,
-            request.args.get("next"),
+            _destination(),
             device_token=device_token(),
             trusted_token=trusted_browser_token(),
         )
@@ -42,6 +52,17 @@ def login():
     elif form.is_submitted():
         flash(messages.text("wrong_password_or_username"), "error")
     return render_template("auth/login.html", form=form)
+
+
+def _back_to_destination():
+    """A signed-in browser sent back to sign in, by a protected app whose rule needs
+    the second factor this session has not passed (signed in while the site-wide
+    method is Disabled): through the code step first. Otherwise straight there."""
+    destination = destination_url(_destination())
+    if is_absolute(destination) and session.record.second_factor_at is None:
+        steps.require_second_factor(session, destination)
+        return redirect(landing_url(session))
+    return redirect(destination)
 
 
 def trust_if_signed_in(response):
@@ -54,12 +75,26 @@ def trust_if_signed_in(response):
     return response
 
 
-@bp.route("/logout", methods=["POST"])
+@bp.route("/logout", methods=["GET", "POST"])
 def logout():
-    """End the session on the server and return to the sign-in page (CSRF-checked)."""
+    """POST (CSRF-checked): end the session on the server, then go to `rd` (a protected
+    app, which will ask to sign in again) or the sign-in page. GET, the link a protected
+    app offers: a button to confirm, since a link alone must not sign anyone out."""
+    destination = request.values.get("rd")
+    if request.method != "POST":  # GET, and HEAD (which Flask routes here too)
+        if session.state == ANONYMOUS:
+            return redirect(_after_sign_out(destination))
+        return render_template("auth/logout.html", rd=destination)
     steps.sign_out(session)
-    flash(messages.text("signed_out"), "info")
-    return redirect(url_for("auth.login"))
+    target = _after_sign_out(destination)
+    if not is_absolute(target):
+        flash(messages.text("signed_out"), "info")
+    return redirect(target)
+
+
+def _after_sign_out(destination: str | None) -> str:
+    checked = destination_url(destination)
+    return checked if is_absolute(checked) else url_for("auth.login")
 
 
 @bp.route("/")

@@ -134,3 +134,18 @@ class AuditFilterForm(FlaskForm):
     def validate_end(self, field):
         if field.data and self.start.data and field.data < self.start.data:
             raise ValidationError("The end date is before the start date.")
+
+
+class AccessTestForm(FlaskForm):
+    """The "test a URL" box of the access rules page."""
+
+    class Meta:
+        csrf = False  # a GET question: it changes nothing
+
+    url = StringField("URL", validators=[InputRequired(message="Enter a URL."), Length(max=2048)])
+    method = SelectField(
+        "Method",
+        choices=[(m, m) for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")],
+        default="GET",
+    )
+    username = StringField("As user (optional)", validators=[Optional(), Length(max=150)])

@@ -6,21 +6,22 @@ After each step, `landing_url` says where the browser goes."""
 
 from __future__ import annotations
 
-from flask import flash, redirect, request, session, url_for
+from flask import current_app, flash, redirect, request, session, url_for
 
 from ..accounts import settings
 from ..core import audit, messages
 from ..core.clock import now
 from ..signin import lifetimes, state
+from ..signin.destinations import is_absolute, safe_destination
 from ..signin.sessions import ServerSession
 from ..signin.state import ANONYMOUS, AUTHENTICATED, RECOVERY_CODES, TOTP_SETUP, TOTP_VERIFY
-from ..signin.steps import safe_next_path
 
 # Which states each endpoint answers in; any endpoint not named answers only when
 # authenticated. The API blueprint authenticates with bearer tokens, never a session;
 # the health check needs no one.
 ENDPOINT_STATES = {
-    "auth.login": {ANONYMOUS},
+    # Signed in: a protected app sent the browser back for a factor, or it is done.
+    "auth.login": {ANONYMOUS, AUTHENTICATED},
     "mfa.setup": {TOTP_SETUP},
     "mfa.verify": {TOTP_VERIFY},
     "mfa.recovery": {TOTP_VERIFY},
@@ -29,7 +30,7 @@ ENDPOINT_STATES = {
     "auth.logout": set(state.STATES),
     "static": set(state.STATES),
 }
-SESSIONLESS_BLUEPRINTS = {"api", "health"}
+SESSIONLESS_BLUEPRINTS = {"api", "health", "gateway"}
 # Where a browser is sent when it asks for a page its state does not allow.
 STATE_HOME = {
     ANONYMOUS: "auth.login",
@@ -86,11 +87,19 @@ def landing_url(web_session: ServerSession) -> str:
     record = web_session.record
     if record.state != AUTHENTICATED:
         return url_for(STATE_HOME[record.state])
-    next_path = safe_next_path(record.next_url)
-    # `next` is a path inside the app (the guard takes it from request.full_path): under
-    # a path prefix (X-Forwarded-Prefix) it lives below the prefix.
-    target = request.script_root + next_path if next_path else url_for("auth.home")
+    target = destination_url(record.next_url)
     if record.next_url is not None:
         record.next_url = None
         web_session.changed()
     return target
+
+
+def destination_url(target: str | None) -> str:
+    """The URL to send the browser to for a kept `next` or `rd`: a protected app's URL
+    as it is, a path of this app below its mount point, or home."""
+    checked = safe_destination(target, current_app.config.get("SESSION_COOKIE_DOMAIN"))
+    if checked is None:
+        return url_for("auth.home")
+    # `next` is a path inside the app (the guard takes it from request.full_path): under
+    # a path prefix (X-Forwarded-Prefix) it lives below the prefix.
+    return checked if is_absolute(checked) else request.script_root + checked

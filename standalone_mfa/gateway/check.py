@@ -1,0 +1,240 @@
+"""The check a proxy makes before each request to a protected app: who is behind this
+cookie, and what do the rules say for this request and this person.
+
+It runs for every request of every protected app, static files included, so it is
+built for that: a rule that needs no identity (bypass, deny for all) answers without
+the database; otherwise one prepared statement reads the session, its user, the
+user's groups and the site's MFA method together. It never creates a session and
+writes only when something is due: the session's `last_seen_at`, at most once a
+minute (so the idle timeout still counts protected apps as use), and a denial's audit
+row, at most one a minute per person and domain (an audit row per proxied request
+would drown the log). Revocation is immediate: nothing is cached, so a session signed
+out, reset or ended on any instance fails its very next check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import threading
+import time
+from dataclasses import dataclass
+
+from peewee import JOIN
+
+from ..core import audit, crypto
+from ..core.audit import Client
+from ..core.db import UNAVAILABLE, Prepared
+from ..core.models import Setting, User, UserGroup, WebSession
+from ..signin import lifetimes
+from ..signin.sessions import LAST_SEEN_RESOLUTION, MAX_TOKEN_LENGTH
+from ..signin.state import AUTHENTICATED
+from .origin import Original
+from .rules import BYPASS, DENY, ONE_FACTOR, TWO_FACTOR, AccessControl, Rule
+
+ALLOW = "allow"
+REFUSE = "deny"
+SIGN_IN = "sign_in"  # the browser must sign in, or pass the second factor, first
+DECISIONS = (ALLOW, REFUSE, SIGN_IN)
+DENIAL_AUDIT_INTERVAL = 60.0  # seconds between two denial rows for one person and domain
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The signed-in person behind a cookie, as the check needs them."""
+
+    session_id: int
+    username: str
+    groups: tuple[str, ...]
+    second_factor: bool
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: str  # ALLOW, REFUSE or SIGN_IN
+    identity: Identity | None  # sent to the app as Remote-User (None: nothing is)
+    rule: Rule | None  # which rule decided (None: the default policy)
+    policy: str
+
+
+_MFA_METHOD = Setting.select(Setting.value).where(Setting.key == "mfa_method")
+_IDENTITY = Prepared(
+    lambda slot: (
+        WebSession.select(
+            WebSession.id,
+            WebSession.state,
+            WebSession.created_at,
+            WebSession.last_seen_at,
+            WebSession.second_factor_at,
+            User.username,
+            UserGroup.name,
+            _MFA_METHOD.alias("mfa_method"),
+        )
+        .join(User)
+        .join(UserGroup, JOIN.LEFT_OUTER, on=(UserGroup.user == User.id))
+        .where(WebSession.token_hash == slot("token_hash"))
+        .order_by(UserGroup.name)
+        .tuples()
+    )
+)
+_TOUCH = Prepared(
+    lambda slot: WebSession.update(
+        {WebSession.last_seen_at: slot("at", WebSession.last_seen_at)}
+    ).where(
+        (WebSession.id == slot("id"))
+        & (WebSession.last_seen_at < slot("at", WebSession.last_seen_at))
+    )
+)
+
+
+@dataclass(frozen=True)
+class _Times:
+    created_at: dt.datetime
+    last_seen_at: dt.datetime
+
+
+def identity(token: str | None, at: dt.datetime) -> Identity | None:
+    """The signed-in person whose session cookie holds `token` at `at`, or None (no
+    such session, ended, expired, not past every step, or signed in with the password
+    alone while the site requires a second factor)."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    rows = _IDENTITY.run(token_hash=crypto.hash_token(token))
+    if not rows:
+        return None
+    session_id, state, created_at, last_seen_at, second_factor_at, username, _, method = rows[0]
+    created_at, last_seen_at = _datetime(created_at), _datetime(last_seen_at)
+    if state != AUTHENTICATED or not lifetimes.session_alive(_Times(created_at, last_seen_at), at):
+        return None
+    if second_factor_at is None and method not in (None, "disabled"):
+        return None  # the portal ends this session at its next request (`guard`)
+    if at - last_seen_at >= LAST_SEEN_RESOLUTION:
+        _touch(session_id, at)
+    groups = tuple(row[6] for row in rows if row[6] is not None)
+    return Identity(session_id, username, groups, second_factor_at is not None)
+
+
+def _datetime(value) -> dt.datetime:
+    # Tuples skip the field's conversion; SQLite hands back text.
+    return WebSession.last_seen_at.python_value(value) if isinstance(value, str) else value
+
+
+def _touch(session_id: int, at: dt.datetime) -> None:
+    """Count this check as the session's use (once a minute). A database too busy to
+    take the write does not turn an allowed request away: the next check retries."""
+    with contextlib.suppress(UNAVAILABLE):
+        _TOUCH.run(at=at, id=session_id)
+
+
+def decide(
+    access: AccessControl, original: Original, token: str | None, at: dt.datetime
+) -> Decision:
+    """What to answer the proxy for `original`, asked with session cookie `token`."""
+    verdict = access.verdict(original.host, original.resource, original.method)
+    if verdict.policy == BYPASS and not verdict.needs_identity:
+        return Decision(ALLOW, None, verdict.rule, verdict.policy)  # no need to know who
+    person = identity(token, at)
+    if person is None:
+        return _decision_for(access, original, None)
+    return _decision_for(access, original, person)
+
+
+class _DenialLog:
+    """At most one audit row a minute per (person, domain) and process: enough to see
+    who is refused where, never a row per proxied request."""
+
+    def __init__(self, interval: float = DENIAL_AUDIT_INTERVAL, size: int = 4096):
+        self._interval = interval
+        self._size = size
+        self._last: dict[tuple[str | None, str], float] = {}
+        self._lock = threading.Lock()
+
+    def due(self, username: str | None, host: str) -> bool:
+        key = (username, host)
+        moment = time.monotonic()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and moment - last < self._interval:
+                return False
+            if len(self._last) >= self._size:
+                self._last.clear()  # many distinct keys: forget, never grow without end
+            self._last[key] = moment
+            return True
+
+
+_denials = _DenialLog()
+
+
+def audit_denial(decision: Decision, original: Original, client: Client) -> None:
+    """The audit row of a refused request (rate-capped, see `_DenialLog`)."""
+    username = decision.identity.username if decision.identity else None
+    if not _denials.due(username, original.host):
+        return
+    rule = f"rule {decision.rule.number}" if decision.rule else "default policy"
+    detail = f"{original.method} {original.host}{original.path[:200]} ({rule})"
+    with contextlib.suppress(UNAVAILABLE):  # the refusal stands; only its row is lost
+        audit.record("gateway_denied", "denied", username=username, detail=detail, client=client)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What the rules do with one URL (the admin page's "test a URL" box): for nobody
+    signed in, and for one user signed in with the password alone and with both
+    factors. Each answer is (outcome, rule or None for the default policy, policy)."""
+
+    original: Original
+    anonymous: Decision
+    username: str | None = None
+    groups: tuple[str, ...] = ()
+    password_only: Decision | None = None
+    both_factors: Decision | None = None
+
+
+def explain(access: AccessControl, original: Original, username: str | None = None) -> Explanation:
+    """The decisions `decide` would take for `original`, without any cookie: the same
+    code, given the person instead of finding them."""
+    anonymous = _decision_for(access, original, None)
+    if username is None:
+        return Explanation(original, anonymous)
+    groups = groups_of(username)
+    return Explanation(
+        original,
+        anonymous,
+        username,
+        groups,
+        _decision_for(access, original, Identity(0, username, groups, False)),
+        _decision_for(access, original, Identity(0, username, groups, True)),
+    )
+
+
+def _decision_for(access: AccessControl, original: Original, person: Identity | None) -> Decision:
+    if person is None:
+        verdict = access.verdict(original.host, original.resource, original.method)
+        if verdict.needs_identity or verdict.policy in (ONE_FACTOR, TWO_FACTOR):
+            return Decision(SIGN_IN, None, verdict.rule, verdict.policy)
+        outcome = ALLOW if verdict.policy == BYPASS else REFUSE
+        return Decision(outcome, None, verdict.rule, verdict.policy)
+    verdict = access.verdict(
+        original.host,
+        original.resource,
+        original.method,
+        person.username,
+        frozenset(person.groups),
+    )
+    if verdict.policy == DENY:
+        return Decision(REFUSE, person, verdict.rule, verdict.policy)
+    if verdict.policy == TWO_FACTOR and not person.second_factor:
+        return Decision(SIGN_IN, person, verdict.rule, verdict.policy)
+    shown = None if verdict.policy == BYPASS else person
+    return Decision(ALLOW, shown, verdict.rule, verdict.policy)
+
+
+def groups_of(username: str) -> tuple[str, ...]:
+    """A user's groups, sorted (none for an unknown name)."""
+    query = (
+        UserGroup.select(UserGroup.name)
+        .join(User)
+        .where(User.username == username)
+        .order_by(UserGroup.name)
+    )
+    return tuple(row.name for row in query)

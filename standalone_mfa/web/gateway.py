@@ -1,0 +1,129 @@
+"""The reverse proxy's question, "may this request through?" (PRODUCT.md, the gateway
+contract):
+
+- `/auth/nginx` for nginx `auth_request`: 200 (with `Remote-User`, `Remote-Groups`),
+  401 when the browser must sign in (with a `Location` the proxy's `error_page` can
+  send it to), 403 when it is refused;
+- `/auth/forward` for Caddy `forward_auth` and Traefik `forwardAuth`: the same, but a
+  redirect to the portal's sign-in instead of the 401.
+
+No body to parse, no session made, no cookie set. Headers a proxy sent that do not
+describe a request are refused (403), never allowed (SC-34).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from urllib.parse import quote
+
+from flask import Blueprint, Response, current_app, request
+
+from ..core.clock import now
+from ..core.config import ConfigurationError
+from ..gateway import check, origin, rules
+from .session_cookie import client
+
+bp = Blueprint("gateway", __name__, url_prefix="/auth")
+logger = logging.getLogger("standalone_mfa")
+ACCESS_KEY = "standalone_mfa.access_control"
+BAD_ORIGIN_LOG_INTERVAL = 60.0
+_last_bad_origin_log = [0.0]
+
+
+def init_app(app) -> None:
+    """Parse the rules once, at start; a broken rule stops the app here (SC-34)."""
+    config = app.config
+    try:
+        app.extensions[ACCESS_KEY] = rules.parse(config.get("ACCESS_CONTROL"))
+    except rules.RulesError as exc:
+        raise ConfigurationError(str(exc)) from None
+    portal = config.get("GATEWAY_PORTAL_URL")
+    if portal:
+        checked = origin.portal_url(portal)
+        if checked is None:
+            raise ConfigurationError(
+                "GATEWAY_PORTAL_URL must be the portal's public http(s) URL, such as "
+                "https://auth.example.com (no query, no fragment)."
+            )
+        config["GATEWAY_PORTAL_URL"] = checked
+    elif config.get("ACCESS_CONTROL") is not None:
+        raise ConfigurationError(
+            "ACCESS_CONTROL is set but GATEWAY_PORTAL_URL is not: set it to the portal's "
+            "public URL (such as https://auth.example.com), where browsers are sent to sign in."
+        )
+    app.register_blueprint(bp)
+
+
+def access_control() -> rules.AccessControl:
+    return current_app.extensions[ACCESS_KEY]
+
+
+@bp.route("/nginx", methods=["GET", "HEAD"])
+def nginx():
+    """nginx `auth_request`: 200, 401 (sign in first) or 403."""
+    return _answer(origin.from_nginx, redirect_to_portal=False)
+
+
+@bp.route("/forward", methods=["GET", "HEAD"])
+def forward():
+    """Caddy `forward_auth` and Traefik `forwardAuth`: 200, a redirect to sign in, or 403."""
+    return _answer(origin.from_forwarded, redirect_to_portal=True)
+
+
+def _answer(read, *, redirect_to_portal: bool) -> Response:
+    try:
+        original = read(request.headers)
+    except origin.BadOrigin as exc:
+        _log_bad_origin(str(exc))
+        return _empty(403)
+    token = request.cookies.get(session_cookie_name(original.scheme))
+    decision = check.decide(access_control(), original, token, now())
+    if decision.outcome == check.ALLOW:
+        response = _empty(200)
+        if decision.identity is not None:
+            response.headers["Remote-User"] = decision.identity.username
+            response.headers["Remote-Groups"] = ",".join(decision.identity.groups)
+        return response
+    if decision.outcome == check.REFUSE:
+        check.audit_denial(decision, original, client())
+        return _empty(403)
+    sign_in = sign_in_url(original.url)
+    if not redirect_to_portal:
+        response = _empty(401)
+        response.headers["Location"] = sign_in
+        return response
+    response = _empty(302 if original.method in ("GET", "HEAD") else 303)
+    response.headers["Location"] = sign_in
+    return response
+
+
+def sign_in_url(original_url: str) -> str:
+    """The portal's sign-in page, told to come back to `original_url`."""
+    portal = current_app.config.get("GATEWAY_PORTAL_URL") or request.host_url.rstrip("/")
+    return f"{portal}/login?rd={quote(original_url, safe='')}"
+
+
+def session_cookie_name(scheme: str) -> str:
+    """The name the session cookie has on a request made over `scheme`: prefixed over
+    HTTPS, `__Secure-` when it is shared with subdomains (`__Host-` forbids a Domain)."""
+    config = current_app.config
+    base = config["SESSION_COOKIE_NAME"]
+    if scheme != "https" and not config["SESSION_COOKIE_SECURE"]:
+        return base
+    return ("__Secure-" if config.get("SESSION_COOKIE_DOMAIN") else "__Host-") + base
+
+
+def _empty(status: int) -> Response:
+    response = Response(b"", status=status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _log_bad_origin(reason: str) -> None:
+    """A proxy that sends no usable headers is misconfigured: say so in the log, once a
+    minute at most (every request of its apps would otherwise add a line)."""
+    moment = time.monotonic()
+    if moment - _last_bad_origin_log[0] >= BAD_ORIGIN_LOG_INTERVAL:
+        _last_bad_origin_log[0] = moment
+        logger.warning("gateway check refused: %s (check the proxy's configuration)", reason)
