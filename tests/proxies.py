@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from requests.adapters import HTTPAdapter
 
+from standalone_mfa.accounts import settings
 from standalone_mfa.accounts.users import create_user, find_user
 from standalone_mfa.core.models import UserGroup
 from standalone_mfa.factors import totp
@@ -68,7 +69,10 @@ FORGED_URL = {
     "X-Forwarded-Prefix": "/evil",
 }
 SECRET_RE = re.compile(r'id="totp-secret"[^>]*>([^<]+)<')
-CSRF_INPUT_RE = re.compile(r'<input\b[^>]*\bname="csrf_token"[^>]*>')
+FORM_RE = re.compile(r'(?P<tag><form\b[^>]*method="post"[^>]*>)(?P<body>.*?)</form>', re.S)
+ACTION_RE = re.compile(r'\baction="([^"]*)"')
+INPUT_RE = re.compile(r"<input\b[^>]*>")
+NAME_RE = re.compile(r'\bname="([^"]*)"')
 VALUE_RE = re.compile(r'\bvalue="([^"]*)"')
 SIGNED_IN_RE = re.compile(r'id="signed-in-user">([^<]+)<')
 
@@ -405,6 +409,7 @@ class Visitor:
         self.http.mount("https://", adapter)
         self.http.headers.update(extra_headers or {})
         self.history: list[requests.Response] = []
+        self.steps: list[str] = []  # the second-factor pages passed, in order
 
     def open(self, method: str, url: str, data=None, headers=None, follow=True):
         """The last response, after following at most 10 redirects (GET from there)."""
@@ -431,39 +436,57 @@ class Visitor:
         return self.open("GET", url, **kwargs)
 
     def submit(self, page: requests.Response, fields: dict, follow=True):
-        """Post the page's form (it posts back to the page's own URL) with `fields`."""
-        field = CSRF_INPUT_RE.search(page.text)
-        assert field, f"no form on {page.url}: {page.status_code} {page.text[:300]}"
-        token = html.unescape(VALUE_RE.search(field.group(0)).group(1))
-        return self.open("POST", page.url, data={"csrf_token": token, **fields}, follow=follow)
+        """Post the first POST form of the page's content (to its action, else back to
+        the page's own URL) with its hidden fields (the CSRF token) and `fields`."""
+        main = page.text[max(page.text.find("<main"), 0) :]  # not the header's sign-out
+        form = FORM_RE.search(main)
+        assert form, f"no form on {page.url}: {page.status_code} {page.text[:300]}"
+        data = {}
+        for field in INPUT_RE.findall(form.group("body")):
+            name, value = NAME_RE.search(field), VALUE_RE.search(field)
+            if 'type="hidden"' in field and name:
+                data[name.group(1)] = html.unescape(value.group(1)) if value else ""
+        assert "csrf_token" in data, f"no CSRF token in the form on {page.url}"
+        action = ACTION_RE.search(form.group("tag"))
+        url = (
+            requests.compat.urljoin(page.url, html.unescape(action.group(1)))
+            if action
+            else page.url
+        )
+        return self.open("POST", url, data={**data, **fields}, follow=follow)
 
-    def sign_in(self, login_page, account, clock=None, *, expect_code=True):
-        """From the portal's sign-in page: the password, then the code step (set-up the
-        first time: the key read from the page, the recovery codes kept). Returns the
-        last response, where the portal sent the browser."""
-        assert urlsplit(login_page.url).path == "/login", login_page.url
+    def sign_in(self, login_page, account, clock=None):
+        """From the portal's sign-in page: the password, then whatever step comes (see
+        `second_step`). Returns the last response, where the portal sent the browser."""
+        assert urlsplit(login_page.url).path == "/login", (login_page.status_code, login_page.url)
         response = self.submit(
             login_page, {"username": account.username, "password": PASSWORD}, follow=False
         )
         assert response.status_code == 302, (response.status_code, response.text[:500])
-        response = self.open("GET", self._next(response), follow=False)
-        path = urlsplit(response.url).path
+        return self.second_step(
+            self.open("GET", self._next(response), follow=False), account, clock
+        )
+
+    def second_step(self, page, account, clock=None):
+        """On the set-up page (the key read from the page, as a person types it into
+        their app; the recovery codes page after it) or the code page: the code of now.
+        Anywhere else: nothing to do. Follows the redirects after it to the end, and
+        notes in `steps` which step it passed."""
+        path = urlsplit(page.url).path
         if path == "/mfa/setup":
-            assert expect_code, "asked for a set-up where none was expected"
-            shown = SECRET_RE.search(response.text)
-            assert shown, response.text[:500]
+            shown = SECRET_RE.search(page.text)
+            assert shown, page.text[:500]
             account.secret = html.unescape(shown.group(1)).replace(" ", "")
-            response = self.submit(response, {"code": account.code(clock)}, follow=False)
+            response = self.submit(page, {"code": account.code(clock)}, follow=False)
             assert response.status_code == 302, response.text[:500]
-            page = self.open("GET", self._next(response), follow=False)
-            assert urlsplit(page.url).path == "/mfa/recovery-codes", page.url
-            response = self.submit(page, {}, follow=False)
+            codes = self.open("GET", self._next(response), follow=False)
+            assert urlsplit(codes.url).path == "/mfa/recovery-codes", codes.url
+            response = self.submit(codes, {}, follow=False)
         elif path == "/mfa/verify":
-            assert expect_code, "asked for a code where none was expected"
-            response = self.submit(response, {"code": account.code(clock)}, follow=False)
+            response = self.submit(page, {"code": account.code(clock)}, follow=False)
         else:
-            assert not expect_code, f"no code step: at {response.url}"
-            return self._finish(response)
+            return self._finish(page)
+        self.steps.append(path)
         assert response.status_code == 302, (response.url, response.text[:500])
         return self._finish(response)
 
@@ -537,3 +560,68 @@ def new_account(app, prefix: str, groups=(), enrolled_at_step: int | None = None
 def add_to_group(app, account: Account, group: str) -> None:
     with app.app_context():
         UserGroup.create(user=find_user(account.username), name=group)
+
+
+# ------------------------------------------------------------------ the portal's rules
+
+# The sites of the gateway tests, all served by the one echoing app (what a rule lets
+# through is what that app then sees).
+APP_HOSTS = ("app1", "app2", "public", "staff", "secure")
+RULES = {
+    "default_policy": "deny",
+    "rules": [
+        {"domain": [f"public.{DOMAIN}"], "policy": "bypass"},
+        {"domain": [f"app1.{DOMAIN}"], "resources": ["^/closed(/|$)"], "policy": "deny"},
+        {"domain": [f"staff.{DOMAIN}"], "subject": ["group:staff"], "policy": "one_factor"},
+        {"domain": [f"staff.{DOMAIN}"], "policy": "deny"},
+        {"domain": [f"secure.{DOMAIN}"], "policy": "two_factor"},
+        {"domain": [f"*.{DOMAIN}"], "policy": "one_factor"},
+    ],
+}
+
+
+def portal_config(scheme: str, port: int, **extra) -> dict:
+    """The portal's settings for a gateway on `scheme`://*.example.test:`port`."""
+    return {
+        "ACCESS_CONTROL": RULES,
+        "GATEWAY_PORTAL_URL": f"{scheme}://{PORTAL_HOST}:{port}",
+        "SESSION_COOKIE_DOMAIN": DOMAIN,
+        **TRUST_ONE_PROXY,
+        **extra,
+    }
+
+
+class Gateway:
+    """The portal (an in-process app on the frozen clock) and the protected sites, all
+    reached through one proxy on `scheme`://<name>.example.test:`port`."""
+
+    def __init__(self, app, clock, scheme: str, port: int):
+        self.app = app
+        self.clock = clock
+        self.scheme = scheme
+        self.port = port
+
+    def url(self, name: str, path: str = "/") -> str:
+        return f"{self.scheme}://{name}.{DOMAIN}:{self.port}{path}"
+
+    @property
+    def portal(self) -> str:
+        return self.url("auth", "")
+
+    def account(self, prefix: str = "user", groups=(), enrolled: bool = False) -> Account:
+        """A new user; `enrolled`: with an authenticator that last used the step before."""
+        step = int(self.clock.timestamp()) // totp.PERIOD - 1 if enrolled else None
+        return new_account(self.app, prefix, groups, enrolled_at_step=step)
+
+    def signed_in(self, account: Account, name: str = "app1", path: str = "/", **headers):
+        """A new visitor who opened `name`'s `path`, signed in there and is back on it;
+        returns (the visitor, what the app received)."""
+        visitor = Visitor(headers)
+        login = visitor.get(self.url(name, path))
+        landed = visitor.sign_in(login, account, self.clock)
+        assert landed.url == self.url(name, path), (landed.status_code, landed.url)
+        return visitor, received(landed)
+
+    def set_method(self, method: str) -> None:
+        with self.app.app_context():
+            settings.set_mfa_method(method, actor="test")
