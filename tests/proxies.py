@@ -327,7 +327,7 @@ def caddy(folder: Path, caddyfile: str, listen_ports: list[int]):
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "Caddyfile"
     # The harness's own global options: no admin endpoint, no certificates.
-    path.write_text("{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n}\n\n" + caddyfile)
+    path.write_text("{\n\tadmin off\n\tauto_https off\n}\n\n" + caddyfile)
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(folder),
