@@ -139,7 +139,7 @@ def parse_args(argv):
         default=_int_list(os.environ.get("BENCH_USERS", "5000,100000")),
         help="user counts, one pass each (env BENCH_USERS; default 5000,100000)",
     )
-    parser.add_argument("--clients", type=_int_list, default=[16, 64])
+    parser.add_argument("--clients", type=_int_list, default=[1, 16, 64])
     parser.add_argument(
         "--duration", "--seconds", dest="duration", type=float, default=10.0,
         help="seconds per phase",
