@@ -98,6 +98,21 @@ class Client:
             if response.status != 200 or body != b"ok":
                 raise Refused(f"ping: {response.status}")
 
+    async def gateway_check(self, session_token: str) -> None:
+        """nginx's auth_request subrequest for a signed-in browser: GET /auth/nginx with
+        the original URL and the session cookie; allowed, it names the user."""
+        headers = {
+            "X-Original-URL": "http://app.bench.test/static/app.css",
+            "X-Original-Method": "GET",
+            "Cookie": f"{self.cookie_name}={session_token}",
+        }
+        async with self.http.get(
+            self.base_url + "/auth/nginx", headers=headers, allow_redirects=False
+        ) as response:
+            await response.read()
+            if response.status != 200 or not response.headers.get("Remote-User"):
+                raise Refused(f"gateway check: {response.status}")
+
     async def password_step(self, username: str) -> None:
         """A new browser: GET /login (the cookie holding the CSRF secret, signed: an
         anonymous session has no row; and the form's token), then POST /login; a

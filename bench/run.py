@@ -4,11 +4,12 @@ sign-ins at several concurrency levels, print a table and the targets, write JSO
 One pass per user count (default 5,000 then 100,000), each on a new database and a
 new server: at every concurrency level the floor (a bare Flask app, `bench/floor.py`,
 served by its own gunicorn with the same settings for the whole run), the baseline (a
-trivial route of the real app), the password step (GET + POST /login) and the code
-step (POST /mfa/verify on pending logins).
+trivial route of the real app), the gateway check (GET /auth/nginx with a signed-in
+session's cookie), the password step (GET + POST /login) and the code step (POST
+/mfa/verify on pending logins).
 
     python -m bench.run [--users 5000,100000] [--clients 16,64] [--seconds 10]
-                        [--phases floor,baseline,password,code] [--workers 2]
+                        [--phases floor,baseline,gateway,password,code] [--workers 2]
                         [--threads 1] [--database-url URL] [--no-pool] [--output FILE]
 """
 
@@ -46,13 +47,22 @@ RESULTS = REPO / "bench" / "results"
 STEP_SECONDS = 30
 SERVER_START_TIMEOUT = 60
 
-PHASES = ("floor", "baseline", "password", "code")
+PHASES = ("floor", "baseline", "gateway", "password", "code")
 
 # Targets: reported, never asserted (a busy machine must not fail a build).
 BASELINE_VS_FLOOR_MIN = 0.7
 CODE_VS_FLOOR_MIN = {"sqlite": 0.25, "postgresql": 0.15}  # by engine
 PEAK_RSS_MB_MAX = 80  # per worker
 CODE_VS_BASELINE_MIN = 0.5
+GATEWAY_VS_FLOOR_MIN = 0.5  # GET /auth/nginx with a signed-in cookie
+GATEWAY_P99_OVER_P50_MAX = 10
+# The gateway phase's rules: one_factor on the host the checks ask about.
+BENCH_HOST = "app.bench.test"
+BENCH_RULES = {
+    "default_policy": "deny",
+    "rules": [{"domain": "*.bench.test", "policy": "one_factor"}],
+}
+BENCH_PORTAL = "http://auth.bench.test"
 CODE_P99_OVER_P50_MAX = 10
 PASSWORD_VS_BOUND_MIN = 0.8
 P50_GROWTH_MAX = 1.2
@@ -129,7 +139,7 @@ def parse_args(argv):
         default=_int_list(os.environ.get("BENCH_USERS", "5000,100000")),
         help="user counts, one pass each (env BENCH_USERS; default 5000,100000)",
     )
-    parser.add_argument("--clients", type=_int_list, default=[16, 64])
+    parser.add_argument("--clients", type=_int_list, default=[1, 16, 64])
     parser.add_argument(
         "--duration", "--seconds", dest="duration", type=float, default=10.0,
         help="seconds per phase",
@@ -195,7 +205,13 @@ def default_output(engine: str, pool: bool) -> Path:
 
 def run_pass(args, keys: dict, workdir: Path, count: int, floor) -> dict:
     database_url = args.database_url or f"sqlite:///{workdir}/bench-{count}.sqlite3"
-    config = {**keys, "DATABASE_URL": database_url, "DATABASE_POOL": args.pool}
+    config = {
+        **keys,
+        "DATABASE_URL": database_url,
+        "DATABASE_POOL": args.pool,
+        "ACCESS_CONTROL": BENCH_RULES,
+        "GATEWAY_PORTAL_URL": BENCH_PORTAL,
+    }
     app = create_app(config, str(workdir))
     with app.app_context():
         started = time.perf_counter()
@@ -227,7 +243,7 @@ def run_pass(args, keys: dict, workdir: Path, count: int, floor) -> dict:
         "code_vs_baseline": _ratios(phases, "code", "baseline", args.clients),
         "vs_floor": {
             name: _ratios(phases, name, "floor", args.clients)
-            for name in ("baseline", "password", "code")
+            for name in ("baseline", "gateway", "password", "code")
             if name in args.phases and "floor" in args.phases
         },
     }
@@ -249,6 +265,10 @@ async def drive(args, app, server, floor, users: list[seed.BenchUser]) -> list[d
     last_step: dict[int, int] = {}  # user id -> time step whose code was submitted
     phases = []
     cookie_name = app.config["SESSION_COOKIE_NAME"]
+    signed_in = []
+    if "gateway" in args.phases:
+        with app.app_context():
+            signed_in = seed.seed_signed_in_sessions(users[: args.pending])
     for clients in args.clients:
         async with load.http_session(clients) as http:
             client = load.Client(server.url, http, cookie_name, seed.PASSWORD)
@@ -262,6 +282,11 @@ async def drive(args, app, server, floor, users: list[seed.BenchUser]) -> list[d
             runs = {
                 "floor": (floor, floor_client and floor_client.ping, lambda: None),
                 "baseline": (server, client.ping, lambda: None),
+                "gateway": (
+                    server,
+                    client.gateway_check,
+                    lambda: rng.choice(signed_in),
+                ),
                 "password": (server, client.password_step, any_user),
             }
             for name in [name for name in args.phases if name in runs]:
@@ -401,6 +426,8 @@ def serve(args, config: dict, workdir: Path, log_path: Path, app_name: str):
             "FLASK_MFA_ENCRYPTION_KEYS": json.dumps(config["MFA_ENCRYPTION_KEYS"]),
             "FLASK_DATABASE_URL": config["DATABASE_URL"],
             "FLASK_DATABASE_POOL": json.dumps(config["DATABASE_POOL"]),
+            "FLASK_ACCESS_CONTROL": json.dumps(config["ACCESS_CONTROL"]),
+            "FLASK_GATEWAY_PORTAL_URL": config["GATEWAY_PORTAL_URL"],
         }
     command = [
         sys.executable, "-m", "gunicorn",
@@ -530,6 +557,15 @@ def targets(report: dict) -> list[dict]:
             at_least(
                 f"code step / floor req/s {where}", vs_floor["code"][str(top)], code_vs_floor_min
             )
+        if "gateway" in vs_floor:
+            at_least(
+                f"gateway check / floor req/s {where}", vs_floor["gateway"][str(top)],
+                GATEWAY_VS_FLOOR_MIN,
+            )  # fmt: skip
+        gateway = _find(each["phases"], "gateway", top)
+        if gateway:
+            spread = _ratio(gateway["p99_ms"], gateway["p50_ms"])
+            at_most(f"gateway check p99 / p50 {where}", spread, GATEWAY_P99_OVER_P50_MAX)
         if str(top) in each["code_vs_baseline"]:
             at_least(
                 f"code step / baseline req/s {where}", each["code_vs_baseline"][str(top)],

@@ -136,6 +136,35 @@ def seed_pending_logins(app, users: list[BenchUser]) -> list[PendingLogin]:
     return pending
 
 
+def seed_signed_in_sessions(users: list[BenchUser]) -> list[str]:
+    """A signed-in session (both factors passed) per user, written straight into
+    `web_session`, as the code step leaves it; the cookie tokens, for the gateway phase."""
+    at = now()
+    rows, tokens = [], []
+    for user in users:
+        token = crypto.new_token()
+        rows.append(
+            {
+                "token_hash": crypto.hash_token(token),
+                "state": state.AUTHENTICATED,
+                "user": user.id,
+                "created_at": at,
+                "state_since": at,
+                "last_seen_at": at,
+                "second_factor_at": at,
+                "data": "{}",
+                "ip": "127.0.0.1",
+                "user_agent": "bench",
+            }
+        )
+        tokens.append(token)
+    with db.connection_context():
+        for start in range(0, len(rows), BATCH):
+            with db.atomic():
+                WebSession.insert_many(rows[start : start + BATCH]).execute()
+    return tokens
+
+
 def password_hash_seconds(repeat: int = 5) -> tuple[float, float]:
     """Median wall-clock and CPU time of one check of the production password hash,
     in this process. On a shared machine the two differ: wall time is what a client

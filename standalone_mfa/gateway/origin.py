@@ -52,7 +52,7 @@ def from_nginx(headers) -> Original:
     """The original request of an nginx `auth_request` subrequest."""
     url = headers.get("X-Original-URL")
     method = _method(headers.get("X-Original-Method"))
-    if not url or len(url) > MAX_URL_LENGTH or not _VISIBLE.match(url):
+    if not url or len(url) > MAX_URL_LENGTH or not _VISIBLE.fullmatch(url):
         raise BadOrigin("X-Original-URL is missing or malformed")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -73,13 +73,13 @@ def from_forwarded(headers) -> Original:
     method = _method(headers.get("X-Forwarded-Method"))
     if scheme not in ("http", "https"):
         raise BadOrigin("X-Forwarded-Proto is missing or not http(s)")
-    if "," in netloc or "@" in netloc or not _VISIBLE.match(netloc or " "):
+    if "," in netloc or "@" in netloc or not _VISIBLE.fullmatch(netloc or " "):
         raise BadOrigin("X-Forwarded-Host is missing or malformed")
     if (
         not uri.startswith("/")
         or uri.startswith("//")
         or len(uri) > MAX_URL_LENGTH
-        or not _VISIBLE.match(uri)
+        or not _VISIBLE.fullmatch(uri)
     ):
         raise BadOrigin("X-Forwarded-Uri is missing or malformed")
     host = _host(netloc)
@@ -100,9 +100,9 @@ def _host(netloc: str) -> str:
     host, colon, port = netloc.lower().rpartition(":")
     if not colon or "]" in port:
         host, port = netloc.lower(), ""
-    elif not _PORT.match(port):
+    elif not _PORT.fullmatch(port):
         raise BadOrigin("the original host has a malformed port")
-    if not _HOST.match(host) or ".." in host:
+    if not _HOST.fullmatch(host) or ".." in host:
         raise BadOrigin("the original host is not a host name")
     return host
 
@@ -143,7 +143,7 @@ def from_url(url: str, method: str = "GET") -> Original:
 def portal_url(value: str) -> str | None:
     """`GATEWAY_PORTAL_URL` without its trailing slash, or None if it is not an http(s)
     URL of a host (an optional path prefix is kept; no query, no fragment)."""
-    if not isinstance(value, str) or not _VISIBLE.match(value):
+    if not isinstance(value, str) or not _VISIBLE.fullmatch(value):
         return None
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or parts.query or parts.fragment:

@@ -31,7 +31,7 @@ TOP_KEYS = frozenset({"default_policy", "rules"})
 _HOST = re.compile(
     r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$"
 )
-_SUBJECT_NAME = re.compile(r"^[A-Za-z0-9._@-]{1,150}$")
+_SUBJECT_NAME = re.compile(r"[A-Za-z0-9._@+-]{1,150}")
 
 
 class RulesError(ValueError):
@@ -167,10 +167,10 @@ def _rule(number: int, raw) -> Rule:
     for domain in domains:
         name = domain.lower()
         if name.startswith("*."):
-            if not _HOST.match(name[2:]) or "." not in name[2:]:
+            if not _HOST.fullmatch(name[2:]) or "." not in name[2:]:
                 fail(f"domain {domain!r} is not *. followed by a domain name")
             suffixes.append(name[1:])
-        elif _HOST.match(name):
+        elif _HOST.fullmatch(name):
             exact.add(name)
         else:
             fail(f"domain {domain!r} is not a host name (or *.domain)")
@@ -188,7 +188,7 @@ def _rule(number: int, raw) -> Rule:
     subjects = []
     for subject in _strings(raw.get("subject"), "subject", fail):
         kind, _, name = subject.partition(":")
-        if kind not in ("user", "group") or not _SUBJECT_NAME.match(name):
+        if kind not in ("user", "group") or not _SUBJECT_NAME.fullmatch(name):
             fail(f"subject {subject!r} is not user:NAME or group:NAME")
         subjects.append(Subject(kind, name))
     if policy == BYPASS and subjects:

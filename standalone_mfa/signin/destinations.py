@@ -36,7 +36,7 @@ def safe_return_url(target: str | None, cookie_domain: str | None) -> str | None
     """`target` if it is an http(s) URL on `cookie_domain` or below it, else None."""
     if not target or not cookie_domain or len(target) > MAX_LENGTH:
         return None
-    if not _VISIBLE.match(target) or "\\" in target:
+    if not _VISIBLE.fullmatch(target) or "\\" in target:
         return None
     try:
         parts = urlsplit(target)
@@ -50,7 +50,7 @@ def safe_return_url(target: str | None, cookie_domain: str | None) -> str | None
     if "@" in parts.netloc or port == 0:
         return None
     host = parts.hostname or ""  # lower case; a trailing dot is refused below
-    if not host or not _HOST.match(host) or ".." in host:
+    if not host or not _HOST.fullmatch(host) or ".." in host:
         return None
     domain = cookie_domain.lower().lstrip(".")
     if host != domain and not host.endswith("." + domain):

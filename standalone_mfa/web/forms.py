@@ -145,7 +145,7 @@ class AccessTestForm(FlaskForm):
     url = StringField("URL", validators=[InputRequired(message="Enter a URL."), Length(max=2048)])
     method = SelectField(
         "Method",
-        choices=[(m, m) for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")],
+        choices={m: m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")},
         default="GET",
     )
     username = StringField("As user (optional)", validators=[Optional(), Length(max=150)])

@@ -1,0 +1,478 @@
+"""The gateway's checks, through the app (the test client plays the proxy): who is let
+through, who is sent to sign in and how they come back, who is refused, and that a
+check makes no session, writes nothing that is not due, and sees a revoked session at
+once (SC-32 … SC-35)."""
+
+from __future__ import annotations
+
+import functools
+from urllib.parse import parse_qs, quote, urlsplit
+
+import pytest
+from conftest import PASSWORD, Browser, make_app
+from helpers import admin_token, audit_rows, location, sessions_of
+
+from standalone_mfa.accounts import settings
+from standalone_mfa.core.db import db
+from standalone_mfa.core.models import User, UserGroup, WebSession
+
+PORTAL = "https://auth.example.test"
+RULES = {
+    "default_policy": "deny",
+    "rules": [
+        {"domain": "public.example.test", "policy": "bypass"},
+        {"domain": "*.example.test", "resources": ["^/private/"], "policy": "deny"},
+        {"domain": "staff.example.test", "subject": "group:staff", "policy": "one_factor"},
+        {"domain": "staff.example.test", "policy": "deny"},
+        {"domain": "vault.example.test", "policy": "two_factor"},
+        {"domain": "*.example.test", "policy": "one_factor"},
+    ],
+}
+
+
+@pytest.fixture
+def gateway_app(tmp_path, clock):
+    app = make_app(
+        tmp_path,
+        clock,
+        ACCESS_CONTROL=RULES,
+        GATEWAY_PORTAL_URL=PORTAL,
+        SESSION_COOKIE_DOMAIN="example.test",
+    )
+    with app.app_context():
+        UserGroup.create(user=User.get(User.username == "alice"), name="staff")
+        UserGroup.create(user=User.get(User.username == "alice"), name="wiki-editors")
+    yield app
+    with app.app_context():
+        db.close()
+
+
+class PortalBrowser(Browser):
+    """A browser on the portal's host, so that the Domain=example.test cookie is kept."""
+
+    def __init__(self, app, clock):
+        super().__init__(app, clock)
+        for name in ("get", "post"):
+            method = getattr(self.client, name)
+            setattr(
+                self.client, name, functools.partial(method, base_url="http://auth.example.test")
+            )
+
+    def session_token(self):
+        cookie = self.client.get_cookie("smfa_session", domain="example.test")
+        return cookie.value if cookie else None
+
+
+@pytest.fixture
+def portal(gateway_app, clock):
+    return lambda: PortalBrowser(gateway_app, clock)
+
+
+def cookie_header(url, token):
+    """The session cookie as the browser sends it to `url`: over HTTPS it has the
+    __Secure- name the portal gives it there (these tests' portal is plain HTTP)."""
+    prefix = "__Secure-" if url.startswith("https:") else ""
+    return {"Cookie": f"{prefix}smfa_session={token}"} if token else {}
+
+
+def ask_nginx(app, url, token=None, method="GET", **headers):
+    """The proxy's subrequest: the browser's cookie and the original URL and method."""
+    client = app.test_client(use_cookies=False)
+    sent = {"X-Original-URL": url, "X-Original-Method": method, **headers}
+    return client.get("/auth/nginx", headers={**sent, **cookie_header(url, token)})
+
+
+def ask_forward(app, url, token=None, method="GET"):
+    parts = urlsplit(url)
+    client = app.test_client(use_cookies=False)
+    sent = {
+        "X-Forwarded-Proto": parts.scheme,
+        "X-Forwarded-Host": parts.netloc,
+        "X-Forwarded-Uri": parts.path + (f"?{parts.query}" if parts.query else ""),
+        "X-Forwarded-Method": method,
+    }
+    return client.get("/auth/forward", headers={**sent, **cookie_header(url, token)})
+
+
+def signed_in(portal, username="alice"):
+    browser = portal()
+    browser.login(username)
+    assert browser.session_token()
+    return browser
+
+
+def rd_of(response) -> str:
+    target = urlsplit(response.headers["Location"])
+    assert f"{target.scheme}://{target.netloc}" == PORTAL and target.path == "/login"
+    return parse_qs(target.query)["rd"][0]
+
+
+# --- The answers
+
+
+def test_signed_in_user_passes_with_her_name_and_groups(gateway_app, portal):
+    alice = signed_in(portal)
+    response = ask_nginx(gateway_app, "http://wiki.example.test/page", alice.session_token())
+    assert response.status_code == 200
+    assert response.headers["Remote-User"] == "alice"
+    assert response.headers["Remote-Groups"] == "staff,wiki-editors"
+    assert response.get_data() == b""
+    forwarded = ask_forward(gateway_app, "http://wiki.example.test/page", alice.session_token())
+    assert forwarded.status_code == 200 and forwarded.headers["Remote-User"] == "alice"
+
+
+def test_nobody_signed_in_is_sent_to_the_portal_with_rd(gateway_app):
+    url = "https://wiki.example.test/page?a=1&b=2"
+    response = ask_nginx(gateway_app, url)
+    assert response.status_code == 401 and "Remote-User" not in response.headers
+    assert rd_of(response) == url  # whole, query included: it was escaped
+    assert quote(url, safe="") in response.headers["Location"]
+    for method, status in (("GET", 302), ("HEAD", 302), ("POST", 303), ("DELETE", 303)):
+        response = ask_forward(gateway_app, url, method=method)
+        assert response.status_code == status, method
+        assert rd_of(response) == url
+
+
+def test_bypass_needs_nobody_and_names_nobody(gateway_app, portal):
+    for token in (None, signed_in(portal).session_token()):
+        response = ask_nginx(gateway_app, "https://public.example.test/", token)
+        assert response.status_code == 200
+        assert "Remote-User" not in response.headers and "Remote-Groups" not in response.headers
+
+
+def test_deny_is_403_for_everyone_not_a_sign_in_loop(gateway_app, portal):
+    for token in (None, signed_in(portal).session_token()):
+        assert (
+            ask_nginx(gateway_app, "https://wiki.example.test/private/x", token).status_code == 403
+        )
+        assert (
+            ask_forward(gateway_app, "https://wiki.example.test/private/x", token).status_code
+            == 403
+        )
+
+
+def test_sc34_no_rule_means_the_default_policy_deny(gateway_app, portal):
+    token = signed_in(portal).session_token()
+    for url in ("https://other.example.org/", "https://example.test.evil.org/"):
+        assert ask_nginx(gateway_app, url, token).status_code == 403
+
+
+def test_group_rules(gateway_app, portal):
+    alice, bob = signed_in(portal, "alice"), signed_in(portal, "bob")
+    assert (
+        ask_nginx(gateway_app, "https://staff.example.test/", alice.session_token()).status_code
+        == 200
+    )
+    assert (
+        ask_nginx(gateway_app, "https://staff.example.test/", bob.session_token()).status_code
+        == 403
+    )
+    # Nobody signed in: the rule names a group, so sign in first.
+    assert ask_nginx(gateway_app, "https://staff.example.test/").status_code == 401
+
+
+def test_sc34_malformed_requests_are_refused_never_allowed(tmp_path, clock):
+    # Even where every request would be let through, a check that does not say what
+    # was asked for is refused.
+    app = make_app(
+        tmp_path,
+        clock,
+        ACCESS_CONTROL={"default_policy": "bypass", "rules": []},
+        GATEWAY_PORTAL_URL=PORTAL,
+    )
+    client = app.test_client(use_cookies=False)
+    assert client.get("/auth/nginx").status_code == 403
+    assert (
+        client.get(
+            "/auth/nginx", headers={"X-Original-URL": "/relative", "X-Original-Method": "GET"}
+        ).status_code
+        == 403
+    )
+    assert client.get("/auth/forward", headers={"X-Forwarded-Uri": "/"}).status_code == 403
+    assert ask_nginx(app, "https://any.example.test/").status_code == 200
+
+
+def test_other_methods_on_the_checks_are_answered_not_500(gateway_app):
+    client = gateway_app.test_client(use_cookies=False)
+    for path in ("/auth/nginx", "/auth/forward"):
+        for method in ("POST", "PUT", "DELETE", "PATCH"):
+            response = client.open(path, method=method)
+            assert response.status_code == 405, (method, path)
+        assert client.options(path).status_code == 200
+
+
+def test_sc32_a_client_cannot_name_itself(gateway_app, portal):
+    """What a client adds to its request (its own Remote-User, X-Forwarded-*) changes
+    nothing: the check reads the identity from the session only, and nginx's check
+    the URL from X-Original-URL only."""
+    bob = signed_in(portal, "bob")
+    response = ask_nginx(
+        gateway_app,
+        "https://staff.example.test/",
+        bob.session_token(),
+        **{
+            "Remote-User": "alice",
+            "Remote-Groups": "staff",
+            "X-Forwarded-Host": "wiki.example.test",
+        },
+    )
+    assert response.status_code == 403
+    response = ask_nginx(
+        gateway_app, "https://wiki.example.test/", None, **{"Remote-User": "alice"}
+    )
+    assert response.status_code == 401 and "Remote-User" not in response.headers
+
+
+# --- Coming back, and the factor
+
+
+def test_sign_in_with_rd_lands_back_on_the_app(gateway_app, portal):
+    browser = portal()
+    url = "https://wiki.example.test/page?x=1"
+    path = "/login?rd=" + quote(url, safe="")
+    browser.get(path)
+    response = browser.post(path, {"username": "alice", "password": PASSWORD})
+    assert location(response) == url
+    assert ask_nginx(gateway_app, url, browser.session_token()).status_code == 200
+
+
+def test_sc33_rd_elsewhere_is_ignored_through_sign_in(gateway_app, portal):
+    browser = portal()
+    for bad in (
+        "https://evil.org/",
+        "https://example.test.evil.org/",
+        "https://example.test@evil.org/",
+    ):
+        path = "/login?rd=" + quote(bad, safe="")
+        browser.get(path)
+        response = browser.post(path, {"username": "alice", "password": PASSWORD})
+        assert location(response) == "/", bad
+        assert location(browser.get(path)) == "/", bad
+        browser.logout()
+
+
+def test_sc33_rd_through_every_step_of_a_totp_sign_in(gateway_app, portal, clock):
+    with gateway_app.app_context():
+        settings.set_mfa_method("totp", actor="test")
+    url = "https://wiki.example.test/after"
+    browser = portal()
+    path = "/login?rd=" + quote(url, safe="")
+    browser.get(path)
+    assert (
+        location(browser.post(path, {"username": "alice", "password": PASSWORD})) == "/mfa/setup"
+    )
+    secret = browser.setup_secret()
+    assert (
+        location(browser.post("/mfa/setup", {"code": browser.code(secret)}))
+        == "/mfa/recovery-codes"
+    )
+    browser.page("/mfa/recovery-codes")
+    assert location(browser.post("/mfa/recovery-codes")) == url
+    browser.logout()
+    clock.advance(30)
+    browser.get(path)
+    assert (
+        location(browser.post(path, {"username": "alice", "password": PASSWORD})) == "/mfa/verify"
+    )
+    browser.get("/mfa/verify")
+    assert location(browser.post("/mfa/verify", {"code": browser.code(secret)})) == url
+    # Signed in with both factors: straight back to any app, no form.
+    other = "https://other.example.test/"
+    assert location(browser.get("/login?rd=" + quote(other, safe=""))) == other
+
+
+def test_sc35_two_factor_rule_takes_a_password_only_session_through_the_code(
+    gateway_app, portal, clock
+):
+    """The site-wide method is Disabled: alice signs in with her password alone. A
+    two_factor app sends her back to the portal, which asks for the code (set-up the
+    first time) and returns her there; one_factor apps let her through meanwhile."""
+    vault = "https://vault.example.test/secrets"
+    alice = signed_in(portal)
+    assert (
+        ask_nginx(gateway_app, "https://wiki.example.test/", alice.session_token()).status_code
+        == 200
+    )
+    response = ask_nginx(gateway_app, vault, alice.session_token())
+    assert response.status_code == 401
+    assert location(alice.get("/login?rd=" + quote(rd_of(response), safe=""))) == "/mfa/setup"
+    secret = alice.setup_secret()
+    alice.post("/mfa/setup", {"code": alice.code(secret)})
+    alice.page("/mfa/recovery-codes")
+    assert location(alice.post("/mfa/recovery-codes")) == vault
+    passed = ask_nginx(gateway_app, vault, alice.session_token())
+    assert passed.status_code == 200 and passed.headers["Remote-User"] == "alice"
+
+    # Next time, with an authenticator: the code step, and back.
+    alice.logout()
+    clock.advance(30)
+    alice = signed_in(portal)
+    assert ask_nginx(gateway_app, vault, alice.session_token()).status_code == 401
+    assert location(alice.get("/login?rd=" + quote(vault, safe=""))) == "/mfa/verify"
+    alice.get("/mfa/verify")
+    assert location(alice.post("/mfa/verify", {"code": alice.code(secret)})) == vault
+    assert ask_nginx(gateway_app, vault, alice.session_token()).status_code == 200
+    assert ("second_factor_required", "ok", "alice") in {r[:3] for r in audit_rows(gateway_app)}
+
+
+def test_sc35_a_session_not_past_every_step_is_not_signed_in(gateway_app, portal):
+    with gateway_app.app_context():
+        settings.set_mfa_method("totp", actor="test")
+    browser = portal()
+    browser.login()  # password only: now at the set-up step
+    assert browser.session_token()
+    assert (
+        ask_nginx(gateway_app, "https://wiki.example.test/", browser.session_token()).status_code
+        == 401
+    )
+
+
+def test_sc35_password_only_session_is_refused_once_totp_is_required(gateway_app, portal):
+    alice = signed_in(portal)
+    with gateway_app.app_context():
+        settings.set_mfa_method("totp", actor="test")
+    assert (
+        ask_nginx(gateway_app, "https://wiki.example.test/", alice.session_token()).status_code
+        == 401
+    )
+
+
+# --- Revocation and sign-out
+
+
+def test_sc35_sign_out_ends_access_to_every_app_at_once(gateway_app, portal):
+    alice = signed_in(portal)
+    token = alice.session_token()
+    assert ask_nginx(gateway_app, "https://wiki.example.test/", token).status_code == 200
+    alice.get("/")
+    response = alice.post("/logout", {"rd": "https://wiki.example.test/"})
+    assert location(response) == "https://wiki.example.test/"
+    for url in ("https://wiki.example.test/", "https://app.example.test/"):
+        assert ask_nginx(gateway_app, url, token).status_code == 401
+
+
+def test_sign_out_link_from_an_app_asks_then_returns(gateway_app, portal):
+    alice = signed_in(portal)
+    page = alice.page("/logout?rd=" + quote("https://wiki.example.test/", safe=""))
+    assert 'name="rd" value="https://wiki.example.test/"' in page
+    assert alice.session_token() and sessions_of(gateway_app, "alice")
+    assert location(alice.post("/logout", {"rd": "https://evil.org/"})) == "/login"
+    assert sessions_of(gateway_app, "alice") == []
+
+
+def test_sc35_reset_and_ending_other_sessions_refuse_the_next_check(gateway_app, portal):
+    first, second, third = signed_in(portal), signed_in(portal), signed_in(portal)
+    url = "https://wiki.example.test/"
+    first.get("/account/security")
+    first.post("/account/sessions/end-others")
+    assert ask_nginx(gateway_app, url, second.session_token()).status_code == 401
+    assert ask_nginx(gateway_app, url, third.session_token()).status_code == 401
+    assert ask_nginx(gateway_app, url, first.session_token()).status_code == 200
+    # An administrator's reset through the API ends the rest.
+    token = admin_token(gateway_app)
+    client = gateway_app.test_client()
+    client.delete("/api/v1/users/alice/totp", headers={"Authorization": f"Bearer {token}"})
+    with gateway_app.app_context():
+        WebSession.delete().where(WebSession.user == User.get(User.username == "alice")).execute()
+    assert ask_nginx(gateway_app, url, first.session_token()).status_code == 401
+
+
+def test_sc36_the_check_reads_the_prefixed_cookie_over_https(gateway_app, portal):
+    alice = signed_in(portal)
+    client = gateway_app.test_client(use_cookies=False)
+    headers = {"X-Original-URL": "https://wiki.example.test/", "X-Original-Method": "GET"}
+    plain = client.get(
+        "/auth/nginx", headers={**headers, "Cookie": f"smfa_session={alice.session_token()}"}
+    )
+    assert plain.status_code == 401  # over HTTPS only the __Secure- cookie counts
+    prefixed = client.get(
+        "/auth/nginx",
+        headers={**headers, "Cookie": f"__Secure-smfa_session={alice.session_token()}"},
+    )
+    assert prefixed.status_code == 200
+
+
+# --- What a check writes
+
+
+def test_a_check_makes_no_session_and_sets_no_cookie(gateway_app):
+    for _ in range(50):
+        response = ask_nginx(gateway_app, "https://wiki.example.test/")
+        assert "Set-Cookie" not in response.headers
+        response = ask_nginx(gateway_app, "https://wiki.example.test/", token="made-up")
+        assert "Set-Cookie" not in response.headers
+    with gateway_app.app_context():
+        assert WebSession.select().count() == 0
+
+
+def test_checks_keep_the_session_alive_writing_at_most_once_a_minute(gateway_app, portal, clock):
+    alice = signed_in(portal)
+    token = alice.session_token()
+
+    def last_seen():
+        with gateway_app.app_context():
+            return WebSession.get(
+                WebSession.user == User.get(User.username == "alice")
+            ).last_seen_at
+
+    before = last_seen()
+    clock.advance(30)
+    ask_nginx(gateway_app, "https://wiki.example.test/", token)
+    assert last_seen() == before  # not due yet
+    clock.advance(31)
+    ask_nginx(gateway_app, "https://wiki.example.test/", token)
+    assert last_seen() > before
+    # Idle past the timeout (checks are use; no checks is idleness): refused.
+    clock.advance(gateway_app.config["SESSION_IDLE_TIMEOUT"] + 1)
+    assert ask_nginx(gateway_app, "https://wiki.example.test/", token).status_code == 401
+
+
+def test_denials_are_audited_with_user_domain_and_path_at_most_once_a_minute(
+    gateway_app, portal, monkeypatch
+):
+    from standalone_mfa.gateway import check
+
+    monkeypatch.setattr(check, "_denials", check._DenialLog())
+    bob = signed_in(portal, "bob")
+    for _ in range(20):
+        assert (
+            ask_nginx(gateway_app, "https://staff.example.test/x", bob.session_token()).status_code
+            == 403
+        )
+    rows = [r for r in audit_rows(gateway_app) if r[0] == "gateway_denied"]
+    assert len(rows) == 1
+    assert (
+        rows[0][2] == "bob" and "staff.example.test/x" in rows[0][-1] and "rule 4" in rows[0][-1]
+    )
+    # Allowed checks and sign-in redirects write no audit row.
+    count = len(audit_rows(gateway_app))
+    alice = signed_in(portal)
+    count = len(audit_rows(gateway_app))
+    for _ in range(10):
+        ask_nginx(gateway_app, "https://wiki.example.test/", alice.session_token())
+        ask_nginx(gateway_app, "https://wiki.example.test/")
+    assert len(audit_rows(gateway_app)) == count
+
+
+# --- The admin page
+
+
+def test_access_rules_page_shows_the_rules_and_tests_a_url(gateway_app, portal):
+    root = signed_in(portal, "root")
+    page = root.page("/admin/access")
+    assert 'id="access-rules"' in page and "vault.example.test" in page and "group:staff" in page
+    page = root.page(
+        "/admin/access?url=" + quote("https://staff.example.test/x") + "&method=GET&username=alice"
+    )
+    result = page[page.index('id="access-result"') :]
+    assert "Sent to sign in" in result and "rule 3" in result and "Let through" in result
+    page = root.page(
+        "/admin/access?url=" + quote("https://staff.example.test/x") + "&username=bob"
+    )
+    assert "Refused (403)" in page[page.index('id="access-result"') :]
+    assert "Enter a whole http" in root.page("/admin/access?url=ftp%3A%2F%2Fx&method=GET")
+    assert "There is no user" in root.page(
+        "/admin/access?url=https%3A%2F%2Fa.example.test%2F&username=nobody"
+    )
+    # Not for others.
+    assert signed_in(portal, "bob").get("/admin/access").status_code == 403
