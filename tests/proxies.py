@@ -625,3 +625,61 @@ class Gateway:
     def set_method(self, method: str) -> None:
         with self.app.app_context():
             settings.set_mfa_method(method, actor="test")
+
+
+# ------------------------------------------------------------------ gunicorn portals
+
+GUNICORN_BOOT_TIMEOUT = 60
+_LISTENING_RE = re.compile(r"Listening at: (http://127\.0\.0\.1:\d+)")
+
+
+def write_portal_instance(folder: Path, settings_lines: dict) -> Path:
+    """An instance folder whose config.py has new keys and `settings_lines`."""
+    from standalone_mfa.core.crypto import generate_key
+
+    folder.mkdir(parents=True)
+    lines = {
+        "SECRET_KEY": os.urandom(32).hex(),
+        "MFA_ENCRYPTION_KEYS": [generate_key()],
+        "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",  # tests only: scrypt is tested elsewhere
+        **settings_lines,
+    }
+    (folder / "config.py").write_text("".join(f"{k} = {v!r}\n" for k, v in lines.items()))
+    return folder
+
+
+@contextlib.contextmanager
+def gunicorn_portal(instance: Path, log: Path):
+    """The portal in gunicorn (2 workers, threads; the real clock) from `instance` on
+    a port the kernel picks; yields its port once /healthz answers."""
+    import sys
+
+    command = [
+        str(Path(sys.executable).with_name("gunicorn")),
+        "--bind=127.0.0.1:0",
+        "--workers=2",
+        "--worker-class=gthread",
+        "--threads=4",
+        "--no-control-socket",  # one per user by default: instances would share it
+        f"standalone_mfa:create_app(instance_path={str(instance)!r})",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
+    with log.open("w") as handle:
+        process = subprocess.Popen(
+            command, cwd=DEPLOY.parent, env=env, stdout=handle, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + GUNICORN_BOOT_TIMEOUT
+        while True:
+            assert process.poll() is None, f"gunicorn exited:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"gunicorn did not answer:\n{log.read_text()}"
+            match = _LISTENING_RE.search(log.read_text())
+            if match:
+                with contextlib.suppress(requests.ConnectionError), requests.Session() as probe:
+                    probe.trust_env = False
+                    if probe.get(match.group(1) + "/healthz", timeout=5).status_code == 200:
+                        break
+            time.sleep(0.1)  # polling for readiness, not waiting for an outcome
+        yield int(match.group(1).rsplit(":", 1)[1])
+    finally:
+        stop(process)
