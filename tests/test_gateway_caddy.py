@@ -141,7 +141,7 @@ def test_group_rules_decide_per_user(gateway):
     assert refused.status_code == 403 and refused.url == gateway.url("staff", "/")
 
 
-def test_sc32_forged_identity_headers_never_reach_the_app(gateway):
+def test_sc32_forged_identity_headers_never_reach_the_app_through_caddy(gateway):
     forged = {**FORGED_IDENTITY, "remote-user": "root"}
     # A bypass site: the portal sends no identity, and the client's is gone too.
     seen = received(Visitor(forged).get(gateway.url("public", "/")))
@@ -154,7 +154,7 @@ def test_sc32_forged_identity_headers_never_reach_the_app(gateway):
     assert "remote-email" not in seen  # the portal knows none
 
 
-def test_sc32_a_forged_forwarded_uri_or_host_does_not_fool_the_check(gateway):
+def test_sc32_a_forged_forwarded_uri_or_host_does_not_fool_caddys_check(gateway):
     visitor = Visitor(FORGED_URL)
     page = gateway.url("app1", "/closed")
     first = visitor.get(page, follow=False)

@@ -159,7 +159,7 @@ def test_group_rules_decide_per_user(gateway, next_step):
     ]
 
 
-def test_sc32_forged_identity_headers_never_reach_the_app(gateway, next_step):
+def test_sc32_forged_identity_headers_never_reach_the_app_through_nginx(gateway, next_step):
     variants = {
         **FORGED_IDENTITY,
         "remote-user": "root",
