@@ -1,6 +1,6 @@
 """deploy/nginx.conf, for real: nginx (with TLS) in front of the app, which trusts one
 proxy. Only ports, certificate paths and the upstream address are changed from the
-shipped file. Skipped when nginx is not installed (apt-get install nginx-light).
+shipped file. nginx is Debian's nginx-light, which `make test` installs (system-deps).
 
 What a client sends as X-Forwarded-* is never believed; the session cookie is Secure
 and __Host- at the root and __Secure- with Path=/mfa-app under the prefix; HSTS is
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from helpers import quiet_server
+from proxies import executable
 from urllib3.exceptions import InsecureRequestWarning
 
 from standalone_mfa.core.db import db
@@ -34,7 +34,6 @@ from standalone_mfa.core.models import AuditEvent
 
 pytestmark = pytest.mark.server
 
-NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
 CONF = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf"
 HOST = "mfa.example.org"
 TRUST_ONE_PROXY = {
@@ -135,8 +134,7 @@ def wait_for_port(port: int, process: subprocess.Popen, log: Path) -> None:
 @pytest.fixture
 def behind_nginx(tmp_path, clock):
     """(app, http URL, https URL): the app on a threaded server, nginx in front."""
-    if NGINX is None:
-        pytest.skip("nginx is not installed (apt-get install nginx-light)")
+    binary = executable("nginx", "/usr/sbin", "/sbin")
     app = make_app(tmp_path, clock, **TRUST_ONE_PROXY)
     try:
         with quiet_server(app) as app_url:
@@ -145,11 +143,11 @@ def behind_nginx(tmp_path, clock):
             http_port, https_port = free_port(), free_port()
             main = site_config(folder, urlsplit(app_url).port, http_port, https_port)
             checked = subprocess.run(  # noqa: S603
-                [NGINX, "-t", "-q", "-c", str(main)], capture_output=True, text=True, check=False
+                [binary, "-t", "-q", "-c", str(main)], capture_output=True, text=True, check=False
             )
             assert checked.returncode == 0, checked.stderr
             process = subprocess.Popen(  # noqa: S603
-                [NGINX, "-c", str(main)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                [binary, "-c", str(main)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
             try:
                 wait_for_port(https_port, process, folder / "error.log")
