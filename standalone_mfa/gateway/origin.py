@@ -51,7 +51,6 @@ class Original:
 def from_nginx(headers) -> Original:
     """The original request of an nginx `auth_request` subrequest."""
     url = headers.get("X-Original-URL")
-    method = _method(headers.get("X-Original-Method"))
     if not url or len(url) > MAX_URL_LENGTH or not _VISIBLE.fullmatch(url):
         raise BadOrigin("X-Original-URL is missing or malformed")
     parts = urlsplit(url)
