@@ -59,6 +59,7 @@ def from_nginx(headers) -> Original:
     if "@" in parts.netloc:
         raise BadOrigin("X-Original-URL has user information")
     host = _host(parts.netloc)
+    method = _method(headers.get("X-Original-Method"))
     return Original(
         url, parts.scheme, host, normalise_path(parts.path or "/"), parts.query, method
     )
