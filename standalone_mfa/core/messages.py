@@ -104,6 +104,16 @@ MESSAGES = {
     "admin_granted": "{name} is now an administrator.",
     "admin_revoked": "{name} is no longer an administrator.",
     "bad_audit_filter": "Some filters were not understood; showing every event.",
+    # Groups (the gateway's `group:` subjects and Remote-Groups).
+    "bad_group_name": (
+        "A group name is 1-64 characters: letters, digits and . _ - "
+        "(no spaces or commas). Nothing changed."
+    ),
+    "too_many_groups": "{name} is already in {most} groups, the most allowed. Nothing changed.",
+    "group_added": "{name} is now in the group {group}.",
+    "group_already": "{name} is already in the group {group}; nothing changed.",
+    "group_removed": "{name} is no longer in the group {group}.",
+    "group_not_member": "{name} is not in the group {group}; nothing changed.",
 }
 
 
