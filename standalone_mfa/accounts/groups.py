@@ -12,7 +12,7 @@ from peewee import IntegrityError
 
 from ..core import audit, messages
 from ..core.audit import NO_CLIENT, Client
-from ..core.db import Prepared, write_transaction
+from ..core.db import Prepared, db, write_transaction
 from ..core.models import User, UserGroup
 
 GROUP_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}", re.ASCII)
@@ -97,7 +97,7 @@ def _insert(user: User, name: str) -> str:
     # On PostgreSQL another request may add the same membership meanwhile: the unique
     # index says so, and only this savepoint is rolled back.
     try:
-        with UserGroup._meta.database.atomic():
+        with db.atomic():
             UserGroup.create(user=user.id, name=name)
     except IntegrityError:
         return UNCHANGED
