@@ -299,7 +299,6 @@ def user_groups(username):
         "admin/user_groups.html",
         form=form,
         user=administration.row_for(user),
-        remove_form=GroupForm(formdata=None),
         step_up_fresh=reauth.is_fresh(session),
     )
 
@@ -312,9 +311,10 @@ def user_group_remove(username):
     if not reauth.is_fresh(session):
         return _step_up_first(page)
     form = GroupForm()
+    if not form.validate():  # the CSRF token was checked before the view
+        flash(messages.text("bad_group_name"), "error")
+        return redirect(page)
     try:
-        if not form.validate():
-            raise groups.GroupError(messages.text("bad_group_name"))
         change = groups.remove(user, form.group.data, actor=current_user.username, client=client())
     except groups.GroupError as error:
         flash(str(error), "error")
