@@ -22,6 +22,7 @@ from flask import Blueprint, Response, current_app, request
 from ..core.clock import now
 from ..core.config import ConfigurationError
 from ..gateway import check, origin, rules
+from .cookies import CookiePolicy
 from .session_cookie import client
 
 bp = Blueprint("gateway", __name__, url_prefix="/auth")
@@ -108,13 +109,14 @@ def sign_in_url(original_url: str) -> str:
 
 
 def session_cookie_name(scheme: str) -> str:
-    """The name the session cookie has on a request made over `scheme`: prefixed over
-    HTTPS, `__Secure-` when it is shared with subdomains (`__Host-` forbids a Domain)."""
+    """The name the session cookie has on a request made over `scheme` (the original
+    request's, not this check's): the portal's own naming rule (`cookies`), with the
+    prefix over HTTPS (`__Secure-` when shared with subdomains)."""
     config = current_app.config
-    base = config["SESSION_COOKIE_NAME"]
-    if scheme != "https" and not config["SESSION_COOKIE_SECURE"]:
-        return base
-    return ("__Secure-" if config.get("SESSION_COOKIE_DOMAIN") else "__Host-") + base
+    secure = scheme == "https" or bool(config["SESSION_COOKIE_SECURE"])
+    domain = config.get("SESSION_COOKIE_DOMAIN") or None
+    policy = CookiePolicy(secure=secure, path="/", domain=domain, samesite="Lax")
+    return policy.name(config["SESSION_COOKIE_NAME"])
 
 
 def _empty(status: int) -> Response:
