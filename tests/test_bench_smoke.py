@@ -101,7 +101,7 @@ def test_bench_report_has_every_field(report):
     assert len(floor_rss) == 2 and all(mb > 0 for mb in floor_rss)
     names = [target["target"] for target in report["targets"]]
     assert len(names) == 9 * len(USERS) + 2  # nine per pass, two comparing the passes
-    assert sum("/ floor" in name for name in names) == 2 * len(USERS)
+    assert sum("/ floor" in name for name in names) == 3 * len(USERS)  # baseline, gateway, code
     assert all(isinstance(target["pass"], bool) for target in report["targets"])
 
 
