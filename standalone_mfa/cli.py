@@ -11,7 +11,7 @@ from cryptography.fernet import InvalidToken
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
-from .accounts import reset, settings, tokens, users
+from .accounts import administration, groups, reset, settings, tokens, users
 from .core import audit as audit_log
 from .core import crypto, db
 from .core.clock import now
@@ -209,6 +209,80 @@ def user_unlock_command(username):
         click.echo(f"Unlocked {user.username!r} ({forgiven} wrong codes forgiven).")
     else:
         click.echo(f"{user.username!r} was not throttled or locked; nothing changed.")
+
+
+@user_cli.command("show")
+@click.argument("username")
+@clear_errors
+def user_show_command(username):
+    """Show a user: administrator or not, two-factor status, throttles and groups."""
+    user = _user_or_exit(username)
+    row = administration.row_for(user)
+    if row.enrolled:
+        two_factor = f"set up on {_when(row.mfa_set_up_at)}"
+    elif user.mfa_reset_at:
+        two_factor = f"not set up (reset by an administrator on {_when(user.mfa_reset_at)})"
+    else:
+        two_factor = "not set up"
+    codes = {
+        "ok": "ok",
+        "failures": f"{row.code_failures} wrong in a row",
+        "throttled": f"throttled ({row.code_failures} wrong; each try waits)",
+        "locked": f"locked ({row.code_failures} wrong; `user unlock` lets them try again)",
+    }[row.code_throttle]
+    if row.password_throttled:
+        passwords_line = f"throttled ({row.password_failures} wrong; each try waits)"
+    else:
+        passwords_line = (
+            f"{row.password_failures} wrong in a row" if row.password_failures else "ok"
+        )
+    for label, value in (
+        ("username", row.username),
+        ("administrator", "yes" if row.is_admin else "no"),
+        ("created", _when(user.created_at)),
+        ("two-factor", two_factor),
+        ("codes", codes),
+        ("passwords", passwords_line),
+        ("last sign-in", _when(row.last_sign_in) if row.last_sign_in else "never"),
+        ("groups", ", ".join(row.groups) if row.groups else "none"),
+    ):
+        click.echo(f"{label + ':':<15}{value}")
+
+
+def _when(at) -> str:
+    return at.strftime("%Y-%m-%d %H:%M UTC")
+
+
+@user_cli.group("group")
+def user_group_cli():
+    """A user's groups (what the gateway's rules and Remote-Groups name)."""
+
+
+def _change_group(change, username: str, group: str) -> None:
+    user = _user_or_exit(username)
+    try:
+        result = change(user, group, actor=ACTOR)
+    except groups.GroupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(result.message)
+
+
+@user_group_cli.command("add")
+@click.argument("username")
+@click.argument("group")
+@clear_errors
+def user_group_add_command(username, group):
+    """Put a user in a group (already in it: nothing changes)."""
+    _change_group(groups.add, username, group)
+
+
+@user_group_cli.command("remove")
+@click.argument("username")
+@click.argument("group")
+@clear_errors
+def user_group_remove_command(username, group):
+    """Take a user out of a group (not in it: nothing changes)."""
+    _change_group(groups.remove, username, group)
 
 
 class Days(click.ParamType):

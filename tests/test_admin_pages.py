@@ -26,6 +26,7 @@ from helpers import (
     user,
 )
 
+from standalone_mfa.accounts import groups
 from standalone_mfa.core.config import DEFAULTS
 from standalone_mfa.core.models import User
 
@@ -54,6 +55,7 @@ ADMIN_USER_PATHS = (
     "/admin/users?q=ali&page=2",
     "/admin/users/new",
     "/admin/step-up",
+    "/admin/users/alice/groups",
     *(f"/admin/users/alice/{action}" for action in ACTIONS),
 )
 
@@ -135,32 +137,51 @@ def test_admin_refuses_unknown_method(app, clock, value):
 # --- the Users list
 
 
-def test_users_page_shows_admin_flag_mfa_status_dates_and_throttle(totp_app, clock, new_browser):
+def test_users_page_shows_admin_flag_groups_mfa_status_dates_and_throttle(
+    totp_app, clock, new_browser
+):
     new_browser().enrol("alice")  # set up at START, signed in at START
     set_code_failures(totp_app, "bob", DEFAULTS["MFA_BACKOFF_AFTER"])
     clock.advance(3600)
     admin, _ = admin_signed_in(totp_app, clock)
     with totp_app.app_context():
         User.create(username="carol", password_hash="x", created_at=START)
+        for group in ("wiki", "staff"):
+            groups.add(User.get(User.username == "alice"), group, actor="test")
     set_code_failures(totp_app, "carol", DEFAULTS["MFA_LOCK_AFTER"])
 
     page = admin.page("/admin/users")
     assert listed_usernames(page) == ["alice", "bob", "carol", "root"]
-    assert row_of(page, "alice")[:6] == [
+    assert row_of(page, "alice")[:7] == [
         "No",
+        "staff, wiki Change",
         "Set up",
         "2026-11-28 12:00",
         "2026-11-28 12:00",
         "OK",
         "Reset MFA Make administrator Sign out everywhere",
     ]
-    assert row_of(page, "bob")[:5] == ["No", "Not set up", "—", "Never", "Throttled (5 wrong)"]
-    assert "Unlock" in row_of(page, "bob")[5]
-    assert row_of(page, "carol")[4] == "Locked (50 wrong)"
-    assert row_of(page, "root")[:4] == ["Yes", "Set up", "2026-11-28 13:00", "2026-11-28 13:00"]
-    assert "Revoke administrator" in row_of(page, "root")[5]
+    assert 'href="/admin/users/alice/groups" aria-label="Change groups: alice"' in page
+    assert row_of(page, "bob")[:6] == [
+        "No",
+        "None Change",
+        "Not set up",
+        "—",
+        "Never",
+        "Throttled (5 wrong)",
+    ]
+    assert "Unlock" in row_of(page, "bob")[6]
+    assert row_of(page, "carol")[5] == "Locked (50 wrong)"
+    assert row_of(page, "root")[:5] == [
+        "Yes",
+        "None Change",
+        "Set up",
+        "2026-11-28 13:00",
+        "2026-11-28 13:00",
+    ]
+    assert "Revoke administrator" in row_of(page, "root")[6]
     # Headers for every column, for screen readers.
-    assert page.count('<th scope="col">') == 7
+    assert page.count('<th scope="col">') == 8
 
 
 def test_users_page_search_and_pagination(app, clock):

@@ -22,6 +22,7 @@ from helpers import (
     signed_in_root,
 )
 
+from standalone_mfa.accounts import groups
 from standalone_mfa.core.config import DEFAULTS
 from standalone_mfa.core.crypto import hash_token
 from standalone_mfa.core.models import ApiToken, User
@@ -141,7 +142,12 @@ def test_api_get_reports_enrolment(totp_app, browser, clock):
     token = make_token(totp_app, "root")
     response = api(totp_app, "GET", "alice", token)
     assert response.status_code == 200
-    assert response.get_json() == {"username": "alice", "enrolled": False, "confirmed_at": None}
+    assert response.get_json() == {
+        "username": "alice",
+        "enrolled": False,
+        "confirmed_at": None,
+        "groups": [],
+    }
 
     clock.advance(7)
     browser.enrol()
@@ -154,7 +160,7 @@ def test_api_get_reports_enrolment(totp_app, browser, clock):
     confirmed = dt.datetime.fromisoformat(body["confirmed_at"])
     assert confirmed == (START + dt.timedelta(seconds=7)).replace(tzinfo=dt.UTC)
     # Nothing about the secret goes out.
-    assert set(body) == {"username", "enrolled", "confirmed_at"}
+    assert set(body) == {"username", "enrolled", "confirmed_at", "groups"}
 
 
 @pytest.mark.parametrize("method", ["GET", "DELETE"])
@@ -215,11 +221,33 @@ def test_api_users_lists_mfa_status(totp_app, clock, new_browser):
         "throttle": "ok",
         "password_failures": 0,
         "password_throttled": False,
+        "groups": [],
     }
     assert by_name["bob"]["enrolled"] is False
     assert by_name["bob"]["throttle"] == "locked"
     assert by_name["root"]["is_admin"] is True
     assert "password_hash" not in response.get_data(as_text=True)
+
+
+def test_api_user_objects_carry_their_groups_sorted(app):
+    with app.app_context():
+        for username, group in (("alice", "wiki"), ("alice", "Staff"), ("bob", "staff")):
+            groups.add(User.get(User.username == username), group, actor="test")
+    token = make_token(app, "root")
+    body = call(app, "GET", "/api/v1/users", token).get_json()
+    assert {u["username"]: u["groups"] for u in body["users"]} == {
+        "alice": ["Staff", "wiki"],  # by code point: upper case first, on every database
+        "bob": ["staff"],
+        "root": [],
+    }
+    assert call(app, "GET", "/api/v1/users?q=bob", token).get_json()["users"][0]["groups"] == [
+        "staff"
+    ]
+    assert api(app, "GET", "alice", token).get_json()["groups"] == ["Staff", "wiki"]
+    # Removed: gone from both at once.
+    with app.app_context():
+        groups.remove(User.get(User.username == "alice"), "wiki", actor="test")
+    assert api(app, "GET", "alice", token).get_json()["groups"] == ["Staff"]
 
 
 def test_api_users_pagination_and_search(app):

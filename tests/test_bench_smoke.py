@@ -22,7 +22,7 @@ pytestmark = pytest.mark.server
 REPO = Path(__file__).resolve().parent.parent
 USERS = (60, 120)
 CLIENTS = (3,)
-PHASES = ("floor", "baseline", "password", "code")
+PHASES = ("floor", "baseline", "gateway", "password", "code")
 PHASE_FIELDS = {
     "phase", "clients", "duration_s", "requests", "ok", "errors", "error_examples",
     "skipped", "rps", "p50_ms", "p95_ms", "p99_ms", "generator_cpu_pct", "server_cpu_pct",
@@ -92,7 +92,7 @@ def test_bench_report_has_every_field(report):
         assert len(rss["workers"]) == 2 and all(mb > 0 for mb in rss["workers"])
         resident = each["rss_mb"]["workers"]
         assert all(0 < now <= peak for now, peak in zip(resident, rss["workers"], strict=True))
-        assert set(each["vs_floor"]) == {"baseline", "password", "code"}
+        assert set(each["vs_floor"]) == {"baseline", "gateway", "password", "code"}
         for ratios in each["vs_floor"].values():
             assert set(ratios) == {str(c) for c in CLIENTS}
             assert all(ratio > 0 for ratio in ratios.values())
@@ -100,8 +100,8 @@ def test_bench_report_has_every_field(report):
     floor_rss = report["floor_peak_rss_mb"]["workers"]
     assert len(floor_rss) == 2 and all(mb > 0 for mb in floor_rss)
     names = [target["target"] for target in report["targets"]]
-    assert len(names) == 7 * len(USERS) + 2  # seven per pass, two comparing the passes
-    assert sum("/ floor" in name for name in names) == 2 * len(USERS)
+    assert len(names) == 9 * len(USERS) + 2  # nine per pass, two comparing the passes
+    assert sum("/ floor" in name for name in names) == 3 * len(USERS)  # baseline, gateway, code
     assert all(isinstance(target["pass"], bool) for target in report["targets"])
 
 

@@ -1013,7 +1013,7 @@ def test_admin_steps_up_then_resets_one_user_and_unlocks_another(
     person.page.get_by_role("button", name="Unlock").click()
     person.expect_path("/admin/users")
     person.expect_status(f"{guesser.username} was unlocked and can enter a code again.")
-    expect(person.user_row(guesser).locator("td").nth(4)).to_have_text("OK")
+    expect(person.user_row(guesser).locator("td").nth(5)).to_have_text("OK")  # the Codes column
     user.enter_code(guesser.fresh_code())  # at once, no wait
     user.expect_path("/")
     user.expect_signed_in(guesser)
@@ -1425,6 +1425,19 @@ def _new_user_created(person: Person) -> None:
     person.site.secrets_seen.append(person.page.locator("#initial-password").inner_text())
 
 
+def _user_groups(person: Person, group: str = "staff") -> None:
+    """An administrator adds a user to a group on its page (stepping up when asked)."""
+    if not person.site.has_user("yann"):
+        person.site.new_account(name="yann")
+    admin = _signed_in(person, admin=True, at="/admin/users/yann/groups")
+    for _ in range(2):  # the second time, after the step-up it asked for
+        person.page.get_by_label("Group name").fill(group)
+        person.page.get_by_role("button", name="Add to group").click()
+        if not person.page.url.startswith(person.site.url + "/admin/step-up"):
+            return
+        person.step_up(admin)
+
+
 def _audit_filtered(person: Person) -> None:
     admin = _signed_in(person, admin=True, at="/admin/audit")
     person.filter_audit(user=admin.username, event="login")
@@ -1496,6 +1509,12 @@ PAGES = {
     "user-new": Visit("/admin/users/new", lambda p: _stepped_up(p, "/admin/users/new")),
     "user-new-error": Visit("/admin/users/new", _new_user_error, alert="required"),
     "user-created": Visit("/admin/users/new", _new_user_created, status="was created"),
+    "user-groups": Visit("/admin/users/yann/groups", _user_groups, status="is now in the group"),
+    "user-groups-error": Visit(
+        "/admin/users/yann/groups",
+        lambda p: _user_groups(p, "staff,admins"),
+        alert="A group name is 1-64 characters",
+    ),
     "audit": Visit(
         "/admin/audit", _signed_in_at("/admin/audit", admin=True), screenshot=True, full_page=False
     ),

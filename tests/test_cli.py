@@ -1,5 +1,6 @@
 """cli: the `flask --app standalone_mfa` commands (init-db, user, mfa, token, rotate-keys,
-audit prune, user unlock) and their clear messages when something is wrong (SC-30)."""
+audit prune, user unlock, user group add/remove, user show) and their clear messages
+when something is wrong (SC-30)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from helpers import (
 )
 
 from standalone_mfa import create_app
-from standalone_mfa.accounts import settings
+from standalone_mfa.accounts import groups, settings
 from standalone_mfa.accounts.users import find_user
 from standalone_mfa.core.config import DEFAULTS
 from standalone_mfa.core.crypto import generate_key
@@ -360,12 +361,129 @@ def test_cli_mfa_reset_without_credential_points_to_unlock(totp_app):
     assert events(totp_app, "totp_reset") == []
 
 
+# --- user group add / remove, user show (CLI)
+
+
+def test_cli_user_group_add_and_remove_say_what_they_did_and_are_audited(app):
+    result = cli(app, "user", "group", "add", "Alice", "staff")
+    assert (result.exit_code, result.output) == (0, "alice is now in the group staff.\n")
+    result = cli(app, "user", "group", "add", "alice", "staff")
+    assert result.exit_code == 0
+    assert result.output == "alice is already in the group staff; nothing changed.\n"
+    cli(app, "user", "group", "add", "alice", "wiki")
+    with app.app_context():
+        assert groups.groups_of(find_user("alice")) == ("staff", "wiki")
+    result = cli(app, "user", "group", "remove", "alice", "staff")
+    assert (result.exit_code, result.output) == (0, "alice is no longer in the group staff.\n")
+    result = cli(app, "user", "group", "remove", "alice", "staff")
+    assert result.exit_code == 0
+    assert result.output == "alice is not in the group staff; nothing changed.\n"
+    with app.app_context():
+        assert groups.groups_of(find_user("alice")) == ("wiki",)
+    changes = [e for e in events(app) if e.event in ("group_add", "group_remove")]
+    assert [(e.event, e.outcome, e.username, e.actor, e.detail) for e in changes] == [
+        ("group_add", "ok", "alice", "cli", "staff"),
+        ("group_add", "unchanged", "alice", "cli", "staff"),
+        ("group_add", "ok", "alice", "cli", "wiki"),
+        ("group_remove", "ok", "alice", "cli", "staff"),
+        ("group_remove", "unchanged", "alice", "cli", "staff"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("add", "nobody", "staff"),
+        ("remove", "nobody", "staff"),
+        ("add", "alice", "staff,admins"),
+        ("add", "alice", "wiki editors"),
+        ("add", "alice", ""),
+        ("add", "alice", "x" * 65),
+        ("add", "alice", "staff\nRemote-User: root"),
+        ("remove", "alice", "équipe"),
+        ("add", "nobody", "bad,name"),
+    ],
+)
+def test_cli_user_group_unknown_user_or_bad_name_exits_1_and_changes_nothing(app, args):
+    with app.app_context():
+        groups.add(find_user("alice"), "wiki", actor="test")
+    result = cli(app, "user", "group", *args)
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)
+    assert result.output.startswith("Error: ")
+    if args[1] == "nobody":
+        assert "No user named 'nobody'." in result.output
+    else:
+        assert "A group name is 1-64 characters" in result.output
+        assert "Nothing changed." in result.output
+    with app.app_context():
+        assert groups.groups_of(find_user("alice")) == ("wiki",)
+    assert [e.actor for e in events(app) if e.event.startswith("group")] == ["test"]
+
+
+def test_cli_user_group_needs_both_arguments(app):
+    result = cli(app, "user", "group", "add", "alice")
+    assert result.exit_code == 2
+    assert "Missing argument 'GROUP'" in result.output
+    assert events(app, "group_add") == []
+
+
+def test_cli_user_show_tells_admin_flag_mfa_status_throttles_and_groups(totp_app, browser, clock):
+    clock.advance(90)
+    browser.enrol()  # set up and signed in at 12:01:30
+    for group in ("wiki", "staff"):
+        cli(totp_app, "user", "group", "add", "alice", group)
+    set_code_failures(totp_app, "alice", 2)
+    result = cli(totp_app, "user", "show", "ALICE")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "username:      alice",
+        "administrator: no",
+        "created:       2026-11-28 12:00 UTC",
+        "two-factor:    set up on 2026-11-28 12:01 UTC",
+        "codes:         2 wrong in a row",
+        "passwords:     ok",
+        "last sign-in:  2026-11-28 12:01 UTC",
+        "groups:        staff, wiki",
+    ]
+    set_code_failures(totp_app, "root", DEFAULTS["MFA_LOCK_AFTER"])
+    lines = dict(
+        line.split(":", 1) for line in cli(totp_app, "user", "show", "root").output.splitlines()
+    )
+    assert lines["administrator"].strip() == "yes"
+    assert lines["two-factor"].strip() == "not set up"
+    assert lines["codes"].strip().startswith("locked (50 wrong")
+    assert lines["last sign-in"].strip() == "never"
+    assert lines["groups"].strip() == "none"
+    # After an administrator's reset, it says so.
+    cli(totp_app, "mfa", "reset", "alice")
+    output = cli(totp_app, "user", "show", "alice").output
+    assert (
+        "two-factor:    not set up (reset by an administrator on 2026-11-28 12:01 UTC)" in output
+    )
+    # Nothing secret in it.
+    assert "password_hash" not in output and "pbkdf2" not in output
+
+
+def test_cli_user_show_unknown_user_exits_1(app):
+    result = cli(app, "user", "show", "nobody")
+    assert result.exit_code == 1
+    assert "No user named 'nobody'." in result.output
+
+
 # --- clear messages when something is wrong
 
 
 @pytest.mark.parametrize(
     "args",
-    [("mfa", "method"), ("mfa", "reset", "alice"), ("token", "create", "root")],
+    [
+        ("mfa", "method"),
+        ("mfa", "reset", "alice"),
+        ("token", "create", "root"),
+        ("user", "show", "alice"),
+        ("user", "group", "add", "alice", "staff"),
+        ("user", "group", "remove", "alice", "staff"),
+    ],
 )
 def test_cli_before_init_db_says_so(tmp_path, clock, args):
     (tmp_path / "empty").mkdir()

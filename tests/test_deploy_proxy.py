@@ -25,7 +25,7 @@ from standalone_mfa.accounts import settings
 from standalone_mfa.core.config import ConfigurationError
 from standalone_mfa.core.db import db
 from standalone_mfa.core.models import AuditEvent, WebSession
-from standalone_mfa.web.cookies import cookie_policy
+from standalone_mfa.web.cookies import portal_cookie_policy
 
 PROXY_ADDR = "10.0.0.2"  # the proxy, as the app's socket sees it
 CLIENT_ADDR = "198.51.100.7"  # the real client, as the proxy saw it
@@ -294,16 +294,16 @@ def test_prefix_links_redirects_next_and_cookie_stay_under_the_prefix(make, cloc
     assert browser.get("/").headers["Location"] == "/mfa-app/login"
 
 
-def test_cookie_policy_for_other_cookies(make, clock):
+def test_portal_cookie_policy_for_the_portals_own_cookies(make, clock):
     """The one decision other cookies (a remembered device) use: same flags, name, path."""
     app = make(**TRUST_ONE_PROXY)
     headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Prefix": "/mfa-app"}
     with app.test_request_context("/", headers=headers, base_url="https://mfa.example"):
-        policy = cookie_policy()
+        policy = portal_cookie_policy()
         assert (policy.secure, policy.path) == (True, "/")
         assert policy.name("smfa_device") == "__Host-smfa_device"
     with app.test_request_context("/", base_url="https://mfa.example/mfa-app"):
-        policy = cookie_policy()
+        policy = portal_cookie_policy()
         assert policy.path == "/mfa-app"
         assert policy.name("smfa_device") == "__Secure-smfa_device"
         response = app.response_class()
@@ -316,7 +316,7 @@ def test_cookie_policy_for_other_cookies(make, clock):
         assert delete_header.startswith("__Secure-smfa_device=;")
         assert "Path=/mfa-app" in delete_header and "Max-Age=0" in delete_header
     with app.test_request_context("/", base_url="http://mfa.example"):
-        policy = cookie_policy()
+        policy = portal_cookie_policy()
         assert not policy.secure and policy.name("__Host-smfa_device") == "smfa_device"
 
 

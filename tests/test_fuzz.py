@@ -120,6 +120,10 @@ TARGETS = {
     "admin.user_grant-admin": Target(path_values=USERNAMES, answers_in="admin"),
     "admin.user_revoke-admin": Target(path_values=USERNAMES, answers_in="admin"),
     "admin.user_sign-out": Target(path_values=USERNAMES, answers_in="admin"),
+    "admin.user_groups": Target(fields=("group",), path_values=USERNAMES, answers_in="admin"),
+    "admin.user_group_remove": Target(
+        fields=("group",), path_values=USERNAMES, answers_in="admin"
+    ),
     "admin.audit_page": Target(
         fields=("user", "event", "start", "end", "page"), answers_in="admin"
     ),
@@ -521,7 +525,7 @@ SESSION_IDENTITY = (
 def state_changes(before: dict, after: dict) -> list[str]:
     """What changed that an invalid request must not change (empty: nothing)."""
     problems = []
-    for table in ("user", "totp_credential", "setting"):
+    for table in ("user", "totp_credential", "setting", "user_group"):
         if before[table] != after[table]:
             problems.append(f"{table} changed")
     if [{**r, "last_used_at": None} for r in before["api_token"]] != [

@@ -476,3 +476,28 @@ def test_access_rules_page_shows_the_rules_and_tests_a_url(gateway_app, portal):
     )
     # Not for others.
     assert signed_in(portal, "bob").get("/admin/access").status_code == 403
+
+
+def test_a_misconfigured_proxy_or_portal_is_named_in_the_log(
+    gateway_app, portal, caplog, monkeypatch
+):
+    from standalone_mfa.web import gateway
+
+    monkeypatch.setattr(gateway, "_last_warning", [float("-inf")])
+    caplog.set_level("WARNING", logger="standalone_mfa")
+    gateway_app.test_client(use_cookies=False).get("/auth/nginx")
+    assert "X-Original-URL is missing" in caplog.text
+    # A plain cookie on an HTTPS app: the portal thought it was on plain HTTP.
+    monkeypatch.setattr(gateway, "_last_warning", [float("-inf")])
+    token = signed_in(portal).session_token()
+    response = gateway_app.test_client(use_cookies=False).get(
+        "/auth/nginx",
+        headers={
+            "X-Original-URL": "https://wiki.example.test/",
+            "X-Original-Method": "GET",
+            "Cookie": f"smfa_session={token}",
+        },
+    )
+    assert response.status_code == 401
+    assert "PROXY_FIX_X_PROTO" in caplog.text
+    assert token not in caplog.text

@@ -1,7 +1,8 @@
 """What administrators do to accounts, besides creating one (`users`), resetting a
-second factor (`reset`) and unlocking one (`throttle.unlock`): the list of users with
-their MFA status, granting and revoking administrator rights (never leaving the site
-without an administrator), and ending a user's sessions. Every change is audited
+second factor (`reset`), unlocking one (`throttle.unlock`) and changing its groups
+(`groups`): the list of users with their MFA status and groups, granting and
+revoking administrator rights (never leaving the site without an administrator),
+and ending a user's sessions. Every change is audited
 with the actor, the target and the outcome."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from ..core.models import AuditEvent, MfaThrottle, TotpCredential, User
 from ..core.pagination import PER_PAGE, Page, paginate
 from ..factors import throttle, trusted_browsers
 from ..signin import sessions
-from . import users
+from . import groups, users
 
 # What `set_admin` came to.
 CHANGED = "ok"
@@ -38,6 +39,7 @@ class UserRow:
     code_throttle: str  # throttle.describe(): ok, failures, throttled or locked
     password_failures: int = 0
     password_throttled: bool = False  # wrong passwords: each new try waits
+    groups: tuple[str, ...] = ()  # sorted, as `groups.groups_of`
 
     @property
     def enrolled(self) -> bool:
@@ -54,6 +56,7 @@ class UserRow:
             "throttle": self.code_throttle,
             "password_failures": self.password_failures,
             "password_throttled": self.password_throttled,
+            "groups": list(self.groups),
         }
 
 
@@ -78,7 +81,7 @@ def row_for(user: User) -> UserRow:
 
 
 def _rows(page_of_users: list[User]) -> list[UserRow]:
-    """The status columns of a page of users, in three queries whatever its size."""
+    """The status columns of a page of users, in five queries whatever its size."""
     ids = [user.id for user in page_of_users]
     names = [user.username for user in page_of_users]
     set_up = dict(
@@ -102,6 +105,7 @@ def _rows(page_of_users: list[User]) -> list[UserRow]:
         .tuples()
     )
     password_failures = throttle.password_failures_of(names)
+    memberships = groups.groups_of_users(ids)
     return [
         UserRow(
             username=user.username,
@@ -114,6 +118,7 @@ def _rows(page_of_users: list[User]) -> list[UserRow]:
             password_throttled=(
                 password_failures.get(user.username, 0) >= throttle.policy().password_backoff_after
             ),
+            groups=memberships.get(user.id, ()),
         )
         for user in page_of_users
     ]

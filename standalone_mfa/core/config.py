@@ -3,7 +3,9 @@ variables. The app refuses to start without its keys rather than run with weak o
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -36,6 +38,12 @@ DEFAULTS = {
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_SECURE": False,
+    # The parent domain the session cookie is shared with, e.g. "example.com": one
+    # sign-in on the portal then opens every app on its subdomains behind the gateway.
+    # None: the cookie is host-only. Checked and normalised by `finish`.
+    "SESSION_COOKIE_DOMAIN": None,
+    # HSTS for the portal's own subdomains too (includeSubDomains); False drops it.
+    "HSTS_INCLUDE_SUBDOMAINS": True,
     "PASSWORD_HASH_METHOD": "scrypt",
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "WTF_CSRF_TIME_LIMIT": 3600,
@@ -162,6 +170,10 @@ def finish(app) -> None:
     for name in PROXY_FIX_KEYS:
         config[name] = _hop_count(name, config.get(name))
     _check_pool(config)
+    config["SESSION_COOKIE_DOMAIN"] = cookie_domain(config.get("SESSION_COOKIE_DOMAIN"))
+    config["HSTS_INCLUDE_SUBDOMAINS"] = _switch(
+        "HSTS_INCLUDE_SUBDOMAINS", config.get("HSTS_INCLUDE_SUBDOMAINS")
+    )
 
 
 def _check_pool(config) -> None:
@@ -174,6 +186,55 @@ def _check_pool(config) -> None:
     size = config["DATABASE_POOL_SIZE"]
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 1000:
         raise ConfigurationError("DATABASE_POOL_SIZE must be a number of connections (1-1000).")
+
+
+def _switch(name: str, value) -> bool:
+    # From the environment, FLASK_HSTS_INCLUDE_SUBDOMAINS=false arrives as JSON.
+    if value not in (True, False):
+        raise ConfigurationError(f"{name} must be true or false.")
+    return bool(value)
+
+
+_DOMAIN_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
+COOKIE_DOMAIN_HELP = (
+    "SESSION_COOKIE_DOMAIN must be a domain name that the portal's host is or is under, "
+    "such as example.com for https://auth.example.com; {value!r} is {problem}."
+)
+
+
+def cookie_domain(value) -> str | None:
+    """SESSION_COOKIE_DOMAIN as browsers compare it (lower case, no leading dot), or
+    None when unset. Refused: what a browser would not store a shared cookie for, or
+    what is not a domain at all (an address, a URL, a top-level domain alone)."""
+    if value is None or value is False or value == "":
+        return None
+    if not isinstance(value, str):
+        problem = "not text"
+    else:
+        name = value.strip().lower().removeprefix(".")
+        problem = _domain_problem(name)
+        if problem is None:
+            return name
+    raise ConfigurationError(COOKIE_DOMAIN_HELP.format(value=value, problem=problem))
+
+
+def _domain_problem(name: str) -> str | None:
+    try:
+        ipaddress.ip_address(name.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        pass
+    else:
+        return "an IP address (a cookie for an address is only ever host-only)"
+    if any(mark in name for mark in (":", "/", "@", "?", "#")):
+        return "not a bare domain (no scheme, port or path)"
+    labels = name.split(".")
+    if len(labels) < 2:
+        return "a top-level domain alone, or a single name (browsers share no cookie for it)"
+    if len(name) > 253 or not all(_DOMAIN_LABEL.fullmatch(label) for label in labels):
+        return "not a domain name (letters, digits and hyphens between dots; xn-- for others)"
+    if labels[-1].isdigit():
+        return "not a domain name (its last part is a number)"
+    return None
 
 
 def _policy_number(name: str, value, lowest: int, highest: int, meaning: str) -> int:

@@ -108,6 +108,16 @@ MESSAGES = {
     "bad_access_test": "Check the URL to test and try again.",
     "bad_access_url": "Enter a whole http:// or https:// address, such as https://app.example.com/page.",
     "no_such_user": "There is no user with this name.",
+    # Groups (the gateway's `group:` subjects and Remote-Groups).
+    "bad_group_name": (
+        "A group name is 1-64 characters: letters, digits and . _ - "
+        "(no spaces or commas). Nothing changed."
+    ),
+    "too_many_groups": "{name} is already in {most} groups, the most allowed. Nothing changed.",
+    "group_added": "{name} is now in the group {group}.",
+    "group_already": "{name} is already in the group {group}; nothing changed.",
+    "group_removed": "{name} is no longer in the group {group}.",
+    "group_not_member": "{name} is not in the group {group}; nothing changed.",
 }
 
 

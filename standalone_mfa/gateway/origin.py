@@ -51,7 +51,6 @@ class Original:
 def from_nginx(headers) -> Original:
     """The original request of an nginx `auth_request` subrequest."""
     url = headers.get("X-Original-URL")
-    method = _method(headers.get("X-Original-Method"))
     if not url or len(url) > MAX_URL_LENGTH or not _VISIBLE.fullmatch(url):
         raise BadOrigin("X-Original-URL is missing or malformed")
     parts = urlsplit(url)
@@ -60,6 +59,7 @@ def from_nginx(headers) -> Original:
     if "@" in parts.netloc:
         raise BadOrigin("X-Original-URL has user information")
     host = _host(parts.netloc)
+    method = _method(headers.get("X-Original-Method"))
     return Original(
         url, parts.scheme, host, normalise_path(parts.path or "/"), parts.query, method
     )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
-from ..accounts import administration, reset, settings
+from ..accounts import administration, groups, reset, settings
 from ..accounts.users import UserError, create_user, find_user
 from ..core import audit as audit_log
 from ..core import messages
@@ -22,6 +22,7 @@ from .forms import (
     AuditFilterForm,
     ButtonForm,
     CodeForm,
+    GroupForm,
     MfaSettingsForm,
     NewUserForm,
     StepUpPasswordForm,
@@ -40,12 +41,13 @@ def require_admin():
         abort(403)
 
 
-def _step_up_first():
-    """To the step-up page, then back to this page (with a GET: nothing posted is kept,
-    so the administrator confirms the change again)."""
+def _step_up_first(back_to: str | None = None):
+    """To the step-up page, then back to this page, or to `back_to` for a POST-only
+    URL (with a GET: nothing posted is kept, so the administrator confirms the change
+    again)."""
     if request.method == "POST":
         flash(messages.text("step_up_first"), "error")
-    return redirect(url_for("admin.step_up_page", next=request.path))
+    return redirect(url_for("admin.step_up_page", next=back_to or request.path))
 
 
 def requires_step_up(view):
@@ -260,6 +262,65 @@ for _action in USER_ACTIONS:
         view_func=user_action,
         methods=["GET", "POST"],
     )
+
+
+# --- A user's groups -----------------------------------------------------------------------
+
+
+def _user_or_404(username: str):
+    user = find_user(username)
+    if user is None:
+        abort(404)
+    return user
+
+
+@bp.route("/users/<username>/groups", methods=["GET", "POST"])
+def user_groups(username):
+    """A user's groups, and a form to add one. Any administrator may read it; a change
+    needs a fresh step-up, as the actions on users do: a group can open protected apps
+    through the gateway."""
+    user = _user_or_404(username)
+    form = GroupForm()
+    if request.method == "POST" and not reauth.is_fresh(session):
+        return _step_up_first()
+    if form.validate_on_submit():
+        try:
+            change = groups.add(
+                user, form.group.data, actor=current_user.username, client=client()
+            )
+        except groups.GroupError as error:
+            flash(str(error), "error")
+        else:
+            flash(change.message, "info")
+            return redirect(url_for("admin.user_groups", username=user.username))
+    elif form.is_submitted():
+        flash(messages.text("bad_group_name"), "error")
+    return render_template(
+        "admin/user_groups.html",
+        form=form,
+        user=administration.row_for(user),
+        step_up_fresh=reauth.is_fresh(session),
+    )
+
+
+@bp.post("/users/<username>/groups/remove")
+def user_group_remove(username):
+    """Take a user out of one group (the button beside it), then back to their groups."""
+    user = _user_or_404(username)
+    page = url_for("admin.user_groups", username=user.username)
+    if not reauth.is_fresh(session):
+        return _step_up_first(page)
+    form = GroupForm()
+    if not form.validate():  # the CSRF token was checked before the view
+        flash(messages.text("bad_group_name"), "error")
+        return redirect(page)
+    try:
+        change = groups.remove(user, form.group.data, actor=current_user.username, client=client())
+    except groups.GroupError as error:
+        flash(str(error), "error")
+    else:
+        flash(change.message, "info")
+    return redirect(page)
 
 
 # --- Audit log ------------------------------------------------------------------------------

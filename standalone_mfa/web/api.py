@@ -1,5 +1,5 @@
-"""The JSON API for administrators' scripts: list users, read and reset a user's TOTP
-credential, unlock a throttled or locked account.
+"""The JSON API for administrators' scripts: list users (with their groups), read and
+reset a user's TOTP credential, unlock a throttled or locked account.
 
 It authenticates with `Authorization: Bearer <token>` only, never a browser session,
 so no cookie can drive it and no token can open a browser session."""
@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, g, jsonify, request
 from werkzeug.exceptions import MethodNotAllowed
 
-from ..accounts import administration, reset, tokens
+from ..accounts import administration, groups, reset, tokens
 from ..accounts.users import find_user
 from ..core.pagination import MAX_PER_PAGE, PER_PAGE
 from ..factors import throttle, totp
@@ -55,13 +55,15 @@ def _user_or_404(username: str):
 
 @bp.get("/users/<username>/totp")
 def totp_status(username):
-    """Say whether a user has a confirmed authenticator, and since when."""
+    """Say whether a user has a confirmed authenticator, and since when; and their
+    groups (what the gateway lets through and passes on in Remote-Groups)."""
     user = _user_or_404(username)
     credential = totp.credential_of(user)
     return jsonify(
         username=user.username,
         enrolled=credential is not None,
         confirmed_at=credential.confirmed_at.isoformat() + "Z" if credential else None,
+        groups=list(groups.groups_of(user)),
     )
 
 
@@ -98,7 +100,7 @@ def _query_int(name: str, default: int, highest: int) -> int:
 
 @bp.get("/users")
 def users_list():
-    """List users (by name) with their MFA status; `page`, `per_page` and `q`."""
+    """List users (by name) with their MFA status and groups; `page`, `per_page`, `q`."""
     page = _query_int("page", 1, MAX_PAGE)
     per_page = _query_int("per_page", PER_PAGE, MAX_PER_PAGE)
     result = administration.list_users(request.args.get("q", ""), page, per_page)

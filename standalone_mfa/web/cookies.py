@@ -1,11 +1,18 @@
 """What a cookie set now looks like: one decision, per request, for every cookie the app
-sets (the session cookie, and any other such as a remembered device).
+sets, in two scopes.
 
-Secure when this request came over HTTPS (directly, or through a proxy trusted by the
-`PROXY_FIX_*` settings) or when `SESSION_COOKIE_SECURE` forces it; scoped to the path
-the app is mounted at; and, when Secure, named with the prefix browsers reserve for
-cookies set over HTTPS (`__Host-` at path /, else `__Secure-`), so that a plain-HTTP
-page, a subdomain or a man in the middle cannot plant or overwrite it.
+Shared (`shared_cookie_policy`: the session cookie and the anonymous session's cookie):
+with `SESSION_COOKIE_DOMAIN` set, sent to that domain and every subdomain, at Path=/,
+so that one sign-in on the portal opens every app behind the gateway. Portal-only
+(`portal_cookie_policy`: the remembered-device and trusted-browser cookies): never a
+Domain, so no other app ever receives them nor can set them.
+
+Both are Secure when this request came over HTTPS (directly, or through a proxy
+trusted by the `PROXY_FIX_*` settings) or when `SESSION_COOKIE_SECURE` forces it, and
+when Secure, named with the prefix browsers reserve for cookies set over HTTPS:
+`__Host-` (host-only, at Path=/) where allowed, else `__Secure-` (a Domain, or the app
+under a path prefix), so that a plain-HTTP page or a man in the middle cannot plant or
+overwrite them (nor, for `__Host-`, a subdomain).
 """
 
 from __future__ import annotations
@@ -61,42 +68,56 @@ class CookiePolicy:
         )
 
 
-def cookie_policy() -> CookiePolicy:
-    """How cookies set during the current request must look (needs a request context)."""
+def _policy(domain: str | None) -> CookiePolicy:
     config = current_app.config
     return CookiePolicy(
         secure=request.is_secure or bool(config["SESSION_COOKIE_SECURE"]),
-        # The mount point: "" at the root, "/mfa-app" under X-Forwarded-Prefix.
-        path=request.script_root or "/",
-        domain=config.get("SESSION_COOKIE_DOMAIN") or None,
+        # Host-only: the mount point ("" at the root, "/mfa-app" under X-Forwarded-Prefix).
+        # For a domain: every path, as the apps behind the gateway have their own.
+        path="/" if domain else request.script_root or "/",
+        domain=domain,
         samesite=config["SESSION_COOKIE_SAMESITE"],
         httponly=bool(config["SESSION_COOKIE_HTTPONLY"]),
     )
 
 
-# The remembered-device cookie (`factors.devices` keeps its token's hash): Secure,
-# prefixed and scoped like the session cookie; Lax so that following a link to the
-# site still carries it.
+def shared_cookie_policy() -> CookiePolicy:
+    """How the session cookie and the anonymous cookie look in this request: for the
+    whole `SESSION_COOKIE_DOMAIN` when set (already normalised by `config.finish`),
+    else host-only (needs a request context)."""
+    return _policy(current_app.config.get("SESSION_COOKIE_DOMAIN") or None)
+
+
+def portal_cookie_policy() -> CookiePolicy:
+    """How the portal's own cookies look in this request: host-only, whatever
+    `SESSION_COOKIE_DOMAIN` says. What they hold vouches for this browser at this
+    portal (it may skip the code, it has its own password counter); no app behind the
+    gateway needs it, so none is sent it (needs a request context)."""
+    return _policy(None)
+
+
+# The remembered-device cookie (`factors.devices` keeps its token's hash): portal-only,
+# Secure and prefixed; Lax so that following a link to the site still carries it.
 DEVICE_COOKIE = "smfa_device"
 
 
 def set_device_cookie(response, token: str, days: int) -> None:
-    cookie_policy().set(response, DEVICE_COOKIE, token, max_age=days * 24 * 3600)
+    portal_cookie_policy().set(response, DEVICE_COOKIE, token, max_age=days * 24 * 3600)
 
 
 def device_token() -> str | None:
-    return request.cookies.get(cookie_policy().name(DEVICE_COOKIE))
+    return request.cookies.get(portal_cookie_policy().name(DEVICE_COOKIE))
 
 
 # The trusted-browser cookie (`factors.trusted_browsers`, OWASP's device cookie): set
-# when a sign-in is complete; its password attempts have their own counter. Same
-# policy as the others; never skips a step.
+# when a sign-in is complete; its password attempts have their own counter.
+# Portal-only, like the remembered device; never skips a step.
 TRUSTED_BROWSER_COOKIE = "smfa_browser"
 
 
 def set_trusted_browser_cookie(response, token: str, days: int) -> None:
-    cookie_policy().set(response, TRUSTED_BROWSER_COOKIE, token, max_age=days * 24 * 3600)
+    portal_cookie_policy().set(response, TRUSTED_BROWSER_COOKIE, token, max_age=days * 24 * 3600)
 
 
 def trusted_browser_token() -> str | None:
-    return request.cookies.get(cookie_policy().name(TRUSTED_BROWSER_COOKIE))
+    return request.cookies.get(portal_cookie_policy().name(TRUSTED_BROWSER_COOKIE))

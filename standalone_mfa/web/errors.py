@@ -63,7 +63,8 @@ def security_headers(response):
     if request.endpoint != "static":
         headers.setdefault("Cache-Control", "no-store")
     if request.is_secure:
-        headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+        subdomains = "; includeSubDomains" if current_app.config["HSTS_INCLUDE_SUBDOMAINS"] else ""
+        headers.setdefault("Strict-Transport-Security", "max-age=63072000" + subdomains)
     return response
 
 

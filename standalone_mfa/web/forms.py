@@ -115,6 +115,12 @@ class NewUserForm(FlaskForm):
     )
 
 
+class GroupForm(FlaskForm):
+    """One group name: to add a user to it, or (a hidden field) to remove them."""
+
+    group = SingleValueStringField("Group name", validators=[InputRequired(), Length(max=64)])
+
+
 class UserSearchForm(FlaskForm):
     class Meta:
         csrf = False  # a GET search: it changes nothing

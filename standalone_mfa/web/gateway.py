@@ -22,13 +22,14 @@ from flask import Blueprint, Response, current_app, request
 from ..core.clock import now
 from ..core.config import ConfigurationError
 from ..gateway import check, origin, rules
+from .cookies import CookiePolicy
 from .session_cookie import client
 
 bp = Blueprint("gateway", __name__, url_prefix="/auth")
 logger = logging.getLogger("standalone_mfa")
 ACCESS_KEY = "standalone_mfa.access_control"
-BAD_ORIGIN_LOG_INTERVAL = 60.0
-_last_bad_origin_log = [0.0]
+WARNING_INTERVAL = 60.0  # seconds between two log lines about a misconfiguration
+_last_warning = [float("-inf")]
 
 
 def init_app(app) -> None:
@@ -75,9 +76,12 @@ def _answer(read, *, redirect_to_portal: bool) -> Response:
     try:
         original = read(request.headers)
     except origin.BadOrigin as exc:
-        _log_bad_origin(str(exc))
+        _log_once_a_minute(f"gateway check refused: {exc} (check the proxy's configuration)")
         return _empty(403)
-    token = request.cookies.get(session_cookie_name(original.scheme))
+    name = session_cookie_name(original.scheme)
+    token = request.cookies.get(name)
+    if token is None and name != current_app.config["SESSION_COOKIE_NAME"]:
+        _warn_if_unprefixed(original)
     decision = check.decide(access_control(), original, token, now())
     if decision.outcome == check.ALLOW:
         response = _empty(200)
@@ -105,13 +109,14 @@ def sign_in_url(original_url: str) -> str:
 
 
 def session_cookie_name(scheme: str) -> str:
-    """The name the session cookie has on a request made over `scheme`: prefixed over
-    HTTPS, `__Secure-` when it is shared with subdomains (`__Host-` forbids a Domain)."""
+    """The name the session cookie has on a request made over `scheme` (the original
+    request's, not this check's): the portal's own naming rule (`cookies`), with the
+    prefix over HTTPS (`__Secure-` when shared with subdomains)."""
     config = current_app.config
-    base = config["SESSION_COOKIE_NAME"]
-    if scheme != "https" and not config["SESSION_COOKIE_SECURE"]:
-        return base
-    return ("__Secure-" if config.get("SESSION_COOKIE_DOMAIN") else "__Host-") + base
+    secure = scheme == "https" or bool(config["SESSION_COOKIE_SECURE"])
+    domain = config.get("SESSION_COOKIE_DOMAIN") or None
+    policy = CookiePolicy(secure=secure, path="/", domain=domain, samesite="Lax")
+    return policy.name(config["SESSION_COOKIE_NAME"])
 
 
 def _empty(status: int) -> Response:
@@ -120,10 +125,23 @@ def _empty(status: int) -> Response:
     return response
 
 
-def _log_bad_origin(reason: str) -> None:
-    """A proxy that sends no usable headers is misconfigured: say so in the log, once a
-    minute at most (every request of its apps would otherwise add a line)."""
+def _warn_if_unprefixed(original) -> None:
+    """An HTTPS app whose browser holds only the plain cookie: the portal set it over
+    what it took for HTTP (behind a TLS proxy without PROXY_FIX_X_PROTO). That cookie
+    is not believed over HTTPS (a sibling site could have planted it), so the browser
+    would go round between the app and the portal: say why in the log."""
+    if current_app.config["SESSION_COOKIE_NAME"] in request.cookies:
+        _log_once_a_minute(
+            f"gateway: the browser's session cookie for https://{original.host} has no __Secure- "
+            "prefix: the portal believes it is served over plain HTTP (set PROXY_FIX_X_PROTO "
+            "behind a TLS proxy, or SESSION_COOKIE_SECURE)"
+        )
+
+
+def _log_once_a_minute(message: str) -> None:
+    """A misconfigured proxy or portal: say so in the log, once a minute at most (every
+    request of the protected apps would otherwise add a line)."""
     moment = time.monotonic()
-    if moment - _last_bad_origin_log[0] >= BAD_ORIGIN_LOG_INTERVAL:
-        _last_bad_origin_log[0] = moment
-        logger.warning("gateway check refused: %s (check the proxy's configuration)", reason)
+    if moment - _last_warning[0] >= WARNING_INTERVAL:
+        _last_warning[0] = moment
+        logger.warning("%s", message)

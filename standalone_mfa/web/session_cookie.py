@@ -8,6 +8,10 @@ as Flask's own cookie sessions; readable, not secret) and dated by the app's clo
 cookieless visit touches no database. When the password step gives the session a row,
 the data moves into it and this cookie is deleted; when a session goes back to
 anonymous, its row is deleted and the data comes back here.
+
+Both cookies have the shared scope (`cookies.shared_cookie_policy`: all of
+`SESSION_COOKIE_DOMAIN` when set), and are read and deleted under the name and
+attributes they were set with, so that a browser really drops them.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from ..core.clock import now
 from ..core.db import UNAVAILABLE
 from ..signin import sessions
 from ..signin.sessions import LAST_SEEN_RESOLUTION, ServerSession
-from .cookies import cookie_policy
+from .cookies import shared_cookie_policy
 
 # Never load (nor touch, nor create) a session here: the health probe answers for the
 # database alone, even to a browser that sends its cookie.
@@ -67,7 +71,7 @@ def _anonymous_max_age() -> int:
 def read_anonymous_cookie() -> tuple[dict, int | None]:
     """What this browser's anonymous cookie keeps, and when it was signed; ({}, None)
     if there is none, or it is tampered with, expired or malformed."""
-    value = request.cookies.get(cookie_policy().name(ANONYMOUS_COOKIE))
+    value = request.cookies.get(shared_cookie_policy().name(ANONYMOUS_COOKIE))
     if not value or len(value) > 4096:
         return {}, None
     try:
@@ -90,7 +94,7 @@ def client() -> Client:
 class ServerSessionInterface(SessionInterface):
     def get_cookie_name(self, app) -> str:
         # Decided per request: the same app may be reached over HTTPS through a proxy.
-        return cookie_policy().name(app.config["SESSION_COOKIE_NAME"])
+        return shared_cookie_policy().name(app.config["SESSION_COOKIE_NAME"])
 
     def open_session(self, app, request) -> ServerSession:
         if request.path.startswith(app.static_url_path + "/") or request.path in SESSIONLESS_PATHS:
@@ -107,7 +111,7 @@ class ServerSessionInterface(SessionInterface):
     def save_session(self, app, session: ServerSession, response) -> None:
         response.vary.add("Cookie")
         token = sessions.save(session, now())
-        policy = cookie_policy()
+        policy = shared_cookie_policy()
         if token:
             policy.set(response, app.config["SESSION_COOKIE_NAME"], token)
         sent = g.get("anonymous_cookie")
