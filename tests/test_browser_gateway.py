@@ -139,32 +139,11 @@ def sign_in(page, username: str) -> None:
     page.get_by_role("button", name="Sign in").click()
 
 
-# Chromium applies the portal's CSP `form-action 'self'` to where a form's answer
-# redirects: the last sign-in step's POST (and the sign-out's) redirects to the app on
-# another subdomain, which Chromium blocks ("Sending form data to …/mfa/recovery-codes
-# violates … form-action 'self'"). A portal-side fix (web/errors.py CSP) is needed; until
-# then the flows under the served CSP are expected to fail (strict: they must be
-# un-marked once it is fixed), and one run with the CSP bypassed checks the rest.
-CSP_BLOCKS_RD = pytest.mark.xfail(
-    strict=True,
-    reason="the portal's CSP form-action 'self' blocks the redirect to rd after a POST",
-)
-
-
-@pytest.mark.parametrize(
-    ("javascript", "bypass_csp"),
-    [
-        pytest.param(True, False, id="js", marks=CSP_BLOCKS_RD),
-        pytest.param(False, False, id="no-js", marks=CSP_BLOCKS_RD),
-        pytest.param(True, True, id="js-csp-bypassed"),
-    ],
-)
-def test_round_trip_through_nginx_two_apps_one_sign_in_and_out(
-    site, chromium, javascript, bypass_csp
-):
+@pytest.mark.parametrize("javascript", [True, False], ids=["js", "no-js"])
+def test_round_trip_through_nginx_two_apps_one_sign_in_and_out(site, chromium, javascript):
     app, _port = site
     account = new_account(app, "browser", groups=("staff",))
-    context, page = window(chromium, javascript, bypass_csp)
+    context, page = window(chromium, javascript)
     try:
         target = url(site, "app1", "/wiki/Main?rev=2")
         page.goto(target)

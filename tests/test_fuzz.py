@@ -127,6 +127,10 @@ TARGETS = {
     "admin.audit_page": Target(
         fields=("user", "event", "start", "end", "page"), answers_in="admin"
     ),
+    "admin_access.access_page": Target(fields=("url", "method", "username"), answers_in="admin"),
+    # The proxy's headers are fuzzed in test_gateway_rules; here, what a browser can send.
+    "gateway.nginx": Target(share=0.25),
+    "gateway.forward": Target(share=0.25),
     "api.totp_status": Target(path_values=USERNAMES),
     "api.totp_reset": Target(path_values=USERNAMES),
     "api.users_list": Target(fields=("page", "per_page", "q")),

@@ -501,3 +501,13 @@ def test_a_misconfigured_proxy_or_portal_is_named_in_the_log(
     assert response.status_code == 401
     assert "PROXY_FIX_X_PROTO" in caplog.text
     assert token not in caplog.text
+
+
+def test_the_csp_lets_forms_lead_back_to_the_apps_and_nowhere_else(gateway_app):
+    """Browsers apply form-action to where a form's answer redirects: the last sign-in
+    step and the sign-out lead to `rd` on the cookie domain, and only there."""
+    shared = gateway_app.test_client().get("/login").headers["Content-Security-Policy"]
+    assert "form-action 'self' https://example.test:* https://*.example.test:*" in shared
+    from standalone_mfa.web.errors import content_security_policy
+
+    assert "form-action 'self';" in content_security_policy(None)

@@ -4,9 +4,12 @@ headers (SC-32, SC-34), and `rd` (SC-33)."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from conftest import START, make_app
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from standalone_mfa.core.clock import FrozenClock
 from standalone_mfa.core.config import ConfigurationError
@@ -340,3 +343,38 @@ def test_sc33_without_a_cookie_domain_no_url_is_followed_only_paths():
     assert safe_return_url("https://wiki.example.com/", None) is None
     assert safe_destination("https://wiki.example.com/", None) is None
     assert safe_destination("/account/security", None) == "/account/security"
+
+
+# --- Whatever a proxy (or someone reaching the portal directly) sends
+
+
+HEADER_TEXT = st.text(alphabet=st.characters(codec="latin-1"), max_size=120) | st.sampled_from(
+    ["https://wiki.example.com/", "http://a.example.com:8080/x?y=1", "/", "//x"]
+)
+
+
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")), deadline=None)
+@given(url=HEADER_TEXT, method=HEADER_TEXT, proto=HEADER_TEXT, host=HEADER_TEXT, uri=HEADER_TEXT)
+def test_sc34_any_header_text_is_read_or_refused_never_an_error(url, method, proto, host, uri):
+    access = rules.parse(RULES)
+    for read, headers in (
+        (origin.from_nginx, {"X-Original-URL": url, "X-Original-Method": method}),
+        (
+            origin.from_forwarded,
+            {
+                "X-Forwarded-Proto": proto,
+                "X-Forwarded-Host": host,
+                "X-Forwarded-Uri": uri,
+                "X-Forwarded-Method": method,
+            },
+        ),
+    ):
+        try:
+            original = read(headers)
+        except origin.BadOrigin:
+            continue
+        assert original.scheme in ("http", "https")
+        assert original.method in rules.METHODS
+        assert original.path.startswith("/") and "//" not in original.path
+        assert "/../" not in original.path + "/" and "/./" not in original.path + "/"
+        access.verdict(original.host, original.resource, original.method)

@@ -31,8 +31,21 @@ logger = logging.getLogger("standalone_mfa")
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    "object-src 'none'; base-uri 'none'; form-action {form_action}; frame-ancestors 'none'"
 )
+CSP_KEY = "standalone_mfa.csp"
+
+
+def content_security_policy(cookie_domain: str | None) -> str:
+    """The CSP. Browsers apply `form-action` to where a form's answer redirects too, so
+    with `SESSION_COOKIE_DOMAIN` the apps the gateway protects (the domain and below,
+    where `rd` may lead after the last sign-in step or a sign-out) are allowed."""
+    sources = ["'self'"]
+    if cookie_domain:
+        for scheme in ("https", "http"):
+            sources += [f"{scheme}://{cookie_domain}:*", f"{scheme}://*.{cookie_domain}:*"]
+    return CSP.format(form_action=" ".join(sources))
+
 
 MESSAGES = {
     400: "The request could not be understood. Reload the page and try again.",
@@ -54,7 +67,7 @@ class DatabaseUnavailable(ServiceUnavailable):
 
 def security_headers(response):
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", CSP)
+    headers.setdefault("Content-Security-Policy", current_app.extensions[CSP_KEY])
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "no-referrer")
     headers.setdefault("X-Frame-Options", "DENY")
@@ -130,6 +143,7 @@ def session_ended(_error):
 
 
 def init_app(app) -> None:
+    app.extensions[CSP_KEY] = content_security_policy(app.config.get("SESSION_COOKIE_DOMAIN"))
     app.register_error_handler(SessionEnded, session_ended)
     app.before_request(refuse_if_database_down)
     app.before_request(refuse_oversized_body)
