@@ -59,6 +59,10 @@ def _user_or_exit(username: str) -> User:
 def _upgrade() -> None:
     try:
         ran = schema.upgrade()
+    except schema.MigrationFailed as exc:
+        for name in exc.ran:
+            click.echo(f"Applied {name}")
+        raise click.ClickException(str(exc)) from None
     except schema.SchemaError as exc:
         raise click.ClickException(str(exc)) from None
     for name in ran:

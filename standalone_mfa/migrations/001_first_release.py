@@ -20,6 +20,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
 
         class Meta:
             table_name = "user"
+            legacy_table_names = False  # index names from the table name, as the models
 
     @migrator.create_model
     class ApiToken(pw.Model):
@@ -33,6 +34,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
 
         class Meta:
             table_name = "api_token"
+            legacy_table_names = False  # index names from the table name, as the models
 
     @migrator.create_model
     class AuditEvent(pw.Model):
@@ -47,6 +49,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
 
         class Meta:
             table_name = "audit_event"
+            legacy_table_names = False  # index names from the table name, as the models
 
     @migrator.create_model
     class MfaThrottle(pw.Model):
@@ -62,6 +65,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
 
         class Meta:
             table_name = "mfa_throttle"
+            legacy_table_names = False  # index names from the table name, as the models
 
     @migrator.create_model
     class PasswordThrottle(pw.Model):
@@ -71,6 +75,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
 
         class Meta:
             table_name = "password_throttle"
+            legacy_table_names = False  # index names from the table name, as the models
 
     @migrator.create_model
     class RecoveryCode(pw.Model):
@@ -84,6 +89,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
 
         class Meta:
             table_name = "recovery_code"
+            legacy_table_names = False  # index names from the table name, as the models
             indexes = [(("user", "code_hash"), True)]
 
     @migrator.create_model
@@ -105,6 +111,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
 
         class Meta:
             table_name = "totp_credential"
+            legacy_table_names = False  # index names from the table name, as the models
 
     @migrator.create_model
     class RememberedDevice(pw.Model):
@@ -128,6 +135,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
 
         class Meta:
             table_name = "remembered_device"
+            legacy_table_names = False  # index names from the table name, as the models
 
     @migrator.create_model
     class Setting(pw.Model):
@@ -136,6 +144,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
 
         class Meta:
             table_name = "setting"
+            legacy_table_names = False  # index names from the table name, as the models
 
     @migrator.create_model
     class WebSession(pw.Model):
@@ -162,6 +171,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
 
         class Meta:
             table_name = "web_session"
+            legacy_table_names = False  # index names from the table name, as the models
 
 
 def rollback(migrator: Migrator, database: pw.Database, *, fake=False):

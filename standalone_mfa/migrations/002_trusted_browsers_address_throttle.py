@@ -24,6 +24,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
 
         class Meta:
             table_name = "trusted_browser"
+            legacy_table_names = False  # index names from the table name, as the models
 
     @migrator.create_model
     class AddressThrottle(pw.Model):
@@ -34,6 +35,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
 
         class Meta:
             table_name = "address_throttle"
+            legacy_table_names = False  # index names from the table name, as the models
 
 
 def rollback(migrator: Migrator, database: pw.Database, *, fake=False):

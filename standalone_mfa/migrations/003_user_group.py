@@ -17,6 +17,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
 
         class Meta:
             table_name = "user_group"
+            legacy_table_names = False  # index names from the table name, as the models
             indexes = [(("user", "name"), True)]
 
 

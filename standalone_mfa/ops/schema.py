@@ -51,6 +51,18 @@ class SchemaError(RuntimeError):
     """The database cannot be upgraded by this code (newer, or not recognised)."""
 
 
+class MigrationFailed(SchemaError):
+    """A migration failed and was rolled back; those before it (`ran`) stay applied."""
+
+    def __init__(self, name: str, ran: list[str], current: str | None, cause: Exception):
+        self.name, self.ran, self.current = name, ran, current
+        super().__init__(
+            f"Migration {name} failed and was rolled back ({type(cause).__name__}: {cause}). "
+            f"The database is at {current or 'no version'}, as before it; fix the cause "
+            f"and run `{UPGRADE_COMMAND}` again."
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class Status:
     """The migrations this code knows and those the database has applied, in order."""
@@ -260,8 +272,14 @@ def upgrade(target: str | None = None) -> list[str]:
                 if not pending or (target is not None and target in applied):
                     return ran
                 name = pending[0]
-                _apply(name, applied)
-                _check_foreign_keys()
+                try:
+                    with write_transaction():  # a savepoint: what fails leaves no trace
+                        _apply(name, applied)
+                        _check_foreign_keys()
+                except Exception as exc:
+                    logger.exception("Migration %s failed; rolled back", name)
+                    current = applied[-1] if applied else None
+                    raise MigrationFailed(name, ran, current, exc) from exc
             ran.append(name)
             logger.info("Applied migration %s", name)
 

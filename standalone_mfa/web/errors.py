@@ -196,8 +196,9 @@ def handle_unexpected(error):
 def _missing_schema(error) -> bool:
     if not isinstance(error, peewee.ProgrammingError):
         return False
-    driver_error = error.args[0] if error.args else None
-    return getattr(driver_error, "pgcode", None) in MISSING_SCHEMA_CODES
+    # Peewee raises its own class while handling the driver's: that one is the context.
+    candidates = (error.__context__, error.__cause__, *error.args)
+    return any(getattr(c, "pgcode", None) in MISSING_SCHEMA_CODES for c in candidates)
 
 
 def session_ended(_error):
