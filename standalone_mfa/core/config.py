@@ -40,6 +40,7 @@ DEFAULTS = {
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "WTF_CSRF_TIME_LIMIT": 3600,
     "ADMIN_STEP_UP_SECONDS": 300,  # how long an admin's re-entered code or password counts
+    "METRICS_TOKEN": None,  # the bearer token of GET /metrics; None: no /metrics (404)
     # Flask-WTF's HTTPS-only Referer check cannot pass: every page sends
     # `Referrer-Policy: no-referrer`, so browsers send no Referer. What it guards
     # against (a session planted over plain HTTP) the cookie prefixes already stop:

@@ -29,7 +29,7 @@ ENDPOINT_STATES = {
     "auth.logout": set(state.STATES),
     "static": set(state.STATES),
 }
-SESSIONLESS_BLUEPRINTS = {"api", "health"}
+SESSIONLESS_BLUEPRINTS = {"api", "health", "metrics"}
 # Where a browser is sent when it asks for a page its state does not allow.
 STATE_HOME = {
     ANONYMOUS: "auth.login",

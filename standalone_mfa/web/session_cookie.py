@@ -28,7 +28,7 @@ from .cookies import cookie_policy
 
 # Never load (nor touch, nor create) a session here: the health probe answers for the
 # database alone, even to a browser that sends its cookie.
-SESSIONLESS_PATHS = frozenset({"/healthz"})
+SESSIONLESS_PATHS = frozenset({"/healthz", "/metrics"})
 
 ANONYMOUS_COOKIE = "smfa_anon"
 _ANONYMOUS_SALT = "standalone-mfa.anonymous-session"  # this cookie's own key
