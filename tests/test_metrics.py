@@ -63,6 +63,7 @@ def metrics_app(tmp_path, clock):
 def test_sc39_metrics_are_404_while_no_token_is_configured(app):
     client = app.test_client()
     assert client.get("/metrics").status_code == 404
+    assert client.options("/metrics").status_code == 404  # not even its methods
     assert client.get("/metrics", headers={"Authorization": "Bearer "}).status_code == 404
     assert client.get("/metrics", headers={"Authorization": "Bearer None"}).status_code == 404
 
@@ -256,7 +257,7 @@ def test_sc39_no_username_address_or_secret_in_the_metrics(metrics_app, clock):
     for value in forbidden:
         assert value and value not in body, value
     for label_value in re.findall(r'="([^"]*)"', body):
-        assert re.fullmatch(r"[a-z_.+0-9A-Z]*", label_value), label_value
+        assert re.fullmatch(r"[-a-z_.+0-9A-Z]*", label_value), label_value
 
 
 # --- two gunicorn workers, one picture

@@ -1,7 +1,8 @@
 """`GET /metrics` for Prometheus, and the request timing behind its histogram.
 
 Served only to `Authorization: Bearer <METRICS_TOKEN>` (compared in constant time),
-404 while no token is configured (the endpoint does not exist then), 401 otherwise.
+401 otherwise; while no token is configured the route is not even registered (404,
+whatever the method).
 Like the health check it has no session: no cookie is set, nothing is counted as a
 sign-in, and it answers whatever the schema (SC-38 is visible in the other numbers).
 """
@@ -59,4 +60,5 @@ def init_app(app) -> None:
         metrics.pool_seen(0, config["DATABASE_POOL_SIZE"])
     app.before_request(_started)
     app.teardown_request(_finished)
-    app.register_blueprint(bp)
+    if config.get("METRICS_TOKEN"):  # otherwise no such page, whatever the method
+        app.register_blueprint(bp)
