@@ -523,3 +523,27 @@ def test_upgrading_while_requests_are_served_does_not_disturb_them(tmp_path, clo
         stop.set()
         thread.join()
     assert statuses and set(statuses) == {200}
+
+
+def test_sc38_gunicorns_entry_point_logs_the_mismatch_at_start(app, tmp_path):
+    """`wsgi.py` checks at import, before any request: one line in the log."""
+    at_migration(app, "002_trusted_browsers_address_throttle")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
+    env |= {
+        "FLASK_SECRET_KEY": app.config["SECRET_KEY"],
+        "FLASK_MFA_ENCRYPTION_KEYS": '["' + '","'.join(app.config["MFA_ENCRYPTION_KEYS"]) + '"]',
+        "FLASK_DATABASE_URL": app.config["DATABASE_URL"],
+    }
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    started = subprocess.run(
+        [sys.executable, "-c", "import wsgi"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode == 0, started.stderr
+    lines = [line for line in started.stderr.splitlines() if "refusing to serve" in line]
+    assert len(lines) == 1, started.stderr
+    assert "flask --app standalone_mfa db upgrade" in lines[0]

@@ -98,6 +98,13 @@ def schema_problem() -> str | None:
     return problem
 
 
+def check_schema_at_start(app) -> None:
+    """At start (wsgi.py): the version check now, so a database that needs
+    `db upgrade` is in the log before the first request arrives."""
+    with app.app_context():
+        schema_problem()
+
+
 def forget_schema_check() -> None:
     """Look at the schema again at the next request (a table went missing)."""
     current_app.extensions["standalone_mfa.schema"] = {
