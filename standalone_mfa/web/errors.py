@@ -6,6 +6,7 @@ newer (no silent downgrade). The app never upgrades by itself."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import peewee
@@ -59,6 +60,7 @@ SCHEMA_RECHECK_SECONDS = 5.0
 # Endpoints that answer whatever the schema: the 503 page's stylesheet, the health
 # check (it reports the mismatch itself) and the metrics.
 SCHEMA_EXEMPT = {"static", "health.healthz", "metrics.metrics"}
+_SCHEMA_CHECK = threading.Lock()
 # PostgreSQL's "no such table" and "no such column": a schema that is not ours.
 MISSING_SCHEMA_CODES = {"42P01", "42703"}
 CSRF_MESSAGE = (
@@ -83,19 +85,20 @@ def schema_problem() -> str | None:
     )
     if state["ok"]:
         return None
-    checked_at = state["checked_at"]
-    if checked_at is not None and time.monotonic() - checked_at < SCHEMA_RECHECK_SECONDS:
-        return state["problem"]
-    try:
-        problem = schema.status().problem()
-    except UNAVAILABLE:
-        return None  # the database is down: its own 503 says so
-    if problem is not None and problem != state["problem"]:
-        logger.error("refusing to serve: %s", problem)
-    elif problem is None and state["problem"] is not None:
-        logger.warning("the database schema matches the code now: serving")
-    state.update(ok=problem is None, checked_at=time.monotonic(), problem=problem)
-    return problem
+    with _SCHEMA_CHECK:  # one thread looks (and logs) at a time
+        checked_at = state["checked_at"]
+        if checked_at is not None and time.monotonic() - checked_at < SCHEMA_RECHECK_SECONDS:
+            return state["problem"]
+        try:
+            problem = schema.status().problem()
+        except UNAVAILABLE:
+            return None  # the database is down: its own 503 says so
+        if problem is not None and problem != state["problem"]:
+            logger.error("refusing to serve: %s", problem)
+        elif problem is None and state["problem"] is not None:
+            logger.warning("the database schema matches the code now: serving")
+        state.update(ok=problem is None, checked_at=time.monotonic(), problem=problem)
+        return problem
 
 
 def check_schema_at_start(app) -> None:
