@@ -3,9 +3,26 @@ makes gunicorn believe forwarded headers only when the app does, so one setting 
 the app's `PROXY_FIX_*` (instance/config.py, then `FLASK_PROXY_FIX_*`). Left to its
 defaults, gunicorn believes `X-Forwarded-Proto: https` from 127.0.0.1 on its own, and
 `SCRIPT_NAME` headers, whatever the app was told. Settings given on gunicorn's command
-line still win over this file."""
+line still win over this file.
 
-from standalone_mfa.core.config import proxy_hops
+It also sets up prometheus-client's multiprocess mode, so that `/metrics` adds up every
+worker's numbers: PROMETHEUS_MULTIPROC_DIR must be set before prometheus_client is first
+imported (the app's import below does it), so it is set here, at the top. Unset, it is a
+new private temporary folder, removed when gunicorn exits; set (systemd's environment,
+say), its old files are deleted at start, as prometheus-client requires."""
+
+import glob
+import os
+import shutil
+import tempfile
+
+_OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _OWN_METRICS_DIR:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="smfa-metrics-")
+
+from prometheus_client import multiprocess  # noqa: E402 -- after the variable is set
+
+from standalone_mfa.core.config import proxy_hops  # noqa: E402
 
 _hops = proxy_hops()
 
@@ -19,3 +36,19 @@ secure_scheme_headers = {"X-FORWARDED-PROTO": "https"} if _hops["PROXY_FIX_X_PRO
 # SCRIPT_NAME and PATH_INFO from request headers: never (the prefix is X-Forwarded-Prefix,
 # believed by ProxyFix when PROXY_FIX_X_PREFIX says so).
 forwarder_headers = ""
+
+
+def on_starting(server):
+    """Numbers left by an earlier run would be added to this one's: start from none."""
+    for path in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
+        os.unlink(path)
+
+
+def child_exit(server, worker):
+    """A worker that ended: its gauges (the pool) stop counting; its counters stay."""
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

@@ -21,15 +21,9 @@ from standalone_mfa.accounts import settings
 from standalone_mfa.core import crypto
 from standalone_mfa.core.clock import now
 from standalone_mfa.core.db import db, is_sqlite
-from standalone_mfa.core.models import (
-    ALL_MODELS,
-    MfaThrottle,
-    TotpCredential,
-    User,
-    WebSession,
-    create_tables,
-)
+from standalone_mfa.core.models import MfaThrottle, TotpCredential, User, WebSession
 from standalone_mfa.factors import passwords, totp
+from standalone_mfa.ops import schema
 from standalone_mfa.signin import state
 
 PASSWORD = "bench-password-1"
@@ -54,11 +48,13 @@ class PendingLogin:
 
 
 def fresh_database() -> None:
-    """Empty tables: a SQLite file is new anyway; a server database is wiped."""
+    """The migrated schema on an empty database: a SQLite file is new anyway; a server
+    database is wiped (every table, the migration history too), then upgraded."""
     with db.connection_context():
         if not is_sqlite():
-            db.drop_tables(ALL_MODELS, safe=True, cascade=True)
-    create_tables()
+            for table in db.get_tables():
+                db.execute_sql(f'DROP TABLE IF EXISTS "{table}" CASCADE')
+        schema.upgrade()
 
 
 def seed_users(count: int) -> list[BenchUser]:

@@ -15,14 +15,15 @@ from .accounts import administration, groups, reset, settings, tokens, users
 from .core import audit as audit_log
 from .core import crypto, db
 from .core.clock import now
-from .core.models import TotpCredential, User, WebSession, create_tables
+from .core.models import TotpCredential, User, WebSession
 from .factors import passwords, throttle, totp
-from .ops import maintenance
+from .ops import backup, maintenance, schema
 
 user_cli = AppGroup("user", help="Manage users.")
 mfa_cli = AppGroup("mfa", help="Multi-Factor Authentication settings and resets.")
 token_cli = AppGroup("token", help="API tokens.")
 audit_cli = AppGroup("audit", help="The audit log.")
+db_cli = AppGroup("db", help="The database schema: upgrade, current version, history.")
 
 ACTOR = "cli"
 
@@ -55,12 +56,62 @@ def _user_or_exit(username: str) -> User:
     return user
 
 
+def _upgrade() -> None:
+    try:
+        ran = schema.upgrade()
+    except schema.MigrationFailed as exc:
+        for name in exc.ran:
+            click.echo(f"Applied {name}")
+        raise click.ClickException(str(exc)) from None
+    except schema.SchemaError as exc:
+        raise click.ClickException(str(exc)) from None
+    for name in ran:
+        click.echo(f"Applied {name}")
+    current = schema.status().current
+    click.echo(
+        f"Database schema at {current}"
+        + (" (nothing to do)" if not ran else "")
+        + f": {_describe(current_app.config['DATABASE_URL'])}"
+    )
+
+
+@db_cli.command("upgrade")
+@clear_errors
+def db_upgrade_command():
+    """Apply every pending migration, each in its own transaction (safe to run on
+    several instances at once: one migrates, the others wait)."""
+    _upgrade()
+
+
+@db_cli.command("current")
+@clear_errors
+def db_current_command():
+    """Print the schema version (the last migration applied), and whether it matches."""
+    found = schema.status()
+    click.echo(found.current or "none (an empty database, or one made before migrations)")
+    problem = found.problem()
+    if problem is not None:
+        click.echo(problem, err=True)
+        sys.exit(1)
+
+
+@db_cli.command("history")
+@clear_errors
+def db_history_command():
+    """List the migrations applied and when, then any this code would still apply."""
+    applied = schema.history()
+    for name, when in applied:
+        click.echo(f"{name}\tapplied {when}")
+    for name in schema.status().pending:
+        click.echo(f"{name}\tpending")
+
+
 @click.command("init-db")
 @with_appcontext
 @clear_errors
 def init_db_command():
-    """Create the tables (safe to run again) and a first admin if there is no user."""
-    create_tables()
+    """Upgrade the schema (safe to run again) and create a first admin if there is no user."""
+    _upgrade()
     click.echo(f"Database ready: {_describe(current_app.config['DATABASE_URL'])}")
     if User.select().count() == 0:
         password = passwords.new_random_password()
@@ -314,6 +365,22 @@ def audit_prune_command(days):
     click.echo(f"Deleted {deleted} audit events older than {days} days.")
 
 
+@click.command("backup")
+@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+@click.option("--force", is_flag=True, help="Replace PATH if it exists.")
+@with_appcontext
+@clear_errors
+def backup_command(path, force):
+    """Write a consistent, verified copy of the SQLite database to PATH (mode 0600),
+    while the app serves. On PostgreSQL: use pg_dump."""
+    try:
+        copied = backup.backup(path, force=force)
+    except backup.BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Backed up to {copied} (integrity check: ok). Keep MFA_ENCRYPTION_KEYS too.")
+
+
 def init_app(app) -> None:
-    for command in (init_db_command, prune_command, user_cli, mfa_cli, token_cli, audit_cli):
+    commands = (init_db_command, prune_command, backup_command, db_cli)
+    for command in (*commands, user_cli, mfa_cli, token_cli, audit_cli):
         app.cli.add_command(command)

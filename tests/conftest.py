@@ -3,12 +3,16 @@ test-client helper whose methods read like a person's steps."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as dt
 import html
 import os
 import re
+import shutil
+import tempfile
 import threading
+from pathlib import Path
 
 import pyotp
 import pytest
@@ -17,7 +21,8 @@ from standalone_mfa import create_app
 from standalone_mfa.accounts.users import create_user
 from standalone_mfa.core.clock import FrozenClock
 from standalone_mfa.core.db import db
-from standalone_mfa.core.models import ALL_MODELS, create_tables
+from standalone_mfa.core.models import ALL_MODELS
+from standalone_mfa.ops import schema
 from standalone_mfa.web.cookies import DEVICE_COOKIE
 from standalone_mfa.web.session_cookie import ANONYMOUS_COOKIE
 
@@ -44,14 +49,83 @@ def test_config(tmp_path, clock, **overrides) -> dict:
 test_config.__test__ = False  # a helper, not a test
 
 
+# --- the schema, built as production builds it: by `ops.schema.upgrade`
+
+_SQLITE_TEMPLATE: list[Path] = []  # the migrated SQLite file of this session, once built
+_SERVER_READY: set[str] = set()  # server database URLs upgraded in this session
+
+
+def migrated_sqlite_template() -> Path:
+    """A SQLite file made by the real upgrade, once per session: each test copies it
+    (a file that no connection holds open, so a plain copy is exact)."""
+    if not _SQLITE_TEMPLATE:
+        folder = Path(tempfile.mkdtemp(prefix="smfa-schema-"))
+        atexit.register(shutil.rmtree, folder, True)
+        path = folder / "migrated.sqlite3"
+        url = f"sqlite:///{path}"
+        template = create_app(test_config(folder, FrozenClock(START), DATABASE_URL=url))
+        with template.app_context():
+            schema.upgrade()
+            db.obj.close_all()  # the last connection checkpoints and removes the WAL
+        assert not Path(f"{path}-wal").exists()
+        _SQLITE_TEMPLATE.append(path)
+    return _SQLITE_TEMPLATE[0]
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file a `sqlite:///` URL names (None for another database or `:memory:`)."""
+    if not url.startswith("sqlite:///") or ":memory:" in url:
+        return None
+    return Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+
+
+def drop_schema() -> None:
+    """Every table, the migration history included: an empty database (in the app
+    context of the app whose database it is)."""
+    from standalone_mfa.core.db import is_sqlite
+
+    cascade = "" if is_sqlite() else " CASCADE"
+    for table in db.get_tables():
+        db.execute_sql(f'DROP TABLE IF EXISTS "{table}"{cascade}')
+    _SERVER_READY.clear()
+
+
+def fresh_schema() -> None:
+    """An empty database, then the real upgrade (in an app context)."""
+    drop_schema()
+    schema.upgrade()
+    _SERVER_READY.add(current_url())
+
+
+def current_url() -> str:
+    from flask import current_app
+
+    return current_app.config["DATABASE_URL"]
+
+
+def empty_server_tables() -> None:
+    """Start a test from empty tables, never touching the schema or its history."""
+    names = ", ".join(f'"{model._meta.table_name}"' for model in ALL_MODELS)
+    db.execute_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+
+
 def make_app(tmp_path, clock, **overrides):
     """An app on a fresh database with users alice, bob and root (an admin)."""
-    app = create_app(test_config(tmp_path, clock, **overrides))
+    config = test_config(tmp_path, clock, **overrides)
+    path = sqlite_file(config["DATABASE_URL"])
+    if path is not None and not path.exists() and path.parent.is_dir():
+        shutil.copyfile(migrated_sqlite_template(), path)
+    app = create_app(config)
     with app.app_context():
-        if not app.config["DATABASE_URL"].startswith("sqlite"):
-            # A shared server database: start every test from empty tables.
-            db.drop_tables(ALL_MODELS, safe=True, cascade=True)
-        create_tables()
+        url = app.config["DATABASE_URL"]
+        if not url.startswith("sqlite"):
+            # A shared server database: upgraded once per session, then emptied.
+            if url in _SERVER_READY:
+                empty_server_tables()
+            else:
+                fresh_schema()
+        elif path is None:
+            schema.upgrade()  # in memory
         create_user("alice", PASSWORD)
         create_user("bob", PASSWORD)
         create_user("root", PASSWORD, is_admin=True)

@@ -608,3 +608,41 @@ def save_mfa_settings(admin, data, username="root", **kwargs):
     step_up(admin, credential_secret(admin.app, username))
     admin.get("/admin/mfa")
     return admin.post("/admin/mfa", data, **kwargs)
+
+
+# --- the schema, as the database reports it (tests/test_migrations.py)
+
+
+def describe_schema(database: peewee.Database, schema: str | None = None) -> dict:
+    """Every table's columns (name, type, nullability, primary key, default), indexes
+    (name, columns, unique), and foreign keys (column, target, ON DELETE), as the
+    engine reports them: two databases with equal descriptions have the same schema."""
+    found = {}
+    sqlite = isinstance(database, peewee.SqliteDatabase)
+    for table in database.get_tables(schema=schema):
+        columns = {
+            (c.name, c.data_type.lower(), c.null, c.primary_key, c.default)
+            for c in database.get_columns(table, schema=schema)
+        }
+        indexes = {
+            (i.name, tuple(i.columns), i.unique) for i in database.get_indexes(table, schema)
+        }
+        if sqlite:
+            rows = database.execute_sql(f'PRAGMA foreign_key_list("{table}")').fetchall()
+            keys = {(r[3], r[2], r[4], r[6].upper()) for r in rows}
+        else:
+            rows = database.execute_sql(
+                """SELECT kcu.column_name, ccu.table_name, ccu.column_name, rc.delete_rule
+                FROM information_schema.referential_constraints rc
+                JOIN information_schema.key_column_usage kcu
+                  ON kcu.constraint_name = rc.constraint_name
+                 AND kcu.constraint_schema = rc.constraint_schema
+                JOIN information_schema.constraint_column_usage ccu
+                  ON ccu.constraint_name = rc.constraint_name
+                 AND ccu.constraint_schema = rc.constraint_schema
+                WHERE kcu.table_name = %s AND kcu.table_schema = %s""",
+                (table, schema or "public"),
+            ).fetchall()
+            keys = {tuple(r) for r in rows}
+        found[table] = {"columns": columns, "indexes": indexes, "foreign_keys": keys}
+    return found

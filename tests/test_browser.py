@@ -37,10 +37,11 @@ from standalone_mfa.accounts import reset, settings, tokens
 from standalone_mfa.accounts.users import create_user, find_user
 from standalone_mfa.core.config import DEFAULTS
 from standalone_mfa.core.db import db
-from standalone_mfa.core.models import AuditEvent, MfaThrottle, User, WebSession, create_tables
+from standalone_mfa.core.models import AuditEvent, MfaThrottle, User, WebSession
 from standalone_mfa.core.pagination import PER_PAGE
 from standalone_mfa.factors import recovery, totp
 from standalone_mfa.instance import write_config
+from standalone_mfa.ops import schema
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 
@@ -141,7 +142,7 @@ class Site:
         self.app_spec = f"standalone_mfa:create_app(instance_path={str(self.instance)!r})"
         self.app = create_app(instance_path=str(self.instance))
         with self.app.app_context():
-            create_tables()
+            schema.upgrade()  # what `make run` does (init-db)
         self.log_path = root / "server.log"
         # Readable usernames (they show in the screenshots), each used once.
         self._names = (f"{name}{n or ''}" for n in itertools.count() for name in NAMES)

@@ -43,8 +43,9 @@ from standalone_mfa import create_app
 from standalone_mfa.accounts import settings
 from standalone_mfa.accounts.users import find_user
 from standalone_mfa.core.db import db
-from standalone_mfa.core.models import User, create_tables
+from standalone_mfa.core.models import User
 from standalone_mfa.factors import totp
+from standalone_mfa.ops import schema
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 
@@ -78,7 +79,7 @@ def site(tmp_path_factory):
     )  # no DATABASE_URL: a SQLite file in the instance folder, whatever the test pass
     app = create_app(instance_path=str(instance))
     with app.app_context():
-        create_tables()
+        schema.upgrade()
         settings.set_mfa_method("totp", actor="browser-tests")
     try:
         with (

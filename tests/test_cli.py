@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import PASSWORD, Browser, events, make_app, test_config
+from conftest import PASSWORD, Browser, drop_schema, events, make_app, test_config
 from cryptography.fernet import Fernet, InvalidToken
 from helpers import (
     add_events,
@@ -25,8 +25,8 @@ from standalone_mfa.accounts import groups, settings
 from standalone_mfa.accounts.users import find_user
 from standalone_mfa.core.config import DEFAULTS
 from standalone_mfa.core.crypto import generate_key
-from standalone_mfa.core.db import db, is_sqlite
-from standalone_mfa.core.models import ALL_MODELS, ApiToken, AuditEvent, TotpCredential, User
+from standalone_mfa.core.db import db
+from standalone_mfa.core.models import ApiToken, AuditEvent, TotpCredential, User
 
 
 def close_db():
@@ -45,7 +45,7 @@ def fresh_app(tmp_path, clock):
     """An app on an empty database (no tables, no users), as after installation."""
     app = create_app(test_config(tmp_path, clock))
     with app.app_context():
-        db.drop_tables(ALL_MODELS, safe=True, cascade=not is_sqlite())
+        drop_schema()
         close_db()
     return app
 

@@ -12,8 +12,9 @@ import pytest
 from conftest import PASSWORD, Browser, make_app
 
 from standalone_mfa.core.db import db
-from standalone_mfa.core.models import AuditEvent, User, WebSession, create_tables
+from standalone_mfa.core.models import AuditEvent, User, WebSession
 from standalone_mfa.factors import passwords
+from standalone_mfa.ops import schema
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 
@@ -60,7 +61,7 @@ def test_healthz_503_without_schema(tmp_path, clock):
         db.initialize(peewee.SqliteDatabase(str(tmp_path / "empty.sqlite3")))
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
-    assert response.get_json() == {"status": "unavailable"}
+    assert response.get_json() == {"status": "unavailable", "schema": "mismatch"}
 
 
 def test_schema_creation_is_idempotent(app):
@@ -74,7 +75,7 @@ def test_schema_creation_is_idempotent(app):
         assert "Created the first administrator" not in result.output
     with app.app_context():
         assert sorted(u.username for u in User.select()) == ["alice", "bob", "root"]
-        create_tables()  # what init-db runs, once more directly
+        assert schema.upgrade() == []  # what init-db runs, once more directly: nothing to do
 
 
 # ------------------------------------------ SQLite: the file's folder goes away

@@ -14,6 +14,7 @@ import os
 import time
 
 import pytest
+from conftest import fresh_schema
 from proxies import (
     APP_HOSTS,
     DOMAIN,
@@ -37,7 +38,7 @@ from proxies import (
 from standalone_mfa import create_app
 from standalone_mfa.accounts import settings
 from standalone_mfa.core.db import db
-from standalone_mfa.core.models import ALL_MODELS, WebSession, create_tables
+from standalone_mfa.core.models import WebSession
 from standalone_mfa.factors import totp
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
@@ -69,8 +70,7 @@ def deployment(tmp_path_factory):
     )
     app = create_app(instance_path=str(instance))
     with app.app_context():
-        db.drop_tables(ALL_MODELS, safe=True, cascade=True)
-        create_tables()
+        fresh_schema()  # the real upgrade, on the shared database
         settings.set_mfa_method("totp", actor="test")
     try:
         with (

@@ -144,7 +144,11 @@ def conf(monkeypatch, **flask_env) -> dict:
     for name, value in flask_env.items():
         monkeypatch.setenv(f"FLASK_{name}", str(value))
     monkeypatch.chdir(ROOT)
-    return runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    # The file sets up the metrics' folder for gunicorn's workers: not for this process.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # unset for the file; restored after
+    found = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    found["on_exit"](None)  # the temporary folder it made
+    return found
 
 
 def test_sc46_gunicorn_conf_follows_the_proxy_fix_settings(monkeypatch):

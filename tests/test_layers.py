@@ -17,7 +17,7 @@ ALLOWED = {
     "accounts": {"core", "factors", "signin"},
     "ops": {"core", "factors", "signin"},
     "gateway": {"core", "factors", "signin", "accounts"},
-    "web": {"core", "factors", "signin", "accounts", "gateway"},
+    "web": {"core", "factors", "signin", "accounts", "gateway", "ops"},
 }
 REQUEST_NAMES = {"request", "url_for", "flash", "session", "g", "redirect"}
 

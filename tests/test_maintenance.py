@@ -5,7 +5,7 @@ deleted; everything still usable is kept."""
 
 from __future__ import annotations
 
-from conftest import PASSWORD, Browser
+from conftest import PASSWORD, Browser, events
 from helpers import devices_of, remembered_browser, set_remember_days
 
 from standalone_mfa.accounts.users import create_user, find_user
@@ -149,3 +149,29 @@ def test_prune_deletes_remembered_devices_past_their_day(totp_app, new_browser, 
     with totp_app.app_context():
         assert maintenance.prune(clock.now())["remembered_devices"] == 1
     assert devices_of(totp_app, "alice") == []
+
+
+def test_prune_audits_each_pending_login_it_ends(totp_app, clock):
+    """As the guard does when it finds one: the person's activity says it expired."""
+    secret = Browser(totp_app, clock).enrol("alice")
+    clock.advance(60)
+    verifying = Browser(totp_app, clock)
+    verifying.client.environ_base["REMOTE_ADDR"] = "192.0.2.44"
+    verifying.login("alice")  # the code step: 5 minutes
+    clock.advance(5 * MINUTE + 1)
+    assert prune(totp_app, clock)["pending_logins"] == 1
+    (row,) = events(totp_app, "pending_expired")
+    assert (row.username, row.outcome, row.detail, row.ip) == (
+        "alice",
+        "ended",
+        "totp_verify",
+        "192.0.2.44",
+    )
+    # Back later, alice signs in and reads it on her Account security page.
+    browser = Browser(totp_app, clock)
+    browser.login("alice")
+    browser.post("/mfa/verify", {"code": browser.code(secret)})
+    page = browser.page("/account/security")
+    assert "pending_expired" in page and "192.0.2.44" in page
+    assert prune(totp_app, clock)["pending_logins"] == 0
+    assert len(events(totp_app, "pending_expired")) == 1  # nothing audited twice

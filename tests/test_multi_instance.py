@@ -22,7 +22,7 @@ from pathlib import Path
 import pyotp
 import pytest
 import requests
-from conftest import FAST_HASH, PASSWORD, together
+from conftest import FAST_HASH, PASSWORD, fresh_schema, together
 from helpers import wrong_code
 
 from standalone_mfa import create_app
@@ -31,7 +31,7 @@ from standalone_mfa.accounts.users import create_user, find_user
 from standalone_mfa.core.config import DEFAULTS
 from standalone_mfa.core.crypto import generate_key
 from standalone_mfa.core.db import db
-from standalone_mfa.core.models import ALL_MODELS, AuditEvent, TotpCredential, create_tables
+from standalone_mfa.core.models import AuditEvent, TotpCredential
 from standalone_mfa.factors import throttle, totp
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
@@ -125,8 +125,7 @@ def cluster(tmp_path_factory):
     write_instance(instance)
     app = create_app(instance_path=str(instance))  # the same keys and database
     with app.app_context():
-        db.drop_tables(ALL_MODELS, safe=True, cascade=True)
-        create_tables()
+        fresh_schema()  # what `db upgrade` makes, on an empty database
         settings.set_mfa_method("totp", actor="test")
     processes = []
     try:

@@ -47,11 +47,12 @@ DEFAULTS = {
     "PASSWORD_HASH_METHOD": "scrypt",
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "WTF_CSRF_TIME_LIMIT": 3600,
-    "ADMIN_STEP_UP_SECONDS": 300,
+    "ADMIN_STEP_UP_SECONDS": 300,  # how long an admin's re-entered code or password counts
+    "METRICS_TOKEN": None,  # the bearer token of GET /metrics; None: no /metrics (404)
     # The gateway (README, "Protect other apps"): the rules, as a dict or JSON (None: no
     # rules, every check refused), and the portal's public URL, where browsers sign in.
     "ACCESS_CONTROL": None,
-    "GATEWAY_PORTAL_URL": None,  # how long an admin's re-entered code or password counts
+    "GATEWAY_PORTAL_URL": None,
     # Flask-WTF's HTTPS-only Referer check cannot pass: every page sends
     # `Referrer-Policy: no-referrer`, so browsers send no Referer. What it guards
     # against (a session planted over plain HTTP) the cookie prefixes already stop:

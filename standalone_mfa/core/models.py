@@ -174,6 +174,9 @@ class AuditEvent(BaseModel):
     detail = TextField(null=True)
 
 
+# Every table, in dependency order. The schema itself is made by the migrations
+# (`standalone_mfa/migrations`, `flask --app standalone_mfa db upgrade`); tests check
+# that they build exactly these models.
 ALL_MODELS = [
     User,
     TotpCredential,
@@ -189,28 +192,3 @@ ALL_MODELS = [
     UserGroup,
     AuditEvent,
 ]
-
-
-def create_tables() -> None:
-    """Create the missing tables and nullable columns (`init-db`; safe to run again)."""
-    with db.connection_context():
-        db.create_tables(ALL_MODELS, safe=True)
-        add_missing_columns(ALL_MODELS)
-
-
-def add_missing_columns(models) -> list[str]:
-    """Add the nullable columns a newer version gave an existing table (such as
-    `web_session.step_up_at`), so `init-db` upgrades a database made by an older one.
-    Only nullable columns: anything else needs a real migration."""
-    from playhouse.migrate import SchemaMigrator, migrate
-
-    migrator = SchemaMigrator.from_database(db.obj)
-    added = []
-    for model in models:
-        table = model._meta.table_name
-        present = {column.name for column in db.get_columns(table)}
-        for field in model._meta.sorted_fields:
-            if field.column_name not in present and field.null:
-                migrate(migrator.add_column(table, field.column_name, field))
-                added.append(f"{table}.{field.column_name}")
-    return added

@@ -54,6 +54,7 @@ class Proof:
     drift_confirmed: bool = False  # and the failed code before it agreed: tell the person
     step: int | None = None  # the time step a right code matched
     throttled: bool = False
+    replay: bool = False  # a right code whose time step was already used
 
     @property
     def locked(self) -> bool:
@@ -166,7 +167,7 @@ def _check_code(user, raw, credential, secret, client, throttle_row) -> Proof:
         step > credential.last_used_step and totp.consume_step(credential, step)
     ):
         audit.record("totp_replay", "refused", user=user, client=client)
-        return _failed(user, attempt, client)
+        return replace(_failed(user, attempt, client), replay=True)
     throttle.record_success(user)
     return Proof(True, step=step)
 

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ..core.models import AddressThrottle, PasswordThrottle, WebSession
+import peewee
+
+from ..core import audit
+from ..core.db import write_transaction
+from ..core.models import AddressThrottle, PasswordThrottle, User, WebSession
 from ..factors import devices, throttle, trusted_browsers
 from ..signin import lifetimes
 
@@ -35,8 +39,23 @@ def prune(now: dt.datetime) -> dict[str, int]:
 
 def _expired_pending_logins(now: dt.datetime) -> int:
     """A set-up or code step older than its limit (from when it began, as the guard
-    judges it): the next request would only send the browser back to the password."""
-    return WebSession.delete().where(lifetimes.expired_pending(now)).execute()
+    judges it): the next request would only send the browser back to the password.
+    Each is audited as the guard audits one it finds (`pending_expired`), so the
+    person's Account security page says their sign-in expired whichever came first."""
+    with write_transaction():
+        expired = list(
+            WebSession.select(WebSession, User)
+            .join(User, peewee.JOIN.LEFT_OUTER)
+            .where(lifetimes.expired_pending(now))
+            .order_by(WebSession.state_since)
+        )
+        for row in expired:
+            client = audit.Client(ip=row.ip, user_agent=row.user_agent)
+            audit.record(
+                "pending_expired", "ended", user=row.user, detail=row.state, client=client
+            )
+        ids = [row.id for row in expired]
+        return WebSession.delete().where(WebSession.id.in_(ids)).execute() if ids else 0
 
 
 def _expired_sessions(now: dt.datetime) -> int:

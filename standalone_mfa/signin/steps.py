@@ -11,7 +11,7 @@ from flask import current_app
 
 from ..accounts import settings
 from ..accounts.users import find_user, normalize_username
-from ..core import audit, crypto, messages
+from ..core import audit, crypto, messages, metrics
 from ..core.clock import now
 from ..core.db import write_transaction
 from ..core.models import User
@@ -48,6 +48,7 @@ def submit_password(
     client = web_session.client
     name = normalize_username(username)
     user = find_user(name)
+    remembered = None
     with proofs.password(
         name,
         user,
@@ -58,7 +59,10 @@ def submit_password(
     ) as proof:
         if proof.ok:
             audit.record("login", "ok", user=user, client=client)
-            _past_password(web_session, user, next_url, device_token)
+            remembered = _past_password(web_session, user, next_url, device_token)
+    _count("password", proof)
+    if proof.ok and remembered is not None:
+        metrics.signin("remembered_device", "ok" if remembered else "failed")
     if proof.throttled:
         audit.record(
             "login", "throttled", user=user, detail=f"{proof.retry_after}s", client=client
@@ -72,7 +76,9 @@ def submit_password(
     return StepOutcome(True)
 
 
-def _past_password(web_session: ServerSession, user: User, next_url, device_token) -> None:
+def _past_password(web_session: ServerSession, user: User, next_url, device_token):
+    """Move past the password; whether a remembered-device cookie skipped the code
+    (None: there was none to look at)."""
     at = now()
     method = settings.mfa_method()
     credential = totp.credential_of(user)
@@ -99,6 +105,7 @@ def _past_password(web_session: ServerSession, user: User, next_url, device_toke
     record.next_url = destinations.safe_destination(next_url, _cookie_domain())
     if record.state == state.TOTP_SETUP:
         record.pending_secret_encrypted = crypto.encrypt(totp.new_secret())
+    return remembered if method != "disabled" and device_token else None
 
 
 def _cookie_domain() -> str | None:
@@ -156,6 +163,7 @@ def confirm_setup(web_session: ServerSession, raw_code: str | None) -> StepOutco
             state.fire(web_session, "code_confirmed", now())
         elif not proof.ok:
             outcome = _failed(web_session, user, proof)
+    _count("code", proof)
     if proof.ok and credential is None:  # a set-up in another window won the race
         return _set_up_elsewhere(web_session)
     if not proof.ok:
@@ -198,6 +206,7 @@ def verify_code(
             trusted = trusted_browsers.trust(user, trusted_token, days=_trusted_days())
         else:
             outcome = _failed(web_session, user, proof)
+    _count("code", proof)
     if not proof.ok:
         return outcome
     return StepOutcome(True, device_token=token, device_days=days, trusted_token=trusted)
@@ -220,6 +229,7 @@ def use_recovery_code(web_session: ServerSession, raw_code: str | None) -> StepO
             state.fire(web_session, "recovery_code_accepted", now())
         else:
             outcome = _failed(web_session, user, proof, kind="recovery_code")
+    _count("recovery_code", proof)
     if not proof.ok:
         return outcome
     message = messages.text("recovery_used", count=left, noun="code" if left == 1 else "codes")
@@ -264,6 +274,19 @@ def sign_out(web_session: ServerSession) -> None:
         audit.record("logout", "ok", user=web_session.user, client=web_session.client)
         state.fire(web_session, "signed_out", now())
     web_session.clear()
+
+
+def _count(step: str, proof: proofs.Proof) -> None:
+    """The sign-in metric for a step's proof, once its transaction is over."""
+    if proof.ok:
+        outcome = "ok"
+    elif proof.locked:
+        outcome = "locked"
+    elif proof.throttled:
+        outcome = "throttled"
+    else:
+        outcome = "replay" if proof.replay else "failed"
+    metrics.signin(step, outcome)
 
 
 def _failed(web_session, user, proof: proofs.Proof, kind: str = "totp") -> StepOutcome:

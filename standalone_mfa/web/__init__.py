@@ -9,7 +9,19 @@ from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 
 from ..signin.state import AUTHENTICATED
-from . import account, admin, admin_access, api, auth, errors, gateway, guard, health, mfa
+from . import (
+    account,
+    admin,
+    admin_access,
+    api,
+    auth,
+    errors,
+    gateway,
+    guard,
+    health,
+    metrics,
+    mfa,
+)
 from .session_cookie import ServerSessionInterface
 
 csrf = CSRFProtect()
@@ -18,6 +30,7 @@ login_manager = LoginManager()
 
 def init_app(app) -> None:
     app.session_interface = ServerSessionInterface()
+    metrics.init_app(app)  # before all: its clock starts before any check can answer
     errors.init_app(app)  # first: a database that is down answers 503 before any other check
     # The guard runs before the CSRF check: a stale form posted from a session that
     # has moved on (a double click racing the first click's rotation) is sent to its

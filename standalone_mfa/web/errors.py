@@ -1,10 +1,15 @@
 """What every response carries: security headers, and error pages that never show a
-traceback (JSON for the API). A database that is locked or down answers 503."""
+traceback (JSON for the API). A database that is locked or down answers 503, and so
+does one whose schema does not match the code (SC-38): older (run `db upgrade`) or
+newer (no silent downgrade). The app never upgrades by itself."""
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
+import peewee
 from flask import (
     current_app,
     g,
@@ -25,6 +30,7 @@ from werkzeug.exceptions import (
 )
 
 from ..core.db import UNAVAILABLE
+from ..ops import schema
 from ..signin.sessions import SessionEnded
 
 logger = logging.getLogger("standalone_mfa")
@@ -56,6 +62,20 @@ MESSAGES = {
     413: "What was sent is too large.",
     503: "The service is briefly unavailable. Please try again in a moment.",
 }
+SCHEMA_MESSAGE = (
+    "The service is unavailable: its database has not been upgraded for this version "
+    "(or belongs to a newer one). An administrator must run "
+    f"`{schema.UPGRADE_COMMAND}`; the server log says more."
+)
+# While the schema does not match, look again at most this often (a `db upgrade` run
+# meanwhile is picked up without a restart); once it matches, not again.
+SCHEMA_RECHECK_SECONDS = 5.0
+# Endpoints that answer whatever the schema: the 503 page's stylesheet, the health
+# check (it reports the mismatch itself) and the metrics.
+SCHEMA_EXEMPT = {"static", "health.healthz", "metrics.metrics"}
+_SCHEMA_CHECK = threading.Lock()
+# PostgreSQL's "no such table" and "no such column": a schema that is not ours.
+MISSING_SCHEMA_CODES = {"42P01", "42703"}
 CSRF_MESSAGE = (
     "This form has expired or did not come from this site. Reload the page and try again."
 )
@@ -63,6 +83,58 @@ CSRF_MESSAGE = (
 
 class DatabaseUnavailable(ServiceUnavailable):
     description = MESSAGES[503]
+
+
+class SchemaMismatch(ServiceUnavailable):
+    description = SCHEMA_MESSAGE
+
+
+def schema_problem() -> str | None:
+    """Why this database cannot be served by this code (`ops.schema`'s one line), or
+    None. Checked at the first request, then again at most every few seconds while
+    there is a problem; the line is logged once for each new problem."""
+    state = current_app.extensions.setdefault(
+        "standalone_mfa.schema", {"ok": False, "checked_at": None, "problem": None}
+    )
+    if state["ok"]:
+        return None
+    with _SCHEMA_CHECK:  # one thread looks (and logs) at a time
+        checked_at = state["checked_at"]
+        if checked_at is not None and time.monotonic() - checked_at < SCHEMA_RECHECK_SECONDS:
+            return state["problem"]
+        try:
+            problem = schema.status().problem()
+        except UNAVAILABLE:
+            return None  # the database is down: its own 503 says so
+        if problem is not None and problem != state["problem"]:
+            logger.error("refusing to serve: %s", problem)
+        elif problem is None and state["problem"] is not None:
+            logger.warning("the database schema matches the code now: serving")
+        state.update(ok=problem is None, checked_at=time.monotonic(), problem=problem)
+        return problem
+
+
+def check_schema_at_start(app) -> None:
+    """At start (wsgi.py): the version check now, so a database that needs
+    `db upgrade` is in the log before the first request arrives."""
+    with app.app_context():
+        schema_problem()
+
+
+def forget_schema_check() -> None:
+    """Look at the schema again at the next request (a table went missing)."""
+    current_app.extensions["standalone_mfa.schema"] = {
+        "ok": False,
+        "checked_at": None,
+        "problem": None,
+    }
+
+
+def refuse_if_schema_mismatch():
+    if request.endpoint in SCHEMA_EXEMPT:
+        return
+    if schema_problem() is not None:
+        raise SchemaMismatch()
 
 
 def security_headers(response):
@@ -115,6 +187,8 @@ def handle_http_error(error: HTTPException):
     message = MESSAGES.get(error.code, error.name)
     if isinstance(error, CSRFError):
         message = CSRF_MESSAGE
+    elif isinstance(error, SchemaMismatch):
+        message = SCHEMA_MESSAGE
     elif _wants_json() and error.description and error.code == 404:
         message = error.description
     headers = {}
@@ -130,11 +204,25 @@ def handle_unexpected(error):
     if hasattr(session, "discard"):
         session.discard()
     original = getattr(error, "original_exception", None) or error
+    if _missing_schema(original):
+        # PostgreSQL's UndefinedTable/UndefinedColumn: as SQLite's "no such table", a
+        # database without our schema, not a bug in a view.
+        logger.warning("database schema missing: %s", type(original).__name__)
+        forget_schema_check()
+        return render_error(503, MESSAGES[503])
     if isinstance(original, UNAVAILABLE):
         logger.warning("database unavailable: %s", type(original).__name__)
         return render_error(503, MESSAGES[503])
     logger.error("unhandled error", exc_info=original)
     return render_error(500, "Something went wrong on our side. Please try again.")
+
+
+def _missing_schema(error) -> bool:
+    if not isinstance(error, peewee.ProgrammingError):
+        return False
+    # Peewee raises its own class while handling the driver's: that one is the context.
+    candidates = (error.__context__, error.__cause__, *error.args)
+    return any(getattr(c, "pgcode", None) in MISSING_SCHEMA_CODES for c in candidates)
 
 
 def session_ended(_error):
@@ -145,6 +233,7 @@ def session_ended(_error):
 def init_app(app) -> None:
     app.extensions[CSP_KEY] = content_security_policy(app.config.get("SESSION_COOKIE_DOMAIN"))
     app.register_error_handler(SessionEnded, session_ended)
+    app.before_request(refuse_if_schema_mismatch)
     app.before_request(refuse_if_database_down)
     app.before_request(refuse_oversized_body)
     app.after_request(security_headers)

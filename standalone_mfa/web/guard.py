@@ -30,7 +30,7 @@ ENDPOINT_STATES = {
     "auth.logout": set(state.STATES),
     "static": set(state.STATES),
 }
-SESSIONLESS_BLUEPRINTS = {"api", "health", "gateway"}
+SESSIONLESS_BLUEPRINTS = {"api", "health", "gateway", "metrics"}
 # Where a browser is sent when it asks for a page its state does not allow.
 STATE_HOME = {
     ANONYMOUS: "auth.login",

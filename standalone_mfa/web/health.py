@@ -1,5 +1,6 @@
 """`GET /healthz` for load balancers and process monitors: 200 when the database
-answers, 503 when it does not. No session, no sign-in: a probe never makes a row."""
+answers with the schema this code expects, 503 when it does not (down, or not
+upgraded: SC-38). No session, no sign-in: a probe never makes a row."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import peewee
 from flask import Blueprint, jsonify
 
 from ..core.models import Setting
+from .errors import schema_problem
 
 bp = Blueprint("health", __name__)
 logger = logging.getLogger("standalone_mfa")
@@ -16,8 +18,11 @@ logger = logging.getLogger("standalone_mfa")
 
 @bp.get("/healthz")
 def healthz():
-    """Ping the database with a query on one of our tables; say whether it answered."""
+    """Ping the database with a query on one of our tables; say whether it answered
+    and whether its schema matches the code."""
     try:
+        if schema_problem() is not None:
+            return jsonify(status="unavailable", schema="mismatch"), 503
         # A real table, not `SELECT 1`: a database without our schema (init-db not run,
         # or an empty SQLite file in the wrong place) cannot serve a sign-in either.
         Setting.select(Setting.key).limit(1).execute()

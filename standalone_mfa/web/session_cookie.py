@@ -33,7 +33,7 @@ from .cookies import shared_cookie_policy
 # Never load (nor touch, nor create) a session here: the health probe answers for the
 # database alone, even to a browser that sends its cookie.
 # The gateway's checks read the cookie themselves, and never make a session.
-SESSIONLESS_PATHS = frozenset({"/healthz", "/auth/nginx", "/auth/forward"})
+SESSIONLESS_PATHS = frozenset({"/healthz", "/metrics", "/auth/nginx", "/auth/forward"})
 
 ANONYMOUS_COOKIE = "smfa_anon"
 _ANONYMOUS_SALT = "standalone-mfa.anonymous-session"  # this cookie's own key
