@@ -511,3 +511,24 @@ def test_the_csp_lets_forms_lead_back_to_the_apps_and_nowhere_else(gateway_app):
     from standalone_mfa.web.errors import content_security_policy
 
     assert "form-action 'self';" in content_security_policy(None)
+
+
+def test_checks_are_counted_by_decision_in_the_metrics(gateway_app, portal):
+    """Allowed checks and sign-in redirects are counted, not audited (SC-39's metrics)."""
+    from prometheus_client import REGISTRY
+
+    def counts():
+        return {
+            d: REGISTRY.get_sample_value("smfa_gateway_checks_total", {"decision": d}) or 0
+            for d in ("allow", "deny", "sign_in")
+        }
+
+    before = counts()
+    token = signed_in(portal).session_token()
+    for _ in range(3):
+        ask_nginx(gateway_app, "https://wiki.example.test/", token)
+    ask_nginx(gateway_app, "https://wiki.example.test/")
+    ask_forward(gateway_app, "https://wiki.example.test/private/x", token)
+    gateway_app.test_client(use_cookies=False).get("/auth/nginx")  # malformed: refused
+    after = counts()
+    assert {d: after[d] - before[d] for d in after} == {"allow": 3, "deny": 2, "sign_in": 1}

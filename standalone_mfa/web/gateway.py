@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, request
 
+from ..core import metrics
 from ..core.clock import now
 from ..core.config import ConfigurationError
 from ..gateway import check, origin, rules
@@ -77,12 +78,14 @@ def _answer(read, *, redirect_to_portal: bool) -> Response:
         original = read(request.headers)
     except origin.BadOrigin as exc:
         _log_once_a_minute(f"gateway check refused: {exc} (check the proxy's configuration)")
+        metrics.gateway_check(check.REFUSE)
         return _empty(403)
     name = session_cookie_name(original.scheme)
     token = request.cookies.get(name)
     if token is None and name != current_app.config["SESSION_COOKIE_NAME"]:
         _warn_if_unprefixed(original)
     decision = check.decide(access_control(), original, token, now())
+    metrics.gateway_check(decision.outcome)  # counted, never audited one by one
     if decision.outcome == check.ALLOW:
         response = _empty(200)
         if decision.identity is not None:
