@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 import pyotp
 import pytest
 import requests
+import servers
 import urllib3
 from conftest import PASSWORD
 from cryptography import x509
@@ -34,6 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from requests.adapters import HTTPAdapter
+from servers import stop
 
 from standalone_mfa.accounts import settings
 from standalone_mfa.accounts.users import create_user, find_user
@@ -101,15 +103,6 @@ def wait_for_port(port: int, process: subprocess.Popen, log: Path, name: str) ->
                 return
         time.sleep(0.05)  # polling for readiness, not waiting for an outcome
     pytest.fail(f"{name} did not listen on {port}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
 
 
 def shipped(name: str, replacements: list[tuple[str, str]]) -> str:
@@ -620,9 +613,6 @@ class Gateway:
 
 # ------------------------------------------------------------------ gunicorn portals
 
-GUNICORN_BOOT_TIMEOUT = 60
-_LISTENING_RE = re.compile(r"Listening at: (http://127\.0\.0\.1:\d+)")
-
 
 def write_portal_instance(folder: Path, settings_lines: dict) -> Path:
     """An instance folder whose config.py has new keys and `settings_lines`."""
@@ -643,34 +633,6 @@ def write_portal_instance(folder: Path, settings_lines: dict) -> Path:
 def gunicorn_portal(instance: Path, log: Path):
     """The portal in gunicorn (2 workers, threads; the real clock) from `instance` on
     a port the kernel picks; yields its port once /healthz answers."""
-    import sys
-
-    command = [
-        str(Path(sys.executable).with_name("gunicorn")),
-        "--bind=127.0.0.1:0",
-        "--workers=2",
-        "--worker-class=gthread",
-        "--threads=4",
-        "--no-control-socket",  # one per user by default: instances would share it
-        f"standalone_mfa:create_app(instance_path={str(instance)!r})",
-    ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
-    with log.open("w") as handle:
-        process = subprocess.Popen(
-            command, cwd=DEPLOY.parent, env=env, stdout=handle, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + GUNICORN_BOOT_TIMEOUT
-        while True:
-            assert process.poll() is None, f"gunicorn exited:\n{log.read_text()}"
-            assert time.monotonic() < deadline, f"gunicorn did not answer:\n{log.read_text()}"
-            match = _LISTENING_RE.search(log.read_text())
-            if match:
-                with contextlib.suppress(requests.ConnectionError), requests.Session() as probe:
-                    probe.trust_env = False
-                    if probe.get(match.group(1) + "/healthz", timeout=5).status_code == 200:
-                        break
-            time.sleep(0.1)  # polling for readiness, not waiting for an outcome
-        yield int(match.group(1).rsplit(":", 1)[1])
-    finally:
-        stop(process)
+    target = servers.instance_target(instance)
+    with servers.gunicorn(target, log, servers.clean_env(), workers=2, threads=4) as url:
+        yield int(url.rsplit(":", 1)[1])

@@ -7,24 +7,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import runpy
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
+import servers
 from conftest import PASSWORD
 from helpers import form_token
+from servers import app_env
 
 from standalone_mfa.core.config import ConfigurationError, proxy_hops
 
 ROOT = Path(__file__).resolve().parent.parent
-GUNICORN = Path(sys.executable).with_name("gunicorn")
-LISTENING_RE = re.compile(r"Listening at: (http://127\.0\.0\.1:\d+)")
-BOOT_TIMEOUT = 60
 HTTP_TIMEOUT = 30
 # Every header gunicorn believes by default, each saying "this came over HTTPS".
 CLAIMS_HTTPS = {
@@ -36,51 +31,11 @@ CLAIMS_HTTPS = {
 
 @contextlib.contextmanager
 def gunicorn(app, tmp_path, **flask_env):
-    """`gunicorn wsgi:app` from the repository root on a free port of 127.0.0.1, on the
-    test app's database and keys, with `FLASK_<name>` set from `flask_env` (and no other
-    FLASK_ variable of this shell); yields the base URL."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
-    env |= {
-        "FLASK_SECRET_KEY": app.config["SECRET_KEY"],
-        "FLASK_MFA_ENCRYPTION_KEYS": '["' + '","'.join(app.config["MFA_ENCRYPTION_KEYS"]) + '"]',
-        "FLASK_DATABASE_URL": app.config["DATABASE_URL"],
-        **{f"FLASK_{name}": str(value) for name, value in flask_env.items()},
-    }
-    log = tmp_path / "gunicorn.log"
-    command = [
-        str(GUNICORN),
-        "--bind=127.0.0.1:0",
-        "--workers=1",
-        "--no-control-socket",
-        "wsgi:app",
-    ]
-    with log.open("w") as handle:
-        process = subprocess.Popen(  # noqa: S603 -- our own venv's gunicorn
-            command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT
-        )
-    try:
-        yield _wait_for(process, log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
-def _wait_for(process, log: Path) -> str:
-    deadline = time.monotonic() + BOOT_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"gunicorn exited with {process.returncode}:\n{log.read_text()}")
-        match = LISTENING_RE.search(log.read_text())
-        if match:
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(match.group(1) + "/healthz", timeout=2).status_code == 200:
-                    return match.group(1)
-        time.sleep(0.1)
-    pytest.fail(f"gunicorn did not answer within {BOOT_TIMEOUT} s:\n{log.read_text()}")
+    """`gunicorn wsgi:app` from the repository root, on the test app's database and
+    keys, with `FLASK_<name>` set from `flask_env` (and no other FLASK_ variable of this
+    shell); yields the base URL."""
+    with servers.gunicorn("wsgi:app", tmp_path / "gunicorn.log", app_env(app, **flask_env)) as url:
+        yield url
 
 
 def sign_in(base_url, headers):

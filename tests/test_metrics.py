@@ -7,19 +7,17 @@ sign-ins, in this process and through two gunicorn workers."""
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pyotp
 import pytest
 import requests
+import servers
 from conftest import PASSWORD, Browser, make_app
 from helpers import fresh_code, location, pending_verify, set_remember_days, wrong_code
 from prometheus_client import REGISTRY
+from servers import app_env
 
 from standalone_mfa.accounts import settings, tokens
 from standalone_mfa.accounts.users import create_user, find_user
@@ -267,48 +265,12 @@ def test_sc39_no_username_address_or_secret_in_the_metrics(metrics_app, clock):
 def gunicorn_workers(app, tmp_path, workers=2):
     """`gunicorn wsgi:app` (gunicorn.conf.py: the metrics' multiprocess folder) with
     `workers` processes on the test app's database; yields the base URL."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    env |= {
-        "FLASK_SECRET_KEY": app.config["SECRET_KEY"],
-        "FLASK_MFA_ENCRYPTION_KEYS": '["' + '","'.join(app.config["MFA_ENCRYPTION_KEYS"]) + '"]',
-        "FLASK_DATABASE_URL": app.config["DATABASE_URL"],
-        "FLASK_METRICS_TOKEN": TOKEN,
-        "FLASK_PASSWORD_HASH_METHOD": app.config["PASSWORD_HASH_METHOD"],
-    }
+    env = app_env(
+        app, METRICS_TOKEN=TOKEN, PASSWORD_HASH_METHOD=app.config["PASSWORD_HASH_METHOD"]
+    )
     log = tmp_path / "gunicorn.log"
-    command = [
-        str(Path(sys.executable).with_name("gunicorn")),
-        "--bind=127.0.0.1:0",
-        f"--workers={workers}",
-        "--no-control-socket",
-        "wsgi:app",
-    ]
-    with log.open("w") as handle:
-        process = subprocess.Popen(  # noqa: S603 -- our own venv's gunicorn
-            command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + 60
-        url = None
-        while url is None:
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            match = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", log.read_text())
-            booted = len(re.findall(r"Booting worker", log.read_text())) >= workers
-            if match and booted:
-                with contextlib.suppress(requests.RequestException):
-                    if requests.get(match.group(1) + "/healthz", timeout=2).ok:
-                        url = match.group(1)
-            time.sleep(0.1)
+    with servers.gunicorn("wsgi:app", log, env, workers=workers) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
     assert "Traceback" not in log.read_text(), log.read_text()
 
 

@@ -10,18 +10,18 @@ new user so that no round inherits another's used step or failure count.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import itertools
 import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pyotp
 import pytest
 import requests
+import servers
 from conftest import FAST_HASH, PASSWORD, fresh_schema, together
 from helpers import wrong_code
 
@@ -45,10 +45,7 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
-GUNICORN = Path(sys.executable).with_name("gunicorn")
 HTTP_TIMEOUT = 30
-BOOT_TIMEOUT = 60
-LISTENING_RE = re.compile(r"Listening at: (http://127\.0\.0\.1:\d+)")
 CSRF_INPUT_RE = re.compile(r'<input\b[^>]*\bname="csrf_token"[^>]*>')
 VALUE_RE = re.compile(r'\bvalue="([^"]*)"')
 ROUNDS = 20
@@ -73,50 +70,6 @@ def write_instance(folder: Path) -> None:
     )
 
 
-def start_gunicorn(instance: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    """gunicorn on a port the kernel picks; its base URL once /healthz answers."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
-    command = [
-        str(GUNICORN),
-        "--bind=127.0.0.1:0",
-        "--workers=2",
-        "--worker-class=gthread",
-        "--threads=8",
-        "--no-control-socket",  # one per user by default: instances would share it
-        f"standalone_mfa:create_app(instance_path={str(instance)!r})",
-    ]
-    with log.open("w") as handle:
-        process = subprocess.Popen(  # noqa: S603 -- our own venv's gunicorn
-            command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT
-        )
-    deadline = time.monotonic() + BOOT_TIMEOUT
-    base_url = None
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"gunicorn exited with {process.returncode}:\n{log.read_text()}")
-        if base_url is None:
-            match = LISTENING_RE.search(log.read_text())
-            base_url = match.group(1) if match else None
-        if base_url is not None:
-            try:
-                if requests.get(base_url + "/healthz", timeout=2).status_code == 200:
-                    return process, base_url
-            except requests.ConnectionError:
-                pass
-        time.sleep(0.1)
-    process.kill()
-    pytest.fail(f"gunicorn did not answer within {BOOT_TIMEOUT} s:\n{log.read_text()}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """(app in this process, [base URL of instance A, of instance B])."""
@@ -127,17 +80,22 @@ def cluster(tmp_path_factory):
     with app.app_context():
         fresh_schema()  # what `db upgrade` makes, on an empty database
         settings.set_mfa_method("totp", actor="test")
-    processes = []
     try:
-        urls = []
-        for name in ("a", "b"):
-            process, url = start_gunicorn(instance, folder / f"gunicorn-{name}.log")
-            processes.append(process)
-            urls.append(url)
-        yield app, urls
+        with contextlib.ExitStack() as running:
+            urls = [
+                running.enter_context(
+                    servers.gunicorn(
+                        servers.instance_target(instance),
+                        folder / f"gunicorn-{name}.log",
+                        servers.clean_env(),
+                        workers=2,
+                        threads=8,
+                    )
+                )
+                for name in ("a", "b")
+            ]
+            yield app, urls
     finally:
-        for process in processes:
-            stop(process)
         with app.app_context():
             db.close()
 
