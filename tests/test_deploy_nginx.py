@@ -9,7 +9,6 @@ sent; redirects stay on the site; the audit log has nginx's view of the client.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import socket
 import subprocess
@@ -21,12 +20,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from conftest import PASSWORD, make_app
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from helpers import quiet_server
-from proxies import executable
+from proxies import executable, wildcard_certificate
 from urllib3.exceptions import InsecureRequestWarning
 
 from standalone_mfa.core.db import db
@@ -57,36 +52,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 def site_config(folder: Path, app_port: int, http_port: int, https_port: int) -> Path:
     """The shipped site file with this test's ports and paths; and a main file for it."""
-    cert, key = self_signed(folder)
+    cert, key = wildcard_certificate(folder, HOST)  # a throwaway certificate for HOST
     site = CONF.read_text()
     replacements = [
         ("server 127.0.0.1:8000;", f"server 127.0.0.1:{app_port};"),
