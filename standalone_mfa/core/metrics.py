@@ -83,7 +83,15 @@ def request_finished(endpoint: str | None, seconds: float) -> None:
     REQUEST_SECONDS.labels(endpoint or UNMATCHED).observe(seconds)
 
 
+_last_pool = [None]  # (in use, size) last set by this process
+
+
 def pool_seen(in_use: int, size: int) -> None:
+    """The pool as a request leaves it; set only when it changed (every request of
+    every protected app passes here)."""
+    if _last_pool[0] == (in_use, size):
+        return
+    _last_pool[0] = (in_use, size)
     POOL_IN_USE.set(in_use)
     POOL_SIZE.set(size)
 
