@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from urllib.parse import urlsplit
 
 import peewee
 from playhouse import db_url
-from playhouse.pool import MaxConnectionsExceeded, PooledDatabase, PooledSqliteDatabase
+from playhouse.pool import (
+    MaxConnectionsExceeded,
+    PooledDatabase,
+    PooledPostgresqlDatabase,
+    PooledSqliteDatabase,
+)
 
 db = peewee.DatabaseProxy()
 
@@ -72,6 +78,41 @@ class PooledSqliteFile(PooledSqliteDatabase):
         super()._close_raw(conn)
 
 
+# A pooled PostgreSQL connection given back longer ago than this is pinged before it
+# is lent again; one given back more recently is lent as it is (see PooledPostgresql).
+PING_AFTER_IDLE = 1.0
+
+
+class PooledPostgresql(PooledPostgresqlDatabase):
+    """Peewee's PostgreSQL pool, without a round trip for a connection in steady use.
+
+    Peewee checks a pooled connection with `SELECT 1` each time it lends it: a second
+    round trip to the server for every request, as long as the one query of the
+    gateway's check. Here a connection given back less than `PING_AFTER_IDLE` seconds
+    ago (under load, milliseconds) is lent without it, its local state still checked;
+    one idle for longer is pinged as before, so after a database restart or failover
+    idle connections are dropped, not used. Only a connection given back in the very
+    second the server went away can fail its next request: a 503, never a 500, and
+    it is discarded when given back."""
+
+    def __init__(self, *args, **kwargs):
+        self._returned_at = {}  # connection key -> time.monotonic() it was given back
+        super().__init__(*args, **kwargs)
+
+    def _is_closed(self, conn):
+        returned = self._returned_at.pop(self.conn_key(conn), None)
+        adapter = self._adapter
+        recent = returned is not None and time.monotonic() - returned < PING_AFTER_IDLE
+        if recent and not conn.closed and adapter.txn_status(conn) == adapter.txn_idle:
+            return False
+        return super()._is_closed(conn)
+
+    def _close(self, conn, close_conn=False):
+        super()._close(conn, close_conn)
+        if not close_conn and not conn.closed:
+            self._returned_at[self.conn_key(conn)] = time.monotonic()
+
+
 def _file_id(path: str) -> tuple[int, int] | None:
     try:
         found = os.stat(path)
@@ -102,6 +143,8 @@ def open_database(url: str, timeout: float = 10, pool_size: int = 8) -> peewee.D
         options["pragmas"] = (("busy_timeout", int(timeout * 1000)), *SQLITE_PRAGMAS)
     if scheme == "sqlite+pool":
         return PooledSqliteFile(**{**db_url.parse(url), **options})
+    if scheme in ("postgres+pool", "postgresql+pool"):
+        return PooledPostgresql(**{**db_url.parse(url), **options})
     if scheme == "sqlite":
         options["timeout"] = timeout
     return db_url.connect(url, **options)
