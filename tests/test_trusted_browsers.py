@@ -9,7 +9,7 @@ import re
 
 import pytest
 from conftest import PASSWORD, Browser
-from helpers import TRUSTED_BROWSER_COOKIE, location, signed_in_as
+from helpers import TRUSTED_BROWSER_COOKIE, location, sessions_of, signed_in_as
 
 from standalone_mfa.accounts import administration, reset
 from standalone_mfa.accounts.users import create_user, find_user
@@ -265,3 +265,38 @@ def test_prune_deletes_expired_trusted_browsers_and_finished_address_hours(app, 
         clock.advance(DEFAULTS["TRUSTED_BROWSER_DAYS"] * DAY)
         assert maintenance.prune(clock.now())["trusted_browsers"] == 1
         assert TrustedBrowser.select().count() == AddressThrottle.select().count() == 0
+
+
+def test_sc41_re_proving_the_password_on_a_trusted_browser_ignores_a_strangers_guesses(app, clock):
+    """Account security's password change (and an administrator's step-up by password)
+    re-checks the password on the signed-in browser's own counter: a stranger who put
+    the username into its back-off does not slow the user down there."""
+    alice = Browser(app, clock)
+    assert password_attempt(alice, "alice", PASSWORD)[0] == 302
+    assert trusted_cookie(alice)
+    lock_out(app, "alice")
+    page = alice.page("/account/password")
+    assert "current_password" in page
+    response = alice.post(
+        "/account/password",
+        {
+            "current_password": PASSWORD,
+            "new_password": "a new long passphrase",
+            "confirm_password": "a new long passphrase",
+        },
+    )
+    assert location(response) == "/account/security", response.get_data(as_text=True)[:500]
+    with app.app_context():
+        assert passwords.check_password(find_user("alice"), "a new long passphrase")
+    # An administrator's step-up by password: the same, on the trusted browser only.
+    trusted_root, untrusted_root = Browser(app, clock), Browser(app, clock)
+    for browser in (trusted_root, untrusted_root):
+        assert password_attempt(browser, "root", PASSWORD)[0] == 302
+    untrusted_root.client.delete_cookie(TRUSTED_BROWSER_COOKIE)
+    lock_out(app, "root")
+    for browser in (trusted_root, untrusted_root):
+        browser.get("/admin/step-up")
+        browser.post("/admin/step-up", {"password": PASSWORD})
+    # Only the trusted browser's session stepped up; the other was told to wait.
+    assert sorted(s.step_up_at is not None for s in sessions_of(app, "root")) == [False, True]
+    assert "Wait" in untrusted_root.page("/admin/step-up")

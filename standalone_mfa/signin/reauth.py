@@ -35,10 +35,14 @@ def _refused(user: User, proof: proofs.Proof, factor: str, client) -> str:
     return proof.message()
 
 
-def confirm_password(web_session: ServerSession, user: User, password: str | None) -> str | None:
-    """Check the user's own password again. None when right; else what to say."""
+def confirm_password(
+    web_session: ServerSession, user: User, password: str | None, *, trusted: str | None = None
+) -> str | None:
+    """Check the user's own password again. None when right; else what to say.
+    `trusted`: the browser's trusted-browser cookie, so that a signed-in user's browser
+    re-proves on its own counter, whatever a stranger did to the username's (SC-41)."""
     client = web_session.client
-    with proofs.password(user.username, user, password) as proof:
+    with proofs.password(user.username, user, password, trusted=trusted, client=client) as proof:
         if proof.ok:
             _audit(user, "ok", PASSWORD, client)
     return None if proof.ok else _refused(user, proof, PASSWORD, client)
@@ -52,11 +56,12 @@ def confirm_identity(
     recovery_code: str | None = None,
     *,
     allow_recovery: bool = False,
+    trusted: str | None = None,
 ) -> str | None:
     """The password, then (if the user has an authenticator) a current code or, where
     allowed, a recovery code. None when both are right; else what to say. A code's
     step is used up; a recovery code is spent."""
-    problem = confirm_password(web_session, user, password)
+    problem = confirm_password(web_session, user, password, trusted=trusted)
     if problem:
         return problem
     credential = totp.credential_of(user)
@@ -111,7 +116,9 @@ def is_fresh(web_session: ServerSession) -> bool:
     return dt.timedelta(0) <= age <= lifetime()
 
 
-def step_up(web_session: ServerSession, secret: str | None) -> tuple[bool, str]:
+def step_up(
+    web_session: ServerSession, secret: str | None, *, trusted: str | None = None
+) -> tuple[bool, str]:
     """Prove it is you with the factor `method_for` asks (a code or the password);
     while it is fresh, administrative changes are allowed. (ok, what to say)."""
     user = web_session.user
@@ -119,7 +126,7 @@ def step_up(web_session: ServerSession, secret: str | None) -> tuple[bool, str]:
         credential = totp.credential_of(user)
         problem = confirm_code(web_session, user, secret, credential=credential)
     else:
-        problem = confirm_password(web_session, user, secret)
+        problem = confirm_password(web_session, user, secret, trusted=trusted)
     if problem:
         return False, problem
     with sessions.transition(web_session):

@@ -18,6 +18,7 @@ from ..core import messages
 from ..factors import recovery, totp
 from ..signin import reauth
 from . import qr
+from .cookies import trusted_browser_token
 from .forms import ButtonForm, ChangePasswordForm, CodeForm, ConfirmIdentityForm
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -70,6 +71,7 @@ def _after_proof(purpose: str, then, *, allow_recovery: bool):
             form.code.data,
             form.recovery_code.data,
             allow_recovery=allow_recovery,
+            trusted=trusted_browser_token(),
         )
         if problem is None:
             return then()
@@ -138,7 +140,9 @@ def change_password():
     """Change the password (the current one first); other sessions end."""
     form = ChangePasswordForm()
     if form.validate_on_submit():
-        problem = reauth.confirm_password(session, session.user, form.current_password.data)
+        problem = reauth.confirm_password(
+            session, session.user, form.current_password.data, trusted=trusted_browser_token()
+        )
         if problem is None:
             ended = self_service.change_password(session, session.user, form.new_password.data)
             flash(messages.counted("password_changed", ended), "info")

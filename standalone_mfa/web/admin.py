@@ -18,6 +18,7 @@ from ..core import messages
 from ..factors import passwords, throttle, totp
 from ..signin import reauth
 from ..signin.destinations import safe_next_path
+from .cookies import trusted_browser_token
 from .forms import (
     AuditFilterForm,
     ButtonForm,
@@ -133,7 +134,8 @@ def step_up_page():
     form = CodeForm() if method == reauth.CODE else StepUpPasswordForm()
     if form.is_submitted():
         field = form.code if method == reauth.CODE else form.password
-        ok, message = reauth.step_up(session, field.data if form.validate() else None)
+        secret = field.data if form.validate() else None
+        ok, message = reauth.step_up(session, secret, trusted=trusted_browser_token())
         flash(message, "info" if ok else "error")
         if ok:
             return redirect(target)
