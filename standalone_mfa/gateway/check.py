@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 from peewee import JOIN
 
+from ..accounts.groups import groups_of
+from ..accounts.users import find_user
 from ..core import audit, crypto
 from ..core.audit import Client
 from ..core.db import UNAVAILABLE, Prepared
@@ -196,7 +198,8 @@ def explain(access: AccessControl, original: Original, username: str | None = No
     anonymous = _decision_for(access, original, None)
     if username is None:
         return Explanation(original, anonymous)
-    groups = groups_of(username)
+    user = find_user(username)
+    groups = groups_of(user) if user else ()
     return Explanation(
         original,
         anonymous,
@@ -227,14 +230,3 @@ def _decision_for(access: AccessControl, original: Original, person: Identity | 
         return Decision(SIGN_IN, person, verdict.rule, verdict.policy)
     shown = None if verdict.policy == BYPASS else person
     return Decision(ALLOW, shown, verdict.rule, verdict.policy)
-
-
-def groups_of(username: str) -> tuple[str, ...]:
-    """A user's groups, sorted (none for an unknown name)."""
-    query = (
-        UserGroup.select(UserGroup.name)
-        .join(User)
-        .where(User.username == username)
-        .order_by(UserGroup.name)
-    )
-    return tuple(row.name for row in query)

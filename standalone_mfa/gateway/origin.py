@@ -17,14 +17,13 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from ..signin.destinations import is_host_name, is_visible
 from .rules import METHODS
 
 MAX_URL_LENGTH = 8192
-_HOST = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$")
 _PORT = re.compile(r"^[0-9]{1,5}$")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
-_VISIBLE = re.compile(r"^[\x21-\x7e]+$")
 
 
 class BadOrigin(ValueError):
@@ -51,7 +50,7 @@ class Original:
 def from_nginx(headers) -> Original:
     """The original request of an nginx `auth_request` subrequest."""
     url = headers.get("X-Original-URL")
-    if not url or len(url) > MAX_URL_LENGTH or not _VISIBLE.fullmatch(url):
+    if not url or len(url) > MAX_URL_LENGTH or not is_visible(url):
         raise BadOrigin("X-Original-URL is missing or malformed")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -73,13 +72,13 @@ def from_forwarded(headers) -> Original:
     method = _method(headers.get("X-Forwarded-Method"))
     if scheme not in ("http", "https"):
         raise BadOrigin("X-Forwarded-Proto is missing or not http(s)")
-    if "," in netloc or "@" in netloc or not _VISIBLE.fullmatch(netloc or " "):
+    if "," in netloc or "@" in netloc or not is_visible(netloc or " "):
         raise BadOrigin("X-Forwarded-Host is missing or malformed")
     if (
         not uri.startswith("/")
         or uri.startswith("//")
         or len(uri) > MAX_URL_LENGTH
-        or not _VISIBLE.fullmatch(uri)
+        or not is_visible(uri)
     ):
         raise BadOrigin("X-Forwarded-Uri is missing or malformed")
     host = _host(netloc)
@@ -102,7 +101,7 @@ def _host(netloc: str) -> str:
         host, port = netloc.lower(), ""
     elif not _PORT.fullmatch(port):
         raise BadOrigin("the original host has a malformed port")
-    if not _HOST.fullmatch(host) or ".." in host:
+    if not is_host_name(host):
         raise BadOrigin("the original host is not a host name")
     return host
 
@@ -143,7 +142,7 @@ def from_url(url: str, method: str = "GET") -> Original:
 def portal_url(value: str) -> str | None:
     """`GATEWAY_PORTAL_URL` without its trailing slash, or None if it is not an http(s)
     URL of a host (an optional path prefix is kept; no query, no fragment)."""
-    if not isinstance(value, str) or not _VISIBLE.fullmatch(value):
+    if not isinstance(value, str) or not is_visible(value):
         return None
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or parts.query or parts.fragment:

@@ -10,13 +10,18 @@ The first rule whose domain, resources (regular expressions searched in the path
 query), methods and subject all match decides; when none does, the default policy
 (deny unless set). A rule without `resources`, `methods` or `subject` matches any.
 Anything malformed is refused at start with a message naming the rule (SC-34): a
-gateway that guesses what a broken rule meant fails open. Pure: no Flask, no database.
+gateway that guesses what a broken rule meant fails open. Pure: no Flask, no
+database (what a user or group name may be comes from `accounts`).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from ..accounts.groups import GROUP_PATTERN
+from ..accounts.users import USERNAME_PATTERN
+from ..signin.destinations import is_host_name
 
 BYPASS = "bypass"  # no sign-in at all (a public site or path)
 ONE_FACTOR = "one_factor"  # signed in
@@ -28,10 +33,6 @@ METHODS = frozenset(
 )
 RULE_KEYS = frozenset({"domain", "resources", "methods", "subject", "policy"})
 TOP_KEYS = frozenset({"default_policy", "rules"})
-_HOST = re.compile(
-    r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$"
-)
-_SUBJECT_NAME = re.compile(r"[A-Za-z0-9._@+-]{1,150}")
 
 
 class RulesError(ValueError):
@@ -167,10 +168,10 @@ def _rule(number: int, raw) -> Rule:
     for domain in domains:
         name = domain.lower()
         if name.startswith("*."):
-            if not _HOST.fullmatch(name[2:]) or "." not in name[2:]:
+            if not is_host_name(name[2:]) or "." not in name[2:]:
                 fail(f"domain {domain!r} is not *. followed by a domain name")
             suffixes.append(name[1:])
-        elif _HOST.fullmatch(name):
+        elif is_host_name(name):
             exact.add(name)
         else:
             fail(f"domain {domain!r} is not a host name (or *.domain)")
@@ -188,8 +189,10 @@ def _rule(number: int, raw) -> Rule:
     subjects = []
     for subject in _strings(raw.get("subject"), "subject", fail):
         kind, _, name = subject.partition(":")
-        if kind not in ("user", "group") or not _SUBJECT_NAME.fullmatch(name):
-            fail(f"subject {subject!r} is not user:NAME or group:NAME")
+        # Named as the accounts name them: a subject no user or group could have is a typo.
+        pattern = {"user": USERNAME_PATTERN, "group": GROUP_PATTERN}.get(kind)
+        if pattern is None or not pattern.fullmatch(name):
+            fail(f"subject {subject!r} is not user:NAME or group:NAME (a valid name)")
         subjects.append(Subject(kind, name))
     if policy == BYPASS and subjects:
         # Bypass means "no sign-in"; who is asking cannot be known then.

@@ -15,8 +15,20 @@ import re
 from urllib.parse import urlsplit
 
 MAX_LENGTH = 2048
-_HOST = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$")
-_VISIBLE = re.compile(r"^[\x21-\x7e]+$")
+# A lower-case DNS name: labels of 1-63 letters, digits and inner hyphens, 253 in all.
+# The one test of a host name for `rd`, the gateway's rules and the proxy's headers.
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}\Z)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+)
+_VISIBLE = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space: what a URL may hold
+
+
+def is_host_name(name: str) -> bool:
+    return bool(_HOST_NAME.fullmatch(name))
+
+
+def is_visible(text: str) -> bool:
+    return bool(_VISIBLE.fullmatch(text))
 
 
 def safe_next_path(target: str | None) -> str | None:
@@ -36,7 +48,7 @@ def safe_return_url(target: str | None, cookie_domain: str | None) -> str | None
     """`target` if it is an http(s) URL on `cookie_domain` or below it, else None."""
     if not target or not cookie_domain or len(target) > MAX_LENGTH:
         return None
-    if not _VISIBLE.fullmatch(target) or "\\" in target:
+    if not is_visible(target) or "\\" in target:
         return None
     try:
         parts = urlsplit(target)
@@ -50,7 +62,7 @@ def safe_return_url(target: str | None, cookie_domain: str | None) -> str | None
     if "@" in parts.netloc or port == 0:
         return None
     host = parts.hostname or ""  # lower case; a trailing dot is refused below
-    if not host or not _HOST.fullmatch(host) or ".." in host:
+    if not is_host_name(host):
         return None
     domain = cookie_domain.lower().lstrip(".")
     if host != domain and not host.endswith("." + domain):
