@@ -292,6 +292,21 @@ def nginx_snippets(folder: Path) -> Path:
     return folder
 
 
+@contextlib.contextmanager
+def nginx_gateway(folder: Path, https_port: int, portal_port: int, check_port: int, app_port: int):
+    """nginx on `https_port` with the shipped files: the portal's server (to
+    `portal_port`) and the protected apps' (`APP_HOSTS`, their checks to `check_port`,
+    their upstream `app_port`), with the shipped snippets and a throwaway certificate."""
+    snippets = nginx_snippets(folder / "snippets")
+    names = " ".join(f"{name}.{DOMAIN}" for name in APP_HOSTS)
+    sites = {
+        "portal.conf": nginx_portal_site(portal_port, https_port, snippets),
+        "apps.conf": nginx_app_site(check_port, app_port, https_port, names, snippets),
+    }
+    with nginx(folder / "nginx", sites, [https_port]):
+        yield
+
+
 def nginx_portal_site(portal_port: int, https_port: int, certificates: Path) -> str:
     """deploy/nginx.conf (the portal's own server) as auth.example.test on `https_port`."""
     return shipped(

@@ -23,7 +23,6 @@ import pyotp
 import pytest
 from playwright.sync_api import expect, sync_playwright
 from proxies import (
-    APP_HOSTS,
     DOMAIN,
     PORTAL_HOST,
     RULES,
@@ -32,10 +31,7 @@ from proxies import (
     free_port,
     gunicorn_portal,
     new_account,
-    nginx,
-    nginx_app_site,
-    nginx_portal_site,
-    nginx_snippets,
+    nginx_gateway,
     write_portal_instance,
 )
 
@@ -85,15 +81,9 @@ def site(tmp_path_factory):
         with (
             gunicorn_portal(instance, folder / "portal.log") as portal_port,
             echo_upstream() as up,
+            nginx_gateway(folder, port, portal_port, portal_port, up),
         ):
-            snippets = nginx_snippets(folder / "snippets")
-            names = " ".join(f"{name}.{DOMAIN}" for name in APP_HOSTS)
-            sites = {
-                "portal.conf": nginx_portal_site(portal_port, port, snippets),
-                "apps.conf": nginx_app_site(portal_port, up, port, names, snippets),
-            }
-            with nginx(folder / "nginx", sites, [port]):
-                yield app, port
+            yield app, port
     finally:
         with app.app_context():
             db.close()

@@ -16,7 +16,6 @@ import time
 import pytest
 from conftest import fresh_schema
 from proxies import (
-    APP_HOSTS,
     DOMAIN,
     PORTAL_HOST,
     RULES,
@@ -26,10 +25,7 @@ from proxies import (
     free_port,
     gunicorn_portal,
     new_account,
-    nginx,
-    nginx_app_site,
-    nginx_portal_site,
-    nginx_snippets,
+    nginx_gateway,
     rd_of,
     received,
     write_portal_instance,
@@ -77,15 +73,9 @@ def deployment(tmp_path_factory):
             gunicorn_portal(instance, folder / "a.log") as port_a,
             gunicorn_portal(instance, folder / "b.log") as port_b,
             echo_upstream() as app_port,
+            nginx_gateway(folder, https_port, port_a, port_b, app_port),
         ):
-            snippets = nginx_snippets(folder / "snippets")
-            names = " ".join(f"{name}.{DOMAIN}" for name in APP_HOSTS)
-            sites = {
-                "portal.conf": nginx_portal_site(port_a, https_port, snippets),
-                "apps.conf": nginx_app_site(port_b, app_port, https_port, names, snippets),
-            }
-            with nginx(folder / "nginx", sites, [https_port]):
-                yield app, https_port
+            yield app, https_port
     finally:
         with app.app_context():
             db.close()

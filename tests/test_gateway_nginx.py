@@ -14,7 +14,6 @@ import requests
 from conftest import START, make_app
 from helpers import quiet_server
 from proxies import (
-    APP_HOSTS,
     DOMAIN,
     FORGED_IDENTITY,
     FORGED_URL,
@@ -23,10 +22,7 @@ from proxies import (
     add_to_group,
     echo_upstream,
     free_port,
-    nginx,
-    nginx_app_site,
-    nginx_portal_site,
-    nginx_snippets,
+    nginx_gateway,
     portal_config,
     rd_of,
     received,
@@ -53,13 +49,7 @@ def gateway(tmp_path_factory):
     try:
         with quiet_server(app) as portal_url, echo_upstream() as app_port:
             portal_port = int(portal_url.rsplit(":", 1)[1])
-            snippets = nginx_snippets(folder / "snippets")
-            names = " ".join(f"{name}.{DOMAIN}" for name in APP_HOSTS)
-            sites = {
-                "portal.conf": nginx_portal_site(portal_port, https_port, snippets),
-                "apps.conf": nginx_app_site(portal_port, app_port, https_port, names, snippets),
-            }
-            with nginx(folder / "nginx", sites, [https_port]):
+            with nginx_gateway(folder, https_port, portal_port, portal_port, app_port):
                 gateway = Gateway(app, clock, "https", https_port)
                 gateway.set_method("totp")
                 yield gateway
