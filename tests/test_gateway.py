@@ -532,3 +532,20 @@ def test_checks_are_counted_by_decision_in_the_metrics(gateway_app, portal):
     gateway_app.test_client(use_cookies=False).get("/auth/nginx")  # malformed: refused
     after = counts()
     assert {d: after[d] - before[d] for d in after} == {"allow": 3, "deny": 2, "sign_in": 1}
+
+
+def test_sc35_a_password_change_refuses_the_other_sessions_next_check(gateway_app, portal):
+    """The user changes her password in one browser: the checks of her other browsers
+    are refused at once; the browser that changed it keeps passing."""
+    changing, other = signed_in(portal), signed_in(portal)
+    url = "https://wiki.example.test/"
+    assert ask_nginx(gateway_app, url, other.session_token()).status_code == 200
+    changing.get("/account/password")
+    new = "a brand new passphrase"
+    response = changing.post(
+        "/account/password",
+        {"current_password": PASSWORD, "new_password": new, "confirm_password": new},
+    )
+    assert location(response) == "/account/security"
+    assert ask_nginx(gateway_app, url, other.session_token()).status_code == 401
+    assert ask_nginx(gateway_app, url, changing.session_token()).status_code == 200
