@@ -32,7 +32,7 @@ from ..signin import lifetimes
 from ..signin.sessions import LAST_SEEN_RESOLUTION, MAX_TOKEN_LENGTH
 from ..signin.state import AUTHENTICATED
 from .origin import Original
-from .rules import BYPASS, DENY, ONE_FACTOR, TWO_FACTOR, AccessControl, Rule
+from .rules import BYPASS, DENY, ONE_FACTOR, TWO_FACTOR, AccessControl, Rule, Verdict
 
 ALLOW = "allow"
 REFUSE = "deny"
@@ -135,10 +135,7 @@ def decide(
     verdict = access.verdict(original.host, original.resource, original.method)
     if verdict.policy == BYPASS and not verdict.needs_identity:
         return Decision(ALLOW, None, verdict.rule, verdict.policy)  # no need to know who
-    person = identity(token, at)
-    if person is None:
-        return _decision_for(access, original, None)
-    return _decision_for(access, original, person)
+    return _decided(access, original, verdict, identity(token, at))
 
 
 class _DenialLog:
@@ -195,7 +192,8 @@ class Explanation:
 def explain(access: AccessControl, original: Original, username: str | None = None) -> Explanation:
     """The decisions `decide` would take for `original`, without any cookie: the same
     code, given the person instead of finding them."""
-    anonymous = _decision_for(access, original, None)
+    nobody = access.verdict(original.host, original.resource, original.method)
+    anonymous = _decided(access, original, nobody, None)
     if username is None:
         return Explanation(original, anonymous)
     user = find_user(username)
@@ -205,25 +203,30 @@ def explain(access: AccessControl, original: Original, username: str | None = No
         anonymous,
         username,
         groups,
-        _decision_for(access, original, Identity(0, username, groups, False)),
-        _decision_for(access, original, Identity(0, username, groups, True)),
+        _decided(access, original, nobody, Identity(0, username, groups, False)),
+        _decided(access, original, nobody, Identity(0, username, groups, True)),
     )
 
 
-def _decision_for(access: AccessControl, original: Original, person: Identity | None) -> Decision:
+def _decided(
+    access: AccessControl, original: Original, verdict: Verdict, person: Identity | None
+) -> Decision:
+    """The answer for `person` (None: nobody signed in), given the rules' verdict for
+    nobody. That verdict holds for everyone unless its rule names subjects: only then
+    are the rules read again, with the person."""
     if person is None:
-        verdict = access.verdict(original.host, original.resource, original.method)
         if verdict.needs_identity or verdict.policy in (ONE_FACTOR, TWO_FACTOR):
             return Decision(SIGN_IN, None, verdict.rule, verdict.policy)
         outcome = ALLOW if verdict.policy == BYPASS else REFUSE
         return Decision(outcome, None, verdict.rule, verdict.policy)
-    verdict = access.verdict(
-        original.host,
-        original.resource,
-        original.method,
-        person.username,
-        frozenset(person.groups),
-    )
+    if verdict.needs_identity:
+        verdict = access.verdict(
+            original.host,
+            original.resource,
+            original.method,
+            person.username,
+            frozenset(person.groups),
+        )
     if verdict.policy == DENY:
         return Decision(REFUSE, person, verdict.rule, verdict.policy)
     if verdict.policy == TWO_FACTOR and not person.second_factor:
