@@ -123,6 +123,12 @@ def rows_of(tables) -> dict[str, list[tuple]]:
     }
 
 
+def prefixes(after: dict, before: dict) -> dict[str, list[tuple]]:
+    """`after`'s rows cut to the width of `before`'s (the columns a release had)."""
+    width = {table: len(rows[0]) if rows else 0 for table, rows in before.items()}
+    return {table: [row[: width[table]] for row in rows] for table, rows in after.items()}
+
+
 @pytest.fixture(autouse=True)
 def schema_rebuilt_afterwards():
     """These tests change the schema and its history: on a server database, the next
@@ -191,7 +197,9 @@ def test_sc38_a_database_of_an_earlier_release_upgrades_with_every_row_kept(
     for name in known[: HELD[release]]:
         assert f"Applied {name}" not in result.output  # recognised, not run again
     with legacy_app.app_context():
-        assert rows_of(before) == before  # every user, credential, code, device, token, row
+        # Every user, credential, code, device, token, row; later migrations only add
+        # columns, after the release's own.
+        assert prefixes(rows_of(before), before) == before
         assert schema.status().matches
         assert [name for name, _ in schema.history()] == known
         assert without_history(describe_schema(db.obj)) == reference_schema(tmp_path)
@@ -436,7 +444,7 @@ def test_sc38_an_older_schema_is_refused_with_one_line_and_a_503_page(
     refusals = [r.getMessage() for r in caplog.records if "refusing to serve" in r.getMessage()]
     assert len(refusals) == 1, refusals  # one line, not one per request
     assert "flask --app standalone_mfa db upgrade" in refusals[0]
-    assert "003_user_group" in refusals[0]
+    assert "first 003_user_group" in refusals[0]
 
     # The CLI works regardless: `db current` says where it is (and exits 1).
     current = cli(app, "db", "current")

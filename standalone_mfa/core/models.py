@@ -31,6 +31,16 @@ class User(UserMixin, BaseModel):
     created_at = DateTimeField()
     # Set by an administrator's reset until the user sets up again: they are told why.
     mfa_reset_at = DateTimeField(null=True)
+    # Where notices go: the confirmed address (set by an administrator, or confirmed by
+    # its link), and one the user asked for that waits for its link.
+    email = CharField(max_length=254, null=True)
+    pending_email = CharField(max_length=254, null=True)
+    time_zone = CharField(max_length=64, null=True)  # an IANA name; mails say UTC if None
+    locale = CharField(max_length=16, null=True)  # the saved language
+    # MFA policy: when set-up was first required of this user, and until when they may
+    # postpone it (kept on the server; a policy change may shorten it).
+    mfa_required_since = DateTimeField(null=True)
+    mfa_deadline = DateTimeField(null=True)
 
 
 class TotpCredential(BaseModel):
@@ -164,6 +174,32 @@ class UserGroup(BaseModel):
         indexes = ((("user", "name"), True),)
 
 
+class EmailConfirmation(BaseModel):
+    """A link sent to an address a user set themselves: single-use, expiring, hashed."""
+
+    user = ForeignKeyField(User, on_delete="CASCADE", backref="email_confirmations")
+    address = CharField(max_length=254)
+    token_hash = CharField(max_length=64, unique=True)
+    created_at = DateTimeField()
+    expires_at = DateTimeField(index=True)
+    used_at = DateTimeField(null=True)
+
+
+class Notice(BaseModel):
+    """The outbox: a mail queued in its event's transaction, sent once after it."""
+
+    user = ForeignKeyField(User, null=True, on_delete="SET NULL", backref="notices")
+    to_address = CharField(max_length=254)
+    kind = CharField(max_length=40, index=True)
+    facts = TextField(default="{}")  # JSON: when, IP, browser, counts; never a secret
+    created_at = DateTimeField()
+    next_attempt_at = DateTimeField(index=True)
+    attempts = IntegerField(default=0)
+    claimed_until = DateTimeField(null=True)  # a sender's lease (conditional update)
+    sent_at = DateTimeField(null=True, index=True)
+    last_error = TextField(null=True)
+
+
 class AuditEvent(BaseModel):
     at = DateTimeField(index=True)
     event = CharField(max_length=40, index=True)
@@ -190,5 +226,7 @@ ALL_MODELS = [
     Setting,
     ApiToken,
     UserGroup,
+    EmailConfirmation,
+    Notice,
     AuditEvent,
 ]
