@@ -17,6 +17,7 @@ from .core import config as app_config
 from .core import db
 from .core.clock import SystemClock
 from .factors import passwords
+from .notices import mailer, sender
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -38,6 +39,9 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     _init_logging()
     app.extensions["standalone_mfa.clock"] = app.config.pop("CLOCK", None) or SystemClock()
     db.init_app(app)
+    mailer.init_app(app)
+    # After db's teardown in the list, so it runs before the connection goes back.
+    app.teardown_appcontext(sender.flush_after_command)
     web.init_app(app)
     cli.init_app(app)
     return app

@@ -15,8 +15,9 @@ from .accounts import administration, groups, reset, settings, tokens, users
 from .core import audit as audit_log
 from .core import crypto, db
 from .core.clock import now
-from .core.models import TotpCredential, User, WebSession
+from .core.models import Notice, TotpCredential, User, WebSession
 from .factors import passwords, throttle, totp
+from .notices import outbox, sender
 from .ops import backup, maintenance, schema
 
 user_cli = AppGroup("user", help="Manage users.")
@@ -24,6 +25,7 @@ mfa_cli = AppGroup("mfa", help="Multi-Factor Authentication settings and resets.
 token_cli = AppGroup("token", help="API tokens.")
 audit_cli = AppGroup("audit", help="The audit log.")
 db_cli = AppGroup("db", help="The database schema: upgrade, current version, history.")
+mail_cli = AppGroup("mail", help="Notices by mail: send what is pending (cron).")
 
 ACTOR = "cli"
 
@@ -203,7 +205,15 @@ def rotate_keys_command():
                 pending_secret_encrypted=crypto.rotate(web_session.pending_secret_encrypted)
             ).where(WebSession.id == web_session.id).execute()
             count += 1
+        notices = 0
+        for notice in Notice.select(Notice.id, Notice.facts).where(Notice.sent_at.is_null()):
+            Notice.update(facts=crypto.rotate(notice.facts)).where(
+                Notice.id == notice.id
+            ).execute()
+            notices += 1
     click.echo(f"Re-encrypted {count} TOTP secrets with the newest key.")
+    if notices:
+        click.echo(f"Re-encrypted the facts of {notices} pending notices.")
 
 
 @token_cli.command("create")
@@ -380,7 +390,45 @@ def backup_command(path, force):
     click.echo(f"Backed up to {copied} (integrity check: ok). Keep MFA_ENCRYPTION_KEYS too.")
 
 
+@mail_cli.command("send")
+@click.option("--dry-run", is_flag=True, help="Show what is pending; send nothing.")
+@clear_errors
+def mail_send_command(dry_run):
+    """Send the notices that are due, retrying failed ones with back-off (run from
+    cron, next to `prune`). Each notice is sent once, whatever runs at the same time."""
+    if not outbox.enabled():
+        waiting = outbox.count_pending()
+        raise click.ClickException(
+            "MAIL_SERVER is not set: no mail is sent"
+            + (f" ({waiting} notices wait in the outbox)." if waiting else ".")
+        )
+    if dry_run:
+        waiting = outbox.pending()
+        for notice in waiting:
+            retry = f", attempt {notice.attempts + 1}" if notice.attempts else ""
+            error = f", last error: {notice.last_error}" if notice.last_error else ""
+            click.echo(
+                f"{notice.id}\t{notice.kind}\tto {notice.to_address}\tdue "
+                f"{_when(notice.next_attempt_at)}{retry}{error}"
+            )
+        click.echo(f"{len(waiting)} notices pending; nothing sent (dry run).")
+        return
+    total = sender.Round()
+    while True:
+        done = sender.send_due()
+        total.sent += done.sent
+        total.failed += done.failed
+        if done.sent + done.failed < outbox.BATCH:
+            break
+    left = outbox.count_pending()
+    click.echo(
+        f"Sent {total.sent} notices; {total.failed} failed and will be retried; {left} pending."
+    )
+    if total.failed:
+        sys.exit(1)
+
+
 def init_app(app) -> None:
-    commands = (init_db_command, prune_command, backup_command, db_cli)
+    commands = (init_db_command, prune_command, backup_command, db_cli, mail_cli)
     for command in (*commands, user_cli, mfa_cli, token_cli, audit_cli):
         app.cli.add_command(command)

@@ -315,3 +315,31 @@ def events(app, event=None):
         if event is not None:
             query = query.where(AuditEvent.event == event)
         return list(query)
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server on 127.0.0.1 (see tests/smtp.py)."""
+    from smtp import SmtpServer
+
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mail_app(tmp_path, clock, smtp):
+    """The app sending notices through `smtp`; alice, bob and root have addresses."""
+    from smtp import mail_config
+
+    from standalone_mfa.core.models import User
+    from standalone_mfa.notices import sender
+
+    app = make_app(tmp_path, clock, **mail_config(smtp))
+    with app.app_context():
+        for name in ("alice", "bob", "root"):
+            User.update(email=f"{name}@example.com").where(User.username == name).execute()
+    yield app
+    sender.wait_idle(10)  # no round of this app's may outlive its database
+    with app.app_context():
+        db.close()

@@ -80,6 +80,7 @@ def test_prune_deletes_exactly_what_has_expired(totp_app, clock):
         "remembered_devices": 0,
         "address_throttles": 0,  # this address's hour began with setting_up's sign-in
         "trusted_browsers": 0,  # alice's, root's and carol's have 90 days
+        "sent_notices": 0,
     }
 
     assert rows(app, WebSession) == 2  # setting_up and fresh
@@ -100,6 +101,7 @@ def test_prune_deletes_exactly_what_has_expired(totp_app, clock):
         "remembered_devices": 0,
         "address_throttles": 0,
         "trusted_browsers": 0,
+        "sent_notices": 0,
     }
 
 
@@ -132,7 +134,7 @@ def test_prune_command_prints_the_counts(app, clock):
     assert result.exit_code == 0, result.output
     assert result.output.strip() == (
         "Deleted 0 pending logins, 1 sessions, 0 password throttles, 0 remembered devices,"
-        " 0 address throttles, 0 trusted browsers"
+        " 0 address throttles, 0 trusted browsers, 0 sent notices"
     )
     assert rows(app, WebSession) == 0
 

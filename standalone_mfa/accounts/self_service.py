@@ -14,6 +14,7 @@ from ..core.clock import clock, now
 from ..core.db import write_transaction
 from ..core.models import AuditEvent, User
 from ..factors import devices, passwords, proofs, recovery, totp, trusted_browsers
+from ..notices import outbox
 from ..signin import sessions
 from ..signin.sessions import ServerSession
 
@@ -146,6 +147,7 @@ def change_password(web_session: ServerSession, user: User, new_password: str) -
             detail=f"{ended} other sessions ended",
             client=web_session.client,
         )
+        outbox.queue(user, "password_changed", client=web_session.client)
     return ended
 
 

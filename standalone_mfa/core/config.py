@@ -9,6 +9,7 @@ import re
 import secrets
 from pathlib import Path
 
+from . import addresses
 from .crypto import build_fernet, generate_key
 
 PROXY_FIX_KEYS = ("PROXY_FIX_X_FOR", "PROXY_FIX_X_PROTO", "PROXY_FIX_X_HOST", "PROXY_FIX_X_PREFIX")
@@ -49,6 +50,16 @@ DEFAULTS = {
     "WTF_CSRF_TIME_LIMIT": 3600,
     "ADMIN_STEP_UP_SECONDS": 300,  # how long an admin's re-entered code or password counts
     "METRICS_TOKEN": None,  # the bearer token of GET /metrics; None: no /metrics (404)
+    # Notices by mail (README, "Email notices"): Flask-Mail's keys. No MAIL_SERVER, no
+    # mail: nothing is queued. MAIL_DEFAULT_SENDER (an address) is then required.
+    "MAIL_SERVER": None,
+    "MAIL_PORT": 25,
+    "MAIL_USE_TLS": False,
+    "MAIL_USE_SSL": False,
+    "MAIL_USERNAME": None,
+    "MAIL_PASSWORD": None,
+    "MAIL_DEFAULT_SENDER": None,
+    "MAIL_TIMEOUT": 10,  # seconds one SMTP conversation may take before it is retried
     # The gateway (README, "Protect other apps"): the rules, as a dict or JSON (None: no
     # rules, every check refused), and the portal's public URL, where browsers sign in.
     "ACCESS_CONTROL": None,
@@ -171,6 +182,7 @@ def finish(app) -> None:
     for name in PROXY_FIX_KEYS:
         config[name] = _hop_count(name, config.get(name))
     _check_pool(config)
+    _check_mail(config)
     config["SESSION_COOKIE_DOMAIN"] = cookie_domain(config.get("SESSION_COOKIE_DOMAIN"))
     config["HSTS_INCLUDE_SUBDOMAINS"] = _switch(
         "HSTS_INCLUDE_SUBDOMAINS", config.get("HSTS_INCLUDE_SUBDOMAINS")
@@ -258,3 +270,25 @@ def _hop_count(name: str, value) -> int:
             f"{name} must be a number of proxies (0 = off, 1 = one proxy in front)."
         )
     return value
+
+
+def _check_mail(config) -> None:
+    """With MAIL_SERVER set, notices need a valid sender address and a sane timeout."""
+    if not config.get("MAIL_SERVER"):
+        return
+    sender = config.get("MAIL_DEFAULT_SENDER")
+    name, address = (
+        sender if isinstance(sender, list | tuple) and len(sender) == 2 else ("", sender)
+    )
+    try:
+        addresses.normalise(str(address or ""))
+        if any(c in str(name) for c in "\r\n\0"):
+            raise addresses.BadAddress("the name has a line break")
+    except addresses.BadAddress as exc:
+        raise ConfigurationError(
+            "MAIL_DEFAULT_SENDER must be the address notices come from: 'signin@example.com', "
+            f"or a pair such as ('Sign-in', 'signin@example.com') ({exc})."
+        ) from None
+    timeout = config.get("MAIL_TIMEOUT")
+    if not isinstance(timeout, int | float) or not 1 <= timeout <= 120:
+        raise ConfigurationError("MAIL_TIMEOUT must be 1 to 120 seconds.")

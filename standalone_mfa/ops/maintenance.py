@@ -17,12 +17,17 @@ from ..core import audit
 from ..core.db import write_transaction
 from ..core.models import AddressThrottle, PasswordThrottle, User, WebSession
 from ..factors import devices, throttle, trusted_browsers
+from ..notices import outbox
 from ..signin import lifetimes
 
 # A password counter is kept this long after its last failure. Far longer than the
 # longest back-off (`BACKOFF_MAX_SECONDS`), so forgetting a count never gives a guesser
 # more tries than waiting out the back-off would: after a quiet day, 10 free tries.
 PASSWORD_THROTTLE_RETENTION = dt.timedelta(days=1)
+
+# A sent notice is kept this long (for `mail send --dry-run` and questions), then its
+# facts (address, browser) go with it. Unsent ones are never pruned: nothing is lost.
+SENT_NOTICES_KEPT = dt.timedelta(days=30)
 
 
 def prune(now: dt.datetime) -> dict[str, int]:
@@ -34,6 +39,7 @@ def prune(now: dt.datetime) -> dict[str, int]:
         "remembered_devices": devices.expired(now),
         "address_throttles": _finished_address_windows(now),
         "trusted_browsers": trusted_browsers.expired(now),
+        "sent_notices": outbox.prune_sent(now - SENT_NOTICES_KEPT),
     }
 
 

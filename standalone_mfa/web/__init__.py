@@ -8,6 +8,7 @@ from flask import session
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 
+from ..notices import sender
 from ..signin.state import AUTHENTICATED
 from . import (
     account,
@@ -36,6 +37,7 @@ def init_app(app) -> None:
     # has moved on (a double click racing the first click's rotation) is sent to its
     # current step, not shown a 400. The guard changes nothing a forged POST could use.
     app.before_request(guard.guard)
+    app.after_request(sender.after_response)
     csrf.init_app(app)
     _init_login(app)
     for blueprint in (auth.bp, mfa.bp, account.bp, admin.bp, admin_access.bp, api.bp, health.bp):

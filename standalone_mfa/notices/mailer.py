@@ -1,0 +1,93 @@
+"""Turning a queued notice into a mail, and handing mails to SMTP (Flask-Mail).
+
+The mail is rendered when it is sent, from `templates/mail/<kind>.txt` (which sets
+`subject`, `what` and `advice`) and the two layouts that wrap those in a plain-text
+and a simple HTML part. Headers carry only the validated address and a fixed
+subject: never a username (SC-37); Flask-Mail refuses any header with a line break."""
+
+from __future__ import annotations
+
+import datetime as dt
+import smtplib
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import flask_mail
+from flask import current_app, render_template
+
+from ..core.models import Notice
+from . import outbox
+
+UTC = ZoneInfo("UTC")
+
+
+class _Connection(flask_mail.Connection):
+    """Flask-Mail's connection with a timeout: an SMTP server that accepts the TCP
+    connection and then says nothing must not hold a sender forever."""
+
+    def configure_host(self) -> smtplib.SMTP:
+        mail, timeout = self.mail, current_app.config["MAIL_TIMEOUT"]
+        if mail.use_ssl:
+            host = smtplib.SMTP_SSL(mail.server, mail.port, timeout=timeout)
+        else:
+            host = smtplib.SMTP(mail.server, mail.port, timeout=timeout)
+        if mail.use_tls:
+            host.starttls()
+        if mail.username and mail.password:
+            host.login(mail.username, mail.password)
+        return host
+
+
+def init_app(app) -> None:
+    if app.config.get("MAIL_SERVER"):
+        flask_mail.Mail(app)
+
+
+def connect() -> _Connection:
+    return _Connection(current_app.extensions["mail"])
+
+
+def local_time(at: dt.datetime, time_zone: str | None) -> str:
+    """`at` (naive UTC) in the user's time zone if known and valid, else UTC."""
+    zone = UTC
+    if time_zone:
+        try:
+            zone = ZoneInfo(time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            zone = UTC
+    local = at.replace(tzinfo=dt.UTC).astimezone(zone)
+    return local.strftime("%Y-%m-%d %H:%M ") + (local.tzname() or "UTC")
+
+
+def browser_name(user_agent: str | None) -> str | None:
+    if not user_agent:
+        return None
+    return user_agent[:120]
+
+
+def message_for(notice: Notice) -> flask_mail.Message:
+    facts = outbox.facts_of(notice)
+    user = notice.user
+    context = {
+        "kind": notice.kind,
+        "username": user.username if user is not None else None,
+        "when": local_time(
+            dt.datetime.fromisoformat(facts["at"]), getattr(user, "time_zone", None)
+        ),
+        "ip": facts.get("ip"),
+        "browser": browser_name(facts.get("user_agent")),
+        "portal_url": current_app.config.get("GATEWAY_PORTAL_URL"),
+        "facts": facts,
+    }
+    told = current_app.jinja_env.get_template(f"mail/{notice.kind}.txt").make_module(context)
+    parts = {
+        "subject": " ".join(str(told.subject).split()),  # one line, whatever the template
+        "what": str(told.what).strip(),
+        "advice": str(getattr(told, "advice", "")).strip(),
+        "link": getattr(told, "link", None),
+    }
+    return flask_mail.Message(
+        subject=parts["subject"],
+        recipients=[notice.to_address],
+        body=render_template("mail/_layout.txt", **context, **parts),
+        html=render_template("mail/_layout.html", **context, **parts),
+    )
