@@ -9,7 +9,23 @@ PORT ?= 5000
 # axe-core for the browser tests' accessibility checks, pinned by package-lock.json.
 AXE := tests/browser/node_modules/axe-core/axe.min.js
 
-.PHONY: run test lint format setup system-deps screenshots fuzz
+.PHONY: run test lint format setup system-deps screenshots fuzz translations
+
+# The catalogues (README, "Languages"): the .po files are ours, in git; the .mo files
+# Flask-Babel reads are compiled from them here, never committed.
+TRANSLATIONS := standalone_mfa/translations
+PO := $(wildcard $(TRANSLATIONS)/*/LC_MESSAGES/messages.po)
+MO := $(PO:.po=.mo)
+
+$(TRANSLATIONS)/%/LC_MESSAGES/messages.mo: $(TRANSLATIONS)/%/LC_MESSAGES/messages.po | $(BIN)/activate
+	$(BIN)/pybabel compile --statistics -i $< -o $@ -l $*
+
+# Extract every string into messages.pot and merge it into each catalogue (then
+# translate the new entries: tests refuse an empty or fuzzy one).
+translations: $(BIN)/activate
+	$(BIN)/pybabel -q extract -F babel.cfg -k N_ -k NP_:1,2 --no-location \
+	  --sort-output --project=standalone-mfa -o $(TRANSLATIONS)/messages.pot .
+	$(BIN)/pybabel -q update --no-fuzzy-matching -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS)
 
 $(BIN)/activate: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +33,7 @@ $(BIN)/activate: setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(BIN)/activate
 
-setup: $(BIN)/activate
+setup: $(BIN)/activate $(MO)
 	$(BIN)/python -m standalone_mfa.instance
 	$(FLASK) init-db
 
@@ -32,7 +48,7 @@ run: setup
 # 200-example sample on PostgreSQL.
 SQLITE_PASS = env -u TEST_DATABASE_URL $(BIN)/python -m pytest
 POSTGRES_PASS = FUZZ_EXAMPLES=$${PG_FUZZ_EXAMPLES:-200} $(BIN)/python -m pytest -m "not browser"
-test: $(BIN)/activate system-deps $(AXE)
+test: $(BIN)/activate $(MO) system-deps $(AXE)
 	@if [ -z "$$TEST_DATABASE_URL" ]; then \
 	  $(SQLITE_PASS) $(PYTEST_ARGS); \
 	else \

@@ -20,6 +20,7 @@ from . import (
     gateway,
     guard,
     health,
+    i18n,
     metrics,
     mfa,
 )
@@ -39,6 +40,7 @@ def init_app(app) -> None:
     app.before_request(guard.guard)
     app.after_request(sender.after_response)
     csrf.init_app(app)
+    i18n.init_app(app)
     _init_login(app)
     for blueprint in (auth.bp, mfa.bp, account.bp, admin.bp, admin_access.bp, api.bp, health.bp):
         app.register_blueprint(blueprint)

@@ -142,6 +142,14 @@ class AuditFilterForm(FlaskForm):
             raise ValidationError("The end date is before the start date.")
 
 
+class LanguageForm(FlaskForm):
+    """The language picker: one of ours, checked by `i18n.supported`; and the page to
+    go back to, checked by `safe_next_path`."""
+
+    lang = SingleValueStringField("Language", validators=[InputRequired(), Length(max=16)])
+    next = SingleValueStringField(validators=[Optional(), Length(max=2048)])
+
+
 class AccessTestForm(FlaskForm):
     """The "test a URL" box of the access rules page."""
 

@@ -29,6 +29,7 @@ ENDPOINT_STATES = {
     "mfa.recovery_codes_download": {RECOVERY_CODES, AUTHENTICATED},
     "auth.logout": set(state.STATES),
     "static": set(state.STATES),
+    "i18n.choose": set(state.STATES),  # the language picker: any page may offer it
 }
 SESSIONLESS_BLUEPRINTS = {"api", "health", "gateway", "metrics"}
 # Where a browser is sent when it asks for a page its state does not allow.
