@@ -168,10 +168,10 @@ def test_users_page_shows_admin_flag_groups_mfa_status_dates_and_throttle(
         "Not set up",
         "—",
         "Never",
-        "Throttled (5 wrong)",
+        "Throttled (5 wrong codes)",
     ]
     assert "Unlock" in row_of(page, "bob")[6]
-    assert row_of(page, "carol")[5] == "Locked (50 wrong)"
+    assert row_of(page, "carol")[5] == "Locked (50 wrong codes)"
     assert row_of(page, "root")[:5] == [
         "Yes",
         "None Change",

@@ -76,7 +76,7 @@ def test_unlock_lets_a_locked_user_sign_in_again(totp_app, clock, new_browser):
     assert "locked" in alice.page("/mfa/verify")
 
     admin, root_secret = admin_signed_in(totp_app, clock)
-    assert "Locked (50 wrong)" in row_of(admin.page("/admin/users"), "alice")
+    assert "Locked (50 wrong codes)" in row_of(admin.page("/admin/users"), "alice")
     step_up(admin, root_secret)
     act(admin, "alice", "unlock")
     assert flashes(admin) == ["alice was unlocked and can enter a code again."]
@@ -219,7 +219,7 @@ def test_sign_out_everywhere_ends_every_session_of_the_user(app, clock, new_brow
     admin, _ = admin_signed_in(app, clock)
     step_up(admin)
     act(admin, "alice", "sign-out")
-    assert flashes(admin) == ["2 session(s) of alice ended."]
+    assert flashes(admin) == ["2 sessions of alice ended."]
     assert laptop.get("/").headers["Location"].startswith("/login")
     assert phone.get("/").headers["Location"].startswith("/login")
     assert bob.get("/").status_code == 200

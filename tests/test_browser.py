@@ -1007,7 +1007,7 @@ def test_admin_steps_up_then_resets_one_user_and_unlocks_another(
     user.enter_code(guesser.fresh_code())
     user.expect_alert("Too many wrong codes. Wait")
     person.search_users(guesser.username)
-    expect(person.user_row(guesser)).to_contain_text("Throttled (9 wrong)")
+    expect(person.user_row(guesser)).to_contain_text("Throttled (9 wrong codes)")
     person.act_on_user("Unlock", guesser)
     # The step-up still counts: straight to the confirmation.
     person.expect_path(f"/admin/users/{guesser.username}/unlock")
@@ -1397,7 +1397,7 @@ def _admin_users(person: Person) -> None:
     if not person.site.has_user("aaron"):
         person.site.throttle_codes(person.site.new_account(enrolled=True, name="aaron"), 9)
     _signed_in(person, admin=True, at="/admin/users")
-    expect(person.page.locator("main tbody")).to_contain_text("Throttled (9 wrong)")
+    expect(person.page.locator("main tbody")).to_contain_text("Throttled (9 wrong codes)")
 
 
 def _step_up_error(person: Person) -> None:

@@ -12,11 +12,12 @@ import pytest
 from standalone_mfa.core import messages
 
 PACKAGE = Path(__file__).resolve().parent.parent / "standalone_mfa"
+MESSAGES_FILE = PACKAGE / "core" / "messages.py"
 
 
 def keys_used_in_code() -> set[str]:
     """The message keys the package asks for: the string constants in the first
-    argument of `text(...)` (and both forms of `counted(...)`), the second of
+    argument of `text(...)` and `counted(...)`, the second of
     `Proof(...)`, and any `problem=`."""
     used = set()
     for path in PACKAGE.rglob("*.py"):
@@ -36,10 +37,8 @@ def keys_used_in_code() -> set[str]:
                 continue
             name = getattr(node.func, "attr", getattr(node.func, "id", None))
             places = [kw.value for kw in node.keywords if kw.arg == "problem"]
-            if name == "text" and node.args:
+            if name in ("text", "counted") and node.args:
                 places.append(node.args[0])
-            if name == "counted" and node.args and isinstance(node.args[0], ast.Constant):
-                used |= {node.args[0].value + "_one", node.args[0].value + "_many"}
             if name == "Proof" and len(node.args) > 1:
                 places.append(node.args[1])
             for place in places:
@@ -94,4 +93,21 @@ def test_counted_picks_the_form_for_the_number():
 
 def test_no_message_names_a_secret():
     for key, message in messages.MESSAGES.items():
-        assert not re.search(r"\{(code|secret|password|token)\}", message), key
+        for form in [message] if isinstance(message, str) else message:
+            assert not re.search(r"\{(code|secret|password|token)\}", form), key
+
+
+def test_a_plural_message_is_read_only_through_counted():
+    with pytest.raises(TypeError, match="counted"):
+        messages.text("devices_forgotten", count=2)
+
+
+def test_the_extractor_gives_babel_every_message_with_its_plural():
+    from io import BytesIO
+
+    found = list(messages.extract(BytesIO(MESSAGES_FILE.read_bytes()), (), (), {}))
+    singular = {text for _, how, text, _ in found if how == "gettext"}
+    plural = {forms for _, how, forms, _ in found if how == "ngettext"}
+    assert singular == {m for m in messages.MESSAGES.values() if isinstance(m, str)}
+    assert plural == {m for m in messages.MESSAGES.values() if not isinstance(m, str)}
+    assert all(len(forms) == 2 for forms in plural)

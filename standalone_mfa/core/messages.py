@@ -4,11 +4,18 @@ one place to go). A message never names a secret, a code or a password."""
 
 from __future__ import annotations
 
+import ast
+
+from flask_babel import get_translations
+
 MESSAGES = {
     # Passwords. At sign-in the answer never says whether the username exists.
     "wrong_password_or_username": "The username or password is not right.",
     "wrong_password": "That password is not right.",
-    "password_wait": "Too many failed sign-ins for this username. Wait {wait}, then try again.",
+    "password_wait": (
+        "Too many failed sign-ins for this username. Wait {count} second, then try again.",
+        "Too many failed sign-ins for this username. Wait {count} seconds, then try again.",
+    ),
     # Codes. One message for a wrong, malformed or already used code: which it was is
     # not said.
     "wrong_code": (
@@ -19,15 +26,26 @@ MESSAGES = {
         "That recovery code is not right, or it was already used. "
         "Check it and try again, or use another one."
     ),
-    "code_wait": "Too many wrong codes. Wait {wait}, then try again.",
+    "code_wait": (
+        "Too many wrong codes. Wait {count} second, then try again.",
+        "Too many wrong codes. Wait {count} seconds, then try again.",
+    ),
     "too_many_codes": "Too many wrong codes. Please sign in again.",
     "locked": (
         "Two-factor sign-in for this account is locked after too many wrong codes. "
         "Ask an administrator to unlock it."
     ),
-    "drift_hint": (
-        "This code was valid about {minutes} {unit} {direction}. "
-        "Your phone's clock may be wrong; turn on automatic time."
+    "drift_hint_ago": (
+        "This code was valid about {count} minute ago. "
+        "Your phone's clock may be wrong; turn on automatic time.",
+        "This code was valid about {count} minutes ago. "
+        "Your phone's clock may be wrong; turn on automatic time.",
+    ),
+    "drift_hint_ahead": (
+        "This code was valid about {count} minute from now. "
+        "Your phone's clock may be wrong; turn on automatic time.",
+        "This code was valid about {count} minutes from now. "
+        "Your phone's clock may be wrong; turn on automatic time.",
     ),
     "need_code": "Enter the current code from your authenticator app.",
     "need_code_or_recovery": (
@@ -42,7 +60,10 @@ MESSAGES = {
         "Your authenticator app was already set up in another window. "
         "Enter the code it shows for this account."
     ),
-    "recovery_used": "Recovery code accepted. You have {count} recovery {noun} left.",
+    "recovery_used": (
+        "Recovery code accepted. You have {count} recovery code left.",
+        "Recovery code accepted. You have {count} recovery codes left.",
+    ),
     "recovery_low": " Generate new codes on your Account security page soon.",
     "expired": "Your sign-in expired. Please sign in again.",
     "mfa_required": (
@@ -54,8 +75,8 @@ MESSAGES = {
         "Thank you. You can make administrative changes for the next {minutes} minutes."
     ),
     "new_authenticator_expired": "Setting up the new app took too long. Start again.",
-    # Pages: what a view says after an action. A key ending in _one / _many is read
-    # through `counted`, which picks by the number (a translation's plural forms).
+    # Pages: what a view says after an action. A (singular, plural) pair is read
+    # through `counted`, which picks the form the page's language uses for the number.
     "signed_out": "You have signed out.",
     "qr_label": (
         "QR code to add {username} to your authenticator app. "
@@ -73,18 +94,20 @@ MESSAGES = {
         "Your new authenticator app is set up; the old one no longer works. "
         "Other sessions and remembered devices were signed out."
     ),
-    "password_changed_one": (
+    "password_changed": (
         "Your password was changed. {count} other session was signed out "
-        "and remembered devices were forgotten."
-    ),
-    "password_changed_many": (
+        "and remembered devices were forgotten.",
         "Your password was changed. {count} other sessions were signed out "
-        "and remembered devices were forgotten."
+        "and remembered devices were forgotten.",
     ),
-    "other_sessions_ended_one": "Signed out {count} other session.",
-    "other_sessions_ended_many": "Signed out {count} other sessions.",
-    "devices_forgotten_one": "Forgot {count} remembered device.",
-    "devices_forgotten_many": "Forgot {count} remembered devices.",
+    "other_sessions_ended": (
+        "Signed out {count} other session.",
+        "Signed out {count} other sessions.",
+    ),
+    "devices_forgotten": (
+        "Forgot {count} remembered device.",
+        "Forgot {count} remembered devices.",
+    ),
     "mfa_method_set": "Multi-Factor Authentication is now set to {label}.",
     "mfa_method_set_remember": (
         "Multi-Factor Authentication is now set to {label}. "
@@ -98,7 +121,10 @@ MESSAGES = {
     "reset_done": "Two-factor authentication of {name} was reset; their sessions ended.",
     "unlocked": "{name} was unlocked and can enter a code again.",
     "unlock_nothing": "{name} was not throttled or locked; nothing changed.",
-    "user_sessions_ended": "{count} session(s) of {name} ended.",
+    "user_sessions_ended": (
+        "{count} session of {name} ended.",
+        "{count} sessions of {name} ended.",
+    ),
     "last_admin": "{name} is the last administrator and cannot be revoked.",
     "admin_unchanged": "Nothing changed: {name} already has these rights.",
     "admin_granted": "{name} is now an administrator.",
@@ -122,30 +148,45 @@ MESSAGES = {
 
 
 def text(key: str, **params) -> str:
-    """The message `key`, filled in. An unknown key is a bug, not a blank message."""
-    return MESSAGES[key].format(**params) if params else MESSAGES[key]
+    """The message `key` in the page's language, filled in. An unknown key is a bug,
+    not a blank message; a missing translation is English (Babel's fallback)."""
+    message = MESSAGES[key]
+    if not isinstance(message, str):
+        raise TypeError(f"{key!r} has plural forms: read it through counted()")
+    translated = get_translations().ugettext(message)
+    return translated.format(**params) if params else translated
 
 
 def counted(key: str, count: int, **params) -> str:
-    """The message `key_one` or `key_many` for `count`, filled in."""
-    return text(f"{key}_one" if count == 1 else f"{key}_many", count=count, **params)
-
-
-def seconds(count: int) -> str:
-    return f"{count} second" if count == 1 else f"{count} seconds"
+    """The message `key` in the plural form the language uses for `count`, filled in."""
+    singular, plural = MESSAGES[key]
+    return get_translations().ungettext(singular, plural, count).format(count=count, **params)
 
 
 def wait(retry_after: int, *, code: bool) -> str:
     """ "Too many wrong codes (or failed sign-ins). Wait N seconds, then try again." """
-    return text("code_wait" if code else "password_wait", wait=seconds(retry_after))
+    return counted("code_wait" if code else "password_wait", retry_after)
 
 
 def drift_hint(steps: int, period: int) -> str:
     """ "This code was valid about N minutes ago/from now…", for a phone clock that is off."""
     minutes = max(1, round(abs(steps) * period / 60))
-    return text(
-        "drift_hint",
-        minutes=minutes,
-        unit="minute" if minutes == 1 else "minutes",
-        direction="ago" if steps < 0 else "from now",
+    return counted("drift_hint_ago" if steps < 0 else "drift_hint_ahead", minutes)
+
+
+def extract(fileobj, keywords, comment_tags, options):
+    """Babel's extractor for this table (babel.cfg): each message, with its plural
+    form where it has one, so `make translations` finds them without markers."""
+    tree = ast.parse(fileobj.read())
+    table = next(
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "MESSAGES"
     )
+    for key, value in zip(table.keys, table.values, strict=True):
+        comment = [f"messages.{key.value}"]
+        if isinstance(value, ast.Constant):
+            yield value.lineno, "gettext", value.value, comment
+        else:
+            forms = tuple(element.value for element in value.elts)
+            yield value.lineno, "ngettext", forms, comment

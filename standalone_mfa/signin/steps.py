@@ -232,7 +232,7 @@ def use_recovery_code(web_session: ServerSession, raw_code: str | None) -> StepO
     _count("recovery_code", proof)
     if not proof.ok:
         return outcome
-    message = messages.text("recovery_used", count=left, noun="code" if left == 1 else "codes")
+    message = messages.counted("recovery_used", left)
     if left <= recovery.LOW_WATER:
         message += messages.text("recovery_low")
     return StepOutcome(True, message)

@@ -8,8 +8,8 @@ document.addEventListener("DOMContentLoaded", function () {
     button.hidden = false;
     button.addEventListener("click", function () {
       navigator.clipboard.writeText(source.textContent.replace(/\s+/g, "")).then(
-        function () { if (status) status.textContent = "Copied."; },
-        function () { if (status) status.textContent = "Copy failed; select the key and copy it."; }
+        function () { if (status) status.textContent = button.getAttribute("data-copied"); },
+        function () { if (status) status.textContent = button.getAttribute("data-copy-failed"); }
       );
     });
   });

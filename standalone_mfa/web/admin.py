@@ -222,7 +222,7 @@ def _perform(action: str, user) -> tuple[str, str]:
         return messages.text("unlock_nothing", name=name), "info"
     if action == "sign-out":
         ended = administration.end_sessions(user, actor=actor, client=client())
-        return messages.text("user_sessions_ended", count=ended, name=name), "info"
+        return messages.counted("user_sessions_ended", ended, name=name), "info"
     outcome = administration.set_admin(user, action == "grant-admin", actor=actor, client=client())
     if outcome == administration.LAST_ADMIN:
         return messages.text("last_admin", name=name), "error"
