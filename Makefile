@@ -23,7 +23,7 @@ $(TRANSLATIONS)/%/LC_MESSAGES/messages.mo: $(TRANSLATIONS)/%/LC_MESSAGES/message
 # Extract every string into messages.pot and merge it into each catalogue (then
 # translate the new entries: tests refuse an empty or fuzzy one).
 translations: $(BIN)/activate
-	$(BIN)/pybabel -q extract -F babel.cfg -k N_ -k NP_:1,2 --no-location \
+	$(BIN)/pybabel -q extract -F babel.cfg -k _l --no-location \
 	  --sort-output --project=standalone-mfa -o $(TRANSLATIONS)/messages.pot .
 	$(BIN)/pybabel -q update --no-fuzzy-matching -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS)
 

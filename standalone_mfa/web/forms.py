@@ -3,6 +3,7 @@ services decide what a value means."""
 
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField, IntegerField, PasswordField, SelectField, StringField
 from wtforms.validators import (
@@ -24,31 +25,33 @@ class SingleValueStringField(StringField):
     def process_formdata(self, valuelist):
         if len(valuelist) > 1:
             self.data = None
-            raise ValueError("Send this field once.")
+            raise ValueError(_l("Send this field once."))
         super().process_formdata(valuelist)
 
 
 class LoginForm(FlaskForm):
-    username = SingleValueStringField("Username", validators=[InputRequired(), Length(max=150)])
+    username = SingleValueStringField(
+        _l("Username"), validators=[InputRequired(), Length(max=150)]
+    )
     password = PasswordField(
-        "Password", validators=[InputRequired(), Length(max=passwords.MAX_LENGTH)]
+        _l("Password"), validators=[InputRequired(), Length(max=passwords.MAX_LENGTH)]
     )
 
 
 class CodeForm(FlaskForm):
     code = SingleValueStringField(
-        "6-digit code from your authenticator app",
+        _l("6-digit code from your authenticator app"),
         validators=[InputRequired(), Length(max=totp.MAX_CODE_INPUT)],
     )
 
 
 class VerifyForm(CodeForm):
-    remember_device = BooleanField("Remember this device")
+    remember_device = BooleanField(_l("Remember this device"))
 
 
 class RecoveryCodeForm(FlaskForm):
     recovery_code = SingleValueStringField(
-        "Recovery code", validators=[InputRequired(), Length(max=recovery.MAX_INPUT)]
+        _l("Recovery code"), validators=[InputRequired(), Length(max=recovery.MAX_INPUT)]
     )
 
 
@@ -58,10 +61,10 @@ class ButtonForm(FlaskForm):
 
 class MfaSettingsForm(FlaskForm):
     mfa_method = SelectField(
-        "Multi-Factor Authentication method", choices=dict(settings.MFA_METHODS)
+        _l("Multi-Factor Authentication method"), choices=dict(settings.MFA_METHODS)
     )
     remember_days = IntegerField(
-        "Remember devices for N days",
+        _l("Remember devices for N days"),
         # Left out of the post: unchanged (older clients of this form send only the method).
         validators=[Optional(), NumberRange(min=0, max=settings.REMEMBER_DAYS_MAX)],
     )
@@ -74,27 +77,28 @@ def _password(label: str):
 class ConfirmIdentityForm(FlaskForm):
     """The password and a current code (or, where allowed, a recovery code)."""
 
-    password = _password("Your password")
+    password = _password(_l("Your password"))
     code = SingleValueStringField(
-        "6-digit code from your authenticator app", validators=[Length(max=totp.MAX_CODE_INPUT)]
+        _l("6-digit code from your authenticator app"),
+        validators=[Length(max=totp.MAX_CODE_INPUT)],
     )
     recovery_code = SingleValueStringField(
-        "Or a recovery code", validators=[Length(max=recovery.MAX_INPUT)]
+        _l("Or a recovery code"), validators=[Length(max=recovery.MAX_INPUT)]
     )
 
 
 class ChangePasswordForm(FlaskForm):
-    current_password = _password("Current password")
+    current_password = _password(_l("Current password"))
     new_password = PasswordField(
-        "New password",
+        _l("New password"),
         validators=[
             InputRequired(),
             Length(min=passwords.MIN_LENGTH, max=passwords.MAX_LENGTH),
         ],
     )
     confirm_password = PasswordField(
-        "New password again",
-        validators=[InputRequired(), EqualTo("new_password", "The new passwords differ.")],
+        _l("New password again"),
+        validators=[InputRequired(), EqualTo("new_password", _l("The new passwords differ."))],
     )
 
 
@@ -103,14 +107,16 @@ class ChangePasswordForm(FlaskForm):
 
 class StepUpPasswordForm(FlaskForm):
     password = PasswordField(
-        "Your password", validators=[InputRequired(), Length(max=passwords.MAX_LENGTH)]
+        _l("Your password"), validators=[InputRequired(), Length(max=passwords.MAX_LENGTH)]
     )
 
 
 class NewUserForm(FlaskForm):
-    username = SingleValueStringField("Username", validators=[InputRequired(), Length(max=150)])
+    username = SingleValueStringField(
+        _l("Username"), validators=[InputRequired(), Length(max=150)]
+    )
     password = PasswordField(
-        "Initial password (optional)",
+        _l("Initial password (optional)"),
         validators=[Optional(), Length(max=passwords.MAX_LENGTH)],
     )
 
@@ -118,35 +124,35 @@ class NewUserForm(FlaskForm):
 class GroupForm(FlaskForm):
     """One group name: to add a user to it, or (a hidden field) to remove them."""
 
-    group = SingleValueStringField("Group name", validators=[InputRequired(), Length(max=64)])
+    group = SingleValueStringField(_l("Group name"), validators=[InputRequired(), Length(max=64)])
 
 
 class UserSearchForm(FlaskForm):
     class Meta:
         csrf = False  # a GET search: it changes nothing
 
-    q = StringField("Search by username", validators=[Optional(), Length(max=150)])
+    q = StringField(_l("Search by username"), validators=[Optional(), Length(max=150)])
 
 
 class AuditFilterForm(FlaskForm):
     class Meta:
         csrf = False  # a GET filter: it changes nothing
 
-    user = StringField("User", validators=[Optional(), Length(max=150)])
-    event = SelectField("Event type", choices={"": "All events"}, default="")
-    start = DateField("From (UTC)", validators=[Optional()])
-    end = DateField("To (UTC)", validators=[Optional()])
+    user = StringField(_l("User"), validators=[Optional(), Length(max=150)])
+    event = SelectField(_l("Event type"), choices={"": _l("All events")}, default="")
+    start = DateField(_l("From (UTC)"), validators=[Optional()])
+    end = DateField(_l("To (UTC)"), validators=[Optional()])
 
     def validate_end(self, field):
         if field.data and self.start.data and field.data < self.start.data:
-            raise ValidationError("The end date is before the start date.")
+            raise ValidationError(_l("The end date is before the start date."))
 
 
 class LanguageForm(FlaskForm):
     """The language picker: one of ours, checked by `i18n.supported`; and the page to
     go back to, checked by `safe_next_path`."""
 
-    lang = SingleValueStringField("Language", validators=[InputRequired(), Length(max=16)])
+    lang = SingleValueStringField(_l("Language"), validators=[InputRequired(), Length(max=16)])
     next = SingleValueStringField(validators=[Optional(), Length(max=2048)])
 
 
@@ -156,10 +162,12 @@ class AccessTestForm(FlaskForm):
     class Meta:
         csrf = False  # a GET question: it changes nothing
 
-    url = StringField("URL", validators=[InputRequired(message="Enter a URL."), Length(max=2048)])
+    url = StringField(
+        _l("URL"), validators=[InputRequired(message=_l("Enter a URL.")), Length(max=2048)]
+    )
     method = SelectField(
-        "Method",
+        _l("Method"),
         choices={m: m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")},
         default="GET",
     )
-    username = StringField("As user (optional)", validators=[Optional(), Length(max=150)])
+    username = StringField(_l("As user (optional)"), validators=[Optional(), Length(max=150)])
