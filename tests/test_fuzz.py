@@ -136,6 +136,7 @@ TARGETS = {
     "api.users_list": Target(fields=("page", "per_page", "q")),
     "api.unlock": Target(path_values=USERNAMES),
     "health.healthz": Target(share=0.25),
+    "i18n.choose": Target(fields=("lang", "next"), share=0.25),
     "static": Target(
         path_values=("style.css", "app.js", "../config.py", "nope.css", ""), share=0.25
     ),

@@ -9,6 +9,7 @@ import functools
 from dataclasses import dataclass
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 from ..accounts import administration, groups, reset, settings
@@ -178,31 +179,37 @@ class UserAction:
 
 USER_ACTIONS = {
     "reset-mfa": UserAction(
-        "Reset two-factor authentication",
-        "Reset two-factor authentication",
-        "Their authenticator is removed and all their sessions end. At their next "
-        "sign-in they set up a new authenticator and are told that you reset it.",
+        _l("Reset two-factor authentication"),
+        _l("Reset two-factor authentication"),
+        _l(
+            "Their authenticator is removed and all their sessions end. At their next "
+            "sign-in they set up a new authenticator and are told that you reset it."
+        ),
     ),
     "unlock": UserAction(
-        "Unlock",
-        "Unlock",
-        "Their wrong codes are forgiven: they can enter a code again at once. Their "
-        "authenticator and sessions are kept.",
+        _l("Unlock"),
+        _l("Unlock"),
+        _l(
+            "Their wrong codes are forgiven: they can enter a code again at once. Their "
+            "authenticator and sessions are kept."
+        ),
     ),
     "grant-admin": UserAction(
-        "Make administrator",
-        "Make administrator",
-        "They can open Administration, change every setting and act on every user.",
+        _l("Make administrator"),
+        _l("Make administrator"),
+        _l("They can open Administration, change every setting and act on every user."),
     ),
     "revoke-admin": UserAction(
-        "Revoke administrator",
-        "Revoke administrator",
-        "They lose access to Administration at once. The last administrator cannot be revoked.",
+        _l("Revoke administrator"),
+        _l("Revoke administrator"),
+        _l(
+            "They lose access to Administration at once. The last administrator cannot be revoked."
+        ),
     ),
     "sign-out": UserAction(
-        "Sign out everywhere",
-        "Sign out everywhere",
-        "Every session of this user ends now, in every browser; they sign in again.",
+        _l("Sign out everywhere"),
+        _l("Sign out everywhere"),
+        _l("Every session of this user ends now, in every browser; they sign in again."),
     ),
 }
 
@@ -332,7 +339,7 @@ def user_group_remove(username):
 def audit_page():
     """Every audit event, newest first, filtered by user, event type and dates."""
     form = AuditFilterForm(request.args)
-    form.event.choices = {"": "All events", **{e: e for e in audit_log.event_types()}}
+    form.event.choices = [("", _l("All events")), *((e, e) for e in audit_log.event_types())]
     filters = {}
     if form.validate():
         filters = {

@@ -21,6 +21,8 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import force_locale
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import (
     HTTPException,
@@ -54,18 +56,19 @@ def content_security_policy(cookie_domain: str | None) -> str:
 
 
 MESSAGES = {
-    400: "The request could not be understood. Reload the page and try again.",
-    401: "Please sign in.",
-    403: "You do not have permission to do that.",
-    404: "There is no page at this address.",
-    405: "That action is not allowed here.",
-    413: "What was sent is too large.",
-    503: "The service is briefly unavailable. Please try again in a moment.",
+    400: _l("The request could not be understood. Reload the page and try again."),
+    401: _l("Please sign in."),
+    403: _l("You do not have permission to do that."),
+    404: _l("There is no page at this address."),
+    405: _l("That action is not allowed here."),
+    413: _l("What was sent is too large."),
+    503: _l("The service is briefly unavailable. Please try again in a moment."),
 }
-SCHEMA_MESSAGE = (
+SCHEMA_MESSAGE = _l(
     "The service is unavailable: its database has not been upgraded for this version "
-    "(or belongs to a newer one). An administrator must run "
-    f"`{schema.UPGRADE_COMMAND}`; the server log says more."
+    "(or belongs to a newer one). An administrator must run `%(command)s`; the server "
+    "log says more.",
+    command=schema.UPGRADE_COMMAND,
 )
 # While the schema does not match, look again at most this often (a `db upgrade` run
 # meanwhile is picked up without a restart); once it matches, not again.
@@ -76,7 +79,7 @@ SCHEMA_EXEMPT = {"static", "health.healthz", "metrics.metrics"}
 _SCHEMA_CHECK = threading.Lock()
 # PostgreSQL's "no such table" and "no such column": a schema that is not ours.
 MISSING_SCHEMA_CODES = {"42P01", "42703"}
-CSRF_MESSAGE = (
+CSRF_MESSAGE = _l(
     "This form has expired or did not come from this site. Reload the page and try again."
 )
 
@@ -190,7 +193,8 @@ def _wants_json() -> bool:
 
 def render_error(status: int, message: str, headers=None):
     if _wants_json():
-        response = jsonify(error=message)
+        with force_locale("en"):  # the API and the health check speak English
+            response = jsonify(error=str(message))
     else:
         response = make_response(render_template("error.html", status=status, message=message))
     response.status_code = status
@@ -231,7 +235,7 @@ def handle_unexpected(error):
         logger.warning("database unavailable: %s", type(original).__name__)
         return render_error(503, MESSAGES[503])
     logger.error("unhandled error", exc_info=original)
-    return render_error(500, "Something went wrong on our side. Please try again.")
+    return render_error(500, _l("Something went wrong on our side. Please try again."))
 
 
 def _missing_schema(error) -> bool:

@@ -139,7 +139,7 @@ class AuditFilterForm(FlaskForm):
         csrf = False  # a GET filter: it changes nothing
 
     user = StringField(_l("User"), validators=[Optional(), Length(max=150)])
-    event = SelectField(_l("Event type"), choices={"": _l("All events")}, default="")
+    event = SelectField(_l("Event type"), choices=[("", _l("All events"))], default="")
     start = DateField(_l("From (UTC)"), validators=[Optional()])
     end = DateField(_l("To (UTC)"), validators=[Optional()])
 
