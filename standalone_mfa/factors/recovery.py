@@ -81,17 +81,3 @@ def remaining(user) -> int:
 
 def delete_codes(user) -> int:
     return RecoveryCode.delete().where(RecoveryCode.user == user).execute()
-
-
-def as_text(codes: list[str], username: str, issuer: str) -> str:
-    """The downloadable file: who the codes are for and how to use them."""
-    lines = [
-        f"{issuer} recovery codes for {username}",
-        "",
-        "Each code works once, in place of the code from your authenticator app.",
-        "Keep them somewhere safe, away from your phone.",
-        "",
-        *codes,
-        "",
-    ]
-    return "\n".join(lines)

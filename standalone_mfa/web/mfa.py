@@ -16,7 +16,7 @@ from flask import (
 
 from ..accounts import settings
 from ..core import messages
-from ..factors import recovery, totp
+from ..factors import totp
 from ..signin import sessions, state, steps
 from . import qr
 from .auth import trust_if_signed_in
@@ -124,7 +124,13 @@ def recovery_codes_download():
     codes = sessions.shown_codes(session)
     if not codes:
         return redirect(url_for("account.security"))
-    text = recovery.as_text(codes, session.user.username, current_app.config["MFA_ISSUER"])
+    # In the page's language; the issuer (the authenticator's label) is never translated.
+    text = render_template(
+        "mfa/recovery_codes.txt",
+        codes=codes,
+        username=session.user.username,
+        issuer=current_app.config["MFA_ISSUER"],
+    )
     return Response(
         text,
         mimetype="text/plain",
