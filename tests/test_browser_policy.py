@@ -8,24 +8,22 @@ from __future__ import annotations
 import json
 
 import pytest
+import test_browser
 from conftest import PASSWORD
 from playwright.sync_api import expect
-from test_browser import (  # noqa: F401 (fixtures)
-    ACTION_TIMEOUT_MS,
-    AXE_RUN_JS,
-    UNLABELLED_FIELDS_JS,
-    Person,
-    axe_source,
-    chromium,
-    javascript,
-    open_window,
-    site,
-)
+from test_browser import ACTION_TIMEOUT_MS, AXE_RUN_JS, UNLABELLED_FIELDS_JS, Person
 
 from standalone_mfa.accounts import groups, settings
 from standalone_mfa.accounts.users import find_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
+
+# test_browser's fixtures, for this module: its own server, Chromium and windows.
+site = test_browser.site
+chromium = test_browser.chromium
+open_window = test_browser.open_window
+javascript = test_browser.javascript
+axe_source = test_browser.axe_source
 
 BANNER = "#setup-deadline"
 
