@@ -174,6 +174,55 @@ def mfa_method_command(method):
     click.echo(f"Multi-Factor Authentication is now {settings.MFA_METHODS[method]}.")
 
 
+@mfa_cli.command("scope")
+@click.argument("who", required=False, type=click.Choice(sorted(settings.REQUIRED_FOR)))
+@click.argument("names", nargs=-1)
+@clear_errors
+def mfa_scope_command(who, names):
+    """Show who must use MFA, or set it: `everyone`, or `groups GROUP...`."""
+    if who is None:
+        click.echo(settings.describe_scope(settings.mfa_required_for(), settings.mfa_groups()))
+        return
+    if who == settings.EVERYONE and names:
+        raise click.ClickException("`mfa scope everyone` takes no group names.")
+    if who == settings.GROUPS and not names:
+        raise click.ClickException("Name at least one group: `mfa scope groups GROUP...`.")
+    try:
+        checked = [groups.group_name(name) for name in names]
+    except groups.GroupError as exc:
+        raise click.ClickException(str(exc)) from None
+    kept = checked or settings.mfa_groups()  # `everyone` keeps the list for later
+    settings.set_mfa_scope(who, kept, actor=ACTOR)
+    if who == settings.EVERYONE:
+        click.echo("Multi-Factor Authentication is now required for everyone.")
+        return
+    click.echo(
+        "Multi-Factor Authentication is now required for members of: "
+        + ", ".join(sorted(set(checked)))
+        + "."
+    )
+    empty = settings.groups_without_members(checked)
+    if empty:
+        click.echo(
+            f"No user is in {', '.join(empty)} yet: its members will have to use MFA once added."
+        )
+
+
+@mfa_cli.command("grace")
+@click.argument("days", required=False, type=click.IntRange(0, settings.GRACE_DAYS_MAX))
+@clear_errors
+def mfa_grace_command(days):
+    """Show or set for how many days (0-30) a user who must now set up may postpone it."""
+    if days is None:
+        click.echo(settings.mfa_grace_days())
+        return
+    settings.set_mfa_grace_days(days, actor=ACTOR)
+    if days:
+        click.echo(f"Users who must set up MFA may now postpone it for {days} day(s).")
+    else:
+        click.echo("Users who must set up MFA now do so at their next sign-in (no grace).")
+
+
 @mfa_cli.command("reset")
 @click.argument("username")
 @clear_errors

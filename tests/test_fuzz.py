@@ -95,9 +95,13 @@ TARGETS = {
     "auth.logout": Target(),
     "auth.home": Target(share=0.25, answers_in="user"),
     "mfa.setup": Target(fields=("code",), answers_in="setup"),
+    "mfa.setup_later": Target(answers_in="setup"),
     "mfa.verify": Target(fields=("code",), answers_in="verify"),
     "admin.index": Target(share=0.25, answers_in="admin"),
-    "admin.mfa_settings": Target(fields=("mfa_method",), answers_in="admin"),
+    "admin.mfa_settings": Target(
+        fields=("mfa_method", "mfa_required_for", "mfa_groups", "mfa_grace_days"),
+        answers_in="admin",
+    ),
     "mfa.recovery": Target(fields=("recovery_code",), answers_in="verify"),
     "mfa.recovery_codes": Target(answers_in="user"),
     "mfa.recovery_codes_download": Target(share=0.25, answers_in="user"),
@@ -107,6 +111,8 @@ TARGETS = {
         fields=("password", "code", "recovery_code"), answers_in="user"
     ),
     "account.new_authenticator_setup": Target(fields=("code",), answers_in="user"),
+    "account.first_authenticator": Target(fields=("password",), answers_in="user"),
+    "account.first_authenticator_setup": Target(fields=("code",), answers_in="user"),
     "account.change_password": Target(
         fields=("current_password", "new_password", "confirm_password"), answers_in="user"
     ),

@@ -1,17 +1,27 @@
-"""Site settings chosen by an administrator (the MFA method, how long a device may be
-remembered), stored in the database so every process sees the same choice."""
+"""Site settings chosen by an administrator (the MFA method, who must use it and with
+what grace, how long a device may be remembered), stored in the database so every
+process sees the same choice."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from ..core import audit
 from ..core.audit import NO_CLIENT, Client
+from ..core.clock import now
 from ..core.db import write_transaction
-from ..core.models import Setting
+from ..core.models import Setting, User, UserGroup
 from ..factors import devices
 
 MFA_METHODS = {"disabled": "Disabled", "totp": "TOTP"}
 DEFAULT_MFA_METHOD = "disabled"
 REMEMBER_DAYS_MAX = 31  # a remembered device still needs the password; a month at most
+# Who must use the method (see signin.policy): everyone (the first releases' rule), or
+# only the members of the groups named in `mfa_groups`.
+EVERYONE = "everyone"
+GROUPS = "groups"
+REQUIRED_FOR = {EVERYONE: "Everyone", GROUPS: "Members of chosen groups"}
+GRACE_DAYS_MAX = 30  # how long a user who must now set up may postpone it
 
 
 def mfa_method() -> str:
@@ -27,6 +37,47 @@ def remember_days() -> int:
     except ValueError:
         return 0
     return days if 0 <= days <= REMEMBER_DAYS_MAX else 0
+
+
+def mfa_required_for() -> str:
+    row = Setting.get_or_none(Setting.key == "mfa_required_for")
+    return row.value if row and row.value in REQUIRED_FOR else EVERYONE
+
+
+def mfa_groups() -> tuple[str, ...]:
+    """The groups whose members must use MFA when it is required for groups (kept, and
+    shown, while it is required for everyone)."""
+    row = Setting.get_or_none(Setting.key == "mfa_groups")
+    return _split_groups(row.value) if row else ()
+
+
+def _split_groups(value: str) -> tuple[str, ...]:
+    return tuple(sorted({name for name in value.split(",") if name}))
+
+
+def mfa_grace_days() -> int:
+    """For how many days a user who must now set up may postpone it; 0: not at all."""
+    row = Setting.get_or_none(Setting.key == "mfa_grace_days")
+    try:
+        days = int(row.value) if row else 0
+    except ValueError:
+        return 0
+    return days if 0 <= days <= GRACE_DAYS_MAX else 0
+
+
+def groups_without_members(names) -> tuple[str, ...]:
+    """Which of `names` no user is in (yet): allowed in the scope, but worth saying."""
+    names = set(names)
+    held = {row.name for row in UserGroup.select(UserGroup.name).where(UserGroup.name.in_(names))}
+    return tuple(sorted(names - held))
+
+
+def describe_scope(required_for: str, names) -> str:
+    """ "everyone" or "groups staff,ops" (as the audit log and the CLI say it)."""
+    listed = ",".join(sorted(names))
+    if required_for == GROUPS:
+        return f"groups {listed}" if listed else "groups (none)"
+    return f"everyone (groups kept: {listed})" if listed else "everyone"
 
 
 def set_mfa_method(method: str, *, actor: str, client: Client = NO_CLIENT) -> bool:
@@ -53,6 +104,70 @@ def set_remember_days(days: int, *, actor: str, client: Client = NO_CLIENT) -> b
         if changed:
             devices.limit_lifetime(days, actor=actor, client=client)
     return changed
+
+
+def set_mfa_scope(required_for: str, names, *, actor: str, client: Client = NO_CLIENT) -> bool:
+    """Store who must use MFA: everyone, or the members of `names` (already checked
+    group names; the list is kept while it is everyone). Returns whether it changed.
+    One audit row, `mfa_scope_changed`, says before -> after."""
+    if required_for not in REQUIRED_FOR:
+        raise ValueError(f"unknown MFA scope {required_for!r}")
+    listed = ",".join(sorted(set(names)))
+    if required_for == GROUPS and not listed:
+        raise ValueError("MFA required for groups names no group")
+    with write_transaction():
+        before = describe_scope(mfa_required_for(), mfa_groups())
+        after = describe_scope(required_for, _split_groups(listed))
+        for key, value in (("mfa_required_for", required_for), ("mfa_groups", listed)):
+            Setting.insert(key=key, value=value).on_conflict(
+                conflict_target=[Setting.key], update={Setting.value: value}
+            ).execute()
+        audit.record(
+            "mfa_scope_changed",
+            "ok" if before != after else "unchanged",
+            actor=actor,
+            detail=f"{before} -> {after}",
+            client=client,
+        )
+    return before != after
+
+
+def set_mfa_grace_days(days: int, *, actor: str, client: Client = NO_CLIENT) -> bool:
+    """Store the grace period (0 to 30 days); returns whether it changed. Audited, with
+    how many pending deadlines it moved. A deadline still to come becomes the user's
+    first required sign-in plus the new grace (shorter or longer); one that passed
+    stays passed: lengthening the grace never revives it."""
+    if not isinstance(days, int) or isinstance(days, bool) or not 0 <= days <= GRACE_DAYS_MAX:
+        raise ValueError(f"grace days must be 0 to {GRACE_DAYS_MAX}")
+    with write_transaction():
+        before = mfa_grace_days()
+        Setting.insert(key="mfa_grace_days", value=str(days)).on_conflict(
+            conflict_target=[Setting.key], update={Setting.value: str(days)}
+        ).execute()
+        moved = _move_deadlines(days, now()) if before != days else 0
+        audit.record(
+            "mfa_grace_changed",
+            "ok" if before != days else "unchanged",
+            actor=actor,
+            detail=f"{before} -> {days} days ({moved} pending deadlines moved)",
+            client=client,
+        )
+    return before != days
+
+
+def _move_deadlines(days: int, at: dt.datetime) -> int:
+    """Each deadline still to come, recounted with the new grace (in the caller's
+    transaction). Only users who postponed hold one, so this is a short loop."""
+    moved = 0
+    pending = User.select(User.id, User.mfa_required_since, User.mfa_deadline).where(
+        User.mfa_deadline > at, User.mfa_required_since.is_null(False)
+    )
+    for user in pending:
+        deadline = user.mfa_required_since + dt.timedelta(days=days)
+        if deadline != user.mfa_deadline:
+            User.update(mfa_deadline=deadline).where(User.id == user.id).execute()
+            moved += 1
+    return moved
 
 
 def _store(key: str, value: str, current, event: str, actor: str, client: Client) -> bool:

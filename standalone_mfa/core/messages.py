@@ -49,6 +49,24 @@ MESSAGES = {
         "Your administrator now requires Multi-Factor Authentication. "
         "Please sign in again to continue."
     ),
+    # Who must use MFA (signin.policy): a set-up postponed within the grace period.
+    "setup_postponed_one": (
+        "You are signed in. Set up two-factor authentication within {count} day: "
+        "after that you cannot sign in without it."
+    ),
+    "setup_postponed_many": (
+        "You are signed in. Set up two-factor authentication within {count} days: "
+        "after that you cannot sign in without it."
+    ),
+    "cannot_postpone": (
+        "Set-up can no longer be postponed. Set up your authenticator app to continue."
+    ),
+    "setup_days_left_one": (
+        "Your administrator requires two-factor authentication: {count} day left to set it up."
+    ),
+    "setup_days_left_many": (
+        "Your administrator requires two-factor authentication: {count} days left to set it up."
+    ),
     # Proving it is you again while signed in (account changes, administrators' step-up).
     "reauth_confirmed": (
         "Thank you. You can make administrative changes for the next {minutes} minutes."
@@ -69,6 +87,12 @@ MESSAGES = {
     "check_the_form": "Check the form and try again.",
     "new_codes_made": "New recovery codes were made. The old ones no longer work.",
     "prove_first": "Start by confirming your password and a current code.",
+    "prove_password_first": "Start by confirming your password.",
+    "has_authenticator": "You already have an authenticator app; you can move to a new one.",
+    "first_authenticator_set_up": (
+        "Your authenticator app is set up: you will need it each time you sign in. "
+        "Save your recovery codes now; they are shown once."
+    ),
     "new_authenticator_set_up": (
         "Your new authenticator app is set up; the old one no longer works. "
         "Other sessions and remembered devices were signed out."
@@ -91,6 +115,27 @@ MESSAGES = {
         "Devices are remembered for {days} days."
     ),
     "choose_a_method": "Choose Disabled or TOTP.",
+    "mfa_scope_saved": ("Required for {who}; users who must set up do so at their next sign-in."),
+    "mfa_scope_saved_grace_one": (
+        "Required for {who}; users who must set up may postpone it for {count} day."
+    ),
+    "mfa_scope_saved_grace_many": (
+        "Required for {who}; users who must set up may postpone it for {count} days."
+    ),
+    "mfa_groups_empty": (
+        "No user is in {names} yet: its members will have to use MFA once added."
+    ),
+    "choose_who": (
+        "Choose who must use Multi-Factor Authentication: everyone, or members of chosen groups."
+    ),
+    "name_a_group": (
+        "Name at least one group (comma-separated), or require MFA for everyone. Nothing changed."
+    ),
+    "bad_mfa_groups": (
+        "Not a group name: {names}. A group name is 1-64 characters: letters, digits and "
+        ". _ - (separate names with commas). Nothing changed."
+    ),
+    "grace_days_range": "The grace period is 0 to {highest} days. Nothing changed.",
     "remember_days_range": "Remember devices for 0 to {highest} days.",
     "step_up_first": "Confirm it is you, then confirm the change again.",
     "user_created": "User {name} was created.",

@@ -28,7 +28,7 @@ from ..core import audit, crypto
 from ..core.audit import Client
 from ..core.db import UNAVAILABLE, Prepared
 from ..core.models import Setting, User, UserGroup, WebSession
-from ..signin import lifetimes
+from ..signin import lifetimes, policy
 from ..signin.sessions import LAST_SEEN_RESOLUTION, MAX_TOKEN_LENGTH
 from ..signin.state import AUTHENTICATED
 from .origin import Original
@@ -108,12 +108,24 @@ def identity(token: str | None, at: dt.datetime) -> Identity | None:
     created_at, last_seen_at = _datetime(created_at), _datetime(last_seen_at)
     if state != AUTHENTICATED or not lifetimes.session_alive(_Times(created_at, last_seen_at), at):
         return None
-    if second_factor_at is None and method not in (None, "disabled"):
+    groups = tuple(row[6] for row in rows if row[6] is not None)
+    if (
+        second_factor_at is None
+        and method not in (None, "disabled")
+        and not _password_alone(username, groups, at)
+    ):
         return None  # the portal ends this session at its next request (`guard`)
     if at - last_seen_at >= LAST_SEEN_RESOLUTION:
         _touch(session_id, at)
-    groups = tuple(row[6] for row in rows if row[6] is not None)
     return Identity(session_id, username, groups, second_factor_at is not None)
+
+
+def _password_alone(username: str, groups: tuple[str, ...], at: dt.datetime) -> bool:
+    """Whether the MFA policy lets this user's password-only session stay (outside the
+    scope, or within their grace), as the portal's guard decides. Only such sessions
+    of a site that requires MFA come here: the hot path reads nothing more."""
+    user = find_user(username)
+    return user is not None and policy.requirement_of(user, at, user_groups=groups).password_alone
 
 
 def _datetime(value) -> dt.datetime:

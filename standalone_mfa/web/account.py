@@ -13,13 +13,20 @@ from flask import (
     url_for,
 )
 
+from ..accounts import first_authenticator as first_authenticator_flow
 from ..accounts import self_service, settings
 from ..core import messages
 from ..factors import recovery, totp
 from ..signin import reauth
 from . import qr
 from .cookies import trusted_browser_token
-from .forms import ButtonForm, ChangePasswordForm, CodeForm, ConfirmIdentityForm
+from .forms import (
+    ButtonForm,
+    ChangePasswordForm,
+    CodeForm,
+    ConfirmIdentityForm,
+    StepUpPasswordForm,
+)
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -30,11 +37,17 @@ NEEDS_AUTHENTICATOR = {
     "account.new_authenticator_setup",
 }
 
+# A first authenticator (a voluntary set-up, or one postponed): only for a user without one.
+NEEDS_NO_AUTHENTICATOR = {"account.first_authenticator", "account.first_authenticator_setup"}
+
 
 @bp.before_request
 def require_authenticator():
     if request.endpoint in NEEDS_AUTHENTICATOR and totp.credential_of(session.user) is None:
         flash(messages.text("no_authenticator"), "error")
+        return redirect(url_for("account.security"))
+    if request.endpoint in NEEDS_NO_AUTHENTICATOR and totp.credential_of(session.user):
+        flash(messages.text("has_authenticator"), "error")
         return redirect(url_for("account.security"))
     return None
 
@@ -129,6 +142,59 @@ def new_authenticator_setup():
         qr_svg=qr.qr_svg(
             totp.provisioning_uri(secret, username),
             label=messages.text("qr_label_new", username=username),
+        ),
+        issuer=current_app.config["MFA_ISSUER"],
+        username=username,
+    )
+
+
+@bp.route("/authenticator/first", methods=["GET", "POST"])
+def first_authenticator():
+    """Step 1 of setting up a first authenticator app: the password again."""
+    form = StepUpPasswordForm()
+    if form.validate_on_submit():
+        problem = reauth.confirm_password(
+            session, session.user, form.password.data, trusted=trusted_browser_token()
+        )
+        if problem is None:
+            first_authenticator_flow.start(session)
+            return redirect(url_for("account.first_authenticator_setup"))
+        flash(problem, "error")
+    elif form.is_submitted():
+        flash(_first_error(form), "error")
+    return render_template(
+        "account/first_authenticator_confirm.html",
+        form=form,
+        mfa_method=settings.mfa_method(),
+    )
+
+
+@bp.route("/authenticator/first/new", methods=["GET", "POST"])
+def first_authenticator_setup():
+    """Step 2: add the secret to an app and confirm its first code; the recovery codes
+    are then shown once."""
+    secret = first_authenticator_flow.pending_secret(session)
+    if secret is None:
+        flash(messages.text("prove_password_first"), "error")
+        return redirect(url_for("account.first_authenticator"))
+    form = CodeForm()
+    if form.is_submitted():
+        problem = first_authenticator_flow.confirm(
+            session, session.user, form.code.data if form.validate() else None
+        )
+        if problem is None:
+            flash(messages.text("first_authenticator_set_up"), "info")
+            return redirect(url_for("mfa.recovery_codes"))
+        flash(problem, "error")
+        return redirect(url_for("account.first_authenticator_setup"))
+    username = session.user.username
+    return render_template(
+        "account/first_authenticator.html",
+        form=form,
+        secret=totp.grouped(secret),
+        qr_svg=qr.qr_svg(
+            totp.provisioning_uri(secret, username),
+            label=messages.text("qr_label", username=username),
         ),
         issuer=current_app.config["MFA_ISSUER"],
         username=username,

@@ -15,6 +15,7 @@ from ..accounts import administration, groups, reset, settings
 from ..accounts.users import UserError, create_user, find_user
 from ..core import audit as audit_log
 from ..core import messages
+from ..core.db import write_transaction
 from ..factors import passwords, throttle, totp
 from ..signin import reauth
 from ..signin.destinations import safe_next_path
@@ -72,35 +73,78 @@ def index():
 
 @bp.route("/mfa", methods=["GET", "POST"])
 def mfa_settings():
-    """Choose whether sign-in asks for a second factor (Disabled or TOTP), and for how
-    many days a device may skip the code. Any administrator may read it; saving needs
-    a fresh step-up, as the actions on users do (one POST must not switch MFA off for
-    everyone from a hijacked session)."""
+    """Choose whether sign-in asks for a second factor (Disabled or TOTP), of whom
+    (everyone, or the members of chosen groups), for how many days a user who must now
+    set up may postpone it, and for how many days a device may skip the code. Any
+    administrator may read it; saving needs a fresh step-up, as the actions on users do
+    (one POST must not switch MFA off for everyone from a hijacked session)."""
     if request.method == "POST" and not reauth.is_fresh(session):
         return _step_up_first()
     form = MfaSettingsForm(
-        mfa_method=settings.mfa_method(), remember_days=settings.remember_days()
+        mfa_method=settings.mfa_method(),
+        remember_days=settings.remember_days(),
+        mfa_required_for=settings.mfa_required_for(),
+        mfa_groups=", ".join(settings.mfa_groups()),
+        mfa_grace_days=settings.mfa_grace_days(),
     )
     if form.validate_on_submit():
-        settings.set_mfa_method(form.mfa_method.data, actor=current_user.username, client=client())
-        days = form.remember_days.data
-        if days is None:
-            days = settings.remember_days()
-        settings.set_remember_days(days, actor=current_user.username, client=client())
-        label = settings.MFA_METHODS[form.mfa_method.data]
-        if days:
-            flash(messages.text("mfa_method_set_remember", label=label, days=days), "info")
-        else:
-            flash(messages.text("mfa_method_set", label=label), "info")
+        _save_mfa_settings(form)
         return redirect(url_for("admin.mfa_settings"))
     if form.is_submitted():
-        if form.mfa_method.errors:
-            flash(messages.text("choose_a_method"), "error")
-        else:
-            flash(
-                messages.text("remember_days_range", highest=settings.REMEMBER_DAYS_MAX), "error"
-            )
-    return render_template("admin/mfa.html", form=form, step_up_fresh=reauth.is_fresh(session))
+        flash(_mfa_form_problem(form), "error")
+    return render_template(
+        "admin/mfa.html",
+        form=form,
+        step_up_fresh=reauth.is_fresh(session),
+        grace_days_max=settings.GRACE_DAYS_MAX,
+    )
+
+
+def _save_mfa_settings(form: MfaSettingsForm) -> None:
+    """Every setting of the form, each audited (before -> after), in one transaction."""
+    actor, by = current_user.username, client()
+    days = form.remember_days.data
+    if days is None:
+        days = settings.remember_days()
+    required_for = form.mfa_required_for.data or settings.mfa_required_for()
+    grace = form.mfa_grace_days.data
+    if grace is None:
+        grace = settings.mfa_grace_days()
+    names = form.group_names()
+    with write_transaction():
+        settings.set_mfa_method(form.mfa_method.data, actor=actor, client=by)
+        settings.set_remember_days(days, actor=actor, client=by)
+        settings.set_mfa_scope(required_for, names, actor=actor, client=by)
+        settings.set_mfa_grace_days(grace, actor=actor, client=by)
+    label = settings.MFA_METHODS[form.mfa_method.data]
+    if days:
+        flash(messages.text("mfa_method_set_remember", label=label, days=days), "info")
+    else:
+        flash(messages.text("mfa_method_set", label=label), "info")
+    who = settings.describe_scope(required_for, names if required_for == settings.GROUPS else ())
+    if grace:
+        flash(messages.counted("mfa_scope_saved_grace", grace, who=who), "info")
+    else:
+        flash(messages.text("mfa_scope_saved", who=who), "info")
+    empty = settings.groups_without_members(names) if required_for == settings.GROUPS else ()
+    if empty:
+        flash(messages.text("mfa_groups_empty", names=", ".join(empty)), "info")
+
+
+def _mfa_form_problem(form: MfaSettingsForm) -> str:
+    """What to say about a refused form (nothing of it was saved)."""
+    if form.mfa_method.errors:
+        return messages.text("choose_a_method")
+    if form.mfa_required_for.errors:
+        errors = [e for e in form.mfa_required_for.errors if e == messages.text("name_a_group")]
+        return errors[0] if errors else messages.text("choose_who")
+    if form.mfa_groups.errors:
+        return form.mfa_groups.errors[0]
+    if form.mfa_grace_days.errors:
+        return messages.text("grace_days_range", highest=settings.GRACE_DAYS_MAX)
+    if form.remember_days.errors:
+        return messages.text("remember_days_range", highest=settings.REMEMBER_DAYS_MAX)
+    return messages.text("check_the_form")
 
 
 def _page_number() -> int:

@@ -4,7 +4,15 @@ services decide what a value means."""
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DateField, IntegerField, PasswordField, SelectField, StringField
+from wtforms import (
+    BooleanField,
+    DateField,
+    IntegerField,
+    PasswordField,
+    RadioField,
+    SelectField,
+    StringField,
+)
 from wtforms.validators import (
     EqualTo,
     InputRequired,
@@ -14,7 +22,8 @@ from wtforms.validators import (
     ValidationError,
 )
 
-from ..accounts import settings
+from ..accounts import groups, settings
+from ..core import messages
 from ..factors import passwords, recovery, totp
 
 
@@ -65,6 +74,33 @@ class MfaSettingsForm(FlaskForm):
         # Left out of the post: unchanged (older clients of this form send only the method).
         validators=[Optional(), NumberRange(min=0, max=settings.REMEMBER_DAYS_MAX)],
     )
+    # Who must use it, and for how long a required set-up may be postponed. Left out
+    # of the post (older clients): unchanged, as remember_days.
+    mfa_required_for = RadioField(
+        "Required for", choices=dict(settings.REQUIRED_FOR), validators=[Optional()]
+    )
+    mfa_groups = SingleValueStringField(
+        "Groups (comma-separated)", validators=[Optional(), Length(max=2000)]
+    )
+    mfa_grace_days = IntegerField(
+        "Grace period in days",
+        validators=[Optional(), NumberRange(min=0, max=settings.GRACE_DAYS_MAX)],
+    )
+
+    def group_names(self) -> tuple[str, ...]:
+        """The names in `mfa_groups` (spaces around commas dropped, empty ones too)."""
+        return tuple(
+            sorted({name.strip() for name in (self.mfa_groups.data or "").split(",")} - {""})
+        )
+
+    def validate_mfa_groups(self, field):
+        bad = [name for name in self.group_names() if not groups.GROUP_PATTERN.fullmatch(name)]
+        if bad:
+            raise ValidationError(messages.text("bad_mfa_groups", names=", ".join(bad[:5])))
+
+    def validate_mfa_required_for(self, field):
+        if field.data == settings.GROUPS and not self.group_names():
+            raise ValidationError(messages.text("name_a_group"))
 
 
 def _password(label: str):
