@@ -149,6 +149,11 @@ MESSAGES = {
     "admin_granted": "{name} is now an administrator.",
     "admin_revoked": "{name} is no longer an administrator.",
     "bad_audit_filter": "Some filters were not understood; showing every event.",
+    # Audit events and browsers in people's words (EVENT_LABELS below; core.browsers).
+    "event_unknown": "Other security event",
+    "unknown_browser": "Unknown browser",
+    "browser_on_system": "{browser} on {system}",
+    "unknown_browser_on_system": "Unknown browser on {system}",
     # The gateway's access rules page.
     "bad_access_test": "Check the URL to test and try again.",
     "bad_access_url": "Enter a whole http:// or https:// address, such as https://app.example.com/page.",
@@ -165,6 +170,65 @@ MESSAGES = {
     "group_not_member": "{name} is not in the group {group}; nothing changed.",
 }
 
+# Each (event, outcome) `audit.record` writes, as the sign-in activity and the audit log
+# show it; the raw names stay the audit log's filter values and its secondary text.
+# tests/test_labels.py reads every audit.record call and names any pair missing here.
+EVENT_LABELS = {
+    # Signing in and out.
+    ("login", "ok"): "Signed in",
+    ("login", "failed"): "Wrong password",
+    ("login", "throttled"): "Sign-in refused: too many wrong passwords",
+    ("totp", "ok"): "Code accepted",
+    ("totp", "failed"): "Wrong code",
+    ("totp_replay", "refused"): "Code refused: already used",
+    ("totp_throttled", "wait"): "Code refused: too many wrong codes, waiting",
+    ("totp_throttled", "locked"): "Code refused: locked",
+    ("totp_locked", "locked"): "Locked after too many wrong codes",
+    ("recovery_code", "ok"): "Recovery code accepted",
+    ("recovery_code", "failed"): "Wrong recovery code",
+    ("remembered_device", "used"): "Remembered device used",
+    ("device_remembered", "ok"): "Device remembered",
+    ("logout", "ok"): "Signed out",
+    ("pending_expired", "ended"): "Sign-in not finished in time",
+    ("session_ended", "mfa_required"): "Signed out: two-factor sign-in now required",
+    ("second_factor_required", "ok"): "Code asked for by a protected app",
+    ("gateway_denied", "denied"): "Access to a protected app refused",
+    # People's own changes, and proving it is them.
+    ("reauth", "ok"): "Identity confirmed",
+    ("reauth", "failed"): "Identity not confirmed",
+    ("reauth", "throttled"): "Identity not confirmed: too many attempts",
+    ("totp_enrolled", "ok"): "Authenticator app set up",
+    ("totp_reenrolled", "ok"): "Moved to a new authenticator app",
+    ("totp_reenrolled", "failed"): "Wrong code from the new authenticator app",
+    ("recovery_codes_generated", "ok"): "Recovery codes made",
+    ("password_changed", "ok"): "Password changed",
+    ("session_revoked", "ok"): "Sessions signed out",
+    ("remembered_device", "revoked"): "Remembered devices forgotten",
+    # Administrators.
+    ("user_created", "ok"): "User created",
+    ("totp_reset", "ok"): "Authenticator reset by an administrator",
+    ("unlock", "ok"): "Unlocked by an administrator",
+    ("unlock", "unchanged"): "Unlock: nothing was locked",
+    ("admin_granted", "ok"): "Administrator rights granted",
+    ("admin_granted", "unchanged"): "Administrator rights: already granted",
+    ("admin_granted", "refused"): "Administrator rights: grant refused",
+    ("admin_revoked", "ok"): "Administrator rights revoked",
+    ("admin_revoked", "unchanged"): "Administrator rights: already not an administrator",
+    ("admin_revoked", "refused"): "Administrator rights: last administrator kept",
+    ("group_add", "ok"): "Added to a group",
+    ("group_add", "unchanged"): "Already in the group",
+    ("group_remove", "ok"): "Removed from a group",
+    ("group_remove", "unchanged"): "Not in the group",
+    ("token_created", "ok"): "API token created",
+    ("token_revoked", "ok"): "API tokens revoked",
+    ("token_revoked", "unchanged"): "API tokens: none to revoke",
+    ("mfa_method_changed", "ok"): "Multi-Factor Authentication method changed",
+    ("mfa_method_changed", "unchanged"): "Multi-Factor Authentication method saved unchanged",
+    ("remember_days_changed", "ok"): "Days to remember devices changed",
+    ("remember_days_changed", "unchanged"): "Days to remember devices saved unchanged",
+    ("audit_pruned", "ok"): "Old audit events deleted",
+}
+
 
 def text(key: str, **params) -> str:
     """The message `key`, filled in. An unknown key is a bug, not a blank message."""
@@ -174,6 +238,12 @@ def text(key: str, **params) -> str:
 def counted(key: str, count: int, **params) -> str:
     """The message `key_one` or `key_many` for `count`, filled in."""
     return text(f"{key}_one" if count == 1 else f"{key}_many", count=count, **params)
+
+
+def event_label(event: str | None, outcome: str | None) -> str:
+    """What an audit row says to people. A pair no label knows (a row an older or newer
+    release wrote) reads as a generic event, never as an error."""
+    return EVENT_LABELS.get((event, outcome)) or text("event_unknown")
 
 
 def seconds(count: int) -> str:

@@ -15,7 +15,7 @@ from flask import (
 
 from ..accounts import first_authenticator as first_authenticator_flow
 from ..accounts import self_service, settings
-from ..core import messages
+from ..core import browsers, messages
 from ..factors import recovery, totp
 from ..signin import reauth
 from . import qr
@@ -61,13 +61,18 @@ def _first_error(form) -> str:
 
 @bp.route("/security")
 def security():
-    """MFA status, recovery codes, remembered devices, sessions and recent sign-ins."""
+    """MFA status, recovery codes, remembered devices, sessions and recent sign-ins,
+    in people's words: events by their label, browsers by name."""
     return render_template(
         "account/security.html",
         overview=self_service.overview(session.user),
+        recovery_codes_made=recovery.ever_made(session.user),
         current_session_id=session.record.id,
         remember_days=settings.remember_days(),
         low_water=recovery.LOW_WATER,
+        codes_in_a_set=recovery.COUNT,
+        browser_name=browsers.describe,
+        event_label=messages.event_label,
         form=ButtonForm(),
     )
 
