@@ -4,7 +4,15 @@ services decide what a value means."""
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DateField, IntegerField, PasswordField, SelectField, StringField
+from wtforms import (
+    BooleanField,
+    DateField,
+    HiddenField,
+    IntegerField,
+    PasswordField,
+    SelectField,
+    StringField,
+)
 from wtforms.validators import (
     EqualTo,
     InputRequired,
@@ -14,7 +22,8 @@ from wtforms.validators import (
     ValidationError,
 )
 
-from ..accounts import settings
+from ..accounts import emails, settings
+from ..core import addresses
 from ..factors import passwords, recovery, totp
 
 
@@ -98,6 +107,34 @@ class ChangePasswordForm(FlaskForm):
     )
 
 
+def _address(label: str):
+    # Shape only: `core.addresses.normalise` decides what an address is (SC-37).
+    return SingleValueStringField(
+        label, validators=[InputRequired(), Length(max=addresses.MAX_LENGTH + 64)]
+    )
+
+
+class ChangeEmailForm(FlaskForm):
+    """A new address for the user's own notices: their password first."""
+
+    current_password = _password("Your password")
+    email = _address("New email address")
+
+
+class ConfirmEmailForm(FlaskForm):
+    """The button of the confirmation page; the link's token rides in a hidden field,
+    so that only this POST (never the GET a mail scanner makes) uses it up."""
+
+    token = HiddenField(validators=[InputRequired(), Length(max=emails.MAX_TOKEN_LENGTH)])
+
+
+class TimeZoneForm(FlaskForm):
+    time_zone = SingleValueStringField(
+        "Time zone of your mails",
+        validators=[Optional(), Length(max=emails.MAX_TIME_ZONE_LENGTH)],
+    )
+
+
 # Administration (users, step-up, audit log).
 
 
@@ -119,6 +156,12 @@ class GroupForm(FlaskForm):
     """One group name: to add a user to it, or (a hidden field) to remove them."""
 
     group = SingleValueStringField("Group name", validators=[InputRequired(), Length(max=64)])
+
+
+class AdminEmailForm(FlaskForm):
+    """An address an administrator gives a user (confirmed at once)."""
+
+    email = _address("Email address")
 
 
 class UserSearchForm(FlaskForm):

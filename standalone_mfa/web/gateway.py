@@ -1,7 +1,8 @@
 """The reverse proxy's question, "may this request through?" (PRODUCT.md, the gateway
 contract):
 
-- `/auth/nginx` for nginx `auth_request`: 200 (with `Remote-User`, `Remote-Groups`),
+- `/auth/nginx` for nginx `auth_request`: 200 (with `Remote-User`, `Remote-Groups`,
+  `Remote-Email`: the confirmed address, empty without one),
   401 when the browser must sign in (with a `Location` the proxy's `error_page` can
   send it to), 403 when it is refused;
 - `/auth/forward` for Caddy `forward_auth` and Traefik `forwardAuth`: the same, but a
@@ -91,6 +92,8 @@ def _answer(read, *, redirect_to_portal: bool) -> Response:
         if decision.identity is not None:
             response.headers["Remote-User"] = decision.identity.username
             response.headers["Remote-Groups"] = ",".join(decision.identity.groups)
+            # Confirmed only: an address waiting for its link is the user's word alone.
+            response.headers["Remote-Email"] = decision.identity.email or ""
         return response
     if decision.outcome == check.REFUSE:
         check.audit_denial(decision, original, client())
