@@ -11,7 +11,7 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import PASSWORD, Browser, make_app
+from conftest import PASSWORD, Browser, make_app, together
 from helpers import (
     admin_signed_in,
     admin_token,
@@ -26,6 +26,7 @@ from helpers import (
 from smtp import mail_config
 
 from standalone_mfa.accounts import emails
+from standalone_mfa.core.db import db
 from standalone_mfa.core.models import EmailConfirmation, Notice, User
 from standalone_mfa.notices import sender
 from standalone_mfa.ops import maintenance
@@ -257,6 +258,36 @@ def test_sc37_a_new_address_gets_a_link_that_works_once(mail_app, clock, smtp):
     [told] = mails_to(smtp, OLD)
     assert told.message["Subject"] == "The email address of your account was changed"
     assert "from now on they go to alice.new@example.com" in told.text
+
+
+def test_two_clicks_at_once_confirm_once(mail_app, smtp):
+    """Of two confirmations racing with one link, exactly one counts (the conditional
+    update): one audit row, one mail to the old address."""
+
+    def ask(address) -> str:
+        made = []
+        with mail_app.app_context():
+            alice = User.get(User.username == "alice")
+            emails.request_change(alice, address, link_for=lambda t: made.append(t) or t)
+        return made[0]
+
+    def click(token):
+        with mail_app.app_context():
+            try:
+                return emails.confirm(User.get(User.username == "alice"), token)
+            finally:
+                db.close()
+
+    for attempt in range(3):
+        token = ask(f"race{attempt}@example.com")
+        outcomes = together(lambda: click(token), lambda: click(token))  # noqa: B023
+        assert sorted(outcomes) == [emails.CONFIRMED, emails.NOT_VALID]
+        assert user_row(mail_app).email == f"race{attempt}@example.com"
+    confirmed = [row for row in audit_rows(mail_app, "email_change") if row[1] == "confirmed"]
+    assert len(confirmed) == 3
+    with mail_app.app_context():
+        told = Notice.select().where(Notice.kind == "address_changed").count()
+    assert told == 3  # one per confirmation, none for the click that lost
 
 
 def test_notices_go_to_the_old_address_until_the_link_is_used(mail_app, clock, smtp):
