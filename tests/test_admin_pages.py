@@ -163,9 +163,10 @@ def test_users_page_shows_admin_flag_groups_mfa_status_dates_and_throttle(
 
     page = admin.page("/admin/users")
     assert listed_usernames(page) == ["alice", "bob", "carol", "root"]
-    assert row_of(page, "alice")[:7] == [
+    assert row_of(page, "alice")[:8] == [
         "No",
         "staff, wiki Change",
+        "None Change",
         "Set up",
         "2026-11-28 12:00",
         "2026-11-28 12:00",
@@ -173,26 +174,28 @@ def test_users_page_shows_admin_flag_groups_mfa_status_dates_and_throttle(
         "Reset MFA Make administrator Sign out everywhere",
     ]
     assert 'href="/admin/users/alice/groups" aria-label="Change groups: alice"' in page
-    assert row_of(page, "bob")[:6] == [
+    assert row_of(page, "bob")[:7] == [
         "No",
+        "None Change",
         "None Change",
         "Not set up",
         "—",
         "Never",
         "Throttled (5 wrong)",
     ]
-    assert "Unlock" in row_of(page, "bob")[6]
-    assert row_of(page, "carol")[5] == "Locked (50 wrong)"
-    assert row_of(page, "root")[:5] == [
+    assert "Unlock" in row_of(page, "bob")[7]
+    assert row_of(page, "carol")[6] == "Locked (50 wrong)"
+    assert row_of(page, "root")[:6] == [
         "Yes",
+        "None Change",
         "None Change",
         "Set up",
         "2026-11-28 13:00",
         "2026-11-28 13:00",
     ]
-    assert "Revoke administrator" in row_of(page, "root")[6]
+    assert "Revoke administrator" in row_of(page, "root")[7]
     # Headers for every column, for screen readers.
-    assert page.count('<th scope="col">') == 8
+    assert page.count('<th scope="col">') == 9
 
 
 def test_users_page_search_and_pagination(app, clock):

@@ -168,6 +168,33 @@ MESSAGES = {
     "group_already": "{name} is already in the group {group}; nothing changed.",
     "group_removed": "{name} is no longer in the group {group}.",
     "group_not_member": "{name} is not in the group {group}; nothing changed.",
+    # Email addresses and the time zone of mails.
+    "email_already_yours": "That is already your address; nothing changed.",
+    "email_no_mail": (
+        "This site sends no mail, so a new address cannot be confirmed. "
+        "Ask your administrator to set it."
+    ),
+    "email_link_sent": (
+        "A link to confirm it was sent to {address}; it works once, within {hours} hours. "
+        "Until then notices still go to your current address."
+    ),
+    "email_confirmed": "Your address is now {address}: notices go there from now on.",
+    "email_link_expired": (
+        "This link has expired. Ask for a new one on your Account security page."
+    ),
+    "email_link_not_valid": (
+        "This link does not work: it was already used, a newer change replaced it, "
+        "or it belongs to another account."
+    ),
+    "email_change_cancelled": "The change of address was cancelled.",
+    "time_zone_set": "Times in your mails are now in {zone}.",
+    "bad_time_zone": (
+        "Choose a time zone from the list, such as Europe/Paris, or leave it empty for UTC."
+    ),
+    "email_set": "The address of {name} is now {address}.",
+    "email_unchanged": "{name} already has the address {address}; nothing changed.",
+    "email_removed": "{name} has no address now: they get no notices.",
+    "email_none": "{name} had no address; nothing changed.",
 }
 
 # Each (event, outcome) `audit.record` writes, as the sign-in activity and the audit log

@@ -13,8 +13,8 @@ from flask import (
     url_for,
 )
 
+from ..accounts import emails, self_service, settings
 from ..accounts import first_authenticator as first_authenticator_flow
-from ..accounts import self_service, settings
 from ..core import browsers, messages
 from ..factors import recovery, totp
 from ..signin import reauth
@@ -22,10 +22,13 @@ from . import qr
 from .cookies import trusted_browser_token
 from .forms import (
     ButtonForm,
+    ChangeEmailForm,
     ChangePasswordForm,
     CodeForm,
+    ConfirmEmailForm,
     ConfirmIdentityForm,
     StepUpPasswordForm,
+    TimeZoneForm,
 )
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -74,6 +77,9 @@ def security():
         browser_name=browsers.describe,
         event_label=messages.event_label,
         form=ButtonForm(),
+        overview_user=session.user,
+        time_zone_form=TimeZoneForm(time_zone=session.user.time_zone or ""),
+        time_zones=emails.time_zones(),
     )
 
 
@@ -239,4 +245,103 @@ def forget_devices():
     if ButtonForm().validate_on_submit():
         count = self_service.forget_devices(session, session.user)
         flash(messages.counted("devices_forgotten", count), "info")
+    return redirect(url_for("account.security"))
+
+
+# --- The address notices go to, and the time zone of mails ------------------------------
+
+
+def confirmation_link(token: str) -> str:
+    """The absolute link mailed to a new address. From GATEWAY_PORTAL_URL when it is
+    set (the operator's word for the public URL); else from this request's URL, which
+    the user's own browser sent (its Host header, believed through X-Forwarded-Host
+    only as far as PROXY_FIX_X_HOST says)."""
+    path = url_for("account.confirm_email", token=token)
+    portal = current_app.config.get("GATEWAY_PORTAL_URL")
+    if portal:
+        return portal + path[len(request.script_root) :]
+    return url_for("account.confirm_email", token=token, _external=True)
+
+
+@bp.route("/email", methods=["GET", "POST"])
+def change_email():
+    """A new address for notices (the password first); a link confirms it."""
+    form = ChangeEmailForm()
+    user = session.user
+    if form.validate_on_submit():
+        problem = reauth.confirm_password(
+            session, user, form.current_password.data, trusted=trusted_browser_token()
+        )
+        if problem is None:
+            try:
+                address = emails.request_change(
+                    user, form.email.data, link_for=confirmation_link, client=session.client
+                )
+            except (emails.BadAddress, emails.EmailError) as error:
+                form.email.errors = [str(error)]
+                flash(str(error), "error")
+            else:
+                hours = round(emails.LINK_LIFETIME.total_seconds() / 3600)
+                flash(messages.text("email_link_sent", address=address, hours=hours), "info")
+                return redirect(url_for("account.security"))
+        else:
+            flash(problem, "error")
+    elif form.is_submitted():
+        flash(_first_error(form), "error")
+    return render_template("account/email.html", form=form, user=user)
+
+
+@bp.post("/email/cancel")
+def cancel_email_change():
+    """Drop the address waiting for its link."""
+    form = ButtonForm()
+    if form.validate_on_submit() and emails.cancel_change(session.user, client=session.client):
+        flash(messages.text("email_change_cancelled"), "info")
+    return redirect(url_for("account.security"))
+
+
+@bp.route("/email/confirm", methods=["GET", "POST"])
+def confirm_email():
+    """The link in the mail. Opening it (GET) changes nothing: mail scanners fetch
+    links. It shows a button that posts the token back (with CSRF) from a hidden field;
+    only the signed-in owner of the account can use it (the guard sends anyone else to
+    sign in first, and a link of another account does not work)."""
+    form = ConfirmEmailForm()
+    if request.method == "POST":
+        if form.validate_on_submit():
+            outcome = emails.confirm(session.user, form.token.data, client=session.client)
+        else:
+            outcome = emails.NOT_VALID
+        if outcome == emails.CONFIRMED:
+            flash(messages.text("email_confirmed", address=session.user.email), "info")
+            return redirect(url_for("account.security"))
+        return _link_refused(outcome)
+    token = request.args.get("token", "")
+    outcome, link = emails.check_link(session.user, token)
+    if link is None:
+        return _link_refused(outcome)
+    form.token.data = token
+    return render_template("account/email_confirm.html", form=form, link=link)
+
+
+def _link_refused(outcome: str):
+    problem = messages.text(
+        "email_link_expired" if outcome == emails.EXPIRED else "email_link_not_valid"
+    )
+    return render_template("account/email_confirm.html", problem=problem), 400
+
+
+@bp.post("/time-zone")
+def time_zone():
+    """The time zone mails tell times in (empty: UTC)."""
+    form = TimeZoneForm()
+    if form.validate_on_submit():
+        try:
+            zone = emails.set_time_zone(session.user, form.time_zone.data, client=session.client)
+        except emails.EmailError as error:
+            flash(str(error), "error")
+        else:
+            flash(messages.text("time_zone_set", zone=zone or "UTC"), "info")
+    elif form.is_submitted():
+        flash(messages.text("bad_time_zone"), "error")
     return redirect(url_for("account.security"))

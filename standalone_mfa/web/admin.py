@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
-from ..accounts import administration, groups, reset, settings
+from ..accounts import administration, emails, groups, reset, settings
 from ..accounts.users import UserError, create_user, find_user
 from ..core import audit as audit_log
 from ..core import messages
@@ -21,6 +21,7 @@ from ..signin import reauth
 from ..signin.destinations import safe_next_path
 from .cookies import trusted_browser_token
 from .forms import (
+    AdminEmailForm,
     AuditFilterForm,
     ButtonForm,
     CodeForm,
@@ -366,6 +367,72 @@ def user_group_remove(username):
         flash(str(error), "error")
     else:
         flash(change.message, "info")
+    return redirect(page)
+
+
+# --- A user's address ---------------------------------------------------------------------
+
+
+@bp.route("/users/<username>/email", methods=["GET", "POST"])
+def user_email(username):
+    """A user's address, and a form to set it (confirmed at once: an administrator
+    knows their users). Any administrator may read it; a change needs a fresh step-up,
+    as the groups do: whoever holds the address reads the account's notices."""
+    user = _user_or_404(username)
+    if request.method == "POST" and not reauth.is_fresh(session):
+        return _step_up_first()
+    form = AdminEmailForm()
+    if form.validate_on_submit():
+        try:
+            outcome = emails.set_by_admin(
+                user, form.email.data, actor=current_user.username, client=client()
+            )
+        except emails.BadAddress as error:
+            form.email.errors = [str(error)]
+            flash(str(error), "error")
+        else:
+            flash(
+                messages.text(
+                    "email_set" if outcome == emails.CHANGED else "email_unchanged",
+                    name=user.username,
+                    address=user.email,
+                ),
+                "info",
+            )
+            return redirect(url_for("admin.user_email", username=user.username))
+    elif form.is_submitted():
+        flash(_first_form_error(form), "error")
+    return render_template(
+        "admin/user_email.html",
+        form=form,
+        user=administration.row_for(user),
+        step_up_fresh=reauth.is_fresh(session),
+    )
+
+
+def _first_form_error(form) -> str:
+    for errors in form.errors.values():
+        if errors and not errors[0].startswith("The CSRF"):
+            return errors[0]
+    return messages.text("check_the_form")
+
+
+@bp.post("/users/<username>/email/remove")
+def user_email_remove(username):
+    """Take a user's address away (and any pending one): they get no notices."""
+    user = _user_or_404(username)
+    page = url_for("admin.user_email", username=user.username)
+    if not reauth.is_fresh(session):
+        return _step_up_first(page)
+    if ButtonForm().validate():  # the CSRF token was checked before the view
+        outcome = emails.remove_by_admin(user, actor=current_user.username, client=client())
+        flash(
+            messages.text(
+                "email_removed" if outcome == emails.CHANGED else "email_none",
+                name=user.username,
+            ),
+            "info",
+        )
     return redirect(page)
 
 

@@ -7,6 +7,7 @@ from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     DateField,
+    HiddenField,
     IntegerField,
     PasswordField,
     RadioField,
@@ -22,8 +23,8 @@ from wtforms.validators import (
     ValidationError,
 )
 
-from ..accounts import groups, settings
-from ..core import messages
+from ..accounts import emails, groups, settings
+from ..core import addresses, messages
 from ..factors import passwords, recovery, totp
 
 
@@ -134,6 +135,34 @@ class ChangePasswordForm(FlaskForm):
     )
 
 
+def _address(label: str):
+    # Shape only: `core.addresses.normalise` decides what an address is (SC-37).
+    return SingleValueStringField(
+        label, validators=[InputRequired(), Length(max=addresses.MAX_LENGTH + 64)]
+    )
+
+
+class ChangeEmailForm(FlaskForm):
+    """A new address for the user's own notices: their password first."""
+
+    current_password = _password("Your password")
+    email = _address("New email address")
+
+
+class ConfirmEmailForm(FlaskForm):
+    """The button of the confirmation page; the link's token rides in a hidden field,
+    so that only this POST (never the GET a mail scanner makes) uses it up."""
+
+    token = HiddenField(validators=[InputRequired(), Length(max=emails.MAX_TOKEN_LENGTH)])
+
+
+class TimeZoneForm(FlaskForm):
+    time_zone = SingleValueStringField(
+        "Time zone of your mails",
+        validators=[Optional(), Length(max=emails.MAX_TIME_ZONE_LENGTH)],
+    )
+
+
 # Administration (users, step-up, audit log).
 
 
@@ -155,6 +184,12 @@ class GroupForm(FlaskForm):
     """One group name: to add a user to it, or (a hidden field) to remove them."""
 
     group = SingleValueStringField("Group name", validators=[InputRequired(), Length(max=64)])
+
+
+class AdminEmailForm(FlaskForm):
+    """An address an administrator gives a user (confirmed at once)."""
+
+    email = _address("Email address")
 
 
 class UserSearchForm(FlaskForm):
