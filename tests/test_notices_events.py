@@ -18,6 +18,7 @@ from helpers import (
     admin_signed_in,
     admin_token,
     api,
+    audit_rows,
     cli,
     confirm_for_new_authenticator,
     failures,
@@ -429,3 +430,34 @@ def test_sc37_a_user_without_a_confirmed_address_is_told_nothing(totp_mail_app, 
     person(totp_mail_app, clock).enrol("bob")
     settle(smtp, 1)
     assert [m.envelope_to for m in smtp.received] == [["bob@example.com"]]
+
+
+# --- headers and markup
+
+
+def test_sc37_an_address_with_a_line_break_in_its_row_is_never_sent(mail_app, clock, smtp):
+    """The outbox row was changed behind the application's back (addresses are
+    checked before they are stored): the mail is refused before it is made, audited,
+    and nobody receives it, neither the address nor a smuggled Bcc."""
+    with mail_app.app_context():
+        alice = User.get(User.username == "alice")
+        outbox.queue(alice, "password_changed", to="alice@example.com\r\nBcc: mallory@example.com")
+        outbox.queued_since_asked()
+    result = cli(mail_app, "mail", "send")
+    assert result.exit_code == 1 and "1 failed" in result.output
+    assert smtp.received == []
+    [notice] = notices(mail_app)
+    assert notice.sent_at is None and "BadAddress" in notice.last_error
+    failed = [row for row in audit_rows(mail_app, "notice") if row[1] == "failed"]
+    assert len(failed) == 1 and "password_changed" in failed[0][-1]
+
+
+def test_sc37_markup_in_the_browser_name_is_plain_text_in_the_html_part(
+    totp_mail_app, clock, smtp
+):
+    browser = person(totp_mail_app, clock)
+    browser.client.environ_base["HTTP_USER_AGENT"] = '<a href="https://evil.example">x</a>'
+    browser.enrol()
+    [mail] = settle(smtp, 1)
+    assert "<a href=" not in mail.html and "&lt;a href=" in mail.html
+    assert '<a href="https://evil.example">x</a>' in mail.text  # plain text, as sent

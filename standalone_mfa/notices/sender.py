@@ -16,6 +16,7 @@ import socket
 import threading
 from dataclasses import dataclass
 
+import flask_mail
 from flask import Flask, current_app
 
 from ..core import db
@@ -32,8 +33,10 @@ class Round:
     failed: int = 0
 
 
-# What an SMTP attempt can fail with: the notice is retried later, never lost.
-SEND_ERRORS = (smtplib.SMTPException, OSError, socket.timeout)
+# What an SMTP attempt can fail with: the notice is retried later, never lost. (A
+# header with a line break cannot come from our rows, whose address is checked again
+# when the mail is made; if it ever did, it fails like the rest, audited.)
+SEND_ERRORS = (smtplib.SMTPException, OSError, socket.timeout, flask_mail.BadHeaderError)
 
 
 def send_due(limit: int = outbox.BATCH) -> Round:
