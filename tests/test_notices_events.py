@@ -34,9 +34,11 @@ from helpers import (
     use_recovery_code,
     wrong_code,
 )
+from prometheus_client import REGISTRY
 from servers import ROOT, app_env
 from smtp import mail_config
 
+from standalone_mfa.core import metrics
 from standalone_mfa.core.models import Notice, User
 from standalone_mfa.notices import outbox, sender
 
@@ -461,3 +463,23 @@ def test_sc37_markup_in_the_browser_name_is_plain_text_in_the_html_part(
     [mail] = settle(smtp, 1)
     assert "<a href=" not in mail.html and "&lt;a href=" in mail.html
     assert '<a href="https://evil.example">x</a>' in mail.text  # plain text, as sent
+
+
+# --- the metric
+
+
+def test_notices_are_counted_by_outcome_from_a_fixed_list(mail_app, clock, smtp):
+    def value(outcome):
+        return REGISTRY.get_sample_value("smfa_notices_total", {"outcome": outcome})
+
+    before = {o: value(o) for o in metrics.NOTICE_OUTCOMES}
+    with mail_app.app_context():
+        alice = User.get(User.username == "alice")
+        outbox.queue(alice, "password_changed")
+        outbox.queue(alice, "password_changed", to="not an address")
+        outbox.queued_since_asked()
+        sender.send_due()
+    after = {o: value(o) for o in metrics.NOTICE_OUTCOMES}
+    assert {o: after[o] - before[o] for o in after} == {"sent": 1, "failed": 1}
+    with pytest.raises(ValueError):
+        metrics.notice("alice@example.com")

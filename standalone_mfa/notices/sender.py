@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import flask_mail
 from flask import Flask, current_app
 
-from ..core import db
+from ..core import db, metrics
 from ..core.clock import now
 from . import mailer, outbox
 
@@ -56,6 +56,7 @@ def send_due(limit: int = outbox.BATCH) -> Round:
             except Exception as exc:  # a template or a key that no longer decrypts
                 logger.exception("notice %s could not be rendered", notice.id)
                 outbox.mark_failed(notice, now(), _describe(exc))
+                metrics.notice("failed")
                 done.failed += 1
                 continue
             try:
@@ -65,9 +66,11 @@ def send_due(limit: int = outbox.BATCH) -> Round:
             except SEND_ERRORS as exc:
                 connection = _drop(connection)
                 outbox.mark_failed(notice, now(), _describe(exc))
+                metrics.notice("failed")
                 done.failed += 1
                 continue
             outbox.mark_sent(notice, now())
+            metrics.notice("sent")
             done.sent += 1
     finally:
         _drop(connection)
