@@ -5,6 +5,7 @@ decides where the session goes. Every secret is checked by `factors.proofs`."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from flask import current_app
@@ -16,12 +17,15 @@ from ..core.clock import now
 from ..core.db import write_transaction
 from ..core.models import User
 from ..factors import devices, proofs, recovery, throttle, totp, trusted_browsers
+from ..notices import outbox
 from . import destinations, policy, sessions, state
 from .sessions import ServerSession
 
 # Set on a sign-in's set-up page while the user's grace lasts ("Set up later"); never
 # on a set-up a gateway rule asked for.
 MAY_POSTPONE_KEY = "may_postpone_setup"
+# A wrong code after the right password is told at most this often (per user).
+WRONG_CODES_EVERY = dt.timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -166,9 +170,13 @@ def confirm_setup(web_session: ServerSession, raw_code: str | None) -> StepOutco
             audit.record("totp_enrolled", "ok", user=user, client=client)
             sessions.show_codes(web_session, recovery.replace_codes(user))
             audit.record("recovery_codes_generated", "ok", user=user, client=client)
+            # One notice for the set-up: its first recovery codes are part of it.
+            outbox.queue(user, "totp_set_up", client=client)
             state.fire(web_session, "code_confirmed", now())
         elif not proof.ok:
-            outcome = _failed(web_session, user, proof)
+            # A wrong first code is for the secret on the screen, not a guess at the
+            # user's authenticator: no wrong-codes notice.
+            outcome = _failed(web_session, user, proof, tell=False)
     _count("code", proof)
     if proof.ok and credential is None:  # a set-up in another window won the race
         return _set_up_elsewhere(web_session)
@@ -319,9 +327,12 @@ def _count(step: str, proof: proofs.Proof) -> None:
     metrics.signin(step, outcome)
 
 
-def _failed(web_session, user, proof: proofs.Proof, kind: str = "totp") -> StepOutcome:
-    """A refused code (or recovery code): audited, and the pending login ends once
-    there were too many. Runs in the proof's transaction."""
+def _failed(
+    web_session, user, proof: proofs.Proof, kind: str = "totp", *, tell: bool = True
+) -> StepOutcome:
+    """A refused code (or recovery code): audited, the user told (`tell`, see
+    `_tell_wrong_codes`), and the pending login ends once there were too many. Runs
+    in the proof's transaction."""
     client = web_session.client
     if proof.throttled:
         outcome, detail = ("locked", None) if proof.locked else ("wait", f"{proof.retry_after}s")
@@ -331,8 +342,24 @@ def _failed(web_session, user, proof: proofs.Proof, kind: str = "totp") -> StepO
     detail = "clock drift" if proof.drift_confirmed else None
     audit.record(kind, "failed", user=user, detail=detail, client=client)
     rules = throttle.policy()
+    if tell:
+        _tell_wrong_codes(user, proof, rules, client)
     if proof.failures >= rules.backoff_after:
         state.fire(web_session, "too_many_failures", now())
         locked = proof.failures >= rules.lock_after
         return StepOutcome(False, messages.text("locked" if locked else "too_many_codes"))
     return StepOutcome(False, proof.message())
+
+
+def _tell_wrong_codes(user, proof: proofs.Proof, rules: throttle.Policy, client) -> None:
+    """A wrong code after the right password means someone knows the password: the
+    user is told at the first one, and then at most once an hour, so a guesser cannot
+    fill their mailbox. Not for a replayed code (it was right: most often the same
+    person submitting twice), nor for the attempt that locks, which has its own
+    notice (`proofs`). The throttle's compare-and-set has serialised this attempt
+    with any other of the user's, so two at once cannot both find no notice."""
+    if proof.replay or proof.failures >= rules.lock_after or not outbox.enabled():
+        return
+    if outbox.recently_queued(user, "wrong_codes", WRONG_CODES_EVERY):
+        return
+    outbox.queue(user, "wrong_codes", client=client, failures=proof.failures)
