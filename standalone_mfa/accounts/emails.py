@@ -197,7 +197,13 @@ def confirm(user: User, token: str | None, *, client: Client = NO_CLIENT) -> str
     outcome, link = check_link(user, token)
     if link is None:
         if _link_row(token) is not None:
-            audit.record("email_change", outcome, user=user, actor=user.username, client=client)
+            audit.record(
+                "email_change",
+                EXPIRED if outcome == EXPIRED else NOT_VALID,
+                user=user,
+                actor=user.username,
+                client=client,
+            )
         return outcome
     at = now()
     with write_transaction():

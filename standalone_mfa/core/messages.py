@@ -225,6 +225,14 @@ EVENT_LABELS = {
     ("reauth", "failed"): "Identity not confirmed",
     ("reauth", "throttled"): "Identity not confirmed: too many attempts",
     ("totp_enrolled", "ok"): "Authenticator app set up",
+    ("totp_enrolled", "failed"): "Wrong code from the new authenticator app",
+    ("setup_postponed", "ok"): "Set-up of the authenticator app postponed",
+    ("email_change", "requested"): "New email address asked for: link sent",
+    ("email_change", "confirmed"): "New email address confirmed",
+    ("email_change", "cancelled"): "New email address cancelled",
+    ("email_change", "expired"): "Email confirmation link expired",
+    ("email_change", "not_valid"): "Email confirmation link refused",
+    ("time_zone_set", "ok"): "Time zone changed",
     ("totp_reenrolled", "ok"): "Moved to a new authenticator app",
     ("totp_reenrolled", "failed"): "Wrong code from the new authenticator app",
     ("recovery_codes_generated", "ok"): "Recovery codes made",
@@ -253,7 +261,18 @@ EVENT_LABELS = {
     ("mfa_method_changed", "unchanged"): "Multi-Factor Authentication method saved unchanged",
     ("remember_days_changed", "ok"): "Days to remember devices changed",
     ("remember_days_changed", "unchanged"): "Days to remember devices saved unchanged",
+    ("mfa_scope_changed", "ok"): "Who must use Multi-Factor Authentication changed",
+    ("mfa_scope_changed", "unchanged"): "Who must use Multi-Factor Authentication saved unchanged",
+    ("mfa_grace_changed", "ok"): "Days to set up the authenticator app changed",
+    ("mfa_grace_changed", "unchanged"): "Days to set up the authenticator app saved unchanged",
+    ("email_set", "ok"): "Email address set by an administrator",
+    ("email_set", "unchanged"): "Email address saved unchanged",
+    ("email_removed", "ok"): "Email address removed by an administrator",
+    ("email_removed", "unchanged"): "Email address: none to remove",
     ("audit_pruned", "ok"): "Old audit events deleted",
+    # Notices by mail.
+    ("notice", "sent"): "Email notice sent",
+    ("notice", "failed"): "Email notice not sent yet: will retry",
 }
 
 

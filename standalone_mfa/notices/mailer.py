@@ -14,7 +14,7 @@ import smtplib
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import flask_mail
-from flask import current_app, render_template
+from flask import current_app
 
 from ..core import addresses
 from ..core.models import Notice
@@ -93,6 +93,12 @@ def message_for(notice: Notice) -> flask_mail.Message:
     return flask_mail.Message(
         subject=parts["subject"],
         recipients=[to_address],
-        body=render_template("mail/_layout.txt", **context, **parts),
-        html=render_template("mail/_layout.html", **context, **parts),
+        body=_render("mail/_layout.txt", **context, **parts),
+        html=_render("mail/_layout.html", **context, **parts),
     )
+
+
+def _render(name: str, **context) -> str:
+    """A mail template with only what it is given: no page context processors (they
+    read the request, which a mail sent after the response has not got)."""
+    return current_app.jinja_env.get_template(name).render(**context)
