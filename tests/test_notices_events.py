@@ -10,9 +10,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from functools import partial
 
 import pytest
-from conftest import PASSWORD, Browser
+from conftest import PASSWORD, Browser, together
 from helpers import (
     act,
     admin_signed_in,
@@ -483,3 +484,17 @@ def test_notices_are_counted_by_outcome_from_a_fixed_list(mail_app, clock, smtp)
     assert {o: after[o] - before[o] for o in after} == {"sent": 1, "failed": 1}
     with pytest.raises(ValueError):
         metrics.notice("alice@example.com")
+
+
+def test_sc37_two_wrong_codes_at_once_are_told_once(totp_mail_app, clock, smtp):
+    """Two sign-ins of the user enter wrong codes at the same moment: the throttle's
+    compare-and-set serialises them, so only one finds no notice of the hour."""
+    _, secret = enrolled(totp_mail_app, clock, smtp)
+    for hour in range(3):
+        clock.advance(3601)
+        first, second = person(totp_mail_app, clock), person(totp_mail_app, clock)
+        for browser in (first, second):
+            assert location(browser.login()) == "/mfa/verify"
+        code = wrong_code(secret, clock)
+        together(*(partial(b.post, "/mfa/verify", {"code": code}) for b in (first, second)))
+        assert len(notices(totp_mail_app, "wrong_codes")) == hour + 1
