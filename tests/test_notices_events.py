@@ -7,6 +7,7 @@ CLI as from the browser."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -117,7 +118,7 @@ def the_mail(app, smtp, kind, *, to="alice@example.com", secrets=(), ip="127.0.0
         assert WHEN in part and "UTC" in part  # when
         if ip:
             assert ip in part  # from which address
-        assert "Firefox/133.0" in part  # and browser
+        assert "Firefox 133 on Linux" in part  # and browser, named
         assert "If this was not you" in part or "If you did not ask" in part
     headers = "".join(f"{k}: {v}\n" for k, v in mail.message.items())
     for secret in secrets:
@@ -153,6 +154,23 @@ def test_sc37_setting_up_an_authenticator_is_told_without_the_secret_or_codes(
     assert mail.message["Subject"] == "An authenticator app was set up for your account"
     assert "authenticator app was set up" in mail.text
     assert len(smtp.received) == 1  # the first recovery codes are part of the set-up
+
+
+def test_sc37_a_voluntary_set_up_from_account_security_is_told_too(mail_app, clock, smtp):
+    """A user outside the policy's scope who sets up from Account security is mailed
+    as one whose set-up was required (signin.policy)."""
+    browser = person(mail_app, clock)
+    browser.login()  # the method is Disabled: signed in with the password alone
+    browser.get("/account/authenticator/first")
+    response = browser.post("/account/authenticator/first", {"password": PASSWORD})
+    assert location(response) == "/account/authenticator/first/new"
+    page = browser.page("/account/authenticator/first/new")
+    secret = re.search(r'id="totp-secret"[^>]*>([^<]+)<', page).group(1).replace(" ", "")
+    first_code = browser.code(secret)
+    response = browser.post("/account/authenticator/first/new", {"code": first_code})
+    assert location(response) == "/mfa/recovery-codes"
+    settle(smtp, 1)
+    the_mail(mail_app, smtp, "totp_set_up", secrets=secrets_of(browser, secret, first_code))
 
 
 def test_a_wrong_first_code_at_set_up_is_not_a_wrong_codes_notice(totp_mail_app, clock, smtp):
@@ -455,15 +473,16 @@ def test_sc37_an_address_with_a_line_break_in_its_row_is_never_sent(mail_app, cl
     assert len(failed) == 1 and "password_changed" in failed[0][-1]
 
 
-def test_sc37_markup_in_the_browser_name_is_plain_text_in_the_html_part(
-    totp_mail_app, clock, smtp
-):
+def test_sc37_markup_in_the_user_agent_never_reaches_a_mail(totp_mail_app, clock, smtp):
+    """The mail names the browser (core.browsers), it never copies the header: a user
+    agent made of markup reads as an unknown browser in both parts."""
     browser = person(totp_mail_app, clock)
     browser.client.environ_base["HTTP_USER_AGENT"] = '<a href="https://evil.example">x</a>'
     browser.enrol()
     [mail] = settle(smtp, 1)
-    assert "<a href=" not in mail.html and "&lt;a href=" in mail.html
-    assert '<a href="https://evil.example">x</a>' in mail.text  # plain text, as sent
+    for part in (mail.text, mail.html):
+        assert "evil.example" not in part
+        assert "Unknown browser" in part
 
 
 # --- the metric

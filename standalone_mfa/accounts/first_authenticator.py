@@ -13,6 +13,7 @@ from __future__ import annotations
 from ..core import audit, messages
 from ..core.clock import now
 from ..factors import proofs, recovery, totp
+from ..notices import outbox
 from ..signin import policy, sessions
 from ..signin.sessions import ServerSession
 from . import self_service
@@ -52,6 +53,7 @@ def confirm(web_session: ServerSession, user, raw: str | None) -> str | None:
                 "totp_enrolled", "ok", user=user, detail="from Account security", client=client
             )
             audit.record("recovery_codes_generated", "ok", user=user, client=client)
+            outbox.queue(user, "totp_set_up", client=client)  # as a set-up at sign-in
         elif not proof.ok and not proof.throttled:
             audit.record(
                 "totp_enrolled", "failed", user=user, detail="from Account security", client=client

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import flask_mail
 from flask import current_app
 
-from ..core import addresses
+from ..core import addresses, browsers
 from ..core.models import Notice
 from . import outbox
 
@@ -62,9 +62,9 @@ def local_time(at: dt.datetime, time_zone: str | None) -> str:
 
 
 def browser_name(user_agent: str | None) -> str | None:
-    if not user_agent:
-        return None
-    return user_agent[:120]
+    """ "Firefox 133 on Linux", as the account page names it; None without a browser
+    (a CLI command)."""
+    return browsers.describe(user_agent) if user_agent else None
 
 
 def message_for(notice: Notice) -> flask_mail.Message:
