@@ -707,3 +707,16 @@ def test_cli_says_which_groups_have_no_member(app):
     result = cli(app, "mfa", "scope", "groups", "staff", "ops")
     assert "No user is in ops yet" in result.output
     assert cli(app, "mfa", "scope", "groups", "staff").output.count("No user is in") == 0
+
+
+def test_the_scope_message_is_said_only_when_scope_or_grace_changed(totp_app, clock):
+    admin = admin_after_step_up(totp_app, clock)
+    admin.post("/admin/mfa", {"mfa_method": "totp", "remember_days": "0"})
+    said = flashes(admin)
+    assert "Multi-Factor Authentication is now set to TOTP." in said
+    assert not [m for m in said if m.startswith("Required for")]
+    admin.post("/admin/mfa", {**FULL, "mfa_grace_days": "1"})
+    assert (
+        "Required for groups finance,staff; users who must set up may postpone it for 1 day."
+        in flashes(admin)
+    )

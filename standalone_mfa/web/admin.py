@@ -115,18 +115,21 @@ def _save_mfa_settings(form: MfaSettingsForm) -> None:
     with write_transaction():
         settings.set_mfa_method(form.mfa_method.data, actor=actor, client=by)
         settings.set_remember_days(days, actor=actor, client=by)
-        settings.set_mfa_scope(required_for, names, actor=actor, client=by)
-        settings.set_mfa_grace_days(grace, actor=actor, client=by)
+        scope_changed = settings.set_mfa_scope(required_for, names, actor=actor, client=by)
+        grace_changed = settings.set_mfa_grace_days(grace, actor=actor, client=by)
     label = settings.MFA_METHODS[form.mfa_method.data]
     if days:
         flash(messages.text("mfa_method_set_remember", label=label, days=days), "info")
     else:
         flash(messages.text("mfa_method_set", label=label), "info")
-    who = settings.describe_scope(required_for, names if required_for == settings.GROUPS else ())
-    if grace:
-        flash(messages.counted("mfa_scope_saved_grace", grace, who=who), "info")
-    else:
-        flash(messages.text("mfa_scope_saved", who=who), "info")
+    if scope_changed or grace_changed:  # said only when it changed: the method is said anyway
+        who = settings.describe_scope(
+            required_for, names if required_for == settings.GROUPS else ()
+        )
+        if grace:
+            flash(messages.counted("mfa_scope_saved_grace", grace, who=who), "info")
+        else:
+            flash(messages.text("mfa_scope_saved", who=who), "info")
     empty = settings.groups_without_members(names) if required_for == settings.GROUPS else ()
     if empty:
         flash(messages.text("mfa_groups_empty", names=", ".join(empty)), "info")
