@@ -24,45 +24,65 @@ REQUIRED_FOR = {EVERYONE: "Everyone", GROUPS: "Members of chosen groups"}
 GRACE_DAYS_MAX = 30  # how long a user who must now set up may postpone it
 
 
+def _stored(*keys: str) -> dict[str, str]:
+    """The stored values of `keys` (those set), in one query."""
+    return {row.key: row.value for row in Setting.select().where(Setting.key.in_(keys))}
+
+
+def _method(value: str | None) -> str:
+    return value if value in MFA_METHODS else DEFAULT_MFA_METHOD
+
+
+def _days(value: str | None, highest: int) -> int:
+    try:
+        days = int(value) if value is not None else 0
+    except ValueError:
+        return 0
+    return days if 0 <= days <= highest else 0
+
+
+def _required_for(value: str | None) -> str:
+    return value if value in REQUIRED_FOR else EVERYONE
+
+
+def _split_groups(value: str | None) -> tuple[str, ...]:
+    return tuple(sorted({name for name in (value or "").split(",") if name}))
+
+
 def mfa_method() -> str:
-    row = Setting.get_or_none(Setting.key == "mfa_method")
-    return row.value if row and row.value in MFA_METHODS else DEFAULT_MFA_METHOD
+    return _method(_stored("mfa_method").get("mfa_method"))
 
 
 def remember_days() -> int:
     """For how many days a browser may skip the code after one; 0 is off."""
-    row = Setting.get_or_none(Setting.key == "remember_days")
-    try:
-        days = int(row.value) if row else 0
-    except ValueError:
-        return 0
-    return days if 0 <= days <= REMEMBER_DAYS_MAX else 0
+    return _days(_stored("remember_days").get("remember_days"), REMEMBER_DAYS_MAX)
 
 
 def mfa_required_for() -> str:
-    row = Setting.get_or_none(Setting.key == "mfa_required_for")
-    return row.value if row and row.value in REQUIRED_FOR else EVERYONE
+    return _required_for(_stored("mfa_required_for").get("mfa_required_for"))
 
 
 def mfa_groups() -> tuple[str, ...]:
     """The groups whose members must use MFA when it is required for groups (kept, and
     shown, while it is required for everyone)."""
-    row = Setting.get_or_none(Setting.key == "mfa_groups")
-    return _split_groups(row.value) if row else ()
-
-
-def _split_groups(value: str) -> tuple[str, ...]:
-    return tuple(sorted({name for name in value.split(",") if name}))
+    return _split_groups(_stored("mfa_groups").get("mfa_groups"))
 
 
 def mfa_grace_days() -> int:
     """For how many days a user who must now set up may postpone it; 0: not at all."""
-    row = Setting.get_or_none(Setting.key == "mfa_grace_days")
-    try:
-        days = int(row.value) if row else 0
-    except ValueError:
-        return 0
-    return days if 0 <= days <= GRACE_DAYS_MAX else 0
+    return _days(_stored("mfa_grace_days").get("mfa_grace_days"), GRACE_DAYS_MAX)
+
+
+def mfa_policy() -> tuple[str, str, tuple[str, ...], int]:
+    """The method, who must use it, their groups and the grace days, in one query (a
+    sign-in and every password-only request of a site that requires MFA read them)."""
+    values = _stored("mfa_method", "mfa_required_for", "mfa_groups", "mfa_grace_days")
+    return (
+        _method(values.get("mfa_method")),
+        _required_for(values.get("mfa_required_for")),
+        _split_groups(values.get("mfa_groups")),
+        _days(values.get("mfa_grace_days"), GRACE_DAYS_MAX),
+    )
 
 
 def groups_without_members(names) -> tuple[str, ...]:

@@ -117,11 +117,9 @@ def decide(
 
 def current() -> Policy:
     """The administrator's choice as stored now."""
+    method, required_for, names, grace_days = settings.mfa_policy()
     return Policy(
-        method=settings.mfa_method(),
-        required_for=settings.mfa_required_for(),
-        groups=frozenset(settings.mfa_groups()),
-        grace_days=settings.mfa_grace_days(),
+        method=method, required_for=required_for, groups=frozenset(names), grace_days=grace_days
     )
 
 
