@@ -105,6 +105,14 @@ def path_of(link: str) -> str:
     return f"{parts.path}?{parts.query}"
 
 
+def refused_page(response) -> bool:
+    """The link's page says it does not work, and offers no button."""
+    page = response.get_data(as_text=True)
+    return (
+        response.status_code == 200 and 'id="link-problem"' in page and 'name="token"' not in page
+    )
+
+
 def press_confirm(browser, link):
     """Open the link (GET: changes nothing), then press the page's button."""
     page = browser.get(path_of(link))
@@ -244,7 +252,7 @@ def test_sc37_a_new_address_gets_a_link_that_works_once(mail_app, clock, smtp):
         "/account/security"
     )
     # Once: the same link again is refused, by GET and by POST.
-    assert browser.get(path_of(link)).status_code == 400
+    assert refused_page(browser.get(path_of(link)))
     again = browser.post("/account/email/confirm", {"token": token})
     assert again.status_code == 400 and "already used" in again.get_data(as_text=True)
     assert user_row(mail_app).email == NEW
@@ -337,7 +345,7 @@ def test_a_link_expires(mail_app, clock, smtp):
     assert page.status_code == 200  # a second before: still good
     clock.advance(1)
     page = browser.get(path_of(link))
-    assert page.status_code == 400 and "This link has expired" in page.get_data(as_text=True)
+    assert refused_page(page) and "This link has expired" in page.get_data(as_text=True)
     browser.get("/account/security")
     refused = browser.post("/account/email/confirm", {"token": token})
     assert refused.status_code == 400 and "expired" in refused.get_data(as_text=True)
@@ -350,7 +358,7 @@ def test_a_newer_change_replaces_the_earlier_link(mail_app, clock, smtp):
     _, first, first_token = confirm_mail(smtp, "first@example.com")
     ask_for(browser, "second@example.com")
     _, second, _ = confirm_mail(smtp, "second@example.com")
-    assert browser.get(path_of(first)).status_code == 400
+    assert refused_page(browser.get(path_of(first)))
     browser.get("/account/security")
     assert browser.post("/account/email/confirm", {"token": first_token}).status_code == 400
     assert user_row(mail_app).email == OLD
@@ -376,7 +384,7 @@ def test_a_link_works_only_for_its_own_account(mail_app, clock, smtp):
     ask_for(alice, NEW)
     _, link, token = confirm_mail(smtp, NEW)
     bob = signed_in(mail_app, clock, "bob")
-    assert bob.get(path_of(link)).status_code == 400
+    assert refused_page(bob.get(path_of(link)))
     assert bob.post("/account/email/confirm", {"token": token}).status_code == 400
     assert user_row(mail_app, "bob").email == "bob@example.com"
     assert user_row(mail_app).email == OLD
@@ -408,7 +416,7 @@ def test_the_confirmation_needs_csrf_and_a_token(mail_app, clock, smtp):
     assert forged.status_code == 400
     for bad in ("", "x" * 500, token[:-1], token + "x"):
         assert browser.post("/account/email/confirm", {"token": bad}).status_code == 400
-    assert browser.get("/account/email/confirm").status_code == 400
+    assert refused_page(browser.get("/account/email/confirm"))
     assert user_row(mail_app).email == OLD
     assert press_confirm(browser, link).status_code == 302
 
@@ -441,8 +449,22 @@ def test_a_user_can_cancel_the_change(mail_app, clock, smtp):
     browser.get("/account/security")
     browser.post("/account/email/cancel")
     assert user_row(mail_app).pending_email is None and links(mail_app) == []
-    assert browser.get(path_of(link)).status_code == 400
+    assert refused_page(browser.get(path_of(link)))
     assert user_row(mail_app).email == OLD
+
+
+def test_at_most_five_links_an_hour(mail_app, clock, smtp):
+    browser = signed_in(mail_app, clock)
+    for number in range(emails.LINKS_PER_HOUR):
+        assert ask_for(browser, f"n{number}@example.com").status_code == 302
+    refused = ask_for(browser, "victim@example.com")
+    assert "At most 5 confirmation links are sent an hour" in refused.get_data(as_text=True)
+    assert user_row(mail_app).pending_email == "n4@example.com"
+    clock.advance(3601)
+    browser = signed_in(mail_app, clock)
+    assert ask_for(browser, "victim@example.com").status_code == 302
+    assert user_row(mail_app).pending_email == "victim@example.com"
+    sender.wait_idle(10)
 
 
 def test_asking_for_the_current_address_changes_nothing(mail_app, clock, smtp):
@@ -472,6 +494,11 @@ def test_the_time_zone_is_saved_checked_and_told_in_mails(mail_app, clock, smtp)
     browser.get("/account/security")
     browser.post("/account/time-zone", {"time_zone": "America/New_York"})
     assert user_row(mail_app).time_zone == "America/New_York"
+    browser.get("/account/security")
+    browser.post("/account/time-zone", {"time_zone": "America/New_York"})  # the same again
+    assert audit_rows(mail_app, "time_zone_set") == [
+        ("time_zone_set", "ok", "alice", "alice", "America/New_York")
+    ]
     assert 'value="America/New_York"' in browser.page("/account/security")
     ask_for(browser, NEW)
     mail, _, _ = confirm_mail(smtp, NEW)

@@ -45,6 +45,7 @@ from werkzeug.datastructures import MultiDict
 
 from standalone_mfa import create_app
 from standalone_mfa.accounts import tokens
+from standalone_mfa.accounts.emails import time_zones
 from standalone_mfa.accounts.settings import MFA_METHODS
 from standalone_mfa.core import crypto
 from standalone_mfa.core.db import db, is_sqlite
@@ -118,6 +119,10 @@ TARGETS = {
     ),
     "account.end_other_sessions": Target(answers_in="user"),
     "account.forget_devices": Target(answers_in="user"),
+    "account.change_email": Target(fields=("current_password", "email"), answers_in="user"),
+    "account.cancel_email_change": Target(answers_in="user"),
+    "account.confirm_email": Target(fields=("token",), answers_in="user"),
+    "account.time_zone": Target(fields=("time_zone",), answers_in="user"),
     "admin.users": Target(fields=("q", "page"), answers_in="admin"),
     "admin.new_user": Target(fields=("username", "password"), answers_in="admin"),
     "admin.step_up_page": Target(fields=("code", "password", "next"), answers_in="admin"),
@@ -130,6 +135,8 @@ TARGETS = {
     "admin.user_group_remove": Target(
         fields=("group",), path_values=USERNAMES, answers_in="admin"
     ),
+    "admin.user_email": Target(fields=("email",), path_values=USERNAMES, answers_in="admin"),
+    "admin.user_email_remove": Target(path_values=USERNAMES, answers_in="admin"),
     "admin.audit_page": Target(
         fields=("user", "event", "start", "end", "page"), answers_in="admin"
     ),
@@ -493,8 +500,13 @@ def is_valid_action(world: World, endpoint: str, request: FuzzRequest, fields) -
         return bool(codes & world.valid_codes)
     if endpoint in ("account.end_other_sessions", "account.forget_devices"):
         return signed_in  # a button: the CSRF token is all it needs
-    if endpoint == "account.change_password":
+    if endpoint in ("account.change_password", "account.change_email"):
         return signed_in and PASSWORD in values
+    if endpoint == "account.cancel_email_change":
+        return signed_in  # a button
+    if endpoint == "account.time_zone":
+        zone = (first(fields, "time_zone") or "").strip()
+        return signed_in and (not zone or zone in time_zones())
     if endpoint in ("account.regenerate_codes", "account.new_authenticator"):
         return signed_in and PASSWORD in values and bool(codes & world.valid_codes)
     if endpoint == "admin.step_up_page":

@@ -26,12 +26,15 @@ from ..core.addresses import BadAddress, normalise
 from ..core.audit import NO_CLIENT, Client
 from ..core.clock import now
 from ..core.db import write_transaction
-from ..core.models import EmailConfirmation, User
+from ..core.models import EmailConfirmation, Notice, User
 from ..notices import outbox
 
 __all__ = ["BadAddress", "EmailError"]
 
 LINK_LIFETIME = dt.timedelta(hours=24)
+# A signed-in user (or whoever holds their session and password) can have links mailed
+# to any address: at most this many an hour, so that nobody's mailbox is flooded.
+LINKS_PER_HOUR = 5
 MAX_TOKEN_LENGTH = 100  # new_token() gives 43 characters; anything far longer is not one
 MAX_TIME_ZONE_LENGTH = 64  # the column's
 
@@ -85,7 +88,8 @@ def set_by_admin(user: User, raw: str | None, *, actor: str, client: Client = NO
         current = User.get_by_id(user.id)
         _forget_links(user)
         User.update(email=address, pending_email=None).where(User.id == user.id).execute()
-        outcome = UNCHANGED if current.email == address else CHANGED
+        same = current.email == address and current.pending_email is None
+        outcome = UNCHANGED if same else CHANGED
         audit.record("email_set", outcome, user=user, actor=actor, detail=address, client=client)
         _tell_old_address(user, current.email, address, client, by_admin=True)
     user.email, user.pending_email = address, None
@@ -126,8 +130,10 @@ def request_change(
     if not outbox.enabled():
         # Without mail the link could never arrive: say so rather than strand the address.
         raise EmailError(messages.text("email_no_mail"))
-    token = crypto.new_token()
     at = now()
+    if _links_sent_since(user, at - dt.timedelta(hours=1)) >= LINKS_PER_HOUR:
+        raise EmailError(messages.text("email_too_many", most=LINKS_PER_HOUR))
+    token = crypto.new_token()
     hours = round(LINK_LIFETIME.total_seconds() / 3600)
     with write_transaction():
         _forget_links(user)
@@ -153,6 +159,18 @@ def request_change(
         )
     user.pending_email = address
     return address
+
+
+def _links_sent_since(user: User, since: dt.datetime) -> int:
+    return (
+        Notice.select()
+        .where(
+            (Notice.user == user.id)
+            & (Notice.kind == "confirm_address")
+            & (Notice.created_at > since)
+        )
+        .count()
+    )
 
 
 def cancel_change(user: User, *, client: Client = NO_CLIENT) -> bool:
@@ -253,11 +271,23 @@ def time_zone_name(raw: str | None) -> str | None:
     return name
 
 
+def _other_zone(name: str | None):
+    """The user's saved zone is not `name` (NULL-safe: SQL's `<>` never matches NULL)."""
+    if name is None:
+        return User.time_zone.is_null(False)
+    return User.time_zone.is_null() | (User.time_zone != name)
+
+
 def set_time_zone(user: User, raw: str | None, *, client: Client = NO_CLIENT) -> str | None:
-    """Save the zone the user's mails tell times in; EmailError before any write."""
+    """Save the zone the user's mails tell times in (audited when it changes);
+    EmailError before any write."""
     name = time_zone_name(raw)
     with write_transaction():
-        User.update(time_zone=name).where(User.id == user.id).execute()
+        changed = (
+            User.update(time_zone=name).where((User.id == user.id) & _other_zone(name)).execute()
+        )
+        if not changed:
+            return name
         audit.record(
             "time_zone_set",
             "ok",

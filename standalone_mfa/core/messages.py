@@ -186,6 +186,9 @@ MESSAGES = {
         "This link does not work: it was already used, a newer change replaced it, "
         "or it belongs to another account."
     ),
+    "email_too_many": (
+        "At most {most} confirmation links are sent an hour. Try again later; nothing changed."
+    ),
     "email_change_cancelled": "The change of address was cancelled.",
     "time_zone_set": "Times in your mails are now in {zone}.",
     "bad_time_zone": (

@@ -315,20 +315,20 @@ def confirm_email():
         if outcome == emails.CONFIRMED:
             flash(messages.text("email_confirmed", address=session.user.email), "info")
             return redirect(url_for("account.security"))
-        return _link_refused(outcome)
+        return _link_refused(outcome, 400)
     token = request.args.get("token", "")
     outcome, link = emails.check_link(session.user, token)
     if link is None:
-        return _link_refused(outcome)
+        return _link_refused(outcome, 200)  # a page that says why, not an error
     form.token.data = token
     return render_template("account/email_confirm.html", form=form, link=link)
 
 
-def _link_refused(outcome: str):
+def _link_refused(outcome: str, status: int):
     problem = messages.text(
         "email_link_expired" if outcome == emails.EXPIRED else "email_link_not_valid"
     )
-    return render_template("account/email_confirm.html", problem=problem), 400
+    return render_template("account/email_confirm.html", problem=problem), status
 
 
 @bp.post("/time-zone")
