@@ -11,9 +11,9 @@ from cryptography.fernet import InvalidToken
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
-from .accounts import administration, groups, reset, settings, tokens, users
+from .accounts import administration, emails, groups, reset, settings, tokens, users
+from .core import addresses, crypto, db
 from .core import audit as audit_log
-from .core import crypto, db
 from .core.clock import now
 from .core.models import Notice, TotpCredential, User, WebSession
 from .factors import passwords, throttle, totp
@@ -148,9 +148,12 @@ def prune_command():
 @click.argument("username")
 @click.option("--admin", is_flag=True, help="Make the user an administrator.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--email", "address", help="Their address for notices (counts as confirmed).")
 @clear_errors
-def create_user_command(username, admin, password_stdin):
+def create_user_command(username, admin, password_stdin, address):
     """Create a user (asks for the password unless --password-stdin)."""
+    if address is not None:
+        _checked_address(address)  # before the password prompt: nothing made if it is wrong
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
@@ -160,6 +163,43 @@ def create_user_command(username, admin, password_stdin):
     except users.UserError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Created {'administrator' if admin else 'user'} {user.username!r}.")
+    if address is not None:
+        emails.set_by_admin(user, address, actor=ACTOR)
+        click.echo(f"Notices go to {user.email}.")
+
+
+def _checked_address(address: str) -> str:
+    try:
+        return addresses.normalise(address)
+    except addresses.BadAddress as exc:
+        raise click.ClickException(f"Not a usable email address: {exc} Nothing changed.") from None
+
+
+@user_cli.command("email")
+@click.argument("username")
+@click.argument("address", required=False)
+@click.option("--remove", is_flag=True, help="Take the address away: no more notices.")
+@clear_errors
+def user_email_command(username, address, remove):
+    """Show a user's address, set it (confirmed at once), or --remove it."""
+    user = _user_or_exit(username)
+    if remove and address is not None:
+        raise click.ClickException("Give an address or --remove, not both.")
+    if remove:
+        outcome = emails.remove_by_admin(user, actor=ACTOR)
+        said = "no address now" if outcome == emails.CHANGED else "had no address; nothing changed"
+        click.echo(f"{user.username!r} {said}.")
+        return
+    if address is None:
+        click.echo(user.email or "none")
+        if user.pending_email:
+            click.echo(f"{user.pending_email} (asked for by the user, not confirmed)")
+        return
+    outcome = emails.set_by_admin(user, _checked_address(address), actor=ACTOR)
+    if outcome == emails.CHANGED:
+        click.echo(f"Notices for {user.username!r} now go to {user.email}.")
+    else:
+        click.echo(f"{user.username!r} already has the address {user.email}; nothing changed.")
 
 
 @mfa_cli.command("method")
@@ -172,6 +212,55 @@ def mfa_method_command(method):
         return
     settings.set_mfa_method(method, actor=ACTOR)
     click.echo(f"Multi-Factor Authentication is now {settings.MFA_METHODS[method]}.")
+
+
+@mfa_cli.command("scope")
+@click.argument("who", required=False, type=click.Choice(sorted(settings.REQUIRED_FOR)))
+@click.argument("names", nargs=-1)
+@clear_errors
+def mfa_scope_command(who, names):
+    """Show who must use MFA, or set it: `everyone`, or `groups GROUP...`."""
+    if who is None:
+        click.echo(settings.describe_scope(settings.mfa_required_for(), settings.mfa_groups()))
+        return
+    if who == settings.EVERYONE and names:
+        raise click.ClickException("`mfa scope everyone` takes no group names.")
+    if who == settings.GROUPS and not names:
+        raise click.ClickException("Name at least one group: `mfa scope groups GROUP...`.")
+    try:
+        checked = [groups.group_name(name) for name in names]
+    except groups.GroupError as exc:
+        raise click.ClickException(str(exc)) from None
+    kept = checked or settings.mfa_groups()  # `everyone` keeps the list for later
+    settings.set_mfa_scope(who, kept, actor=ACTOR)
+    if who == settings.EVERYONE:
+        click.echo("Multi-Factor Authentication is now required for everyone.")
+        return
+    click.echo(
+        "Multi-Factor Authentication is now required for members of: "
+        + ", ".join(sorted(set(checked)))
+        + "."
+    )
+    empty = settings.groups_without_members(checked)
+    if empty:
+        click.echo(
+            f"No user is in {', '.join(empty)} yet: its members will have to use MFA once added."
+        )
+
+
+@mfa_cli.command("grace")
+@click.argument("days", required=False, type=click.IntRange(0, settings.GRACE_DAYS_MAX))
+@clear_errors
+def mfa_grace_command(days):
+    """Show or set for how many days (0-30) a user who must now set up may postpone it."""
+    if days is None:
+        click.echo(settings.mfa_grace_days())
+        return
+    settings.set_mfa_grace_days(days, actor=ACTOR)
+    if days:
+        click.echo(f"Users who must set up MFA may now postpone it for {days} day(s).")
+    else:
+        click.echo("Users who must set up MFA now do so at their next sign-in (no grace).")
 
 
 @mfa_cli.command("reset")
@@ -306,8 +395,14 @@ def user_show_command(username):
         ("passwords", passwords_line),
         ("last sign-in", _when(row.last_sign_in) if row.last_sign_in else "never"),
         ("groups", ", ".join(row.groups) if row.groups else "none"),
+        ("email", (row.email or "none") + _pending(row.pending_email)),
+        ("time zone", user.time_zone or "UTC"),
     ):
         click.echo(f"{label + ':':<15}{value}")
+
+
+def _pending(address: str | None) -> str:
+    return f" (asked for, not confirmed: {address})" if address else ""
 
 
 def _when(at) -> str:

@@ -64,14 +64,25 @@ def listed_usernames(page):
     return re.findall(r'<th scope="row">([^<]+)</th>', page)
 
 
+def audit_rows(page):
+    """The cells of each row of the audit table after the time, top to bottom."""
+    rows = re.findall(r"<tr>\s*<td><time[^>]*>[^<]*</time></td>(.*?)</tr>", page, re.S)
+    return [[html.unescape(c) for c in re.findall(r"<td>(.*?)</td>", row, re.S)] for row in rows]
+
+
+def event_cell(cell):
+    """(label, event, outcome) of an audit row's Event cell: the words people read,
+    then the names as recorded."""
+    found = re.fullmatch(
+        r'([^<]*)<br><span class="event-code"[^>]*>([^ <]+) · ([^ <]+)</span>', cell
+    )
+    assert found, cell
+    return found.groups()
+
+
 def listed(page):
     """(event, user, actor) of each row of the audit table, top to bottom."""
-    rows = re.findall(r"<tr>\s*<td><time[^>]*>[^<]*</time></td>(.*?)</tr>", page, re.S)
-    out = []
-    for row in rows:
-        cells = [html.unescape(c) for c in re.findall(r"<td>(.*?)</td>", row, re.S)]
-        out.append((cells[0], cells[2], cells[3]))
-    return out
+    return [(event_cell(cells[0])[1], cells[1], cells[2]) for cells in audit_rows(page)]
 
 
 # --- the Administration pages
@@ -152,9 +163,10 @@ def test_users_page_shows_admin_flag_groups_mfa_status_dates_and_throttle(
 
     page = admin.page("/admin/users")
     assert listed_usernames(page) == ["alice", "bob", "carol", "root"]
-    assert row_of(page, "alice")[:7] == [
+    assert row_of(page, "alice")[:8] == [
         "No",
         "staff, wiki Change",
+        "None Change",
         "Set up",
         "2026-11-28 12:00",
         "2026-11-28 12:00",
@@ -162,26 +174,28 @@ def test_users_page_shows_admin_flag_groups_mfa_status_dates_and_throttle(
         "Reset MFA Make administrator Sign out everywhere",
     ]
     assert 'href="/admin/users/alice/groups" aria-label="Change groups: alice"' in page
-    assert row_of(page, "bob")[:6] == [
+    assert row_of(page, "bob")[:7] == [
         "No",
+        "None Change",
         "None Change",
         "Not set up",
         "—",
         "Never",
         "Throttled (5 wrong codes)",
     ]
-    assert "Unlock" in row_of(page, "bob")[6]
-    assert row_of(page, "carol")[5] == "Locked (50 wrong codes)"
-    assert row_of(page, "root")[:5] == [
+    assert "Unlock" in row_of(page, "bob")[7]
+    assert row_of(page, "carol")[6] == "Locked (50 wrong codes)"
+    assert row_of(page, "root")[:6] == [
         "Yes",
+        "None Change",
         "None Change",
         "Set up",
         "2026-11-28 13:00",
         "2026-11-28 13:00",
     ]
-    assert "Revoke administrator" in row_of(page, "root")[6]
+    assert "Revoke administrator" in row_of(page, "root")[7]
     # Headers for every column, for screen readers.
-    assert page.count('<th scope="col">') == 8
+    assert page.count('<th scope="col">') == 9
 
 
 def test_users_page_search_and_pagination(app, clock):
@@ -258,7 +272,14 @@ def test_audit_page_lists_every_event_newest_first(app, clock):
     ]
     assert len(rows) == len(events(app))
     assert '<time datetime="2026-11-28T12:02:00Z">2026-11-28 12:02:00</time>' in page
-    assert page.count('<th scope="col">') == 7
+    assert page.count('<th scope="col">') == 6
+    # Each row in people's words, the recorded names beside them.
+    labelled = [event_cell(cells[0]) for cells in audit_rows(page)][:3]
+    assert labelled == [
+        ("Administrator rights granted", "admin_granted", "ok"),
+        ("Unlocked by an administrator", "unlock", "ok"),
+        ("Signed in", "login", "ok"),
+    ]
     assert "Administration</a> » Security » Audit log" in page
 
 

@@ -222,6 +222,8 @@ def test_api_users_lists_mfa_status(totp_app, clock, new_browser):
         "password_failures": 0,
         "password_throttled": False,
         "groups": [],
+        "email": None,
+        "email_pending": None,
     }
     assert by_name["bob"]["enrolled"] is False
     assert by_name["bob"]["throttle"] == "locked"

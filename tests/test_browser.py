@@ -945,6 +945,36 @@ def test_account_security_lists_only_live_sessions(site, open_window, totp_on):
     assert sessions.all_inner_texts() == [sessions.filter(has_text="(this session)").inner_text()]
 
 
+def test_recovery_step_cancels_then_the_account_page_speaks_people_s_words(
+    site, open_window, totp_on
+):
+    """ "Cancel and sign out" leaves the recovery-code step (a POST, with its token);
+    the activity then reads "Signed in", "Code accepted", and this browser has a name."""
+    account = site.new_account(enrolled=True)
+    site.give_recovery_codes(account)
+    person = open_window()
+    person.sign_in(account)
+    person.expect_path("/mfa/verify")
+    person.page.get_by_role("link", name="Use a recovery code instead").click()
+    person.expect_path("/mfa/recovery")
+    person.page.get_by_role("button", name="Cancel and sign out").click()
+    person.expect_path("/login")
+    person.expect_status("You have signed out.")
+    person.just_signed_out = True
+    person.sign_in_with_code(account)
+    person.open_account_security()
+    activity = person.page.get_by_role("table", name="The last 20 sign-in events of this account")
+    expect(activity.locator("tbody td:nth-child(2)")).to_have_text(
+        ["Code accepted", "Signed in", "Signed out", "Signed in"]  # newest first
+    )
+    sessions = person.page.get_by_role("table", name="Your sessions")
+    expect(sessions.locator("tbody td:nth-child(4)")).to_have_text(
+        [re.compile(r"^(Headless )?Chrome \d+ on Linux$")]
+    )
+    expect(person.page.locator("main")).not_to_contain_text("Mozilla/5.0")
+    assert person.console_errors == []
+
+
 def test_expired_sign_in_says_so(site, open_window, totp_on):
     account = site.new_account(enrolled=True)
     person = open_window()
@@ -1026,7 +1056,7 @@ def test_admin_steps_up_then_resets_one_user_and_unlocks_another(
 
     person.goto(f"/admin/audit?user={lost_phone.username}&event=totp_reset")
     expect(person.page.locator("main tbody tr")).to_have_count(1)
-    expect(person.page.locator("main tbody tr td").nth(4)).to_have_text(admin.username)
+    expect(person.page.locator("main tbody tr td").nth(3)).to_have_text(admin.username)
     assert person.console_errors == user.console_errors == []
 
 
@@ -1090,25 +1120,26 @@ def test_admin_creates_a_user_makes_them_admin_then_revokes_and_reads_the_audit_
         "link", name="Audit log"
     ).click()
     person.expect_path("/admin/audit")
-    events = person.page.locator("main tbody tr td:nth-child(2)")
+    # Each row says what happened in words, the recorded event and outcome beside them.
+    events = person.page.locator("main tbody tr td:nth-child(2) .event-code")
     person.filter_audit(user=newcomer.username)
-    expect(events.first).to_have_text("admin_revoked")  # newest first
-    expect(events.last).to_have_text("user_created")
-    assert {"user_created", "login", "totp_enrolled", "admin_granted"} <= set(
+    expect(events.first).to_have_text("admin_revoked · ok")  # newest first
+    expect(events.last).to_have_text("user_created · ok")
+    assert {"user_created · ok", "login · ok", "totp_enrolled · ok", "admin_granted · ok"} <= set(
         events.all_inner_texts()
     )
     person.filter_audit(event="admin_revoked")  # and still that user
-    expect(events).to_have_text(["admin_revoked"])
+    expect(events).to_have_text(["admin_revoked · ok"])
     row = person.page.locator("main tbody tr")
-    expect(row.locator("td").nth(2)).to_have_text("ok")
-    expect(row.locator("td").nth(4)).to_have_text(admin.username)
+    expect(row.locator("td").nth(1)).to_contain_text("Administrator rights revoked")
+    expect(row.locator("td").nth(3)).to_have_text(admin.username)
     # The administrator's: what they did, and (newest) the refused revocation of the last one.
     person.filter_audit(user=admin.username)
-    expect(events).to_have_text(["admin_revoked", "admin_revoked"])
-    expect(row.first.locator("td").nth(2)).to_have_text("refused")
-    expect(row.first.locator("td").nth(3)).to_have_text(admin.username)
-    expect(row.first.locator("td").nth(6)).to_have_text("last administrator")
-    expect(row.last.locator("td").nth(3)).to_have_text(newcomer.username)
+    expect(events).to_have_text(["admin_revoked · refused", "admin_revoked · ok"])
+    expect(row.first.locator("td").nth(1)).to_contain_text("last administrator kept")
+    expect(row.first.locator("td").nth(2)).to_have_text(admin.username)
+    expect(row.first.locator("td").nth(5)).to_have_text("last administrator")
+    expect(row.last.locator("td").nth(2)).to_have_text(newcomer.username)
     expect(person.page.get_by_label("Event type")).to_have_value("admin_revoked")
     assert person.console_errors == []
     assert [e for e in other.console_errors if "status of 403" not in e] == []  # the 403 page
@@ -1137,7 +1168,7 @@ def test_users_and_audit_log_page_through_keeping_the_filter(site, open_window, 
         pages.get_by_role("link", name="Previous page").click()
         expect(rows).to_have_count(PER_PAGE)
     # Newest first: the last one created heads page 1.
-    expect(rows.first.locator("td").nth(3)).to_have_text("paged.051")
+    expect(rows.first.locator("td").nth(2)).to_have_text("paged.051")
 
 
 # ------------------------------------------------------------ the QR code, by camera
@@ -1361,6 +1392,15 @@ def _account_security_in_use(person: Person) -> None:
     expect(person.page.get_by_role("button", name="Sign out other sessions")).to_be_visible()
 
 
+def _account_security_codes_low(person: Person) -> None:
+    """Three recovery codes left: the warning, in both colour schemes."""
+    account = person.site.new_account(enrolled=True)
+    person.site.give_recovery_codes(account)
+    person.site.spend_recovery_codes(account, account.recovery_codes[:7])
+    person.sign_in_with_code(account)
+    person.goto("/account/security")
+
+
 def _password_error(person: Person) -> None:
     _signed_in_at("/account/password")(person)
     person.page.get_by_label("Current password").fill("not the password")
@@ -1489,8 +1529,11 @@ PAGES = {
     "recovery-error": Visit("/mfa/recovery", _recovery_error, alert=WRONG_RECOVERY_CODE),
     "verify-remember": Visit("/mfa/verify", _at_verify_with_remember),
     "account-security": Visit("/account/security", _account_security_in_use, screenshot=True),
-    "account-security-no-codes": Visit(
-        "/account/security", _signed_in_at("/account/security"), status="running out"
+    "account-security-no-codes": Visit(  # set up before recovery codes existed
+        "/account/security", _signed_in_at("/account/security"), status="no recovery codes yet"
+    ),
+    "account-security-codes-low": Visit(
+        "/account/security", _account_security_codes_low, status="running out"
     ),
     "password": Visit("/account/password", _signed_in_at("/account/password")),
     "password-error": Visit("/account/password", _password_error, alert="password is not right"),

@@ -445,6 +445,8 @@ def test_cli_user_show_tells_admin_flag_mfa_status_throttles_and_groups(totp_app
         "passwords:     ok",
         "last sign-in:  2026-11-28 12:01 UTC",
         "groups:        staff, wiki",
+        "email:         none",
+        "time zone:     UTC",
     ]
     set_code_failures(totp_app, "root", DEFAULTS["MFA_LOCK_AFTER"])
     lines = dict(

@@ -45,6 +45,7 @@ from werkzeug.datastructures import MultiDict
 
 from standalone_mfa import create_app
 from standalone_mfa.accounts import tokens
+from standalone_mfa.accounts.emails import time_zones
 from standalone_mfa.accounts.settings import MFA_METHODS
 from standalone_mfa.core import crypto
 from standalone_mfa.core.db import db, is_sqlite
@@ -95,9 +96,13 @@ TARGETS = {
     "auth.logout": Target(),
     "auth.home": Target(share=0.25, answers_in="user"),
     "mfa.setup": Target(fields=("code",), answers_in="setup"),
+    "mfa.setup_later": Target(answers_in="setup"),
     "mfa.verify": Target(fields=("code",), answers_in="verify"),
     "admin.index": Target(share=0.25, answers_in="admin"),
-    "admin.mfa_settings": Target(fields=("mfa_method",), answers_in="admin"),
+    "admin.mfa_settings": Target(
+        fields=("mfa_method", "mfa_required_for", "mfa_groups", "mfa_grace_days"),
+        answers_in="admin",
+    ),
     "mfa.recovery": Target(fields=("recovery_code",), answers_in="verify"),
     "mfa.recovery_codes": Target(answers_in="user"),
     "mfa.recovery_codes_download": Target(share=0.25, answers_in="user"),
@@ -107,11 +112,17 @@ TARGETS = {
         fields=("password", "code", "recovery_code"), answers_in="user"
     ),
     "account.new_authenticator_setup": Target(fields=("code",), answers_in="user"),
+    "account.first_authenticator": Target(fields=("password",), answers_in="user"),
+    "account.first_authenticator_setup": Target(fields=("code",), answers_in="user"),
     "account.change_password": Target(
         fields=("current_password", "new_password", "confirm_password"), answers_in="user"
     ),
     "account.end_other_sessions": Target(answers_in="user"),
     "account.forget_devices": Target(answers_in="user"),
+    "account.change_email": Target(fields=("current_password", "email"), answers_in="user"),
+    "account.cancel_email_change": Target(answers_in="user"),
+    "account.confirm_email": Target(fields=("token",), answers_in="user"),
+    "account.time_zone": Target(fields=("time_zone",), answers_in="user"),
     "admin.users": Target(fields=("q", "page"), answers_in="admin"),
     "admin.new_user": Target(fields=("username", "password"), answers_in="admin"),
     "admin.step_up_page": Target(fields=("code", "password", "next"), answers_in="admin"),
@@ -124,6 +135,8 @@ TARGETS = {
     "admin.user_group_remove": Target(
         fields=("group",), path_values=USERNAMES, answers_in="admin"
     ),
+    "admin.user_email": Target(fields=("email",), path_values=USERNAMES, answers_in="admin"),
+    "admin.user_email_remove": Target(path_values=USERNAMES, answers_in="admin"),
     "admin.audit_page": Target(
         fields=("user", "event", "start", "end", "page"), answers_in="admin"
     ),
@@ -488,8 +501,13 @@ def is_valid_action(world: World, endpoint: str, request: FuzzRequest, fields) -
         return bool(codes & world.valid_codes)
     if endpoint in ("account.end_other_sessions", "account.forget_devices"):
         return signed_in  # a button: the CSRF token is all it needs
-    if endpoint == "account.change_password":
+    if endpoint in ("account.change_password", "account.change_email"):
         return signed_in and PASSWORD in values
+    if endpoint == "account.cancel_email_change":
+        return signed_in  # a button
+    if endpoint == "account.time_zone":
+        zone = (first(fields, "time_zone") or "").strip()
+        return signed_in and (not zone or zone in time_zones())
     if endpoint in ("account.regenerate_codes", "account.new_authenticator"):
         return signed_in and PASSWORD in values and bool(codes & world.valid_codes)
     if endpoint == "admin.step_up_page":

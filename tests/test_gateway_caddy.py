@@ -32,6 +32,7 @@ from proxies import (
 
 from standalone_mfa.core.clock import FrozenClock
 from standalone_mfa.core.db import db
+from standalone_mfa.core.models import User
 
 pytestmark = pytest.mark.server
 
@@ -87,12 +88,21 @@ def gateway(servers):
     return gateway
 
 
+def give_address(app, account) -> str:
+    """A confirmed address for the account (as `user email` gives one)."""
+    address = f"{account.username}@example.com"
+    with app.app_context():
+        User.update(email=address).where(User.username == account.username).execute()
+    return address
+
+
 def identity_seen(seen: dict) -> dict:
     return {name: seen[name] for name in IDENTITY if name in seen}
 
 
 def test_unsigned_visitor_signs_in_with_a_code_and_lands_back_on_the_app(gateway):
     account = gateway.account("cwiki", groups=("editors",))
+    address = give_address(gateway.app, account)
     visitor = Visitor()
     page = gateway.url("app1", "/page?x=1&y=%2F")
     login = visitor.get(page)
@@ -104,6 +114,7 @@ def test_unsigned_visitor_signs_in_with_a_code_and_lands_back_on_the_app(gateway
     assert identity_seen(received(landed)) == {
         "remote-user": [account.username],
         "remote-groups": ["editors"],
+        "remote-email": [address],
     }
     # The session cookie is the portal's, for the whole domain: app2 passes at once.
     assert any(c.domain == f".{DOMAIN}" for c in visitor.http.cookies if c.name == "smfa_session")

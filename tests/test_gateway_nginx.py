@@ -30,6 +30,7 @@ from proxies import (
 
 from standalone_mfa.core.clock import FrozenClock
 from standalone_mfa.core.db import db
+from standalone_mfa.core.models import User
 
 pytestmark = [
     pytest.mark.server,
@@ -70,6 +71,9 @@ def identity_seen(seen: dict) -> dict:
 
 def test_unsigned_visitor_signs_in_with_a_code_and_lands_back_on_the_app(gateway, next_step):
     account = gateway.account("wiki", groups=("wiki", "staff"))
+    address = f"{account.username}@example.com"
+    with gateway.app.app_context():
+        User.update(email=address).where(User.username == account.username).execute()
     visitor = Visitor()
     page = gateway.url("app1", "/page/2?sort=new&q=a%20b")
     login = visitor.get(page)
@@ -85,6 +89,7 @@ def test_unsigned_visitor_signs_in_with_a_code_and_lands_back_on_the_app(gateway
     assert identity_seen(seen) == {
         "remote-user": [account.username],
         "remote-groups": ["staff,wiki"],
+        "remote-email": [address],
     }
     assert landed.json()["path"] == "/page/2?sort=new&q=a%20b"
 

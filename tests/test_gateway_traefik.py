@@ -35,6 +35,7 @@ from proxies import portal_config as gateway_portal_config
 from standalone_mfa.accounts import settings
 from standalone_mfa.core.clock import FrozenClock
 from standalone_mfa.core.db import db
+from standalone_mfa.core.models import User
 from standalone_mfa.factors import totp
 
 pytestmark = pytest.mark.server
@@ -184,6 +185,11 @@ def test_signed_in_user_passes_with_their_name_and_groups(portal):
     assert (status, body) == (200, b"")
     assert headers["remote-user"] == [username]
     assert headers["remote-groups"] == ["docs,staff"]
+    assert "remote-email" not in headers  # no address: none (Traefik drops the browser's)
+    with portal[0].app_context():
+        User.update(email="t@example.com").where(User.username == username).execute()
+    _, headers, _ = ask(portal, BrowserRequest("GET", "/", headers={"Cookie": cookie}))
+    assert headers["remote-email"] == ["t@example.com"]
     assert "set-cookie" not in headers
 
 

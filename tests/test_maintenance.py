@@ -81,6 +81,7 @@ def test_prune_deletes_exactly_what_has_expired(totp_app, clock):
         "address_throttles": 0,  # this address's hour began with setting_up's sign-in
         "trusted_browsers": 0,  # alice's, root's and carol's have 90 days
         "sent_notices": 0,
+        "email_links": 0,
     }
 
     assert rows(app, WebSession) == 2  # setting_up and fresh
@@ -102,6 +103,7 @@ def test_prune_deletes_exactly_what_has_expired(totp_app, clock):
         "address_throttles": 0,
         "trusted_browsers": 0,
         "sent_notices": 0,
+        "email_links": 0,
     }
 
 
@@ -134,7 +136,7 @@ def test_prune_command_prints_the_counts(app, clock):
     assert result.exit_code == 0, result.output
     assert result.output.strip() == (
         "Deleted 0 pending logins, 1 sessions, 0 password throttles, 0 remembered devices,"
-        " 0 address throttles, 0 trusted browsers, 0 sent notices"
+        " 0 address throttles, 0 trusted browsers, 0 sent notices, 0 email links"
     )
     assert rows(app, WebSession) == 0
 
@@ -174,6 +176,6 @@ def test_prune_audits_each_pending_login_it_ends(totp_app, clock):
     browser.login("alice")
     browser.post("/mfa/verify", {"code": browser.code(secret)})
     page = browser.page("/account/security")
-    assert "pending_expired" in page and "192.0.2.44" in page
+    assert "<td>Sign-in not finished in time</td><td>192.0.2.44</td>" in page
     assert prune(totp_app, clock)["pending_logins"] == 0
     assert len(events(totp_app, "pending_expired")) == 1  # nothing audited twice

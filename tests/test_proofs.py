@@ -166,7 +166,7 @@ def test_sc44_two_codes_from_a_clock_three_minutes_fast_get_the_hint(app, alice)
     clock.advance(30)  # the phone's next code, still three minutes ahead
     second = try_code(user, code_now(app, secret, steps=6), memory)
     assert not second.ok and second.drift_confirmed
-    assert second.message().startswith("This code was valid about 3 minutes from now.")
+    assert second.message().startswith("This code will only be valid in about 3 minutes.")
     # A third one from that phone still gets it; the hint never lets a code in.
     clock.advance(30)
     third = try_code(user, code_now(app, secret, steps=7), memory)

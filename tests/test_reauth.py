@@ -151,7 +151,7 @@ def test_sc44_step_up_hints_at_drift_only_on_a_second_code_at_the_same_offset(to
     admin.get("/admin/step-up")
     admin.post("/admin/step-up", {"code": admin.code(secret, steps=6)})
     (hint,) = flashes(admin)
-    assert hint.startswith("This code was valid about 3 minutes from now.")
+    assert hint.startswith("This code will only be valid in about 3 minutes.")
     assert admin.get("/admin/users/alice/unlock").status_code == 302  # still no step-up
     # A right code forgets the offset: the next drifted code alone gets no hint.
     clock.advance(30)

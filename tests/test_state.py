@@ -516,6 +516,10 @@ def test_sc13_only_a_code_or_the_disabled_policy_leads_to_authenticated():
     }
     assert ways_in == {
         ("password_ok", "mfa_disabled"),
+        # Outside the policy's scope, no authenticator: test_sc13_out_of_scope_… (test_policy)
+        ("password_ok", "mfa_not_required"),
+        # "Set up later" within the grace: test_sc13_setup_later_… (test_policy)
+        ("totp_setup", "setup_postponed"),
         ("password_ok", "device_remembered"),  # test_sc13_remembered_device_of_one_user_…
         ("recovery_codes", "codes_saved"),  # after code_confirmed: the set-up's code
         ("totp_verify", "code_accepted"),

@@ -40,6 +40,8 @@ class UserRow:
     password_failures: int = 0
     password_throttled: bool = False  # wrong passwords: each new try waits
     groups: tuple[str, ...] = ()  # sorted, as `groups.groups_of`
+    email: str | None = None  # the confirmed address notices go to
+    pending_email: str | None = None  # one the user asked for, waiting for its link
 
     @property
     def enrolled(self) -> bool:
@@ -57,6 +59,8 @@ class UserRow:
             "password_failures": self.password_failures,
             "password_throttled": self.password_throttled,
             "groups": list(self.groups),
+            "email": self.email,
+            "email_pending": self.pending_email,
         }
 
 
@@ -119,6 +123,8 @@ def _rows(page_of_users: list[User]) -> list[UserRow]:
                 password_failures.get(user.username, 0) >= throttle.policy().password_backoff_after
             ),
             groups=memberships.get(user.id, ()),
+            email=user.email,
+            pending_email=user.pending_email,
         )
         for user in page_of_users
     ]

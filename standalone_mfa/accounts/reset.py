@@ -1,4 +1,10 @@
-"""An administrator's reset of a user's second factor (lost authenticator app)."""
+"""An administrator's reset of a user's second factor (lost authenticator app).
+
+The user is told, in the reset's transaction, that "an administrator" did it: the
+administrator's name stays in the audit trail. A mailbox is read by more people and
+machines than the admin pages, an administrator's account name is worth hiding from
+them, and what the user must do is the same whoever it was: ask their administrators.
+The address and browser the reset came from are told (none: the command line)."""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from ..core.clock import now
 from ..core.db import write_transaction
 from ..core.models import User
 from ..factors import devices, recovery, throttle, totp, trusted_browsers
+from ..notices import outbox
 from ..signin import sessions
 
 
@@ -34,4 +41,5 @@ def reset_totp(user, *, actor: str, client: Client = NO_CLIENT) -> bool:
             detail=f"{ended} sessions ended",
             client=client,
         )
+        outbox.queue(user, "totp_reset", client=client)
     return True

@@ -69,6 +69,7 @@ def regenerate_recovery_codes(web_session: ServerSession, user: User) -> None:
             actor=user.username,
             client=web_session.client,
         )
+        outbox.queue(user, "recovery_codes_new", client=web_session.client)
 
 
 def start_new_authenticator(web_session: ServerSession) -> None:
@@ -124,6 +125,7 @@ def confirm_new_authenticator(web_session: ServerSession, user: User, raw: str |
             detail=f"{ended} other sessions ended",
             client=client,
         )
+        outbox.queue(user, "totp_moved", client=client)
     return None
 
 

@@ -42,9 +42,9 @@ MESSAGES = {
         "Your phone's clock may be wrong; turn on automatic time.",
     ),
     "drift_hint_ahead": (
-        "This code was valid about {count} minute from now. "
+        "This code will only be valid in about {count} minute. "
         "Your phone's clock may be wrong; turn on automatic time.",
-        "This code was valid about {count} minutes from now. "
+        "This code will only be valid in about {count} minutes. "
         "Your phone's clock may be wrong; turn on automatic time.",
     ),
     "need_code": "Enter the current code from your authenticator app.",
@@ -70,9 +70,24 @@ MESSAGES = {
         "Your administrator now requires Multi-Factor Authentication. "
         "Please sign in again to continue."
     ),
+    # Who must use MFA (signin.policy): a set-up postponed within the grace period.
+    "setup_postponed": (
+        "You are signed in. Set up two-factor authentication within {count} day: "
+        "after that you cannot sign in without it.",
+        "You are signed in. Set up two-factor authentication within {count} days: "
+        "after that you cannot sign in without it.",
+    ),
+    "cannot_postpone": (
+        "Set-up can no longer be postponed. Set up your authenticator app to continue."
+    ),
+    "setup_days_left": (
+        "Your administrator requires two-factor authentication: {count} day left to set it up.",
+        "Your administrator requires two-factor authentication: {count} days left to set it up.",
+    ),
     # Proving it is you again while signed in (account changes, administrators' step-up).
     "reauth_confirmed": (
-        "Thank you. You can make administrative changes for the next {minutes} minutes."
+        "Thank you. You can make administrative changes for the next {count} minute.",
+        "Thank you. You can make administrative changes for the next {count} minutes.",
     ),
     "new_authenticator_expired": "Setting up the new app took too long. Start again.",
     # Pages: what a view says after an action. A (singular, plural) pair is read
@@ -90,6 +105,12 @@ MESSAGES = {
     "check_the_form": "Check the form and try again.",
     "new_codes_made": "New recovery codes were made. The old ones no longer work.",
     "prove_first": "Start by confirming your password and a current code.",
+    "prove_password_first": "Start by confirming your password.",
+    "has_authenticator": "You already have an authenticator app; you can move to a new one.",
+    "first_authenticator_set_up": (
+        "Your authenticator app is set up: you will need it each time you sign in. "
+        "Save your recovery codes now; they are shown once."
+    ),
     "new_authenticator_set_up": (
         "Your new authenticator app is set up; the old one no longer works. "
         "Other sessions and remembered devices were signed out."
@@ -111,9 +132,30 @@ MESSAGES = {
     "mfa_method_set": "Multi-Factor Authentication is now set to {label}.",
     "mfa_method_set_remember": (
         "Multi-Factor Authentication is now set to {label}. "
-        "Devices are remembered for {days} days."
+        "Devices are remembered for {count} day.",
+        "Multi-Factor Authentication is now set to {label}. "
+        "Devices are remembered for {count} days.",
     ),
     "choose_a_method": "Choose Disabled or TOTP.",
+    "mfa_scope_saved": ("Required for {who}; users who must set up do so at their next sign-in."),
+    "mfa_scope_saved_grace": (
+        "Required for {who}; users who must set up may postpone it for {count} day.",
+        "Required for {who}; users who must set up may postpone it for {count} days.",
+    ),
+    "mfa_groups_empty": (
+        "No user is in {names} yet: its members will have to use MFA once added."
+    ),
+    "choose_who": (
+        "Choose who must use Multi-Factor Authentication: everyone, or members of chosen groups."
+    ),
+    "name_a_group": (
+        "Name at least one group (comma-separated), or require MFA for everyone. Nothing changed."
+    ),
+    "bad_mfa_groups": (
+        "Not a group name: {names}. A group name is 1-64 characters: letters, digits and "
+        ". _ - (separate names with commas). Nothing changed."
+    ),
+    "grace_days_range": "The grace period is 0 to {highest} days. Nothing changed.",
     "remember_days_range": "Remember devices for 0 to {highest} days.",
     "step_up_first": "Confirm it is you, then confirm the change again.",
     "user_created": "User {name} was created.",
@@ -130,6 +172,11 @@ MESSAGES = {
     "admin_granted": "{name} is now an administrator.",
     "admin_revoked": "{name} is no longer an administrator.",
     "bad_audit_filter": "Some filters were not understood; showing every event.",
+    # Audit events and browsers in people's words (EVENT_LABELS below; core.browsers).
+    "event_unknown": "Other security event",
+    "unknown_browser": "Unknown browser",
+    "browser_on_system": "{browser} on {system}",
+    "unknown_browser_on_system": "Unknown browser on {system}",
     # The gateway's access rules page.
     "bad_access_test": "Check the URL to test and try again.",
     "bad_access_url": "Enter a whole http:// or https:// address, such as https://app.example.com/page.",
@@ -144,6 +191,114 @@ MESSAGES = {
     "group_already": "{name} is already in the group {group}; nothing changed.",
     "group_removed": "{name} is no longer in the group {group}.",
     "group_not_member": "{name} is not in the group {group}; nothing changed.",
+    # Email addresses and the time zone of mails.
+    "email_already_yours": "That is already your address; nothing changed.",
+    "email_no_mail": (
+        "This site sends no mail, so a new address cannot be confirmed. "
+        "Ask your administrator to set it."
+    ),
+    "email_link_sent": (
+        "A link to confirm it was sent to {address}; it works once, within {hours} hours. "
+        "Until then notices still go to your current address."
+    ),
+    "email_confirmed": "Your address is now {address}: notices go there from now on.",
+    "email_link_expired": (
+        "This link has expired. Ask for a new one on your Account security page."
+    ),
+    "email_link_not_valid": (
+        "This link does not work: it was already used, a newer change replaced it, "
+        "or it belongs to another account."
+    ),
+    "email_too_many": (
+        "At most {most} confirmation links are sent an hour. Try again later; nothing changed."
+    ),
+    "email_change_cancelled": "The change of address was cancelled.",
+    "time_zone_set": "Times in your mails are now in {zone}.",
+    "bad_time_zone": (
+        "Choose a time zone from the list, such as Europe/Paris, or leave it empty for UTC."
+    ),
+    "email_set": "The address of {name} is now {address}.",
+    "email_unchanged": "{name} already has the address {address}; nothing changed.",
+    "email_removed": "{name} has no address now: they get no notices.",
+    "email_none": "{name} had no address; nothing changed.",
+}
+
+# Each (event, outcome) `audit.record` writes, as the sign-in activity and the audit log
+# show it; the raw names stay the audit log's filter values and its secondary text.
+# tests/test_labels.py reads every audit.record call and names any pair missing here.
+EVENT_LABELS = {
+    # Signing in and out.
+    ("login", "ok"): "Signed in",
+    ("login", "failed"): "Wrong password",
+    ("login", "throttled"): "Sign-in refused: too many wrong passwords",
+    ("totp", "ok"): "Code accepted",
+    ("totp", "failed"): "Wrong code",
+    ("totp_replay", "refused"): "Code refused: already used",
+    ("totp_throttled", "wait"): "Code refused: too many wrong codes, waiting",
+    ("totp_throttled", "locked"): "Code refused: locked",
+    ("totp_locked", "locked"): "Locked after too many wrong codes",
+    ("recovery_code", "ok"): "Recovery code accepted",
+    ("recovery_code", "failed"): "Wrong recovery code",
+    ("remembered_device", "used"): "Remembered device used",
+    ("device_remembered", "ok"): "Device remembered",
+    ("logout", "ok"): "Signed out",
+    ("pending_expired", "ended"): "Sign-in not finished in time",
+    ("session_ended", "mfa_required"): "Signed out: two-factor sign-in now required",
+    ("second_factor_required", "ok"): "Code asked for by a protected app",
+    ("gateway_denied", "denied"): "Access to a protected app refused",
+    # People's own changes, and proving it is them.
+    ("reauth", "ok"): "Identity confirmed",
+    ("reauth", "failed"): "Identity not confirmed",
+    ("reauth", "throttled"): "Identity not confirmed: too many attempts",
+    ("totp_enrolled", "ok"): "Authenticator app set up",
+    ("totp_enrolled", "failed"): "Wrong code from the new authenticator app",
+    ("setup_postponed", "ok"): "Set-up of the authenticator app postponed",
+    ("email_change", "requested"): "New email address asked for: link sent",
+    ("email_change", "confirmed"): "New email address confirmed",
+    ("email_change", "cancelled"): "New email address cancelled",
+    ("email_change", "expired"): "Email confirmation link expired",
+    ("email_change", "not_valid"): "Email confirmation link refused",
+    ("time_zone_set", "ok"): "Time zone changed",
+    ("totp_reenrolled", "ok"): "Moved to a new authenticator app",
+    ("totp_reenrolled", "failed"): "Wrong code from the new authenticator app",
+    ("recovery_codes_generated", "ok"): "Recovery codes made",
+    ("password_changed", "ok"): "Password changed",
+    ("session_revoked", "ok"): "Sessions signed out",
+    ("remembered_device", "revoked"): "Remembered devices forgotten",
+    # Administrators.
+    ("user_created", "ok"): "User created",
+    ("totp_reset", "ok"): "Authenticator reset by an administrator",
+    ("unlock", "ok"): "Unlocked by an administrator",
+    ("unlock", "unchanged"): "Unlock: nothing was locked",
+    ("admin_granted", "ok"): "Administrator rights granted",
+    ("admin_granted", "unchanged"): "Administrator rights: already granted",
+    ("admin_granted", "refused"): "Administrator rights: grant refused",
+    ("admin_revoked", "ok"): "Administrator rights revoked",
+    ("admin_revoked", "unchanged"): "Administrator rights: already not an administrator",
+    ("admin_revoked", "refused"): "Administrator rights: last administrator kept",
+    ("group_add", "ok"): "Added to a group",
+    ("group_add", "unchanged"): "Already in the group",
+    ("group_remove", "ok"): "Removed from a group",
+    ("group_remove", "unchanged"): "Not in the group",
+    ("token_created", "ok"): "API token created",
+    ("token_revoked", "ok"): "API tokens revoked",
+    ("token_revoked", "unchanged"): "API tokens: none to revoke",
+    ("mfa_method_changed", "ok"): "Multi-Factor Authentication method changed",
+    ("mfa_method_changed", "unchanged"): "Multi-Factor Authentication method saved unchanged",
+    ("remember_days_changed", "ok"): "Days to remember devices changed",
+    ("remember_days_changed", "unchanged"): "Days to remember devices saved unchanged",
+    ("mfa_scope_changed", "ok"): "Who must use Multi-Factor Authentication changed",
+    ("mfa_scope_changed", "unchanged"): "Who must use Multi-Factor Authentication saved unchanged",
+    ("mfa_grace_changed", "ok"): "Days to set up the authenticator app changed",
+    ("mfa_grace_changed", "unchanged"): "Days to set up the authenticator app saved unchanged",
+    ("email_set", "ok"): "Email address set by an administrator",
+    ("email_set", "unchanged"): "Email address saved unchanged",
+    ("email_removed", "ok"): "Email address removed by an administrator",
+    ("email_removed", "unchanged"): "Email address: none to remove",
+    ("audit_pruned", "ok"): "Old audit events deleted",
+    # Notices by mail.
+    ("notice", "sent"): "Email notice sent",
+    ("notice", "failed"): "Email notice not sent yet: will retry",
 }
 
 
@@ -161,6 +316,14 @@ def counted(key: str, count: int, **params) -> str:
     """The message `key` in the plural form the language uses for `count`, filled in."""
     singular, plural = MESSAGES[key]
     return get_translations().ungettext(singular, plural, count).format(count=count, **params)
+
+
+def event_label(event: str | None, outcome: str | None) -> str:
+    """What an audit row says to people, in the page's language. A pair no label
+    knows (a row an older or newer release wrote) reads as a generic event, never as
+    an error."""
+    label = EVENT_LABELS.get((event, outcome))
+    return get_translations().ugettext(label) if label else text("event_unknown")
 
 
 def wait(retry_after: int, *, code: bool) -> str:

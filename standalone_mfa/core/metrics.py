@@ -25,6 +25,7 @@ from prometheus_client import (
 SIGNIN_STEPS = ("password", "code", "recovery_code", "remembered_device")
 SIGNIN_OUTCOMES = ("ok", "failed", "throttled", "replay", "locked")
 GATEWAY_DECISIONS = ("allow", "deny", "sign_in")
+NOTICE_OUTCOMES = ("sent", "failed")
 # Requests that matched no route (404s, scanners): one label, not their paths.
 UNMATCHED = "unmatched"
 
@@ -38,6 +39,11 @@ GATEWAY_CHECKS = Counter(
     "smfa_gateway_checks",
     "Reverse-proxy gateway checks by decision: allow, deny, sign_in (sent to sign in).",
     ["decision"],
+)
+NOTICES = Counter(
+    "smfa_notices",
+    "Attempts to mail a notice by outcome: sent, failed (retried later with back-off).",
+    ["outcome"],
 )
 REQUEST_SECONDS = Histogram(
     "smfa_request_duration_seconds",
@@ -63,6 +69,8 @@ for _step in SIGNIN_STEPS:
         SIGNIN.labels(_step, _outcome)
 for _decision in GATEWAY_DECISIONS:
     GATEWAY_CHECKS.labels(_decision)
+for _notice_outcome in NOTICE_OUTCOMES:
+    NOTICES.labels(_notice_outcome)
 
 
 def signin(step: str, outcome: str) -> None:
@@ -77,6 +85,13 @@ def gateway_check(decision: str) -> None:
     if decision not in GATEWAY_DECISIONS:
         raise ValueError(f"not a gateway decision: {decision!r}")
     GATEWAY_CHECKS.labels(decision).inc()
+
+
+def notice(outcome: str) -> None:
+    """Count one attempt to mail a notice (the sender calls this after each)."""
+    if outcome not in NOTICE_OUTCOMES:
+        raise ValueError(f"not a notice outcome: {outcome!r}")
+    NOTICES.labels(outcome).inc()
 
 
 def request_finished(endpoint: str | None, seconds: float) -> None:

@@ -15,6 +15,7 @@ from ..core import audit, crypto
 from ..core.audit import NO_CLIENT, Client
 from ..core.clock import now
 from ..core.models import RememberedDevice
+from ..notices import outbox
 
 MAX_TOKEN_LENGTH = 128
 
@@ -25,7 +26,8 @@ def _fingerprint(user) -> str:
 
 
 def remember(user, credential, days: int, *, client: Client) -> str:
-    """Remember this browser for `days`; returns the token for its cookie."""
+    """Remember this browser for `days`; returns the token for its cookie. The user
+    is told (in the caller's transaction)."""
     token = crypto.new_token()
     at = now()
     RememberedDevice.create(
@@ -39,6 +41,7 @@ def remember(user, credential, days: int, *, client: Client) -> str:
         user_agent=client.user_agent,
     )
     audit.record("device_remembered", "ok", user=user, detail=f"{days} days", client=client)
+    outbox.queue(user, "device_remembered", client=client, days=days)
     return token
 
 

@@ -34,6 +34,7 @@ from ..core import audit, messages
 from ..core.audit import NO_CLIENT, Client
 from ..core.db import write_transaction
 from ..core.models import TotpCredential
+from ..notices import outbox
 from . import passwords, recovery, throttle, totp, trusted_browsers
 
 Transaction = Callable[[], AbstractContextManager]
@@ -189,6 +190,8 @@ def recovery_code(
             yield _refused(attempt, code=True)
         elif recovery.spend(user, raw):
             throttle.record_success(user)
+            # Told wherever it is spent (a sign-in or re-proving who one is).
+            outbox.queue(user, "recovery_code_used", client=client, left=recovery.remaining(user))
             yield _remember_drift(drift_memory, Proof(True))
         else:
             proof = _failed(user, attempt, client, problem="wrong_recovery_code")
@@ -212,5 +215,8 @@ def _remember_drift(memory: MutableMapping | None, proof: Proof) -> Proof:
 
 def _failed(user, attempt, client, *, drift=None, problem="wrong_code") -> Proof:
     if attempt.failures >= throttle.policy().lock_after:
+        # Only the attempt that reaches the lock gets here (later ones are refused
+        # before a code is looked at): audited and told once per lock.
         audit.record("totp_locked", "locked", user=user, client=client)
+        outbox.queue(user, "second_factor_locked", client=client, failures=attempt.failures)
     return Proof(False, problem, failures=attempt.failures, drift=drift)

@@ -79,5 +79,12 @@ def remaining(user) -> int:
     )
 
 
+def ever_made(user) -> bool:
+    """Whether `user` has a set of codes, used up or not: someone who set up the app
+    before recovery codes existed has none, and is offered to make them rather than
+    told "0 left"."""
+    return RecoveryCode.select().where(RecoveryCode.user == user).exists()
+
+
 def delete_codes(user) -> int:
     return RecoveryCode.delete().where(RecoveryCode.user == user).execute()

@@ -3,13 +3,14 @@ cookie, and what do the rules say for this request and this person.
 
 It runs for every request of every protected app, static files included, so it is
 built for that: a rule that needs no identity (bypass, deny for all) answers without
-the database; otherwise one prepared statement reads the session, its user, the
-user's groups and the site's MFA method together. It never creates a session and
-writes only when something is due: the session's `last_seen_at`, at most once a
-minute (so the idle timeout still counts protected apps as use), and a denial's audit
-row, at most one a minute per person and domain (an audit row per proxied request
-would drown the log). Revocation is immediate: nothing is cached, so a session signed
-out, reset or ended on any instance fails its very next check.
+the database; otherwise one prepared statement reads the session, its user (with
+the confirmed address), the user's groups and the site's MFA method together. It
+never creates a session and writes only when something is due: the session's
+`last_seen_at`, at most once a minute (so the idle timeout still counts protected
+apps as use), and a denial's audit row, at most one a minute per person and domain
+(an audit row per proxied request would drown the log). Revocation is immediate:
+nothing is cached, so a session signed out, reset or ended on any instance fails its
+very next check.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ..core import audit, crypto
 from ..core.audit import Client
 from ..core.db import UNAVAILABLE, Prepared
 from ..core.models import Setting, User, UserGroup, WebSession
-from ..signin import lifetimes
+from ..signin import lifetimes, policy
 from ..signin.sessions import LAST_SEEN_RESOLUTION, MAX_TOKEN_LENGTH
 from ..signin.state import AUTHENTICATED
 from .origin import Original
@@ -49,6 +50,7 @@ class Identity:
     username: str
     groups: tuple[str, ...]
     second_factor: bool
+    email: str | None = None  # the confirmed address only (sent as Remote-Email)
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ _IDENTITY = Prepared(
             WebSession.last_seen_at,
             WebSession.second_factor_at,
             User.username,
+            User.email,
             UserGroup.name,
             _MFA_METHOD.alias("mfa_method"),
         )
@@ -104,16 +107,30 @@ def identity(token: str | None, at: dt.datetime) -> Identity | None:
     rows = _IDENTITY.run(token_hash=crypto.hash_token(token))
     if not rows:
         return None
-    session_id, state, created_at, last_seen_at, second_factor_at, username, _, method = rows[0]
+    session_id, state, created_at, last_seen_at, second_factor_at, username, email, _, method = (
+        rows[0]
+    )
     created_at, last_seen_at = _datetime(created_at), _datetime(last_seen_at)
     if state != AUTHENTICATED or not lifetimes.session_alive(_Times(created_at, last_seen_at), at):
         return None
-    if second_factor_at is None and method not in (None, "disabled"):
+    groups = tuple(row[7] for row in rows if row[7] is not None)
+    if (
+        second_factor_at is None
+        and method not in (None, "disabled")
+        and not _password_alone(username, groups, at)
+    ):
         return None  # the portal ends this session at its next request (`guard`)
     if at - last_seen_at >= LAST_SEEN_RESOLUTION:
         _touch(session_id, at)
-    groups = tuple(row[6] for row in rows if row[6] is not None)
-    return Identity(session_id, username, groups, second_factor_at is not None)
+    return Identity(session_id, username, groups, second_factor_at is not None, email)
+
+
+def _password_alone(username: str, groups: tuple[str, ...], at: dt.datetime) -> bool:
+    """Whether the MFA policy lets this user's password-only session stay (outside the
+    scope, or within their grace), as the portal's guard decides. Only such sessions
+    of a site that requires MFA come here: the hot path reads nothing more."""
+    user = find_user(username)
+    return user is not None and policy.requirement_of(user, at, user_groups=groups).password_alone
 
 
 def _datetime(value) -> dt.datetime:

@@ -3,7 +3,9 @@
 The mail is rendered when it is sent, from `templates/mail/<kind>.txt` (which sets
 `subject`, `what` and `advice`) and the two layouts that wrap those in a plain-text
 and a simple HTML part. Headers carry only the validated address and a fixed
-subject: never a username (SC-37); Flask-Mail refuses any header with a line break."""
+subject: never a username (SC-37). The address is checked again when the mail is made
+(`core.addresses`), so a row changed behind the application's back cannot add a
+header or a recipient: such a notice fails, audited, like any other."""
 
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ import smtplib
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import flask_mail
-from flask import current_app, render_template
+from flask import current_app
 
+from ..core import addresses, browsers
 from ..core.models import Notice
 from . import outbox
 
@@ -59,12 +62,14 @@ def local_time(at: dt.datetime, time_zone: str | None) -> str:
 
 
 def browser_name(user_agent: str | None) -> str | None:
-    if not user_agent:
-        return None
-    return user_agent[:120]
+    """ "Firefox 133 on Linux", as the account page names it; None without a browser
+    (a CLI command)."""
+    return browsers.describe(user_agent) if user_agent else None
 
 
 def message_for(notice: Notice) -> flask_mail.Message:
+    """The mail of `notice`; BadAddress if its address is not one we send to."""
+    to_address = addresses.normalise(notice.to_address)
     facts = outbox.facts_of(notice)
     user = notice.user
     context = {
@@ -87,7 +92,13 @@ def message_for(notice: Notice) -> flask_mail.Message:
     }
     return flask_mail.Message(
         subject=parts["subject"],
-        recipients=[notice.to_address],
-        body=render_template("mail/_layout.txt", **context, **parts),
-        html=render_template("mail/_layout.html", **context, **parts),
+        recipients=[to_address],
+        body=_render("mail/_layout.txt", **context, **parts),
+        html=_render("mail/_layout.html", **context, **parts),
     )
+
+
+def _render(name: str, **context) -> str:
+    """A mail template with only what it is given: no page context processors (they
+    read the request, which a mail sent after the response has not got)."""
+    return current_app.jinja_env.get_template(name).render(**context)

@@ -16,9 +16,10 @@ import socket
 import threading
 from dataclasses import dataclass
 
+import flask_mail
 from flask import Flask, current_app
 
-from ..core import db
+from ..core import db, metrics
 from ..core.clock import now
 from . import mailer, outbox
 
@@ -32,8 +33,10 @@ class Round:
     failed: int = 0
 
 
-# What an SMTP attempt can fail with: the notice is retried later, never lost.
-SEND_ERRORS = (smtplib.SMTPException, OSError, socket.timeout)
+# What an SMTP attempt can fail with: the notice is retried later, never lost. (A
+# header with a line break cannot come from our rows, whose address is checked again
+# when the mail is made; if it ever did, it fails like the rest, audited.)
+SEND_ERRORS = (smtplib.SMTPException, OSError, socket.timeout, flask_mail.BadHeaderError)
 
 
 def send_due(limit: int = outbox.BATCH) -> Round:
@@ -53,6 +56,7 @@ def send_due(limit: int = outbox.BATCH) -> Round:
             except Exception as exc:  # a template or a key that no longer decrypts
                 logger.exception("notice %s could not be rendered", notice.id)
                 outbox.mark_failed(notice, now(), _describe(exc))
+                metrics.notice("failed")
                 done.failed += 1
                 continue
             try:
@@ -62,9 +66,11 @@ def send_due(limit: int = outbox.BATCH) -> Round:
             except SEND_ERRORS as exc:
                 connection = _drop(connection)
                 outbox.mark_failed(notice, now(), _describe(exc))
+                metrics.notice("failed")
                 done.failed += 1
                 continue
             outbox.mark_sent(notice, now())
+            metrics.notice("sent")
             done.sent += 1
     finally:
         _drop(connection)

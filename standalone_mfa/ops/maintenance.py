@@ -4,7 +4,8 @@ without bound. Run by `flask --app standalone_mfa prune` (from cron).
 `prune(now)` returns how many rows of each kind it deleted; a feature with its own
 expiring rows adds one line to it. It deletes only what the app would already refuse:
 a session or pending login past its limit, password counters quiet for a day, client
-address counters whose hour is over, and trusted browsers past their day.
+address counters whose hour is over, trusted browsers past their day, and email
+confirmation links used or past their time.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import peewee
 
 from ..core import audit
 from ..core.db import write_transaction
-from ..core.models import AddressThrottle, PasswordThrottle, User, WebSession
+from ..core.models import AddressThrottle, EmailConfirmation, PasswordThrottle, User, WebSession
 from ..factors import devices, throttle, trusted_browsers
 from ..notices import outbox
 from ..signin import lifetimes
@@ -40,6 +41,7 @@ def prune(now: dt.datetime) -> dict[str, int]:
         "address_throttles": _finished_address_windows(now),
         "trusted_browsers": trusted_browsers.expired(now),
         "sent_notices": outbox.prune_sent(now - SENT_NOTICES_KEPT),
+        "email_links": _spent_email_links(now),
     }
 
 
@@ -80,3 +82,14 @@ def _finished_address_windows(now: dt.datetime) -> int:
     """Client-address counters whose hour is over: the next attempt starts a new one."""
     cutoff = now - throttle.ADDRESS_WINDOW
     return AddressThrottle.delete().where(AddressThrottle.window_started_at <= cutoff).execute()
+
+
+def _spent_email_links(now: dt.datetime) -> int:
+    """Confirmation links already used or past their time: `accounts.emails` refuses
+    them; the pending address they were for stays until the user or an administrator
+    changes it."""
+    return (
+        EmailConfirmation.delete()
+        .where(EmailConfirmation.used_at.is_null(False) | (EmailConfirmation.expires_at <= now))
+        .execute()
+    )

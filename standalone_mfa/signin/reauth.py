@@ -133,4 +133,4 @@ def step_up(
         web_session.record.step_up_at = now()
         web_session.changed()
     minutes = max(1, round(lifetime().total_seconds() / 60))
-    return True, messages.text("reauth_confirmed", minutes=minutes)
+    return True, messages.counted("reauth_confirmed", minutes)

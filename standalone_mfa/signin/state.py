@@ -23,10 +23,14 @@ STATES = (ANONYMOUS, PASSWORD_OK, TOTP_SETUP, TOTP_VERIFY, RECOVERY_CODES, AUTHE
 TRANSITIONS = (
     (ANONYMOUS, "password_accepted", PASSWORD_OK),
     (PASSWORD_OK, "mfa_disabled", AUTHENTICATED),
+    # Outside the scope of the policy (signin.policy) and without an authenticator.
+    (PASSWORD_OK, "mfa_not_required", AUTHENTICATED),
     (PASSWORD_OK, "mfa_not_set_up", TOTP_SETUP),
     (PASSWORD_OK, "mfa_set_up", TOTP_VERIFY),
     (PASSWORD_OK, "device_remembered", AUTHENTICATED),
     (TOTP_SETUP, "code_confirmed", RECOVERY_CODES),
+    # "Set up later", while the user's grace lasts: signed in with the password alone.
+    (TOTP_SETUP, "setup_postponed", AUTHENTICATED),
     (RECOVERY_CODES, "codes_saved", AUTHENTICATED),
     (TOTP_VERIFY, "code_accepted", AUTHENTICATED),
     (TOTP_VERIFY, "recovery_code_accepted", AUTHENTICATED),
@@ -101,14 +105,26 @@ def fire(web_session, event: str, at: dt.datetime) -> str:
     return target
 
 
+# Where to go from PASSWORD_OK for each outcome of `signin.policy.decide` (its names:
+# this module imports nothing of the package). A postponable set-up is the set-up page,
+# with "Set up later" on it.
+POLICY_EVENTS = {
+    "disabled": "mfa_disabled",
+    "not_required": "mfa_not_required",
+    "set_up": "mfa_not_set_up",
+    "postponable": "mfa_not_set_up",
+    "code": "mfa_set_up",
+}
+
+
 def password_accepted(
-    web_session, user, at: dt.datetime, *, mfa_method: str, enrolled: bool, remembered: bool
+    web_session, user, at: dt.datetime, *, outcome: str, remembered: bool
 ) -> str:
-    """The password was right: bind the user, then take the branch the policy asks for."""
+    """The password was right: bind the user, then take the branch the policy's
+    `outcome` asks for (a remembered device skips the code, never a set-up)."""
+    event = POLICY_EVENTS[outcome]  # an outcome without a branch is a bug: KeyError
     fire(web_session, "password_accepted", at)
     web_session.record.user = user
-    if mfa_method == "disabled":
-        return fire(web_session, "mfa_disabled", at)
-    if not enrolled:
-        return fire(web_session, "mfa_not_set_up", at)
-    return fire(web_session, "device_remembered" if remembered else "mfa_set_up", at)
+    if event == "mfa_set_up" and remembered:
+        event = "device_remembered"
+    return fire(web_session, event, at)

@@ -5,6 +5,7 @@ decides where the session goes. Every secret is checked by `factors.proofs`."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from flask import current_app
@@ -16,8 +17,15 @@ from ..core.clock import now
 from ..core.db import write_transaction
 from ..core.models import User
 from ..factors import devices, proofs, recovery, throttle, totp, trusted_browsers
-from . import destinations, sessions, state
+from ..notices import outbox
+from . import destinations, policy, sessions, state
 from .sessions import ServerSession
+
+# Set on a sign-in's set-up page while the user's grace lasts ("Set up later"); never
+# on a set-up a gateway rule asked for.
+MAY_POSTPONE_KEY = "may_postpone_setup"
+# A wrong code after the right password is told at most this often (per user).
+WRONG_CODES_EVERY = dt.timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -77,13 +85,16 @@ def submit_password(
 
 
 def _past_password(web_session: ServerSession, user: User, next_url, device_token):
-    """Move past the password; whether a remembered-device cookie skipped the code
-    (None: there was none to look at)."""
+    """Move past the password, down the branch the MFA policy decides (`policy`);
+    whether a remembered-device cookie skipped the code (None: there was none to look
+    at). The first sign-in that requires set-up starts the user's grace."""
     at = now()
-    method = settings.mfa_method()
+    rules = policy.current()
     credential = totp.credential_of(user)
+    requirement = policy.requirement_of(user, at, policy=rules, enrolled=credential is not None)
+    asks_code = requirement.outcome == policy.CODE
     remembered = (
-        method != "disabled"
+        asks_code
         and bool(device_token)
         and devices.recognise(
             user,
@@ -93,19 +104,17 @@ def _past_password(web_session: ServerSession, user: User, next_url, device_toke
             client=web_session.client,
         )
     )
+    policy.start_grace(user, requirement, at)
     state.password_accepted(
-        web_session,
-        user,
-        at,
-        mfa_method=method,
-        enrolled=credential is not None,
-        remembered=remembered,
+        web_session, user, at, outcome=requirement.outcome, remembered=remembered
     )
     record = web_session.record
     record.next_url = destinations.safe_destination(next_url, _cookie_domain())
     if record.state == state.TOTP_SETUP:
         record.pending_secret_encrypted = crypto.encrypt(totp.new_secret())
-    return remembered if method != "disabled" and device_token else None
+        if requirement.outcome == policy.POSTPONABLE:
+            web_session[MAY_POSTPONE_KEY] = True
+    return remembered if asks_code and device_token else None
 
 
 def _cookie_domain() -> str | None:
@@ -156,13 +165,18 @@ def confirm_setup(web_session: ServerSession, raw_code: str | None) -> StepOutco
         if proof.ok:
             credential = totp.enrol(user, pending_secret(web_session), proof.step)
         if credential is not None:
-            User.update(mfa_reset_at=None).where(User.id == user.id).execute()
+            policy.end_grace(user)
+            web_session.pop(MAY_POSTPONE_KEY, None)
             audit.record("totp_enrolled", "ok", user=user, client=client)
             sessions.show_codes(web_session, recovery.replace_codes(user))
             audit.record("recovery_codes_generated", "ok", user=user, client=client)
+            # One notice for the set-up: its first recovery codes are part of it.
+            outbox.queue(user, "totp_set_up", client=client)
             state.fire(web_session, "code_confirmed", now())
         elif not proof.ok:
-            outcome = _failed(web_session, user, proof)
+            # A wrong first code is for the secret on the screen, not a guess at the
+            # user's authenticator: no wrong-codes notice.
+            outcome = _failed(web_session, user, proof, tell=False)
     _count("code", proof)
     if proof.ok and credential is None:  # a set-up in another window won the race
         return _set_up_elsewhere(web_session)
@@ -238,6 +252,29 @@ def use_recovery_code(web_session: ServerSession, raw_code: str | None) -> StepO
     return StepOutcome(True, message)
 
 
+def postpone_setup(web_session: ServerSession) -> StepOutcome:
+    """ "Set up later": sign in with the password alone, if this sign-in's set-up may
+    still be postponed (asked again now: the grace may have been shortened since the
+    password). Not offered on a set-up a gateway rule asked for."""
+    user = web_session.user
+    at = now()
+    requirement = policy.requirement_of(user, at)
+    if not web_session.get(MAY_POSTPONE_KEY) or requirement.outcome != policy.POSTPONABLE:
+        return StepOutcome(False, messages.text("cannot_postpone"))
+    days = requirement.days_left(at)
+    with sessions.transition(web_session):
+        web_session.pop(MAY_POSTPONE_KEY, None)
+        state.fire(web_session, "setup_postponed", at)
+        audit.record(
+            "setup_postponed",
+            "ok",
+            user=user,
+            detail=f"until {requirement.deadline:%Y-%m-%d %H:%M} UTC",
+            client=web_session.client,
+        )
+    return StepOutcome(True, messages.counted("setup_postponed", days))
+
+
 def codes_saved(web_session: ServerSession) -> None:
     """ "I have saved these codes": forget them, and finish the sign-in if pending."""
     sessions.forget_shown_codes(web_session)
@@ -261,6 +298,7 @@ def require_second_factor(web_session: ServerSession, destination: str) -> None:
     enrolled = totp.credential_of(user) is not None
     with sessions.transition(web_session):
         event = "second_factor_required" if enrolled else "second_factor_set_up_required"
+        web_session.pop(MAY_POSTPONE_KEY, None)  # a rule's set-up has no "later"
         state.fire(web_session, event, now())
         record = web_session.record
         record.next_url = destinations.safe_destination(destination, _cookie_domain())
@@ -289,9 +327,12 @@ def _count(step: str, proof: proofs.Proof) -> None:
     metrics.signin(step, outcome)
 
 
-def _failed(web_session, user, proof: proofs.Proof, kind: str = "totp") -> StepOutcome:
-    """A refused code (or recovery code): audited, and the pending login ends once
-    there were too many. Runs in the proof's transaction."""
+def _failed(
+    web_session, user, proof: proofs.Proof, kind: str = "totp", *, tell: bool = True
+) -> StepOutcome:
+    """A refused code (or recovery code): audited, the user told (`tell`, see
+    `_tell_wrong_codes`), and the pending login ends once there were too many. Runs
+    in the proof's transaction."""
     client = web_session.client
     if proof.throttled:
         outcome, detail = ("locked", None) if proof.locked else ("wait", f"{proof.retry_after}s")
@@ -301,8 +342,24 @@ def _failed(web_session, user, proof: proofs.Proof, kind: str = "totp") -> StepO
     detail = "clock drift" if proof.drift_confirmed else None
     audit.record(kind, "failed", user=user, detail=detail, client=client)
     rules = throttle.policy()
+    if tell:
+        _tell_wrong_codes(user, proof, rules, client)
     if proof.failures >= rules.backoff_after:
         state.fire(web_session, "too_many_failures", now())
         locked = proof.failures >= rules.lock_after
         return StepOutcome(False, messages.text("locked" if locked else "too_many_codes"))
     return StepOutcome(False, proof.message())
+
+
+def _tell_wrong_codes(user, proof: proofs.Proof, rules: throttle.Policy, client) -> None:
+    """A wrong code after the right password means someone knows the password: the
+    user is told at the first one, and then at most once an hour, so a guesser cannot
+    fill their mailbox. Not for a replayed code (it was right: most often the same
+    person submitting twice), nor for the attempt that locks, which has its own
+    notice (`proofs`). The throttle's compare-and-set has serialised this attempt
+    with any other of the user's, so two at once cannot both find no notice."""
+    if proof.replay or proof.failures >= rules.lock_after or not outbox.enabled():
+        return
+    if outbox.recently_queued(user, "wrong_codes", WRONG_CODES_EVERY):
+        return
+    outbox.queue(user, "wrong_codes", client=client, failures=proof.failures)

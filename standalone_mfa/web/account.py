@@ -13,13 +13,23 @@ from flask import (
     url_for,
 )
 
-from ..accounts import self_service, settings
-from ..core import messages
+from ..accounts import emails, self_service, settings
+from ..accounts import first_authenticator as first_authenticator_flow
+from ..core import browsers, messages
 from ..factors import recovery, totp
 from ..signin import reauth
 from . import qr
 from .cookies import trusted_browser_token
-from .forms import ButtonForm, ChangePasswordForm, CodeForm, ConfirmIdentityForm
+from .forms import (
+    ButtonForm,
+    ChangeEmailForm,
+    ChangePasswordForm,
+    CodeForm,
+    ConfirmEmailForm,
+    ConfirmIdentityForm,
+    StepUpPasswordForm,
+    TimeZoneForm,
+)
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -30,11 +40,17 @@ NEEDS_AUTHENTICATOR = {
     "account.new_authenticator_setup",
 }
 
+# A first authenticator (a voluntary set-up, or one postponed): only for a user without one.
+NEEDS_NO_AUTHENTICATOR = {"account.first_authenticator", "account.first_authenticator_setup"}
+
 
 @bp.before_request
 def require_authenticator():
     if request.endpoint in NEEDS_AUTHENTICATOR and totp.credential_of(session.user) is None:
         flash(messages.text("no_authenticator"), "error")
+        return redirect(url_for("account.security"))
+    if request.endpoint in NEEDS_NO_AUTHENTICATOR and totp.credential_of(session.user):
+        flash(messages.text("has_authenticator"), "error")
         return redirect(url_for("account.security"))
     return None
 
@@ -48,14 +64,22 @@ def _first_error(form) -> str:
 
 @bp.route("/security")
 def security():
-    """MFA status, recovery codes, remembered devices, sessions and recent sign-ins."""
+    """MFA status, recovery codes, remembered devices, sessions and recent sign-ins,
+    in people's words: events by their label, browsers by name."""
     return render_template(
         "account/security.html",
         overview=self_service.overview(session.user),
+        recovery_codes_made=recovery.ever_made(session.user),
         current_session_id=session.record.id,
         remember_days=settings.remember_days(),
         low_water=recovery.LOW_WATER,
+        codes_in_a_set=recovery.COUNT,
+        browser_name=browsers.describe,
+        event_label=messages.event_label,
         form=ButtonForm(),
+        overview_user=session.user,
+        time_zone_form=TimeZoneForm(time_zone=session.user.time_zone or ""),
+        time_zones=emails.time_zones(),
     )
 
 
@@ -135,6 +159,59 @@ def new_authenticator_setup():
     )
 
 
+@bp.route("/authenticator/first", methods=["GET", "POST"])
+def first_authenticator():
+    """Step 1 of setting up a first authenticator app: the password again."""
+    form = StepUpPasswordForm()
+    if form.validate_on_submit():
+        problem = reauth.confirm_password(
+            session, session.user, form.password.data, trusted=trusted_browser_token()
+        )
+        if problem is None:
+            first_authenticator_flow.start(session)
+            return redirect(url_for("account.first_authenticator_setup"))
+        flash(problem, "error")
+    elif form.is_submitted():
+        flash(_first_error(form), "error")
+    return render_template(
+        "account/first_authenticator_confirm.html",
+        form=form,
+        mfa_method=settings.mfa_method(),
+    )
+
+
+@bp.route("/authenticator/first/new", methods=["GET", "POST"])
+def first_authenticator_setup():
+    """Step 2: add the secret to an app and confirm its first code; the recovery codes
+    are then shown once."""
+    secret = first_authenticator_flow.pending_secret(session)
+    if secret is None:
+        flash(messages.text("prove_password_first"), "error")
+        return redirect(url_for("account.first_authenticator"))
+    form = CodeForm()
+    if form.is_submitted():
+        problem = first_authenticator_flow.confirm(
+            session, session.user, form.code.data if form.validate() else None
+        )
+        if problem is None:
+            flash(messages.text("first_authenticator_set_up"), "info")
+            return redirect(url_for("mfa.recovery_codes"))
+        flash(problem, "error")
+        return redirect(url_for("account.first_authenticator_setup"))
+    username = session.user.username
+    return render_template(
+        "account/first_authenticator.html",
+        form=form,
+        secret=totp.grouped(secret),
+        qr_svg=qr.qr_svg(
+            totp.provisioning_uri(secret, username),
+            label=messages.text("qr_label", username=username),
+        ),
+        issuer=current_app.config["MFA_ISSUER"],
+        username=username,
+    )
+
+
 @bp.route("/password", methods=["GET", "POST"])
 def change_password():
     """Change the password (the current one first); other sessions end."""
@@ -168,4 +245,103 @@ def forget_devices():
     if ButtonForm().validate_on_submit():
         count = self_service.forget_devices(session, session.user)
         flash(messages.counted("devices_forgotten", count), "info")
+    return redirect(url_for("account.security"))
+
+
+# --- The address notices go to, and the time zone of mails ------------------------------
+
+
+def confirmation_link(token: str) -> str:
+    """The absolute link mailed to a new address. From GATEWAY_PORTAL_URL when it is
+    set (the operator's word for the public URL); else from this request's URL, which
+    the user's own browser sent (its Host header, believed through X-Forwarded-Host
+    only as far as PROXY_FIX_X_HOST says)."""
+    path = url_for("account.confirm_email", token=token)
+    portal = current_app.config.get("GATEWAY_PORTAL_URL")
+    if portal:
+        return portal + path[len(request.script_root) :]
+    return url_for("account.confirm_email", token=token, _external=True)
+
+
+@bp.route("/email", methods=["GET", "POST"])
+def change_email():
+    """A new address for notices (the password first); a link confirms it."""
+    form = ChangeEmailForm()
+    user = session.user
+    if form.validate_on_submit():
+        problem = reauth.confirm_password(
+            session, user, form.current_password.data, trusted=trusted_browser_token()
+        )
+        if problem is None:
+            try:
+                address = emails.request_change(
+                    user, form.email.data, link_for=confirmation_link, client=session.client
+                )
+            except (emails.BadAddress, emails.EmailError) as error:
+                form.email.errors = [str(error)]
+                flash(str(error), "error")
+            else:
+                hours = round(emails.LINK_LIFETIME.total_seconds() / 3600)
+                flash(messages.text("email_link_sent", address=address, hours=hours), "info")
+                return redirect(url_for("account.security"))
+        else:
+            flash(problem, "error")
+    elif form.is_submitted():
+        flash(_first_error(form), "error")
+    return render_template("account/email.html", form=form, user=user)
+
+
+@bp.post("/email/cancel")
+def cancel_email_change():
+    """Drop the address waiting for its link."""
+    form = ButtonForm()
+    if form.validate_on_submit() and emails.cancel_change(session.user, client=session.client):
+        flash(messages.text("email_change_cancelled"), "info")
+    return redirect(url_for("account.security"))
+
+
+@bp.route("/email/confirm", methods=["GET", "POST"])
+def confirm_email():
+    """The link in the mail. Opening it (GET) changes nothing: mail scanners fetch
+    links. It shows a button that posts the token back (with CSRF) from a hidden field;
+    only the signed-in owner of the account can use it (the guard sends anyone else to
+    sign in first, and a link of another account does not work)."""
+    form = ConfirmEmailForm()
+    if request.method == "POST":
+        if form.validate_on_submit():
+            outcome = emails.confirm(session.user, form.token.data, client=session.client)
+        else:
+            outcome = emails.NOT_VALID
+        if outcome == emails.CONFIRMED:
+            flash(messages.text("email_confirmed", address=session.user.email), "info")
+            return redirect(url_for("account.security"))
+        return _link_refused(outcome, 400)
+    token = request.args.get("token", "")
+    outcome, link = emails.check_link(session.user, token)
+    if link is None:
+        return _link_refused(outcome, 200)  # a page that says why, not an error
+    form.token.data = token
+    return render_template("account/email_confirm.html", form=form, link=link)
+
+
+def _link_refused(outcome: str, status: int):
+    problem = messages.text(
+        "email_link_expired" if outcome == emails.EXPIRED else "email_link_not_valid"
+    )
+    return render_template("account/email_confirm.html", problem=problem), status
+
+
+@bp.post("/time-zone")
+def time_zone():
+    """The time zone mails tell times in (empty: UTC)."""
+    form = TimeZoneForm()
+    if form.validate_on_submit():
+        try:
+            zone = emails.set_time_zone(session.user, form.time_zone.data, client=session.client)
+        except emails.EmailError as error:
+            flash(str(error), "error")
+        else:
+            flash(messages.text("time_zone_set", zone=zone or "UTC"), "info")
+    elif form.is_submitted():
+        flash(messages.text("bad_time_zone"), "error")
     return redirect(url_for("account.security"))

@@ -12,15 +12,17 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, s
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
-from ..accounts import administration, groups, reset, settings
+from ..accounts import administration, emails, groups, reset, settings
 from ..accounts.users import UserError, create_user, find_user
 from ..core import audit as audit_log
 from ..core import messages
+from ..core.db import write_transaction
 from ..factors import passwords, throttle, totp
 from ..signin import reauth
 from ..signin.destinations import safe_next_path
 from .cookies import trusted_browser_token
 from .forms import (
+    AdminEmailForm,
     AuditFilterForm,
     ButtonForm,
     CodeForm,
@@ -73,35 +75,81 @@ def index():
 
 @bp.route("/mfa", methods=["GET", "POST"])
 def mfa_settings():
-    """Choose whether sign-in asks for a second factor (Disabled or TOTP), and for how
-    many days a device may skip the code. Any administrator may read it; saving needs
-    a fresh step-up, as the actions on users do (one POST must not switch MFA off for
-    everyone from a hijacked session)."""
+    """Choose whether sign-in asks for a second factor (Disabled or TOTP), of whom
+    (everyone, or the members of chosen groups), for how many days a user who must now
+    set up may postpone it, and for how many days a device may skip the code. Any
+    administrator may read it; saving needs a fresh step-up, as the actions on users do
+    (one POST must not switch MFA off for everyone from a hijacked session)."""
     if request.method == "POST" and not reauth.is_fresh(session):
         return _step_up_first()
     form = MfaSettingsForm(
-        mfa_method=settings.mfa_method(), remember_days=settings.remember_days()
+        mfa_method=settings.mfa_method(),
+        remember_days=settings.remember_days(),
+        mfa_required_for=settings.mfa_required_for(),
+        mfa_groups=", ".join(settings.mfa_groups()),
+        mfa_grace_days=settings.mfa_grace_days(),
     )
     if form.validate_on_submit():
-        settings.set_mfa_method(form.mfa_method.data, actor=current_user.username, client=client())
-        days = form.remember_days.data
-        if days is None:
-            days = settings.remember_days()
-        settings.set_remember_days(days, actor=current_user.username, client=client())
-        label = settings.MFA_METHODS[form.mfa_method.data]
-        if days:
-            flash(messages.text("mfa_method_set_remember", label=label, days=days), "info")
-        else:
-            flash(messages.text("mfa_method_set", label=label), "info")
+        _save_mfa_settings(form)
         return redirect(url_for("admin.mfa_settings"))
     if form.is_submitted():
-        if form.mfa_method.errors:
-            flash(messages.text("choose_a_method"), "error")
+        flash(_mfa_form_problem(form), "error")
+    return render_template(
+        "admin/mfa.html",
+        form=form,
+        step_up_fresh=reauth.is_fresh(session),
+        grace_days_max=settings.GRACE_DAYS_MAX,
+    )
+
+
+def _save_mfa_settings(form: MfaSettingsForm) -> None:
+    """Every setting of the form, each audited (before -> after), in one transaction."""
+    actor, by = current_user.username, client()
+    days = form.remember_days.data
+    if days is None:
+        days = settings.remember_days()
+    required_for = form.mfa_required_for.data or settings.mfa_required_for()
+    grace = form.mfa_grace_days.data
+    if grace is None:
+        grace = settings.mfa_grace_days()
+    names = form.group_names()
+    with write_transaction():
+        settings.set_mfa_method(form.mfa_method.data, actor=actor, client=by)
+        settings.set_remember_days(days, actor=actor, client=by)
+        scope_changed = settings.set_mfa_scope(required_for, names, actor=actor, client=by)
+        grace_changed = settings.set_mfa_grace_days(grace, actor=actor, client=by)
+    label = settings.MFA_METHODS[form.mfa_method.data]
+    if days:
+        flash(messages.counted("mfa_method_set_remember", days, label=label), "info")
+    else:
+        flash(messages.text("mfa_method_set", label=label), "info")
+    if scope_changed or grace_changed:  # said only when it changed: the method is said anyway
+        who = settings.describe_scope(
+            required_for, names if required_for == settings.GROUPS else ()
+        )
+        if grace:
+            flash(messages.counted("mfa_scope_saved_grace", grace, who=who), "info")
         else:
-            flash(
-                messages.text("remember_days_range", highest=settings.REMEMBER_DAYS_MAX), "error"
-            )
-    return render_template("admin/mfa.html", form=form, step_up_fresh=reauth.is_fresh(session))
+            flash(messages.text("mfa_scope_saved", who=who), "info")
+    empty = settings.groups_without_members(names) if required_for == settings.GROUPS else ()
+    if empty:
+        flash(messages.text("mfa_groups_empty", names=", ".join(empty)), "info")
+
+
+def _mfa_form_problem(form: MfaSettingsForm) -> str:
+    """What to say about a refused form (nothing of it was saved)."""
+    if form.mfa_method.errors:
+        return messages.text("choose_a_method")
+    if form.mfa_required_for.errors:
+        errors = [e for e in form.mfa_required_for.errors if e == messages.text("name_a_group")]
+        return errors[0] if errors else messages.text("choose_who")
+    if form.mfa_groups.errors:
+        return form.mfa_groups.errors[0]
+    if form.mfa_grace_days.errors:
+        return messages.text("grace_days_range", highest=settings.GRACE_DAYS_MAX)
+    if form.remember_days.errors:
+        return messages.text("remember_days_range", highest=settings.REMEMBER_DAYS_MAX)
+    return messages.text("check_the_form")
 
 
 def _page_number() -> int:
@@ -332,12 +380,80 @@ def user_group_remove(username):
     return redirect(page)
 
 
+# --- A user's address ---------------------------------------------------------------------
+
+
+@bp.route("/users/<username>/email", methods=["GET", "POST"])
+def user_email(username):
+    """A user's address, and a form to set it (confirmed at once: an administrator
+    knows their users). Any administrator may read it; a change needs a fresh step-up,
+    as the groups do: whoever holds the address reads the account's notices."""
+    user = _user_or_404(username)
+    if request.method == "POST" and not reauth.is_fresh(session):
+        return _step_up_first()
+    form = AdminEmailForm()
+    if form.validate_on_submit():
+        try:
+            outcome = emails.set_by_admin(
+                user, form.email.data, actor=current_user.username, client=client()
+            )
+        except emails.BadAddress as error:
+            form.email.errors = [str(error)]
+            flash(str(error), "error")
+        else:
+            flash(
+                messages.text(
+                    "email_set" if outcome == emails.CHANGED else "email_unchanged",
+                    name=user.username,
+                    address=user.email,
+                ),
+                "info",
+            )
+            return redirect(url_for("admin.user_email", username=user.username))
+    elif form.is_submitted():
+        flash(_first_form_error(form), "error")
+    return render_template(
+        "admin/user_email.html",
+        form=form,
+        user=administration.row_for(user),
+        step_up_fresh=reauth.is_fresh(session),
+    )
+
+
+def _first_form_error(form) -> str:
+    for errors in form.errors.values():
+        if errors and not errors[0].startswith("The CSRF"):
+            return errors[0]
+    return messages.text("check_the_form")
+
+
+@bp.post("/users/<username>/email/remove")
+def user_email_remove(username):
+    """Take a user's address away (and any pending one): they get no notices."""
+    user = _user_or_404(username)
+    page = url_for("admin.user_email", username=user.username)
+    if not reauth.is_fresh(session):
+        return _step_up_first(page)
+    if ButtonForm().validate():  # the CSRF token was checked before the view
+        outcome = emails.remove_by_admin(user, actor=current_user.username, client=client())
+        flash(
+            messages.text(
+                "email_removed" if outcome == emails.CHANGED else "email_none",
+                name=user.username,
+            ),
+            "info",
+        )
+    return redirect(page)
+
+
 # --- Audit log ------------------------------------------------------------------------------
 
 
 @bp.route("/audit")
 def audit_page():
-    """Every audit event, newest first, filtered by user, event type and dates."""
+    """Every audit event, newest first, filtered by user, event type and dates. Rows
+    read as people's words; the recorded names stay beside them and are the filter's
+    values, so an administrator can still search and grep by them."""
     form = AuditFilterForm(request.args)
     form.event.choices = [("", _l("All events")), *((e, e) for e in audit_log.event_types())]
     filters = {}
@@ -354,4 +470,5 @@ def audit_page():
         "admin/audit.html",
         form=form,
         result=audit_log.search(**filters, page=_page_number()),
+        event_label=messages.event_label,
     )

@@ -1,7 +1,8 @@
 """The reverse proxy's question, "may this request through?" (PRODUCT.md, the gateway
 contract):
 
-- `/auth/nginx` for nginx `auth_request`: 200 (with `Remote-User`, `Remote-Groups`),
+- `/auth/nginx` for nginx `auth_request`: 200 (with `Remote-User`, `Remote-Groups`,
+  `Remote-Email`: the confirmed address, when there is one),
   401 when the browser must sign in (with a `Location` the proxy's `error_page` can
   send it to), 403 when it is refused;
 - `/auth/forward` for Caddy `forward_auth` and Traefik `forwardAuth`: the same, but a
@@ -91,6 +92,10 @@ def _answer(read, *, redirect_to_portal: bool) -> Response:
         if decision.identity is not None:
             response.headers["Remote-User"] = decision.identity.username
             response.headers["Remote-Groups"] = ",".join(decision.identity.groups)
+            # Confirmed only: an address waiting for its link is the user's word alone.
+            # None without one (the proxies' configurations drop a client's own).
+            if decision.identity.email:
+                response.headers["Remote-Email"] = decision.identity.email
         return response
     if decision.outcome == check.REFUSE:
         check.audit_denial(decision, original, client())

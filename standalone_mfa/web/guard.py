@@ -11,7 +11,7 @@ from flask import current_app, flash, redirect, request, session, url_for
 from ..accounts import settings
 from ..core import audit, messages
 from ..core.clock import now
-from ..signin import lifetimes, state
+from ..signin import lifetimes, policy, state
 from ..signin.destinations import is_absolute, safe_destination
 from ..signin.sessions import ServerSession
 from ..signin.state import ANONYMOUS, AUTHENTICATED, RECOVERY_CODES, TOTP_SETUP, TOTP_VERIFY
@@ -23,6 +23,7 @@ ENDPOINT_STATES = {
     # Signed in: a protected app sent the browser back for a factor, or it is done.
     "auth.login": {ANONYMOUS, AUTHENTICATED},
     "mfa.setup": {TOTP_SETUP},
+    "mfa.setup_later": {TOTP_SETUP},
     "mfa.verify": {TOTP_VERIFY},
     "mfa.recovery": {TOTP_VERIFY},
     "mfa.recovery_codes": {RECOVERY_CODES, AUTHENTICATED},
@@ -47,13 +48,17 @@ def allowed(current: str, endpoint: str | None) -> bool:
 
 
 def needs_second_factor(web_session: ServerSession) -> bool:
-    """A session signed in with the password alone, now that TOTP is required.
+    """A session signed in with the password alone, now that the policy (`policy`)
+    asks this user for a code, or for a set-up whose grace is over (a user outside the
+    scope, or within their grace, stays).
 
-    Checked on every request rather than when the setting changes, so that a sign-in
+    Checked on every request rather than when a setting changes, so that a sign-in
     racing with the change cannot slip through."""
     if web_session.state != AUTHENTICATED or web_session.record.second_factor_at:
         return False
-    return settings.mfa_method() != "disabled"
+    if settings.mfa_method() == "disabled":  # most requests of such a site stop here
+        return False
+    return not policy.requirement_of(web_session.user, now()).password_alone
 
 
 def guard():

@@ -16,8 +16,9 @@ from flask import (
 
 from ..accounts import settings
 from ..core import messages
+from ..core.clock import now
 from ..factors import totp
-from ..signin import sessions, state, steps
+from ..signin import policy, sessions, state, steps
 from . import qr
 from .auth import trust_if_signed_in
 from .cookies import set_device_cookie, set_trusted_browser_cookie, trusted_browser_token
@@ -56,6 +57,7 @@ def setup():
         return _after(finished)
     secret = steps.pending_secret(session)
     username = session.user.username
+    later = _postponable_days()
     uri = totp.provisioning_uri(secret, username)
     return render_template(
         "mfa/setup.html",
@@ -68,7 +70,48 @@ def setup():
         issuer=current_app.config["MFA_ISSUER"],
         username=username,
         reset_at=session.user.mfa_reset_at,
+        later_form=ButtonForm() if later else None,
+        days_left=later,
     )
+
+
+def _postponable_days() -> int | None:
+    """Days left to postpone this sign-in's set-up; None where "Set up later" is not
+    offered (no grace, or a set-up a gateway rule asked for)."""
+    if not session.get(steps.MAY_POSTPONE_KEY):
+        return None
+    at = now()
+    requirement = policy.requirement_of(session.user, at)
+    return requirement.days_left(at) if requirement.outcome == policy.POSTPONABLE else None
+
+
+@bp.route("/setup/later", methods=["POST"])
+def setup_later():
+    """ "Set up later": signed in with the password alone while the grace lasts."""
+    if not ButtonForm().validate_on_submit():
+        flash(messages.text("check_the_form"), "error")
+        return redirect(url_for("mfa.setup"))
+    return _after(steps.postpone_setup(session))
+
+
+@bp.app_context_processor
+def setup_deadline():
+    """The banner of every signed-in page (base.html, partials/setup_deadline.html)
+    while the user's set-up is postponed: signed in with the password alone, within
+    their grace."""
+    record = getattr(session, "record", None)
+    if (
+        record is None
+        or session.state != state.AUTHENTICATED
+        or record.second_factor_at
+        or settings.mfa_method() == "disabled"
+    ):
+        return {}
+    at = now()
+    requirement = policy.requirement_of(session.user, at)
+    if requirement.outcome != policy.POSTPONABLE:
+        return {}
+    return {"setup_deadline": messages.counted("setup_days_left", requirement.days_left(at))}
 
 
 @bp.route("/verify", methods=["GET", "POST"])
