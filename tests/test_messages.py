@@ -110,6 +110,19 @@ def test_the_extractor_gives_babel_every_message_with_its_plural():
     found = list(messages.extract(BytesIO(MESSAGES_FILE.read_bytes()), (), (), {}))
     singular = {text for _, how, text, _ in found if how == "gettext"}
     plural = {forms for _, how, forms, _ in found if how == "ngettext"}
-    assert singular == {m for m in messages.MESSAGES.values() if isinstance(m, str)}
+    assert singular == {m for m in messages.MESSAGES.values() if isinstance(m, str)} | set(
+        messages.EVENT_LABELS.values()
+    )
     assert plural == {m for m in messages.MESSAGES.values() if not isinstance(m, str)}
     assert all(len(forms) == 2 for forms in plural)
+
+
+def test_the_extractor_gives_babel_every_event_label_with_its_event():
+    """The audit labels are translated too (`event_label` reads them through gettext):
+    each is extracted, named by its event and outcome for the translator."""
+    from io import BytesIO
+
+    found = list(messages.extract(BytesIO(MESSAGES_FILE.read_bytes()), (), (), {}))
+    labels = {(text, comment[0]) for _, how, text, comment in found if how == "gettext"}
+    for (event, outcome), label in messages.EVENT_LABELS.items():
+        assert (label, f"event {event} {outcome}") in labels

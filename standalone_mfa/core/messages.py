@@ -338,18 +338,23 @@ def drift_hint(steps: int, period: int) -> str:
 
 
 def extract(fileobj, keywords, comment_tags, options):
-    """Babel's extractor for this table (babel.cfg): each message, with its plural
-    form where it has one, so `make translations` finds them without markers."""
+    """Babel's extractor for this file (babel.cfg): each message of MESSAGES, with its
+    plural form where it has one, and each label of EVENT_LABELS, so `make
+    translations` finds them without markers."""
     tree = ast.parse(fileobj.read())
-    table = next(
-        node.value
+    tables = {
+        node.targets[0].id: node.value
         for node in tree.body
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "MESSAGES"
-    )
-    for key, value in zip(table.keys, table.values, strict=True):
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None)
+    }
+    for key, value in zip(tables["MESSAGES"].keys, tables["MESSAGES"].values, strict=True):
         comment = [f"messages.{key.value}"]
         if isinstance(value, ast.Constant):
             yield value.lineno, "gettext", value.value, comment
         else:
             forms = tuple(element.value for element in value.elts)
             yield value.lineno, "ngettext", forms, comment
+    labels = tables["EVENT_LABELS"]
+    for key, value in zip(labels.keys, labels.values, strict=True):
+        event, outcome = (element.value for element in key.elts)
+        yield value.lineno, "gettext", value.value, [f"event {event} {outcome}"]

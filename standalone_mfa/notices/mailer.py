@@ -5,7 +5,13 @@ The mail is rendered when it is sent, from `templates/mail/<kind>.txt` (which se
 and a simple HTML part. Headers carry only the validated address and a fixed
 subject: never a username (SC-37). The address is checked again when the mail is made
 (`core.addresses`), so a row changed behind the application's back cannot add a
-header or a recipient: such a notice fails, audited, like any other."""
+header or a recipient: such a notice fails, audited, like any other.
+
+Each mail speaks its user's saved language (`user.locale`), else the default one,
+whoever triggered it and from wherever it is sent: the sender thread and the CLI
+have an app context but no request, so the language is forced around the
+rendering rather than read from one. Times stay ISO with their zone's name
+("2026-11-28 13:00 CET"): unambiguous in every language."""
 
 from __future__ import annotations
 
@@ -15,12 +21,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import flask_mail
 from flask import current_app
+from flask_babel import force_locale
 
 from ..core import addresses, browsers
 from ..core.models import Notice
 from . import outbox
 
 UTC = ZoneInfo("UTC")
+# The languages with a catalogue: the same as the pages' picker (web.i18n.LOCALES,
+# which this layer may not import; tests/test_mail_languages.py keeps them equal).
+LOCALES = ("en", "fr", "de", "es")
 
 
 class _Connection(flask_mail.Connection):
@@ -67,13 +77,39 @@ def browser_name(user_agent: str | None) -> str | None:
     return browsers.describe(user_agent) if user_agent else None
 
 
+def _supported(code: str | None) -> str | None:
+    """`code` if it is one of LOCALES (case and region ignored: fr-CA → fr)."""
+    if not code:
+        return None
+    base = code.strip().replace("_", "-").split("-", 1)[0].lower()
+    return base if base in LOCALES else None
+
+
+def mail_locale(user) -> str:
+    """The language of `user`'s mails: their saved one, else BABEL_DEFAULT_LOCALE,
+    else English."""
+    return (
+        _supported(getattr(user, "locale", None))
+        or _supported(current_app.config.get("BABEL_DEFAULT_LOCALE"))
+        or "en"
+    )
+
+
 def message_for(notice: Notice) -> flask_mail.Message:
-    """The mail of `notice`; BadAddress if its address is not one we send to."""
+    """The mail of `notice`, in its user's language; BadAddress if its address is not
+    one we send to."""
     to_address = addresses.normalise(notice.to_address)
     facts = outbox.facts_of(notice)
     user = notice.user
+    locale = mail_locale(user)
+    with force_locale(locale):
+        return _message(notice.kind, to_address, facts, user, locale)
+
+
+def _message(kind: str, to_address: str, facts: dict, user, locale: str) -> flask_mail.Message:
     context = {
-        "kind": notice.kind,
+        "lang": locale,
+        "kind": kind,
         "username": user.username if user is not None else None,
         "when": local_time(
             dt.datetime.fromisoformat(facts["at"]), getattr(user, "time_zone", None)
@@ -83,11 +119,12 @@ def message_for(notice: Notice) -> flask_mail.Message:
         "portal_url": current_app.config.get("GATEWAY_PORTAL_URL"),
         "facts": facts,
     }
-    told = current_app.jinja_env.get_template(f"mail/{notice.kind}.txt").make_module(context)
+    told = current_app.jinja_env.get_template(f"mail/{kind}.txt").make_module(context)
     parts = {
         "subject": " ".join(str(told.subject).split()),  # one line, whatever the template
-        "what": str(told.what).strip(),
-        "advice": str(getattr(told, "advice", "")).strip(),
+        # One paragraph each: the templates' line breaks between sentences are layout.
+        "what": " ".join(str(told.what).split()),
+        "advice": " ".join(str(getattr(told, "advice", "")).split()),
         "link": getattr(told, "link", None),
     }
     return flask_mail.Message(

@@ -56,9 +56,10 @@ def require_authenticator():
 
 
 def _first_error(form) -> str:
-    for errors in form.errors.values():
-        if errors and isinstance(errors[0], str) and not errors[0].startswith("The CSRF"):
-            return errors[0]
+    # By field, not by text: the CSRF messages are in the page's language too.
+    for name, errors in form.errors.items():
+        if errors and name != "csrf_token":
+            return str(errors[0])
     return messages.text("check_the_form")
 
 

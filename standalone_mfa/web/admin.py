@@ -421,8 +421,9 @@ def user_email(username):
 
 
 def _first_form_error(form) -> str:
-    for errors in form.errors.values():
-        if errors and not errors[0].startswith("The CSRF"):
+    # By field, not by text: the CSRF messages are in the page's language too.
+    for name, errors in form.errors.items():
+        if errors and name != "csrf_token":
             return errors[0]
     return messages.text("check_the_form")
 

@@ -86,10 +86,10 @@ class MfaSettingsForm(FlaskForm):
         validators=[Optional()],
     )
     mfa_groups = SingleValueStringField(
-        "Groups (comma-separated)", validators=[Optional(), Length(max=2000)]
+        _l("Groups (comma-separated)"), validators=[Optional(), Length(max=2000)]
     )
     mfa_grace_days = IntegerField(
-        "Grace period in days",
+        _l("Grace period in days"),
         validators=[Optional(), NumberRange(min=0, max=settings.GRACE_DAYS_MAX)],
     )
 
@@ -109,7 +109,7 @@ class MfaSettingsForm(FlaskForm):
             raise ValidationError(messages.text("name_a_group"))
 
 
-def _password(label: str):
+def _password(label):
     return PasswordField(label, validators=[InputRequired(), Length(max=passwords.MAX_LENGTH)])
 
 
@@ -141,7 +141,7 @@ class ChangePasswordForm(FlaskForm):
     )
 
 
-def _address(label: str):
+def _address(label):
     # Shape only: `core.addresses.normalise` decides what an address is (SC-37).
     return SingleValueStringField(
         label, validators=[InputRequired(), Length(max=addresses.MAX_LENGTH + 64)]
@@ -151,8 +151,8 @@ def _address(label: str):
 class ChangeEmailForm(FlaskForm):
     """A new address for the user's own notices: their password first."""
 
-    current_password = _password("Your password")
-    email = _address("New email address")
+    current_password = _password(_l("Your password"))
+    email = _address(_l("New email address"))
 
 
 class ConfirmEmailForm(FlaskForm):
@@ -164,7 +164,7 @@ class ConfirmEmailForm(FlaskForm):
 
 class TimeZoneForm(FlaskForm):
     time_zone = SingleValueStringField(
-        "Time zone of your mails",
+        _l("Time zone of your mails"),
         validators=[Optional(), Length(max=emails.MAX_TIME_ZONE_LENGTH)],
     )
 
@@ -197,7 +197,7 @@ class GroupForm(FlaskForm):
 class AdminEmailForm(FlaskForm):
     """An address an administrator gives a user (confirmed at once)."""
 
-    email = _address("Email address")
+    email = _address(_l("Email address"))
 
 
 class UserSearchForm(FlaskForm):
