@@ -150,6 +150,7 @@ TARGETS = {
     "api.unlock": Target(path_values=USERNAMES),
     "health.healthz": Target(share=0.25),
     "i18n.choose": Target(fields=("lang", "next"), share=0.25),
+    "account.language": Target(fields=("language",), share=0.25, answers_in="user"),
     "static": Target(
         path_values=("style.css", "app.js", "../config.py", "nope.css", ""), share=0.25
     ),

@@ -104,3 +104,35 @@ def test_the_picker_needs_its_csrf_token(app):
     assert "Set-Cookie" not in response.headers or "lang=" not in response.headers.get(
         "Set-Cookie", ""
     )
+
+
+def test_a_language_saved_on_account_security_wins_and_can_be_given_back(app, clock):
+    browser = Browser(app, clock)
+    browser.client.set_cookie("lang", "es")
+    browser.login("alice")
+    page = browser.page("/account/security")
+    assert 'name="language"' in page and "Según mi navegador" in page  # the cookie's
+    response = browser.post("/account/language", {"language": "de"})
+    assert location(response) == "/account/security"
+    page = browser.client.get("/account/security").get_data(as_text=True)
+    assert html_lang(page) == "de"  # the flash and the page: in German now
+    with app.app_context():
+        assert User.get(User.username == "alice").locale == "de"
+    assert browser.post("/account/language", {"language": ""}).status_code == 302
+    assert html_lang(browser.page("/account/security")) == "es"  # the cookie again
+    with app.app_context():
+        assert User.get(User.username == "alice").locale is None
+    from helpers import audit_rows
+
+    assert [r[-1] for r in audit_rows(app, "language_set")] == ["de", "browser"]
+
+
+@pytest.mark.parametrize("value", ["xx", "fr-FR", "DE", "en\r\n", "<b>"])
+def test_sc40_an_unknown_saved_language_is_refused_and_nothing_changes(app, clock, value):
+    browser = Browser(app, clock)
+    browser.login("alice")
+    browser.get("/account/security")
+    response = browser.post("/account/language", {"language": value})
+    assert location(response) == "/account/security"
+    with app.app_context():
+        assert User.get(User.username == "alice").locale is None

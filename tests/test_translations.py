@@ -32,11 +32,12 @@ def template():
 
 
 def ids(message) -> tuple[str, ...]:
-    return message.id if isinstance(message.id, tuple) else (message.id,)
+    return tuple(message.id) if isinstance(message.id, list | tuple) else (message.id,)
 
 
 def forms(message) -> tuple[str, ...]:
-    return message.string if isinstance(message.string, tuple) else (message.string,)
+    string = message.string
+    return tuple(string) if isinstance(string, list | tuple) else (string,)
 
 
 def test_messages_pot_holds_exactly_the_strings_of_the_code():

@@ -174,3 +174,22 @@ def forget_devices(web_session: ServerSession, user: User) -> int:
         return devices.forget_all(
             user, actor=user.username, reason="by the user", client=web_session.client
         )
+
+
+def set_language(web_session: ServerSession, user: User, code: str | None) -> bool:
+    """Save the language of this user's pages and mails (`code`, already checked to
+    be a shipped locale; None: as the browser asks). Audited when it changes."""
+    if user.locale == code:
+        return False
+    with write_transaction():
+        User.update(locale=code).where(User.id == user.id).execute()
+        audit.record(
+            "language_set",
+            "ok",
+            user=user,
+            actor=user.username,
+            detail=code or "browser",
+            client=web_session.client,
+        )
+    user.locale = code
+    return True

@@ -181,6 +181,12 @@ MESSAGES = {
     "bad_access_test": "Check the URL to test and try again.",
     "bad_access_url": "Enter a whole http:// or https:// address, such as https://app.example.com/page.",
     "no_such_user": "There is no user with this name.",
+    # Languages (web.i18n).
+    "language_saved": "Your pages and mails are now in {language}.",
+    "language_follows_browser": (
+        "Your pages now follow your browser's language; mails are in {language}."
+    ),
+    "choose_a_language": "Choose one of the languages in the list.",
     # Groups (the gateway's `group:` subjects and Remote-Groups).
     "bad_group_name": (
         "A group name is 1-64 characters: letters, digits and . _ - "
@@ -259,6 +265,7 @@ EVENT_LABELS = {
     ("email_change", "expired"): "Email confirmation link expired",
     ("email_change", "not_valid"): "Email confirmation link refused",
     ("time_zone_set", "ok"): "Time zone changed",
+    ("language_set", "ok"): "Language changed",
     ("totp_reenrolled", "ok"): "Moved to a new authenticator app",
     ("totp_reenrolled", "failed"): "Wrong code from the new authenticator app",
     ("recovery_codes_generated", "ok"): "Recovery codes made",

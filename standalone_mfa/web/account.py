@@ -12,13 +12,14 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import refresh
 
 from ..accounts import emails, self_service, settings
 from ..accounts import first_authenticator as first_authenticator_flow
 from ..core import browsers, messages
 from ..factors import recovery, totp
 from ..signin import reauth
-from . import qr
+from . import i18n, qr
 from .cookies import trusted_browser_token
 from .forms import (
     ButtonForm,
@@ -27,6 +28,7 @@ from .forms import (
     CodeForm,
     ConfirmEmailForm,
     ConfirmIdentityForm,
+    SavedLanguageForm,
     StepUpPasswordForm,
     TimeZoneForm,
 )
@@ -80,6 +82,7 @@ def security():
         form=ButtonForm(),
         overview_user=session.user,
         time_zone_form=TimeZoneForm(time_zone=session.user.time_zone or ""),
+        language_form=SavedLanguageForm(language=session.user.locale or ""),
         time_zones=emails.time_zones(),
     )
 
@@ -330,6 +333,32 @@ def _link_refused(outcome: str, status: int):
         "email_link_expired" if outcome == emails.EXPIRED else "email_link_not_valid"
     )
     return render_template("account/email_confirm.html", problem=problem), status
+
+
+@bp.post("/language")
+def language():
+    """The language this user's pages and mails use, wherever they sign in (empty:
+    as their browser asks)."""
+    form = SavedLanguageForm()
+    if not form.validate_on_submit():
+        flash(messages.text("choose_a_language"), "error")
+        return redirect(url_for("account.security"))
+    raw = form.language.data or ""
+    code = i18n.supported(raw) if raw else None
+    if raw and (code is None or code != raw):
+        flash(messages.text("choose_a_language"), "error")
+        return redirect(url_for("account.security"))
+    self_service.set_language(session, session.user, code)
+    # Flask-Babel chose this request's language already: say it in the new one.
+    refresh()
+    if code:
+        flash(messages.text("language_saved", language=i18n.LOCALES[code]), "info")
+    else:
+        flash(
+            messages.text("language_follows_browser", language=i18n.LOCALES[i18n.default()]),
+            "info",
+        )
+    return redirect(url_for("account.security"))
 
 
 @bp.post("/time-zone")

@@ -162,6 +162,15 @@ class ConfirmEmailForm(FlaskForm):
     token = HiddenField(validators=[InputRequired(), Length(max=emails.MAX_TOKEN_LENGTH)])
 
 
+class SavedLanguageForm(FlaskForm):
+    """The language saved on Account security: one of ours, or the browser's choice
+    (checked by `i18n.supported`)."""
+
+    language = SingleValueStringField(
+        _l("Language of your pages and mails"), validators=[Optional(), Length(max=16)]
+    )
+
+
 class TimeZoneForm(FlaskForm):
     time_zone = SingleValueStringField(
         _l("Time zone of your mails"),

@@ -59,6 +59,11 @@ def select_locale() -> str:
     return request.accept_languages.best_match(LOCALES) or _default()
 
 
+def default() -> str:
+    """The site's default language (`BABEL_DEFAULT_LOCALE`, if we ship it)."""
+    return _default()
+
+
 def _default() -> str:
     return supported(current_app.config.get("BABEL_DEFAULT_LOCALE")) or "en"
 
