@@ -1044,7 +1044,7 @@ def test_admin_steps_up_then_resets_one_user_and_unlocks_another(
     person.page.get_by_role("button", name="Unlock").click()
     person.expect_path("/admin/users")
     person.expect_status(f"{guesser.username} was unlocked and can enter a code again.")
-    expect(person.user_row(guesser).locator("td").nth(5)).to_have_text("OK")  # the Codes column
+    expect(person.user_row(guesser).locator("td").nth(6)).to_have_text("OK")  # the Codes column
     user.enter_code(guesser.fresh_code())  # at once, no wait
     user.expect_path("/")
     user.expect_signed_in(guesser)
