@@ -149,17 +149,10 @@ def new_authenticator_setup():
             return redirect(url_for("account.security"))
         flash(problem, "error")
         return redirect(url_for("account.new_authenticator_setup"))
-    username = session.user.username
     return render_template(
         "account/new_authenticator.html",
         form=form,
-        secret=totp.grouped(secret),
-        qr_svg=qr.qr_svg(
-            totp.provisioning_uri(secret, username),
-            label=messages.text("qr_label_new", username=username),
-        ),
-        issuer=current_app.config["MFA_ISSUER"],
-        username=username,
+        **qr.secret_and_qr(secret, session.user.username, new_app=True),
     )
 
 
@@ -202,17 +195,10 @@ def first_authenticator_setup():
             return redirect(url_for("mfa.recovery_codes"))
         flash(problem, "error")
         return redirect(url_for("account.first_authenticator_setup"))
-    username = session.user.username
     return render_template(
         "account/first_authenticator.html",
         form=form,
-        secret=totp.grouped(secret),
-        qr_svg=qr.qr_svg(
-            totp.provisioning_uri(secret, username),
-            label=messages.text("qr_label", username=username),
-        ),
-        issuer=current_app.config["MFA_ISSUER"],
-        username=username,
+        **qr.secret_and_qr(secret, session.user.username),
     )
 
 

@@ -17,7 +17,6 @@ from flask import (
 from ..accounts import settings
 from ..core import messages
 from ..core.clock import now
-from ..factors import totp
 from ..signin import policy, sessions, state, steps
 from . import qr
 from .auth import trust_if_signed_in
@@ -55,20 +54,11 @@ def setup():
     finished = steps.set_up_meanwhile(session)
     if finished:  # a reload after another window finished: never show a dead secret
         return _after(finished)
-    secret = steps.pending_secret(session)
-    username = session.user.username
     later = _postponable_days()
-    uri = totp.provisioning_uri(secret, username)
     return render_template(
         "mfa/setup.html",
         form=form,
-        secret=totp.grouped(secret),
-        qr_svg=qr.qr_svg(
-            uri,
-            label=messages.text("qr_label", username=username),
-        ),
-        issuer=current_app.config["MFA_ISSUER"],
-        username=username,
+        **qr.secret_and_qr(steps.pending_secret(session), session.user.username),
         reset_at=session.user.mfa_reset_at,
         later_form=ButtonForm() if later else None,
         days_left=later,

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from flask import current_app
 from markupsafe import Markup
+
+from ..core import messages
+from ..factors import totp
 
 SVG_NS = "http://www.w3.org/2000/svg"
 
@@ -36,3 +40,19 @@ def qr_svg(data: str, *, label: str) -> Markup:
     root.insert(0, title)
     # ElementTree escapes the label and the data: the markup is ours, safe to embed.
     return Markup(ET.tostring(root, encoding="unicode"))  # noqa: S704
+
+
+def secret_and_qr(secret: str, username: str, *, new_app: bool = False) -> dict:
+    """What `partials/secret_and_qr.html` shows for a secret being set up: the key in
+    groups of four, the QR code of its otpauth:// URI, and the account as the app will
+    name it (the issuer is never translated)."""
+    label = "qr_label_new" if new_app else "qr_label"
+    return {
+        "secret": totp.grouped(secret),
+        "qr_svg": qr_svg(
+            totp.provisioning_uri(secret, username),
+            label=messages.text(label, username=username),
+        ),
+        "issuer": current_app.config["MFA_ISSUER"],
+        "username": username,
+    }
