@@ -24,6 +24,7 @@ from flask_babel import Babel, get_locale
 from ..signin.destinations import safe_next_path
 from .cookies import portal_cookie_policy
 from .forms import LanguageForm
+from .guard import STATE_HOME
 
 # The locales with a catalogue, each named in its own language for the picker.
 LOCALES = {"en": "English", "fr": "Français", "de": "Deutsch", "es": "Español"}
@@ -78,7 +79,8 @@ def choose():
     """The picker: remember the choice in a cookie and go back to the page it was on
     (a path on this site only). Works without JavaScript: a form and a button."""
     form = LanguageForm()
-    back = safe_next_path(form.next.data) or url_for("auth.login")
+    # Without a page to go back to: the page of the session's step (the guard's).
+    back = safe_next_path(form.next.data) or url_for(STATE_HOME[session.state])
     response = redirect(back)
     chosen = supported(form.lang.data) if form.validate_on_submit() else None
     if chosen:

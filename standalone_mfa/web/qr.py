@@ -46,12 +46,11 @@ def secret_and_qr(secret: str, username: str, *, new_app: bool = False) -> dict:
     """What `partials/secret_and_qr.html` shows for a secret being set up: the key in
     groups of four, the QR code of its otpauth:// URI, and the account as the app will
     name it (the issuer is never translated)."""
-    label = "qr_label_new" if new_app else "qr_label"
     return {
         "secret": totp.grouped(secret),
         "qr_svg": qr_svg(
             totp.provisioning_uri(secret, username),
-            label=messages.text(label, username=username),
+            label=messages.text("qr_label_new" if new_app else "qr_label", username=username),
         ),
         "issuer": current_app.config["MFA_ISSUER"],
         "username": username,
