@@ -1,7 +1,8 @@
 """The benchmark (`make bench`) with tiny numbers, so it cannot rot: gunicorn really
-serves the app and the bare-Flask floor, every phase really signs people in without an
-error, and the JSON report has every field docs/development/performance.md is read
-from.
+serves the app and the bare-Flask floor, wrk really drives every phase (bench/wrk.lua
+judging each answer), every phase signs people in or passes the gateway without an
+error, each pending login is used exactly once, and the JSON report has every field
+docs/development/performance.md is read from.
 
 On PostgreSQL when TEST_DATABASE_URL names one (the benchmark wipes its tables, as the
 suite's own fixtures do), else on a new SQLite file.
@@ -22,18 +23,31 @@ pytestmark = pytest.mark.server
 REPO = Path(__file__).resolve().parent.parent
 USERS = (60, 120)
 CLIENTS = (3,)
-PHASES = ("floor", "baseline", "gateway", "password", "code")
+PHASES = ("floor", "baseline", "gateway", "propfind", "password", "code")
+PENDING = 25  # pending logins per code phase
 PHASE_FIELDS = {
     "phase", "clients", "duration_s", "requests", "ok", "errors", "error_examples",
-    "skipped", "rps", "p50_ms", "p95_ms", "p99_ms", "generator_cpu_pct", "server_cpu_pct",
+    "ran_out", "rps", "p50_ms", "p95_ms", "p99_ms", "generator_cpu_pct", "server_cpu_pct",
     "server_cpu_ms_per_op",
 }  # fmt: skip
+
+
+def extension_methods_pass() -> bool:
+    """Whether the gateway check takes WebDAV's methods yet (issue 18: the `gatecheck`
+    work); until it does, the propfind phase rightly reports the check's 403s."""
+    from standalone_mfa.gateway import origin
+
+    try:
+        origin.from_url("http://app.bench.test/dav/", "PROPFIND")
+    except origin.BadOrigin:
+        return False
+    return True
 
 
 def run_bench(output: Path, *arguments: str) -> dict:
     command = [
         sys.executable, "-m", "bench.run", *arguments,
-        "--pending", "25",
+        "--pending", str(PENDING),
         "--hash-checks", "1",
         "--output", str(output),
     ]  # fmt: skip
@@ -53,7 +67,7 @@ def report(tmp_path_factory):
         tmp_path_factory.mktemp("bench") / "report.json",
         "--users", ",".join(map(str, USERS)),
         "--clients", ",".join(map(str, CLIENTS)),
-        "--duration", "0.5",
+        "--duration", "1",
     )  # fmt: skip
 
 
@@ -61,9 +75,22 @@ def test_bench_signs_in_without_errors_in_every_phase(report):
     phases = [phase for each in report["passes"] for phase in each["phases"]]
     assert len(phases) == len(USERS) * len(CLIENTS) * len(PHASES)
     for phase in phases:
+        if phase["phase"] == "propfind" and not extension_methods_pass():
+            assert phase["ok"] == 0 and phase["errors"] > 0, phase
+            assert set(phase["error_examples"]) == {"403"}, phase
+            continue
         assert phase["errors"] == 0, phase
         assert phase["ok"] > 0, phase
-        assert phase["skipped"] == 0, phase
+        assert phase["server_cpu_ms_per_op"] > 0, phase
+
+
+def test_bench_uses_each_pending_login_once(report):
+    """wrk sends each prepared code once; the phase ends when they are used up."""
+    codes = [p for each in report["passes"] for p in each["phases"] if p["phase"] == "code"]
+    assert codes
+    for phase in codes:
+        assert phase["ok"] == PENDING and phase["ran_out"], phase
+        assert phase["requests"] >= PENDING  # and the idle pings of the last connections
 
 
 def test_bench_report_has_every_field(report):
@@ -92,25 +119,28 @@ def test_bench_report_has_every_field(report):
         assert len(rss["workers"]) == 2 and all(mb > 0 for mb in rss["workers"])
         resident = each["rss_mb"]["workers"]
         assert all(0 < now <= peak for now, peak in zip(resident, rss["workers"], strict=True))
-        assert set(each["vs_floor"]) == {"baseline", "gateway", "password", "code"}
-        for ratios in each["vs_floor"].values():
+        assert set(each["vs_floor"]) == set(PHASES) - {"floor"}
+        for name, ratios in each["vs_floor"].items():
             assert set(ratios) == {str(c) for c in CLIENTS}
-            assert all(ratio > 0 for ratio in ratios.values())
+            if name != "propfind" or extension_methods_pass():
+                assert all(ratio > 0 for ratio in ratios.values())
     assert meta["pool"] is True  # pooled connections are the default
     floor_rss = report["floor_peak_rss_mb"]["workers"]
     assert len(floor_rss) == 2 and all(mb > 0 for mb in floor_rss)
     names = [target["target"] for target in report["targets"]]
-    assert len(names) == 9 * len(USERS) + 2  # nine per pass, two comparing the passes
-    assert sum("/ floor" in name for name in names) == 3 * len(USERS)  # baseline, gateway, code
+    assert len(names) == 10 * len(USERS) + 2  # ten per pass, two comparing the passes
+    # baseline, gateway, propfind, code
+    assert sum("/ floor" in name for name in names) == 4 * len(USERS)
+    assert report["meta"]["generator"].startswith("wrk")
     assert all(isinstance(target["pass"], bool) for target in report["targets"])
 
 
 def test_bench_runs_only_the_phases_asked_for(tmp_path):
-    """`make bench BENCH_ARGS="--clients 2 --seconds 0.3 --phases floor,code --no-pool"`:
+    """`make bench BENCH_ARGS="--clients 2 --seconds 1 --phases floor,code --no-pool"`:
     a quick look at one phase against the floor."""
     quick = run_bench(
         tmp_path / "quick.json",
-        "--users", "30", "--clients", "2", "--seconds", "0.3", "--phases", "code,floor",
+        "--users", "30", "--clients", "2", "--seconds", "1", "--phases", "code,floor",
         "--no-pool",
     )  # fmt: skip
     assert quick["meta"]["pool"] is False
