@@ -180,6 +180,14 @@ def parse_args(argv):
     parser.add_argument(
         "--hash-checks", type=int, default=5, help="password hash checks timed per phase"
     )
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="cProfile the app's workers into DIR/PID.prof (measurement; slows them)",
+    )
+    parser.add_argument(
+        "--profile-path", default="/", help="profile only requests under this path"
+    )
     parser.add_argument("--output", help="JSON file (default: bench/results/…)")
     return parser.parse_args(argv)
 
@@ -482,6 +490,8 @@ def serve(args, config: dict, workdir: Path, log_path: Path, app_name: str):
     listener.listen(2048)
     port = listener.getsockname()[1]
     env = {**os.environ, "BENCH_INSTANCE_PATH": str(workdir)}
+    if config and args.profile:
+        env |= {"BENCH_PROFILE": args.profile, "BENCH_PROFILE_PATH": args.profile_path}
     if config:  # the product (the floor takes no configuration)
         env |= {
             "FLASK_SECRET_KEY": config["SECRET_KEY"],
