@@ -34,7 +34,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     app_config.load(app.config, test_config)
     os.makedirs(app.instance_path, exist_ok=True)
     app_config.finish(app)
-    passwords.prepare(app.config["PASSWORD_HASH_METHOD"])
+    passwords.prepare(app_config.setting("PASSWORD_HASH_METHOD", app))
     _init_proxy(app)
     _init_logging()
     app.extensions["standalone_mfa.clock"] = app.config.pop("CLOCK", None) or SystemClock()
@@ -52,8 +52,7 @@ def _init_proxy(app: Flask) -> None:
 
     With a hop count of 1, the client address is the last one in X-Forwarded-For (the
     one our proxy appended); whatever a client put before it is ignored."""
-    config = app.config
-    hops = {name: config[name] for name in app_config.PROXY_FIX_KEYS}
+    hops = {name: app_config.setting(name, app) for name in app_config.PROXY_FIX_KEYS}
     if any(hops.values()):
         app.wsgi_app = ProxyFix(
             app.wsgi_app,

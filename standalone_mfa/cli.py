@@ -8,13 +8,13 @@ import sys
 import click
 import peewee
 from cryptography.fernet import InvalidToken
-from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
 from .accounts import administration, emails, groups, reset, settings, tokens, users
 from .core import addresses, crypto, db
 from .core import audit as audit_log
 from .core.clock import now
+from .core.config import setting
 from .core.models import Notice, TotpCredential, User, WebSession
 from .factors import passwords, throttle, totp
 from .notices import outbox, sender
@@ -73,7 +73,7 @@ def _upgrade() -> None:
     click.echo(
         f"Database schema at {current}"
         + (" (nothing to do)" if not ran else "")
-        + f": {_describe(current_app.config['DATABASE_URL'])}"
+        + f": {_describe(setting('DATABASE_URL'))}"
     )
 
 
@@ -114,7 +114,7 @@ def db_history_command():
 def init_db_command():
     """Upgrade the schema (safe to run again) and create a first admin if there is no user."""
     _upgrade()
-    click.echo(f"Database ready: {_describe(current_app.config['DATABASE_URL'])}")
+    click.echo(f"Database ready: {_describe(setting('DATABASE_URL'))}")
     if User.select().count() == 0:
         password = passwords.new_random_password()
         users.create_user("admin", password, is_admin=True, actor=ACTOR)

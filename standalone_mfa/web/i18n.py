@@ -12,7 +12,6 @@ from pathlib import Path
 
 from flask import (
     Blueprint,
-    current_app,
     has_request_context,
     redirect,
     request,
@@ -21,6 +20,7 @@ from flask import (
 )
 from flask_babel import Babel, get_locale
 
+from ..core.config import setting
 from ..signin.destinations import safe_next_path
 from .cookies import portal_cookie_policy
 from .forms import LanguageForm
@@ -66,7 +66,7 @@ def default() -> str:
 
 
 def _default() -> str:
-    return supported(current_app.config.get("BABEL_DEFAULT_LOCALE")) or "en"
+    return supported(setting("BABEL_DEFAULT_LOCALE")) or "en"
 
 
 def html_lang() -> str:
@@ -89,8 +89,9 @@ def choose():
 
 
 def init_app(app) -> None:
-    app.config.setdefault("BABEL_DEFAULT_LOCALE", "en")
-    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS))
+    # Unset (the default): the catalogues shipped in the package.
+    if not setting("BABEL_TRANSLATION_DIRECTORIES", app):
+        app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(TRANSLATIONS)
     babel.init_app(app, locale_selector=select_locale)
     # {% trans %} blocks lose their line breaks and indentation: one clean msgid.
     app.jinja_env.policies["ext.i18n.trimmed"] = True
