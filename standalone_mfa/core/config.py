@@ -84,10 +84,10 @@ def number(lowest: float, highest: float) -> Kind:
 def switch() -> Kind:
     def check(value):
         if value not in (True, False):  # 0 and 1 too
-            raise Refused("true or false")
+            raise Refused("true or false (True or False in config.py)")
         return bool(value)
 
-    return Kind("switch", "true or false", check, False)
+    return Kind("switch", "`True` or `False`", check, False)
 
 
 def text(
@@ -263,11 +263,23 @@ POLICY_TOPIC = "Sign-in policy"
 SESSIONS = "Sessions and cookies"
 REQUESTS = "Requests and proxies"
 GATEWAY = "Gateway"
-MAIL = "Email notices"
+MAIL = "Mail"
 LANGUAGES = "Languages"
 MONITORING = "Monitoring"
-TOPICS = (KEYS_TOPIC, POLICY_TOPIC, SESSIONS, GATEWAY, REQUESTS, DATABASE, MAIL, LANGUAGES)
-TOPICS += (MONITORING,)
+# Each topic, in the docs' order, with the sentence that opens its section (links
+# from the repository's root; the page in docs/ drops the `docs/`).
+TOPICS = {
+    KEYS_TOPIC: "Required outside tests; `make run` writes both into `instance/config.py`.",
+    POLICY_TOPIC: "The numbers the sign-in's rules depend on "
+    "([administering: the policy](docs/administering.md)).",
+    SESSIONS: "The portal's sessions and the cookies that carry them.",
+    GATEWAY: "For [protecting other apps](docs/gateway/index.md).",
+    REQUESTS: "What the app believes of a request, behind [a proxy](docs/deploy.md).",
+    DATABASE: "SQLite by default; PostgreSQL with the `postgres` extra.",
+    MAIL: "For the [email notices](docs/notices.md): Flask-Mail's keys.",
+    LANGUAGES: "Flask-Babel's keys, for the [languages](docs/languages.md).",
+    MONITORING: "For [monitoring](docs/operating/monitoring.md).",
+}
 
 PROXY_FIX_KEYS = ("PROXY_FIX_X_FOR", "PROXY_FIX_X_PROTO", "PROXY_FIX_X_HOST", "PROXY_FIX_X_PREFIX")
 _PROXY_HEADERS = {
@@ -308,11 +320,13 @@ KEYS: tuple[Key, ...] = (
         "Wrong codes in a row after which only an administrator can help "
         "(more than MFA_BACKOFF_AFTER).", POLICY_TOPIC),
     Key("PASSWORD_BACKOFF_AFTER", 10, whole(1, 100),
-        "Wrong passwords in a row (per username, known or not) after which each try waits.",
+        "Wrong passwords in a row (per username, known or not) after which each try waits; "
+        "no hard lock: anyone could trigger it.",
         POLICY_TOPIC),
     Key("PASSWORD_IP_BACKOFF_AFTER", 30, whole(1, 100000),
-        "Password attempts from one client address in an hour (untrusted browsers) after "
-        "which each try waits.", POLICY_TOPIC),
+        "Password attempts from one client address (an IPv6 /64) in an hour, from untrusted "
+        "browsers, after which each try from it waits; behind a NAT or proxy, set "
+        "PROXY_FIX_X_FOR.", POLICY_TOPIC),
     Key("TRUSTED_BROWSER_DAYS", 90, whole(1, 400),
         "Days a browser that completed a sign-in keeps its own wrong-password counter.",
         POLICY_TOPIC),
@@ -335,14 +349,15 @@ KEYS: tuple[Key, ...] = (
         "Seconds a session lives at most.", SESSIONS),
     Key("SESSION_COOKIE_NAME", "smfa_session",
         text("letters, digits, `_` and `-`", optional=False, pattern=r"[A-Za-z0-9_-]{1,64}"),
-        "The session cookie's name (over HTTPS it gets a `__Host-` or `__Secure-` prefix).",
+        "The session cookie's name; over HTTPS it gets the `__Host-` prefix (`__Secure-` "
+        "under a path prefix or with SESSION_COOKIE_DOMAIN).",
         SESSIONS),
     Key("SESSION_COOKIE_SECURE", False, switch(),
         "Secure cookies even on a request that looks like plain HTTP (over HTTPS, or "
         "behind a proxy trusted for `X-Forwarded-Proto`, they are Secure anyway).",
         SESSIONS),
     Key("SESSION_COOKIE_HTTPONLY", True, switch(),
-        "HttpOnly cookies (no script reads them).", SESSIONS),
+        "The app's cookies are HttpOnly: no script reads them.", SESSIONS),
     Key("SESSION_COOKIE_SAMESITE", "Lax", choice("Lax", "Strict"),
         "The cookies' SameSite attribute.", SESSIONS),
     Key("SESSION_COOKIE_DOMAIN", None, _cookie_domain_kind(),
@@ -351,7 +366,7 @@ KEYS: tuple[Key, ...] = (
         "host must be it or under it. Unset: every cookie is host-only.", SESSIONS,
         shown="unset"),
     Key("HSTS_INCLUDE_SUBDOMAINS", True, switch(),
-        "Send `includeSubDomains` in HSTS (over HTTPS only); false for a portal whose own "
+        "Send `includeSubDomains` in HSTS (over HTTPS only); False for a portal whose own "
         "subdomains still need plain HTTP.", SESSIONS),
     Key("WTF_CSRF_TIME_LIMIT", 3600, whole(60, 24 * 3600),
         "Seconds a form's CSRF token stays valid.", SESSIONS),
@@ -359,7 +374,7 @@ KEYS: tuple[Key, ...] = (
     # `Referrer-Policy: no-referrer`. What it guards against (a session planted over
     # plain HTTP) the `__Host-`/`__Secure-` cookie prefixes already stop.
     Key("WTF_CSRF_SSL_STRICT", False, switch(),
-        "Flask-WTF's Referer check over HTTPS; leave false: pages send no Referer "
+        "Flask-WTF's Referer check over HTTPS; leave False: pages send no Referer "
         "(`Referrer-Policy: no-referrer`) and the cookie prefixes do its job.", SESSIONS),
     # The gateway (docs: protecting other apps)
     Key("ACCESS_CONTROL", None, Kind("rules", "the gateway's rules, a dict or JSON text",
@@ -375,7 +390,7 @@ KEYS: tuple[Key, ...] = (
     *(
         Key(name, 0, whole(0, 10),
             f"How many proxies in front of the app set {header}; 0 ignores the header. "
-            "Never more than there are: a client could then choose its own value.",
+            "Never more than there are: a client could then choose its own.",
             REQUESTS)
         for name, header in _PROXY_HEADERS.items()
     ),
@@ -388,10 +403,12 @@ KEYS: tuple[Key, ...] = (
         "Seconds SQLite waits for a lock, and a request for a pooled connection, before "
         "answering 503.", DATABASE),
     Key("DATABASE_POOL", True, switch(),
-        "Keep connections open between requests; false: a new one for every request.",
+        "Keep connections open between requests (Peewee's `playhouse.pool`), lent to one "
+        "request at a time; False: a new one for every request.",
         DATABASE),
     Key("DATABASE_POOL_SIZE", 8, whole(1, 1000),
-        "Most connections per process: at least gunicorn's `--threads`.", DATABASE),
+        "Most connections one process holds: at least gunicorn's `--threads`; workers × "
+        "this must stay under PostgreSQL's `max_connections`.", DATABASE),
     # Email notices (Flask-Mail's keys)
     Key("MAIL_SERVER", None, text("a host name"),
         "The SMTP server's host name. Unset: no notice is queued or sent.", MAIL,
@@ -404,17 +421,18 @@ KEYS: tuple[Key, ...] = (
         shown="unset"),
     Key("MAIL_PASSWORD", None, text(), "Its password.", MAIL, shown="unset"),
     Key("MAIL_DEFAULT_SENDER", None, _sender_kind(),
-        "The address notices come from (`signin@example.com`); required with MAIL_SERVER.",
+        "The address notices come from (`signin@example.com`), or a (name, address) pair; "
+        "required with MAIL_SERVER.",
         MAIL, shown="unset"),
     Key("MAIL_TIMEOUT", 10, number(1, 120),
         "Seconds one SMTP conversation may take before it is retried later.", MAIL),
     Key("MAIL_SUPPRESS_SEND", UNSET, switch(),
         "Flask-Mail's: make every mail but send none (a staging portal).", MAIL,
-        shown="false (true under TESTING)"),
+        shown="`False` (`True` under TESTING)"),
     # Languages (Flask-Babel's keys)
     Key("BABEL_DEFAULT_LOCALE", "en", choice("en", "fr", "de", "es"),
-        "The language of a visitor whose browser asks for none we have, and of mails to "
-        "users who chose none.", LANGUAGES),
+        "The language of a page when neither the user, the `lang` cookie nor the browser "
+        "names one we ship, and of mails to users who chose none.", LANGUAGES),
     Key("BABEL_TRANSLATION_DIRECTORIES", None, text("a folder"),
         "Where the catalogues are. Unset: the ones shipped in the package.", LANGUAGES,
         shown="unset"),
@@ -577,7 +595,7 @@ def checked(key: Key, value):
     try:
         return key.kind.check(value)
     except Refused as exc:
-        raise ConfigurationError(f"{key.name} must be {exc} ({key.help}).") from None
+        raise ConfigurationError(f"{key.name} must be {exc} ({key.help.rstrip('.')}).") from None
 
 
 def finish(app) -> None:
