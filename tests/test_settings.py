@@ -171,6 +171,7 @@ def test_sc70_a_metrics_token_under_32_characters_refuses_the_start(tmp_path, cl
 def test_sc70_a_metrics_token_of_32_characters_starts(tmp_path, clock):
     app = make_app(tmp_path, clock, METRICS_TOKEN="x" * 32)
     assert setting("METRICS_TOKEN", app) == "x" * 32
+    assert "metrics" in app.blueprints
 
 
 def test_sc70_a_short_metrics_token_from_the_environment_refuses_the_start(instance, monkeypatch):
@@ -195,6 +196,14 @@ def test_environment_text_becomes_each_kind(instance, monkeypatch):
     assert setting("METRICS_TOKEN", app) == "1" * 40
 
 
+def test_an_empty_optional_setting_in_the_environment_is_unset(instance, monkeypatch):
+    monkeypatch.setenv("FLASK_METRICS_TOKEN", "")
+    monkeypatch.setenv("FLASK_MAIL_SERVER", "")
+    app = start(instance)
+    assert setting("METRICS_TOKEN", app) is None and setting("MAIL_SERVER", app) is None
+    assert "metrics" not in app.blueprints  # no /metrics at all
+
+
 def test_comma_separated_encryption_keys_from_the_environment(instance, monkeypatch):
     first, second = generate_key(), generate_key()
     monkeypatch.setenv("FLASK_MFA_ENCRYPTION_KEYS", f"{first}, {second}")
@@ -212,6 +221,7 @@ def test_a_switch_is_true_or_false_only(tmp_path, clock, value):
     [
         ("SESSION_COOKIE_SAMESITE", "None", "one of Lax, Strict"),
         ("SESSION_COOKIE_NAME", "smfa session", "letters, digits"),
+        ("SESSION_COOKIE_NAME", "", "letters, digits"),
         ("BABEL_DEFAULT_LOCALE", "it", "one of en, fr, de, es"),
         ("PASSWORD_HASH_METHOD", "md5", "scrypt or pbkdf2"),
         ("MFA_ISSUER", "Acme:Corp", "contain no colon"),

@@ -48,7 +48,7 @@ class Kind:
     """What a setting accepts: its type (for `_coerce`), the docs' words for it, and a
     check of the coerced value that returns the value to keep or raises Refused."""
 
-    type: str  # "whole", "number", "switch", "text", "list", "rules"
+    type: str  # "whole", "number", "switch", "text", "list", "sender", "rules"
     describe: str
     check: Callable[[object], object] = field(default=lambda value: value)
     optional: bool = True  # None (unset) is accepted
@@ -106,7 +106,8 @@ def text(
         if not isinstance(value, str):
             raise Refused(must or describe)
         if len(value) < min_length:
-            raise Refused(must or f"at least {min_length} characters long")
+            short = f"at least {min_length} characters long" if value else describe
+            raise Refused(must or short)
         if pattern is not None and not re.fullmatch(pattern, value):
             raise Refused(must or describe)
         return check(value) if check else value
@@ -590,6 +591,8 @@ def checked(key: Key, value):
     """`value` for `key`, coerced from environment text and checked against its kind;
     ConfigurationError naming the setting if it is refused."""
     value = _coerce(key.kind, value)
+    if key.kind.optional and value == "":
+        value = None  # FLASK_METRICS_TOKEN= (empty) unsets, as leaving it out does
     if value is UNSET or value is None and key.kind.optional:
         return value
     try:
