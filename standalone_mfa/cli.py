@@ -1,4 +1,5 @@
-"""Command-line administration: `flask --app standalone_mfa COMMAND`."""
+"""Command-line administration: `standalone-mfa COMMAND` (the console script, `main`
+below), the same commands as `flask --app standalone_mfa COMMAND`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import click
 import peewee
 from cryptography.fernet import InvalidToken
 from flask import current_app
-from flask.cli import AppGroup, with_appcontext
+from flask.cli import AppGroup, FlaskGroup, with_appcontext
 
 from .accounts import administration, emails, groups, reset, settings, tokens, users
 from .core import addresses, crypto, db
@@ -527,3 +528,19 @@ def init_app(app) -> None:
     commands = (init_db_command, prune_command, backup_command, db_cli, mail_cli)
     for command in (*commands, user_cli, mfa_cli, token_cli, audit_cli):
         app.cli.add_command(command)
+
+
+def main(args=None) -> None:
+    """The `standalone-mfa` console script: Flask's command line over `create_app`, so
+    every command of `flask --app standalone_mfa` (and `run`, `shell`, `routes`). The
+    settings folder is `STANDALONE_MFA_INSTANCE`'s; a configuration error is one line
+    and exit status 2 (`create_app` sees the command line)."""
+    from . import create_app
+
+    group = FlaskGroup(
+        name="standalone-mfa",
+        create_app=lambda: create_app(),
+        help="Standalone MFA: sign-in with a password and a second factor. Settings: "
+        "the config.py in the folder STANDALONE_MFA_INSTANCE names, and FLASK_* variables.",
+    )
+    group.main(args=args, prog_name="standalone-mfa")

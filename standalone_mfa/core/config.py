@@ -9,7 +9,7 @@ import re
 import secrets
 from pathlib import Path
 
-from . import addresses
+from . import addresses, paths
 from .crypto import build_fernet, generate_key
 
 PROXY_FIX_KEYS = ("PROXY_FIX_X_FOR", "PROXY_FIX_X_PROTO", "PROXY_FIX_X_HOST", "PROXY_FIX_X_PREFIX")
@@ -136,7 +136,11 @@ def proxy_hops(instance_path: str | None = None) -> dict[str, int]:
     from flask import Flask
 
     # A bare Flask of the same name finds the same instance folder as `create_app`.
-    bare = Flask("standalone_mfa", instance_path=instance_path, instance_relative_config=True)
+    bare = Flask(
+        "standalone_mfa",
+        instance_path=paths.instance_path(instance_path),
+        instance_relative_config=True,
+    )
     load(bare.config)
     return {name: _hop_count(name, bare.config.get(name)) for name in PROXY_FIX_KEYS}
 
