@@ -81,4 +81,5 @@ class build_py(_build_py):
         return [*outputs, *templates, *compiled]
 
 
-setup(cmdclass={"build_py": build_py})
+if __name__ == "__main__":  # as setuptools runs it; tests import compile_catalogue
+    setup(cmdclass={"build_py": build_py})

@@ -530,11 +530,11 @@ def init_app(app) -> None:
         app.cli.add_command(command)
 
 
-def main(args=None) -> None:
-    """The `standalone-mfa` console script: Flask's command line over `create_app`, so
-    every command of `flask --app standalone_mfa` (and `run`, `shell`, `routes`). The
-    settings folder is `STANDALONE_MFA_INSTANCE`'s; a configuration error is one line
-    and exit status 2 (`create_app` sees the command line)."""
+def command_line() -> FlaskGroup:
+    """The `standalone-mfa` command: Flask's command line over `create_app`, so every
+    command of `flask --app standalone_mfa` (and `run`, `shell`, `routes`). The settings
+    folder is `STANDALONE_MFA_INSTANCE`'s; a configuration error is one line and exit
+    status 2 (`create_app` sees that a command line builds it)."""
     from . import create_app
 
     group = FlaskGroup(
@@ -543,4 +543,11 @@ def main(args=None) -> None:
         help="Standalone MFA: sign-in with a password and a second factor. Settings: "
         "the config.py in the folder STANDALONE_MFA_INSTANCE names, and FLASK_* variables.",
     )
-    group.main(args=args, prog_name="standalone-mfa")
+    # The app is this one: Flask's --app option has nothing to choose.
+    group.params = [param for param in group.params if param.name != "app"]
+    return group
+
+
+def main(args=None) -> None:
+    """The console script `standalone-mfa` (setup.cfg, entry_points)."""
+    command_line().main(args=args, prog_name="standalone-mfa")
