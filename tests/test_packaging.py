@@ -329,17 +329,26 @@ print(json.dumps({"subject": message.subject, "html": message.html, "body": mess
 """
 
 
-def build_wheel(tmp_path: Path) -> Path:
-    source = tmp_path / "source"
+def copy_sources(source: Path) -> Path:
+    """What the build reads, copied (without compiled files) so that no build writes
+    into the checkout."""
+    source.mkdir()
     for name in SOURCES:
         if (ROOT / name).is_dir():
+            ignore = shutil.ignore_patterns("__pycache__", "*.mo", "templates")
             shutil.copytree(
-                ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.mo")
+                ROOT / name, source / name, ignore=ignore if name != "templates" else None
             )
         else:
-            source.mkdir(exist_ok=True)
             shutil.copy2(ROOT / name, source / name)
-    built = run([PYTHON, "-m", "build", "--outdir", tmp_path / "dist", source], tmp_path, None, 600)
+    return source
+
+
+def build_wheel(tmp_path: Path) -> Path:
+    source = copy_sources(tmp_path / "source")
+    built = run(
+        [PYTHON, "-m", "build", "--outdir", tmp_path / "dist", source], tmp_path, None, 600
+    )
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     [wheel] = (tmp_path / "dist").glob("*.whl")
     return wheel
@@ -441,9 +450,10 @@ def test_the_wheel_holds_everything_and_serves_french_from_anywhere(tmp_path):
         assert page.status_code == 200
         assert '<html lang="fr">' in page.text and "Se connecter" in page.text
         style = requests.get(url + "/static/style.css", timeout=10)
-        assert style.status_code == 200 and style.content == (
-            ROOT / "standalone_mfa" / "static" / "style.css"
-        ).read_bytes()
+        assert (
+            style.status_code == 200
+            and style.content == (ROOT / "standalone_mfa" / "static" / "style.css").read_bytes()
+        )
     assert "Translations:" not in (tmp_path / "gunicorn.log").read_text()
 
     mail_env = env | {
@@ -457,3 +467,34 @@ def test_the_wheel_holds_everything_and_serves_french_from_anywhere(tmp_path):
     french = read_po(io.BytesIO(source_po("fr")), locale="fr")
     assert mail["subject"] == french["Your password was changed"].string
     assert '<html lang="fr">' in mail["html"] and "{{" not in mail["body"]
+
+
+@pytest.mark.slow
+def test_an_editable_install_compiles_the_catalogues_in_place(tmp_path):
+    """`pip install -e .` without make (a packaging tool, an IDE): the build compiles
+    each catalogue beside its source, where the checkout's package reads it, and the
+    checkout's templates are the ones served."""
+    source = copy_sources(tmp_path / "source")
+    assert not list(source.rglob("*.mo"))
+    venv = tmp_path / "venv"
+    assert run([PYTHON, "-m", "venv", venv], tmp_path, clean_env()).returncode == 0
+    installed = run(
+        [
+            venv / "bin" / "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "-e",
+            source,
+        ],
+        tmp_path,
+        clean_env(),
+        600,
+    )
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    for locale in LOCALES:
+        mo = source / "standalone_mfa" / "translations" / locale / "LC_MESSAGES" / "messages.mo"
+        compiled = mo.read_bytes() if mo.is_file() else None
+        assert catalogue_differences(source_po(locale), compiled, locale) == [], locale
+    assert not (source / "standalone_mfa" / "templates").exists()  # the checkout's are used
