@@ -1,6 +1,6 @@
 """Languages: which one a page (or a mail) speaks, and the picker that chooses it.
 
-The order is the languages contract's: the user's saved language (Account security),
+The order (docs/languages.md): the user's saved language (Account security),
 then the `lang` cookie the picker on the sign-in page sets, then the browser's
 Accept-Language, then `BABEL_DEFAULT_LOCALE`. Only the locales we ship a complete
 catalogue for are ever chosen; anything else falls through to the next source, so a
@@ -31,7 +31,7 @@ COOKIE = "lang"
 COOKIE_DAYS = 365
 # The catalogues: messages.pot and <locale>/LC_MESSAGES/messages.po; the .mo files
 # Flask-Babel reads are compiled from them by the build (the wheel, `pip install -e .`)
-# and by `make` (docs/deploy.md, "Languages").
+# and by `make` (docs/languages.md).
 TRANSLATIONS = paths.TRANSLATIONS
 
 bp = Blueprint("i18n", __name__)
