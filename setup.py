@@ -1,12 +1,12 @@
 """The build's two steps beyond setuptools' own (the metadata stays in setup.cfg).
 
-A wheel holds everything the app serves: `build_py` copies the design card's top-level
-`templates/` into the package (`standalone_mfa/templates/`, which exists only in the
-build) and compiles each `translations/<locale>/LC_MESSAGES/messages.po` into the
+A wheel holds everything the app serves: `build_py` copies the top-level `templates/`
+(their one source) into the package (`standalone_mfa/templates/`, which exists only in
+the build) and compiles each `translations/<locale>/LC_MESSAGES/messages.po` into the
 `messages.mo` Flask-Babel reads. Babel comes from `build-system.requires`.
 
 `pip install -e .` builds nothing into a folder of its own: the package is the checkout,
-which finds the top-level `templates/` itself (see `standalone_mfa.paths`), and the
+which finds the top-level `templates/` itself (see `standalone_mfa.core.paths`), and the
 catalogues are compiled in place, next to their `.po` (where `make` puts them too), so
 no way of installing leaves the pages in English."""
 

@@ -1,8 +1,8 @@
-"""Packaging (PRODUCT.md, "The packaging contract"): the wheel holds every template,
-static file and compiled catalogue, and, installed into a fresh virtual environment,
-serves and mails in French from a folder outside the checkout; a missing or stale
-catalogue is caught; `standalone-mfa` runs every command; a configuration error is one
-line and exit status 2 for every command, and one line before gunicorn stops."""
+"""Packaging (docs/deploy.md): the wheel holds every template, static file and
+compiled catalogue, and, installed into a fresh virtual environment, serves and mails
+in French from a folder outside the checkout; a missing or stale catalogue is caught;
+`standalone-mfa` runs every command; a configuration error is one line and exit status
+2 for every command, and one line before gunicorn stops."""
 
 from __future__ import annotations
 
@@ -122,8 +122,8 @@ def run(command, cwd, env, timeout=120) -> subprocess.CompletedProcess:
 
 
 def assert_one_line(result, naming: str, status: int = 2) -> None:
-    """A configuration error, as the contract says: one line naming the setting, the
-    exit status, no traceback."""
+    """A configuration error as an operator should see it: one line naming the
+    setting, the exit status, no traceback."""
     lines = (result.stdout + result.stderr).strip().splitlines()
     assert result.returncode == status, lines
     assert len(lines) == 1 and "Traceback" not in lines[0], lines

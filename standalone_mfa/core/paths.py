@@ -3,7 +3,7 @@
 - The settings folder (Flask's instance folder, with `config.py` and the SQLite file):
   the one `STANDALONE_MFA_INSTANCE` names, else Flask's choice: `instance/` beside the
   package in a source checkout, `<venv>/var/standalone_mfa-instance` once installed.
-- The templates: the design card's top-level `templates/` in a source checkout (the
+- The templates: the top-level `templates/` in a source checkout (the
   source, edited there), else `standalone_mfa/templates/`, where the wheel build copies
   them (setup.py).
 - The catalogues: `standalone_mfa/translations/`, whose `.mo` files the build compiles
