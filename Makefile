@@ -45,10 +45,11 @@ run: setup
 # tests empty that database's tables as they please), again on PostgreSQL. The two
 # passes run side by side, one per core, each into its own log, printed when both
 # are done. The browser tests run once: their server always has its own SQLite
-# file. The fuzzing runs its 2,000 examples per endpoint on SQLite and a
+# file; so do the slow ones (the wheel built and installed: no database of the
+# run's). The fuzzing runs its 2,000 examples per endpoint on SQLite and a
 # 200-example sample on PostgreSQL.
 SQLITE_PASS = env -u TEST_DATABASE_URL $(BIN)/python -m pytest
-POSTGRES_PASS = FUZZ_EXAMPLES=$${PG_FUZZ_EXAMPLES:-200} $(BIN)/python -m pytest -m "not browser"
+POSTGRES_PASS = FUZZ_EXAMPLES=$${PG_FUZZ_EXAMPLES:-200} $(BIN)/python -m pytest -m "not browser and not slow"
 test: $(BIN)/activate $(MO) system-deps $(AXE)
 	@if [ -z "$$TEST_DATABASE_URL" ]; then \
 	  $(SQLITE_PASS) $(PYTEST_ARGS); \
