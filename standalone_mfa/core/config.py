@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import addresses
+from . import addresses, paths
 from .crypto import build_fernet, generate_key
 
 
@@ -582,7 +582,11 @@ def proxy_hops(instance_path: str | None = None) -> dict[str, int]:
     from flask import Flask
 
     # A bare Flask of the same name finds the same instance folder as `create_app`.
-    bare = Flask("standalone_mfa", instance_path=instance_path, instance_relative_config=True)
+    bare = Flask(
+        "standalone_mfa",
+        instance_path=paths.instance_path(instance_path),
+        instance_relative_config=True,
+    )
     load(bare.config)
     return {name: checked(BY_NAME[name], bare.config.get(name)) for name in PROXY_FIX_KEYS}
 

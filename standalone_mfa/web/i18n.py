@@ -8,8 +8,6 @@ forged cookie or header can only pick one of them."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from flask import (
     Blueprint,
     has_request_context,
@@ -20,6 +18,7 @@ from flask import (
 )
 from flask_babel import Babel, get_locale
 
+from ..core import paths
 from ..core.config import setting
 from ..signin.destinations import safe_next_path
 from .cookies import portal_cookie_policy
@@ -30,9 +29,10 @@ from .guard import STATE_HOME
 LOCALES = {"en": "English", "fr": "Français", "de": "Deutsch", "es": "Español"}
 COOKIE = "lang"
 COOKIE_DAYS = 365
-# The catalogues: messages.pot and <locale>/LC_MESSAGES/messages.po (the .mo files
-# are compiled from them by `make`; see docs/languages.md).
-TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
+# The catalogues: messages.pot and <locale>/LC_MESSAGES/messages.po; the .mo files
+# Flask-Babel reads are compiled from them by the build (the wheel, `pip install -e .`)
+# and by `make` (docs/languages.md).
+TRANSLATIONS = paths.TRANSLATIONS
 
 bp = Blueprint("i18n", __name__)
 babel = Babel()
@@ -97,3 +97,10 @@ def init_app(app) -> None:
     app.jinja_env.policies["ext.i18n.trimmed"] = True
     app.jinja_env.globals.update(html_lang=html_lang, language_names=LOCALES)
     app.register_blueprint(bp)
+    # A language without its compiled catalogue would be served in English: say so.
+    for problem in paths.catalogue_problems():
+        app.logger.warning(
+            "Translations: %s; those pages fall back to English until it is compiled "
+            "(make, or pip install . again).",
+            problem,
+        )
