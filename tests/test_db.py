@@ -30,6 +30,44 @@ def test_a_prepared_statement_answers_as_peewee_does_and_is_built_once(app):
         assert User.get_or_none(User.username == "alicia") is not None
 
 
+def test_a_prepared_join_makes_the_same_models_on_every_run(app):
+    """What the cursor wrapper works out from a joined query's columns is kept from the
+    first run that had a row: later runs (other values, no row, a row again) still give
+    each model its own fields, converted, and None for a missing outer join."""
+    from peewee import JOIN
+
+    from standalone_mfa.core.db import Prepared
+    from standalone_mfa.core.models import TotpCredential, User
+
+    def build(slot):
+        return (
+            User.select(User, TotpCredential)
+            .join(
+                TotpCredential, JOIN.LEFT_OUTER, on=(TotpCredential.user == User.id), attr="cred"
+            )
+            .where(User.username == slot("name"))
+        )
+
+    joined = Prepared(build)
+    with app.app_context():
+        user = User.get(User.username == "bob")
+        TotpCredential.create(
+            user=user, secret_encrypted="x", algorithm="SHA1", digits=6, period=30,
+            confirmed_at=user.created_at, last_used_step=7,
+        )  # fmt: skip
+        for name in ("nobody", "bob", "alice", "nobody", "bob", "alice"):
+            expected = list(build(lambda _n, _f=None, name=name: name))
+            found = joined.run(name=name)
+            assert [(u.id, u.username, u.created_at) for u in found] == [
+                (u.id, u.username, u.created_at) for u in expected
+            ]
+            for got, want in zip(found, expected, strict=True):
+                if want.cred is None:
+                    assert got.cred is None
+                else:
+                    assert (got.cred.id, got.cred.last_used_step) == (want.cred.id, 7)
+
+
 def test_a_slot_with_a_field_converts_its_value_like_the_field(app, clock):
     from standalone_mfa.core.db import Prepared
     from standalone_mfa.core.models import AuditEvent

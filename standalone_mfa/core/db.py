@@ -230,6 +230,7 @@ class Prepared:
     def __init__(self, build):
         self._build = build
         self._compiled = None  # (database, query, sql, params, slots)
+        self._columns = None  # (database, what the cursor wrapper worked out of them)
 
     def _compile(self):
         database = db.obj
@@ -255,10 +256,33 @@ class Prepared:
             params[i] = found.field.db_value(value) if found.field is not None else value
         cursor = database.execute_sql(sql, params)
         if isinstance(query, peewee.SelectBase):
-            return list(query._get_cursor_wrapper(cursor))
+            return self._rows(query, cursor)
         if isinstance(query, peewee.Insert):
             if database.returning_clause:
                 row = cursor.fetchone()
                 return row[0] if row else None
             return database.last_insert_id(cursor, query._query_type)
         return database.rows_affected(cursor)
+
+    def _rows(self, query, cursor) -> list:
+        """The rows as Peewee's cursor wrapper makes them. What the wrapper works out
+        from the columns (which model and converter each belongs to: a third of a
+        joined query's cost) is the same every time for the same SQL: kept from the
+        first run."""
+        wrapper = query._get_cursor_wrapper(cursor)
+        database = self._compiled[0]
+        if self._columns is not None and self._columns[0] is database:
+            wrapper.__dict__.update(self._columns[1])
+            wrapper.initialized = True
+            return list(wrapper)
+        rows = list(wrapper)
+        if wrapper.initialized:  # not if there was no row
+            worked_out = {
+                name: value for name, value in vars(wrapper).items() if name not in _PER_CURSOR
+            }
+            self._columns = (database, worked_out)
+        return rows
+
+
+# A cursor wrapper's own state, never carried from one run to the next.
+_PER_CURSOR = frozenset({"cursor", "count", "index", "initialized", "populated", "row_cache"})
