@@ -36,6 +36,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pyotp
 
@@ -239,6 +240,8 @@ def run_pass(args, keys: dict, workdir: Path, count: int, floor) -> dict:
     print(HEADER, flush=True)
     log_path = workdir / f"gunicorn-{count}.log"
     with serve(args, config, workdir, log_path, "bench.wsgi:app") as server:
+        if not database_url.startswith("sqlite"):
+            server.database = PostgresBackends(app.config["DATABASE_URL"])
         phases = drive(args, app, server, floor, users)
         rss = server.peak_rss_mb()
         rss_now = server.rss_mb()
@@ -387,6 +390,8 @@ def warm_up(server, floor) -> None:
 
 def measure(target, name, clients, duration, requests, check) -> dict:
     cpu_before = target.cpu_seconds()
+    database = getattr(target, "database", None)
+    database_before = database.cpu_seconds() if database else None
     result = load.run_phase(
         name, target.url, clients, duration, requests, check, once=check == "code"
     )
@@ -396,6 +401,12 @@ def measure(target, name, clients, duration, requests, check) -> dict:
     # CPU the server spent per successful operation: what an operation costs, even when
     # other programs on the machine decide how much CPU the server gets.
     summary["server_cpu_ms_per_op"] = round(1000 * cpu / result.ok, 3) if result.ok else None
+    # PostgreSQL's backends for this database work on the same cores: their share too.
+    database = getattr(target, "database", None)
+    database_cpu = database.cpu_seconds() - database_before if database else None
+    summary["database_cpu_ms_per_op"] = (
+        round(1000 * database_cpu / result.ok, 3) if database and result.ok else None
+    )
     line = _row(summary)
     print(line, flush=True)
     return summary
@@ -479,6 +490,29 @@ class Server:
             "master": _status_mb(self.process.pid, field),
             "workers": [_status_mb(pid, field) for pid in _children(self.process.pid)],
         }
+
+
+class PostgresBackends:
+    """The PostgreSQL server processes serving one database (their command line reads
+    "postgres: [CLUSTER:] USER DATABASE HOST(PORT) …"), for their CPU time."""
+
+    def __init__(self, database_url: str):
+        self.database = urlsplit(database_url).path.lstrip("/")
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                words = (entry / "cmdline").read_bytes().decode(errors="replace").split()
+                if words[:1] != ["postgres:"]:
+                    continue
+                if words[1:2] and words[1].endswith(":"):  # the cluster's name: "15/main:"
+                    words = words[1:]
+                if words[2:3] == [self.database]:
+                    total += _cpu_seconds(int(entry.name))
+        return total
 
 
 @contextlib.contextmanager
@@ -677,7 +711,8 @@ def targets(report: dict) -> list[dict]:
 
 HEADER = (
     f"{'phase':<9} {'clients':>7} {'seconds':>7} {'ops/s':>8} {'p50 ms':>8} {'p95 ms':>8} "
-    f"{'p99 ms':>8} {'errors':>6} {'wrk CPU%':>8} {'srv CPU%':>8} {'srv ms/op':>9}"
+    f"{'p99 ms':>8} {'errors':>6} {'wrk CPU%':>8} {'srv CPU%':>8} {'srv ms/op':>9} "
+    f"{'db ms/op':>8}"
 )
 
 
@@ -690,7 +725,7 @@ def _row(p: dict) -> str:
         f"{ms(p['p50_ms']):>8} "
         f"{ms(p['p95_ms']):>8} {ms(p['p99_ms']):>8} {p['errors']:>6} "
         f"{p['generator_cpu_pct']:>8.1f} {p['server_cpu_pct']:>8.1f} "
-        f"{_cpu_ms(p['server_cpu_ms_per_op']):>9}"
+        f"{_cpu_ms(p['server_cpu_ms_per_op']):>9} {_cpu_ms(p.get('database_cpu_ms_per_op')):>8}"
     )
 
 

@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=200, help="code steps (password: 1/10)")
     parser.add_argument("--database-url", help="a server database to WIPE and use")
     parser.add_argument("--no-pool", dest="pool", action="store_false")
-    parser.add_argument("--profile", action="store_true", help="pyinstrument if installed, else cProfile")
+    parser.add_argument(
+        "--profile", action="store_true", help="pyinstrument if installed, else cProfile"
+    )
     args = parser.parse_args(argv)
     logging.getLogger("standalone_mfa.audit").disabled = True  # one JSON line per event
     workdir = Path(tempfile.mkdtemp(prefix="smfa-statements-"))

@@ -28,7 +28,7 @@ PENDING = 25  # pending logins per code phase
 PHASE_FIELDS = {
     "phase", "clients", "duration_s", "requests", "ok", "errors", "error_examples",
     "ran_out", "rps", "p50_ms", "p95_ms", "p99_ms", "generator_cpu_pct", "server_cpu_pct",
-    "server_cpu_ms_per_op",
+    "server_cpu_ms_per_op", "database_cpu_ms_per_op",
 }  # fmt: skip
 
 
@@ -109,6 +109,10 @@ def test_bench_report_has_every_field(report):
             password = {"hash_check_ms", "hash_check_cpu_ms", "bound_rps"}
             extra = password if phase["phase"] == "password" else set()
             assert set(phase) == PHASE_FIELDS | extra
+            if meta["engine"] != "postgresql" or phase["phase"] == "floor":
+                assert phase["database_cpu_ms_per_op"] is None
+            elif phase["phase"] in ("gateway", "code"):  # each reads the database
+                assert phase["database_cpu_ms_per_op"] > 0
             assert phase["p50_ms"] <= phase["p95_ms"] <= phase["p99_ms"]
         assert (
             set(each["code_vs_baseline"])
