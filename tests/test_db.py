@@ -3,6 +3,10 @@ database. (Upgrading older databases: tests/test_migrations.py.)"""
 
 from __future__ import annotations
 
+import os
+
+import pytest
+
 # --- prepared statements of the hot path
 
 
@@ -100,3 +104,35 @@ def test_a_prepared_statement_is_built_again_for_another_database(tmp_path, cloc
     with second.app_context():
         User.update(is_admin=True).execute()
         assert len(count.run(admin=True)) == 3  # this database's rows, not the first's
+
+
+@pytest.mark.skipif(
+    not os.environ.get("TEST_DATABASE_URL", "").startswith("postgres"),
+    reason="needs PostgreSQL: set TEST_DATABASE_URL=postgresql://... (CI does)",
+)
+def test_on_postgresql_a_prepared_select_is_prepared_once_per_connection(app):
+    """Outside a transaction a prepared SELECT is PREPAREd on the server once per
+    connection, then EXECUTEd; one the server lost (DEALLOCATE ALL, as a pooler may do)
+    is prepared again, and the answer is the same; inside a transaction it is sent as
+    plain SQL (an error there would abort the transaction)."""
+    from standalone_mfa.core.db import Prepared, db
+    from standalone_mfa.core.models import User
+
+    by_name = Prepared(lambda slot: User.select().where(User.username == slot("name")))
+    name = f"smfa_{by_name.number}"
+
+    def prepared_here():
+        cursor = db.execute_sql("SELECT name FROM pg_prepared_statements")
+        return {row[0] for row in cursor.fetchall()}
+
+    with app.app_context():
+        for _ in range(3):
+            assert [u.username for u in by_name.run(name="alice")] == ["alice"]
+        assert name in prepared_here()
+        db.execute_sql("DEALLOCATE ALL")
+        assert [u.username for u in by_name.run(name="bob")] == ["bob"]
+        assert name in prepared_here()
+        db.execute_sql("DEALLOCATE ALL")
+        with db.atomic():
+            assert [u.username for u in by_name.run(name="bob")] == ["bob"]
+            assert name not in prepared_here()

@@ -10,8 +10,11 @@ instead of a traceback.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import re
 import time
+import weakref
 from urllib.parse import urlsplit
 
 import peewee
@@ -205,6 +208,9 @@ def write_transaction():
     return db.atomic()
 
 
+_STATEMENT_NUMBERS = itertools.count(1)
+
+
 class _Slot:
     """Where a value goes in a prepared statement (see `Prepared`)."""
 
@@ -230,6 +236,7 @@ class Prepared:
     def __init__(self, build):
         self._build = build
         self._compiled = None  # (database, query, sql, params, slots)
+        self.number = next(_STATEMENT_NUMBERS)  # its server-side name (PostgreSQL)
         self._columns = None  # (database, what the cursor wrapper worked out of them)
 
     def _compile(self):
@@ -254,7 +261,12 @@ class Prepared:
         for i, found in slots:
             value = values[found.name]
             params[i] = found.field.db_value(value) if found.field is not None else value
-        cursor = database.execute_sql(sql, params)
+        if isinstance(database, peewee.PostgresqlDatabase) and isinstance(
+            query, peewee.SelectBase
+        ):
+            cursor = _execute_prepared(database, self, sql, params)
+        else:
+            cursor = database.execute_sql(sql, params)
         if isinstance(query, peewee.SelectBase):
             return self._rows(query, cursor)
         if isinstance(query, peewee.Insert):
@@ -282,6 +294,57 @@ class Prepared:
             }
             self._columns = (database, worked_out)
         return rows
+
+
+# --- Server-side prepared statements (PostgreSQL) --------------------------------------
+#
+# psycopg2 sends each query as text, which PostgreSQL parses and plans every time: for
+# the gateway's four-table query, planning cost several times what running it does. So
+# on PostgreSQL a prepared SELECT outside a transaction (the gateway's check, the
+# session's load) is PREPAREd once per connection and then EXECUTEd. A server that
+# lost it (a pooler in transaction mode giving another backend, DISCARD ALL) answers
+# "does not exist": prepared again and run again, once. Statements inside a
+# transaction (the code step's writes, plain single-table ones) are sent as before:
+# an error there would abort the transaction.
+
+_PREPARED_ON: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # connection -> names
+_PLACEHOLDER = re.compile(r"%%|%s")
+_NOT_PREPARED = "26000"  # invalid_sql_statement_name
+_ALREADY_PREPARED = "42P05"  # duplicate_prepared_statement
+
+
+def _numbered(sql: str) -> str:
+    """psycopg2's placeholders (%s; %% for a literal %) as PREPARE's ($1, $2, ...)."""
+    count = iter(range(1, 1_000_000))
+    return _PLACEHOLDER.sub(lambda m: "%" if m.group() == "%%" else f"${next(count)}", sql)
+
+
+def _pgcode(exc: BaseException) -> str | None:
+    return getattr(exc.__context__, "pgcode", None) or getattr(exc.__cause__, "pgcode", None)
+
+
+def _execute_prepared(database, statement: Prepared, sql: str, params: list):
+    if database.in_transaction():
+        return database.execute_sql(sql, params)
+    name = f"smfa_{statement.number}"
+    execute = f"EXECUTE {name}({', '.join(['%s'] * len(params))})" if params else f"EXECUTE {name}"
+    for attempt in (1, 2):
+        connection = database.connection()
+        names = _PREPARED_ON.setdefault(connection, set())
+        if name not in names:
+            try:
+                database.execute_sql(f"PREPARE {name} AS {_numbered(sql)}")
+            except peewee.DatabaseError as exc:
+                if _pgcode(exc) != _ALREADY_PREPARED:
+                    raise
+            names.add(name)
+        try:
+            return database.execute_sql(execute, params)
+        except peewee.DatabaseError as exc:
+            if _pgcode(exc) != _NOT_PREPARED or attempt == 2:
+                raise
+            names.discard(name)
+    raise AssertionError("unreachable")
 
 
 # A cursor wrapper's own state, never carried from one run to the next.
