@@ -8,6 +8,10 @@ contract):
 - `/auth/forward` for Caddy `forward_auth` and Traefik `forwardAuth`: the same, but a
   redirect to the portal's sign-in instead of the 401.
 
+A 200 also carries `Cookie`: the browser's cookies less the portal's own
+(`gateway.app_cookies`), which the shipped nginx and Traefik configurations hand the app
+instead of the browser's, so that no app sees a cookie that works on the portal (SC-67).
+
 No body to parse, no session made, no cookie set. Headers a proxy sent that do not
 describe a request are refused (403), never allowed (SC-34).
 """
@@ -23,7 +27,7 @@ from flask import Blueprint, Response, current_app, request
 from ..core import metrics
 from ..core.clock import now
 from ..core.config import ConfigurationError
-from ..gateway import check, origin, rules
+from ..gateway import app_cookies, check, origin, rules
 from .cookies import CookiePolicy
 from .session_cookie import client
 
@@ -96,6 +100,11 @@ def _answer(read, *, redirect_to_portal: bool) -> Response:
             # None without one (the proxies' configurations drop a client's own).
             if decision.identity.email:
                 response.headers["Remote-Email"] = decision.identity.email
+        kept = app_cookies.for_the_app(
+            request.headers.get("Cookie"), current_app.config["SESSION_COOKIE_NAME"]
+        )
+        if kept:
+            response.headers["Cookie"] = kept
         return response
     if decision.outcome == check.REFUSE:
         check.audit_denial(decision, original, client())
