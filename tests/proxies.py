@@ -338,8 +338,12 @@ def caddy(folder: Path, caddyfile: str, listen_ports: list[int]):
     binary = executable("caddy", "/usr/bin")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "Caddyfile"
-    # The harness's own global options: no admin endpoint, no certificates.
-    path.write_text("{\n\tadmin off\n\tauto_https off\n}\n\n" + caddyfile)
+    # The harness's own global options: no admin endpoint, no certificates, and no
+    # HTTP/3 (its Alt-Svc header would send an HTTP/3-capable client to UDP).
+    path.write_text(
+        "{\n\tadmin off\n\tauto_https off\n\tservers {\n\t\tprotocols h1 h2\n\t}\n}\n\n"
+        + caddyfile
+    )
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(folder),
@@ -496,18 +500,23 @@ def nginx_apps_gateway(folder: Path, https_port: int, portal_port: int, apps: li
         yield
 
 
-def caddy_sites(portal_port: int, port: int, apps: list[Upstream], scheme: str = "http") -> str:
-    """deploy/Caddyfile with its app block once per app (on `port`, plain HTTP unless
-    `scheme` says https, then with the throwaway certificate of `tls` lines)."""
+def caddy_sites(
+    portal_port: int, port: int, apps: list[Upstream], certificates: Path | None = None
+) -> str:
+    """deploy/Caddyfile with its app block once per app, on `port`: plain HTTP, or with
+    `certificates` (cert.pem, key.pem there) HTTPS with that throwaway certificate (a
+    `tls` line in each site, where Caddy would get one itself)."""
+    scheme = "https" if certificates else "http"
+    tls = f"\n\ttls {certificates / 'cert.pem'} {certificates / 'key.pem'}" if certificates else ""
     shipped_text = shipped("Caddyfile", [("127.0.0.1:8000", f"127.0.0.1:{portal_port}")])
     head, block = shipped_text.split("# A protected app.", 1)
-    head = head.replace("auth.example.com {", f"{scheme}://{PORTAL_HOST}:{port} {{")
+    head = head.replace("auth.example.com {", f"{scheme}://{PORTAL_HOST}:{port} {{{tls}")
     blocks = []
     for app in apps:
         sites = ", ".join(f"{scheme}://{name}.{DOMAIN}:{port}" for name in app.names)
         text = "# A protected app." + block
         assert "wiki.example.com {" in text and "reverse_proxy 127.0.0.1:8080" in text
-        text = text.replace("wiki.example.com {", f"{sites} {{")
+        text = text.replace("wiki.example.com {", f"{sites} {{{tls}")
         if app.kind == "fastcgi":
             text = text.replace(
                 "reverse_proxy 127.0.0.1:8080",
