@@ -63,6 +63,9 @@ FORGED_IDENTITY = {
     "Remote-User": "root",
     "Remote-Groups": "admins,staff",
     "Remote-Email": "root@example.test",
+    "Remote_User": "root",
+    "Remote_Groups": "admins,staff",
+    "Remote_Email": "root@example.test",
 }
 FORGED_URL = {
     "X-Original-URL": f"https://public.{DOMAIN}/",

@@ -158,12 +158,14 @@ def test_sc32_forged_identity_headers_never_reach_the_app_through_caddy(gateway)
     # A bypass site: the portal sends no identity, and the client's is gone too.
     seen = received(Visitor(forged).get(gateway.url("public", "/")))
     assert identity_seen(seen) == {}
+    assert not any(name.startswith("remote_") for name in seen), seen  # SC-47
     # A user without groups: the portal's empty Remote-Groups, not the client's.
     account = gateway.account("chonest")
     visitor, seen = gateway.signed_in(account, "app1", **forged)
     assert seen["remote-user"] == [account.username]
     assert seen.get("remote-groups", [""]) == [""]
     assert "remote-email" not in seen  # the portal knows none
+    assert not any(name.startswith("remote_") for name in seen), seen
 
 
 def test_sc32_a_forged_forwarded_uri_or_host_does_not_fool_caddys_check(gateway):
