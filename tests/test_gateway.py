@@ -435,7 +435,7 @@ def test_denials_are_audited_with_user_domain_and_path_at_most_once_a_minute(
 ):
     from standalone_mfa.gateway import check
 
-    monkeypatch.setattr(check, "_denials", check._DenialLog())
+    monkeypatch.setattr(check, "_denials", check.AuditCap())
     bob = signed_in(portal, "bob")
     for _ in range(20):
         assert (
@@ -486,7 +486,10 @@ def test_a_misconfigured_proxy_or_portal_is_named_in_the_log(
 ):
     from standalone_mfa.web import gateway
 
-    monkeypatch.setattr(gateway, "_last_warning", [float("-inf")])
+    from standalone_mfa.core.audit import AuditCap
+    from standalone_mfa.gateway import check
+
+    monkeypatch.setattr(check, "_malformed", AuditCap())
     caplog.set_level("WARNING", logger="standalone_mfa")
     gateway_app.test_client(use_cookies=False).get("/auth/nginx")
     assert "X-Original-URL is missing" in caplog.text
