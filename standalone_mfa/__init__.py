@@ -32,7 +32,9 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         template_folder=str(TEMPLATES),
     )
     app_config.load(app.config, test_config)
-    os.makedirs(app.instance_path, exist_ok=True)
+    # The keys (config.py) and the SQLite database live here: the owner's alone (SC-70).
+    os.makedirs(app.instance_path, mode=0o700, exist_ok=True)
+    db.make_private(app.instance_path, 0o700)
     app_config.finish(app)
     passwords.prepare(app.config["PASSWORD_HASH_METHOD"])
     _init_proxy(app)
