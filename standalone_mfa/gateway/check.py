@@ -134,7 +134,12 @@ def _password_alone(username: str, groups: tuple[str, ...], at: dt.datetime) -> 
     scope, or within their grace), as the portal's guard decides. Only such sessions
     of a site that requires MFA come here: the hot path reads nothing more."""
     user = find_user(username)
-    return user is not None and policy.requirement_of(user, at, user_groups=groups).password_alone
+    if user is None:
+        return False
+    try:
+        return policy.requirement_kept(user, at, user_groups=groups).password_alone
+    except UNAVAILABLE:  # the grace could not be kept now: judged as it is, kept next time
+        return policy.requirement_of(user, at, user_groups=groups).password_alone
 
 
 def _datetime(value) -> dt.datetime:
