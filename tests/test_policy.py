@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from urllib.parse import quote
 
 import pytest
 from conftest import PASSWORD, START, Browser, make_app
@@ -23,7 +22,14 @@ from helpers import (
     text,
     wrong_code,
 )
-from test_gateway import PORTAL, RULES, PortalBrowser, ask_nginx, rd_of
+from test_gateway import (
+    PORTAL,
+    RULES,
+    PortalBrowser,
+    ask_nginx,
+    continue_to_second_factor,
+    rd_of,
+)
 
 from standalone_mfa.accounts import groups, reset, settings
 from standalone_mfa.core.db import db
@@ -479,7 +485,7 @@ def test_sc35_a_two_factor_rule_steps_a_postponed_user_up_with_no_later(gateway_
     postpone(alice)
     response = ask_nginx(gateway_app, VAULT, alice.session_token())
     assert response.status_code == 401
-    assert location(alice.get("/login?rd=" + quote(rd_of(response), safe=""))) == "/mfa/setup"
+    assert location(continue_to_second_factor(alice, rd_of(response))) == "/mfa/setup"
     assert LATER_BUTTON not in alice.page("/mfa/setup")
     assert location(alice.post("/mfa/setup/later")) == "/mfa/setup"
     secret = alice.setup_secret()
