@@ -102,6 +102,13 @@ class AuditCap:
             return True
 
 
+def cap(name: str) -> AuditCap:
+    """The app's own `AuditCap` called `name` (one per app: tests build many)."""
+    from flask import current_app
+
+    return current_app.extensions.setdefault(f"standalone_mfa.audit_cap.{name}", AuditCap())
+
+
 def event_types() -> list[str]:
     """Every kind of event the log holds, for the filter's choices."""
     query = AuditEvent.select(fn.DISTINCT(AuditEvent.event)).order_by(AuditEvent.event)

@@ -34,14 +34,9 @@ def _refused(user: User, proof: proofs.Proof, factor: str, client) -> str:
     once a minute per user at most: a scanner must not write a row per attempt (SC-70)."""
     if not proof.throttled:
         _audit(user, "failed", factor, client)
-    elif _throttled_rows().due(user.id, now().timestamp()):
+    elif audit.cap("reauth_throttled").due(user.id, now().timestamp()):
         _audit(user, "throttled", factor, client)
     return proof.message()
-
-
-def _throttled_rows() -> audit.AuditCap:
-    # One per app (tests build many; production has one per process).
-    return current_app.extensions.setdefault("standalone_mfa.reauth_throttled", audit.AuditCap())
 
 
 def confirm_password(
