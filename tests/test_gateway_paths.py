@@ -386,3 +386,13 @@ def test_sc69_the_cap_lets_a_denial_through_again_after_a_minute():
     for n in range(10):
         assert small.due(n, moment=0.0)
     assert len(small._last) <= 3
+
+
+def test_sc48_the_admin_box_tests_a_webdav_method(paths_app, clock):
+    admin = PortalBrowser(paths_app, clock)
+    admin.login("root")
+    page = admin.page(
+        "/admin/access?url=https%3A%2F%2Fdav.example.test%2Fbob%2F&method=MOVE&username=bob"
+    )
+    assert '<option selected value="MOVE">' in page or 'value="MOVE" selected' in page
+    assert "rule 6" in page
