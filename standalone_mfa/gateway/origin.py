@@ -68,7 +68,8 @@ class Original:
         """Every (resource, method) an app could read this request as: the rules judge
         each, and the strictest answer is kept (`check.decide`)."""
         query = f"?{self.query}" if self.query else ""
-        return tuple((p + query, m) for p in self.paths for m in self.methods)
+        paths, methods = self.paths or (self.path,), self.methods or (self.method,)
+        return tuple((p + query, m) for p in paths for m in methods)
 
 
 def _original(url, scheme, host, raw_path, query, method) -> Original:
