@@ -11,11 +11,12 @@ from cryptography.fernet import InvalidToken
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
-from .accounts import administration, emails, groups, reset, settings, tokens, users
+from .accounts import administration, emails, reset
 from .core import addresses, crypto, db
 from .core import audit as audit_log
 from .core.clock import now
 from .core.models import Notice, TotpCredential, User, WebSession
+from .directory import groups, settings, tokens, users
 from .factors import passwords, throttle, totp
 from .notices import outbox, sender
 from .ops import backup, maintenance, schema

@@ -21,12 +21,12 @@ from helpers import (
 )
 
 from standalone_mfa import create_app
-from standalone_mfa.accounts import groups, settings
-from standalone_mfa.accounts.users import find_user
 from standalone_mfa.core.config import DEFAULTS
 from standalone_mfa.core.crypto import generate_key
 from standalone_mfa.core.db import db
 from standalone_mfa.core.models import ApiToken, AuditEvent, TotpCredential, User
+from standalone_mfa.directory import groups, settings
+from standalone_mfa.directory.users import find_user
 
 
 def close_db():

@@ -32,10 +32,10 @@ from helpers import quiet_server
 from proxies import DEPLOY, DOMAIN, FORGED_IDENTITY, FORGED_URL, PORTAL_HOST, new_account
 from proxies import portal_config as gateway_portal_config
 
-from standalone_mfa.accounts import settings
 from standalone_mfa.core.clock import FrozenClock
 from standalone_mfa.core.db import db
 from standalone_mfa.core.models import User
+from standalone_mfa.directory import settings
 from standalone_mfa.factors import totp
 
 pytestmark = pytest.mark.server

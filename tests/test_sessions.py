@@ -32,12 +32,12 @@ from helpers import (
 )
 from itsdangerous import URLSafeTimedSerializer
 
-from standalone_mfa.accounts import settings
-from standalone_mfa.accounts.users import find_user
 from standalone_mfa.core import crypto
 from standalone_mfa.core.crypto import hash_token
 from standalone_mfa.core.db import db
 from standalone_mfa.core.models import User, WebSession
+from standalone_mfa.directory import settings
+from standalone_mfa.directory.users import find_user
 from standalone_mfa.signin.state import STATES
 from standalone_mfa.web.session_cookie import ANONYMOUS_COOKIE
 

@@ -1,4 +1,4 @@
-"""accounts/users: usernames are matched by one normal form, and an odd username gets
+"""directory/users: usernames are matched by one normal form, and an odd username gets
 the one generic answer (SC-31)."""
 
 from __future__ import annotations

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import secrets
 from pathlib import Path
 
-from . import addresses
+from . import addresses, hostnames
 from .crypto import build_fernet, generate_key
 
 PROXY_FIX_KEYS = ("PROXY_FIX_X_FOR", "PROXY_FIX_X_PROTO", "PROXY_FIX_X_HOST", "PROXY_FIX_X_PREFIX")
@@ -208,7 +207,6 @@ def _switch(name: str, value) -> bool:
     return bool(value)
 
 
-_DOMAIN_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
 COOKIE_DOMAIN_HELP = (
     "SESSION_COOKIE_DOMAIN must be a domain name that the portal's host is or is under, "
     "such as example.com for https://auth.example.com; {value!r} is {problem}."
@@ -243,7 +241,7 @@ def _domain_problem(name: str) -> str | None:
     labels = name.split(".")
     if len(labels) < 2:
         return "a top-level domain alone, or a single name (browsers share no cookie for it)"
-    if len(name) > 253 or not all(_DOMAIN_LABEL.fullmatch(label) for label in labels):
+    if not hostnames.is_host_name(name):
         return "not a domain name (letters, digits and hyphens between dots; xn-- for others)"
     if labels[-1].isdigit():
         return "not a domain name (its last part is a number)"

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from ..accounts import settings
-from ..accounts.users import find_user, normalize_username
 from ..core import audit, crypto, messages, metrics
 from ..core.clock import now
 from ..core.db import write_transaction
 from ..core.models import User
+from ..directory import settings
+from ..directory.users import find_user, normalize_username
 from ..factors import devices, proofs, recovery, throttle, totp, trusted_browsers
 from ..notices import outbox
 from . import destinations, policy, sessions, state

@@ -14,9 +14,10 @@ from flask import (
 )
 from flask_babel import refresh
 
-from ..accounts import emails, self_service, settings
+from ..accounts import emails, self_service
 from ..accounts import first_authenticator as first_authenticator_flow
 from ..core import browsers, messages
+from ..directory import settings
 from ..factors import recovery, totp
 from ..signin import reauth
 from . import i18n, qr
@@ -173,7 +174,7 @@ def first_authenticator():
     return render_template(
         "account/first_authenticator_confirm.html",
         form=form,
-        mfa_method=settings.mfa_method(),
+        mfa_off=settings.mfa_method() == settings.DISABLED,
     )
 
 
