@@ -196,6 +196,21 @@ def test_sc37_a_bad_sender_address_refuses_to_start(tmp_path, clock, smtp, sende
         make_app(tmp_path, clock, **mail_config(smtp, MAIL_DEFAULT_SENDER=sender_value))
 
 
+@pytest.mark.parametrize(
+    "sender_value", ["signin@corp.internal", ("Sign-in", "signin@nas.home.arpa")]
+)
+def test_a_sender_on_an_intranet_name_starts_and_sends(tmp_path, clock, smtp, sender_value):
+    app = make_app(tmp_path, clock, **mail_config(smtp, MAIL_DEFAULT_SENDER=sender_value))
+    with app.app_context():
+        User.update(email="bob@corp.lan").where(User.username == "alice").execute()
+    change_password(signed_in(app, clock), PASSWORD, NEW_PASSWORD)
+    [mail] = smtp.wait_for(1)
+    assert mail.envelope_to == ["bob@corp.lan"]
+    address = sender_value if isinstance(sender_value, str) else sender_value[1]
+    assert address in mail.message["From"]
+    assert sender.wait_idle(5)
+
+
 def test_sc37_two_mail_send_processes_at_once_send_each_notice_once(mail_app, clock, smtp):
     with mail_app.app_context():
         alice = User.get(User.username == "alice")
