@@ -8,7 +8,8 @@
   redirect to the portal's sign-in instead of the 401.
 
 No body to parse, no session made, no cookie set. Headers a proxy sent that do not
-describe a request are refused (403), never allowed (SC-34).
+describe a request are refused (403), never allowed, and audited once a minute at
+most (SC-34, SC-65).
 """
 
 from __future__ import annotations
@@ -89,8 +90,13 @@ def _answer(read, *, redirect_to_portal: bool) -> Response:
     try:
         original = read(request.headers)
     except origin.BadOrigin as exc:
-        _log_once_a_minute(f"gateway check refused: {exc} (check the proxy's configuration)")
+        # 403, never 400: nginx's auth_request knows only 2xx, 401 and 403 (anything
+        # else is a 500 for the browser), and a refusal is what this is.
         metrics.gateway_check(check.REFUSE)
+        if check.audit_malformed(str(exc), client()):
+            logger.warning(
+                "gateway check refused: %s (a client's request, or the proxy's configuration)", exc
+            )
         return _empty(403)
     name = session_cookie_name(original.scheme)
     token = request.cookies.get(name)

@@ -58,7 +58,7 @@ def needs_second_factor(web_session: ServerSession) -> bool:
         return False
     if settings.mfa_method() == settings.DISABLED:  # most requests of such a site stop here
         return False
-    return not policy.requirement_of(web_session.user, now()).password_alone
+    return not policy.requirement_kept(web_session.user, now()).password_alone
 
 
 def guard():
