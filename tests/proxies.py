@@ -40,9 +40,9 @@ from cryptography.x509.oid import NameOID
 from requests.adapters import HTTPAdapter
 from servers import stop
 
-from standalone_mfa.accounts import settings
-from standalone_mfa.accounts.users import create_user, find_user
 from standalone_mfa.core.models import UserGroup
+from standalone_mfa.directory import settings
+from standalone_mfa.directory.users import create_user, find_user
 from standalone_mfa.factors import totp
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"

@@ -42,9 +42,9 @@ from proxies import (
 from real_apps import django_probe, probe, radicale
 
 from standalone_mfa.accounts.reset import reset_totp
-from standalone_mfa.accounts.users import find_user
 from standalone_mfa.core.clock import FrozenClock
 from standalone_mfa.core.db import db
+from standalone_mfa.directory.users import find_user
 
 pytestmark = [
     pytest.mark.server,

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import logging
 import time
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, Response, current_app, request
 
-from ..core import metrics
+from ..core import hostnames, metrics
 from ..core.clock import now
 from ..core.config import ConfigurationError, setting
 from ..gateway import app_cookies, check, origin, rules
@@ -53,12 +53,25 @@ def init_app(app) -> None:
                 "https://auth.example.com (no query, no fragment)."
             )
         app.config["GATEWAY_PORTAL_URL"] = checked
+        _check_portal_under_cookie_domain(checked, setting("SESSION_COOKIE_DOMAIN", app))
     elif setting("ACCESS_CONTROL", app) is not None:
         raise ConfigurationError(
             "ACCESS_CONTROL is set but GATEWAY_PORTAL_URL is not: set it to the portal's "
             "public URL (such as https://auth.example.com), where browsers are sent to sign in."
         )
     app.register_blueprint(bp)
+
+
+def _check_portal_under_cookie_domain(portal: str, domain: str | None) -> None:
+    """The session cookie reaches `SESSION_COOKIE_DOMAIN` and the names under it: a
+    portal elsewhere would set a cookie that no protected app ever receives."""
+    host = urlsplit(portal).hostname or ""
+    if domain and not hostnames.is_under(host, domain):
+        raise ConfigurationError(
+            f"GATEWAY_PORTAL_URL's host ({host}) must be SESSION_COOKIE_DOMAIN ({domain}) "
+            f"or a name under it, such as auth.{domain}: the session cookie reaches no "
+            "other host."
+        )
 
 
 def access_control() -> rules.AccessControl:
