@@ -32,18 +32,6 @@ PHASE_FIELDS = {
 }  # fmt: skip
 
 
-def extension_methods_pass() -> bool:
-    """Whether the gateway check takes WebDAV's methods yet (issue 18: the `gatecheck`
-    work); until it does, the propfind phase rightly reports the check's 403s."""
-    from standalone_mfa.gateway import origin
-
-    try:
-        origin.from_url("http://app.bench.test/dav/", "PROPFIND")
-    except origin.BadOrigin:
-        return False
-    return True
-
-
 def run_bench(output: Path, *arguments: str) -> dict:
     command = [
         sys.executable, "-m", "bench.run", *arguments,
@@ -75,10 +63,6 @@ def test_bench_signs_in_without_errors_in_every_phase(report):
     phases = [phase for each in report["passes"] for phase in each["phases"]]
     assert len(phases) == len(USERS) * len(CLIENTS) * len(PHASES)
     for phase in phases:
-        if phase["phase"] == "propfind" and not extension_methods_pass():
-            assert phase["ok"] == 0 and phase["errors"] > 0, phase
-            assert set(phase["error_examples"]) == {"403"}, phase
-            continue
         assert phase["errors"] == 0, phase
         assert phase["ok"] > 0, phase
         assert phase["server_cpu_ms_per_op"] > 0, phase
@@ -124,10 +108,9 @@ def test_bench_report_has_every_field(report):
         resident = each["rss_mb"]["workers"]
         assert all(0 < now <= peak for now, peak in zip(resident, rss["workers"], strict=True))
         assert set(each["vs_floor"]) == set(PHASES) - {"floor"}
-        for name, ratios in each["vs_floor"].items():
+        for ratios in each["vs_floor"].values():
             assert set(ratios) == {str(c) for c in CLIENTS}
-            if name != "propfind" or extension_methods_pass():
-                assert all(ratio > 0 for ratio in ratios.values())
+            assert all(ratio > 0 for ratio in ratios.values())
     assert meta["pool"] is True  # pooled connections are the default
     floor_rss = report["floor_peak_rss_mb"]["workers"]
     assert len(floor_rss) == 2 and all(mb > 0 for mb in floor_rss)
