@@ -19,8 +19,10 @@ operation: the gunicorn processes' CPU time (/proc) over the phase ÷ its operat
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import datetime as dt
+import importlib.util
 import json
 import os
 import platform
@@ -52,7 +54,9 @@ RESULTS = REPO / "bench" / "results"
 STEP_SECONDS = 30
 SERVER_START_TIMEOUT = 60
 
-PHASES = ("floor", "baseline", "gateway", "propfind", "password", "code")
+PHASES = ("floor", "baseline", "gateway", "propfind", "apppw", "password", "code")
+# App passwords (Basic credentials at the gateway) exist once the app has them.
+HAS_APP_PASSWORDS = importlib.util.find_spec("standalone_mfa.factors.app_passwords") is not None
 
 # Targets: reported, never asserted (a busy machine must not fail a build).
 BASELINE_VS_FLOOR_MIN = 0.7
@@ -63,9 +67,17 @@ GATEWAY_VS_FLOOR_MIN = 0.5  # GET /auth/nginx with a signed-in cookie
 GATEWAY_P99_OVER_P50_MAX = 10
 # The gateway phase's rules: one_factor on the host the checks ask about.
 BENCH_HOST = "app.bench.test"
+DAV_HOST = "dav.bench.test"  # the app-password phase's: a CalDAV client's requests
 BENCH_RULES = {
     "default_policy": "deny",
-    "rules": [{"domain": "*.bench.test", "policy": "one_factor"}],
+    "rules": [
+        *(
+            [{"domain": DAV_HOST, "policy": "one_factor", "app_passwords": True}]
+            if HAS_APP_PASSWORDS
+            else []
+        ),
+        {"domain": "*.bench.test", "policy": "one_factor"},
+    ],
 }
 BENCH_PORTAL = "http://auth.bench.test"
 CODE_P99_OVER_P50_MAX = 10
@@ -150,7 +162,7 @@ def parse_args(argv):
     parser.add_argument(
         "--phases",
         type=_phase_list,
-        default=list(PHASES),
+        default=[name for name in PHASES if name != "apppw" or HAS_APP_PASSWORDS],
         help="which phases to measure, in this order (default: " + ",".join(PHASES) + ")",
     )
     parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", 2)))
@@ -171,6 +183,12 @@ def parse_args(argv):
         default=20000,
         help="most pending logins prepared for one code-step phase (each sent once: the "
         "phase ends when they are used up, or after --seconds)",
+    )
+    parser.add_argument(
+        "--app-passwords",
+        type=int,
+        default=1000,
+        help="app passwords (one per user) the apppw phase cycles through",
     )
     parser.add_argument(
         "--sessions",
@@ -202,6 +220,8 @@ def _phase_list(text: str) -> list[str]:
     unknown = sorted(set(chosen) - set(PHASES))
     if unknown or not chosen:
         raise argparse.ArgumentTypeError(f"phases are {', '.join(PHASES)}; not {unknown}")
+    if "apppw" in chosen and not HAS_APP_PASSWORDS:
+        raise argparse.ArgumentTypeError("this version has no app passwords: no apppw phase")
     return [name for name in PHASES if name in chosen]
 
 
@@ -263,7 +283,7 @@ def run_pass(args, keys: dict, workdir: Path, count: int, floor) -> dict:
         "code_vs_baseline": _ratios(phases, "code", "baseline", args.clients),
         "vs_floor": {
             name: _ratios(phases, name, "floor", args.clients)
-            for name in ("baseline", "gateway", "propfind", "password", "code")
+            for name in ("baseline", "gateway", "propfind", "apppw", "password", "code")
             if name in args.phases and "floor" in args.phases
         },
     }
@@ -286,10 +306,13 @@ def drive(args, app, server, floor, users: list[seed.BenchUser]) -> list[dict]:
     phases = []
     cookie_name = app.config["SESSION_COOKIE_NAME"]
     host = load.host_of(server.url)
-    signed_in = []
+    signed_in, app_passwords = [], []
     if {"gateway", "propfind"} & set(args.phases):
         with app.app_context():
             signed_in = seed.seed_signed_in_sessions(users[: args.sessions])
+    if "apppw" in args.phases:
+        with app.app_context():
+            app_passwords = seed.seed_app_passwords(users[: args.app_passwords])
     warm_up(server, floor)
     fixed = {
         "floor": lambda: [load.http_request("GET", "/bench/ping", load.host_of(floor.url))],
@@ -300,9 +323,18 @@ def drive(args, app, server, floor, users: list[seed.BenchUser]) -> list[dict]:
         "propfind": lambda: [
             gateway_request(host, cookie_name, token, "PROPFIND") for token in signed_in
         ],
+        "apppw": lambda: [
+            app_password_request(host, username, secret) for username, secret in app_passwords
+        ],
         "password": lambda: password_requests(server, host, users, rng),
     }
-    checks = {"floor": "ping", "baseline": "ping", "gateway": "gateway", "propfind": "gateway"}
+    checks = {
+        "floor": "ping",
+        "baseline": "ping",
+        "gateway": "gateway",
+        "propfind": "gateway",
+        "apppw": "gateway",
+    }
     for clients in args.clients:
         for name in args.phases:
             target = floor if name == "floor" else server
@@ -336,6 +368,19 @@ def gateway_request(host: str, cookie_name: str, token: str, method: str) -> byt
         "X-Original-URL": f"http://{BENCH_HOST}{path}",
         "X-Original-Method": method,
         "Cookie": f"{cookie_name}={token}",
+    }
+    return load.http_request("GET", "/auth/nginx", host, headers)
+
+
+def app_password_request(host: str, username: str, secret: str) -> bytes:
+    """nginx's subrequest for a calendar client's PROPFIND with an app password as
+    Basic credentials (no session cookie, no HTML in Accept), on an app-password rule."""
+    credentials = base64.b64encode(f"{username}:{secret}".encode()).decode()
+    headers = {
+        "X-Original-URL": f"http://{DAV_HOST}/calendars/{username}/",
+        "X-Original-Method": "PROPFIND",
+        "Authorization": f"Basic {credentials}",
+        "Accept": "text/xml",
     }
     return load.http_request("GET", "/auth/nginx", host, headers)
 
@@ -663,7 +708,7 @@ def targets(report: dict) -> list[dict]:
             at_least(
                 f"code step / floor req/s {where}", vs_floor["code"][str(top)], code_vs_floor_min
             )
-        for name in ("gateway", "propfind"):
+        for name in ("gateway", "propfind", "apppw"):
             if name in vs_floor:
                 at_least(
                     f"{name} check / floor req/s {where}", vs_floor[name][str(top)],
