@@ -13,8 +13,9 @@
 -- CHECK says what a successful operation answers:
 --   ping     200 with the body "ok"
 --   gateway  200 with a Remote-User header
---   login    302 to /mfa/verify (a 200 sign-in page with its CSRF field is the GET
---            that precedes it: counted as a page, neither an operation nor an error)
+--   login    302 to /mfa/verify (a 200 sign-in page with its CSRF field and no error
+--            message is the GET that precedes it: counted as a page, neither an
+--            operation nor an error)
 --   code     302 to /
 -- Anything else is an error, the first few kept as examples.
 
@@ -105,7 +106,12 @@ local function judge(status, headers, body)
     local user = headers["Remote-User"] or headers["remote-user"]
     return status == 200 and user ~= nil and user ~= ""
   elseif check == "login" then
-    if status == 200 and body:find('name="csrf_token"', 1, true) then
+    -- A refused POST shows the form again, with its error message: not a page.
+    if
+      status == 200
+      and body:find('name="csrf_token"', 1, true)
+      and not body:find("message-error", 1, true)
+    then
       return "page"
     end
     return status == 302 and location_path(headers) == "/mfa/verify"

@@ -12,6 +12,7 @@ from conftest import test_config
 
 from standalone_mfa import create_app
 from standalone_mfa.core.db import db
+from standalone_mfa.core.models import User
 
 # --- prepared statements of the hot path
 
@@ -206,3 +207,34 @@ def test_on_postgresql_a_prepared_select_is_prepared_once_per_connection(app):
         with db.atomic():
             assert [u.username for u in by_name.run(name="bob")] == ["bob"]
             assert name not in prepared_here()
+
+
+@pytest.mark.skipif(
+    not os.environ.get("TEST_DATABASE_URL", "").startswith("postgres"),
+    reason="needs PostgreSQL: set TEST_DATABASE_URL=postgresql://... (CI does)",
+)
+def test_on_postgresql_a_server_that_keeps_losing_them_gets_plain_sql(app, monkeypatch):
+    """Behind a pooler in transaction mode each statement may reach another backend, so
+    a PREPAREd statement is gone at the next one: the answer is still right, and the
+    process stops preparing (no PREPARE sent again)."""
+    from standalone_mfa.core.db import Prepared, db
+
+    by_name = Prepared(lambda slot: User.select().where(User.username == slot("name")))
+    sent = []
+    with app.app_context():
+        database = db.obj
+        plain = type(database).execute_sql
+
+        def lossy(self, sql, params=None, *args, **kwargs):
+            sent.append(sql.split()[0])
+            cursor = plain(self, sql, params, *args, **kwargs)
+            if sql.startswith("PREPARE"):
+                plain(self, "DEALLOCATE ALL")  # another backend takes the next statement
+            return cursor
+
+        monkeypatch.setattr(type(database), "execute_sql", lossy)
+        assert [u.username for u in by_name.run(name="alice")] == ["alice"]
+        assert sent.count("PREPARE") == 2 and sent[-1] == "SELECT"
+        sent.clear()
+        assert [u.username for u in by_name.run(name="bob")] == ["bob"]
+        assert sent == ["SELECT"]

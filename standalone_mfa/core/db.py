@@ -326,12 +326,14 @@ class Prepared:
 # the gateway's four-table query, planning cost several times what running it does. So
 # on PostgreSQL a prepared SELECT outside a transaction (the gateway's check, the
 # session's load) is PREPAREd once per connection and then EXECUTEd. A server that
-# lost it (a pooler in transaction mode giving another backend, DISCARD ALL) answers
-# "does not exist": prepared again and run again, once. Statements inside a
+# lost it (DISCARD ALL, a restart) answers "does not exist": prepared again and run
+# again; lost again at once (a pooler in transaction mode, whose next statement goes
+# to another backend), the process stops preparing them. Statements inside a
 # transaction (the code step's writes, plain single-table ones) are sent as before:
 # an error there would abort the transaction.
 
 _PREPARED_ON: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # connection -> names
+_UNPREPARED: weakref.WeakSet = weakref.WeakSet()  # databases whose server keeps losing them
 _PLACEHOLDER = re.compile(r"%%|%s")
 _NOT_PREPARED = "26000"  # invalid_sql_statement_name
 _ALREADY_PREPARED = "42P05"  # duplicate_prepared_statement
@@ -348,11 +350,11 @@ def _pgcode(exc: BaseException) -> str | None:
 
 
 def _execute_prepared(database, statement: Prepared, sql: str, params: list):
-    if database.in_transaction():
+    if database.in_transaction() or database in _UNPREPARED:
         return database.execute_sql(sql, params)
     name = f"smfa_{statement.number}"
     execute = f"EXECUTE {name}({', '.join(['%s'] * len(params))})" if params else f"EXECUTE {name}"
-    for attempt in (1, 2):
+    for _attempt in (1, 2):
         connection = database.connection()
         names = _PREPARED_ON.setdefault(connection, set())
         if name not in names:
@@ -365,10 +367,13 @@ def _execute_prepared(database, statement: Prepared, sql: str, params: list):
         try:
             return database.execute_sql(execute, params)
         except peewee.DatabaseError as exc:
-            if _pgcode(exc) != _NOT_PREPARED or attempt == 2:
+            if _pgcode(exc) != _NOT_PREPARED:
                 raise
             names.discard(name)
-    raise AssertionError("unreachable")
+    # Lost twice in a row: a pooler that hands each statement to another backend. Plain
+    # SQL from now on, for this database, in this process.
+    _UNPREPARED.add(database)
+    return database.execute_sql(sql, params)
 
 
 # A cursor wrapper's own state, never carried from one run to the next.
