@@ -1,9 +1,9 @@
 """The gateway's checks (`GET /auth/nginx`, `GET /auth/forward`) on a lean WSGI path.
 
 They answer every request of every protected app, so they skip what Flask runs for a
-page and a check does not need: the session interface (a check has no session; it
-reads the cookie itself), the sign-in guard, the CSRF check, Flask-Login, the mail
-sender, and the per-hook bookkeeping of Flask's dispatch. What they keep, in the same
+page and a check does not need: saving a session (the session interface gives a check
+an empty one; it reads the cookie itself), the sign-in guard, the CSRF check,
+Flask-Login, the mail sender, and the per-hook bookkeeping of Flask's dispatch. What they keep, in the same
 order as on a page: a request context (so the views in `gateway` run unchanged: the
 decision is still `gateway.check`'s, the answer still `gateway._answer`'s), the
 schema check, the body limit, the request's timing for `/metrics`, the security
