@@ -60,7 +60,7 @@ HAS_APP_PASSWORDS = importlib.util.find_spec("standalone_mfa.factors.app_passwor
 
 # Targets: reported, never asserted (a busy machine must not fail a build).
 BASELINE_VS_FLOOR_MIN = 0.7
-CODE_VS_FLOOR_MIN = {"sqlite": 0.25, "postgresql": 0.15}  # by engine
+CODE_VS_FLOOR_MIN = {"sqlite": 0.25, "postgresql": 0.25}  # by engine (issue 18: both)
 PEAK_RSS_MB_MAX = 80  # per worker
 CODE_VS_BASELINE_MIN = 0.5
 GATEWAY_VS_FLOOR_MIN = 0.5  # GET /auth/nginx with a signed-in cookie
