@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import threading
 from dataclasses import dataclass
 
 from peewee import fn
@@ -72,6 +73,30 @@ def record(
             }
         )
     )
+
+
+class RateCap:
+    """For events that a client can repeat at will: whether one for `key` is due at
+    `at`, at most once per `interval` seconds per key and process, so that they never
+    grow the log without bound. Forgets every key past `size` distinct ones."""
+
+    def __init__(self, interval: float, size: int = 4096):
+        self._interval = interval
+        self._size = size
+        self._last: dict = {}
+        self._lock = threading.Lock()
+
+    def due(self, key, at: dt.datetime) -> bool:
+        moment = at.timestamp()
+        with self._lock:
+            last = self._last.get(key)
+            # A clock that went back does not silence a key for longer.
+            if last is not None and 0 <= moment - last < self._interval:
+                return False
+            if len(self._last) >= self._size:
+                self._last.clear()
+            self._last[key] = moment
+            return True
 
 
 def event_types() -> list[str]:

@@ -6,7 +6,9 @@ the same throttles as sign-in; every outcome is one audit event, `reauth`, whose
 detail names the factor.
 
 A step-up counts for `ADMIN_STEP_UP_SECONDS` on this signed-in session only: it is
-`WebSession.step_up_at`, which every state transition clears."""
+`WebSession.step_up_at`, which every state transition clears. Every proof that is
+right gives the session a new token (SC-67): a copy of the cookie taken before, say by
+an app behind the gateway, cannot ride on what the person just proved."""
 
 from __future__ import annotations
 
@@ -30,6 +32,11 @@ def _audit(user: User, outcome: str, factor: str, client) -> None:
     audit.record("reauth", outcome, user=user, actor=user.username, detail=factor, client=client)
 
 
+def _proved(web_session: ServerSession, user: User, factor: str) -> None:
+    _audit(user, "ok", factor, web_session.client)
+    web_session.renew_token()
+
+
 def _refused(user: User, proof: proofs.Proof, factor: str, client) -> str:
     _audit(user, "throttled" if proof.throttled else "failed", factor, client)
     return proof.message()
@@ -44,7 +51,7 @@ def confirm_password(
     client = web_session.client
     with proofs.password(user.username, user, password, trusted=trusted, client=client) as proof:
         if proof.ok:
-            _audit(user, "ok", PASSWORD, client)
+            _proved(web_session, user, PASSWORD)
     return None if proof.ok else _refused(user, proof, PASSWORD, client)
 
 
@@ -75,7 +82,7 @@ def confirm_identity(
             user, recovery_code, client=client, drift_memory=web_session
         ) as proof:
             if proof.ok:
-                _audit(user, "ok", RECOVERY_CODE, client)
+                _proved(web_session, user, RECOVERY_CODE)
         return None if proof.ok else _refused(user, proof, RECOVERY_CODE, client)
     return messages.text("need_code_or_recovery" if allow_recovery else "need_code")
 
@@ -89,7 +96,7 @@ def confirm_code(
         user, code, credential=credential, secret=secret, client=client, drift_memory=web_session
     ) as proof:
         if proof.ok:
-            _audit(user, "ok", CODE, client)
+            _proved(web_session, user, CODE)
     return None if proof.ok else _refused(user, proof, CODE, client)
 
 

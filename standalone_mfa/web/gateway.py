@@ -24,7 +24,7 @@ from ..core import metrics
 from ..core.clock import now
 from ..core.config import ConfigurationError
 from ..gateway import check, origin, rules
-from .cookies import CookiePolicy
+from .cookies import CookiePolicy, single_cookie
 from .session_cookie import client
 
 bp = Blueprint("gateway", __name__, url_prefix="/auth")
@@ -82,7 +82,7 @@ def _answer(read, *, redirect_to_portal: bool) -> Response:
         metrics.gateway_check(check.REFUSE)
         return _empty(403)
     name = session_cookie_name(original.scheme)
-    token = request.cookies.get(name)
+    token = single_cookie(name)  # a name sent twice is nobody (SC-68)
     if token is None and name != current_app.config["SESSION_COOKIE_NAME"]:
         _warn_if_unprefixed(original)
     decision = check.decide(access_control(), original, token, now())
