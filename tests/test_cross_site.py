@@ -74,7 +74,9 @@ def gateway_user(app, cookie_header: str) -> str | None:
         {"Sec-Fetch-Site": "same-site"},  # a browser that sends no Origin here
         {"Sec-Fetch-Site": "cross-site"},
         {"Origin": "https://attacker.example"},
-        {"Origin": "null"},  # a sandboxed frame, a data: page
+        {"Origin": "null", "Sec-Fetch-Site": "same-site"},  # a sibling's no-referrer page
+        {"Origin": "null", "Sec-Fetch-Site": "cross-site"},  # a sandboxed frame elsewhere
+        {"Origin": "file://"},
         {"Origin": "http://auth.example.test"},  # the portal's name, another scheme
         {"Origin": "https://auth.example.test:8443"},  # another port
         {"Origin": PORTAL, "Sec-Fetch-Site": "same-site"},
@@ -101,6 +103,10 @@ def test_sc68_a_form_sent_from_another_origin_is_refused_and_changes_nothing(
         {"Origin": "HTTPS://AUTH.EXAMPLE.TEST:443"},  # the same origin, spelt otherwise
         {"Sec-Fetch-Site": "same-origin"},
         {"Sec-Fetch-Site": "none"},  # the person's own action (typed, bookmarked)
+        # What Chromium sends with the portal's own forms: under the portal's
+        # Referrer-Policy: no-referrer, a form's Origin is "null" (Fetch standard).
+        {"Origin": "null", "Sec-Fetch-Site": "same-origin"},
+        {"Origin": "null"},  # an older browser under that policy: the CSRF token decides
         {},  # an older browser: the CSRF token still applies
     ],
     ids=lambda headers: " ".join(f"{k}={v}" for k, v in headers.items()) or "no headers",

@@ -6,6 +6,10 @@ does: a state-changing request whose `Origin` is not the portal's, or that it ma
 `Sec-Fetch-Site: same-site` or `cross-site`, is refused with 403. A browser too old to
 send either is let through to the CSRF check, as before.
 
+`Origin: null` says nothing either way: the portal's pages send `Referrer-Policy:
+no-referrer`, under which browsers send `null` on every form they post, the portal's
+own included (the Fetch standard; Chromium does). `Sec-Fetch-Site` then decides.
+
 The API is left out: it takes a bearer token and no cookie, so nothing rides along."""
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ CAP_KEY = "standalone_mfa.cross_site_refusals"
 
 def origin_of(url: str) -> tuple[str, str, int] | None:
     """(scheme, host, port) of an origin or URL, as browsers compare them; None if it
-    is not an http(s) one (such as the `null` origin of a sandboxed page)."""
+    is not an http(s) one."""
     try:
         parts = urlsplit(url.strip())
         port = parts.port
@@ -55,9 +59,9 @@ def from_elsewhere() -> bool:
     if fetch_site is not None and fetch_site.strip().lower() not in TRUSTED_FETCH_SITES:
         return True
     sent = request.headers.get("Origin")
-    if sent is None:
+    if sent is None or sent.strip() == "null":
         return False
-    return origin_of(sent) is None or origin_of(sent) != portal_origin()
+    return origin_of(sent) != portal_origin()
 
 
 def refuse_cross_site():
