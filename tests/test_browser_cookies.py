@@ -1,6 +1,6 @@
 """SC-67 and SC-68 in a real browser, through the shipped nginx configs (the portal at
-https://auth.example.test, apps at app1/app2, as in test_browser_gateway, whose portal,
-nginx and Chromium this module shares): the binding cookie is set and honoured through
+https://auth.example.test, apps at app1/app2: test_browser_gateway's set-up, whose
+fixtures this module uses): the binding cookie is set and honoured through
 the proxy and never reaches an app; a copy of the domain-wide session cookie alone
 passes the gateway but opens none of the portal's pages; a form that a sibling
 subdomain's page sends to the portal is refused by what Chromium itself says
