@@ -1,5 +1,6 @@
-"""Writes `instance/config.py` with new random keys, once: an existing file is never
-overwritten. Run by `make run`:  python -m standalone_mfa.instance"""
+"""Writes `config.py` with new random keys into the settings folder (the one
+`STANDALONE_MFA_INSTANCE` names, else `instance/` in a checkout), once: an existing file
+is never overwritten. Run by `make run`:  python -m standalone_mfa.instance"""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pathlib import Path
 
 from flask import Flask
 
+from .core import paths
 from .core.crypto import generate_key
+from .core.db import make_private
 
 TEMPLATE = """\
 # Written by `python -m standalone_mfa.instance` on first run. Keep this file private:
@@ -25,14 +28,20 @@ MFA_ENCRYPTION_KEYS = ["{fernet_key}"]
 
 
 def instance_path() -> Path:
-    # The same folder the app will use (Flask decides it from the package location).
-    return Path(Flask("standalone_mfa", instance_relative_config=True).instance_path)
+    # The same folder the app will use (STANDALONE_MFA_INSTANCE, else Flask decides it
+    # from the package location).
+    bare = Flask(
+        "standalone_mfa", instance_path=paths.instance_path(), instance_relative_config=True
+    )
+    return Path(bare.instance_path)
 
 
 def write_config(path: Path) -> bool:
+    # The folder holds the keys and the SQLite database: the owner's alone (SC-70).
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_private(path.parent, 0o700)
     if path.exists():
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
     content = TEMPLATE.format(secret_key=secrets.token_hex(32), fernet_key=generate_key())
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:

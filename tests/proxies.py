@@ -476,11 +476,22 @@ class Visitor:
             self.open("GET", self._next(response), follow=False), account, clock
         )
 
+    def confirm_second_factor(self, page):
+        """A signed-in session sent back by a two_factor app: the portal asks first
+        (a link alone must not move the session into a step); press its button and
+        return the step's page. Any other page is returned as it is."""
+        if urlsplit(page.url).path != "/login" or 'id="second-factor-continue"' not in page.text:
+            return page
+        response = self.submit(page, {}, follow=False)
+        assert response.status_code == 302, (response.status_code, response.text[:500])
+        return self.open("GET", self._next(response), follow=False)
+
     def second_step(self, page, account, clock=None):
         """On the set-up page (the key read from the page, as a person types it into
         their app; the recovery codes page after it) or the code page: the code of now.
         Anywhere else: nothing to do. Follows the redirects after it to the end, and
         notes in `steps` which step it passed."""
+        page = self.confirm_second_factor(page)
         path = urlsplit(page.url).path
         if path == "/mfa/setup":
             shown = SECRET_RE.search(page.text)

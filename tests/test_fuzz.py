@@ -532,6 +532,7 @@ ALLOWED_NEW_AUDIT = {
     ("reauth", "failed"),
     ("reauth", "throttled"),
     ("totp_reenrolled", "failed"),
+    ("gateway_refused", "malformed"),  # a malformed check, once a minute (SC-65)
 }
 SESSION_IDENTITY = (
     "id",

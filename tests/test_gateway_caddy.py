@@ -214,7 +214,7 @@ def test_two_factor_rule_steps_a_password_session_up_while_mfa_is_disabled(gatew
         visitor.sign_in(visitor.get(gateway.url("app1", "/")), account, gateway.clock)
         assert visitor.steps == []
         page = gateway.url("secure", "/files?a=1")
-        code_page = visitor.get(page)
+        code_page = visitor.confirm_second_factor(visitor.get(page))
         assert code_page.url == gateway.portal + "/mfa/verify"
         landed = visitor.second_step(code_page, account, gateway.clock)
         assert landed.url == page

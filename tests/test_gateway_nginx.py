@@ -243,7 +243,7 @@ def test_two_factor_rule_steps_a_password_session_up_while_mfa_is_disabled(
 
     # The two_factor site: through the set-up (no authenticator yet), then straight back.
     page = gateway.url("secure", "/vault?id=7")
-    setup = visitor.get(page)
+    setup = visitor.confirm_second_factor(visitor.get(page))
     assert setup.url == gateway.portal + "/mfa/setup"
     landed = visitor.second_step(setup, account, gateway.clock)
     assert visitor.steps == ["/mfa/setup"]
@@ -257,7 +257,7 @@ def test_two_factor_rule_asks_an_enrolled_user_for_the_code(gateway, next_step, 
     visitor.sign_in(visitor.get(gateway.url("app2", "/")), account, gateway.clock)
     assert visitor.steps == []
     page = gateway.url("secure", "/")
-    code_page = visitor.get(page)
+    code_page = visitor.confirm_second_factor(visitor.get(page))
     assert code_page.url == gateway.portal + "/mfa/verify"
     landed = visitor.second_step(code_page, account, gateway.clock)
     assert landed.url == page and received(landed)["remote-user"] == [account.username]

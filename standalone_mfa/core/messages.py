@@ -259,6 +259,7 @@ EVENT_LABELS = {
     ("session_ended", "mfa_required"): "Signed out: two-factor sign-in now required",
     ("second_factor_required", "ok"): "Code asked for by a protected app",
     ("gateway_denied", "denied"): "Access to a protected app refused",
+    ("gateway_refused", "malformed"): "Protected app check refused: malformed request",
     ("cross_site_refused", "refused"): "Form sent from another site refused",
     # People's own changes, and proving it is them.
     ("reauth", "ok"): "Identity confirmed",

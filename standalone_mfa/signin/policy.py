@@ -14,7 +14,9 @@ groups, the grace period) and what is known of the user give a `Requirement`:
 - SET_UP: set-up is required now.
 
 Deadlines are kept on the server (`User.mfa_required_since`, `User.mfa_deadline`): set
-at the first sign-in that required set-up, cleared when the user sets up. A deadline is
+at the first sign-in that required set-up (or, for a session signed in before the
+user was put in the scope, its first request after: `requirement_kept`), cleared when
+the user sets up. A deadline is
 never recounted from a later sign-in: leaving the scope and coming back does not give a
 new grace, and a grace shortened by the administrator counts at once (the stored
 deadline and the first required sign-in plus today's grace: the earlier wins). After an
@@ -148,6 +150,18 @@ def requirement_of(
         deadline=user.mfa_deadline,
         reset=user.mfa_reset_at is not None,
     )
+
+
+def requirement_kept(user: User, at: dt.datetime, *, user_groups=None) -> Requirement:
+    """`requirement_of` for a session already signed in (the guard, the gateway): a
+    grace that begins now, because the user was put in the scope since signing in, is
+    kept on the server the first time it is seen, so that it ends (a deadline recounted
+    from "now" at every request never would)."""
+    requirement = requirement_of(user, at, user_groups=user_groups)
+    if requirement.outcome in (POSTPONABLE, SET_UP) and user.mfa_required_since is None:
+        start_grace(user, requirement, at)
+        requirement = requirement_of(user, at, user_groups=user_groups)
+    return requirement
 
 
 def start_grace(user: User, requirement: Requirement, at: dt.datetime) -> None:

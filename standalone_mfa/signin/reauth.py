@@ -3,7 +3,7 @@ their own sign-in (the password, then a current code or a recovery code) or, as 
 administrator, before changing someone else's account (a step-up: a current code, or
 the password without an authenticator). Every proof is `factors.proofs`, counted by
 the same throttles as sign-in; every outcome is one audit event, `reauth`, whose
-detail names the factor.
+detail names the factor (refusals while throttled: one a minute per user).
 
 A step-up counts for `ADMIN_STEP_UP_SECONDS` on this signed-in session only: it is
 `WebSession.step_up_at`, which every state transition clears. Every proof that is
@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import current_app
-
 from ..core import audit, messages
 from ..core.clock import now
+from ..core.config import setting
 from ..core.models import User
 from ..factors import proofs, totp
 from . import sessions, state
@@ -38,7 +37,12 @@ def _proved(web_session: ServerSession, user: User, factor: str) -> None:
 
 
 def _refused(user: User, proof: proofs.Proof, factor: str, client) -> str:
-    _audit(user, "throttled" if proof.throttled else "failed", factor, client)
+    """Every wrong answer is audited; a refusal while throttled (no secret looked at)
+    once a minute per user at most: a scanner must not write a row per attempt (SC-70)."""
+    if not proof.throttled:
+        _audit(user, "failed", factor, client)
+    elif audit.cap("reauth_throttled").due(user.id, now().timestamp()):
+        _audit(user, "throttled", factor, client)
     return proof.message()
 
 
@@ -110,7 +114,7 @@ def method_for(user: User) -> str:
 
 
 def lifetime() -> dt.timedelta:
-    return dt.timedelta(seconds=current_app.config["ADMIN_STEP_UP_SECONDS"])
+    return dt.timedelta(seconds=setting("ADMIN_STEP_UP_SECONDS"))
 
 
 def is_fresh(web_session: ServerSession) -> bool:

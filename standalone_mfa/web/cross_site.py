@@ -17,10 +17,11 @@ from __future__ import annotations
 import contextlib
 from urllib.parse import urlsplit
 
-from flask import current_app, request
+from flask import request
 
 from ..core import audit, messages
 from ..core.clock import now
+from ..core.config import setting
 from ..core.db import UNAVAILABLE
 from .errors import render_error
 from .session_cookie import client
@@ -29,8 +30,6 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # `none`: the person's own action (typed, a bookmark); `same-origin`: the portal's page.
 TRUSTED_FETCH_SITES = frozenset({"same-origin", "none"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
-AUDIT_INTERVAL = 60.0  # seconds: at most one audit row a minute per address
-CAP_KEY = "standalone_mfa.cross_site_refusals"
 
 
 def origin_of(url: str) -> tuple[str, str, int] | None:
@@ -50,7 +49,7 @@ def origin_of(url: str) -> tuple[str, str, int] | None:
 def portal_origin() -> tuple[str, str, int] | None:
     """The portal's own origin: `GATEWAY_PORTAL_URL`'s when set (the operator's word
     for its public URL), else the one this request was sent to."""
-    return origin_of(current_app.config.get("GATEWAY_PORTAL_URL") or request.host_url)
+    return origin_of(setting("GATEWAY_PORTAL_URL") or request.host_url)
 
 
 def from_elsewhere() -> bool:
@@ -78,8 +77,7 @@ def _audit() -> None:
     """One row a minute per address: enough to see that a site posts here, never a row
     per request of a page that keeps posting."""
     who = client()
-    cap = current_app.extensions.setdefault(CAP_KEY, audit.RateCap(AUDIT_INTERVAL))
-    if not cap.due(who.ip, now()):
+    if not audit.cap("cross_site").due(who.ip, now().timestamp()):
         return
     headers = request.headers
     detail = (

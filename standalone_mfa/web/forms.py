@@ -249,7 +249,15 @@ class AccessTestForm(FlaskForm):
     )
     method = SelectField(
         _l("Method"),
-        choices={m: m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")},
+        choices={
+            m: m
+            for m in (
+                *("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"),
+                # WebDAV, CalDAV and CardDAV (SC-48): judged by the rules like the others.
+                *("PROPFIND", "PROPPATCH", "MKCOL", "MKCALENDAR", "REPORT", "COPY", "MOVE"),
+                *("LOCK", "UNLOCK"),
+            )
+        },
         default="GET",
     )
     username = StringField(_l("As user (optional)"), validators=[Optional(), Length(max=150)])

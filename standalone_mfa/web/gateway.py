@@ -1,5 +1,4 @@
-"""The reverse proxy's question, "may this request through?" (PRODUCT.md, the gateway
-contract):
+"""The reverse proxy's question, "may this request through?" (docs/gateway/index.md):
 
 - `/auth/nginx` for nginx `auth_request`: 200 (with `Remote-User`, `Remote-Groups`,
   `Remote-Email`: the confirmed address, when there is one),
@@ -9,7 +8,8 @@ contract):
   redirect to the portal's sign-in instead of the 401.
 
 No body to parse, no session made, no cookie set. Headers a proxy sent that do not
-describe a request are refused (403), never allowed (SC-34).
+describe a request are refused (403), never allowed, and audited once a minute at
+most (SC-34, SC-65).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from flask import Blueprint, Response, current_app, request
 
 from ..core import metrics
 from ..core.clock import now
-from ..core.config import ConfigurationError
+from ..core.config import ConfigurationError, setting
 from ..gateway import check, origin, rules
 from .cookies import CookiePolicy, single_cookie
 from .session_cookie import client
@@ -36,12 +36,11 @@ _last_warning = [float("-inf")]
 
 def init_app(app) -> None:
     """Parse the rules once, at start; a broken rule stops the app here (SC-34)."""
-    config = app.config
     try:
-        app.extensions[ACCESS_KEY] = rules.parse(config.get("ACCESS_CONTROL"))
+        app.extensions[ACCESS_KEY] = rules.parse(setting("ACCESS_CONTROL", app))
     except rules.RulesError as exc:
         raise ConfigurationError(str(exc)) from None
-    portal = config.get("GATEWAY_PORTAL_URL")
+    portal = setting("GATEWAY_PORTAL_URL", app)
     if portal:
         checked = origin.portal_url(portal)
         if checked is None:
@@ -49,8 +48,8 @@ def init_app(app) -> None:
                 "GATEWAY_PORTAL_URL must be the portal's public http(s) URL, such as "
                 "https://auth.example.com (no query, no fragment)."
             )
-        config["GATEWAY_PORTAL_URL"] = checked
-    elif config.get("ACCESS_CONTROL") is not None:
+        app.config["GATEWAY_PORTAL_URL"] = checked
+    elif setting("ACCESS_CONTROL", app) is not None:
         raise ConfigurationError(
             "ACCESS_CONTROL is set but GATEWAY_PORTAL_URL is not: set it to the portal's "
             "public URL (such as https://auth.example.com), where browsers are sent to sign in."
@@ -78,12 +77,17 @@ def _answer(read, *, redirect_to_portal: bool) -> Response:
     try:
         original = read(request.headers)
     except origin.BadOrigin as exc:
-        _log_once_a_minute(f"gateway check refused: {exc} (check the proxy's configuration)")
+        # 403, never 400: nginx's auth_request knows only 2xx, 401 and 403 (anything
+        # else is a 500 for the browser), and a refusal is what this is.
         metrics.gateway_check(check.REFUSE)
+        if check.audit_malformed(str(exc), client()):
+            logger.warning(
+                "gateway check refused: %s (a client's request, or the proxy's configuration)", exc
+            )
         return _empty(403)
     name = session_cookie_name(original.scheme)
     token = single_cookie(name)  # a name sent twice is nobody (SC-68)
-    if token is None and name != current_app.config["SESSION_COOKIE_NAME"]:
+    if token is None and name != setting("SESSION_COOKIE_NAME"):
         _warn_if_unprefixed(original)
     decision = check.decide(access_control(), original, token, now())
     metrics.gateway_check(decision.outcome)  # counted, never audited one by one
@@ -112,7 +116,7 @@ def _answer(read, *, redirect_to_portal: bool) -> Response:
 
 def sign_in_url(original_url: str) -> str:
     """The portal's sign-in page, told to come back to `original_url`."""
-    portal = current_app.config.get("GATEWAY_PORTAL_URL") or request.host_url.rstrip("/")
+    portal = setting("GATEWAY_PORTAL_URL") or request.host_url.rstrip("/")
     return f"{portal}/login?rd={quote(original_url, safe='')}"
 
 
@@ -120,11 +124,11 @@ def session_cookie_name(scheme: str) -> str:
     """The name the session cookie has on a request made over `scheme` (the original
     request's, not this check's): the portal's own naming rule (`cookies`), with the
     prefix over HTTPS (`__Secure-` when shared with subdomains)."""
-    config = current_app.config
-    secure = scheme == "https" or bool(config["SESSION_COOKIE_SECURE"])
-    domain = config.get("SESSION_COOKIE_DOMAIN") or None
-    policy = CookiePolicy(secure=secure, path="/", domain=domain, samesite="Lax")
-    return policy.name(config["SESSION_COOKIE_NAME"])
+    secure = scheme == "https" or setting("SESSION_COOKIE_SECURE")
+    policy = CookiePolicy(
+        secure=secure, path="/", domain=setting("SESSION_COOKIE_DOMAIN"), samesite="Lax"
+    )
+    return policy.name(setting("SESSION_COOKIE_NAME"))
 
 
 def _empty(status: int) -> Response:
@@ -138,7 +142,7 @@ def _warn_if_unprefixed(original) -> None:
     what it took for HTTP (behind a TLS proxy without PROXY_FIX_X_PROTO). That cookie
     is not believed over HTTPS (a sibling site could have planted it), so the browser
     would go round between the app and the portal: say why in the log."""
-    if current_app.config["SESSION_COOKIE_NAME"] in request.cookies:
+    if setting("SESSION_COOKIE_NAME") in request.cookies:
         _log_once_a_minute(
             f"gateway: the browser's session cookie for https://{original.host} has no __Secure- "
             "prefix: the portal believes it is served over plain HTTP (set PROXY_FIX_X_PROTO "

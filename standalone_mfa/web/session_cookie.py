@@ -33,6 +33,7 @@ from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
 from ..core.audit import Client
 from ..core.clock import now
+from ..core.config import setting
 from ..core.db import UNAVAILABLE
 from ..signin import sessions, steps
 from ..signin.sessions import LAST_SEEN_RESOLUTION, ServerSession
@@ -80,7 +81,7 @@ def _anonymous_serializer() -> URLSafeTimedSerializer:
 
 def _anonymous_max_age() -> int:
     # An anonymous session lives as long as an idle one with a row did.
-    return current_app.config["SESSION_IDLE_TIMEOUT"]
+    return setting("SESSION_IDLE_TIMEOUT")
 
 
 def read_anonymous_cookie() -> tuple[dict, int | None]:
@@ -124,7 +125,7 @@ def client() -> Client:
 class ServerSessionInterface(SessionInterface):
     def get_cookie_name(self, app) -> str:
         # Decided per request: the same app may be reached over HTTPS through a proxy.
-        return shared_cookie_policy().name(app.config["SESSION_COOKIE_NAME"])
+        return shared_cookie_policy().name(setting("SESSION_COOKIE_NAME", app))
 
     def open_session(self, app, request) -> ServerSession:
         if request.path.startswith(app.static_url_path + "/") or request.path in SESSIONLESS_PATHS:
@@ -145,7 +146,7 @@ class ServerSessionInterface(SessionInterface):
         token = sessions.save(session, now())
         policy = shared_cookie_policy()
         if token:
-            policy.set(response, app.config["SESSION_COOKIE_NAME"], token)
+            policy.set(response, setting("SESSION_COOKIE_NAME", app), token)
             if binding_required():
                 set_binding_cookie(response, token)
             # This browser's cookie now names another session: the one it held
@@ -156,7 +157,7 @@ class ServerSessionInterface(SessionInterface):
             return
         if session.row_dropped or (g.pop("drop_session_cookie", False) and not token):
             # Signed out or expired here: the row is gone, so is its cookie.
-            policy.delete(response, app.config["SESSION_COOKIE_NAME"])
+            policy.delete(response, setting("SESSION_COOKIE_NAME", app))
             if binding_required():
                 delete_binding_cookie(response)
         anonymous_sent = policy.name(ANONYMOUS_COOKIE) in request.cookies
