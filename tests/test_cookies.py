@@ -143,8 +143,10 @@ def test_sc45_anonymous_cookie_is_httponly_lax_and_secure_host_prefixed_over_htt
 # --- SC-36: cookies across subdomains (SESSION_COOKIE_DOMAIN), HSTS includeSubDomains
 
 PORTAL = "https://auth.example.com"
-SHARED = ("smfa_session", "smfa_anon")  # the shared scope: sent to every subdomain
-PORTAL_ONLY = ("smfa_device", "smfa_browser")  # host-only on the portal, always
+SHARED = ("smfa_session",)  # the shared scope: sent to every subdomain
+# Host-only on the portal, always: the anonymous session's cookie too (SC-68: no
+# sibling subdomain can plant one whose CSRF secret it knows).
+PORTAL_ONLY = ("smfa_anon", "smfa_device", "smfa_browser")
 
 
 class SiteBrowser(Browser):
@@ -310,9 +312,11 @@ def test_sc36_under_a_path_prefix_the_shared_cookies_still_cover_every_path(tmp_
         assert {(h["path"], h["domain"]) for h in cookies[f"__Secure-{base}"]} == {
             ("/", "example.com")
         }
-    # __Host- needs Path=/: under a prefix, the portal's own cookie is __Secure-.
+    # __Host- needs Path=/: under a prefix, the portal's own cookies are __Secure-.
     (trusted,) = cookies["__Secure-smfa_browser"]
     assert trusted["path"] == "/mfa-app" and "domain" not in trusted
+    for anonymous in cookies["__Secure-smfa_anon"]:
+        assert anonymous["path"] == "/mfa-app" and "domain" not in anonymous
     (binding,) = cookies["__Secure-smfa_binding"]
     assert binding["path"] == "/mfa-app" and "domain" not in binding
     assert client.get("/", base_url=portal).status_code == 200  # with the binding there
@@ -327,10 +331,10 @@ def test_sc36_sign_out_deletes_the_shared_cookies_with_the_attributes_they_were_
     alice, responses = full_sign_in(app, clock)
     set_with = cookie_headers(responses)["__Secure-smfa_session"][-1]
     # The password step moved the anonymous data into the row: its cookie went the
-    # same way it came (the same Domain and Path), so the browser dropped it.
-    anonymous = cookie_headers(responses)["__Secure-smfa_anon"]
+    # same way it came (host-only, the same Path), so the browser dropped it.
+    anonymous = cookie_headers(responses)["__Host-smfa_anon"]
     dropped = [h for h in anonymous if h.get("max-age") == "0"]
-    assert dropped and all(h["domain"] == "example.com" and h["path"] == "/" for h in dropped)
+    assert dropped and all("domain" not in h and h["path"] == "/" for h in dropped)
 
     alice.get("/")
     signed_out = alice.post("/logout")
@@ -347,9 +351,9 @@ def test_sc36_sign_out_deletes_the_shared_cookies_with_the_attributes_they_were_
     for origin in (PORTAL, "https://wiki.example.com"):
         page = alice.client.get("/", base_url=origin).get_data(as_text=True)
         assert 'id="signed-in-user">' not in page, origin
-    # "You have signed out." waits in the anonymous cookie, shared like the session's.
-    (flash,) = cookie_headers([signed_out])["__Secure-smfa_anon"]
-    assert flash["domain"] == "example.com" and flash["max-age"] == "1800"
+    # "You have signed out." waits in the anonymous cookie, the portal's own.
+    (flash,) = cookie_headers([signed_out])["__Host-smfa_anon"]
+    assert "domain" not in flash and flash["max-age"] == "1800"
 
 
 def test_sc36_the_session_is_read_only_from_the_cookie_name_of_its_scope(tmp_path, clock):

@@ -16,7 +16,7 @@ from standalone_mfa.core.db import db
 PORTAL = "https://auth.example.test"
 DOMAIN = "example.test"
 SESSION = "__Secure-smfa_session"
-ANONYMOUS = "__Secure-smfa_anon"
+ANONYMOUS = "__Host-smfa_anon"  # the portal's own: no sibling can set it over HTTPS
 BINDING = "__Host-smfa_binding"
 RULES = {"default_policy": "deny", "rules": [{"domain": "*.example.test", "policy": "one_factor"}]}
 REFUSED = "This form was sent from another site"
@@ -186,33 +186,46 @@ def test_sc68_the_api_keeps_working_with_its_bearer_token(shared_app):
 
 
 def test_sc68_login_csrf_with_a_planted_anonymous_cookie_and_its_token_fails(shared_app, clock):
-    """The sibling fetched an anonymous cookie and its form token from the portal, plants
-    the cookie for the whole domain and has the victim's browser post its own username
-    and password to the portal."""
-    attacker = portal_browser(shared_app, clock)
-    planted = attacker.client.get_cookie(ANONYMOUS, domain=DOMAIN).value
-    form_token = attacker.token
-
-    # An older browser (no Origin, no Sec-Fetch-Site) whose own anonymous cookie is
-    # there too: two cookies of that name are nobody's, so the token matches nothing.
-    victim = portal_browser(shared_app, clock)
-    own = victim.client.get_cookie(ANONYMOUS, domain=DOMAIN).value
+    """The sibling fetches an anonymous cookie and its form token from the portal, plants
+    the cookie in the victim's browser and has it post a username and password of the
+    sibling's own to the portal, from an older browser that sends neither `Origin` nor
+    `Sec-Fetch-Site`."""
     client = shared_app.test_client(use_cookies=False)
-    response = client.post(
-        "/login",
-        data={"username": "bob", "password": PASSWORD, "csrf_token": form_token},
-        base_url=PORTAL,
-        headers={"Cookie": f"{ANONYMOUS}={planted}; {ANONYMOUS}={own}"},
+
+    def sign_in_as_bob(base_url, cookie, **headers):
+        attacker = Browser(shared_app, clock)
+        attacker.get("/login", base_url=base_url)
+        return client.post(
+            "/login",
+            data={"username": "bob", "password": PASSWORD, "csrf_token": attacker.token},
+            base_url=base_url,
+            headers={"Cookie": cookie(attacker), **headers},
+        )
+
+    def anonymous(browser, name=ANONYMOUS):
+        return browser.client.get_cookie(name, domain="auth.example.test").value
+
+    # Over HTTPS the anonymous cookie is __Host-: a sibling cannot set it, and the
+    # names it can set for the whole domain are not read.
+    for name in ("__Secure-smfa_anon", "smfa_anon"):
+        response = sign_in_as_bob(PORTAL, lambda a, name=name: f"{name}={anonymous(a)}")
+        assert response.status_code == 400, name
+    # Over plain HTTP it can (no prefix holds there); with the victim's own beside it,
+    # two cookies of one name are nobody's, so the token matches nothing.
+    http = "http://auth.example.test"
+    victim = Browser(shared_app, clock)
+    victim.get("/login", base_url=http)
+    own = anonymous(victim, "smfa_anon")
+    response = sign_in_as_bob(
+        http, lambda a: f"smfa_anon={anonymous(a, 'smfa_anon')}; smfa_anon={own}"
     )
-    assert response.status_code == 400 and sessions_of(shared_app, "bob") == []
+    assert response.status_code == 400
     # A browser that says where the form came from: refused whatever the cookies.
-    response = client.post(
-        "/login",
-        data={"username": "bob", "password": PASSWORD, "csrf_token": form_token},
-        base_url=PORTAL,
-        headers={"Cookie": f"{ANONYMOUS}={planted}", "Sec-Fetch-Site": "same-site"},
+    response = sign_in_as_bob(
+        PORTAL, lambda a: f"{ANONYMOUS}={anonymous(a)}", **{"Sec-Fetch-Site": "same-site"}
     )
-    assert response.status_code == 403 and sessions_of(shared_app, "bob") == []
+    assert response.status_code == 403
+    assert sessions_of(shared_app, "bob") == []
 
 
 def test_sc68_two_session_cookies_of_one_name_are_signed_out_on_the_portal_and_the_gateway(

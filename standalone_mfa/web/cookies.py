@@ -1,11 +1,11 @@
 """What a cookie set now looks like: one decision, per request, for every cookie the app
 sets, in two scopes.
 
-Shared (`shared_cookie_policy`: the session cookie and the anonymous session's cookie):
-with `SESSION_COOKIE_DOMAIN` set, sent to that domain and every subdomain, at Path=/,
-so that one sign-in on the portal opens every app behind the gateway. Portal-only
-(`portal_cookie_policy`: the remembered-device and trusted-browser cookies): never a
-Domain, so no other app ever receives them nor can set them.
+Shared (`shared_cookie_policy`: the session cookie): with `SESSION_COOKIE_DOMAIN` set,
+sent to that domain and every subdomain, at Path=/, so that one sign-in on the portal
+opens every app behind the gateway. Portal-only (`portal_cookie_policy`: the anonymous
+session's, binding, remembered-device and trusted-browser cookies): never a Domain, so
+no other app ever receives them nor, over HTTPS, can set them.
 
 Both are Secure when this request came over HTTPS (directly, or through a proxy
 trusted by the `PROXY_FIX_*` settings) or when `SESSION_COOKIE_SECURE` forces it, and
@@ -89,7 +89,7 @@ def _policy(domain: str | None) -> CookiePolicy:
 
 
 def shared_cookie_policy() -> CookiePolicy:
-    """How the session cookie and the anonymous cookie look in this request: for the
+    """How the session cookie looks in this request: for the
     whole `SESSION_COOKIE_DOMAIN` when set (already normalised by `config.finish`),
     else host-only (needs a request context)."""
     return _policy(setting("SESSION_COOKIE_DOMAIN"))

@@ -9,10 +9,12 @@ cookieless visit touches no database. When the password step gives the session a
 the data moves into it and this cookie is deleted; when a session goes back to
 anonymous, its row is deleted and the data comes back here.
 
-Both cookies have the shared scope (`cookies.shared_cookie_policy`: all of
-`SESSION_COOKIE_DOMAIN` when set), and are read and deleted under the name and
-attributes they were set with, so that a browser really drops them. A name sent twice
-is read as absent (SC-68).
+The session cookie has the shared scope (`cookies.shared_cookie_policy`: all of
+`SESSION_COOKIE_DOMAIN` when set), so that the apps behind the gateway receive it. The
+anonymous cookie is the portal's alone (`cookies.portal_cookie_policy`, `__Host-` over
+HTTPS): no app needs it, and no sibling subdomain can plant one whose CSRF secret it
+knows (SC-68). Each is read and deleted under the name and attributes it was set with,
+so that a browser really drops it. A name sent twice is read as absent (SC-68).
 
 With `SESSION_COOKIE_DOMAIN`, every app behind the gateway receives the session
 cookie; the portal opens the session only with its binding cookie too
@@ -41,6 +43,7 @@ from .cookies import (
     binding_required,
     delete_binding_cookie,
     is_bound,
+    portal_cookie_policy,
     set_binding_cookie,
     shared_cookie_policy,
     single_cookie,
@@ -87,7 +90,7 @@ def _anonymous_max_age() -> int:
 def read_anonymous_cookie() -> tuple[dict, int | None]:
     """What this browser's anonymous cookie keeps, and when it was signed; ({}, None)
     if there is none, or it is tampered with, expired or malformed."""
-    value = single_cookie(shared_cookie_policy().name(ANONYMOUS_COOKIE))
+    value = single_cookie(portal_cookie_policy().name(ANONYMOUS_COOKIE))
     if not value or len(value) > 4096:
         return {}, None
     try:
@@ -160,21 +163,22 @@ class ServerSessionInterface(SessionInterface):
             policy.delete(response, setting("SESSION_COOKIE_NAME", app))
             if binding_required():
                 delete_binding_cookie(response)
-        anonymous_sent = policy.name(ANONYMOUS_COOKIE) in request.cookies
+        anonymous = portal_cookie_policy()
+        anonymous_sent = anonymous.name(ANONYMOUS_COOKIE) in request.cookies
         if session.has_row:
             if anonymous_sent:  # its data moved into the row
-                policy.delete(response, ANONYMOUS_COOKIE)
+                anonymous.delete(response, ANONYMOUS_COOKIE)
             return
         data = session.anonymous_data()
         if not data:
             if anonymous_sent and (session.modified or sent.signed_at is None):
-                policy.delete(response, ANONYMOUS_COOKIE)  # emptied, or not ours
+                anonymous.delete(response, ANONYMOUS_COOKIE)  # emptied, or not ours
             return
         stale = sent.signed_at is None or now().timestamp() - sent.signed_at >= (
             LAST_SEEN_RESOLUTION.total_seconds()
         )
         if session.modified or stale:  # re-signed once a minute while in use
-            policy.set(
+            anonymous.set(
                 response,
                 ANONYMOUS_COOKIE,
                 _anonymous_serializer().dumps(data),
