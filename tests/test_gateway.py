@@ -12,9 +12,9 @@ import pytest
 from conftest import PASSWORD, Browser, make_app
 from helpers import admin_token, audit_rows, give_credential, location, sessions_of
 
-from standalone_mfa.accounts import settings
 from standalone_mfa.core.db import db
 from standalone_mfa.core.models import User, UserGroup, WebSession
+from standalone_mfa.directory import settings
 
 PORTAL = "https://auth.example.test"
 RULES = {

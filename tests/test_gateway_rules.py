@@ -161,6 +161,35 @@ def test_rules_without_a_portal_url_or_a_bad_one_refuse_to_start(tmp_path):
             make_app(tmp_path, clock, ACCESS_CONTROL=RULES, GATEWAY_PORTAL_URL=bad)
 
 
+@pytest.mark.parametrize(
+    "portal",
+    ["https://example.org", "https://auth.example.org:8443/sso", "https://evilexample.com"],
+)
+def test_a_portal_outside_the_cookie_domain_refuses_to_start(tmp_path, portal):
+    with pytest.raises(ConfigurationError) as refused:
+        make_app(
+            tmp_path,
+            FrozenClock(START),
+            GATEWAY_PORTAL_URL=portal,
+            SESSION_COOKIE_DOMAIN="example.com",
+        )
+    said = str(refused.value)
+    assert "GATEWAY_PORTAL_URL" in said and "SESSION_COOKIE_DOMAIN (example.com)" in said
+
+
+@pytest.mark.parametrize(
+    "portal", ["https://example.com", "https://auth.example.com:8443/sso", "http://A.Example.COM"]
+)
+def test_a_portal_on_or_under_the_cookie_domain_starts(tmp_path, portal):
+    app = make_app(
+        tmp_path,
+        FrozenClock(START),
+        GATEWAY_PORTAL_URL=portal,
+        SESSION_COOKIE_DOMAIN=".Example.com",
+    )
+    assert app.config["GATEWAY_PORTAL_URL"] == portal
+
+
 # --- The proxy's headers
 
 

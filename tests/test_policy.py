@@ -31,9 +31,10 @@ from test_gateway import (
     rd_of,
 )
 
-from standalone_mfa.accounts import groups, reset, settings
+from standalone_mfa.accounts import reset
 from standalone_mfa.core.db import db
 from standalone_mfa.core.models import User
+from standalone_mfa.directory import groups, settings
 from standalone_mfa.signin import policy
 
 DAY = 24 * 3600
@@ -76,14 +77,14 @@ def postpone(browser):
 
 # --- The decision itself (pure) ------------------------------------------------------
 
-EVERYONE = policy.Policy("totp", settings.EVERYONE, frozenset(), 0)
-STAFF_7 = policy.Policy("totp", settings.GROUPS, frozenset({"staff"}), 7)
+EVERYONE = policy.Policy(settings.TOTP, settings.EVERYONE, frozenset(), 0)
+STAFF_7 = policy.Policy(settings.TOTP, settings.GROUPS, frozenset({"staff"}), 7)
 
 
 @pytest.mark.parametrize(
     ("rules", "facts", "outcome", "deadline"),
     [
-        (policy.Policy(), {"enrolled": True}, policy.DISABLED, None),
+        (policy.Policy(), {"enrolled": True}, policy.METHOD_OFF, None),
         (EVERYONE, {}, policy.SET_UP, START),  # no grace: set up at once
         (EVERYONE, {"enrolled": True}, policy.CODE, None),
         (STAFF_7, {"user_groups": ("staff",)}, policy.POSTPONABLE, START + dt.timedelta(7)),
@@ -113,7 +114,7 @@ STAFF_7 = policy.Policy("totp", settings.GROUPS, frozenset({"staff"}), 7)
         ),
         # A grace shortened since (7 -> 1 day) counts before any row is updated.
         (
-            policy.Policy("totp", settings.EVERYONE, frozenset(), 1),
+            policy.Policy(settings.TOTP, settings.EVERYONE, frozenset(), 1),
             {"required_since": START - dt.timedelta(2), "deadline": START + dt.timedelta(5)},
             policy.SET_UP,
             START - dt.timedelta(1),
@@ -127,7 +128,7 @@ def test_the_decision(rules, facts, outcome, deadline):
     decided = policy.decide(rules, at=START, **facts)
     assert (decided.outcome, decided.deadline) == (outcome, deadline)
     assert decided.password_alone == (
-        outcome in (policy.DISABLED, policy.NOT_REQUIRED, policy.POSTPONABLE)
+        outcome in (policy.METHOD_OFF, policy.NOT_REQUIRED, policy.POSTPONABLE)
     )
 
 

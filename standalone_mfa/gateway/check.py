@@ -25,12 +25,13 @@ from dataclasses import dataclass
 
 from peewee import JOIN
 
-from ..accounts.groups import groups_of
-from ..accounts.users import find_user
 from ..core import audit, crypto
 from ..core.audit import AuditCap, Client
 from ..core.db import UNAVAILABLE, Prepared
 from ..core.models import Setting, User, UserGroup, WebSession
+from ..directory import settings
+from ..directory.groups import groups_of
+from ..directory.users import find_user
 from ..signin import lifetimes, policy
 from ..signin.sessions import LAST_SEEN_RESOLUTION, MAX_TOKEN_LENGTH
 from ..signin.state import AUTHENTICATED
@@ -120,7 +121,7 @@ def identity(token: str | None, at: dt.datetime) -> Identity | None:
     groups = tuple(row[7] for row in rows if row[7] is not None)
     if (
         second_factor_at is None
-        and method not in (None, "disabled")
+        and method not in (None, settings.DISABLED)
         and not _password_alone(username, groups, at)
     ):
         return None  # the portal ends this session at its next request (`guard`)

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ..signin.destinations import is_host_name, is_visible
+from ..core.hostnames import is_host_name, is_visible
 from .rules import is_method
 
 MAX_URL_LENGTH = 8192

@@ -19,9 +19,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..accounts.groups import GROUP_PATTERN
-from ..accounts.users import USERNAME_PATTERN
-from ..signin.destinations import is_host_name
+from ..core.hostnames import is_host_name
+from ..directory.groups import GROUP_PATTERN
+from ..directory.users import USERNAME_PATTERN
 
 BYPASS = "bypass"  # no sign-in at all (a public site or path)
 ONE_FACTOR = "one_factor"  # signed in

@@ -24,8 +24,9 @@ from wtforms.validators import (
     ValidationError,
 )
 
-from ..accounts import emails, groups, settings
+from ..accounts import emails
 from ..core import addresses, messages
+from ..directory import groups, settings
 from ..factors import passwords, recovery, totp
 
 

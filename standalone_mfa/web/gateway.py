@@ -7,6 +7,10 @@
 - `/auth/forward` for Caddy `forward_auth` and Traefik `forwardAuth`: the same, but a
   redirect to the portal's sign-in instead of the 401.
 
+A 200 also carries `Cookie`: the browser's cookies less the portal's own
+(`gateway.app_cookies`), which the shipped nginx and Traefik configurations hand the app
+instead of the browser's, so that no app sees a cookie that works on the portal (SC-67).
+
 No body to parse, no session made, no cookie set. Headers a proxy sent that do not
 describe a request are refused (403), never allowed, and audited once a minute at
 most (SC-34, SC-65).
@@ -16,14 +20,14 @@ from __future__ import annotations
 
 import logging
 import time
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, Response, current_app, request
 
-from ..core import metrics
+from ..core import hostnames, metrics
 from ..core.clock import now
 from ..core.config import ConfigurationError, setting
-from ..gateway import check, origin, rules
+from ..gateway import app_cookies, check, origin, rules
 from .cookies import CookiePolicy, single_cookie
 from .session_cookie import client
 
@@ -49,12 +53,25 @@ def init_app(app) -> None:
                 "https://auth.example.com (no query, no fragment)."
             )
         app.config["GATEWAY_PORTAL_URL"] = checked
+        _check_portal_under_cookie_domain(checked, setting("SESSION_COOKIE_DOMAIN", app))
     elif setting("ACCESS_CONTROL", app) is not None:
         raise ConfigurationError(
             "ACCESS_CONTROL is set but GATEWAY_PORTAL_URL is not: set it to the portal's "
             "public URL (such as https://auth.example.com), where browsers are sent to sign in."
         )
     app.register_blueprint(bp)
+
+
+def _check_portal_under_cookie_domain(portal: str, domain: str | None) -> None:
+    """The session cookie reaches `SESSION_COOKIE_DOMAIN` and the names under it: a
+    portal elsewhere would set a cookie that no protected app ever receives."""
+    host = urlsplit(portal).hostname or ""
+    if domain and not hostnames.is_under(host, domain):
+        raise ConfigurationError(
+            f"GATEWAY_PORTAL_URL's host ({host}) must be SESSION_COOKIE_DOMAIN ({domain}) "
+            f"or a name under it, such as auth.{domain}: the session cookie reaches no "
+            "other host."
+        )
 
 
 def access_control() -> rules.AccessControl:
@@ -100,6 +117,11 @@ def _answer(read, *, redirect_to_portal: bool) -> Response:
             # None without one (the proxies' configurations drop a client's own).
             if decision.identity.email:
                 response.headers["Remote-Email"] = decision.identity.email
+        kept = app_cookies.for_the_app(
+            request.headers.get("Cookie"), setting("SESSION_COOKIE_NAME")
+        )
+        if kept:
+            response.headers["Cookie"] = kept
         return response
     if decision.outcome == check.REFUSE:
         check.audit_denial(decision, original, client())

@@ -48,11 +48,7 @@ from .cookies import (
     shared_cookie_policy,
     single_cookie,
 )
-
-# Never load (nor touch, nor create) a session here: the health probe answers for the
-# database alone, even to a browser that sends its cookie.
-# The gateway's checks read the cookie themselves, and never make a session.
-SESSIONLESS_PATHS = frozenset({"/healthz", "/metrics", "/auth/nginx", "/auth/forward"})
+from .sessionless import is_sessionless
 
 ANONYMOUS_COOKIE = "smfa_anon"
 _ANONYMOUS_SALT = "standalone-mfa.anonymous-session"  # this cookie's own key
@@ -131,7 +127,7 @@ class ServerSessionInterface(SessionInterface):
         return shared_cookie_policy().name(setting("SESSION_COOKIE_NAME", app))
 
     def open_session(self, app, request) -> ServerSession:
-        if request.path.startswith(app.static_url_path + "/") or request.path in SESSIONLESS_PATHS:
+        if is_sessionless(request.path):  # never loaded, touched, created nor set
             return ServerSession()
         token = single_cookie(self.get_cookie_name(app))
         if token and binding_required() and not is_bound(token):
