@@ -8,6 +8,11 @@ contract):
 - `/auth/forward` for Caddy `forward_auth` and Traefik `forwardAuth`: the same, but a
   redirect to the portal's sign-in instead of the 401.
 
+On a rule with `"app_passwords": true`, a client that sent Basic credentials, or that
+does not accept HTML, is never sent to sign in: a wrong or missing app password is a 401
+with `WWW-Authenticate: Basic realm="…"` and no `Location` (both endpoints). The nginx
+snippet tells this 401 from "sign in first" by that missing `Location`.
+
 No body to parse, no session made, no cookie set. Headers a proxy sent that do not
 describe a request are refused (403), never allowed (SC-34).
 """
@@ -19,6 +24,7 @@ import time
 from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, request
+from werkzeug.http import parse_accept_header
 
 from ..core import metrics
 from ..core.clock import now
@@ -85,7 +91,18 @@ def _answer(read, *, redirect_to_portal: bool) -> Response:
     token = request.cookies.get(name)
     if token is None and name != current_app.config["SESSION_COOKIE_NAME"]:
         _warn_if_unprefixed(original)
-    decision = check.decide(access_control(), original, token, now())
+    at = now()
+    decision = check.decide(access_control(), original, token, at)
+    if decision.outcome == check.SIGN_IN and decision.rule and decision.rule.app_passwords:
+        decision = check.with_app_password(
+            access_control(),
+            original,
+            decision,
+            basic_credentials(),
+            browser=is_browser(),
+            client=client(),
+            at=at,
+        )
     metrics.gateway_check(decision.outcome)  # counted, never audited one by one
     if decision.outcome == check.ALLOW:
         response = _empty(200)
@@ -100,6 +117,10 @@ def _answer(read, *, redirect_to_portal: bool) -> Response:
     if decision.outcome == check.REFUSE:
         check.audit_denial(decision, original, client())
         return _empty(403)
+    if decision.outcome == check.CHALLENGE:
+        response = _empty(401)
+        response.headers["WWW-Authenticate"] = basic_challenge()
+        return response
     sign_in = sign_in_url(original.url)
     if not redirect_to_portal:
         response = _empty(401)
@@ -108,6 +129,36 @@ def _answer(read, *, redirect_to_portal: bool) -> Response:
     response = _empty(302 if original.method in ("GET", "HEAD") else 303)
     response.headers["Location"] = sign_in
     return response
+
+
+def basic_credentials() -> check.BasicCredentials | None:
+    """The original request's `Authorization: Basic` credentials (the proxies pass the
+    client's headers to the check), or None."""
+    authorization = request.authorization
+    if authorization is None or authorization.type != "basic":
+        return None
+    return check.BasicCredentials(authorization.username or "", authorization.password or "")
+
+
+# What a browser asks for when it follows a link; a calendar or a script asks for XML,
+# JSON or anything (*/*), and cannot use a sign-in page.
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+
+
+def is_browser() -> bool:
+    """A client that can be sent to the sign-in page: it named HTML in `Accept` (a
+    wildcard does not count) and sent no `Authorization` of any kind."""
+    if "Authorization" in request.headers:
+        return False
+    accepted = parse_accept_header(request.headers.get("Accept"))
+    return any(value.lower() in HTML_TYPES and quality > 0 for value, quality in accepted)
+
+
+def basic_challenge() -> str:
+    """`WWW-Authenticate` for a client that must send an app password: the realm is
+    the issuer's name (what the client shows when it asks for the password)."""
+    realm = "".join(c for c in current_app.config["MFA_ISSUER"] if c not in '"\\' and c >= " ")
+    return f'Basic realm="{realm or "Standalone MFA"}", charset="UTF-8"'
 
 
 def sign_in_url(original_url: str) -> str:
