@@ -11,7 +11,7 @@ AXE := tests/browser/node_modules/axe-core/axe.min.js
 
 .PHONY: run test lint format setup system-deps screenshots fuzz translations
 
-# The catalogues (README, "Languages"): the .po files are ours, in git; the .mo files
+# The catalogues (docs/languages.md): the .po files are ours, in git; the .mo files
 # Flask-Babel reads are compiled from them here, never committed.
 TRANSLATIONS := standalone_mfa/translations
 PO := $(wildcard $(TRANSLATIONS)/*/LC_MESSAGES/messages.po)
@@ -112,7 +112,7 @@ $(AXE): tests/browser/package.json tests/browser/package-lock.json
 	npm ci --prefix tests/browser --no-audit --no-fund
 	touch $@
 
-# PNGs of the main pages (light and dark, and the set-up page on a phone) for README.
+# PNGs of the main pages (light and dark, and the set-up page on a phone) for the docs.
 screenshots: $(BIN)/activate system-deps $(AXE)
 	SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_browser.py
 
@@ -128,8 +128,8 @@ format: $(BIN)/activate
 fuzz: $(BIN)/activate
 	FUZZ_EXAMPLES=50000 FUZZ_RANDOM=1 $(BIN)/python -m pytest tests/test_fuzz.py $(PYTEST_ARGS)
 
-# make bench: gunicorn + load generator on a fresh seeded database (see README,
-# Performance). DB=postgres uses BENCH_DATABASE_URL, whose tables it DROPS first.
+# make bench: gunicorn + load generator on a fresh seeded database (see
+# docs/development/performance.md). DB=postgres uses BENCH_DATABASE_URL, whose tables it DROPS first.
 # POOL=0: a connection per request. BENCH_ARGS="--clients 16 --seconds 5 --phases floor,code"
 DB ?= sqlite
 BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test

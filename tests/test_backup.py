@@ -139,7 +139,7 @@ def test_a_restored_backup_serves_as_before(app, clock, tmp_path):
         from standalone_mfa.core.models import User
 
         User.delete().where(User.username == "bob").execute()  # the mistake to undo
-        db.obj.close_all()  # the app is stopped for the restore (README, Backups)
+        db.obj.close_all()  # the app is stopped for the restore (docs/operating/backups.md)
     source = database_file(app)
     for suffix in ("-wal", "-shm"):
         if os.path.exists(source + suffix):

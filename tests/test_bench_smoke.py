@@ -1,6 +1,6 @@
 """The benchmark (`make bench`) with tiny numbers, so it cannot rot: gunicorn really
 serves the app and the bare-Flask floor, every phase really signs people in without an
-error, and the JSON report has every field the README's Performance section is read
+error, and the JSON report has every field docs/development/performance.md is read
 from.
 
 On PostgreSQL when TEST_DATABASE_URL names one (the benchmark wipes its tables, as the

@@ -1494,7 +1494,7 @@ def _audit_error(person: Person) -> None:
 
 @dataclass(frozen=True)
 class Visit:
-    """How to reach one page in one state, what it must show, and whether README shows it."""
+    """How to reach one page in one state, what it must show, and whether the docs show it."""
 
     path: str
     reach: Callable[[Person], object]
@@ -1727,7 +1727,7 @@ def test_page_in_each_language_has_no_english_left_and_fits_a_phone(
             assert left == [], f"{name} in {locale}: English left: {left[:5]}"
             wide = page.evaluate("document.documentElement.scrollWidth")
             assert wide <= PHONE_WIDTH, f"{name} in {locale} is {wide}px wide at 360px"
-            if visit.screenshot and locale == "fr":  # README shows French on a phone
+            if visit.screenshot and locale == "fr":  # the docs show French on a phone
                 person.screenshot(f"{name}-fr-phone")
             page.add_script_tag(content=axe_source)
             found = page.evaluate(AXE_RUN_JS)

@@ -1,4 +1,4 @@
-"""gunicorn.conf.py: gunicorn, started as README's Deploy says (from the repository root,
+"""gunicorn.conf.py: gunicorn, started as docs/deploy.md says (from the repository root,
 no `-c`), believes forwarded headers only when the app's `PROXY_FIX_*` settings say a
 proxy sets them, so `X-Forwarded-Proto: https` from 127.0.0.1 makes no Secure cookie and
 no HSTS on its own (SC-46)."""

@@ -10,7 +10,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = ROOT / "docs" / "SECURITY.md"
-# SC-40 belongs to a feature not built yet (languages).
 CHECKLIST_IDS = [f"SC-{n:02d}" for n in range(1, 47)]
 
 ROW = re.compile(r"^\|\s*(SC-\d{2})\s*\|(?P<what>[^|]*)\|(?P<how>[^|]*)\|(?P<tests>[^|]*)\|\s*$")

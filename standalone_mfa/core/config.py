@@ -50,7 +50,7 @@ DEFAULTS = {
     "WTF_CSRF_TIME_LIMIT": 3600,
     "ADMIN_STEP_UP_SECONDS": 300,  # how long an admin's re-entered code or password counts
     "METRICS_TOKEN": None,  # the bearer token of GET /metrics; None: no /metrics (404)
-    # Notices by mail (README, "Email notices"): Flask-Mail's keys. No MAIL_SERVER, no
+    # Notices by mail (docs/notices.md): Flask-Mail's keys. No MAIL_SERVER, no
     # mail: nothing is queued. MAIL_DEFAULT_SENDER (an address) is then required.
     "MAIL_SERVER": None,
     "MAIL_PORT": 25,
@@ -60,7 +60,7 @@ DEFAULTS = {
     "MAIL_PASSWORD": None,
     "MAIL_DEFAULT_SENDER": None,
     "MAIL_TIMEOUT": 10,  # seconds one SMTP conversation may take before it is retried
-    # The gateway (README, "Protect other apps"): the rules, as a dict or JSON (None: no
+    # The gateway (docs/gateway/index.md): the rules, as a dict or JSON (None: no
     # rules, every check refused), and the portal's public URL, where browsers sign in.
     "ACCESS_CONTROL": None,
     "GATEWAY_PORTAL_URL": None,

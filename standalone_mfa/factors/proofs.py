@@ -13,7 +13,7 @@ they are committed together or not at all:
 
 - A code (or recovery code) is checked inside the transaction: the claim, the check,
   the used step and the reset commit at once, and the answer is sent only after that
-  commit, so no guess is ever answered without being counted (README, Performance).
+  commit, so no guess is ever answered without being counted (docs/development/performance.md).
 - A password is claimed and committed *before* the slow hash is checked (the hash
   must not hold SQLite's write lock); on success the reset joins the transaction. A
   trusted browser's attempt is claimed on its own counter, any other on the client

@@ -2,7 +2,7 @@
 
 The session's state alone decides which pages answer (the web layer's guard applies
 that to every request). Views never write a state; they call `fire()` with an event,
-and the table below (drawn in README's diagram) says where that leads. Each
+and the table below (drawn in docs/sign-in.md's diagram) says where that leads. Each
 transition gives the session a new id. Pure: no Flask, no database.
 """
 
@@ -18,7 +18,7 @@ RECOVERY_CODES = "recovery_codes"  # set-up done: the new recovery codes are sho
 AUTHENTICATED = "authenticated"
 STATES = (ANONYMOUS, PASSWORD_OK, TOTP_SETUP, TOTP_VERIFY, RECOVERY_CODES, AUTHENTICATED)
 
-# (from state, event, to state): the whole machine. README's mermaid diagram matches
+# (from state, event, to state): the whole machine. The mermaid diagram in docs/sign-in.md matches
 # this table line for line (a test compares them).
 TRANSITIONS = (
     (ANONYMOUS, "password_accepted", PASSWORD_OK),

@@ -1,5 +1,4 @@
-"""The reverse proxy's question, "may this request through?" (PRODUCT.md, the gateway
-contract):
+"""The reverse proxy's question, "may this request through?" (docs/gateway/index.md):
 
 - `/auth/nginx` for nginx `auth_request`: 200 (with `Remote-User`, `Remote-Groups`,
   `Remote-Email`: the confirmed address, when there is one),

@@ -1,6 +1,6 @@
 """Languages: which one a page (or a mail) speaks, and the picker that chooses it.
 
-The order is the languages contract's: the user's saved language (Account security),
+The order (docs/languages.md): the user's saved language (Account security),
 then the `lang` cookie the picker on the sign-in page sets, then the browser's
 Accept-Language, then `BABEL_DEFAULT_LOCALE`. Only the locales we ship a complete
 catalogue for are ever chosen; anything else falls through to the next source, so a
@@ -31,7 +31,7 @@ LOCALES = {"en": "English", "fr": "Français", "de": "Deutsch", "es": "Español"
 COOKIE = "lang"
 COOKIE_DAYS = 365
 # The catalogues: messages.pot and <locale>/LC_MESSAGES/messages.po (the .mo files
-# are compiled from them by `make`; see README, "Languages").
+# are compiled from them by `make`; see docs/languages.md).
 TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
 
 bp = Blueprint("i18n", __name__)

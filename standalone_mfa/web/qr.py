@@ -3,8 +3,6 @@ third-party QR service, nothing for the CSP to allow)."""
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
-
 from flask import current_app
 from markupsafe import Markup
 
@@ -20,6 +18,7 @@ def qr_svg(data: str, *, label: str) -> Markup:
     import qrcode
     import qrcode.constants
     import qrcode.image.svg
+    from qrcode.compat.etree import ET  # lxml's where installed, else the standard one
 
     qr = qrcode.QRCode(
         error_correction=qrcode.constants.ERROR_CORRECT_M,
@@ -39,6 +38,8 @@ def qr_svg(data: str, *, label: str) -> Markup:
     title.text = label
     root.insert(0, title)
     # ElementTree escapes the label and the data: the markup is ours, safe to embed.
+    # The title is made by the same ElementTree as the image (qrcode's: lxml when it is
+    # installed, as a CalDAV client brings it), or insert() refuses it.
     return Markup(ET.tostring(root, encoding="unicode"))  # noqa: S704
 
 
