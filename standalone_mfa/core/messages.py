@@ -243,10 +243,6 @@ MESSAGES = {
         "App password {name} revoked: apps that use it are refused from their next request."
     ),
     "app_password_not_found": "You have no working app password of that name; nothing changed.",
-    "app_password_shown_once": (
-        "The app password is shown only once, right after it is made. Make a new one if you "
-        "did not copy it."
-    ),
 }
 
 # Each (event, outcome) `audit.record` writes, as the sign-in activity and the audit log
