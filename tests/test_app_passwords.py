@@ -567,3 +567,138 @@ def test_sc49_the_migration_adds_the_table_to_a_database_in_use(app, clock):
         assert AppPassword.get().user_id == carol.id and secret
         drop_schema()
     _SERVER_READY.clear()  # the next test builds the schema again
+
+
+# --- Through a real nginx: the 401 told apart, the Authorization header never passed on
+
+# What deploy/snippets need for app passwords (docs/gateway/non-browser-clients.md).
+# Until the shipped snippets carry these lines, the test adds them to its copy.
+NGINX_PROTECT_LINES = """
+proxy_set_header Authorization "";
+error_page 401 = @smfa_401;
+"""
+NGINX_CHECK_LINES = """
+location @smfa_401 {
+    if ($smfa_login) {
+        return 302 $smfa_login;
+    }
+    return 401;
+}
+"""
+
+
+def snippets_with_app_passwords(folder):
+    from proxies import nginx_snippets
+
+    snippets = nginx_snippets(folder)
+    protect, check = snippets / "smfa-protect.conf", snippets / "smfa-check.conf"
+    if "@smfa_401" not in protect.read_text():
+        text = protect.read_text()
+        assert "error_page 401 =302 $smfa_login;" in text
+        protect.write_text(text.replace("error_page 401 =302 $smfa_login;", NGINX_PROTECT_LINES))
+        check.write_text(check.read_text() + NGINX_CHECK_LINES)
+    return snippets
+
+
+CADDY_LINES = "\t\trequest_header -Authorization\n"
+
+
+def caddyfile_with_app_passwords(portal_port: int, app_port: int, port: int) -> str:
+    from proxies import DOMAIN, PORTAL_HOST, shipped
+
+    sites = ", ".join(f"http://{name}.{DOMAIN}:{port}" for name in ("app1", "app2"))
+    text = shipped(
+        "Caddyfile",
+        [
+            ("auth.example.com {", f"http://{PORTAL_HOST}:{port} {{"),
+            ("wiki.example.com {", f"{sites} {{"),
+            ("127.0.0.1:8000", f"127.0.0.1:{portal_port}"),
+            ("127.0.0.1:8080", f"127.0.0.1:{app_port}"),
+        ],
+    )
+    if "-Authorization" not in text:  # after forward_auth, which needs it, before the app
+        anchor = f"\t\treverse_proxy 127.0.0.1:{app_port}\n"
+        assert anchor in text
+        text = text.replace(anchor, CADDY_LINES + anchor)
+    return text
+
+
+DAV_RULES = {
+    "default_policy": "deny",
+    "rules": [
+        {"domain": "app1.example.test", "policy": "one_factor", "app_passwords": True},
+        {"domain": "*.example.test", "policy": "one_factor"},
+    ],
+}
+
+
+def calendar_client_through(proxy: str, gateway, app, secret: str) -> None:
+    """What a CalDAV client and a browser see through `proxy` (its gateway running)."""
+    import proxies
+
+    client = proxies.Visitor()
+    url = gateway.url("app1", "/alice/calendar/")
+    # The calendar client: its app password opens the app, which sees alice and never
+    # the credentials.
+    response = client.open("GET", url, headers={**basic("alice", secret), "Accept": "*/*"})
+    seen = proxies.received(response)
+    assert seen["remote-user"] == ["alice"], proxy
+    assert "authorization" not in seen, proxy
+    # A wrong one, or none from a client that does not want HTML: the challenge, with
+    # no redirect for the client to follow into a sign-in page.
+    for headers in (basic("alice", "wrong"), {"Accept": "*/*"}):
+        refused = client.open("GET", url, headers=headers, follow=False)
+        assert refused.status_code == 401, (proxy, headers)
+        assert refused.headers["WWW-Authenticate"] == (
+            'Basic realm="Example sign-in", charset="UTF-8"'
+        )
+        assert "Location" not in refused.headers
+    # A browser is still sent to sign in.
+    browser = client.open("GET", url, headers={"Accept": BROWSER_ACCEPT}, follow=False)
+    assert browser.status_code == 302, proxy
+    assert browser.headers["Location"].startswith(gateway.portal + "/login?rd=")
+    assert "WWW-Authenticate" not in browser.headers
+    # A rule without app passwords: sent to sign in, credentials or not.
+    other = client.open("GET", gateway.url("app2"), headers=basic("alice", secret), follow=False)
+    assert other.status_code == 302, proxy
+    # Revoked: the next request is refused.
+    with app.app_context():
+        app_passwords.revoke(users.find_user("alice"), "Phone calendar", actor="test")
+    again = client.open("GET", url, headers=basic("alice", secret), follow=False)
+    assert again.status_code == 401 and "Location" not in again.headers, proxy
+
+
+@pytest.mark.server
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+@pytest.mark.parametrize("proxy", ["nginx", "caddy"])
+def test_sc49_sc50_through_a_real_proxy(tmp_path, clock, proxy):
+    import proxies
+    from helpers import quiet_server
+
+    port = proxies.free_port()
+    scheme = "https" if proxy == "nginx" else "http"
+    config = proxies.portal_config(scheme, port, ACCESS_CONTROL=DAV_RULES)
+    app = make_app(tmp_path, clock, MFA_ISSUER="Example sign-in", **config)
+    secret = make(app, "alice")
+    gateway = proxies.Gateway(app, clock, scheme, port)
+    try:
+        with quiet_server(app) as portal_url, proxies.echo_upstream() as app_port:
+            portal_port = int(portal_url.rsplit(":", 1)[1])
+            if proxy == "nginx":
+                snippets = snippets_with_app_passwords(tmp_path / "snippets")
+                names = " ".join(f"{name}.{proxies.DOMAIN}" for name in proxies.APP_HOSTS)
+                sites = {
+                    "portal.conf": proxies.nginx_portal_site(portal_port, port, snippets),
+                    "apps.conf": proxies.nginx_app_site(
+                        portal_port, app_port, port, names, snippets
+                    ),
+                }
+                running = proxies.nginx(tmp_path / "nginx", sites, [port])
+            else:
+                text = caddyfile_with_app_passwords(portal_port, app_port, port)
+                running = proxies.caddy(tmp_path / "caddy", text, [port])
+            with running:
+                calendar_client_through(proxy, gateway, app, secret)
+    finally:
+        with app.app_context():
+            db.close()
