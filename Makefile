@@ -9,10 +9,11 @@ PORT ?= 5000
 # axe-core for the browser tests' accessibility checks, pinned by package-lock.json.
 AXE := tests/browser/node_modules/axe-core/axe.min.js
 
-.PHONY: run test lint format setup system-deps screenshots fuzz translations
+.PHONY: run test lint format setup system-deps screenshots fuzz translations dist
 
 # The catalogues (docs/languages.md): the .po files are ours, in git; the .mo files
-# Flask-Babel reads are compiled from them here, never committed.
+# Flask-Babel reads are compiled from them here (and by the build: setup.py compiles
+# them into the wheel, and in place for `pip install -e .`), never committed.
 TRANSLATIONS := standalone_mfa/translations
 PO := $(wildcard $(TRANSLATIONS)/*/LC_MESSAGES/messages.po)
 MO := $(PO:.po=.mo)
@@ -27,7 +28,7 @@ translations: $(BIN)/activate
 	  --sort-output --project=standalone-mfa -o $(TRANSLATIONS)/messages.pot .
 	$(BIN)/pybabel -q update --no-fuzzy-matching -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS)
 
-$(BIN)/activate: setup.cfg pyproject.toml
+$(BIN)/activate: setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
@@ -44,10 +45,11 @@ run: setup
 # tests empty that database's tables as they please), again on PostgreSQL. The two
 # passes run side by side, one per core, each into its own log, printed when both
 # are done. The browser tests run once: their server always has its own SQLite
-# file. The fuzzing runs its 2,000 examples per endpoint on SQLite and a
+# file; so do the slow ones (the wheel built and installed: no database of the
+# run's). The fuzzing runs its 2,000 examples per endpoint on SQLite and a
 # 200-example sample on PostgreSQL.
 SQLITE_PASS = env -u TEST_DATABASE_URL $(BIN)/python -m pytest
-POSTGRES_PASS = FUZZ_EXAMPLES=$${PG_FUZZ_EXAMPLES:-200} $(BIN)/python -m pytest -m "not browser"
+POSTGRES_PASS = FUZZ_EXAMPLES=$${PG_FUZZ_EXAMPLES:-200} $(BIN)/python -m pytest -m "not browser and not slow"
 test: $(BIN)/activate $(MO) system-deps $(AXE)
 	@if [ -z "$$TEST_DATABASE_URL" ]; then \
 	  $(SQLITE_PASS) $(PYTEST_ARGS); \
@@ -115,6 +117,11 @@ $(AXE): tests/browser/package.json tests/browser/package-lock.json
 # PNGs of the main pages (light and dark, and the set-up page on a phone) for the docs.
 screenshots: $(BIN)/activate system-deps $(AXE)
 	SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_browser.py
+
+# The sdist and the wheel in dist/ (the wheel holds the templates and the compiled
+# catalogues; docs/deploy.md installs it).
+dist: $(BIN)/activate
+	$(BIN)/python -m build --outdir dist .
 
 lint: $(BIN)/activate
 	$(BIN)/ruff check .

@@ -9,11 +9,17 @@ It also sets up prometheus-client's multiprocess mode, so that `/metrics` adds u
 worker's numbers: PROMETHEUS_MULTIPROC_DIR must be set before prometheus_client is first
 imported (the app's import below does it), so it is set here, at the top. Unset, it is a
 new private temporary folder, removed when gunicorn exits; set (systemd's environment,
-say), its old files are deleted at start, as prometheus-client requires."""
+say), its old files are deleted at start, as prometheus-client requires.
+
+Installed from the wheel, copy this file next to the settings (it is in the sdist) and
+name it: `gunicorn -c /etc/standalone-mfa/gunicorn.conf.py 'standalone_mfa:create_app()'`
+(docs/deploy.md). A configuration error here is one line and exit status 2, as in the
+app."""
 
 import glob
 import os
 import shutil
+import sys
 import tempfile
 
 _OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
@@ -22,9 +28,14 @@ if _OWN_METRICS_DIR:
 
 from prometheus_client import multiprocess  # noqa: E402 -- after the variable is set
 
-from standalone_mfa.core.config import proxy_hops  # noqa: E402
+from standalone_mfa.core.config import ConfigurationError, proxy_hops  # noqa: E402
 
-_hops = proxy_hops()
+try:
+    _hops = proxy_hops()
+except ConfigurationError as exc:
+    # gunicorn prints a traceback for any other error in its config file.
+    print("Configuration error: " + " ".join(str(exc).split()), file=sys.stderr)
+    sys.exit(2)
 
 # A proxy on this machine is believed only when the app believes one; even then the
 # app's ProxyFix (with its hop counts) is what reads X-Forwarded-For, -Host, -Prefix.

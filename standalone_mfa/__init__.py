@@ -1,40 +1,52 @@
 """Standalone MFA: sign-in with a password and a TOTP second factor.
 
-`create_app` is the single entry point (used by `flask --app standalone_mfa`, by
-`wsgi.py` and by the tests)."""
+`create_app` is the single entry point (used by the `standalone-mfa` command and
+`flask --app standalone_mfa`, by `gunicorn 'standalone_mfa:create_app()'`, by `wsgi.py`
+and by the tests)."""
 
 from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
+import sys
 
+import click
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import cli, web
 from .core import config as app_config
-from .core import db
+from .core import db, paths
 from .core.clock import SystemClock
 from .factors import passwords
 from .notices import mailer, sender
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-
 
 def create_app(test_config: dict | None = None, instance_path: str | None = None) -> Flask:
-    """Build the app from defaults, then `instance/config.py` and `FLASK_*` variables
-    (or, for tests, from `test_config` alone)."""
+    """Build the app from defaults, then `config.py` in the settings folder
+    (`instance_path`, else `STANDALONE_MFA_INSTANCE`, else `instance/`) and `FLASK_*`
+    variables (or, for tests, from `test_config` alone).
+
+    A configuration error raises `ConfigurationError`; built by a command line or by
+    gunicorn, it is one line instead (see `refuse_to_start`)."""
+    try:
+        return _build(test_config, instance_path)
+    except app_config.ConfigurationError as exc:
+        refuse_to_start(exc)
+        raise
+
+
+def _build(test_config: dict | None, instance_path: str | None) -> Flask:
     app = Flask(
         __name__,
-        instance_path=instance_path,
+        instance_path=paths.instance_path(instance_path),
         instance_relative_config=True,
-        template_folder=str(TEMPLATES),
+        template_folder=str(paths.templates()),
     )
     app_config.load(app.config, test_config)
     os.makedirs(app.instance_path, exist_ok=True)
     app_config.finish(app)
-    passwords.prepare(app.config["PASSWORD_HASH_METHOD"])
+    passwords.prepare(app_config.setting("PASSWORD_HASH_METHOD", app))
     _init_proxy(app)
     _init_logging()
     app.extensions["standalone_mfa.clock"] = app.config.pop("CLOCK", None) or SystemClock()
@@ -47,13 +59,31 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     return app
 
 
+def refuse_to_start(exc: app_config.ConfigurationError) -> None:
+    """The edges: a configuration error met while a command line (`standalone-mfa`,
+    `flask --app standalone_mfa`: a click context is open) builds the app prints one
+    line and exits with status 2; under gunicorn it becomes gunicorn's "cannot load the
+    application" error, which gunicorn prints as one line before it stops (rather than
+    a traceback and a worker booted again and again). Elsewhere (a test, another WSGI
+    server) the error is raised as it is."""
+    line = "Configuration error: " + " ".join(str(exc).split())
+    if click.get_current_context(silent=True) is not None:
+        click.echo(line, err=True)
+        sys.exit(2)
+    gunicorn_errors = sys.modules.get("gunicorn.errors")
+    if gunicorn_errors is not None:
+        refused = type(
+            "StartRefused", (app_config.ConfigurationError, gunicorn_errors.AppImportError), {}
+        )
+        raise refused(line) from None
+
+
 def _init_proxy(app: Flask) -> None:
     """Believe X-Forwarded-* headers only as far as `PROXY_FIX_*` says proxies set them.
 
     With a hop count of 1, the client address is the last one in X-Forwarded-For (the
     one our proxy appended); whatever a client put before it is ignored."""
-    config = app.config
-    hops = {name: config[name] for name in app_config.PROXY_FIX_KEYS}
+    hops = {name: app_config.setting(name, app) for name in app_config.PROXY_FIX_KEYS}
     if any(hops.values()):
         app.wsgi_app = ProxyFix(
             app.wsgi_app,

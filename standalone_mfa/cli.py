@@ -1,4 +1,5 @@
-"""Command-line administration: `flask --app standalone_mfa COMMAND`."""
+"""Command-line administration: `standalone-mfa COMMAND` (the console script, `main`
+below), the same commands as `flask --app standalone_mfa COMMAND`."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import sys
 import click
 import peewee
 from cryptography.fernet import InvalidToken
-from flask import current_app
-from flask.cli import AppGroup, with_appcontext
+from flask.cli import AppGroup, FlaskGroup, with_appcontext
 
 from .accounts import administration, emails, groups, reset, settings, tokens, users
 from .core import addresses, crypto, db
 from .core import audit as audit_log
 from .core.clock import now
+from .core.config import setting
 from .core.models import Notice, TotpCredential, User, WebSession
 from .factors import app_passwords, passwords, throttle, totp
 from .notices import outbox, sender
@@ -77,7 +78,7 @@ def _upgrade() -> None:
     click.echo(
         f"Database schema at {current}"
         + (" (nothing to do)" if not ran else "")
-        + f": {_describe(current_app.config['DATABASE_URL'])}"
+        + f": {_describe(setting('DATABASE_URL'))}"
     )
 
 
@@ -118,7 +119,7 @@ def db_history_command():
 def init_db_command():
     """Upgrade the schema (safe to run again) and create a first admin if there is no user."""
     _upgrade()
-    click.echo(f"Database ready: {_describe(current_app.config['DATABASE_URL'])}")
+    click.echo(f"Database ready: {_describe(setting('DATABASE_URL'))}")
     if User.select().count() == 0:
         password = passwords.new_random_password()
         users.create_user("admin", password, is_admin=True, actor=ACTOR)
@@ -581,3 +582,26 @@ def init_app(app) -> None:
     commands = (init_db_command, prune_command, backup_command, db_cli, mail_cli)
     for command in (*commands, user_cli, mfa_cli, token_cli, audit_cli):
         app.cli.add_command(command)
+
+
+def command_line() -> FlaskGroup:
+    """The `standalone-mfa` command: Flask's command line over `create_app`, so every
+    command of `flask --app standalone_mfa` (and `run`, `shell`, `routes`). The settings
+    folder is `STANDALONE_MFA_INSTANCE`'s; a configuration error is one line and exit
+    status 2 (`create_app` sees that a command line builds it)."""
+    from . import create_app
+
+    group = FlaskGroup(
+        name="standalone-mfa",
+        create_app=lambda: create_app(),
+        help="Standalone MFA: sign-in with a password and a second factor. Settings: "
+        "the config.py in the folder STANDALONE_MFA_INSTANCE names, and FLASK_* variables.",
+    )
+    # The app is this one: Flask's --app option has nothing to choose.
+    group.params = [param for param in group.params if param.name != "app"]
+    return group
+
+
+def main(args=None) -> None:
+    """The console script `standalone-mfa` (setup.cfg, entry_points)."""
+    command_line().main(args=args, prog_name="standalone-mfa")

@@ -1,5 +1,6 @@
-"""Writes `instance/config.py` with new random keys, once: an existing file is never
-overwritten. Run by `make run`:  python -m standalone_mfa.instance"""
+"""Writes `config.py` with new random keys into the settings folder (the one
+`STANDALONE_MFA_INSTANCE` names, else `instance/` in a checkout), once: an existing file
+is never overwritten. Run by `make run`:  python -m standalone_mfa.instance"""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from flask import Flask
 
+from .core import paths
 from .core.crypto import generate_key
 
 TEMPLATE = """\
@@ -25,8 +27,12 @@ MFA_ENCRYPTION_KEYS = ["{fernet_key}"]
 
 
 def instance_path() -> Path:
-    # The same folder the app will use (Flask decides it from the package location).
-    return Path(Flask("standalone_mfa", instance_relative_config=True).instance_path)
+    # The same folder the app will use (STANDALONE_MFA_INSTANCE, else Flask decides it
+    # from the package location).
+    bare = Flask(
+        "standalone_mfa", instance_path=paths.instance_path(), instance_relative_config=True
+    )
+    return Path(bare.instance_path)
 
 
 def write_config(path: Path) -> bool:

@@ -1,7 +1,7 @@
 """core/config and instance: the app refuses to start without valid keys, and reads the
 instance config, then the environment; the instance config is written once. Every
-policy number is configuration: its default and bounds in one place (`POLICY`), a
-value out of bounds stops the app, and a changed number changes what sign-in does."""
+setting with bounds has its default and bounds in one place (`KEYS`), a value out of
+bounds stops the app, and a changed number changes what sign-in does."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from conftest import make_app
 
 from standalone_mfa import create_app
-from standalone_mfa.core.config import DEFAULTS, POLICY, ConfigurationError
+from standalone_mfa.core.config import KEYS, ConfigurationError
 from standalone_mfa.core.crypto import generate_key
 
 
@@ -61,19 +61,35 @@ def test_instance_config_is_written_once_and_never_overwritten(tmp_path):
     assert len(namespace["MFA_ENCRYPTION_KEYS"]) == 1
 
 
-def test_every_policy_number_has_a_default_within_its_bounds():
-    for name, (lowest, highest, meaning) in POLICY.items():
-        assert lowest <= DEFAULTS[name] <= highest, name
-        assert meaning
+BOUNDED = {key.name: key for key in KEYS if key.kind.bounds}
 
 
-@pytest.mark.parametrize("name", sorted(POLICY))
+def test_every_bounded_setting_has_a_default_within_its_bounds():
+    assert {"MFA_LOCK_AFTER", "MAIL_TIMEOUT", "PROXY_FIX_X_FOR"} <= set(BOUNDED)
+    for key in BOUNDED.values():
+        lowest, highest = key.kind.bounds
+        assert lowest <= key.default <= highest, key.name
+        assert key.help
+
+
+@pytest.mark.parametrize("name", sorted(BOUNDED))
 @pytest.mark.parametrize("bad", ["lowest", "highest", "text", "bool"])
-def test_a_policy_number_out_of_bounds_stops_the_app(tmp_path, clock, name, bad):
-    lowest, highest, _meaning = POLICY[name]
+def test_a_setting_out_of_its_bounds_stops_the_app(tmp_path, clock, name, bad):
+    lowest, highest = BOUNDED[name].kind.bounds
     value = {"lowest": lowest - 1, "highest": highest + 1, "text": "five", "bool": True}[bad]
-    with pytest.raises(ConfigurationError, match=name):
+    with pytest.raises(ConfigurationError, match=f"^{name} must be a"):
         make_app(tmp_path, clock, **{name: value})
+
+
+@pytest.mark.parametrize("name", sorted(BOUNDED))
+def test_a_setting_at_its_bounds_starts(tmp_path, clock, name):
+    lowest, highest = BOUNDED[name].kind.bounds
+    both = {"MFA_BACKOFF_AFTER": 1, "MFA_LOCK_AFTER": 1000}  # the lock after the back-off
+    for value in (lowest, highest):
+        folder = tmp_path / str(value)
+        folder.mkdir()
+        app = make_app(folder, clock, **{**both, name: value})
+        assert app.config[name] == value
 
 
 def test_a_number_from_the_environment_may_be_a_string(tmp_path, clock):

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import current_app
-
 from ..core import audit, crypto, messages
 from ..core.clock import clock, now
+from ..core.config import setting
 from ..core.db import write_transaction
 from ..core.models import AuditEvent, User
 from ..factors import devices, passwords, proofs, recovery, totp, trusted_browsers
@@ -83,7 +82,7 @@ def new_authenticator_secret(web_session: ServerSession) -> str | None:
     since = web_session.get(NEW_SECRET_SINCE_KEY)
     if not stored or not isinstance(since, (int, float)):
         return None
-    if clock().timestamp() - since > current_app.config["MFA_SETUP_TIMEOUT"]:
+    if clock().timestamp() - since > setting("MFA_SETUP_TIMEOUT"):
         cancel_new_authenticator(web_session)
         return None
     return crypto.decrypt(stored)

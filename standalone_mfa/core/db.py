@@ -23,6 +23,8 @@ from playhouse.pool import (
     PooledSqliteDatabase,
 )
 
+from .config import setting
+
 db = peewee.DatabaseProxy()
 
 # A locked SQLite file, an unreachable server, or every pooled connection in use for
@@ -151,10 +153,10 @@ def open_database(url: str, timeout: float = 10, pool_size: int = 8) -> peewee.D
 
 
 def init_app(app) -> None:
-    config = app.config
     previous = db.obj
-    pool_size = config["DATABASE_POOL_SIZE"] if config["DATABASE_POOL"] else 0
-    db.initialize(open_database(config["DATABASE_URL"], config["DATABASE_TIMEOUT"], pool_size))
+    pool_size = setting("DATABASE_POOL_SIZE", app) if setting("DATABASE_POOL", app) else 0
+    url, timeout = setting("DATABASE_URL", app), setting("DATABASE_TIMEOUT", app)
+    db.initialize(open_database(url, timeout, pool_size))
     if isinstance(previous, PooledDatabase):
         # Another app in this process (tests build many): its idle connections would
         # otherwise stay open until the garbage collector finds them.

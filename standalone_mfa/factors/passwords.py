@@ -9,15 +9,16 @@ from __future__ import annotations
 import functools
 import secrets
 
-from flask import current_app
 from werkzeug.security import check_password_hash, generate_password_hash
+
+from ..core.config import setting
 
 MIN_LENGTH = 8
 MAX_LENGTH = 1024
 
 
 def hash_password(password: str) -> str:
-    return generate_password_hash(password, method=current_app.config["PASSWORD_HASH_METHOD"])
+    return generate_password_hash(password, method=setting("PASSWORD_HASH_METHOD"))
 
 
 @functools.cache
@@ -33,7 +34,7 @@ def prepare(method: str) -> None:
 
 def check_password(user, password: str) -> bool:
     if user is None:
-        check_password_hash(_dummy_hash(current_app.config["PASSWORD_HASH_METHOD"]), password)
+        check_password_hash(_dummy_hash(setting("PASSWORD_HASH_METHOD")), password)
         return False
     return check_password_hash(user.password_hash, password)
 

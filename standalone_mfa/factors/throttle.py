@@ -15,7 +15,7 @@ process and server of the account shares them. Two counters, one mechanism:
 
 `factors.proofs.password` decides which of the password counters an attempt uses.
 
-The numbers are configuration (`core.config.POLICY`), read through `policy()`.
+The numbers are configuration (`core.config.KEYS`), read through `policy()`.
 
 Each attempt is counted *before* it is checked, by a compare-and-set on the counter,
 so a parallel burst cannot slip extra guesses past the limit; a success sets the
@@ -30,12 +30,12 @@ import ipaddress
 import math
 from dataclasses import dataclass
 
-from flask import current_app
 from peewee import IntegrityError
 
 from ..core import audit
 from ..core.audit import NO_CLIENT, Client
 from ..core.clock import now
+from ..core.config import setting
 from ..core.db import Prepared, db, write_transaction
 from ..core.models import AddressThrottle, MfaThrottle, PasswordThrottle, TrustedBrowser
 
@@ -75,19 +75,16 @@ class Policy:
     max_delay: int
     password_ip_backoff_after: int = 30
 
-    @classmethod
-    def from_config(cls, config) -> Policy:
-        return cls(
-            backoff_after=config["MFA_BACKOFF_AFTER"],
-            lock_after=config["MFA_LOCK_AFTER"],
-            password_backoff_after=config["PASSWORD_BACKOFF_AFTER"],
-            max_delay=config["BACKOFF_MAX_SECONDS"],
-            password_ip_backoff_after=config["PASSWORD_IP_BACKOFF_AFTER"],
-        )
-
 
 def policy() -> Policy:
-    return Policy.from_config(current_app.config)
+    """The current app's numbers."""
+    return Policy(
+        backoff_after=setting("MFA_BACKOFF_AFTER"),
+        lock_after=setting("MFA_LOCK_AFTER"),
+        password_backoff_after=setting("PASSWORD_BACKOFF_AFTER"),
+        max_delay=setting("BACKOFF_MAX_SECONDS"),
+        password_ip_backoff_after=setting("PASSWORD_IP_BACKOFF_AFTER"),
+    )
 
 
 @dataclass(frozen=True)

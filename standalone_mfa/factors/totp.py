@@ -14,11 +14,11 @@ import re
 from urllib.parse import quote, urlencode
 
 import pyotp
-from flask import current_app
 from peewee import IntegrityError
 
 from ..core import crypto
 from ..core.clock import clock, now
+from ..core.config import setting
 from ..core.db import Prepared, db
 from ..core.models import TotpCredential
 
@@ -47,7 +47,7 @@ def provisioning_uri(secret: str, username: str) -> str:
     Built here rather than by pyotp, which leaves "/" unescaped in the label and so
     splits an issuer such as "R/D Portal" into two path segments. The defaults (SHA1,
     6 digits, 30 s) are left implicit, as every app reads them."""
-    issuer = current_app.config["MFA_ISSUER"]
+    issuer = setting("MFA_ISSUER")
     label = quote(issuer, safe="") + ":" + quote(username, safe="")
     query = urlencode({"secret": secret, "issuer": issuer}, quote_via=quote)
     return f"otpauth://totp/{label}?{query}"
@@ -88,7 +88,7 @@ def match_step(secret: str, code: str, *, for_time: float, window: int, **params
 
 
 def window() -> int:
-    return current_app.config["MFA_TOTP_WINDOW"]
+    return setting("MFA_TOTP_WINDOW")
 
 
 def _now_with(credential: TotpCredential) -> dict:

@@ -24,6 +24,7 @@ from flask import current_app
 from flask_babel import force_locale
 
 from ..core import addresses, browsers
+from ..core.config import setting
 from ..core.models import Notice
 from . import outbox
 
@@ -38,7 +39,7 @@ class _Connection(flask_mail.Connection):
     connection and then says nothing must not hold a sender forever."""
 
     def configure_host(self) -> smtplib.SMTP:
-        mail, timeout = self.mail, current_app.config["MAIL_TIMEOUT"]
+        mail, timeout = self.mail, setting("MAIL_TIMEOUT")
         if mail.use_ssl:
             host = smtplib.SMTP_SSL(mail.server, mail.port, timeout=timeout)
         else:
@@ -51,7 +52,7 @@ class _Connection(flask_mail.Connection):
 
 
 def init_app(app) -> None:
-    if app.config.get("MAIL_SERVER"):
+    if setting("MAIL_SERVER", app):
         flask_mail.Mail(app)
 
 
@@ -90,7 +91,7 @@ def mail_locale(user) -> str:
     else English."""
     return (
         _supported(getattr(user, "locale", None))
-        or _supported(current_app.config.get("BABEL_DEFAULT_LOCALE"))
+        or _supported(setting("BABEL_DEFAULT_LOCALE"))
         or "en"
     )
 
@@ -116,7 +117,7 @@ def _message(kind: str, to_address: str, facts: dict, user, locale: str) -> flas
         ),
         "ip": facts.get("ip"),
         "browser": browser_name(facts.get("user_agent")),
-        "portal_url": current_app.config.get("GATEWAY_PORTAL_URL"),
+        "portal_url": setting("GATEWAY_PORTAL_URL"),
         "facts": facts,
     }
     told = current_app.jinja_env.get_template(f"mail/{kind}.txt").make_module(context)

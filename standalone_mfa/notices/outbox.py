@@ -13,12 +13,12 @@ import json
 import threading
 from dataclasses import dataclass
 
-from flask import current_app
 from peewee import fn
 
 from ..core import audit, crypto
 from ..core.audit import NO_CLIENT, Client
 from ..core.clock import now
+from ..core.config import setting
 from ..core.db import write_transaction
 from ..core.models import Notice, User
 
@@ -60,7 +60,7 @@ class Pending:
 
 def enabled() -> bool:
     """Whether mail is configured at all: without MAIL_SERVER nothing is queued."""
-    return bool(current_app.config.get("MAIL_SERVER"))
+    return bool(setting("MAIL_SERVER"))
 
 
 def queue(

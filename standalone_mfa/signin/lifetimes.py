@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import current_app
-
+from ..core.config import setting
 from ..core.models import WebSession
 from . import state
 
@@ -26,7 +25,7 @@ PENDING_TIMEOUT_CONFIG = {
 
 
 def _seconds(key: str) -> dt.timedelta:
-    return dt.timedelta(seconds=current_app.config[key])
+    return dt.timedelta(seconds=setting(key))
 
 
 def _session_cutoffs(at: dt.datetime) -> tuple[dt.datetime, dt.datetime]:

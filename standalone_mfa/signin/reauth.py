@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import current_app
-
 from ..core import audit, messages
 from ..core.clock import now
+from ..core.config import setting
 from ..core.models import User
 from ..factors import proofs, totp
 from . import sessions, state
@@ -103,7 +102,7 @@ def method_for(user: User) -> str:
 
 
 def lifetime() -> dt.timedelta:
-    return dt.timedelta(seconds=current_app.config["ADMIN_STEP_UP_SECONDS"])
+    return dt.timedelta(seconds=setting("ADMIN_STEP_UP_SECONDS"))
 
 
 def is_fresh(web_session: ServerSession) -> bool:

@@ -8,12 +8,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from flask import current_app
-
 from ..accounts import settings
 from ..accounts.users import find_user, normalize_username
 from ..core import audit, crypto, messages, metrics
 from ..core.clock import now
+from ..core.config import setting
 from ..core.db import write_transaction
 from ..core.models import User
 from ..factors import devices, proofs, recovery, throttle, totp, trusted_browsers
@@ -118,11 +117,11 @@ def _past_password(web_session: ServerSession, user: User, next_url, device_toke
 
 
 def _cookie_domain() -> str | None:
-    return current_app.config.get("SESSION_COOKIE_DOMAIN") or None
+    return setting("SESSION_COOKIE_DOMAIN")
 
 
 def _trusted_days() -> int:
-    return current_app.config["TRUSTED_BROWSER_DAYS"]
+    return setting("TRUSTED_BROWSER_DAYS")
 
 
 def trust_browser(web_session: ServerSession, token: str | None, days: int) -> str | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import (
     Blueprint,
-    current_app,
     flash,
     make_response,
     redirect,
@@ -18,6 +17,7 @@ from flask_babel import refresh
 from ..accounts import emails, self_service, settings
 from ..accounts import first_authenticator as first_authenticator_flow
 from ..core import browsers, messages
+from ..core.config import setting
 from ..factors import app_passwords, recovery, totp
 from ..signin import reauth
 from . import i18n, qr
@@ -330,7 +330,7 @@ def confirmation_link(token: str) -> str:
     the user's own browser sent (its Host header, believed through X-Forwarded-Host
     only as far as PROXY_FIX_X_HOST says)."""
     path = url_for("account.confirm_email", token=token)
-    portal = current_app.config.get("GATEWAY_PORTAL_URL")
+    portal = setting("GATEWAY_PORTAL_URL")
     if portal:
         return portal + path[len(request.script_root) :]
     return url_for("account.confirm_email", token=token, _external=True)

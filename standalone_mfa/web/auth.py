@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import (
     Blueprint,
-    current_app,
     flash,
     redirect,
     render_template,
@@ -15,6 +14,7 @@ from flask import (
 from flask_login import current_user
 
 from ..core import messages
+from ..core.config import setting
 from ..signin import steps
 from ..signin.destinations import is_absolute
 from ..signin.state import ANONYMOUS, AUTHENTICATED
@@ -68,7 +68,7 @@ def _back_to_destination():
 def trust_if_signed_in(response):
     """Once a sign-in is complete, give this browser its trusted-browser cookie (its
     own wrong-password counter for this user from now on)."""
-    days = current_app.config["TRUSTED_BROWSER_DAYS"]
+    days = setting("TRUSTED_BROWSER_DAYS")
     token = steps.trust_browser(session, trusted_browser_token(), days)
     if token:
         set_trusted_browser_cookie(response, token, days)

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import current_app, request
+from flask import request
+
+from ..core.config import setting
 
 HOST_PREFIX = "__Host-"
 SECURE_PREFIX = "__Secure-"
@@ -69,15 +71,14 @@ class CookiePolicy:
 
 
 def _policy(domain: str | None) -> CookiePolicy:
-    config = current_app.config
     return CookiePolicy(
-        secure=request.is_secure or bool(config["SESSION_COOKIE_SECURE"]),
+        secure=request.is_secure or setting("SESSION_COOKIE_SECURE"),
         # Host-only: the mount point ("" at the root, "/mfa-app" under X-Forwarded-Prefix).
         # For a domain: every path, as the apps behind the gateway have their own.
         path="/" if domain else request.script_root or "/",
         domain=domain,
-        samesite=config["SESSION_COOKIE_SAMESITE"],
-        httponly=bool(config["SESSION_COOKIE_HTTPONLY"]),
+        samesite=setting("SESSION_COOKIE_SAMESITE"),
+        httponly=setting("SESSION_COOKIE_HTTPONLY"),
     )
 
 
@@ -85,7 +86,7 @@ def shared_cookie_policy() -> CookiePolicy:
     """How the session cookie and the anonymous cookie look in this request: for the
     whole `SESSION_COOKIE_DOMAIN` when set (already normalised by `config.finish`),
     else host-only (needs a request context)."""
-    return _policy(current_app.config.get("SESSION_COOKIE_DOMAIN") or None)
+    return _policy(setting("SESSION_COOKIE_DOMAIN"))
 
 
 def portal_cookie_policy() -> CookiePolicy:

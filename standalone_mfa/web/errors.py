@@ -31,6 +31,7 @@ from werkzeug.exceptions import (
     ServiceUnavailable,
 )
 
+from ..core.config import setting
 from ..core.db import UNAVAILABLE
 from ..ops import schema
 from ..signin.sessions import SessionEnded
@@ -168,7 +169,7 @@ def security_headers(response):
     if request.endpoint != "static":
         add("Cache-Control", "no-store")
     if request.is_secure:
-        subdomains = "; includeSubDomains" if current_app.config["HSTS_INCLUDE_SUBDOMAINS"] else ""
+        subdomains = "; includeSubDomains" if setting("HSTS_INCLUDE_SUBDOMAINS") else ""
         add("Strict-Transport-Security", "max-age=63072000" + subdomains)
     return response
 
@@ -182,7 +183,7 @@ def refuse_if_database_down():
 def refuse_oversized_body():
     """413 for a declared body over MAX_CONTENT_LENGTH, whether or not the view reads
     it (Werkzeug alone only refuses a body when something reads it)."""
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    limit = setting("MAX_CONTENT_LENGTH")
     if limit is not None and (request.content_length or 0) > limit:
         raise RequestEntityTooLarge()
 
@@ -252,7 +253,7 @@ def session_ended(_error):
 
 
 def init_app(app) -> None:
-    app.extensions[CSP_KEY] = content_security_policy(app.config.get("SESSION_COOKIE_DOMAIN"))
+    app.extensions[CSP_KEY] = content_security_policy(setting("SESSION_COOKIE_DOMAIN", app))
     app.register_error_handler(SessionEnded, session_ended)
     app.before_request(refuse_if_schema_mismatch)
     app.before_request(refuse_if_database_down)

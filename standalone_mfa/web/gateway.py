@@ -27,7 +27,7 @@ from werkzeug.http import parse_accept_header
 
 from ..core import metrics
 from ..core.clock import now
-from ..core.config import ConfigurationError
+from ..core.config import ConfigurationError, setting
 from ..gateway import check, origin, rules
 from .cookies import CookiePolicy
 from .session_cookie import client
@@ -41,12 +41,11 @@ _last_warning = [float("-inf")]
 
 def init_app(app) -> None:
     """Parse the rules once, at start; a broken rule stops the app here (SC-34)."""
-    config = app.config
     try:
-        app.extensions[ACCESS_KEY] = rules.parse(config.get("ACCESS_CONTROL"))
+        app.extensions[ACCESS_KEY] = rules.parse(setting("ACCESS_CONTROL", app))
     except rules.RulesError as exc:
         raise ConfigurationError(str(exc)) from None
-    portal = config.get("GATEWAY_PORTAL_URL")
+    portal = setting("GATEWAY_PORTAL_URL", app)
     if portal:
         checked = origin.portal_url(portal)
         if checked is None:
@@ -54,8 +53,8 @@ def init_app(app) -> None:
                 "GATEWAY_PORTAL_URL must be the portal's public http(s) URL, such as "
                 "https://auth.example.com (no query, no fragment)."
             )
-        config["GATEWAY_PORTAL_URL"] = checked
-    elif config.get("ACCESS_CONTROL") is not None:
+        app.config["GATEWAY_PORTAL_URL"] = checked
+    elif setting("ACCESS_CONTROL", app) is not None:
         raise ConfigurationError(
             "ACCESS_CONTROL is set but GATEWAY_PORTAL_URL is not: set it to the portal's "
             "public URL (such as https://auth.example.com), where browsers are sent to sign in."
@@ -88,7 +87,7 @@ def _answer(read, *, redirect_to_portal: bool) -> Response:
         return _empty(403)
     name = session_cookie_name(original.scheme)
     token = request.cookies.get(name)
-    if token is None and name != current_app.config["SESSION_COOKIE_NAME"]:
+    if token is None and name != setting("SESSION_COOKIE_NAME"):
         _warn_if_unprefixed(original)
     at = now()
     decision = check.decide(access_control(), original, token, at)
@@ -156,13 +155,13 @@ def is_browser() -> bool:
 def basic_challenge() -> str:
     """`WWW-Authenticate` for a client that must send an app password: the realm is
     the issuer's name (what the client shows when it asks for the password)."""
-    realm = "".join(c for c in current_app.config["MFA_ISSUER"] if c not in '"\\' and c >= " ")
+    realm = "".join(c for c in setting("MFA_ISSUER") if c not in '"\\' and c >= " ")
     return f'Basic realm="{realm or "Standalone MFA"}", charset="UTF-8"'
 
 
 def sign_in_url(original_url: str) -> str:
     """The portal's sign-in page, told to come back to `original_url`."""
-    portal = current_app.config.get("GATEWAY_PORTAL_URL") or request.host_url.rstrip("/")
+    portal = setting("GATEWAY_PORTAL_URL") or request.host_url.rstrip("/")
     return f"{portal}/login?rd={quote(original_url, safe='')}"
 
 
@@ -170,11 +169,11 @@ def session_cookie_name(scheme: str) -> str:
     """The name the session cookie has on a request made over `scheme` (the original
     request's, not this check's): the portal's own naming rule (`cookies`), with the
     prefix over HTTPS (`__Secure-` when shared with subdomains)."""
-    config = current_app.config
-    secure = scheme == "https" or bool(config["SESSION_COOKIE_SECURE"])
-    domain = config.get("SESSION_COOKIE_DOMAIN") or None
-    policy = CookiePolicy(secure=secure, path="/", domain=domain, samesite="Lax")
-    return policy.name(config["SESSION_COOKIE_NAME"])
+    secure = scheme == "https" or setting("SESSION_COOKIE_SECURE")
+    policy = CookiePolicy(
+        secure=secure, path="/", domain=setting("SESSION_COOKIE_DOMAIN"), samesite="Lax"
+    )
+    return policy.name(setting("SESSION_COOKIE_NAME"))
 
 
 def _empty(status: int) -> Response:
@@ -188,7 +187,7 @@ def _warn_if_unprefixed(original) -> None:
     what it took for HTTP (behind a TLS proxy without PROXY_FIX_X_PROTO). That cookie
     is not believed over HTTPS (a sibling site could have planted it), so the browser
     would go round between the app and the portal: say why in the log."""
-    if current_app.config["SESSION_COOKIE_NAME"] in request.cookies:
+    if setting("SESSION_COOKIE_NAME") in request.cookies:
         _log_once_a_minute(
             f"gateway: the browser's session cookie for https://{original.host} has no __Secure- "
             "prefix: the portal believes it is served over plain HTTP (set PROXY_FIX_X_PROTO "

@@ -6,11 +6,12 @@ After each step, `landing_url` says where the browser goes."""
 
 from __future__ import annotations
 
-from flask import current_app, flash, redirect, request, session, url_for
+from flask import flash, redirect, request, session, url_for
 
 from ..accounts import settings
 from ..core import audit, messages
 from ..core.clock import now
+from ..core.config import setting
 from ..signin import lifetimes, policy, state
 from ..signin.destinations import is_absolute, safe_destination
 from ..signin.sessions import ServerSession
@@ -103,7 +104,7 @@ def landing_url(web_session: ServerSession) -> str:
 def destination_url(target: str | None) -> str:
     """The URL to send the browser to for a kept `next` or `rd`: a protected app's URL
     as it is, a path of this app below its mount point, or home."""
-    checked = safe_destination(target, current_app.config.get("SESSION_COOKIE_DOMAIN"))
+    checked = safe_destination(target, setting("SESSION_COOKIE_DOMAIN"))
     if checked is None:
         return url_for("auth.home")
     # `next` is a path inside the app (the guard takes it from request.full_path): under

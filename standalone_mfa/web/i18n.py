@@ -8,11 +8,8 @@ forged cookie or header can only pick one of them."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from flask import (
     Blueprint,
-    current_app,
     has_request_context,
     redirect,
     request,
@@ -21,6 +18,8 @@ from flask import (
 )
 from flask_babel import Babel, get_locale
 
+from ..core import paths
+from ..core.config import setting
 from ..signin.destinations import safe_next_path
 from .cookies import portal_cookie_policy
 from .forms import LanguageForm
@@ -30,9 +29,10 @@ from .guard import STATE_HOME
 LOCALES = {"en": "English", "fr": "Français", "de": "Deutsch", "es": "Español"}
 COOKIE = "lang"
 COOKIE_DAYS = 365
-# The catalogues: messages.pot and <locale>/LC_MESSAGES/messages.po (the .mo files
-# are compiled from them by `make`; see docs/languages.md).
-TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
+# The catalogues: messages.pot and <locale>/LC_MESSAGES/messages.po; the .mo files
+# Flask-Babel reads are compiled from them by the build (the wheel, `pip install -e .`)
+# and by `make` (docs/languages.md).
+TRANSLATIONS = paths.TRANSLATIONS
 
 bp = Blueprint("i18n", __name__)
 babel = Babel()
@@ -66,7 +66,7 @@ def default() -> str:
 
 
 def _default() -> str:
-    return supported(current_app.config.get("BABEL_DEFAULT_LOCALE")) or "en"
+    return supported(setting("BABEL_DEFAULT_LOCALE")) or "en"
 
 
 def html_lang() -> str:
@@ -89,10 +89,18 @@ def choose():
 
 
 def init_app(app) -> None:
-    app.config.setdefault("BABEL_DEFAULT_LOCALE", "en")
-    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS))
+    # Unset (the default): the catalogues shipped in the package.
+    if not setting("BABEL_TRANSLATION_DIRECTORIES", app):
+        app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(TRANSLATIONS)
     babel.init_app(app, locale_selector=select_locale)
     # {% trans %} blocks lose their line breaks and indentation: one clean msgid.
     app.jinja_env.policies["ext.i18n.trimmed"] = True
     app.jinja_env.globals.update(html_lang=html_lang, language_names=LOCALES)
     app.register_blueprint(bp)
+    # A language without its compiled catalogue would be served in English: say so.
+    for problem in paths.catalogue_problems():
+        app.logger.warning(
+            "Translations: %s; those pages fall back to English until it is compiled "
+            "(make, or pip install . again).",
+            problem,
+        )

@@ -12,9 +12,10 @@ from __future__ import annotations
 import hmac
 import time
 
-from flask import Blueprint, Response, abort, current_app, g, request
+from flask import Blueprint, Response, abort, g, request
 
 from ..core import metrics
+from ..core.config import setting
 from ..core.db import db
 from ..core.metrics import exposition
 
@@ -24,7 +25,7 @@ bp = Blueprint("metrics", __name__)
 @bp.get("/metrics", endpoint="metrics")
 def metrics_view():
     """The metrics in Prometheus' text format, to the holder of METRICS_TOKEN."""
-    expected = current_app.config.get("METRICS_TOKEN")
+    expected = setting("METRICS_TOKEN")
     if not expected:
         abort(404)
     sent = request.headers.get("Authorization", "")
@@ -55,10 +56,9 @@ def _finished(_exc=None):
 
 
 def init_app(app) -> None:
-    config = app.config
-    if config["DATABASE_POOL"]:  # the pool's size is known from the start
-        metrics.pool_seen(0, config["DATABASE_POOL_SIZE"])
+    if setting("DATABASE_POOL", app):  # the pool's size is known from the start
+        metrics.pool_seen(0, setting("DATABASE_POOL_SIZE", app))
     app.before_request(_started)
     app.teardown_request(_finished)
-    if config.get("METRICS_TOKEN"):  # otherwise no such page, whatever the method
+    if setting("METRICS_TOKEN", app):  # otherwise no such page, whatever the method
         app.register_blueprint(bp)

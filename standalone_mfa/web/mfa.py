@@ -6,7 +6,6 @@ from __future__ import annotations
 from flask import (
     Blueprint,
     Response,
-    current_app,
     flash,
     redirect,
     render_template,
@@ -17,6 +16,7 @@ from flask import (
 from ..accounts import settings
 from ..core import messages
 from ..core.clock import now
+from ..core.config import setting
 from ..signin import policy, sessions, state, steps
 from . import qr
 from .auth import trust_if_signed_in
@@ -37,7 +37,7 @@ def _after(outcome: steps.StepOutcome):
         set_device_cookie(response, outcome.device_token, outcome.device_days)
     if outcome.trusted_token:  # trusted in the step's own transaction
         set_trusted_browser_cookie(
-            response, outcome.trusted_token, current_app.config["TRUSTED_BROWSER_DAYS"]
+            response, outcome.trusted_token, setting("TRUSTED_BROWSER_DAYS")
         )
     elif outcome.ok:
         trust_if_signed_in(response)
@@ -162,7 +162,7 @@ def recovery_codes_download():
         "mfa/recovery_codes.txt",
         codes=codes,
         username=session.user.username,
-        issuer=current_app.config["MFA_ISSUER"],
+        issuer=setting("MFA_ISSUER"),
     )
     return Response(
         text,

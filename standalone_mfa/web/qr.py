@@ -3,10 +3,10 @@ third-party QR service, nothing for the CSP to allow)."""
 
 from __future__ import annotations
 
-from flask import current_app
 from markupsafe import Markup
 
 from ..core import messages
+from ..core.config import setting
 from ..factors import totp
 
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -53,6 +53,6 @@ def secret_and_qr(secret: str, username: str, *, new_app: bool = False) -> dict:
             totp.provisioning_uri(secret, username),
             label=messages.text("qr_label_new" if new_app else "qr_label", username=username),
         ),
-        "issuer": current_app.config["MFA_ISSUER"],
+        "issuer": setting("MFA_ISSUER"),
         "username": username,
     }

@@ -25,6 +25,7 @@ from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
 from ..core.audit import Client
 from ..core.clock import now
+from ..core.config import setting
 from ..core.db import UNAVAILABLE
 from ..signin import sessions
 from ..signin.sessions import LAST_SEEN_RESOLUTION, ServerSession
@@ -65,7 +66,7 @@ def _anonymous_serializer() -> URLSafeTimedSerializer:
 
 def _anonymous_max_age() -> int:
     # An anonymous session lives as long as an idle one with a row did.
-    return current_app.config["SESSION_IDLE_TIMEOUT"]
+    return setting("SESSION_IDLE_TIMEOUT")
 
 
 def read_anonymous_cookie() -> tuple[dict, int | None]:
@@ -94,7 +95,7 @@ def client() -> Client:
 class ServerSessionInterface(SessionInterface):
     def get_cookie_name(self, app) -> str:
         # Decided per request: the same app may be reached over HTTPS through a proxy.
-        return shared_cookie_policy().name(app.config["SESSION_COOKIE_NAME"])
+        return shared_cookie_policy().name(setting("SESSION_COOKIE_NAME", app))
 
     def open_session(self, app, request) -> ServerSession:
         if request.path.startswith(app.static_url_path + "/") or request.path in SESSIONLESS_PATHS:
@@ -113,13 +114,13 @@ class ServerSessionInterface(SessionInterface):
         token = sessions.save(session, now())
         policy = shared_cookie_policy()
         if token:
-            policy.set(response, app.config["SESSION_COOKIE_NAME"], token)
+            policy.set(response, setting("SESSION_COOKIE_NAME", app), token)
         sent = g.get("anonymous_cookie")
         if session.discarded or sent is None:  # a failed or a sessionless request
             return
         if session.row_dropped:
             # Signed out or expired here: the row is gone, so is its cookie.
-            policy.delete(response, app.config["SESSION_COOKIE_NAME"])
+            policy.delete(response, setting("SESSION_COOKIE_NAME", app))
         anonymous_sent = policy.name(ANONYMOUS_COOKIE) in request.cookies
         if session.has_row:
             if anonymous_sent:  # its data moved into the row
