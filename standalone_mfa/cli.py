@@ -452,8 +452,14 @@ def user_show_command(username):
         ("groups", ", ".join(row.groups) if row.groups else "none"),
         ("email", (row.email or "none") + _pending(row.pending_email)),
         ("time zone", user.time_zone or "UTC"),
+        ("app passwords", _app_passwords_line(user)),
     ):
         click.echo(f"{label + ':':<15}{value}")
+
+
+def _app_passwords_line(user) -> str:
+    names = [row.name for row in app_passwords.active_of(user)]
+    return f"{len(names)} working ({', '.join(names)})" if names else "none"
 
 
 def _pending(address: str | None) -> str:

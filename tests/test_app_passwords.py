@@ -515,6 +515,8 @@ def test_sc49_the_command_line(gateway_app):
         listed.exit_code == 0 and "Backup script" in listed.output and "working" in listed.output
     )
     assert secret not in listed.output
+    shown = cli(gateway_app, "user", "show", "alice").output
+    assert "app passwords: 1 working (Backup script)" in shown
     again = cli(gateway_app, "user", "app-password", "create", "alice", "Backup script")
     assert again.exit_code == 1 and "already have" in again.output
     revoked = cli(gateway_app, "user", "app-password", "revoke", "alice", "Backup script")
