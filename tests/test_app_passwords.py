@@ -782,3 +782,17 @@ def test_sc49_sc50_through_a_real_proxy(tmp_path, clock, proxy):
     finally:
         with app.app_context():
             db.close()
+
+
+def test_prune_forgets_app_passwords_revoked_a_month_ago(gateway_app, clock):
+    from standalone_mfa.ops import maintenance
+
+    make(gateway_app, name="Old phone")
+    make(gateway_app, name="Laptop")
+    with gateway_app.app_context():
+        app_passwords.revoke(users.find_user("alice"), "Old phone", actor="test")
+        clock.advance(29 * 86400)
+        assert maintenance.prune(clock.now())["revoked_app_passwords"] == 0
+        clock.advance(2 * 86400)
+        assert maintenance.prune(clock.now())["revoked_app_passwords"] == 1
+        assert [row.name for row in AppPassword.select()] == ["Laptop"]  # working: kept

@@ -224,6 +224,17 @@ def revoke_all(user: User, *, actor: str, reason: str, client: Client = NO_CLIEN
     return count
 
 
+def prune_revoked(before: dt.datetime) -> int:
+    """Delete app passwords revoked before `before` (`prune`): they work no more, and
+    the list need not show them for ever."""
+    with write_transaction():
+        return (
+            AppPassword.delete()
+            .where(AppPassword.revoked_at.is_null(False) & (AppPassword.revoked_at < before))
+            .execute()
+        )
+
+
 # --- The gateway's check ------------------------------------------------------------------
 
 _MFA_METHOD = Setting.select(Setting.value).where(Setting.key == "mfa_method")
