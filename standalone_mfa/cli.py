@@ -11,15 +11,16 @@ import peewee
 from cryptography.fernet import InvalidToken
 from flask.cli import AppGroup, FlaskGroup, with_appcontext
 
-from .accounts import administration, emails, groups, reset, settings, tokens, users
-from .core import addresses, crypto, db
+from .accounts import administration, emails, reset
+from .core import addresses
 from .core import audit as audit_log
 from .core.clock import now
 from .core.config import setting
-from .core.models import Notice, TotpCredential, User, WebSession
+from .core.models import User
+from .directory import groups, settings, tokens, users
 from .factors import app_passwords, passwords, throttle, totp
 from .notices import outbox, sender
-from .ops import backup, maintenance, schema
+from .ops import backup, keys, maintenance, schema
 
 user_cli = AppGroup("user", help="Manage users.")
 mfa_cli = AppGroup("mfa", help="Multi-Factor Authentication settings and resets.")
@@ -49,7 +50,7 @@ def clear_errors(command):
             ) from None
         except InvalidToken:
             raise click.ClickException(
-                "A stored TOTP secret cannot be decrypted with MFA_ENCRYPTION_KEYS. Keep "
+                "A stored secret cannot be decrypted with MFA_ENCRYPTION_KEYS. Keep "
                 "the old key in the list, after the new one, until `mfa rotate-keys` ran."
             ) from None
 
@@ -285,29 +286,17 @@ def mfa_reset_command(username):
 @mfa_cli.command("rotate-keys")
 @clear_errors
 def rotate_keys_command():
-    """Re-encrypt every TOTP secret (saved or pending set-up) with the newest key."""
-    count = 0
-    with db.write_transaction():
-        for credential in TotpCredential.select():
-            TotpCredential.update(
-                secret_encrypted=crypto.rotate(credential.secret_encrypted)
-            ).where(TotpCredential.id == credential.id).execute()
-            count += 1
-        pending = WebSession.select().where(WebSession.pending_secret_encrypted.is_null(False))
-        for web_session in pending:
-            WebSession.update(
-                pending_secret_encrypted=crypto.rotate(web_session.pending_secret_encrypted)
-            ).where(WebSession.id == web_session.id).execute()
-            count += 1
-        notices = 0
-        for notice in Notice.select(Notice.id, Notice.facts).where(Notice.sent_at.is_null()):
-            Notice.update(facts=crypto.rotate(notice.facts)).where(
-                Notice.id == notice.id
-            ).execute()
-            notices += 1
-    click.echo(f"Re-encrypted {count} TOTP secrets with the newest key.")
-    if notices:
-        click.echo(f"Re-encrypted the facts of {notices} pending notices.")
+    """Re-encrypt every stored secret (TOTP secrets, set-ups in progress, recovery codes
+    on show, pending notices) with the newest key."""
+    rotated = keys.rotate_all()
+    click.echo(f"Re-encrypted {rotated.credentials} TOTP secrets with the newest key.")
+    if rotated.set_ups or rotated.shown_codes:
+        click.echo(
+            f"Re-encrypted {rotated.set_ups} set-ups in progress and the recovery codes "
+            f"{rotated.shown_codes} sessions are showing."
+        )
+    if rotated.notices:
+        click.echo(f"Re-encrypted the facts of {rotated.notices} pending notices.")
 
 
 @token_cli.command("create")
@@ -548,10 +537,17 @@ def backup_command(path, force):
 
 @mail_cli.command("send")
 @click.option("--dry-run", is_flag=True, help="Show what is pending; send nothing.")
+@click.option(
+    "--due",
+    is_flag=True,
+    help="Only the notices that are due, keeping each failed one's back-off (for cron).",
+)
 @clear_errors
-def mail_send_command(dry_run):
-    """Send the notices that are due, retrying failed ones with back-off (run from
-    cron, next to `prune`). Each notice is sent once, whatever runs at the same time."""
+def mail_send_command(dry_run, due):
+    """Send every pending notice now, without waiting for the retry back-off of those
+    that failed (by hand, say after fixing the SMTP server). From cron, use --due: it
+    keeps the back-off (1 minute doubling to 1 hour), as the app's own sender does.
+    Each notice is sent once, whatever runs at the same time."""
     if not outbox.enabled():
         waiting = outbox.count_pending()
         raise click.ClickException(
@@ -569,19 +565,23 @@ def mail_send_command(dry_run):
             )
         click.echo(f"{len(waiting)} notices pending; nothing sent (dry run).")
         return
-    total = sender.Round()
-    while True:
-        done = sender.send_due()
-        total.sent += done.sent
-        total.failed += done.failed
-        if done.sent + done.failed < outbox.BATCH:
-            break
+    total = _send_due() if due else sender.send_pending_now()
     left = outbox.count_pending()
     click.echo(
         f"Sent {total.sent} notices; {total.failed} failed and will be retried; {left} pending."
     )
     if total.failed:
         sys.exit(1)
+
+
+def _send_due() -> sender.Round:
+    total = sender.Round()
+    while True:
+        done = sender.send_due()
+        total.sent += done.sent
+        total.failed += done.failed
+        if done.sent + done.failed < outbox.BATCH:
+            return total
 
 
 def init_app(app) -> None:

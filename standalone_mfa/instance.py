@@ -14,6 +14,7 @@ from flask import Flask
 
 from .core import paths
 from .core.crypto import generate_key
+from .core.db import make_private
 
 TEMPLATE = """\
 # Written by `python -m standalone_mfa.instance` on first run. Keep this file private:
@@ -36,9 +37,11 @@ def instance_path() -> Path:
 
 
 def write_config(path: Path) -> bool:
+    # The folder holds the keys and the SQLite database: the owner's alone (SC-70).
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_private(path.parent, 0o700)
     if path.exists():
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
     content = TEMPLATE.format(secret_key=secrets.token_hex(32), fernet_key=generate_key())
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:

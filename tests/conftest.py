@@ -18,10 +18,10 @@ import pyotp
 import pytest
 
 from standalone_mfa import create_app
-from standalone_mfa.accounts.users import create_user
 from standalone_mfa.core.clock import FrozenClock
 from standalone_mfa.core.db import db
 from standalone_mfa.core.models import ALL_MODELS
+from standalone_mfa.directory.users import create_user
 from standalone_mfa.ops import schema
 from standalone_mfa.web.cookies import DEVICE_COOKIE
 from standalone_mfa.web.session_cookie import ANONYMOUS_COOKIE
@@ -148,7 +148,7 @@ def app(tmp_path, clock):
 @pytest.fixture
 def totp_app(app):
     """The app with the MFA method set to TOTP."""
-    from standalone_mfa.accounts import settings
+    from standalone_mfa.directory import settings
 
     with app.app_context():
         settings.set_mfa_method("totp", actor="test")

@@ -19,8 +19,6 @@ import requests
 from conftest import PASSWORD, SECRET_RE, START, Browser
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from standalone_mfa.accounts import settings, tokens
-from standalone_mfa.accounts.users import create_user, find_user
 from standalone_mfa.core import audit, crypto
 from standalone_mfa.core.db import db
 from standalone_mfa.core.models import (
@@ -33,6 +31,8 @@ from standalone_mfa.core.models import (
     User,
     WebSession,
 )
+from standalone_mfa.directory import settings, tokens
+from standalone_mfa.directory.users import create_user, find_user
 from standalone_mfa.factors import recovery, throttle, totp
 from standalone_mfa.web.session_cookie import ANONYMOUS_COOKIE
 
@@ -531,7 +531,7 @@ def admin_signed_in(app, clock):
     browser and root's TOTP secret (None without one)."""
     admin = Browser(app, clock)
     with app.app_context():
-        from standalone_mfa.accounts import settings
+        from standalone_mfa.directory import settings
 
         totp_on = settings.mfa_method() == "totp"
     secret = admin.enrol("root") if totp_on else None

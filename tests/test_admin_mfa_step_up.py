@@ -15,7 +15,7 @@ from helpers import (
     text,
 )
 
-from standalone_mfa.accounts import settings
+from standalone_mfa.directory import settings
 
 CHANGE = {"mfa_method": "disabled", "remember_days": "31"}
 STEP_UP_FIRST = "Confirm it is you, then confirm the change again."

@@ -26,9 +26,9 @@ from helpers import (
     user,
 )
 
-from standalone_mfa.accounts import groups
 from standalone_mfa.core.config import DEFAULTS
 from standalone_mfa.core.models import User
+from standalone_mfa.directory import groups
 
 SELECT_RE = re.compile(r'<select[^>]*\bname="mfa_method"[^>]*>(.*?)</select>', re.S)
 

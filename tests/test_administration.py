@@ -22,9 +22,9 @@ from helpers import (
     user,
 )
 
-from standalone_mfa.accounts.users import find_user
 from standalone_mfa.core.config import DEFAULTS
 from standalone_mfa.core.models import AuditEvent, TotpCredential, User, WebSession
+from standalone_mfa.directory.users import find_user
 from standalone_mfa.factors import throttle
 
 

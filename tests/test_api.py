@@ -22,10 +22,10 @@ from helpers import (
     signed_in_root,
 )
 
-from standalone_mfa.accounts import groups
 from standalone_mfa.core.config import DEFAULTS
 from standalone_mfa.core.crypto import hash_token
 from standalone_mfa.core.models import ApiToken, User
+from standalone_mfa.directory import groups
 
 ODD_API_NAMES = [
     "a%2Fbob",
@@ -133,6 +133,22 @@ def test_sc24_api_token_opens_no_browser_session(totp_app, browser):
         assert response.headers["Location"].startswith("/login")
     response = api(totp_app, "GET", "root", token)
     assert "Set-Cookie" not in response.headers
+
+
+def test_sc24_api_call_neither_loads_nor_keeps_alive_a_browser_session(totp_app, clock, browser):
+    """The API is sessionless for the session interface as for the guard: a signed-in
+    admin's cookie sent along with the token is not read, so the session is neither
+    touched (its last activity stays) nor set again."""
+    browser.enrol()
+    admin = signed_in_admin(totp_app, clock)
+    (before,) = sessions_of(totp_app, "root")
+    clock.advance(10 * 60)
+    token = make_token(totp_app, "root")
+    response = api(totp_app, "GET", "alice", token, client=admin.client)
+    assert response.status_code == 200
+    assert "Set-Cookie" not in response.headers
+    (after,) = sessions_of(totp_app, "root")
+    assert after.last_seen_at == before.last_seen_at
 
 
 # --- the reset API

@@ -34,12 +34,13 @@ from helpers import oathtool_codes, tool
 from playwright.sync_api import Page, expect, sync_playwright
 
 from standalone_mfa import create_app
-from standalone_mfa.accounts import reset, settings, tokens
-from standalone_mfa.accounts.users import create_user, find_user
+from standalone_mfa.accounts import reset
 from standalone_mfa.core.config import DEFAULTS
 from standalone_mfa.core.db import db
 from standalone_mfa.core.models import AuditEvent, MfaThrottle, User, WebSession
 from standalone_mfa.core.pagination import PER_PAGE
+from standalone_mfa.directory import settings, tokens
+from standalone_mfa.directory.users import create_user, find_user
 from standalone_mfa.factors import recovery, totp
 from standalone_mfa.instance import write_config
 from standalone_mfa.ops import schema

@@ -23,7 +23,7 @@ from test_browser import (
     Site,
 )
 
-from standalone_mfa.accounts.users import find_user
+from standalone_mfa.directory.users import find_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 

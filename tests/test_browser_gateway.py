@@ -36,10 +36,10 @@ from proxies import (
 )
 
 from standalone_mfa import create_app
-from standalone_mfa.accounts import settings
-from standalone_mfa.accounts.users import find_user
 from standalone_mfa.core.db import db
 from standalone_mfa.core.models import User
+from standalone_mfa.directory import settings
+from standalone_mfa.directory.users import find_user
 from standalone_mfa.factors import totp
 from standalone_mfa.ops import schema
 

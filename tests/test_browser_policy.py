@@ -13,8 +13,8 @@ from conftest import PASSWORD
 from playwright.sync_api import expect
 from test_browser import ACTION_TIMEOUT_MS, AXE_RUN_JS, UNLABELLED_FIELDS_JS, Person
 
-from standalone_mfa.accounts import groups, settings
-from standalone_mfa.accounts.users import find_user
+from standalone_mfa.directory import groups, settings
+from standalone_mfa.directory.users import find_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 

@@ -14,19 +14,22 @@ from helpers import (
     api,
     cli,
     code_failures,
+    confirm_for_new_authenticator,
     credential,
+    credential_secret,
     mfa_method,
+    new_authenticator_secret,
     sessions_of,
     set_code_failures,
 )
 
 from standalone_mfa import create_app
-from standalone_mfa.accounts import groups, settings
-from standalone_mfa.accounts.users import find_user
 from standalone_mfa.core.config import DEFAULTS
 from standalone_mfa.core.crypto import generate_key
 from standalone_mfa.core.db import db
 from standalone_mfa.core.models import ApiToken, AuditEvent, TotpCredential, User
+from standalone_mfa.directory import groups, settings
+from standalone_mfa.directory.users import find_user
 
 
 def close_db():
@@ -289,6 +292,38 @@ def test_cli_rotate_keys_reencrypts_pending_setup_secrets(tmp_path, clock):
         assert browser.setup_secret() == secret
         response = browser.submit_code("/mfa/setup", {"code": browser.code(secret)})
         assert response.headers["Location"] == "/"
+    finally:
+        close_db()
+
+
+def test_cli_rotate_keys_reencrypts_a_new_authenticator_being_set_up(tmp_path, clock):
+    """Halfway through Account security's "move to a new authenticator" (the new
+    secret shown, its first code not yet entered), a rotation that then drops the old
+    key leaves the set-up working: the secret has the same home as a sign-in's."""
+    old_key, new_key = generate_key(), generate_key()
+    try:
+        first = make_app(tmp_path, clock, MFA_ENCRYPTION_KEYS=[old_key])
+        with first.app_context():
+            settings.set_mfa_method("totp", actor="test")
+        browser = Browser(first, clock)
+        old_secret = browser.enrol()
+        clock.advance(30)
+        response = confirm_for_new_authenticator(browser, PASSWORD, browser.code(old_secret))
+        assert response.headers["Location"] == "/account/authenticator/new"
+        new_secret = new_authenticator_secret(browser)
+        cookie = browser.cookie()
+
+        rotating = reopen(tmp_path, clock, MFA_ENCRYPTION_KEYS=[new_key, old_key])
+        assert cli(rotating, "mfa", "rotate-keys").exit_code == 0
+
+        newest_only = reopen(tmp_path, clock, MFA_ENCRYPTION_KEYS=[new_key])
+        browser = Browser(newest_only, clock)
+        browser.client.set_cookie(newest_only.config["SESSION_COOKIE_NAME"], cookie)
+        assert new_authenticator_secret(browser) == new_secret
+        clock.advance(30)
+        response = browser.post("/account/authenticator/new", {"code": browser.code(new_secret)})
+        assert response.headers["Location"] == "/account/security"
+        assert credential_secret(newest_only, "alice") == new_secret
     finally:
         close_db()
 

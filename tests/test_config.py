@@ -105,7 +105,7 @@ def test_the_lock_must_come_after_the_backoff(tmp_path, clock):
 def test_sc07_a_lower_backoff_ends_the_pending_sign_in_sooner(tmp_path, clock):
     from conftest import Browser
 
-    from standalone_mfa.accounts import settings
+    from standalone_mfa.directory import settings
 
     app = make_app(tmp_path, clock, MFA_BACKOFF_AFTER=2, MFA_LOCK_AFTER=4)
     with app.app_context():

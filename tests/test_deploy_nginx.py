@@ -9,8 +9,10 @@ sent; redirects stay on the site; the audit log has nginx's view of the client.
 
 from __future__ import annotations
 
+import http.client
 import re
 import socket
+import ssl
 import subprocess
 import time
 import warnings
@@ -207,3 +209,42 @@ def test_sc16_through_nginx_under_a_prefix(behind_nginx):
     assert "Secure" in header and "Path=/mfa-app;" in header
     admin = client.get(https_url + "/mfa-app/admin/", allow_redirects=False)
     assert admin.status_code == 200 and "Multi-Factor Authentication" in admin.text
+
+
+def raw_get(base_url: str, target: str) -> int:
+    """The status of GET `target` written byte for byte (requests would clean the path)."""
+    parts = urlsplit(base_url)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    connection = http.client.HTTPSConnection(parts.hostname, parts.port, context=context)
+    try:
+        connection.putrequest("GET", target, skip_host=True)
+        connection.putheader("Host", HOST)
+        connection.endheaders()
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+CHECK_SPELLINGS = [
+    "/auth/nginx",
+    "/auth/forward",
+    "/auth%2Fnginx",
+    "//auth/forward",
+    "/x/../auth/nginx",
+    "/./auth/forward",
+    "/%61uth/nginx",
+]
+
+
+def test_sc69_the_checks_are_not_answered_on_the_portals_server(behind_nginx):
+    """The checks are for the app servers' auth_request, straight to gunicorn; the
+    portal's public server answers 404 for them, at the root and under the prefix."""
+    app, _http_url, https_url = behind_nginx
+    direct = app.test_client()
+    assert direct.get("/auth/nginx").status_code != 404  # the portal has them
+    for target in CHECK_SPELLINGS:
+        assert raw_get(https_url, target) == 404, target
+        assert raw_get(https_url, "/mfa-app" + target) == 404, "/mfa-app" + target
+    assert raw_get(https_url, "/login") == 200  # and the rest of the portal is served

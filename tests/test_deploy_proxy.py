@@ -21,10 +21,10 @@ from conftest import PASSWORD, csrf_from, make_app
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from standalone_mfa import create_app
-from standalone_mfa.accounts import settings
 from standalone_mfa.core.config import ConfigurationError
 from standalone_mfa.core.db import db
 from standalone_mfa.core.models import AuditEvent, WebSession
+from standalone_mfa.directory import settings
 from standalone_mfa.web.cookies import portal_cookie_policy
 
 PROXY_ADDR = "10.0.0.2"  # the proxy, as the app's socket sees it

@@ -26,6 +26,7 @@ from helpers import (
 from smtp import mail_config
 
 from standalone_mfa.accounts import emails
+from standalone_mfa.core import addresses
 from standalone_mfa.core.db import db
 from standalone_mfa.core.models import EmailConfirmation, Notice, User
 from standalone_mfa.notices import sender
@@ -55,6 +56,26 @@ REFUSED = [
     "mallory@",
     "",
     "   ",
+    # Special-use names no mail server delivers, intranet or not; a name without a dot.
+    "mallory@printer.localhost",
+    "mallory@host.invalid",
+    "mallory@hidden.onion",
+    "mallory@1.168.192.in-addr.arpa",
+    "mallory@test",
+    "mallory@local",
+    "mallory@corp",
+    "mallory@.local",
+    "mallory@-nas.home.arpa",
+]
+# Intranet names a self-hosted mail server delivers, and how they are stored.
+INTRANET = [
+    ("signin@corp.internal", "signin@corp.internal"),
+    ("bob@corp.lan", "bob@corp.lan"),
+    ("Bob@NAS.Home.Arpa", "Bob@nas.home.arpa"),
+    ("bob@home.arpa", "bob@home.arpa"),
+    ("bob@printer.local", "bob@printer.local"),
+    ("bob@ci.test", "bob@ci.test"),
+    ("bob@bücher.local", "bob@xn--bcher-kva.local"),
 ]
 
 
@@ -141,6 +162,14 @@ def test_sc37_the_cli_refuses_a_header_injection_and_changes_nothing(app, addres
     assert result.exit_code == 1
     assert "Not a usable email address" in result.output and "Nothing changed." in result.output
     assert user_row(app).email is None
+
+
+@pytest.mark.parametrize(("address", "stored"), INTRANET)
+def test_an_intranet_address_is_accepted_still_checked(app, address, stored):
+    assert addresses.normalise(address) == stored
+    result = cli(app, "user", "email", "alice", address)
+    assert result.exit_code == 0, result.output
+    assert user_row(app).email == stored
 
 
 def test_an_idn_domain_is_stored_in_its_ascii_form_and_case_of_the_domain_dropped(app):

@@ -10,10 +10,10 @@ import pytest
 from conftest import PASSWORD, make_app
 from helpers import CSRF_INPUT_RE, VALUE_RE, pending_setup, table_dump
 
-from standalone_mfa.accounts import tokens
 from standalone_mfa.core.db import db
 from standalone_mfa.core.db import open_database as open_db
 from standalone_mfa.core.models import AuditEvent, User
+from standalone_mfa.directory import tokens
 
 
 def csp_directives(response) -> dict[str, list[str]]:

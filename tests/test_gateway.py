@@ -12,9 +12,9 @@ import pytest
 from conftest import PASSWORD, Browser, make_app
 from helpers import admin_token, audit_rows, give_credential, location, sessions_of
 
-from standalone_mfa.accounts import settings
 from standalone_mfa.core.db import db
 from standalone_mfa.core.models import User, UserGroup, WebSession
+from standalone_mfa.directory import settings
 
 PORTAL = "https://auth.example.test"
 RULES = {
@@ -295,7 +295,7 @@ def test_sc35_two_factor_rule_takes_a_password_only_session_through_the_code(
     )
     response = ask_nginx(gateway_app, vault, alice.session_token())
     assert response.status_code == 401
-    assert location(alice.get("/login?rd=" + quote(rd_of(response), safe=""))) == "/mfa/setup"
+    assert location(continue_to_second_factor(alice, rd_of(response))) == "/mfa/setup"
     secret = alice.setup_secret()
     alice.post("/mfa/setup", {"code": alice.code(secret)})
     alice.page("/mfa/recovery-codes")
@@ -308,11 +308,47 @@ def test_sc35_two_factor_rule_takes_a_password_only_session_through_the_code(
     clock.advance(30)
     alice = signed_in(portal)
     assert ask_nginx(gateway_app, vault, alice.session_token()).status_code == 401
-    assert location(alice.get("/login?rd=" + quote(vault, safe=""))) == "/mfa/verify"
+    assert location(continue_to_second_factor(alice, vault)) == "/mfa/verify"
     alice.get("/mfa/verify")
     assert location(alice.post("/mfa/verify", {"code": alice.code(secret)})) == vault
     assert ask_nginx(gateway_app, vault, alice.session_token()).status_code == 200
     assert ("second_factor_required", "ok", "alice") in {r[:3] for r in audit_rows(gateway_app)}
+
+
+CONTINUE_BUTTON = 'id="second-factor-continue"'
+
+
+def test_sc70_a_link_to_login_never_moves_a_signed_in_session_without_a_click(gateway_app, portal):
+    """A cross-site link (or image) to /login?rd=… must not take a password-only
+    session into the code step, which would end it if abandoned: the page asks, and
+    only its button (a POST with its CSRF token) does it."""
+    vault = "https://vault.example.test/secrets"
+    alice = signed_in(portal)
+    before = sessions_of(gateway_app, "alice")
+    head = functools.partial(alice.client.head, base_url="http://auth.example.test")
+    for method in (alice.get, head):
+        response = method("/login?rd=" + quote(vault, safe=""))
+        assert response.status_code == 200
+    page = alice.page("/login?rd=" + quote(vault, safe=""))
+    assert CONTINUE_BUTTON in page and "vault.example.test" in page
+    assert [s.state for s in sessions_of(gateway_app, "alice")] == [s.state for s in before]
+    assert "second_factor_required" not in {r[0] for r in audit_rows(gateway_app)}
+    # A forged POST without the page's token changes nothing either.
+    forged = alice.post("/login?rd=" + quote(vault, safe=""), {}, csrf=False)
+    assert forged.status_code == 400
+    assert [s.state for s in sessions_of(gateway_app, "alice")] == [s.state for s in before]
+    # The person's click: on to the set-up (no authenticator yet).
+    assert location(alice.post("/login?rd=" + quote(vault, safe=""))) == "/mfa/setup"
+    # A path of the portal itself is no protected app: straight there.
+    other = signed_in(portal, "bob")
+    assert location(other.get("/login?next=/account/security")) == "/account/security"
+
+
+def continue_to_second_factor(browser, rd):
+    """The person's click on the page a protected app's link opens."""
+    page = browser.page("/login?rd=" + quote(rd, safe=""))
+    assert CONTINUE_BUTTON in page
+    return browser.post("/login?rd=" + quote(rd, safe=""))
 
 
 def test_sc35_a_session_not_past_every_step_is_not_signed_in(gateway_app, portal):
@@ -435,7 +471,7 @@ def test_denials_are_audited_with_user_domain_and_path_at_most_once_a_minute(
 ):
     from standalone_mfa.gateway import check
 
-    monkeypatch.setattr(check, "_denials", check._DenialLog())
+    monkeypatch.setattr(check, "_denials", check.AuditCap())
     bob = signed_in(portal, "bob")
     for _ in range(20):
         assert (
@@ -484,9 +520,11 @@ def test_access_rules_page_shows_the_rules_and_tests_a_url(gateway_app, portal):
 def test_a_misconfigured_proxy_or_portal_is_named_in_the_log(
     gateway_app, portal, caplog, monkeypatch
 ):
+    from standalone_mfa.core.audit import AuditCap
+    from standalone_mfa.gateway import check
     from standalone_mfa.web import gateway
 
-    monkeypatch.setattr(gateway, "_last_warning", [float("-inf")])
+    monkeypatch.setattr(check, "_malformed", AuditCap())
     caplog.set_level("WARNING", logger="standalone_mfa")
     gateway_app.test_client(use_cookies=False).get("/auth/nginx")
     assert "X-Original-URL is missing" in caplog.text

@@ -32,9 +32,9 @@ from proxies import (
 )
 
 from standalone_mfa import create_app
-from standalone_mfa.accounts import settings
 from standalone_mfa.core.db import db
 from standalone_mfa.core.models import WebSession
+from standalone_mfa.directory import settings
 from standalone_mfa.factors import totp
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")

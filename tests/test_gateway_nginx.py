@@ -14,6 +14,7 @@ import requests
 from conftest import START, make_app
 from helpers import quiet_server
 from proxies import (
+    APP_HOSTS,
     DOMAIN,
     FORGED_IDENTITY,
     FORGED_URL,
@@ -22,7 +23,10 @@ from proxies import (
     add_to_group,
     echo_upstream,
     free_port,
+    nginx,
+    nginx_app_site,
     nginx_gateway,
+    nginx_snippets,
     portal_config,
     rd_of,
     received,
@@ -52,6 +56,7 @@ def gateway(tmp_path_factory):
             portal_port = int(portal_url.rsplit(":", 1)[1])
             with nginx_gateway(folder, https_port, portal_port, portal_port, app_port):
                 gateway = Gateway(app, clock, "https", https_port)
+                gateway.portal_port = portal_port
                 gateway.set_method("totp")
                 yield gateway
     finally:
@@ -243,7 +248,7 @@ def test_two_factor_rule_steps_a_password_session_up_while_mfa_is_disabled(
 
     # The two_factor site: through the set-up (no authenticator yet), then straight back.
     page = gateway.url("secure", "/vault?id=7")
-    setup = visitor.get(page)
+    setup = visitor.confirm_second_factor(visitor.get(page))
     assert setup.url == gateway.portal + "/mfa/setup"
     landed = visitor.second_step(setup, account, gateway.clock)
     assert visitor.steps == ["/mfa/setup"]
@@ -257,9 +262,36 @@ def test_two_factor_rule_asks_an_enrolled_user_for_the_code(gateway, next_step, 
     visitor.sign_in(visitor.get(gateway.url("app2", "/")), account, gateway.clock)
     assert visitor.steps == []
     page = gateway.url("secure", "/")
-    code_page = visitor.get(page)
+    code_page = visitor.confirm_second_factor(visitor.get(page))
     assert code_page.url == gateway.portal + "/mfa/verify"
     landed = visitor.second_step(code_page, account, gateway.clock)
     assert landed.url == page and received(landed)["remote-user"] == [account.username]
     # Other apps keep working with the stepped-up session.
     assert visitor.get(gateway.url("app1", "/")).status_code == 200
+
+
+def test_sc47_underscore_spellings_are_dropped_even_with_underscores_in_headers_on(
+    gateway, tmp_path, next_step
+):
+    """nginx ignores header names with `_` by default; an administrator who turned
+    `underscores_in_headers on` for another app must not open the door to
+    `Remote_User`, which a WSGI, CGI or FastCGI server reads as Remote-User."""
+    https_port = free_port()
+    portal_port = int(gateway.portal_port)
+    with echo_upstream() as app_port:
+        snippets = nginx_snippets(tmp_path / "snippets")
+        names = " ".join(f"{name}.{DOMAIN}" for name in APP_HOSTS)
+        site = nginx_app_site(portal_port, app_port, https_port, names, snippets)
+        site = "underscores_in_headers on;\n" + site
+        with nginx(tmp_path / "nginx", {"apps.conf": site}, [https_port]):
+            forged = [
+                ("Remote_User", "root"),
+                ("REMOTE_USER", "root"),
+                ("remote_groups", "admins"),
+                ("Remote_Email", "root@example.test"),
+            ]
+            visitor = Visitor()
+            url = f"https://public.{DOMAIN}:{https_port}/"
+            seen = received(visitor.get(url, headers=dict(forged)))
+            assert not any(name.replace("_", "-") in IDENTITY for name in seen), seen
+            assert seen["x-forwarded-host"] == [f"public.{DOMAIN}"]  # it did pass

@@ -27,7 +27,7 @@ RULES = {
             "subject": ["group:admins", "user:carol"],
         },
         {"domain": "*.example.com", "resources": ["^/admin(/|$)"], "policy": "deny"},
-        {"domain": "wiki.example.com", "methods": ["POST", "put"], "policy": "two_factor"},
+        {"domain": "wiki.example.com", "methods": ["POST", "PUT"], "policy": "two_factor"},
         {"domain": ["wiki.example.com", "app.example.com"], "policy": "one_factor"},
     ],
 }
@@ -109,8 +109,8 @@ def test_rules_accept_a_json_string_as_from_the_environment():
         ({"rules": [{"domain": "*.com.", "policy": "deny"}]}, "rule 1: domain"),
         ({"rules": [{"domain": "*", "policy": "deny"}]}, "rule 1: domain"),
         (
-            {"rules": [{"domain": "a.example.com", "methods": ["FETCH"], "policy": "deny"}]},
-            "method",
+            {"rules": [{"domain": "a.example.com", "methods": ["FE TCH"], "policy": "deny"}]},
+            "rule 1: method 'FE TCH' is not an HTTP method token",
         ),
         (
             {"rules": [{"domain": "a.example.com", "subject": ["admins"], "policy": "deny"}]},
@@ -161,6 +161,35 @@ def test_rules_without_a_portal_url_or_a_bad_one_refuse_to_start(tmp_path):
             make_app(tmp_path, clock, ACCESS_CONTROL=RULES, GATEWAY_PORTAL_URL=bad)
 
 
+@pytest.mark.parametrize(
+    "portal",
+    ["https://example.org", "https://auth.example.org:8443/sso", "https://evilexample.com"],
+)
+def test_a_portal_outside_the_cookie_domain_refuses_to_start(tmp_path, portal):
+    with pytest.raises(ConfigurationError) as refused:
+        make_app(
+            tmp_path,
+            FrozenClock(START),
+            GATEWAY_PORTAL_URL=portal,
+            SESSION_COOKIE_DOMAIN="example.com",
+        )
+    said = str(refused.value)
+    assert "GATEWAY_PORTAL_URL" in said and "SESSION_COOKIE_DOMAIN (example.com)" in said
+
+
+@pytest.mark.parametrize(
+    "portal", ["https://example.com", "https://auth.example.com:8443/sso", "http://A.Example.COM"]
+)
+def test_a_portal_on_or_under_the_cookie_domain_starts(tmp_path, portal):
+    app = make_app(
+        tmp_path,
+        FrozenClock(START),
+        GATEWAY_PORTAL_URL=portal,
+        SESSION_COOKIE_DOMAIN=".Example.com",
+    )
+    assert app.config["GATEWAY_PORTAL_URL"] == portal
+
+
 # --- The proxy's headers
 
 
@@ -185,15 +214,16 @@ def test_nginx_headers_are_read():
         "wiki.example.com",
         "/a/page",
         "x=1&y=2",
-        "POST",
+        "post",  # as sent: methods are case-sensitive (judged upper-cased too, SC-48)
     )
     assert original.resource == "/a/page?x=1&y=2"
+    assert original.asked == (("/a/page?x=1&y=2", "post"), ("/a/page?x=1&y=2", "POST"))
     assert original.url == "https://Wiki.Example.com:8443/a/page?x=1&y=2"
-    assert nginx("http://wiki.example.com").path == "/"
+    assert origin.from_url("http://wiki.example.com").path == "/"
 
 
 def test_forwarded_headers_are_read():
-    original = forwarded(host="wiki.example.com:8443", uri="/p?q=1", method="delete")
+    original = forwarded(host="wiki.example.com:8443", uri="/p?q=1", method="DELETE")
     assert (original.scheme, original.host, original.path, original.query, original.method) == (
         "https",
         "wiki.example.com",
@@ -221,7 +251,7 @@ def test_forwarded_headers_are_read():
         {"X-Original-URL": "https://wiki..example.com/", "X-Original-Method": "GET"},
         {"X-Original-URL": "https://[::1]/", "X-Original-Method": "GET"},
         {"X-Original-URL": "https://wiki.example.com/%zz", "X-Original-Method": "GET"},
-        {"X-Original-URL": "https://wiki.example.com/", "X-Original-Method": "BREW"},
+        {"X-Original-URL": "https://wiki.example.com/", "X-Original-Method": "BR EW"},
         {"X-Original-URL": "https://wiki.example.com/" + "a" * 9000, "X-Original-Method": "GET"},
     ],
 )
@@ -244,7 +274,7 @@ def test_sc34_malformed_or_missing_nginx_headers_are_refused(headers):
         {"uri": "page"},
         {"uri": "//evil.org/"},
         {"uri": "/a b"},
-        {"method": "BREW"},
+        {"method": "BR EW"},
     ],
 )
 def test_sc34_malformed_or_missing_forwarded_headers_are_refused(changes):
@@ -258,27 +288,25 @@ def test_sc34_malformed_or_missing_forwarded_headers_are_refused(changes):
         ("/admin", "/admin"),
         ("/%61dmin", "/admin"),
         ("/%41dmin", "/Admin"),
-        ("/a/../admin", "/admin"),
-        ("/./admin", "/admin"),
         ("//admin", "/admin"),
-        ("/x/%2e%2e/admin", "/admin"),
-        ("/../../admin/", "/admin/"),
-        ("/admin%2Fx", "/admin%2Fx"),  # an escaped slash is not a separator
-        ("/a%00", "/a%00"),
+        ("/admin/", "/admin/"),
+        ("/admin%2Fx", "/admin%2Fx"),  # an escaped slash is kept in the rules' spelling
+        ("/alice%40example.com/", "/alice@example.com/"),
         ("/", "/"),
     ],
 )
 def test_sc34_paths_are_normalised_so_a_rule_cannot_be_walked_around(raw, path):
-    assert origin.normalise_path(raw) == path
+    assert origin.path_spellings(raw)[0] == path
 
 
 def test_sc34_a_respelled_path_meets_the_rule_it_spells(access):
-    for spelling in ("/%61dmin/", "//admin/", "/x/../admin/", "/./admin/"):
+    for spelling in ("/%61dmin/", "//admin/", "/admin%2Fx", "/admin;x/"):
         original = nginx("https://app.example.com" + spelling)
-        verdict = access.verdict(
-            original.host, original.resource, original.method, "alice", frozenset()
-        )
-        assert verdict.policy == "deny", spelling
+        verdicts = [
+            access.verdict(original.host, resource, method, "alice", frozenset()).policy
+            for resource, method in original.asked
+        ]
+        assert "deny" in verdicts, spelling
 
 
 # --- SC-33: rd
@@ -374,7 +402,9 @@ def test_sc34_any_header_text_is_read_or_refused_never_an_error(url, method, pro
         except origin.BadOrigin:
             continue
         assert original.scheme in ("http", "https")
-        assert original.method in rules.METHODS
-        assert original.path.startswith("/") and "//" not in original.path
-        assert "/../" not in original.path + "/" and "/./" not in original.path + "/"
-        access.verdict(original.host, original.resource, original.method)
+        assert rules.is_method(original.method)
+        for path in original.paths:
+            assert path.startswith("/") and "//" not in path
+            assert "/../" not in path + "/" and "/./" not in path + "/"
+        for resource, method in original.asked:
+            access.verdict(original.host, resource, method)

@@ -1,4 +1,4 @@
-"""accounts/groups and the Users page's groups: names a Remote-Groups header can carry,
+"""directory/groups and the Users page's groups: names a Remote-Groups header can carry,
 idempotent audited changes, and on the page a fresh step-up, CSRF and an
 administrator for every change (the CLI's commands are in test_cli.py)."""
 
@@ -10,9 +10,9 @@ import pytest
 from conftest import PASSWORD, events, make_app
 from helpers import admin_signed_in, audit_rows, flashes, signed_in_root, step_up
 
-from standalone_mfa.accounts import groups
 from standalone_mfa.core.db import db
 from standalone_mfa.core.models import User, UserGroup
+from standalone_mfa.directory import groups
 
 GOOD_NAMES = ["staff", "a", "Wiki-Editors", "team_2.ops", "x" * 64, "0", "..", "-"]
 BAD_NAMES = [

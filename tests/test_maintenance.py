@@ -8,10 +8,10 @@ from __future__ import annotations
 from conftest import PASSWORD, Browser, events
 from helpers import devices_of, remembered_browser, set_remember_days
 
-from standalone_mfa.accounts.users import create_user, find_user
 from standalone_mfa.core.clock import now
 from standalone_mfa.core.config import DEFAULTS
 from standalone_mfa.core.models import MfaThrottle, PasswordThrottle, WebSession
+from standalone_mfa.directory.users import create_user, find_user
 from standalone_mfa.factors import throttle
 from standalone_mfa.ops import maintenance
 from standalone_mfa.signin.sessions import ServerSession

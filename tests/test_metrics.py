@@ -19,9 +19,9 @@ from helpers import fresh_code, location, pending_verify, set_remember_days, wro
 from prometheus_client import REGISTRY
 from servers import app_env
 
-from standalone_mfa.accounts import settings, tokens
-from standalone_mfa.accounts.users import create_user, find_user
 from standalone_mfa.core import metrics
+from standalone_mfa.directory import settings, tokens
+from standalone_mfa.directory.users import create_user, find_user
 
 TOKEN = "metrics-token-for-the-tests-0123456789"
 ROOT = Path(__file__).resolve().parent.parent

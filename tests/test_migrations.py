@@ -374,7 +374,7 @@ def test_sc38_a_migration_that_fails_half_way_leaves_the_previous_version(
 ):
     shipped = schema.known_migrations()
     with app.app_context():
-        from standalone_mfa.accounts import settings
+        from standalone_mfa.directory import settings
 
         settings.set_mfa_method("totp", actor="test")
     migrations_with({"006_nickname": GOOD_006, "007_broken": BROKEN_007})

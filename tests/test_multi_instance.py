@@ -26,12 +26,12 @@ from conftest import FAST_HASH, PASSWORD, fresh_schema, together
 from helpers import wrong_code
 
 from standalone_mfa import create_app
-from standalone_mfa.accounts import settings
-from standalone_mfa.accounts.users import create_user, find_user
 from standalone_mfa.core.config import DEFAULTS
 from standalone_mfa.core.crypto import generate_key
 from standalone_mfa.core.db import db
 from standalone_mfa.core.models import AuditEvent, TotpCredential
+from standalone_mfa.directory import settings
+from standalone_mfa.directory.users import create_user, find_user
 from standalone_mfa.factors import throttle, totp
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")

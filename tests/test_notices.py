@@ -1,6 +1,7 @@
 """The outbox and its sender (SC-37): a notice is queued in its event's transaction,
 sent once after the response through a real SMTP server, retried with back-off when
-the server is down or refuses, never making the user wait; `mail send` from cron."""
+the server is down or refuses, never making the user wait; `mail send --due` from cron,
+`mail send` by hand (every pending notice at once)."""
 
 from __future__ import annotations
 
@@ -121,16 +122,52 @@ def test_sc37_smtp_down_the_step_completes_and_mail_send_delivers_later(mail_app
     assert failed[1] == "failed" and "password_changed, attempt 1" in failed[-1]
 
     smtp.start()
-    early = cli(mail_app, "mail", "send")
+    # The app's own sender and cron's `mail send --due` keep the back-off ...
+    with mail_app.app_context():
+        assert sender.send_due() == sender.Round(0, 0)
+    early = cli(mail_app, "mail", "send", "--due")
     assert early.exit_code == 0 and "Sent 0 notices" in early.output  # not due yet
-    clock.advance(61)
-    later = cli(mail_app, "mail", "send")
-    assert later.exit_code == 0, later.output
-    assert "Sent 1 notices; 0 failed" in later.output
+    assert smtp.received == []
+    # ... while the operator who just fixed the server sends it at once, by hand.
+    now = cli(mail_app, "mail", "send")
+    assert now.exit_code == 0, now.output
+    assert "Sent 1 notices; 0 failed and will be retried; 0 pending." in now.output
     [mail] = smtp.wait_for(1)
     assert mail.message["Subject"] == "Your password was changed"
     assert "2026-11-28 12:00 UTC" in mail.text  # when it happened, not when it was sent
     assert cli(mail_app, "mail", "send").output.startswith("Sent 0 notices")  # once
+    clock.advance(61)
+    assert cli(mail_app, "mail", "send", "--due").output.startswith("Sent 0 notices")
+
+
+def test_mail_send_by_hand_tries_every_pending_notice_once_and_keeps_backing_off(
+    mail_app, clock, smtp
+):
+    """More notices than one batch, the server still down: `mail send` tries each
+    once (it does not loop on failures), and each gets its next back-off."""
+    smtp.stop()
+    with mail_app.app_context():
+        alice = User.get(User.username == "alice")
+        for _ in range(outbox.BATCH + 5):
+            outbox.queue(alice, "password_changed")
+        outbox.queued_since_asked()
+    result = cli(mail_app, "mail", "send")
+    assert result.exit_code == 1
+    assert f"Sent 0 notices; {outbox.BATCH + 5} failed" in result.output
+    assert {n.attempts for n in notices(mail_app)} == {1}
+    assert {n.next_attempt_at for n in notices(mail_app)} == {
+        clock.now() + dt.timedelta(seconds=60)
+    }
+    smtp.start()
+    assert "Sent 0 notices" in cli(mail_app, "mail", "send", "--due").output
+    assert f"Sent {outbox.BATCH + 5} notices" in cli(mail_app, "mail", "send").output
+    assert len(smtp.wait_for(outbox.BATCH + 5)) == outbox.BATCH + 5
+
+
+def test_mail_send_help_says_by_hand_now_and_cron_due(app):
+    said = " ".join(cli(app, "mail", "send", "--help").output.split())
+    assert "Send every pending notice now, without waiting for the retry back-off" in said
+    assert "From cron, use --due" in said
 
 
 def test_sc37_a_refusing_server_backs_off_and_dry_run_shows_the_notice(mail_app, clock, smtp):
@@ -142,7 +179,7 @@ def test_sc37_a_refusing_server_backs_off_and_dry_run_shows_the_notice(mail_app,
         [notice] = notices(mail_app)
         delays.append((notice.next_attempt_at - clock.now()).total_seconds())
         clock.advance(delays[-1])
-        failed = cli(mail_app, "mail", "send")
+        failed = cli(mail_app, "mail", "send", "--due")
         assert failed.exit_code == 1 and "1 failed and will be retried" in failed.output
     [notice] = notices(mail_app)
     assert delays == [60, 120, 240] and notice.attempts == 4
@@ -155,7 +192,7 @@ def test_sc37_a_refusing_server_backs_off_and_dry_run_shows_the_notice(mail_app,
     assert smtp.received == []
     smtp.set_mode("accept")
     clock.advance(480)
-    assert "Sent 1 notices" in cli(mail_app, "mail", "send").output
+    assert "Sent 1 notices" in cli(mail_app, "mail", "send", "--due").output
     assert len(smtp.wait_for(1)) == 1
 
 
@@ -194,6 +231,21 @@ def test_sc37_a_bad_sender_address_refuses_to_start(tmp_path, clock, smtp, sende
 
     with pytest.raises(ConfigurationError, match="MAIL_DEFAULT_SENDER"):
         make_app(tmp_path, clock, **mail_config(smtp, MAIL_DEFAULT_SENDER=sender_value))
+
+
+@pytest.mark.parametrize(
+    "sender_value", ["signin@corp.internal", ("Sign-in", "signin@nas.home.arpa")]
+)
+def test_a_sender_on_an_intranet_name_starts_and_sends(tmp_path, clock, smtp, sender_value):
+    app = make_app(tmp_path, clock, **mail_config(smtp, MAIL_DEFAULT_SENDER=sender_value))
+    with app.app_context():
+        User.update(email="bob@corp.lan").where(User.username == "alice").execute()
+    change_password(signed_in(app, clock), PASSWORD, NEW_PASSWORD)
+    [mail] = smtp.wait_for(1)
+    assert mail.envelope_to == ["bob@corp.lan"]
+    address = sender_value if isinstance(sender_value, str) else sender_value[1]
+    assert address in mail.message["From"]
+    assert sender.wait_idle(5)
 
 
 def test_sc37_two_mail_send_processes_at_once_send_each_notice_once(mail_app, clock, smtp):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from urllib.parse import quote
 
 import pytest
 from conftest import PASSWORD, START, Browser, make_app
@@ -23,11 +22,19 @@ from helpers import (
     text,
     wrong_code,
 )
-from test_gateway import PORTAL, RULES, PortalBrowser, ask_nginx, rd_of
+from test_gateway import (
+    PORTAL,
+    RULES,
+    PortalBrowser,
+    ask_nginx,
+    continue_to_second_factor,
+    rd_of,
+)
 
-from standalone_mfa.accounts import groups, reset, settings
+from standalone_mfa.accounts import reset
 from standalone_mfa.core.db import db
 from standalone_mfa.core.models import User
+from standalone_mfa.directory import groups, settings
 from standalone_mfa.signin import policy
 
 DAY = 24 * 3600
@@ -70,14 +77,14 @@ def postpone(browser):
 
 # --- The decision itself (pure) ------------------------------------------------------
 
-EVERYONE = policy.Policy("totp", settings.EVERYONE, frozenset(), 0)
-STAFF_7 = policy.Policy("totp", settings.GROUPS, frozenset({"staff"}), 7)
+EVERYONE = policy.Policy(settings.TOTP, settings.EVERYONE, frozenset(), 0)
+STAFF_7 = policy.Policy(settings.TOTP, settings.GROUPS, frozenset({"staff"}), 7)
 
 
 @pytest.mark.parametrize(
     ("rules", "facts", "outcome", "deadline"),
     [
-        (policy.Policy(), {"enrolled": True}, policy.DISABLED, None),
+        (policy.Policy(), {"enrolled": True}, policy.METHOD_OFF, None),
         (EVERYONE, {}, policy.SET_UP, START),  # no grace: set up at once
         (EVERYONE, {"enrolled": True}, policy.CODE, None),
         (STAFF_7, {"user_groups": ("staff",)}, policy.POSTPONABLE, START + dt.timedelta(7)),
@@ -107,7 +114,7 @@ STAFF_7 = policy.Policy("totp", settings.GROUPS, frozenset({"staff"}), 7)
         ),
         # A grace shortened since (7 -> 1 day) counts before any row is updated.
         (
-            policy.Policy("totp", settings.EVERYONE, frozenset(), 1),
+            policy.Policy(settings.TOTP, settings.EVERYONE, frozenset(), 1),
             {"required_since": START - dt.timedelta(2), "deadline": START + dt.timedelta(5)},
             policy.SET_UP,
             START - dt.timedelta(1),
@@ -121,7 +128,7 @@ def test_the_decision(rules, facts, outcome, deadline):
     decided = policy.decide(rules, at=START, **facts)
     assert (decided.outcome, decided.deadline) == (outcome, deadline)
     assert decided.password_alone == (
-        outcome in (policy.DISABLED, policy.NOT_REQUIRED, policy.POSTPONABLE)
+        outcome in (policy.METHOD_OFF, policy.NOT_REQUIRED, policy.POSTPONABLE)
     )
 
 
@@ -175,10 +182,37 @@ def test_joining_a_group_with_a_grace_keeps_the_session_and_shows_the_banner(app
     assert banner(browser.page("/account/security")).startswith(
         "Your administrator requires two-factor authentication: 5 days left to set it up."
     )
-    assert user(app, "bob").mfa_deadline is None  # counted from the next sign-in
+    # Kept the first time the requirement is seen (SC-70), not at the next sign-in.
+    assert user(app, "bob").mfa_deadline == START + dt.timedelta(days=5)
     browser.logout()
     assert location(browser.login("bob")) == "/mfa/setup"
     assert user(app, "bob").mfa_deadline == START + dt.timedelta(days=5)
+
+
+LONG_SESSIONS = {"SESSION_IDLE_TIMEOUT": 30 * DAY, "SESSION_ABSOLUTE_TIMEOUT": 365 * DAY}
+
+
+def test_sc70_a_grace_that_began_while_signed_in_is_kept_and_ends(tmp_path, clock):
+    """Signed in outside the scope, then put in it: the grace starts at the first
+    request that sees the requirement, is stored, and ends the session when it is over
+    (it used to be recounted from "now" at every request: with long sessions, never)."""
+    app = make_app(tmp_path, clock, **LONG_SESSIONS)
+    browser = Browser(app, clock)
+    configure(app, scope=settings.GROUPS, names=["staff"], grace=2)
+    browser.login("bob")
+    clock.advance(3600)
+    join(app, "bob", "staff")
+    started = START + dt.timedelta(seconds=3600)
+    assert "2 days left" in banner(browser.page("/account/security"))
+    assert user(app, "bob").mfa_required_since == started
+    assert user(app, "bob").mfa_deadline == started + dt.timedelta(days=2)
+    clock.advance(DAY)
+    assert "1 day left" in banner(browser.page("/account/security"))
+    assert user(app, "bob").mfa_deadline == started + dt.timedelta(days=2)  # not recounted
+    clock.advance(DAY)
+    assert ended_by_the_guard(app, browser, "bob")
+    assert location(browser.login("bob")) == "/mfa/setup"
+    assert LATER_BUTTON not in browser.page("/mfa/setup")
 
 
 def test_leaving_the_group_lifts_the_requirement_and_rejoining_keeps_the_deadline(
@@ -423,6 +457,28 @@ def test_sc35_gateway_lets_out_of_scope_and_postponed_sessions_through_one_facto
     assert ask_nginx(gateway_app, WIKI, bob.session_token()).status_code == 200
 
 
+def test_sc70_the_gateway_keeps_a_grace_it_is_the_first_to_see(tmp_path, clock):
+    gateway_app = make_app(
+        tmp_path,
+        clock,
+        ACCESS_CONTROL=RULES,
+        GATEWAY_PORTAL_URL=PORTAL,
+        SESSION_COOKIE_DOMAIN="example.test",
+        **LONG_SESSIONS,
+    )
+    configure(gateway_app, scope=settings.GROUPS, names=["staff"], grace=1)
+    bob = PortalBrowser(gateway_app, clock)
+    bob.login("bob")
+    join(gateway_app, "bob", "staff")
+    assert ask_nginx(gateway_app, WIKI, bob.session_token()).status_code == 200
+    assert user(gateway_app, "bob").mfa_deadline == START + dt.timedelta(days=1)
+    for _ in range(4):
+        clock.advance(DAY / 4 - 15)
+        assert ask_nginx(gateway_app, WIKI, bob.session_token()).status_code == 200
+    clock.advance(60)
+    assert ask_nginx(gateway_app, WIKI, bob.session_token()).status_code == 401
+
+
 def test_sc35_a_two_factor_rule_steps_a_postponed_user_up_with_no_later(gateway_app, clock):
     configure(gateway_app, grace=5)
     alice = PortalBrowser(gateway_app, clock)
@@ -430,7 +486,7 @@ def test_sc35_a_two_factor_rule_steps_a_postponed_user_up_with_no_later(gateway_
     postpone(alice)
     response = ask_nginx(gateway_app, VAULT, alice.session_token())
     assert response.status_code == 401
-    assert location(alice.get("/login?rd=" + quote(rd_of(response), safe=""))) == "/mfa/setup"
+    assert location(continue_to_second_factor(alice, rd_of(response))) == "/mfa/setup"
     assert LATER_BUTTON not in alice.page("/mfa/setup")
     assert location(alice.post("/mfa/setup/later")) == "/mfa/setup"
     secret = alice.setup_secret()

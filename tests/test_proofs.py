@@ -10,10 +10,10 @@ import pytest
 from conftest import PASSWORD
 from helpers import wrong_code
 
-from standalone_mfa.accounts.users import find_user
 from standalone_mfa.core.audit import Client
 from standalone_mfa.core.db import write_transaction
 from standalone_mfa.core.models import MfaThrottle, PasswordThrottle, Setting, TotpCredential
+from standalone_mfa.directory.users import find_user
 from standalone_mfa.factors import proofs, recovery, throttle, totp
 
 CLIENT = Client("192.0.2.1", "pytest")

@@ -24,11 +24,11 @@ from PIL import Image, ImageDraw
 from pyzbar import pyzbar
 
 from standalone_mfa import create_app
-from standalone_mfa.accounts import settings
-from standalone_mfa.accounts.users import UserError, create_user, find_user
 from standalone_mfa.core.config import ConfigurationError
 from standalone_mfa.core.db import db
 from standalone_mfa.core.models import AuditEvent, TotpCredential
+from standalone_mfa.directory import settings
+from standalone_mfa.directory.users import UserError, create_user, find_user
 from standalone_mfa.factors import totp
 
 pytestmark = pytest.mark.server

@@ -191,3 +191,21 @@ def test_step_up_only_returns_to_admin_pages(app, clock):
         admin.get("/admin/step-up")
         response = admin.post(f"/admin/step-up?next={target}", {"password": PASSWORD})
         assert response.headers["Location"] == "/admin/users", target
+
+
+def test_sc70_throttled_re_authentications_are_audited_at_a_capped_rate(app, clock):
+    """A scanner hammering the step-up while it is throttled: each wrong password is
+    audited, the refusals while throttled once a minute at most, per user."""
+    admin, _ = admin_signed_in(app, clock)
+    for _ in range(DEFAULTS["PASSWORD_BACKOFF_AFTER"]):
+        admin.get("/admin/step-up")
+        admin.post("/admin/step-up", {"password": WRONG_PASSWORD})
+    failed = len(events(app, "reauth"))
+    assert failed == DEFAULTS["PASSWORD_BACKOFF_AFTER"]
+    for _ in range(30):
+        admin.get("/admin/step-up")
+        response = admin.post("/admin/step-up", {"password": WRONG_PASSWORD})
+        assert response.headers["Location"].startswith("/admin/step-up")  # still refused
+    throttled = [e for e in events(app, "reauth") if e.outcome == "throttled"]
+    assert len(throttled) == 1 and throttled[0].username == "root"
+    assert len(events(app, "reauth")) == failed + 1

@@ -28,8 +28,9 @@ from helpers import (
     use_recovery_code,
 )
 
-from standalone_mfa.accounts import reset, tokens
+from standalone_mfa.accounts import reset
 from standalone_mfa.core.models import MfaThrottle, TotpCredential, User, WebSession
+from standalone_mfa.directory import tokens
 from standalone_mfa.factors import totp
 from standalone_mfa.signin import sessions, state
 

@@ -32,12 +32,12 @@ from helpers import (
 )
 from itsdangerous import URLSafeTimedSerializer
 
-from standalone_mfa.accounts import settings
-from standalone_mfa.accounts.users import find_user
 from standalone_mfa.core import crypto
 from standalone_mfa.core.crypto import hash_token
 from standalone_mfa.core.db import db
 from standalone_mfa.core.models import User, WebSession
+from standalone_mfa.directory import settings
+from standalone_mfa.directory.users import find_user
 from standalone_mfa.signin.state import STATES
 from standalone_mfa.web.session_cookie import ANONYMOUS_COOKIE
 
@@ -470,15 +470,17 @@ def test_nothing_kept_for_a_user_outlives_their_sign_in_in_the_session(totp_app)
         web_session = ServerSession()
         record = web_session.ensure_record(now())
         record.state = state.AUTHENTICATED
+        record.pending_secret_encrypted = "ciphertext"  # a new authenticator being set up
         web_session.update(
             {
                 state.SHOWN_CODES_KEY: "ciphertext",
-                "new_authenticator": "ciphertext",
+                state.SETUP_SINCE_KEY: now().isoformat(),
                 "_flashes": [("info", "kept")],
             }
         )
         state.fire(web_session, "mfa_required", now())
         assert dict(web_session) == {"_flashes": [("info", "kept")]}
+        assert record.pending_secret_encrypted is None
 
 
 # --- SC-45: no row before a password is accepted

@@ -1,4 +1,4 @@
-"""accounts/settings: the administrator's settings (the MFA method, remembered days),
+"""directory/settings: the administrator's settings (the MFA method, remembered days),
 checked, audited, and written whole or not at all (SC-25, SC-27)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from helpers import (
     text,
 )
 
-from standalone_mfa.accounts import settings
+from standalone_mfa.directory import settings
 
 
 def remember_days(app) -> int:

@@ -30,10 +30,11 @@ from helpers import (
     wrong_code,
 )
 
-from standalone_mfa.accounts import reset, settings, tokens
-from standalone_mfa.accounts.users import find_user
+from standalone_mfa.accounts import reset
 from standalone_mfa.core import crypto
 from standalone_mfa.core.models import User, WebSession
+from standalone_mfa.directory import settings, tokens
+from standalone_mfa.directory.users import find_user
 from standalone_mfa.factors import totp
 from standalone_mfa.signin import state
 from standalone_mfa.signin.state import AUTHENTICATED

@@ -34,12 +34,12 @@ from helpers import (
     wrong_code,
 )
 
-from standalone_mfa.accounts import settings
-from standalone_mfa.accounts.users import create_user, find_user
 from standalone_mfa.core import crypto
 from standalone_mfa.core.db import db
 from standalone_mfa.core.messages import MESSAGES
 from standalone_mfa.core.models import AuditEvent, TotpCredential, WebSession
+from standalone_mfa.directory import settings
+from standalone_mfa.directory.users import create_user, find_user
 from standalone_mfa.factors import totp
 from standalone_mfa.signin.state import AUTHENTICATED
 

@@ -11,9 +11,9 @@ from conftest import PASSWORD, together
 from helpers import failures, location, messages, pending_verify_with_credential, wrong_code
 
 from standalone_mfa.accounts import reset
-from standalone_mfa.accounts.users import create_user, find_user
 from standalone_mfa.core.config import DEFAULTS
 from standalone_mfa.core.models import AuditEvent, MfaThrottle, TotpCredential, User
+from standalone_mfa.directory.users import create_user, find_user
 from standalone_mfa.factors import passwords, throttle
 
 WAIT_RE = re.compile(r"Wait (\d+) seconds")

@@ -12,9 +12,9 @@ from conftest import PASSWORD, Browser
 from helpers import TRUSTED_BROWSER_COOKIE, location, sessions_of, signed_in_as
 
 from standalone_mfa.accounts import administration, reset
-from standalone_mfa.accounts.users import create_user, find_user
 from standalone_mfa.core.config import DEFAULTS
 from standalone_mfa.core.models import AddressThrottle, PasswordThrottle, TrustedBrowser, User
+from standalone_mfa.directory.users import create_user, find_user
 from standalone_mfa.factors import passwords, proofs, throttle
 from standalone_mfa.ops import maintenance
 

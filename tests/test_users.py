@@ -1,4 +1,4 @@
-"""accounts/users: usernames are matched by one normal form, and an odd username gets
+"""directory/users: usernames are matched by one normal form, and an odd username gets
 the one generic answer (SC-31)."""
 
 from __future__ import annotations
@@ -44,3 +44,32 @@ def test_username_case_and_surrounding_space_are_ignored(app, new_browser, usern
     response = browser.post("/login", {"username": username, "password": PASSWORD})
     assert location(response) == "/"
     assert signed_in_as(browser.client, "alice")
+
+
+# --- what an administrator is told when a user cannot be made
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "english", "french"),
+    [
+        ("no spaces", PASSWORD, "A username is 1-150 characters", "Un nom d'utilisateur compte"),
+        ("carol", "short", "at least 8 characters", "au moins 8 caractères"),
+        ("carol", "p" * 2000, "at most 1024 characters", "au plus 1024 caractères"),
+        ("Alice", PASSWORD, "A user named alice already exists", "Un utilisateur nommé alice"),
+    ],
+)
+def test_a_user_that_cannot_be_made_is_told_in_the_readers_language(
+    app, username, password, english, french
+):
+    from standalone_mfa.core.models import User
+    from standalone_mfa.directory.users import UserError, create_user
+    from standalone_mfa.factors import passwords
+
+    assert passwords.MIN_LENGTH == 8 and passwords.MAX_LENGTH == 1024
+    for language, expected in (("en", english), ("fr", french)):
+        with app.test_request_context("/", headers={"Accept-Language": language}):
+            before = User.select().count()
+            with pytest.raises(UserError) as refused:
+                create_user(username, password)
+            assert expected in str(refused.value) and "." in str(refused.value)
+            assert User.select().count() == before

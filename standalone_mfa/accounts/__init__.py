@@ -1,2 +1,3 @@
-"""What is done to accounts: users and their settings, a user's own changes
-(`self_service`), an administrator's (`administration`, `reset`), API tokens."""
+"""What is done to accounts, above sign-in: a user's own changes (`self_service`,
+`authenticator`, `emails`), an administrator's (`administration`, `reset`).
+The records they act on (users, groups, settings, tokens) are in `directory`."""

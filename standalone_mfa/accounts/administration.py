@@ -17,9 +17,9 @@ from ..core.audit import NO_CLIENT, Client
 from ..core.db import is_sqlite, write_transaction
 from ..core.models import AuditEvent, MfaThrottle, TotpCredential, User
 from ..core.pagination import PER_PAGE, Page, paginate
+from ..directory import groups, users
 from ..factors import throttle, trusted_browsers
 from ..signin import sessions
-from . import groups, users
 
 # What `set_admin` came to.
 CHANGED = "ok"

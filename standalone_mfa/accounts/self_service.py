@@ -1,18 +1,18 @@
 """What signed-in users see and change about their own sign-in: the overview, new
-recovery codes, a new authenticator, a new password, their sessions and remembered
-devices. Every change needs proof of who is asking (the password, and a code where
-the second factor is touched) and is audited; the user is told each time (SC-21)."""
+recovery codes, a new password, their sessions and remembered devices (a new
+authenticator is `authenticator`'s). Every change needs proof of who is asking (the
+password, and a code where the second factor is touched) and is audited; the user is
+told each time (SC-21)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core import audit, crypto, messages
-from ..core.clock import clock, now
-from ..core.config import setting
+from ..core import audit
+from ..core.clock import now
 from ..core.db import write_transaction
 from ..core.models import AuditEvent, User
-from ..factors import devices, passwords, proofs, recovery, totp, trusted_browsers
+from ..factors import devices, passwords, recovery, totp, trusted_browsers
 from ..notices import outbox
 from ..signin import sessions
 from ..signin.sessions import ServerSession
@@ -28,9 +28,6 @@ SIGN_IN_EVENTS = (
     "logout",
     "pending_expired",
 )
-# The new authenticator being set up from the account page, encrypted, and since when.
-NEW_SECRET_KEY = "new_authenticator"
-NEW_SECRET_SINCE_KEY = "new_authenticator_since"
 
 
 @dataclass(frozen=True)
@@ -69,63 +66,6 @@ def regenerate_recovery_codes(web_session: ServerSession, user: User) -> None:
             client=web_session.client,
         )
         outbox.queue(user, "recovery_codes_new", client=web_session.client)
-
-
-def start_new_authenticator(web_session: ServerSession) -> None:
-    web_session[NEW_SECRET_KEY] = crypto.encrypt(totp.new_secret())
-    web_session[NEW_SECRET_SINCE_KEY] = clock().timestamp()
-
-
-def new_authenticator_secret(web_session: ServerSession) -> str | None:
-    """The secret being set up, while the set-up has not expired."""
-    stored = web_session.get(NEW_SECRET_KEY)
-    since = web_session.get(NEW_SECRET_SINCE_KEY)
-    if not stored or not isinstance(since, (int, float)):
-        return None
-    if clock().timestamp() - since > setting("MFA_SETUP_TIMEOUT"):
-        cancel_new_authenticator(web_session)
-        return None
-    return crypto.decrypt(stored)
-
-
-def cancel_new_authenticator(web_session: ServerSession) -> None:
-    web_session.pop(NEW_SECRET_KEY, None)
-    web_session.pop(NEW_SECRET_SINCE_KEY, None)
-
-
-def confirm_new_authenticator(web_session: ServerSession, user: User, raw: str | None):
-    """Replace the authenticator once the new app's first code is right. Remembered
-    devices of the old one and every other session end. None, or what to say."""
-    secret = new_authenticator_secret(web_session)
-    if secret is None:
-        return messages.text("new_authenticator_expired")
-    client = web_session.client
-    with proofs.code(
-        user,
-        raw,
-        secret=secret,
-        drift_memory=web_session,
-        **sessions.with_session(web_session),
-    ) as proof:
-        if not proof.ok:
-            if not proof.throttled:
-                audit.record("totp_reenrolled", "failed", user=user, client=client)
-            return proof.message()
-        # Devices first: replacing the credential would cascade them away unaudited.
-        devices.forget_all(user, actor=user.username, reason="new authenticator", client=client)
-        totp.replace_credential(user, secret, proof.step)
-        ended = sessions.end_other_sessions(web_session, user)
-        cancel_new_authenticator(web_session)
-        web_session.rotate()
-        audit.record(
-            "totp_reenrolled",
-            "ok",
-            user=user,
-            detail=f"{ended} other sessions ended",
-            client=client,
-        )
-        outbox.queue(user, "totp_moved", client=client)
-    return None
 
 
 def change_password(web_session: ServerSession, user: User, new_password: str) -> int:

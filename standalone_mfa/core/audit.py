@@ -8,6 +8,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import threading
+import time
 from dataclasses import dataclass
 
 from peewee import fn
@@ -72,6 +74,39 @@ def record(
             }
         )
     )
+
+
+class AuditCap:
+    """At most one audit row per key every `interval` seconds, in this process: for
+    events a stranger can repeat at will (a refused gateway check, a throttled
+    re-authentication), so that they are seen without a row per attempt. Bounded: past
+    `size` keys it forgets them all (a burst of new keys may then write once more
+    each). The metrics, not the audit log, count every attempt."""
+
+    def __init__(self, interval: float = 60.0, size: int = 4096):
+        self._interval = interval
+        self._size = size
+        self._last: dict = {}
+        self._lock = threading.Lock()
+
+    def due(self, key, moment: float | None = None) -> bool:
+        """Whether a row for `key` may be written now (and, if so, count it written)."""
+        moment = time.monotonic() if moment is None else moment
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and 0 <= moment - last < self._interval:
+                return False
+            if len(self._last) >= self._size:
+                self._last.clear()
+            self._last[key] = moment
+            return True
+
+
+def cap(name: str) -> AuditCap:
+    """The app's own `AuditCap` called `name` (one per app: tests build many)."""
+    from flask import current_app
+
+    return current_app.extensions.setdefault(f"standalone_mfa.audit_cap.{name}", AuditCap())
 
 
 def event_types() -> list[str]:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import addresses, paths
+from . import addresses, hostnames, paths
 from .crypto import build_fernet, generate_key
 
 
@@ -199,7 +199,6 @@ def _sender_kind() -> Kind:
     return Kind("sender", "an address, or a (name, address) pair", _sender)
 
 
-_DOMAIN_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
 COOKIE_DOMAIN_HELP = (
     "SESSION_COOKIE_DOMAIN must be a domain name that the portal's host is or is under, "
     "such as example.com for https://auth.example.com; {value!r} is {problem}."
@@ -234,7 +233,7 @@ def _domain_problem(name: str) -> str | None:
     labels = name.split(".")
     if len(labels) < 2:
         return "a top-level domain alone, or a single name (browsers share no cookie for it)"
-    if len(name) > 253 or not all(_DOMAIN_LABEL.fullmatch(label) for label in labels):
+    if not hostnames.is_host_name(name):
         return "not a domain name (letters, digits and hyphens between dots; xn-- for others)"
     if labels[-1].isdigit():
         return "not a domain name (its last part is a number)"

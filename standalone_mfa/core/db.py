@@ -123,6 +123,28 @@ def _file_id(path: str) -> tuple[int, int] | None:
     return found.st_dev, found.st_ino
 
 
+# SQLite's own files beside the database; it makes them with the database file's mode.
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def make_private(path: str | os.PathLike, mode: int = 0o600) -> None:
+    """Take group and others' access away from `path` if it has any (SC-70): what an
+    older release made with the umask's 0644 or 0755 is mended at start. A file this
+    process does not own and cannot change is left as it is (the start goes on)."""
+    with contextlib.suppress(FileNotFoundError, PermissionError):
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, mode)
+
+
+def private_sqlite_file(path: str) -> None:
+    """The database file (made empty, 0600, if it does not exist yet: SQLite then makes
+    its -wal and -shm with the same mode) and its companions, 0600 whatever the umask."""
+    with contextlib.suppress(FileExistsError, FileNotFoundError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for suffix in ("", *SQLITE_COMPANIONS):
+        make_private(path + suffix)
+
+
 def open_database(url: str, timeout: float = 10, pool_size: int = 8) -> peewee.Database:
     """Build (but do not connect) the database named by a Peewee URL.
 
@@ -140,6 +162,8 @@ def open_database(url: str, timeout: float = 10, pool_size: int = 8) -> peewee.D
         options = {"max_connections": pool_size or 8, "timeout": timeout if timeout > 0 else None}
         # What the URL's query string says wins, as db_url does for every option.
         options = {k: v for k, v in options.items() if k not in db_url.parse(url)}
+    if scheme.startswith("sqlite") and not in_memory:
+        private_sqlite_file(db_url.parse(url)["database"])
     if scheme.startswith("sqlite"):
         # busy_timeout first: it must already apply while WAL mode is being switched on.
         options["pragmas"] = (("busy_timeout", int(timeout * 1000)), *SQLITE_PRAGMAS)

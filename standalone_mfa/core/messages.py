@@ -187,6 +187,20 @@ MESSAGES = {
         "Your pages now follow your browser's language; mails are in {language}."
     ),
     "choose_a_language": "Choose one of the languages in the list.",
+    # Users, created by an administrator (the Users page, the CLI).
+    "bad_username": (
+        "A username is 1-150 characters: letters, digits and . _ @ + - "
+        "(starting with a letter or digit). Nothing changed."
+    ),
+    "new_password_too_short": (
+        "A password needs at least {count} character. Nothing changed.",
+        "A password needs at least {count} characters. Nothing changed.",
+    ),
+    "new_password_too_long": (
+        "A password can have at most {count} character. Nothing changed.",
+        "A password can have at most {count} characters. Nothing changed.",
+    ),
+    "user_exists": "A user named {name} already exists. Nothing changed.",
     # Groups (the gateway's `group:` subjects and Remote-Groups).
     "bad_group_name": (
         "A group name is 1-64 characters: letters, digits and . _ - "
@@ -268,6 +282,7 @@ EVENT_LABELS = {
     ("session_ended", "mfa_required"): "Signed out: two-factor sign-in now required",
     ("second_factor_required", "ok"): "Code asked for by a protected app",
     ("gateway_denied", "denied"): "Access to a protected app refused",
+    ("gateway_refused", "malformed"): "Protected app check refused: malformed request",
     # People's own changes, and proving it is them.
     ("reauth", "ok"): "Identity confirmed",
     ("reauth", "failed"): "Identity not confirmed",

@@ -165,7 +165,7 @@ class ApiToken(BaseModel):
 
 class UserGroup(BaseModel):
     """A user's membership of a named group: the gateway's `group:` subjects and its
-    `Remote-Groups` header. Names are checked by `accounts.groups` (no comma, no space)."""
+    `Remote-Groups` header. Names are checked by `directory.groups` (no comma, no space)."""
 
     user = ForeignKeyField(User, on_delete="CASCADE", backref="group_memberships")
     name = CharField(max_length=64)

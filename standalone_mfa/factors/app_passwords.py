@@ -20,8 +20,6 @@ import hmac
 import math
 import re
 import secrets
-import threading
-import time
 import unicodedata
 from dataclasses import dataclass
 
@@ -43,7 +41,6 @@ GROUP = 4
 # Last use (time and address) is written at most this often per app password, or when
 # the address changes: a calendar asks every few minutes, each request need not write.
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
-FAILURE_AUDIT_INTERVAL = 60.0  # seconds between two failure rows for one address
 
 _SECRET = re.compile(r"[a-z2-7]{32}")
 _SEPARATORS = re.compile(r"[\s-]+")
@@ -352,37 +349,10 @@ def _count_failure(ip: str) -> None:
         throttle.begin_address_attempt(ip)
 
 
-class _FailureLog:
-    """At most one audit row a minute per address and process: a misconfigured client
-    retrying an old app password, or a scanner, must not drown the audit log."""
-
-    def __init__(self, interval: float = FAILURE_AUDIT_INTERVAL, size: int = 4096):
-        self._interval = interval
-        self._size = size
-        self._last: dict[str | None, float] = {}
-        self._lock = threading.Lock()
-
-    def due(self, ip: str | None) -> bool:
-        moment = time.monotonic()
-        with self._lock:
-            last = self._last.get(ip)
-            if last is not None and moment - last < self._interval:
-                return False
-            if len(self._last) >= self._size:
-                self._last.clear()
-            self._last[ip] = moment
-            return True
-
-    def forget(self) -> None:
-        with self._lock:
-            self._last.clear()
-
-
-_failures = _FailureLog()
-
-
 def _audit_failure(username: str, outcome: str, client: Client) -> None:
-    if not _failures.due(client.ip):
+    """One audit row a minute per address at most: a client retrying an old app
+    password, or a scanner, must not drown the log (the metrics count every check)."""
+    if not audit.cap("app_password_failures").due(client.ip, now().timestamp()):
         return
     # The username as sent (it may name nobody), cut short; never the secret.
     name = (username or "")[:150] or None

@@ -7,8 +7,12 @@ the database; otherwise one prepared statement reads the session, its user (with
 the confirmed address), the user's groups and the site's MFA method together. It
 never creates a session and writes only when something is due: the session's
 `last_seen_at`, at most once a minute (so the idle timeout still counts protected
-apps as use), and a denial's audit row, at most one a minute per person and domain
-(an audit row per proxied request would drown the log). Revocation is immediate:
+apps as use), and a denial's audit row, at most one a minute per person (or nobody)
+and deciding rule, and one a minute for malformed checks (an audit row per proxied
+request, or per host a stranger invents, would drown the log; SC-69). A request an
+app could read in several ways (`Original.asked`: the path's spellings, the method
+as sent and upper-cased) is judged in each, and the strictest answer kept (SC-66,
+SC-48); most requests have one. Revocation is immediate:
 nothing is cached, so a session signed out, reset or ended on any instance fails its
 very next check.
 """
@@ -17,18 +21,17 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import threading
-import time
 from dataclasses import dataclass
 
 from peewee import JOIN
 
-from ..accounts.groups import groups_of
-from ..accounts.users import find_user, normalize_username
 from ..core import audit, crypto
-from ..core.audit import Client
+from ..core.audit import AuditCap, Client
 from ..core.db import UNAVAILABLE, Prepared
 from ..core.models import Setting, User, UserGroup, WebSession
+from ..directory import settings
+from ..directory.groups import groups_of
+from ..directory.users import find_user, normalize_username
 from ..factors import app_passwords
 from ..signin import lifetimes, policy
 from ..signin.sessions import LAST_SEEN_RESOLUTION, MAX_TOKEN_LENGTH
@@ -41,7 +44,9 @@ REFUSE = "deny"
 SIGN_IN = "sign_in"  # the browser must sign in, or pass the second factor, first
 CHALLENGE = "challenge"  # 401 with a Basic challenge: a client that cannot sign in on a page
 DECISIONS = (ALLOW, REFUSE, SIGN_IN, CHALLENGE)
-DENIAL_AUDIT_INTERVAL = 60.0  # seconds between two denial rows for one person and domain
+# Which of two answers is stricter: the outcome, then the policy that gave it.
+_OUTCOME_RANK = {ALLOW: 0, SIGN_IN: 1, REFUSE: 2}
+_POLICY_RANK = {BYPASS: 0, ONE_FACTOR: 1, TWO_FACTOR: 2, DENY: 3}
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,7 @@ def identity(token: str | None, at: dt.datetime) -> Identity | None:
     groups = tuple(row[7] for row in rows if row[7] is not None)
     if (
         second_factor_at is None
-        and method not in (None, "disabled")
+        and method not in (None, settings.DISABLED)
         and not _password_alone(username, groups, at)
     ):
         return None  # the portal ends this session at its next request (`guard`)
@@ -132,7 +137,12 @@ def _password_alone(username: str, groups: tuple[str, ...], at: dt.datetime) -> 
     scope, or within their grace), as the portal's guard decides. Only such sessions
     of a site that requires MFA come here: the hot path reads nothing more."""
     user = find_user(username)
-    return user is not None and policy.requirement_of(user, at, user_groups=groups).password_alone
+    if user is None:
+        return False
+    try:
+        return policy.requirement_kept(user, at, user_groups=groups).password_alone
+    except UNAVAILABLE:  # the grace could not be kept now: judged as it is, kept next time
+        return policy.requirement_of(user, at, user_groups=groups).password_alone
 
 
 def _datetime(value) -> dt.datetime:
@@ -150,48 +160,60 @@ def _touch(session_id: int, at: dt.datetime) -> None:
 def decide(
     access: AccessControl, original: Original, token: str | None, at: dt.datetime
 ) -> Decision:
-    """What to answer the proxy for `original`, asked with session cookie `token`."""
-    verdict = access.verdict(original.host, original.resource, original.method)
-    if verdict.policy == BYPASS and not verdict.needs_identity:
-        return Decision(ALLOW, None, verdict.rule, verdict.policy)  # no need to know who
-    return _decided(access, original, verdict, identity(token, at))
+    """What to answer the proxy for `original`, asked with session cookie `token`: the
+    strictest answer over every way an app could read the request."""
+    host = original.host
+    asked = original.asked
+    verdicts = [access.verdict(host, resource, method) for resource, method in asked]
+    if all(v.policy == BYPASS and not v.needs_identity for v in verdicts):
+        return Decision(ALLOW, None, verdicts[0].rule, BYPASS)  # no need to know who
+    person = identity(token, at)
+    return strictest(
+        _decided(access, host, resource, method, verdict, person)
+        for (resource, method), verdict in zip(asked, verdicts, strict=True)
+    )
 
 
-class _DenialLog:
-    """At most one audit row a minute per (person, domain) and process: enough to see
-    who is refused where, never a row per proxied request."""
-
-    def __init__(self, interval: float = DENIAL_AUDIT_INTERVAL, size: int = 4096):
-        self._interval = interval
-        self._size = size
-        self._last: dict[tuple[str | None, str], float] = {}
-        self._lock = threading.Lock()
-
-    def due(self, username: str | None, host: str) -> bool:
-        key = (username, host)
-        moment = time.monotonic()
-        with self._lock:
-            last = self._last.get(key)
-            if last is not None and moment - last < self._interval:
-                return False
-            if len(self._last) >= self._size:
-                self._last.clear()  # many distinct keys: forget, never grow without end
-            self._last[key] = moment
-            return True
+def strictest(decisions) -> Decision:
+    """The strictest of several answers: refused over sign in over allowed, then the
+    stricter policy (the first of equals)."""
+    found = None
+    for decision in decisions:
+        if found is None or _rank(decision) > _rank(found):
+            found = decision
+    return found
 
 
-_denials = _DenialLog()
+def _rank(decision: Decision) -> tuple[int, int]:
+    return _OUTCOME_RANK[decision.outcome], _POLICY_RANK[decision.policy]
+
+
+_denials = AuditCap()
+_malformed = AuditCap()
 
 
 def audit_denial(decision: Decision, original: Original, client: Client) -> None:
-    """The audit row of a refused request (rate-capped, see `_DenialLog`)."""
+    """The audit row of a refused request: at most one a minute per person (nobody
+    counts as one) and deciding rule, so that hosts or paths a stranger invents
+    cannot grow the log, while each rule that refuses someone is seen."""
     username = decision.identity.username if decision.identity else None
-    if not _denials.due(username, original.host):
+    if not _denials.due((username, decision.rule.number if decision.rule else None)):
         return
     rule = f"rule {decision.rule.number}" if decision.rule else "default policy"
-    detail = f"{original.method} {original.host}{original.path[:200]} ({rule})"
+    detail = f"{original.method[:20]} {original.host}{original.path[:200]} ({rule})"
     with contextlib.suppress(UNAVAILABLE):  # the refusal stands; only its row is lost
         audit.record("gateway_denied", "denied", username=username, detail=detail, client=client)
+
+
+def audit_malformed(reason: str, client: Client) -> bool:
+    """The audit row of a check whose proxy headers do not describe a request (SC-65):
+    one a minute at most, naming what was wrong (fixed words, never the client's
+    text). Whether it was written (the caller logs the same line)."""
+    if not _malformed.due("malformed"):
+        return False
+    with contextlib.suppress(UNAVAILABLE):
+        audit.record("gateway_refused", "malformed", detail=reason, client=client)
+    return True
 
 
 @dataclass(frozen=True)
@@ -211,8 +233,7 @@ class Explanation:
 def explain(access: AccessControl, original: Original, username: str | None = None) -> Explanation:
     """The decisions `decide` would take for `original`, without any cookie: the same
     code, given the person instead of finding them."""
-    nobody = access.verdict(original.host, original.resource, original.method)
-    anonymous = _decided(access, original, nobody, None)
+    anonymous = _judged(access, original, None)
     if username is None:
         return Explanation(original, anonymous)
     user = find_user(username)
@@ -222,30 +243,37 @@ def explain(access: AccessControl, original: Original, username: str | None = No
         anonymous,
         username,
         groups,
-        _decided(access, original, nobody, Identity(0, username, groups, False)),
-        _decided(access, original, nobody, Identity(0, username, groups, True)),
+        _judged(access, original, Identity(0, username, groups, False)),
+        _judged(access, original, Identity(0, username, groups, True)),
+    )
+
+
+def _judged(access: AccessControl, original: Original, person: Identity | None) -> Decision:
+    host = original.host
+    return strictest(
+        _decided(access, host, resource, method, access.verdict(host, resource, method), person)
+        for resource, method in original.asked
     )
 
 
 def _decided(
-    access: AccessControl, original: Original, verdict: Verdict, person: Identity | None
+    access: AccessControl,
+    host: str,
+    resource: str,
+    method: str,
+    verdict: Verdict,
+    person: Identity | None,
 ) -> Decision:
-    """The answer for `person` (None: nobody signed in), given the rules' verdict for
-    nobody. That verdict holds for everyone unless its rule names subjects: only then
-    are the rules read again, with the person."""
+    """The answer for `person` (None: nobody signed in) to one reading of a request,
+    given the rules' verdict for nobody. That verdict holds for everyone unless its
+    rule names subjects: only then are the rules read again, with the person."""
     if person is None:
         if verdict.needs_identity or verdict.policy in (ONE_FACTOR, TWO_FACTOR):
             return Decision(SIGN_IN, None, verdict.rule, verdict.policy)
         outcome = ALLOW if verdict.policy == BYPASS else REFUSE
         return Decision(outcome, None, verdict.rule, verdict.policy)
     if verdict.needs_identity:
-        verdict = access.verdict(
-            original.host,
-            original.resource,
-            original.method,
-            person.username,
-            frozenset(person.groups),
-        )
+        verdict = access.verdict(host, resource, method, person.username, frozenset(person.groups))
     if verdict.policy == DENY:
         return Decision(REFUSE, person, verdict.rule, verdict.policy)
     if verdict.policy == TWO_FACTOR and not person.second_factor:
@@ -308,10 +336,16 @@ def with_app_password(
     ):
         return challenge
     person = Identity(0, holder.username, holder.groups, holder.two_factor, holder.email)
-    nobody = access.verdict(original.host, original.resource, original.method)
-    answer = _decided(access, original, nobody, person)
+    host = original.host
+    readings = [
+        _decided(access, host, resource, method, access.verdict(host, resource, method), person)
+        for resource, method in original.asked
+    ]
+    answer = strictest(readings)
     if answer.outcome == REFUSE:
         return answer  # the rules refuse this person, whatever they sent
-    if answer.outcome == ALLOW and answer.rule is not None and answer.rule.app_passwords:
+    if answer.outcome == ALLOW and all(
+        d.rule is not None and d.rule.app_passwords for d in readings
+    ):
         return answer
-    return challenge  # the rule that decides for this person does not take app passwords
+    return challenge  # a rule that decides for this person does not take app passwords

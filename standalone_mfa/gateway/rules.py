@@ -22,20 +22,37 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..accounts.groups import GROUP_PATTERN
-from ..accounts.users import USERNAME_PATTERN
-from ..signin.destinations import is_host_name
+from ..core.hostnames import is_host_name
+from ..directory.groups import GROUP_PATTERN
+from ..directory.users import USERNAME_PATTERN
 
 BYPASS = "bypass"  # no sign-in at all (a public site or path)
 ONE_FACTOR = "one_factor"  # signed in
 TWO_FACTOR = "two_factor"  # signed in, and the session passed the second factor
 DENY = "deny"
 POLICIES = (BYPASS, ONE_FACTOR, TWO_FACTOR, DENY)
-METHODS = frozenset(
-    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
+# Any RFC 9110 method token is a method (WebDAV's, CalDAV's, an app's own); these, the
+# IANA HTTP Method Registry's, are the ones a rule may not name in another case: "get"
+# in a rule would never match the GET every client sends.
+REGISTERED_METHODS = frozenset(
+    {
+        *("ACL", "BASELINE-CONTROL", "BIND", "CHECKIN", "CHECKOUT", "CONNECT", "COPY"),
+        *("DELETE", "GET", "HEAD", "LABEL", "LINK", "LOCK", "MERGE", "MKACTIVITY"),
+        *("MKCALENDAR", "MKCOL", "MKREDIRECTREF", "MKWORKSPACE", "MOVE", "OPTIONS"),
+        *("ORDERPATCH", "PATCH", "POST", "PRI", "PROPFIND", "PROPPATCH", "PUT", "QUERY"),
+        *("REBIND", "REPORT", "SEARCH", "TRACE", "UNBIND", "UNCHECKOUT", "UNLINK"),
+        *("UNLOCK", "UPDATE", "UPDATEREDIRECTREF", "VERSION-CONTROL"),
+    }
 )
+MAX_METHOD_LENGTH = 64
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1," + str(MAX_METHOD_LENGTH) + "}")
 RULE_KEYS = frozenset({"domain", "resources", "methods", "subject", "policy", "app_passwords"})
 TOP_KEYS = frozenset({"default_policy", "rules"})
+
+
+def is_method(value: str) -> bool:
+    """Whether `value` is an HTTP method: an RFC 9110 token (of at most 64 characters)."""
+    return bool(_TOKEN.fullmatch(value))
 
 
 class RulesError(ValueError):
@@ -61,7 +78,7 @@ class Rule:
     exact: frozenset[str]
     suffixes: tuple[str, ...]  # ".example.com" for "*.example.com"
     resources: tuple[re.Pattern, ...]  # empty: any
-    methods: frozenset[str]  # empty: any
+    methods: frozenset[str]  # empty: any; matched exactly (methods are case-sensitive)
     subjects: tuple[Subject, ...]  # empty: anyone (and no one)
     policy: str
     # Clients may send an app password as Basic credentials (`gateway.check`).
@@ -188,9 +205,11 @@ def _rule(number: int, raw) -> Rule:
             fail(f"resource {pattern!r} is not a valid regular expression: {exc}")
     methods = set()
     for method in _strings(raw.get("methods"), "methods", fail):
-        if method.upper() not in METHODS:
-            fail(f"method {method!r} is not an HTTP method")
-        methods.add(method.upper())
+        if not is_method(method):
+            fail(f"method {method!r} is not an HTTP method token")
+        if method != method.upper() and method.upper() in REGISTERED_METHODS:
+            fail(f"method {method!r}: methods are case-sensitive, write {method.upper()!r}")
+        methods.add(method)
     subjects = []
     for subject in _strings(raw.get("subject"), "subject", fail):
         kind, _, name = subject.partition(":")

@@ -116,26 +116,36 @@ def recently_queued(user: User, kind: str, within: dt.timedelta) -> bool:
     )
 
 
-def _due_condition(at: dt.datetime):
-    return (
-        Notice.sent_at.is_null()
-        & (Notice.next_attempt_at <= at)
-        & (Notice.claimed_until.is_null() | (Notice.claimed_until < at))
+def _due_condition(at: dt.datetime, *, now: bool = False):
+    """Unsent, not held by a sender, and due (`now`: due or waiting out a back-off)."""
+    condition = Notice.sent_at.is_null() & (
+        Notice.claimed_until.is_null() | (Notice.claimed_until < at)
     )
+    return condition if now else condition & (Notice.next_attempt_at <= at)
 
 
-def due_ids(at: dt.datetime, limit: int = BATCH) -> list[int]:
-    query = Notice.select(Notice.id).where(_due_condition(at)).order_by(Notice.id).limit(limit)
+def due_ids(
+    at: dt.datetime, limit: int = BATCH, *, now: bool = False, after: int = 0
+) -> list[int]:
+    """The next notices to try (`now`: every pending one, back-off or not), in order,
+    from the id after `after`."""
+    query = (
+        Notice.select(Notice.id)
+        .where(_due_condition(at, now=now) & (Notice.id > after))
+        .order_by(Notice.id)
+        .limit(limit)
+    )
     return [row.id for row in query]
 
 
-def claim(notice_id: int, at: dt.datetime) -> Notice | None:
+def claim(notice_id: int, at: dt.datetime, *, now: bool = False) -> Notice | None:
     """Take the notice for one attempt, if no other sender has it: a conditional
-    update, so of several processes exactly one gets it."""
+    update, so of several processes exactly one gets it. `now`: even while it waits
+    out a back-off (an operator's `mail send`)."""
     with write_transaction():
         taken = (
             Notice.update(claimed_until=at + LEASE, attempts=Notice.attempts + 1)
-            .where((Notice.id == notice_id) & _due_condition(at))
+            .where((Notice.id == notice_id) & _due_condition(at, now=now))
             .execute()
         )
         return Notice.get_by_id(notice_id) if taken else None

@@ -4,7 +4,8 @@ anyone wait for SMTP.
 `send_due` does one round: claim each due notice, send it, mark it sent or give it
 back with back-off. A request that queued a notice wakes this process's sender thread
 after its response (`kick`); a CLI command that queued one sends it before it exits
-(`flush`); `flask mail send` (cron) does a round for whatever is left."""
+(`flush`). `mail send --due` (cron) does a round for whatever is due; `mail send` by
+hand tries every pending notice at once (`send_pending_now`), back-off or not."""
 
 from __future__ import annotations
 
@@ -40,15 +41,32 @@ SEND_ERRORS = (smtplib.SMTPException, OSError, socket.timeout, flask_mail.BadHea
 
 
 def send_due(limit: int = outbox.BATCH) -> Round:
-    """One round over the due notices (inside an app context)."""
+    """One round over the due notices (inside an app context): the background
+    sender's, which keeps each failed notice's back-off."""
+    return _send(outbox.due_ids(now(), limit), at_once=False)
+
+
+def send_pending_now() -> Round:
+    """Try every pending notice once now, back-off or not (inside an app context): an
+    operator's `mail send`, say just after fixing the SMTP server. One that fails
+    again gets its next back-off; one another sender holds is left to it."""
+    done, after = Round(), 0
+    while ids := outbox.due_ids(now(), now=True, after=after):
+        one = _send(ids, at_once=True)
+        done.sent += one.sent
+        done.failed += one.failed
+        after = ids[-1]
+    return done
+
+
+def _send(ids: list[int], *, at_once: bool) -> Round:
     done = Round()
-    ids = outbox.due_ids(now(), limit)
     if not ids:
         return done
     connection = None
     try:
         for notice_id in ids:
-            notice = outbox.claim(notice_id, now())
+            notice = outbox.claim(notice_id, now(), now=at_once)
             if notice is None:
                 continue  # another sender has it
             try:

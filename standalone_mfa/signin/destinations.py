@@ -11,24 +11,11 @@ rather than searching it for something bad.
 
 from __future__ import annotations
 
-import re
 from urllib.parse import urlsplit
 
+from ..core.hostnames import is_host_name, is_under, is_visible
+
 MAX_LENGTH = 2048
-# A lower-case DNS name: labels of 1-63 letters, digits and inner hyphens, 253 in all.
-# The one test of a host name for `rd`, the gateway's rules and the proxy's headers.
-_HOST_NAME = re.compile(
-    r"(?=.{1,253}\Z)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
-)
-_VISIBLE = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space: what a URL may hold
-
-
-def is_host_name(name: str) -> bool:
-    return bool(_HOST_NAME.fullmatch(name))
-
-
-def is_visible(text: str) -> bool:
-    return bool(_VISIBLE.fullmatch(text))
 
 
 def safe_next_path(target: str | None) -> str | None:
@@ -64,8 +51,7 @@ def safe_return_url(target: str | None, cookie_domain: str | None) -> str | None
     host = parts.hostname or ""  # lower case; a trailing dot is refused below
     if not is_host_name(host):
         return None
-    domain = cookie_domain.lower().lstrip(".")
-    if host != domain and not host.endswith("." + domain):
+    if not is_under(host, cookie_domain):
         return None
     return target
 

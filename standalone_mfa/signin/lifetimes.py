@@ -7,6 +7,8 @@ request that loads it), both from the same cut-off times.
 - A pending sign-in (set-up, code step, recovery codes on show) lives
   `MFA_SETUP_TIMEOUT` or `MFA_VERIFY_TIMEOUT` seconds from when it was entered;
   reloading never extends it.
+- A secret being set up (`setup_secret`, at sign-in or from Account security) lives
+  `MFA_SETUP_TIMEOUT` seconds from when it was made.
 """
 
 from __future__ import annotations
@@ -56,6 +58,11 @@ def pending_expired(record: WebSession | None, at: dt.datetime) -> bool:
         return False
     deadline = pending_deadline(record.state, record.state_since)
     return deadline is not None and at > deadline
+
+
+def setup_expired(since: dt.datetime, at: dt.datetime) -> bool:
+    """Whether a secret made at `since` for a set-up is too old to be saved at `at`."""
+    return at - since > _seconds("MFA_SETUP_TIMEOUT")
 
 
 def expired_pending(at: dt.datetime):

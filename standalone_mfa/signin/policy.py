@@ -5,8 +5,9 @@ all follow, so that they cannot disagree.
 `decide` is pure: the administrator's choice (`Policy`: the method, everyone or some
 groups, the grace period) and what is known of the user give a `Requirement`:
 
-- NOT_REQUIRED: the password alone signs in (the method is Disabled, or the user is
-  outside the scope and has no authenticator);
+- METHOD_OFF: the password alone signs in because the method is Disabled;
+- NOT_REQUIRED: the password alone signs in (the user is outside the scope and has
+  no authenticator);
 - CODE: the user has an authenticator and the method is TOTP: a code at every sign-in,
   in the scope or not (a voluntary set-up counts as much as a required one);
 - POSTPONABLE: set-up is required but the user's grace lasts until `deadline`: the
@@ -14,7 +15,9 @@ groups, the grace period) and what is known of the user give a `Requirement`:
 - SET_UP: set-up is required now.
 
 Deadlines are kept on the server (`User.mfa_required_since`, `User.mfa_deadline`): set
-at the first sign-in that required set-up, cleared when the user sets up. A deadline is
+at the first sign-in that required set-up (or, for a session signed in before the
+user was put in the scope, its first request after: `requirement_kept`), cleared when
+the user sets up. A deadline is
 never recounted from a later sign-in: leaving the scope and coming back does not give a
 new grace, and a grace shortened by the administrator counts at once (the stored
 deadline and the first required sign-in plus today's grace: the earlier wins). After an
@@ -28,17 +31,17 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 
-from ..accounts import groups, settings
 from ..core.db import write_transaction
 from ..core.models import User
+from ..directory import groups, settings
 from ..factors import totp
 
 NOT_REQUIRED = "not_required"
 CODE = "code"
 POSTPONABLE = "postponable"
 SET_UP = "set_up"
-DISABLED = "disabled"  # NOT_REQUIRED because the method itself is off (the seed's branch)
-OUTCOMES = (DISABLED, NOT_REQUIRED, CODE, POSTPONABLE, SET_UP)
+METHOD_OFF = "disabled"  # NOT_REQUIRED because the method itself is off (the seed's branch)
+OUTCOMES = (METHOD_OFF, NOT_REQUIRED, CODE, POSTPONABLE, SET_UP)
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ class Requirement:
     @property
     def password_alone(self) -> bool:
         """Whether a session signed in with the password alone may stay signed in."""
-        return self.outcome in (DISABLED, NOT_REQUIRED, POSTPONABLE)
+        return self.outcome in (METHOD_OFF, NOT_REQUIRED, POSTPONABLE)
 
     def days_left(self, at: dt.datetime) -> int:
         """Whole days (rounded up) until the deadline: "1 day left" on its last day."""
@@ -96,8 +99,8 @@ def decide(
 ) -> Requirement:
     """What `policy` asks of a user at `at` (see the module's docstring). A user who
     must set up and has no deadline yet is within a grace that starts now."""
-    if policy.method == DISABLED:
-        return Requirement(DISABLED)
+    if policy.method == settings.DISABLED:
+        return Requirement(METHOD_OFF)
     if enrolled:
         return Requirement(CODE)
     if not policy.covers(user_groups):
@@ -133,8 +136,8 @@ def requirement_of(
 ) -> Requirement:
     """What the policy asks of `user` at `at`, reading what the caller did not pass."""
     policy = policy or current()
-    if policy.method == DISABLED:
-        return Requirement(DISABLED)
+    if policy.method == settings.DISABLED:
+        return Requirement(METHOD_OFF)
     if enrolled is None:
         enrolled = totp.credential_of(user) is not None
     if user_groups is None and not enrolled and policy.required_for == settings.GROUPS:
@@ -148,6 +151,18 @@ def requirement_of(
         deadline=user.mfa_deadline,
         reset=user.mfa_reset_at is not None,
     )
+
+
+def requirement_kept(user: User, at: dt.datetime, *, user_groups=None) -> Requirement:
+    """`requirement_of` for a session already signed in (the guard, the gateway): a
+    grace that begins now, because the user was put in the scope since signing in, is
+    kept on the server the first time it is seen, so that it ends (a deadline recounted
+    from "now" at every request never would)."""
+    requirement = requirement_of(user, at, user_groups=user_groups)
+    if requirement.outcome in (POSTPONABLE, SET_UP) and user.mfa_required_since is None:
+        start_grace(user, requirement, at)
+        requirement = requirement_of(user, at, user_groups=user_groups)
+    return requirement
 
 
 def start_grace(user: User, requirement: Requirement, at: dt.datetime) -> None:

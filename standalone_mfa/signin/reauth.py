@@ -3,7 +3,7 @@ their own sign-in (the password, then a current code or a recovery code) or, as 
 administrator, before changing someone else's account (a step-up: a current code, or
 the password without an authenticator). Every proof is `factors.proofs`, counted by
 the same throttles as sign-in; every outcome is one audit event, `reauth`, whose
-detail names the factor.
+detail names the factor (refusals while throttled: one a minute per user).
 
 A step-up counts for `ADMIN_STEP_UP_SECONDS` on this signed-in session only: it is
 `WebSession.step_up_at`, which every state transition clears."""
@@ -30,7 +30,12 @@ def _audit(user: User, outcome: str, factor: str, client) -> None:
 
 
 def _refused(user: User, proof: proofs.Proof, factor: str, client) -> str:
-    _audit(user, "throttled" if proof.throttled else "failed", factor, client)
+    """Every wrong answer is audited; a refusal while throttled (no secret looked at)
+    once a minute per user at most: a scanner must not write a row per attempt (SC-70)."""
+    if not proof.throttled:
+        _audit(user, "failed", factor, client)
+    elif audit.cap("reauth_throttled").due(user.id, now().timestamp()):
+        _audit(user, "throttled", factor, client)
     return proof.message()
 
 

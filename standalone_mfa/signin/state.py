@@ -65,6 +65,8 @@ SECOND_FACTOR_EVENTS = {
 PENDING_STATES = (TOTP_SETUP, TOTP_VERIFY, RECOVERY_CODES)
 # Where the recovery codes wait, encrypted, between set-up and "I have saved these".
 SHOWN_CODES_KEY = "recovery_codes"
+# When the secret being set up was made (`setup_secret`; the secret is in the row).
+SETUP_SINCE_KEY = "setup_since"
 FLASHES_KEY = "_flashes"  # where Flask keeps flashed messages
 
 
@@ -89,8 +91,9 @@ def fire(web_session, event: str, at: dt.datetime) -> str:
     record.state = target
     record.state_since = at
     record.step_up_at = None  # a step-up belongs to one signed-in session, never the next
-    if source == TOTP_SETUP:
+    if source == TOTP_SETUP or target == ANONYMOUS:
         record.pending_secret_encrypted = None
+        web_session.pop(SETUP_SINCE_KEY, None)
     if target == ANONYMOUS:
         record.user = None
         record.next_url = None

@@ -8,16 +8,16 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from ..accounts import settings
-from ..accounts.users import find_user, normalize_username
-from ..core import audit, crypto, messages, metrics
+from ..core import audit, messages, metrics
 from ..core.clock import now
 from ..core.config import setting
 from ..core.db import write_transaction
 from ..core.models import User
+from ..directory import settings
+from ..directory.users import find_user, normalize_username
 from ..factors import devices, proofs, recovery, throttle, totp, trusted_browsers
 from ..notices import outbox
-from . import destinations, policy, sessions, state
+from . import destinations, policy, sessions, setup_secret, state
 from .sessions import ServerSession
 
 # Set on a sign-in's set-up page while the user's grace lasts ("Set up later"); never
@@ -110,7 +110,7 @@ def _past_password(web_session: ServerSession, user: User, next_url, device_toke
     record = web_session.record
     record.next_url = destinations.safe_destination(next_url, _cookie_domain())
     if record.state == state.TOTP_SETUP:
-        record.pending_secret_encrypted = crypto.encrypt(totp.new_secret())
+        setup_secret.start(web_session, at)
         if requirement.outcome == policy.POSTPONABLE:
             web_session[MAY_POSTPONE_KEY] = True
     return remembered if asks_code and device_token else None
@@ -142,9 +142,10 @@ def set_up_meanwhile(web_session: ServerSession) -> StepOutcome | None:
     return _set_up_elsewhere(web_session)
 
 
-def pending_secret(web_session: ServerSession) -> str:
-    """The secret of this set-up: the same one for the life of the pending login."""
-    return crypto.decrypt(web_session.record.pending_secret_encrypted)
+def pending_secret(web_session: ServerSession) -> str | None:
+    """The secret of this set-up: the same one for the life of the pending login (None
+    once it has expired: the guard then ends the pending login)."""
+    return setup_secret.secret(web_session, now())
 
 
 def confirm_setup(web_session: ServerSession, raw_code: str | None) -> StepOutcome:
@@ -153,16 +154,19 @@ def confirm_setup(web_session: ServerSession, raw_code: str | None) -> StepOutco
     client = web_session.client
     if totp.credential_of(user) is not None:
         return _set_up_elsewhere(web_session)
+    secret = pending_secret(web_session)
+    if secret is None:
+        return StepOutcome(False, messages.text("expired"))
     credential = None
     with proofs.code(
         user,
         raw_code,
-        secret=pending_secret(web_session),
+        secret=secret,
         drift_memory=web_session,
         **sessions.with_session(web_session),
     ) as proof:
         if proof.ok:
-            credential = totp.enrol(user, pending_secret(web_session), proof.step)
+            credential = totp.enrol(user, secret, proof.step)
         if credential is not None:
             policy.end_grace(user)
             web_session.pop(MAY_POSTPONE_KEY, None)
@@ -298,11 +302,12 @@ def require_second_factor(web_session: ServerSession, destination: str) -> None:
     with sessions.transition(web_session):
         event = "second_factor_required" if enrolled else "second_factor_set_up_required"
         web_session.pop(MAY_POSTPONE_KEY, None)  # a rule's set-up has no "later"
-        state.fire(web_session, event, now())
+        at = now()
+        state.fire(web_session, event, at)
         record = web_session.record
         record.next_url = destinations.safe_destination(destination, _cookie_domain())
         if record.state == state.TOTP_SETUP:
-            record.pending_secret_encrypted = crypto.encrypt(totp.new_secret())
+            setup_secret.start(web_session, at)
         audit.record("second_factor_required", "ok", user=user, client=web_session.client)
 
 

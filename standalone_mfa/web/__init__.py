@@ -23,6 +23,7 @@ from . import (
     i18n,
     metrics,
     mfa,
+    sessionless,
 )
 from .session_cookie import ServerSessionInterface
 
@@ -46,6 +47,7 @@ def init_app(app) -> None:
         app.register_blueprint(blueprint)
     csrf.exempt(api.bp)  # bearer tokens, no cookies: nothing for a forged request to ride on
     gateway.init_app(app)  # parses ACCESS_CONTROL: a broken rule stops the app here
+    sessionless.init_app(app)  # last: it reads the routes of every blueprint
 
 
 def _init_login(app) -> None:

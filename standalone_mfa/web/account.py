@@ -14,10 +14,10 @@ from flask import (
 )
 from flask_babel import refresh
 
-from ..accounts import emails, self_service, settings
-from ..accounts import first_authenticator as first_authenticator_flow
+from ..accounts import authenticator, emails, self_service
 from ..core import browsers, messages
 from ..core.config import setting
+from ..directory import settings
 from ..factors import app_passwords, recovery, totp
 from ..signin import reauth
 from . import i18n, qr
@@ -129,7 +129,7 @@ def new_authenticator():
     """Step 1 of moving to a new authenticator app: prove it is you."""
 
     def start():
-        self_service.start_new_authenticator(session)
+        authenticator.start(session)
         return redirect(url_for("account.new_authenticator_setup"))
 
     return _after_proof("authenticator", start, allow_recovery=True)
@@ -138,25 +138,7 @@ def new_authenticator():
 @bp.route("/authenticator/new", methods=["GET", "POST"])
 def new_authenticator_setup():
     """Step 2: add the new secret to the new app and confirm its first code."""
-    secret = self_service.new_authenticator_secret(session)
-    if secret is None:
-        flash(messages.text("prove_first"), "error")
-        return redirect(url_for("account.new_authenticator"))
-    form = CodeForm()
-    if form.is_submitted():
-        problem = self_service.confirm_new_authenticator(
-            session, session.user, form.code.data if form.validate() else None
-        )
-        if problem is None:
-            flash(messages.text("new_authenticator_set_up"), "info")
-            return redirect(url_for("account.security"))
-        flash(problem, "error")
-        return redirect(url_for("account.new_authenticator_setup"))
-    return render_template(
-        "account/new_authenticator.html",
-        form=form,
-        **qr.secret_and_qr(secret, session.user.username, new_app=True),
-    )
+    return _confirm_the_secret(first=False)
 
 
 @bp.route("/authenticator/first", methods=["GET", "POST"])
@@ -168,7 +150,7 @@ def first_authenticator():
             session, session.user, form.password.data, trusted=trusted_browser_token()
         )
         if problem is None:
-            first_authenticator_flow.start(session)
+            authenticator.start(session)
             return redirect(url_for("account.first_authenticator_setup"))
         flash(problem, "error")
     elif form.is_submitted():
@@ -176,7 +158,7 @@ def first_authenticator():
     return render_template(
         "account/first_authenticator_confirm.html",
         form=form,
-        mfa_method=settings.mfa_method(),
+        mfa_off=settings.mfa_method() == settings.DISABLED,
     )
 
 
@@ -184,24 +166,36 @@ def first_authenticator():
 def first_authenticator_setup():
     """Step 2: add the secret to an app and confirm its first code; the recovery codes
     are then shown once."""
-    secret = first_authenticator_flow.pending_secret(session)
+    return _confirm_the_secret(first=True)
+
+
+def _confirm_the_secret(*, first: bool):
+    """Step 2 of a first (`first`) or a new authenticator: show the secret being set
+    up; save it once the app's first code is right."""
+    secret = authenticator.pending_secret(session)
     if secret is None:
-        flash(messages.text("prove_password_first"), "error")
-        return redirect(url_for("account.first_authenticator"))
+        flash(messages.text("prove_password_first" if first else "prove_first"), "error")
+        return redirect(
+            url_for("account.first_authenticator" if first else "account.new_authenticator")
+        )
     form = CodeForm()
     if form.is_submitted():
-        problem = first_authenticator_flow.confirm(
-            session, session.user, form.code.data if form.validate() else None
-        )
+        code = form.code.data if form.validate() else None
+        problem = authenticator.confirm(session, session.user, code, first=first)
         if problem is None:
-            flash(messages.text("first_authenticator_set_up"), "info")
-            return redirect(url_for("mfa.recovery_codes"))
+            flash(
+                messages.text(
+                    "first_authenticator_set_up" if first else "new_authenticator_set_up"
+                ),
+                "info",
+            )
+            return redirect(url_for("mfa.recovery_codes" if first else "account.security"))
         flash(problem, "error")
-        return redirect(url_for("account.first_authenticator_setup"))
+        return redirect(url_for(request.endpoint))
     return render_template(
-        "account/first_authenticator.html",
+        "account/first_authenticator.html" if first else "account/new_authenticator.html",
         form=form,
-        **qr.secret_and_qr(secret, session.user.username),
+        **qr.secret_and_qr(secret, session.user.username, new_app=not first),
     )
 
 

@@ -12,11 +12,12 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, s
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
-from ..accounts import administration, emails, groups, reset, settings
-from ..accounts.users import UserError, create_user, find_user
+from ..accounts import administration, emails, reset
 from ..core import audit as audit_log
 from ..core import messages
 from ..core.db import write_transaction
+from ..directory import groups, settings
+from ..directory.users import UserError, create_user, find_user
 from ..factors import passwords, throttle, totp
 from ..signin import reauth
 from ..signin.destinations import safe_next_path

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, render_template, request
 
-from ..accounts.users import find_user, normalize_username
 from ..core import messages
+from ..directory.users import find_user, normalize_username
 from ..gateway import check, origin
 from .admin import require_admin
 from .forms import AccessTestForm

@@ -9,9 +9,10 @@ from __future__ import annotations
 from flask import Blueprint, abort, g, jsonify, request
 from werkzeug.exceptions import MethodNotAllowed
 
-from ..accounts import administration, groups, reset, tokens
-from ..accounts.users import find_user
+from ..accounts import administration, reset
 from ..core.pagination import MAX_PER_PAGE, PER_PAGE
+from ..directory import groups, tokens
+from ..directory.users import find_user
 from ..factors import throttle, totp
 from .session_cookie import client
 

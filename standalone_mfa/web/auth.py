@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import (
     Blueprint,
     flash,
@@ -19,7 +21,7 @@ from ..signin import steps
 from ..signin.destinations import is_absolute
 from ..signin.state import ANONYMOUS, AUTHENTICATED
 from .cookies import device_token, set_trusted_browser_cookie, trusted_browser_token
-from .forms import LoginForm
+from .forms import ButtonForm, LoginForm
 from .guard import destination_url, landing_url
 
 bp = Blueprint("auth", __name__)
@@ -57,12 +59,20 @@ def login():
 def _back_to_destination():
     """A signed-in browser sent back to sign in, by a protected app whose rule needs
     the second factor this session has not passed (signed in while the site-wide
-    method is Disabled): through the code step first. Otherwise straight there."""
+    method is Disabled): through the code step first, but only once the person pressed
+    the page's button (a POST with its CSRF token): a link or an image on another
+    site must not move the session into a step that ends it if abandoned. Otherwise
+    straight there."""
     destination = destination_url(_destination())
-    if is_absolute(destination) and session.record.second_factor_at is None:
+    if not is_absolute(destination) or session.record.second_factor_at is not None:
+        return redirect(destination)
+    form = ButtonForm()
+    if form.validate_on_submit():  # a POST without the token never gets here (CSRFProtect)
         steps.require_second_factor(session, destination)
         return redirect(landing_url(session))
-    return redirect(destination)
+    return render_template(
+        "auth/second_factor.html", form=form, app_host=urlsplit(destination).hostname
+    )
 
 
 def trust_if_signed_in(response):

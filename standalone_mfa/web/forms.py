@@ -24,8 +24,9 @@ from wtforms.validators import (
     ValidationError,
 )
 
-from ..accounts import emails, groups, settings
+from ..accounts import emails
 from ..core import addresses, messages
+from ..directory import groups, settings
 from ..factors import app_passwords, passwords, recovery, totp
 
 
@@ -270,7 +271,15 @@ class AccessTestForm(FlaskForm):
     )
     method = SelectField(
         _l("Method"),
-        choices={m: m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")},
+        choices={
+            m: m
+            for m in (
+                *("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"),
+                # WebDAV, CalDAV and CardDAV (SC-48): judged by the rules like the others.
+                *("PROPFIND", "PROPPATCH", "MKCOL", "MKCALENDAR", "REPORT", "COPY", "MOVE"),
+                *("LOCK", "UNLOCK"),
+            )
+        },
         default="GET",
     )
     username = StringField(_l("As user (optional)"), validators=[Optional(), Length(max=150)])

@@ -7,28 +7,35 @@
 - `/auth/forward` for Caddy `forward_auth` and Traefik `forwardAuth`: the same, but a
   redirect to the portal's sign-in instead of the 401.
 
+A 200 also carries `Cookie`: the browser's cookies less the portal's own
+(`gateway.app_cookies`), which the shipped nginx and Traefik configurations hand the app
+instead of the browser's, so that no app sees a cookie that works on the portal (SC-67).
+
 On a rule with `"app_passwords": true`, a client that sent Basic credentials, or that
 does not accept HTML, is never sent to sign in: a wrong or missing app password is a 401
 with `WWW-Authenticate: Basic realm="…"` and no `Location` (both endpoints). The nginx
-snippet tells this 401 from "sign in first" by that missing `Location`.
+snippet tells this 401 from "sign in first" by that missing `Location`. A 200 carries
+the `Authorization` the app may have (the client's own, never on such a rule), for the
+proxies to hand on in place of the client's.
 
 No body to parse, no session made, no cookie set. Headers a proxy sent that do not
-describe a request are refused (403), never allowed (SC-34).
+describe a request are refused (403), never allowed, and audited once a minute at
+most (SC-34, SC-65).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, Response, current_app, request
 from werkzeug.http import parse_accept_header
 
-from ..core import metrics
+from ..core import hostnames, metrics
 from ..core.clock import now
 from ..core.config import ConfigurationError, setting
-from ..gateway import check, origin, rules
+from ..gateway import app_cookies, check, origin, rules
 from .cookies import CookiePolicy
 from .session_cookie import client
 
@@ -54,12 +61,25 @@ def init_app(app) -> None:
                 "https://auth.example.com (no query, no fragment)."
             )
         app.config["GATEWAY_PORTAL_URL"] = checked
+        _check_portal_under_cookie_domain(checked, setting("SESSION_COOKIE_DOMAIN", app))
     elif setting("ACCESS_CONTROL", app) is not None:
         raise ConfigurationError(
             "ACCESS_CONTROL is set but GATEWAY_PORTAL_URL is not: set it to the portal's "
             "public URL (such as https://auth.example.com), where browsers are sent to sign in."
         )
     app.register_blueprint(bp)
+
+
+def _check_portal_under_cookie_domain(portal: str, domain: str | None) -> None:
+    """The session cookie reaches `SESSION_COOKIE_DOMAIN` and the names under it: a
+    portal elsewhere would set a cookie that no protected app ever receives."""
+    host = urlsplit(portal).hostname or ""
+    if domain and not hostnames.is_under(host, domain):
+        raise ConfigurationError(
+            f"GATEWAY_PORTAL_URL's host ({host}) must be SESSION_COOKIE_DOMAIN ({domain}) "
+            f"or a name under it, such as auth.{domain}: the session cookie reaches no "
+            "other host."
+        )
 
 
 def access_control() -> rules.AccessControl:
@@ -82,8 +102,13 @@ def _answer(read, *, redirect_to_portal: bool) -> Response:
     try:
         original = read(request.headers)
     except origin.BadOrigin as exc:
-        _log_once_a_minute(f"gateway check refused: {exc} (check the proxy's configuration)")
+        # 403, never 400: nginx's auth_request knows only 2xx, 401 and 403 (anything
+        # else is a 500 for the browser), and a refusal is what this is.
         metrics.gateway_check(check.REFUSE)
+        if check.audit_malformed(str(exc), client()):
+            logger.warning(
+                "gateway check refused: %s (a client's request, or the proxy's configuration)", exc
+            )
         return _empty(403)
     name = session_cookie_name(original.scheme)
     token = request.cookies.get(name)
@@ -111,6 +136,14 @@ def _answer(read, *, redirect_to_portal: bool) -> Response:
             # None without one (the proxies' configurations drop a client's own).
             if decision.identity.email:
                 response.headers["Remote-Email"] = decision.identity.email
+        kept = app_cookies.for_the_app(
+            request.headers.get("Cookie"), setting("SESSION_COOKIE_NAME")
+        )
+        if kept:
+            response.headers["Cookie"] = kept
+        passed_on = authorization_for_the_app(decision)
+        if passed_on:
+            response.headers["Authorization"] = passed_on
         return response
     if decision.outcome == check.REFUSE:
         check.audit_denial(decision, original, client())
@@ -150,6 +183,16 @@ def is_browser() -> bool:
         return False
     accepted = parse_accept_header(request.headers.get("Accept"))
     return any(value.lower() in HTML_TYPES and quality > 0 for value, quality in accepted)
+
+
+def authorization_for_the_app(decision: check.Decision) -> str | None:
+    """The `Authorization` the proxy may hand the app in place of the client's (nginx
+    `auth_request_set`, Traefik `authResponseHeaders`): the client's own, for an app
+    that checks its own credentials behind a rule that takes no app passwords; never on
+    a rule that takes them, where it may hold one (the app gets `Remote-User`)."""
+    if decision.rule is not None and decision.rule.app_passwords:
+        return None
+    return request.headers.get("Authorization")
 
 
 def basic_challenge() -> str:

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 from flask import flash, redirect, request, session, url_for
 
-from ..accounts import settings
 from ..core import audit, messages
 from ..core.clock import now
 from ..core.config import setting
+from ..directory import settings
 from ..signin import lifetimes, policy, state
 from ..signin.destinations import is_absolute, safe_destination
 from ..signin.sessions import ServerSession
 from ..signin.state import ANONYMOUS, AUTHENTICATED, RECOVERY_CODES, TOTP_SETUP, TOTP_VERIFY
+from .sessionless import is_sessionless
 
 # Which states each endpoint answers in; any endpoint not named answers only when
-# authenticated. The API blueprint authenticates with bearer tokens, never a session;
-# the health check needs no one.
+# authenticated. Requests without a session (`sessionless`: the API, the health check,
+# the gateway, the metrics, static files) are not guarded.
 ENDPOINT_STATES = {
     # Signed in: a protected app sent the browser back for a factor, or it is done.
     "auth.login": {ANONYMOUS, AUTHENTICATED},
@@ -30,10 +31,8 @@ ENDPOINT_STATES = {
     "mfa.recovery_codes": {RECOVERY_CODES, AUTHENTICATED},
     "mfa.recovery_codes_download": {RECOVERY_CODES, AUTHENTICATED},
     "auth.logout": set(state.STATES),
-    "static": set(state.STATES),
     "i18n.choose": set(state.STATES),  # the language picker: any page may offer it
 }
-SESSIONLESS_BLUEPRINTS = {"api", "health", "gateway", "metrics"}
 # Where a browser is sent when it asks for a page its state does not allow.
 STATE_HOME = {
     ANONYMOUS: "auth.login",
@@ -57,15 +56,15 @@ def needs_second_factor(web_session: ServerSession) -> bool:
     racing with the change cannot slip through."""
     if web_session.state != AUTHENTICATED or web_session.record.second_factor_at:
         return False
-    if settings.mfa_method() == "disabled":  # most requests of such a site stop here
+    if settings.mfa_method() == settings.DISABLED:  # most requests of such a site stop here
         return False
-    return not policy.requirement_of(web_session.user, now()).password_alone
+    return not policy.requirement_kept(web_session.user, now()).password_alone
 
 
 def guard():
     """Before every request: expire a stale pending login, then send the browser to
     the page its state allows if it asked for another."""
-    if request.blueprint in SESSIONLESS_BLUEPRINTS or request.endpoint is None:
+    if request.endpoint is None or is_sessionless(request.path):
         return None
     at = now()
     client = session.client

@@ -13,10 +13,10 @@ from flask import (
     url_for,
 )
 
-from ..accounts import settings
 from ..core import messages
 from ..core.clock import now
 from ..core.config import setting
+from ..directory import settings
 from ..signin import policy, sessions, state, steps
 from . import qr
 from .auth import trust_if_signed_in
@@ -94,7 +94,7 @@ def setup_deadline():
         record is None
         or session.state != state.AUTHENTICATED
         or record.second_factor_at
-        or settings.mfa_method() == "disabled"
+        or settings.mfa_method() == settings.DISABLED
     ):
         return {}
     at = now()

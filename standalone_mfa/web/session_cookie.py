@@ -30,11 +30,7 @@ from ..core.db import UNAVAILABLE
 from ..signin import sessions
 from ..signin.sessions import LAST_SEEN_RESOLUTION, ServerSession
 from .cookies import shared_cookie_policy
-
-# Never load (nor touch, nor create) a session here: the health probe answers for the
-# database alone, even to a browser that sends its cookie.
-# The gateway's checks read the cookie themselves, and never make a session.
-SESSIONLESS_PATHS = frozenset({"/healthz", "/metrics", "/auth/nginx", "/auth/forward"})
+from .sessionless import is_sessionless
 
 ANONYMOUS_COOKIE = "smfa_anon"
 _ANONYMOUS_SALT = "standalone-mfa.anonymous-session"  # this cookie's own key
@@ -98,7 +94,7 @@ class ServerSessionInterface(SessionInterface):
         return shared_cookie_policy().name(setting("SESSION_COOKIE_NAME", app))
 
     def open_session(self, app, request) -> ServerSession:
-        if request.path.startswith(app.static_url_path + "/") or request.path in SESSIONLESS_PATHS:
+        if is_sessionless(request.path):  # never loaded, touched, created nor set
             return ServerSession()
         token = request.cookies.get(self.get_cookie_name(app))
         anonymous, signed_at = read_anonymous_cookie()

@@ -7,7 +7,7 @@ import re
 
 from peewee import IntegrityError
 
-from ..core import audit
+from ..core import audit, messages
 from ..core.audit import NO_CLIENT, Client
 from ..core.clock import now
 from ..core.models import User
@@ -17,7 +17,8 @@ USERNAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._@+-]{0,149}", re.ASCII)
 
 
 class UserError(ValueError):
-    pass
+    """A user that cannot be made as asked; the message says why, in the reader's
+    language (`core.messages`), and nothing was changed."""
 
 
 def normalize_username(username: str | None) -> str:
@@ -41,14 +42,11 @@ def create_user(
 ) -> User:
     name = normalize_username(username)
     if not USERNAME_PATTERN.fullmatch(name):
-        raise UserError(
-            "A username is 1-150 characters: letters, digits and . _ @ + - "
-            "(starting with a letter or digit)."
-        )
+        raise UserError(messages.text("bad_username"))
     if len(password) < passwords.MIN_LENGTH:
-        raise UserError(f"A password needs at least {passwords.MIN_LENGTH} characters.")
+        raise UserError(messages.counted("new_password_too_short", passwords.MIN_LENGTH))
     if len(password) > passwords.MAX_LENGTH:
-        raise UserError(f"A password can have at most {passwords.MAX_LENGTH} characters.")
+        raise UserError(messages.counted("new_password_too_long", passwords.MAX_LENGTH))
     try:
         user = User.create(
             username=name,
@@ -57,7 +55,7 @@ def create_user(
             created_at=now(),
         )
     except IntegrityError:
-        raise UserError(f"User {name!r} already exists.") from None
+        raise UserError(messages.text("user_exists", name=name)) from None
     audit.record(
         "user_created",
         "ok",

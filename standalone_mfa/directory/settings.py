@@ -15,8 +15,11 @@ from ..core.db import write_transaction
 from ..core.models import Setting, User, UserGroup
 from ..factors import devices
 
-MFA_METHODS = {"disabled": _l("Disabled"), "totp": "TOTP"}  # labels, in the page's language
-DEFAULT_MFA_METHOD = "disabled"
+# The MFA methods an administrator can choose (the stored value of `mfa_method`).
+DISABLED = "disabled"  # the password alone signs in (unless a user set up a code)
+TOTP = "totp"  # a code from an authenticator app
+MFA_METHODS = {DISABLED: _l("Disabled"), TOTP: "TOTP"}  # labels, in the page's language
+DEFAULT_MFA_METHOD = DISABLED
 REMEMBER_DAYS_MAX = 31  # a remembered device still needs the password; a month at most
 # Who must use the method (see signin.policy): everyone (the first releases' rule), or
 # only the members of the groups named in `mfa_groups`.
