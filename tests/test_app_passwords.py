@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as dt
 import re
 import subprocess
 import sys
@@ -768,10 +769,30 @@ def calendar_client_through(proxy: str, gateway, app, secret: str) -> None:
     assert again.status_code == 401 and "Location" not in again.headers, proxy
 
 
-@pytest.mark.server
-@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
-@pytest.mark.parametrize("proxy", ["nginx", "caddy", "traefik"])
-def test_sc49_sc50_through_a_real_proxy(tmp_path, clock, proxy):
+def running_proxy(proxy: str, folder, portal_port: int, app_port: int, port: int):
+    """`proxy` with the shipped files (and the app-password lines) in front of the portal
+    and of the app on `app_port`, as app1, app2 and public .example.test on `port`."""
+    import proxies
+
+    if proxy == "nginx":
+        snippets = snippets_with_app_passwords(folder / "snippets")
+        names = " ".join(f"{name}.{proxies.DOMAIN}" for name in proxies.APP_HOSTS)
+        sites = {
+            "portal.conf": proxies.nginx_portal_site(portal_port, port, snippets),
+            "apps.conf": proxies.nginx_app_site(portal_port, app_port, port, names, snippets),
+        }
+        return proxies.nginx(folder / "nginx", sites, [port])
+    if proxy == "caddy":
+        text = caddyfile_with_app_passwords(portal_port, app_port, port)
+        return proxies.caddy(folder / "caddy", text, [port])
+    text = traefik_dynamic_with_app_passwords(portal_port, app_port)
+    return traefik(folder / "traefik", text, port)
+
+
+@contextlib.contextmanager
+def proxied_portal(tmp_path, clock, proxy: str, upstream):
+    """The portal (DAV_RULES) and `upstream` (a context manager yielding its port)
+    behind a real `proxy`: yields the Gateway."""
     import proxies
     from helpers import quiet_server
 
@@ -779,32 +800,94 @@ def test_sc49_sc50_through_a_real_proxy(tmp_path, clock, proxy):
     scheme = "https" if proxy == "nginx" else "http"
     config = proxies.portal_config(scheme, port, ACCESS_CONTROL=DAV_RULES)
     app = make_app(tmp_path, clock, MFA_ISSUER="Example sign-in", **config)
-    secret = make(app, "alice")
-    gateway = proxies.Gateway(app, clock, scheme, port)
     try:
-        with quiet_server(app) as portal_url, proxies.echo_upstream() as app_port:
+        with quiet_server(app) as portal_url, upstream as app_port:
             portal_port = int(portal_url.rsplit(":", 1)[1])
-            if proxy == "nginx":
-                snippets = snippets_with_app_passwords(tmp_path / "snippets")
-                names = " ".join(f"{name}.{proxies.DOMAIN}" for name in proxies.APP_HOSTS)
-                sites = {
-                    "portal.conf": proxies.nginx_portal_site(portal_port, port, snippets),
-                    "apps.conf": proxies.nginx_app_site(
-                        portal_port, app_port, port, names, snippets
-                    ),
-                }
-                running = proxies.nginx(tmp_path / "nginx", sites, [port])
-            elif proxy == "caddy":
-                text = caddyfile_with_app_passwords(portal_port, app_port, port)
-                running = proxies.caddy(tmp_path / "caddy", text, [port])
-            else:
-                text = traefik_dynamic_with_app_passwords(portal_port, app_port)
-                running = traefik(tmp_path / "traefik", text, port)
-            with running:
-                calendar_client_through(proxy, gateway, app, secret)
+            with running_proxy(proxy, tmp_path, portal_port, app_port, port):
+                yield proxies.Gateway(app, clock, scheme, port)
     finally:
         with app.app_context():
             db.close()
+
+
+PROXIES = ["nginx", "caddy", "traefik"]
+
+
+@pytest.mark.server
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+@pytest.mark.parametrize("proxy", PROXIES)
+def test_sc49_sc50_through_a_real_proxy(tmp_path, clock, proxy):
+    import proxies
+
+    with proxied_portal(tmp_path, clock, proxy, proxies.echo_upstream()) as gateway:
+        secret = make(gateway.app, "alice")
+        calendar_client_through(proxy, gateway, gateway.app, secret)
+
+
+@contextlib.contextmanager
+def example_test_resolves_to_loopback():
+    """*.example.test is 127.0.0.1 for this process (the CalDAV client resolves names
+    itself), everything else as before."""
+    import socket
+    from unittest import mock
+
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if isinstance(host, str) and host.endswith(".example.test"):
+            host = "127.0.0.1"
+        return real(host, *args, **kwargs)
+
+    with mock.patch("socket.getaddrinfo", getaddrinfo):
+        yield
+
+
+@pytest.mark.server
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+@pytest.mark.parametrize("proxy", PROXIES)
+def test_sc49_a_caldav_client_syncs_alices_calendar_from_radicale(tmp_path, clock, proxy):
+    """A CalDAV client nobody here wrote (the caldav package) with alice's app password:
+    it makes a calendar in Radicale, saves an event and reads it back through the proxy;
+    bob's app password does not open alice's calendar; once revoked, alice's is refused."""
+    import caldav
+    from caldav.lib import error
+    from real_apps import radicale
+
+    with (
+        proxied_portal(tmp_path, clock, proxy, radicale(tmp_path / "radicale")) as gateway,
+        example_test_resolves_to_loopback(),
+    ):
+        alice, bob = make(gateway.app, "alice"), make(gateway.app, "bob")
+
+        def client(username, secret):
+            return caldav.DAVClient(
+                url=gateway.url("app1", f"/{username}/"),
+                username=username,
+                password=secret,
+                ssl_verify_cert=False,
+            )
+
+        with client("alice", alice) as dav:
+            calendar = dav.principal().make_calendar(name="Work", cal_id="work")
+            calendar.save_event(
+                dtstart=dt.datetime(2026, 12, 7, 9),
+                dtend=dt.datetime(2026, 12, 7, 10),
+                summary="Standup",
+            )
+        with client("alice", alice) as dav:  # a second sync finds it
+            calendars = dav.principal().calendars()
+            assert [c.get_display_name() for c in calendars] == ["Work"]
+            assert [e.icalendar_component["summary"] for e in calendars[0].events()] == ["Standup"]
+        with client("bob", bob) as dav:  # past the gateway as bob; Radicale refuses him
+            assert dav.principal().calendars() == []
+            with pytest.raises(error.AuthorizationError, match="Forbidden"):
+                dav.calendar(url=gateway.url("app1", "/alice/work/")).events()
+        with gateway.app.app_context():
+            app_passwords.revoke(users.find_user("alice"), "Phone calendar", actor="test")
+        with client("alice", alice) as dav, pytest.raises(error.AuthorizationError) as refused:
+            dav.principal()
+        assert "Forbidden" not in str(refused.value)  # the gateway's 401, not Radicale
 
 
 def test_prune_forgets_app_passwords_revoked_a_month_ago(gateway_app, clock):
