@@ -93,6 +93,13 @@ MESSAGES = {
     # Pages: what a view says after an action. A (singular, plural) pair is read
     # through `counted`, which picks the form the page's language uses for the number.
     "signed_out": "You have signed out.",
+    # SC-67: signed in for the apps, but this browser lacks the portal's own cookie.
+    "sign_in_again_here": "Sign in again to open this page.",
+    # SC-68: a form posted to the portal from another site (or a sibling subdomain).
+    "cross_site_form": (
+        "This form was sent from another site, so nothing was done. "
+        "To make this change, open this site's own page and send the form from there."
+    ),
     "qr_label": (
         "QR code to add {username} to your authenticator app. "
         "If you cannot scan it, type the secret key shown beside it."
@@ -241,6 +248,22 @@ MESSAGES = {
     "email_unchanged": "{name} already has the address {address}; nothing changed.",
     "email_removed": "{name} has no address now: they get no notices.",
     "email_none": "{name} had no address; nothing changed.",
+    # App passwords (factors.app_passwords), for clients that cannot sign in on a page.
+    "app_password_bad_name": (
+        'Give the app password a name of 1-{most} characters, such as "Phone calendar". '
+        "Nothing changed."
+    ),
+    "app_password_name_taken": (
+        "You already have an app password named {name}. Choose another name; nothing changed."
+    ),
+    "app_password_limit": (
+        "You have {most} app passwords, the most there can be. Revoke one you no longer "
+        "use first; nothing changed."
+    ),
+    "app_password_revoked": (
+        "App password {name} revoked: apps that use it are refused from their next request."
+    ),
+    "app_password_not_found": "You have no working app password of that name; nothing changed.",
 }
 
 # Each (event, outcome) `audit.record` writes, as the sign-in activity and the audit log
@@ -267,6 +290,7 @@ EVENT_LABELS = {
     ("second_factor_required", "ok"): "Code asked for by a protected app",
     ("gateway_denied", "denied"): "Access to a protected app refused",
     ("gateway_refused", "malformed"): "Protected app check refused: malformed request",
+    ("cross_site_refused", "refused"): "Form sent from another site refused",
     # People's own changes, and proving it is them.
     ("reauth", "ok"): "Identity confirmed",
     ("reauth", "failed"): "Identity not confirmed",
@@ -318,6 +342,12 @@ EVENT_LABELS = {
     ("email_removed", "ok"): "Email address removed by an administrator",
     ("email_removed", "unchanged"): "Email address: none to remove",
     ("audit_pruned", "ok"): "Old audit events deleted",
+    # App passwords.
+    ("app_password_created", "ok"): "App password created",
+    ("app_password_revoked", "ok"): "App password revoked",
+    ("app_password_revoked", "unchanged"): "App password: none to revoke",
+    ("app_password", "failed"): "Wrong app password at a protected app",
+    ("app_password", "throttled"): "App password refused: too many failures from this address",
     # Notices by mail.
     ("notice", "sent"): "Email notice sent",
     ("notice", "failed"): "Email notice not sent yet: will retry",
