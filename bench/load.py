@@ -62,11 +62,13 @@ def http_request(
 
 
 def form_post(path: str, host: str, cookie: str, form: dict) -> bytes:
-    """A browser's form POST: the cookie, the form, and where it comes from."""
+    """A browser's form POST from the portal's own page: the cookie, the form, and
+    where it comes from as a browser says it (`Origin: null` under the portal's
+    `Referrer-Policy: no-referrer`, and `Sec-Fetch-Site`; see web/cross_site.py)."""
     headers = {
         "Content-Type": "application/x-www-form-urlencoded",
         "Cookie": cookie,
-        "Origin": f"http://{host}",
+        "Origin": "null",
         "Sec-Fetch-Site": "same-origin",
     }
     return http_request("POST", path, host, headers, urlencode(form).encode())
@@ -125,7 +127,10 @@ def run_phase(
     `check` (see bench/wrk.lua)."""
     if check not in CHECKS:
         raise ValueError(check)
+    # wrk gives each thread connections ÷ threads: a thread count that divides them.
     threads = max(1, min(WRK_THREADS, clients, len(requests) if once else clients))
+    while clients % threads:
+        threads -= 1
     with tempfile.NamedTemporaryFile("wb", prefix="smfa-wrk-", suffix=".bin") as records:
         for raw in requests:
             records.write(b"%d\n" % len(raw) + raw)

@@ -403,7 +403,8 @@ def password_requests(server, host: str, users, rng) -> list[bytes]:
             "username": rng.choice(users).username,
             "password": seed.PASSWORD,
         }
-        requests += [page, load.form_post("/login", host, cookie, form)]
+        # The POST first: each connection starts with a step, not a page.
+        requests += [load.form_post("/login", host, cookie, form), page]
     return requests
 
 
