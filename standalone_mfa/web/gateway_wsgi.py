@@ -3,13 +3,13 @@
 They answer every request of every protected app, so they skip what Flask runs for a
 page and a check does not need: saving a session (the session interface gives a check
 an empty one; it reads the cookie itself), the sign-in guard, the CSRF check,
-Flask-Login, the mail sender, and the per-hook bookkeeping of Flask's dispatch. What they keep, in the same
-order as on a page: a request context (so the views in `gateway` run unchanged: the
-decision is still `gateway.check`'s, the answer still `gateway._answer`'s), the
-schema check, the body limit, the request's timing for `/metrics`, the security
-headers, the app's error handlers (a database that is down still answers 503), and
-the connection given back at the end. Any other path or method goes through Flask
-as before.
+Flask-Login, the mail sender, and the per-hook bookkeeping of Flask's dispatch. What
+they keep, in the same order as on a page: a request context (so the views in
+`gateway` run unchanged: the decision is still `gateway.check`'s, the answer still
+`gateway._answer`'s), the schema check, the body limit, the request's timing for
+`/metrics`, the security headers, the app's error handlers (a database that is down
+still answers 503), and the connection given back at the end. Any other path or
+method goes through Flask as before.
 """
 
 from __future__ import annotations
