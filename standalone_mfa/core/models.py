@@ -149,6 +149,9 @@ class WebSession(BaseModel):
     user_agent = CharField(max_length=255, null=True)
     # When the signed-in administrator last re-proved who they are (`step_up`).
     step_up_at = DateTimeField(null=True)
+    # How this session signed in: the proven methods in order, joined by commas
+    # ("password,code"; `signin.methods`). None: anonymous, or signed in before 007.
+    signin_methods = CharField(max_length=120, null=True)
 
 
 class Setting(BaseModel):

@@ -49,6 +49,7 @@ _SAVED_FIELDS = (
     "pending_secret_encrypted",
     "second_factor_at",
     "step_up_at",
+    "signin_methods",
 )
 _WRITE = Prepared(
     lambda slot: WebSession.update(

@@ -62,6 +62,17 @@ SECOND_FACTOR_EVENTS = {
     "device_remembered",
 }
 
+# How a session signed in: each step that proves something adds its method to the
+# session's record (`WebSession.signin_methods`, in the order they came), which going
+# back to anonymous clears. `signin.methods` reads it (phishing resistance, `amr`).
+METHOD_OF_EVENT = {
+    "password_accepted": "password",
+    "code_confirmed": "code",
+    "code_accepted": "code",
+    "recovery_code_accepted": "recovery_code",
+    "device_remembered": "remembered_device",
+}
+
 PENDING_STATES = (TOTP_SETUP, TOTP_VERIFY, RECOVERY_CODES)
 # Where the recovery codes wait, encrypted, between set-up and "I have saved these".
 SHOWN_CODES_KEY = "recovery_codes"
@@ -98,14 +109,27 @@ def fire(web_session, event: str, at: dt.datetime) -> str:
         record.user = None
         record.next_url = None
         record.second_factor_at = None
+        record.signin_methods = None
         # Nothing kept for the signed-in user (codes on show, a new authenticator being
         # set up) may reach whoever signs in next in this browser; messages may.
         for key in [k for k in web_session if k != FLASHES_KEY]:
             del web_session[key]
-    elif event in SECOND_FACTOR_EVENTS:
-        record.second_factor_at = record.state_since
+    else:
+        if event in SECOND_FACTOR_EVENTS:
+            record.second_factor_at = record.state_since
+        method = METHOD_OF_EVENT.get(event)
+        if method is not None:
+            record.signin_methods = add_method(record.signin_methods, method)
     web_session.rotate()
     return target
+
+
+def add_method(recorded: str | None, method: str) -> str:
+    """The session's record (methods joined by commas) with `method` added, once."""
+    methods = recorded.split(",") if recorded else []
+    if method not in methods:
+        methods.append(method)
+    return ",".join(methods)
 
 
 # Where to go from PASSWORD_OK for each outcome of `signin.policy.decide` (its names:

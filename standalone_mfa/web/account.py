@@ -18,7 +18,7 @@ from ..core import browsers, messages
 from ..core.config import setting
 from ..directory import settings
 from ..factors import recovery, totp
-from ..signin import reauth
+from ..signin import methods, reauth
 from . import i18n, qr
 from .cookies import trusted_browser_token
 from .forms import (
@@ -78,6 +78,8 @@ def security():
         low_water=recovery.LOW_WATER,
         codes_in_a_set=recovery.COUNT,
         browser_name=browsers.describe,
+        signin_methods=methods.parse,
+        phishing_resistant=methods.phishing_resistant,
         event_label=messages.event_label,
         form=ButtonForm(),
         overview_user=session.user,
