@@ -233,9 +233,10 @@ class WebAuthnCredential(BaseModel):
 
 class WebAuthnChallenge(BaseModel):
     """A ceremony's challenge: single-use (deleted by the one request that uses it),
-    bound to the browser session that asked for it, and short-lived."""
+    bound to the browser session that asked for it (`binding`: the SHA-256 of a random
+    token that session keeps, signed in or not), and short-lived."""
 
-    web_session = ForeignKeyField(WebSession, on_delete="CASCADE")
+    binding = CharField(max_length=64)
     purpose = CharField(max_length=24)
     challenge = BlobField()
     user = ForeignKeyField(User, null=True, on_delete="CASCADE")
@@ -244,7 +245,7 @@ class WebAuthnChallenge(BaseModel):
 
     class Meta:
         table_name = "webauthn_challenge"
-        indexes = ((("web_session", "purpose"), True),)
+        indexes = ((("binding", "purpose"), True),)
 
 
 class AuditEvent(BaseModel):

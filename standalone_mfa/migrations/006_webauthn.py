@@ -41,12 +41,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
     @migrator.create_model
     class WebAuthnChallenge(pw.Model):
         id = pw.AutoField()
-        web_session = pw.ForeignKeyField(
-            column_name="web_session_id",
-            field="id",
-            model=migrator.orm["web_session"],
-            on_delete="CASCADE",
-        )
+        binding = pw.CharField(max_length=64)
         purpose = pw.CharField(max_length=24)
         challenge = pw.BlobField()
         user = pw.ForeignKeyField(
@@ -62,7 +57,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         class Meta:
             table_name = "webauthn_challenge"
             legacy_table_names = False
-            indexes = [(("web_session", "purpose"), True)]
+            indexes = [(("binding", "purpose"), True)]
 
 
 def rollback(migrator: Migrator, database: pw.Database, *, fake=False):
