@@ -21,7 +21,13 @@ def keys_used_in_code() -> set[str]:
     `Proof(...)`, and any `problem=`."""
     used = set()
     for path in PACKAGE.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        # A module with a `text` of its own (core/config.py's kind of setting) calls
+        # that one by its bare name: those calls name no message.
+        own = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+        if path.name == "messages.py":
+            own = set()  # its own text() is the one that names messages
+        for node in ast.walk(tree):
             if isinstance(node, ast.arguments):  # def f(..., problem="wrong_code")
                 with_defaults = node.args[len(node.args) - len(node.defaults) :]
                 pairs = [
@@ -37,7 +43,8 @@ def keys_used_in_code() -> set[str]:
                 continue
             name = getattr(node.func, "attr", getattr(node.func, "id", None))
             places = [kw.value for kw in node.keywords if kw.arg == "problem"]
-            if name in ("text", "counted") and node.args:
+            bare_own = isinstance(node.func, ast.Name) and node.func.id in own
+            if name in ("text", "counted") and node.args and not bare_own:
                 places.append(node.args[0])
             if name == "Proof" and len(node.args) > 1:
                 places.append(node.args[1])

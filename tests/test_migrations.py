@@ -329,7 +329,7 @@ def test_sc38_two_processes_upgrading_at_once_migrate_once(legacy_app, tmp_path)
 
 @pytest.fixture
 def migrations_with(tmp_path, monkeypatch):
-    """migrations_with({"998_x": source, ...}): the shipped migrations plus these."""
+    """migrations_with({"004_x": source, ...}): the shipped migrations plus these."""
 
     shipped = schema.MIGRATIONS_DIR
 
@@ -377,25 +377,25 @@ def test_sc38_a_migration_that_fails_half_way_leaves_the_previous_version(
         from standalone_mfa.directory import settings
 
         settings.set_mfa_method("totp", actor="test")
-    migrations_with({"998_nickname": GOOD_004, "999_broken": BROKEN_005})
+    migrations_with({"900_nickname": GOOD_004, "901_broken": BROKEN_005})
     result = cli(app, "db", "upgrade")
     assert result.exit_code == 1
-    assert "Applied 998_nickname" in result.output
+    assert "Applied 900_nickname" in result.output
     with app.app_context():
-        assert [name for name, _ in schema.history()] == [*shipped, "998_nickname"]
-        assert "half_done" not in db.get_tables()  # the broken one rolled back entirely
+        assert [name for name, _ in schema.history()] == [*shipped, "900_nickname"]
+        assert "half_done" not in db.get_tables()  # 005 rolled back entirely
         assert "nickname" in {c.name for c in db.get_columns("user")}
         from standalone_mfa.core.models import Setting
 
         assert Setting.get(Setting.key == "mfa_method").value == "totp"
 
-    # This code (which has the broken one) refuses to serve until it succeeds...
+    # This code (which has 005) refuses to serve until 005 succeeds...
     monkeypatch.setattr(errors, "SCHEMA_RECHECK_SECONDS", 0)
     response = Browser(app, clock).get("/login")
     assert response.status_code == 503
-    # ...and the database, at 998, is intact: the fixed 999 applies and all serves.
+    # ...and the database, at 004, is intact: the fixed 005 applies and all serves.
     fixed = "def migrate(migrator, database, fake=False):\n    pass\n"
-    migrations_with({"998_nickname": GOOD_004, "999_broken": fixed})
+    migrations_with({"900_nickname": GOOD_004, "901_broken": fixed})
     assert cli(app, "db", "upgrade").exit_code == 0
     browser = Browser(app, clock)
     assert location(browser.login("bob")) == "/mfa/setup"
@@ -406,7 +406,7 @@ def test_sc38_the_previous_code_serves_the_database_a_failed_upgrade_left(
 ):
     """The code is rolled back after the failure: the old release finds the database
     at its own version and serves."""
-    migrations_with({"998_broken": BROKEN_005})
+    migrations_with({"900_broken": BROKEN_005})
     assert cli(app, "db", "upgrade").exit_code == 1
     monkeypatch.undo()  # the previous code: the shipped migrations only
     browser = Browser(app, clock)

@@ -103,6 +103,15 @@ MESSAGES = {
     ),
     "no_authenticator": "You have no authenticator app set up.",
     "check_the_form": "Check the form and try again.",
+    # Passkeys and security keys. A refused key never says why (whose it is, which
+    # check failed): the audit trail does.
+    "key_not_accepted": (
+        "That passkey or security key was not accepted. Try again, or use another way."
+    ),
+    "key_name_invalid": "Give the key a name of 1 to 64 characters.",
+    "key_name_taken": "You already have a key with that name: choose another.",
+    "key_not_found": "That key is not one of yours any more.",
+    "key_registered": "That key is already registered.",
     "new_codes_made": "New recovery codes were made. The old ones no longer work.",
     "prove_first": "Start by confirming your password and a current code.",
     "prove_password_first": "Start by confirming your password.",
@@ -318,6 +327,15 @@ EVENT_LABELS = {
     ("email_removed", "ok"): "Email address removed by an administrator",
     ("email_removed", "unchanged"): "Email address: none to remove",
     ("audit_pruned", "ok"): "Old audit events deleted",
+    # Passkeys and security keys.
+    ("webauthn_added", "ok"): "Passkey or security key added",
+    ("webauthn_added", "refused"): "Passkey or security key not added",
+    ("webauthn_renamed", "ok"): "Passkey or security key renamed",
+    ("webauthn_removed", "ok"): "Passkey or security key removed",
+    ("webauthn_used", "ok"): "Passkey or security key used",
+    ("webauthn_used", "refused"): "Passkey or security key refused",
+    ("webauthn_clone", "refused"): "Passkey or security key refused: its counter went backwards",
+    ("webauthn_reset", "ok"): "Passkeys and security keys removed by an administrator",
     # Notices by mail.
     ("notice", "sent"): "Email notice sent",
     ("notice", "failed"): "Email notice not sent yet: will retry",
