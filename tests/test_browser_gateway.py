@@ -127,7 +127,7 @@ def window(chromium, javascript: bool, bypass_csp: bool = False):
 def sign_in(page, username: str) -> None:
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill("correct horse battery staple")
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
 
 
 @pytest.mark.parametrize("javascript", [True, False], ids=["js", "no-js"])

@@ -525,6 +525,8 @@ def test_sc13_only_a_code_or_the_disabled_policy_leads_to_authenticated():
         ("recovery_codes", "codes_saved"),  # after code_confirmed: the set-up's code
         ("totp_verify", "code_accepted"),
         ("totp_verify", "recovery_code_accepted"),  # test_sc13_recovery_code_of_another_…
+        # User verification required: test_sc54_… (test_passkey_signin)
+        ("anonymous", "passkey_accepted"),
     }
     # A second factor was proven on every way in but the disabled policy's.
     assert (state.TOTP_SETUP, "code_confirmed", state.RECOVERY_CODES) in state.TRANSITIONS

@@ -26,6 +26,11 @@ MESSAGES = {
         "That recovery code is not right, or it was already used. "
         "Check it and try again, or use another one."
     ),
+    # A passkey sign-in names no account: its attempts count on the client's address.
+    "signin_wait": (
+        "Too many failed sign-ins from your network. Wait {count} second, then try again.",
+        "Too many failed sign-ins from your network. Wait {count} seconds, then try again.",
+    ),
     "code_wait": (
         "Too many wrong codes. Wait {count} second, then try again.",
         "Too many wrong codes. Wait {count} seconds, then try again.",
@@ -274,6 +279,7 @@ EVENT_LABELS = {
     ("pending_expired", "ended"): "Sign-in not finished in time",
     ("session_ended", "mfa_required"): "Signed out: two-factor sign-in now required",
     ("second_factor_required", "ok"): "Code asked for by a protected app",
+    ("phishing_resistance_required", "ok"): "Passkey or security key asked for by a protected app",
     ("gateway_denied", "denied"): "Access to a protected app refused",
     ("gateway_refused", "malformed"): "Protected app check refused: malformed request",
     # People's own changes, and proving it is them.

@@ -22,7 +22,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-SIGNIN_STEPS = ("password", "code", "recovery_code", "remembered_device")
+SIGNIN_STEPS = ("password", "code", "recovery_code", "remembered_device", "passkey")
 SIGNIN_OUTCOMES = ("ok", "failed", "throttled", "replay", "locked")
 GATEWAY_DECISIONS = ("allow", "deny", "sign_in")
 NOTICE_OUTCOMES = ("sent", "failed")

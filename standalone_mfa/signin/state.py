@@ -22,6 +22,8 @@ STATES = (ANONYMOUS, PASSWORD_OK, TOTP_SETUP, TOTP_VERIFY, RECOVERY_CODES, AUTHE
 # this table line for line (a test compares them).
 TRANSITIONS = (
     (ANONYMOUS, "password_accepted", PASSWORD_OK),
+    # A passkey whose authenticator verified the user: both factors in one step.
+    (ANONYMOUS, "passkey_accepted", AUTHENTICATED),
     (PASSWORD_OK, "mfa_disabled", AUTHENTICATED),
     # Outside the scope of the policy (signin.policy) and without an authenticator.
     (PASSWORD_OK, "mfa_not_required", AUTHENTICATED),
@@ -50,12 +52,16 @@ TRANSITIONS = (
     # the site-wide method is Disabled) has not passed: the code step, or set-up, and back.
     (AUTHENTICATED, "second_factor_required", TOTP_VERIFY),
     (AUTHENTICATED, "second_factor_set_up_required", TOTP_SETUP),
+    # A `phishing_resistant` rule asks for a WebAuthn ceremony this session has not
+    # passed: the code step offering only the user's keys (`KEY_ONLY_KEY`), and back.
+    (AUTHENTICATED, "phishing_resistance_required", TOTP_VERIFY),
 )
 _NEXT_STATE = {(source, event): target for source, event, target in TRANSITIONS}
 
 # The events that prove the second factor: a code, a recovery code, or a device that
 # was itself remembered after a code. The session notes when (see needs_second_factor).
 SECOND_FACTOR_EVENTS = {
+    "passkey_accepted",
     "code_confirmed",
     "code_accepted",
     "recovery_code_accepted",
@@ -71,6 +77,7 @@ METHOD_OF_EVENT = {
     "code_accepted": "code",
     "recovery_code_accepted": "recovery_code",
     "device_remembered": "remembered_device",
+    "passkey_accepted": "passkey",
 }
 
 PENDING_STATES = (TOTP_SETUP, TOTP_VERIFY, RECOVERY_CODES)
@@ -79,6 +86,8 @@ SHOWN_CODES_KEY = "recovery_codes"
 # When the secret being set up was made (`setup_secret`; the secret is in the row).
 SETUP_SINCE_KEY = "setup_since"
 FLASHES_KEY = "_flashes"  # where Flask keeps flashed messages
+# Set while a `phishing_resistant` rule's code step waits: only a key is accepted there.
+KEY_ONLY_KEY = "key_only"
 
 
 class IllegalTransition(RuntimeError):
@@ -102,6 +111,8 @@ def fire(web_session, event: str, at: dt.datetime) -> str:
     record.state = target
     record.state_since = at
     record.step_up_at = None  # a step-up belongs to one signed-in session, never the next
+    if source == TOTP_VERIFY:
+        web_session.pop(KEY_ONLY_KEY, None)
     if source == TOTP_SETUP or target == ANONYMOUS:
         record.pending_secret_encrypted = None
         web_session.pop(SETUP_SINCE_KEY, None)
@@ -121,6 +132,14 @@ def fire(web_session, event: str, at: dt.datetime) -> str:
         if method is not None:
             record.signin_methods = add_method(record.signin_methods, method)
     web_session.rotate()
+    return target
+
+
+def passkey_accepted(web_session, user, at: dt.datetime) -> str:
+    """A passkey sign-in was verified (user verification required): bind the user; the
+    session is signed in with both factors."""
+    target = fire(web_session, "passkey_accepted", at)
+    web_session.record.user = user
     return target
 
 

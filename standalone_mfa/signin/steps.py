@@ -15,7 +15,7 @@ from ..core.db import write_transaction
 from ..core.models import User
 from ..directory import settings
 from ..directory.users import find_user, normalize_username
-from ..factors import devices, proofs, recovery, throttle, totp, trusted_browsers
+from ..factors import devices, proofs, recovery, throttle, totp, trusted_browsers, webauthn
 from ..notices import outbox
 from . import destinations, policy, sessions, setup_secret, state
 from .sessions import ServerSession
@@ -81,6 +81,42 @@ def submit_password(
         audit.record("login", "failed", user=user, detail=detail, client=client)
         return StepOutcome(False, messages.text("wrong_password_or_username"))
     return StepOutcome(True)
+
+
+def sign_in_with_passkey(
+    web_session: ServerSession,
+    raw_credential: str | None,
+    next_url: str | None = None,
+    trusted_token: str | None = None,
+) -> StepOutcome:
+    """A passkey sign-in (no username, no password): the browser's answer to the
+    sign-in page's usernameless options (`raw_credential`: `credential.toJSON()`).
+    Verified with user verification required, it counts as both factors: the session
+    goes from anonymous to signed in in one step, with a new id. Whatever was wrong,
+    the answer is the same, so it reveals nothing about which usernames exist."""
+    client = web_session.client
+    at = now()
+    binding = webauthn.binding_of(web_session)
+    trusted = None
+    with proofs.passkey(
+        raw_credential,
+        binding=binding,
+        at=at,
+        client=client,
+        transaction=lambda: sessions.transition(web_session),
+    ) as proof:
+        if proof.ok:
+            user = proof.user
+            audit.record("login", "ok", user=user, detail="passkey", client=client)
+            state.passkey_accepted(web_session, user, at)
+            web_session.record.next_url = destinations.safe_destination(next_url, _cookie_domain())
+            trusted = trusted_browsers.trust(user, trusted_token, days=_trusted_days())
+    metrics.signin("passkey", "ok" if proof.ok else "throttled" if proof.throttled else "failed")
+    if proof.throttled:
+        audit.record("login", "throttled", user=proof.user, detail="passkey", client=client)
+    if not proof.ok:
+        return StepOutcome(False, proof.message())
+    return StepOutcome(True, trusted_token=trusted)
 
 
 def _past_password(web_session: ServerSession, user: User, next_url, device_token):
@@ -309,6 +345,19 @@ def require_second_factor(web_session: ServerSession, destination: str) -> None:
         if record.state == state.TOTP_SETUP:
             setup_secret.start(web_session, at)
         audit.record("second_factor_required", "ok", user=user, client=web_session.client)
+
+
+def require_phishing_resistance(web_session: ServerSession, destination: str) -> None:
+    """A protected app's `phishing_resistant` rule asks for a WebAuthn ceremony this
+    session has not passed (it signed in with a code, a recovery code or a remembered
+    device): the code step offering only the user's passkeys and security keys, then
+    on to `destination`. Failing or abandoning it ends the session, as at sign-in."""
+    user = web_session.user
+    with sessions.transition(web_session):
+        state.fire(web_session, "phishing_resistance_required", now())
+        web_session[state.KEY_ONLY_KEY] = True
+        web_session.record.next_url = destinations.safe_destination(destination, _cookie_domain())
+        audit.record("phishing_resistance_required", "ok", user=user, client=web_session.client)
 
 
 def sign_out(web_session: ServerSession) -> None:

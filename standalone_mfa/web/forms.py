@@ -29,6 +29,10 @@ from ..core import addresses, messages
 from ..directory import groups, settings
 from ..factors import passwords, recovery, totp
 
+# A WebAuthn assertion as JSON is well under 4 kB (an RS256 signature is 256 bytes);
+# anything much longer is not one.
+PASSKEY_ANSWER_MAX = 16_384
+
 
 class SingleValueStringField(StringField):
     """A text field that refuses to pick one of several values sent under its name."""
@@ -47,6 +51,13 @@ class LoginForm(FlaskForm):
     password = PasswordField(
         _l("Password"), validators=[InputRequired(), Length(max=passwords.MAX_LENGTH)]
     )
+
+
+class PasskeySignInForm(FlaskForm):
+    """The sign-in page's passkey form: the browser's answer (`credential.toJSON()`),
+    written into a hidden field by static/webauthn.js."""
+
+    credential = HiddenField(validators=[InputRequired(), Length(max=PASSKEY_ANSWER_MAX)])
 
 
 class CodeForm(FlaskForm):

@@ -24,6 +24,7 @@ from .sessionless import is_sessionless
 ENDPOINT_STATES = {
     # Signed in: a protected app sent the browser back for a factor, or it is done.
     "auth.login": {ANONYMOUS, AUTHENTICATED},
+    "auth.login_passkey": {ANONYMOUS},
     "mfa.setup": {TOTP_SETUP},
     "mfa.setup_later": {TOTP_SETUP},
     "mfa.verify": {TOTP_VERIFY},
