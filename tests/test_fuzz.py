@@ -123,6 +123,9 @@ TARGETS = {
     "account.cancel_email_change": Target(answers_in="user"),
     "account.confirm_email": Target(fields=("token",), answers_in="user"),
     "account.time_zone": Target(fields=("time_zone",), answers_in="user"),
+    "account.app_passwords_list": Target(share=0.25, answers_in="user"),
+    "account.create_app_password": Target(fields=("name", "password", "code"), answers_in="user"),
+    "account.revoke_app_password": Target(fields=("name",), answers_in="user"),
     "admin.users": Target(fields=("q", "page"), answers_in="admin"),
     "admin.new_user": Target(fields=("username", "password"), answers_in="admin"),
     "admin.step_up_page": Target(fields=("code", "password", "next"), answers_in="admin"),
@@ -509,6 +512,10 @@ def is_valid_action(world: World, endpoint: str, request: FuzzRequest, fields) -
     if endpoint == "account.time_zone":
         zone = (first(fields, "time_zone") or "").strip()
         return signed_in and (not zone or zone in time_zones())
+    if endpoint == "account.create_app_password":
+        return signed_in and PASSWORD in values
+    if endpoint == "account.revoke_app_password":
+        return signed_in  # a button (the name in a hidden field)
     if endpoint in ("account.regenerate_codes", "account.new_authenticator"):
         return signed_in and PASSWORD in values and bool(codes & world.valid_codes)
     if endpoint == "admin.step_up_page":
@@ -550,7 +557,7 @@ SESSION_IDENTITY = (
 def state_changes(before: dict, after: dict) -> list[str]:
     """What changed that an invalid request must not change (empty: nothing)."""
     problems = []
-    for table in ("user", "totp_credential", "setting", "user_group"):
+    for table in ("user", "totp_credential", "setting", "user_group", "app_password"):
         if before[table] != after[table]:
             problems.append(f"{table} changed")
     if [{**r, "last_used_at": None} for r in before["api_token"]] != [

@@ -13,14 +13,15 @@ from ..core.audit import NO_CLIENT, Client
 from ..core.clock import now
 from ..core.db import write_transaction
 from ..core.models import User
-from ..factors import devices, recovery, throttle, totp, trusted_browsers
+from ..factors import app_passwords, devices, recovery, throttle, totp, trusted_browsers
 from ..notices import outbox
 from ..signin import sessions
 
 
 def reset_totp(user, *, actor: str, client: Client = NO_CLIENT) -> bool:
     """Delete the credential and its replay state, the recovery codes, remembered
-    devices and trusted browsers, clear the throttle, end every session of the user.
+    devices and trusted browsers, revoke the app passwords, clear the throttle, end
+    every session of the user.
     Returns False (and changes nothing) if the user has no authenticator."""
     with write_transaction():
         if totp.credential_of(user) is None:  # a locked set-up is unlocked, not reset
@@ -31,6 +32,8 @@ def reset_totp(user, *, actor: str, client: Client = NO_CLIENT) -> bool:
         recovery.delete_codes(user)
         throttle.clear(user)
         trusted_browsers.forget_all(user)
+        # Made with the old factors: whoever holds the lost phone may hold these too.
+        app_passwords.revoke_all(user, actor=actor, reason="reset", client=client)
         ended = sessions.end_sessions_of(user)
         User.update(mfa_reset_at=now()).where(User.id == user.id).execute()
         audit.record(

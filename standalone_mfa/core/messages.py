@@ -255,6 +255,22 @@ MESSAGES = {
     "email_unchanged": "{name} already has the address {address}; nothing changed.",
     "email_removed": "{name} has no address now: they get no notices.",
     "email_none": "{name} had no address; nothing changed.",
+    # App passwords (factors.app_passwords), for clients that cannot sign in on a page.
+    "app_password_bad_name": (
+        'Give the app password a name of 1-{most} characters, such as "Phone calendar". '
+        "Nothing changed."
+    ),
+    "app_password_name_taken": (
+        "You already have an app password named {name}. Choose another name; nothing changed."
+    ),
+    "app_password_limit": (
+        "You have {most} app passwords, the most there can be. Revoke one you no longer "
+        "use first; nothing changed."
+    ),
+    "app_password_revoked": (
+        "App password {name} revoked: apps that use it are refused from their next request."
+    ),
+    "app_password_not_found": "You have no working app password of that name; nothing changed.",
 }
 
 # Each (event, outcome) `audit.record` writes, as the sign-in activity and the audit log
@@ -342,6 +358,12 @@ EVENT_LABELS = {
     ("webauthn_used", "refused"): "Passkey or security key refused",
     ("webauthn_clone", "refused"): "Passkey or security key refused: its counter went backwards",
     ("webauthn_reset", "ok"): "Passkeys and security keys removed by an administrator",
+    # App passwords.
+    ("app_password_created", "ok"): "App password created",
+    ("app_password_revoked", "ok"): "App password revoked",
+    ("app_password_revoked", "unchanged"): "App password: none to revoke",
+    ("app_password", "failed"): "Wrong app password at a protected app",
+    ("app_password", "throttled"): "App password refused: too many failures from this address",
     # Notices by mail.
     ("notice", "sent"): "Email notice sent",
     ("notice", "failed"): "Email notice not sent yet: will retry",
