@@ -34,6 +34,10 @@ TRANSITIONS = (
     (RECOVERY_CODES, "codes_saved", AUTHENTICATED),
     (TOTP_VERIFY, "code_accepted", AUTHENTICATED),
     (TOTP_VERIFY, "recovery_code_accepted", AUTHENTICATED),
+    # A passkey or security key of the user's in place of the code.
+    (TOTP_VERIFY, "security_key_accepted", AUTHENTICATED),
+    # "Use a passkey or security key instead": the key saved, then new recovery codes.
+    (TOTP_SETUP, "key_registered", RECOVERY_CODES),
     (TOTP_SETUP, "expired", ANONYMOUS),
     (TOTP_VERIFY, "expired", ANONYMOUS),
     (RECOVERY_CODES, "expired", ANONYMOUS),
@@ -53,13 +57,16 @@ TRANSITIONS = (
 )
 _NEXT_STATE = {(source, event): target for source, event, target in TRANSITIONS}
 
-# The events that prove the second factor: a code, a recovery code, or a device that
-# was itself remembered after a code. The session notes when (see needs_second_factor).
+# The events that prove the second factor: a code, a recovery code, a passkey or
+# security key, or a device that was itself remembered after a code. The session notes
+# when (see needs_second_factor).
 SECOND_FACTOR_EVENTS = {
     "code_confirmed",
     "code_accepted",
     "recovery_code_accepted",
     "device_remembered",
+    "security_key_accepted",
+    "key_registered",
 }
 
 PENDING_STATES = (TOTP_SETUP, TOTP_VERIFY, RECOVERY_CODES)
