@@ -37,7 +37,7 @@ from standalone_mfa.factors import recovery, throttle, totp
 from standalone_mfa.web.session_cookie import ANONYMOUS_COOKIE
 
 # A value for each argument of a URL rule, to visit every route: `ARGUMENT` finds them.
-PLACEHOLDERS = {"username": "alice", "filename": "style.css"}
+PLACEHOLDERS = {"username": "alice", "filename": "style.css", "key_id": "1"}
 ARGUMENT = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 

@@ -104,6 +104,18 @@ TARGETS = {
         answers_in="admin",
     ),
     "mfa.recovery": Target(fields=("recovery_code",), answers_in="verify"),
+    "mfa.security_key": Target(fields=("credential",), answers_in="verify"),
+    "mfa.setup_passkey": Target(fields=("name", "kind", "credential"), answers_in="setup"),
+    "account.passkeys_list": Target(share=0.25, answers_in="user"),
+    "account.new_passkey": Target(
+        fields=("password", "code", "name", "kind", "credential"), answers_in="user"
+    ),
+    "account.rename_passkey": Target(
+        fields=("name",),
+        path_values=("1", "2", "0", "-1", "99999999999999999999"),
+        answers_in="user",
+    ),
+    "account.remove_passkey": Target(path_values=("1", "2", "0", "-1"), answers_in="user"),
     "mfa.recovery_codes": Target(answers_in="user"),
     "mfa.recovery_codes_download": Target(share=0.25, answers_in="user"),
     "account.security": Target(share=0.25, answers_in="user"),

@@ -21,7 +21,9 @@ from standalone_mfa.directory import settings
 from standalone_mfa.factors import throttle, webauthn
 
 ORIGIN = "http://localhost:5000"
-OPTIONS_RE = re.compile(r'<script type="application/json" class="webauthn-options">(.*?)</script>')
+OPTIONS_RE = re.compile(
+    r'<script type="application/json" id="webauthn-options-signin">(.*?)</script>'
+)
 
 
 def register(app, clock, username, key, kind=webauthn.PASSKEY, name="Laptop"):

@@ -26,6 +26,11 @@ MESSAGES = {
         "That recovery code is not right, or it was already used. "
         "Check it and try again, or use another one."
     ),
+    # The code step a `phishing_resistant` rule asked for takes only a key.
+    "key_only": (
+        "This app asks for your passkey or security key: a code is not enough here. "
+        "Use your key, or cancel and sign out."
+    ),
     # A passkey sign-in names no account: its attempts count on the client's address.
     "signin_wait": (
         "Too many failed sign-ins from your network. Wait {count} second, then try again.",
@@ -117,6 +122,14 @@ MESSAGES = {
     "key_name_taken": "You already have a key with that name: choose another.",
     "key_not_found": "That key is not one of yours any more.",
     "key_registered": "That key is already registered.",
+    "no_app_use_key": (
+        "Your account has no authenticator app: use your passkey or security key, "
+        "or a recovery code."
+    ),
+    "set_up_with_key": "Your key is set up. Save your recovery codes now.",
+    "key_added": "Your key was added.",
+    "key_renamed": "The key was renamed.",
+    "key_removed": "The key was removed.",
     "new_codes_made": "New recovery codes were made. The old ones no longer work.",
     "prove_first": "Start by confirming your password and a current code.",
     "prove_password_first": "Start by confirming your password.",
@@ -356,6 +369,7 @@ EVENT_LABELS = {
     ("webauthn_removed", "ok"): "Passkey or security key removed",
     ("webauthn_used", "ok"): "Passkey or security key used",
     ("webauthn_used", "refused"): "Passkey or security key refused",
+    ("webauthn", "failed"): "Wrong passkey or security key after the password",
     ("webauthn_clone", "refused"): "Passkey or security key refused: its counter went backwards",
     ("webauthn_reset", "ok"): "Passkeys and security keys removed by an administrator",
     # App passwords.

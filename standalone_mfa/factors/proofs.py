@@ -240,6 +240,34 @@ def recovery_code(
             yield _remember_drift(drift_memory, proof)
 
 
+@contextlib.contextmanager
+def security_key(
+    user,
+    raw: str | None,
+    *,
+    binding: str,
+    at,
+    client: Client,
+    transaction: Transaction = write_transaction,
+) -> Iterator[Proof]:
+    """One of the user's own passkeys or security keys, answering the challenge this
+    session was given (`webauthn.verify_authentication`): counted by the same throttle
+    as codes, its challenge used up whatever the answer."""
+    with transaction():
+        attempt = throttle.begin_attempt(user)
+        if not attempt.allowed:
+            yield _refused(attempt, code=True)
+            return
+        outcome = webauthn.verify_authentication(
+            raw, user=user, binding=binding, at=at, client=client
+        )
+        if outcome.ok:
+            throttle.record_success(user)
+            yield Proof(True)
+        else:
+            yield _failed(user, attempt, client, problem=outcome.problem)
+
+
 def _remember_drift(memory: MutableMapping | None, proof: Proof) -> Proof:
     """Keep this failed code's offset for the next one, and confirm the drift when the
     two agree (`totp.drift_agrees`); a success or a failure without drift forgets it.

@@ -61,6 +61,7 @@ PASSKEY = "passkey"
 SECURITY_KEY = "security_key"
 KINDS = (PASSKEY, SECURITY_KEY)
 NAME_MAX = 64
+ANSWER_MAX = 16 * 1024  # a browser's answer (toJSON) is a few kilobytes at most
 
 # What a challenge was asked for: it is good for that ceremony only.
 REGISTER = {PASSKEY: "register_passkey", SECURITY_KEY: "register_security_key"}

@@ -36,6 +36,10 @@ TRANSITIONS = (
     (RECOVERY_CODES, "codes_saved", AUTHENTICATED),
     (TOTP_VERIFY, "code_accepted", AUTHENTICATED),
     (TOTP_VERIFY, "recovery_code_accepted", AUTHENTICATED),
+    # A passkey or security key of the user's in place of the code.
+    (TOTP_VERIFY, "security_key_accepted", AUTHENTICATED),
+    # "Use a passkey or security key instead": the key saved, then new recovery codes.
+    (TOTP_SETUP, "key_registered", RECOVERY_CODES),
     (TOTP_SETUP, "expired", ANONYMOUS),
     (TOTP_VERIFY, "expired", ANONYMOUS),
     (RECOVERY_CODES, "expired", ANONYMOUS),
@@ -58,14 +62,17 @@ TRANSITIONS = (
 )
 _NEXT_STATE = {(source, event): target for source, event, target in TRANSITIONS}
 
-# The events that prove the second factor: a code, a recovery code, or a device that
-# was itself remembered after a code. The session notes when (see needs_second_factor).
+# The events that prove the second factor: a code, a recovery code, a passkey or
+# security key, or a device that was itself remembered after a code. The session notes
+# when (see needs_second_factor).
 SECOND_FACTOR_EVENTS = {
     "passkey_accepted",
     "code_confirmed",
     "code_accepted",
     "recovery_code_accepted",
     "device_remembered",
+    "security_key_accepted",
+    "key_registered",
 }
 
 # How a session signed in: each step that proves something adds its method to the
@@ -77,6 +84,10 @@ METHOD_OF_EVENT = {
     "code_accepted": "code",
     "recovery_code_accepted": "recovery_code",
     "device_remembered": "remembered_device",
+    # One of the user's keys at the code step (a passkey used there counts as a key).
+    "security_key_accepted": "security_key",
+    # A key made at set-up: as an app's first code, it proves the new factor.
+    "key_registered": "security_key",
     "passkey_accepted": "passkey",
 }
 

@@ -1,107 +1,128 @@
-// Passkeys and security keys under the strict CSP: no inline script. Each ceremony is a
-// normal form (CSRF token included) marked data-webauthn="get" or "create", holding its
-// options in a <script type="application/json" class="webauthn-options"> block, a hidden
-// field named "credential" and a start button (data-webauthn-start). The browser's
-// answer (credential.toJSON()) goes into the field and the form is submitted. A form
-// with data-webauthn-autofill also offers passkeys in the username field's autofill (a
-// conditional request started on load, aborted before the button's own request).
-// Forms stay hidden where the browser cannot use WebAuthn: every page works without.
+// Passkeys and security keys (WebAuthn) under the strict CSP: no inline script. The
+// server writes each ceremony's options into <script type="application/json">; this
+// file parses them, asks the browser (navigator.credentials.create/get), writes
+// credential.toJSON() into the form's hidden "credential" field and submits the normal
+// form, so its CSRF token goes with it. Without this script (or without WebAuthn in the
+// browser) the passkey parts stay hidden and every page works as before.
+//
+// Markup it reads:
+//   [data-webauthn]          hidden until the browser can use passkeys
+//   [data-webauthn-missing]  shown only where it cannot
+//   button[data-webauthn-ceremony="create"|"get"] inside a form with a hidden
+//     input[name=credential]; data-webauthn-options="ID" names the JSON block, or
+//     data-webauthn-options-by="FIELD" takes it from the checked radio FIELD
+//     ("webauthn-options-" + its value).
+//   [data-webauthn-status]   where a failure is told (its data-failed text)
+//   form[data-webauthn-autofill="ID"]  also offers the passkeys in the username
+//     field's autofill: a conditional get() with the options of block ID, started on
+//     load, answered by picking a passkey there; aborted before a button's own
+//     request (a browser runs one at a time), started again if that one fails.
 "use strict";
 (function () {
-  var conditional = null; // the AbortController of the pending autofill request
+  var WebAuthnUI = {};
 
-  function supported() {
+  WebAuthnUI.supported = function () {
     return Boolean(
       window.PublicKeyCredential &&
-        PublicKeyCredential.parseRequestOptionsFromJSON &&
-        PublicKeyCredential.parseCreationOptionsFromJSON &&
-        navigator.credentials
+        navigator.credentials &&
+        typeof PublicKeyCredential.parseCreationOptionsFromJSON === "function" &&
+        typeof PublicKeyCredential.parseRequestOptionsFromJSON === "function"
     );
-  }
+  };
 
-  function optionsOf(form) {
-    var block = form.querySelector("script.webauthn-options");
-    return JSON.parse(block.textContent);
-  }
+  // The options the server wrote into <script type="application/json" id="...">.
+  WebAuthnUI.options = function (id) {
+    var block = document.getElementById(id);
+    return block ? JSON.parse(block.textContent) : null;
+  };
 
-  function ask(form, mediation, signal) {
-    var json = optionsOf(form);
-    if (form.getAttribute("data-webauthn") === "create") {
-      return navigator.credentials.create({
-        publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(json),
-      });
-    }
+  WebAuthnUI.create = function (json) {
+    var publicKey = PublicKeyCredential.parseCreationOptionsFromJSON(json);
+    return navigator.credentials.create({ publicKey: publicKey });
+  };
+
+  // `extra`: more arguments for get() (such as mediation and signal, for autofill).
+  WebAuthnUI.get = function (json, extra) {
     var args = { publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(json) };
-    if (mediation) {
-      args.mediation = mediation;
-      args.signal = signal;
-    }
+    Object.keys(extra || {}).forEach(function (key) { args[key] = extra[key]; });
     return navigator.credentials.get(args);
-  }
+  };
 
-  function send(form, credential) {
-    form.querySelector('input[name="credential"]').value = JSON.stringify(credential.toJSON());
+  WebAuthnUI.submit = function (form, credential) {
+    form.querySelector("input[name=credential]").value = JSON.stringify(credential.toJSON());
     form.submit();
-  }
+  };
 
-  function showFailure(form) {
-    var status = form.querySelector(".webauthn-status");
-    if (!status) return;
-    status.textContent = status.getAttribute("data-failed");
-    status.hidden = false;
-  }
+  WebAuthnUI.tell = function (form, error) {
+    var status = form.querySelector("[data-webauthn-status]") ||
+      document.querySelector("[data-webauthn-status]");
+    if (status) status.textContent = status.getAttribute("data-failed") || String(error);
+  };
 
-  function abortConditional() {
-    if (conditional) {
-      conditional.abort();
-      conditional = null;
+  WebAuthnUI.optionsFor = function (button) {
+    var by = button.getAttribute("data-webauthn-options-by");
+    if (by) {
+      var checked = button.form.querySelector("input[name='" + by + "']:checked");
+      return WebAuthnUI.options("webauthn-options-" + (checked ? checked.value : ""));
     }
-  }
+    return WebAuthnUI.options(button.getAttribute("data-webauthn-options"));
+  };
 
-  function startConditional(form) {
-    if (!PublicKeyCredential.isConditionalMediationAvailable) return;
+  var pendingAutofill = null;  // the AbortController of the conditional request
+
+  WebAuthnUI.stopAutofill = function () {
+    if (pendingAutofill) {
+      pendingAutofill.abort();
+      pendingAutofill = null;
+    }
+  };
+
+  WebAuthnUI.autofill = function (form) {
+    var json = WebAuthnUI.options(form.getAttribute("data-webauthn-autofill"));
+    if (!json || typeof PublicKeyCredential.isConditionalMediationAvailable !== "function") return;
     PublicKeyCredential.isConditionalMediationAvailable().then(function (available) {
       if (!available) return;
-      abortConditional();
+      WebAuthnUI.stopAutofill();
       var controller = new AbortController();
-      conditional = controller;
-      ask(form, "conditional", controller.signal).then(
-        function (credential) {
-          if (credential) send(form, credential);
-        },
-        function () {} // aborted for the button, or dismissed: nothing to say
+      pendingAutofill = controller;
+      WebAuthnUI.get(json, { mediation: "conditional", signal: controller.signal }).then(
+        function (credential) { if (credential) WebAuthnUI.submit(form, credential); },
+        function () {}  // aborted for a button's request, or dismissed: nothing to tell
       );
     });
-  }
+  };
 
-  function startModal(form, button) {
-    abortConditional(); // one request at a time ("A request is already pending")
+  WebAuthnUI.run = function (button) {
+    var form = button.form;
+    if (!form.reportValidity()) return;  // a name first, where one is asked for
+    var json = WebAuthnUI.optionsFor(button);
+    if (!json) return;
+    var create = button.getAttribute("data-webauthn-ceremony") === "create";
+    WebAuthnUI.stopAutofill();
     button.disabled = true;
-    ask(form).then(
-      function (credential) {
-        send(form, credential);
-      },
-      function () {
+    var asked = create ? WebAuthnUI.create(json) : WebAuthnUI.get(json);
+    asked.then(
+      function (credential) { WebAuthnUI.submit(form, credential); },
+      function (error) {
         button.disabled = false;
-        showFailure(form);
-        if (form.hasAttribute("data-webauthn-autofill")) startConditional(form);
+        WebAuthnUI.tell(form, error);
+        if (form.hasAttribute("data-webauthn-autofill")) WebAuthnUI.autofill(form);
       }
     );
-  }
+  };
 
-  function setUp(form) {
-    var button = form.querySelector("[data-webauthn-start]");
-    form.hidden = false;
-    if (button) {
-      button.addEventListener("click", function () {
-        startModal(form, button);
-      });
-    }
-    if (form.hasAttribute("data-webauthn-autofill")) startConditional(form);
-  }
+  WebAuthnUI.start = function () {
+    if (!WebAuthnUI.supported()) return;
+    document.querySelectorAll("[data-webauthn]").forEach(function (part) { part.hidden = false; });
+    document.querySelectorAll("[data-webauthn-missing]").forEach(function (part) {
+      part.hidden = true;
+    });
+    document.querySelectorAll("button[data-webauthn-ceremony]").forEach(function (button) {
+      button.addEventListener("click", function () { WebAuthnUI.run(button); });
+    });
+    document.querySelectorAll("form[data-webauthn-autofill]").forEach(WebAuthnUI.autofill);
+  };
 
-  document.addEventListener("DOMContentLoaded", function () {
-    if (!supported()) return;
-    document.querySelectorAll("form[data-webauthn]").forEach(setUp);
-  });
+  window.WebAuthnUI = WebAuthnUI;
+  document.addEventListener("DOMContentLoaded", WebAuthnUI.start);
 })();

@@ -26,7 +26,7 @@ from ..signin.destinations import is_absolute
 from ..signin.state import ANONYMOUS, AUTHENTICATED
 from . import gateway
 from .cookies import device_token, set_trusted_browser_cookie, trusted_browser_token
-from .forms import ButtonForm, LoginForm, PasskeySignInForm
+from .forms import ButtonForm, LoginForm, WebAuthnForm
 from .guard import destination_url, landing_url
 
 bp = Blueprint("auth", __name__)
@@ -68,7 +68,7 @@ def _login_page(form: LoginForm):
     return render_template(
         "auth/login.html",
         form=form,
-        passkey_form=PasskeySignInForm(),
+        passkey_form=WebAuthnForm(),
         passkey_options=options,
         destination=_kept_destination(),
     )
@@ -78,7 +78,7 @@ def _login_page(form: LoginForm):
 def login_passkey():
     """Sign in with a passkey: the browser's answer to the sign-in page's options,
     posted from the passkey form's hidden field (CSRF-checked)."""
-    form = PasskeySignInForm()
+    form = WebAuthnForm()
     raw = form.credential.data if form.validate_on_submit() else None
     outcome = steps.sign_in_with_passkey(
         session, raw, _destination(), trusted_token=trusted_browser_token()

@@ -27,11 +27,7 @@ from wtforms.validators import (
 from ..accounts import emails
 from ..core import addresses, messages
 from ..directory import groups, settings
-from ..factors import app_passwords, passwords, recovery, totp
-
-# A WebAuthn assertion as JSON is well under 4 kB (an RS256 signature is 256 bytes);
-# anything much longer is not one.
-PASSKEY_ANSWER_MAX = 16_384
+from ..factors import app_passwords, passwords, recovery, totp, webauthn
 
 
 class SingleValueStringField(StringField):
@@ -53,13 +49,6 @@ class LoginForm(FlaskForm):
     )
 
 
-class PasskeySignInForm(FlaskForm):
-    """The sign-in page's passkey form: the browser's answer (`credential.toJSON()`),
-    written into a hidden field by static/webauthn.js."""
-
-    credential = HiddenField(validators=[InputRequired(), Length(max=PASSKEY_ANSWER_MAX)])
-
-
 class CodeForm(FlaskForm):
     code = SingleValueStringField(
         _l("6-digit code from your authenticator app"),
@@ -79,6 +68,34 @@ class RecoveryCodeForm(FlaskForm):
 
 class ButtonForm(FlaskForm):
     """A form that is only a button (and its CSRF token)."""
+
+
+class WebAuthnForm(FlaskForm):
+    """A passkey ceremony's answer: `credential.toJSON()`, written by static/webauthn.js."""
+
+    credential = HiddenField(validators=[InputRequired(), Length(max=webauthn.ANSWER_MAX)])
+
+
+class NewKeyForm(WebAuthnForm):
+    """A new passkey or security key: its name and kind, then the browser's answer."""
+
+    name = SingleValueStringField(
+        _l("Name of the key"), validators=[InputRequired(), Length(max=webauthn.NAME_MAX)]
+    )
+    kind = RadioField(
+        _l("Kind of key"),
+        choices=[
+            (webauthn.PASSKEY, _l("A passkey: signs you in without a password")),
+            (webauthn.SECURITY_KEY, _l("A security key: used after your password")),
+        ],
+        default=webauthn.PASSKEY,
+    )
+
+
+class RenameKeyForm(FlaskForm):
+    name = SingleValueStringField(
+        _l("New name"), validators=[InputRequired(), Length(max=webauthn.NAME_MAX)]
+    )
 
 
 class MfaSettingsForm(FlaskForm):

@@ -27,6 +27,8 @@ ENDPOINT_STATES = {
     "auth.login_passkey": {ANONYMOUS},
     "mfa.setup": {TOTP_SETUP},
     "mfa.setup_later": {TOTP_SETUP},
+    "mfa.setup_passkey": {TOTP_SETUP},
+    "mfa.security_key": {TOTP_VERIFY},
     "mfa.verify": {TOTP_VERIFY},
     "mfa.recovery": {TOTP_VERIFY},
     "mfa.recovery_codes": {RECOVERY_CODES, AUTHENTICATED},
