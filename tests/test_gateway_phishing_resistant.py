@@ -1,0 +1,247 @@
+"""The gateway's `phishing_resistant` policy (SC-56): only a session that passed a
+WebAuthn ceremony (a passkey with user verification, or the password and a security
+key) gets through; one that signed in with a code, a recovery code or a remembered
+device is taken through a ceremony at the portal (the code step offering only the
+keys), or told how to add a key. Through the Flask client, then a real nginx."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from urllib.parse import quote
+
+import pytest
+from conftest import START, make_app
+from helpers import audit_rows, give_credential, location, quiet_server, sessions_of
+from proxies import DOMAIN, Visitor, nginx_gateway, portal_config, rd_of, received
+from softkey import SoftKey
+from test_gateway import PORTAL, PortalBrowser, ask_nginx
+from test_passkey_signin import OPTIONS_RE, register
+
+from standalone_mfa.core.clock import FrozenClock
+from standalone_mfa.core.db import db
+from standalone_mfa.directory import settings
+from standalone_mfa.factors import webauthn
+from standalone_mfa.gateway import rules
+
+VAULT = "https://vault.example.test/secrets"
+WIKI = "https://wiki.example.test/"
+RULES = {
+    "default_policy": "deny",
+    "rules": [
+        {"domain": "vault.example.test", "policy": "phishing_resistant"},
+        {"domain": "*.example.test", "policy": "two_factor"},
+    ],
+}
+
+
+@pytest.fixture
+def app(tmp_path, clock):
+    app = make_app(
+        tmp_path,
+        clock,
+        ACCESS_CONTROL=RULES,
+        GATEWAY_PORTAL_URL=PORTAL,
+        SESSION_COOKIE_DOMAIN="example.test",
+    )
+    with app.app_context():
+        settings.set_mfa_method("totp", actor="test")
+    yield app
+    with app.app_context():
+        db.close()
+
+
+@pytest.fixture
+def portal(app, clock):
+    return lambda: PortalBrowser(app, clock)
+
+
+def with_code(portal, app, clock, secret, remember=False):
+    browser = portal()
+    assert location(browser.login("alice")) == "/mfa/verify"
+    clock.advance(30)
+    data = {"code": browser.code(secret)} | ({"remember_device": "y"} if remember else {})
+    assert location(browser.post("/mfa/verify", data)) == "/"
+    return browser
+
+
+def passkey_options(browser, path="/login") -> dict:
+    return json.loads(html.unescape(OPTIONS_RE.search(browser.page(path)).group(1)))
+
+
+def test_sc56_the_rules_know_the_policy_and_rank_it_above_two_factor():
+    access = rules.parse(RULES)
+    assert access.rules[0].policy == rules.PHISHING_RESISTANT
+    with pytest.raises(rules.RulesError, match="phishing_resistant"):
+        rules.parse({"rules": [{"domain": "a.example.test", "policy": "phishing-resistant"}]})
+
+
+def test_sc56_code_and_recovery_code_sessions_are_sent_to_sign_in(app, portal, clock):
+    secret = give_credential(app, clock, "alice")
+    browser = with_code(portal, app, clock, secret)
+    token = browser.session_token()
+    assert ask_nginx(app, WIKI, token).status_code == 200  # two_factor: through
+    response = ask_nginx(app, VAULT, token)
+    assert response.status_code == 401 and "Remote-User" not in response.headers
+    assert response.headers["Location"].startswith(f"{PORTAL}/login?rd=")
+
+    other = portal()
+    other.enrol("bob")
+    codes = other.recovery_codes
+    other.logout()
+    other.login("bob")
+    other.post("/mfa/recovery", {"recovery_code": codes[0]})
+    assert ask_nginx(app, WIKI, other.session_token()).status_code == 200
+    assert ask_nginx(app, VAULT, other.session_token()).status_code == 401
+
+
+def test_sc56_a_remembered_device_never_counts(app, portal, clock):
+    with app.app_context():
+        settings.set_remember_days(30, actor="test")
+    secret = give_credential(app, clock, "alice")
+    browser = with_code(portal, app, clock, secret, remember=True)
+    browser.logout()
+    assert location(browser.login("alice")) == "/"  # the device skipped the code
+    assert [s.signin_methods for s in sessions_of(app, "alice")] == ["password,remembered_device"]
+    assert ask_nginx(app, WIKI, browser.session_token()).status_code == 200
+    assert ask_nginx(app, VAULT, browser.session_token()).status_code == 401
+
+
+def test_sc56_a_passkey_sign_in_passes(app, portal, clock):
+    key = register(app, clock, "alice", SoftKey("https://auth.example.test"))
+    browser = portal()
+    answer = key.get(passkey_options(browser))
+    response = browser.post("/login/passkey?rd=" + quote(VAULT, safe=""), {"credential": answer})
+    assert location(response) == VAULT
+    passed = ask_nginx(app, VAULT, browser.session_token())
+    assert passed.status_code == 200 and passed.headers["Remote-User"] == "alice"
+
+
+def test_sc56_without_a_key_the_user_is_told_how_to_add_one(app, portal, clock):
+    secret = give_credential(app, clock, "alice")
+    browser = with_code(portal, app, clock, secret)
+    before = [(s.state, s.signin_methods) for s in sessions_of(app, "alice")]
+    page = browser.page("/login?rd=" + quote(VAULT, safe=""))
+    assert 'id="add-passkey"' in page and "vault.example.test" in page
+    assert 'id="phishing-resistant-continue"' not in page
+    assert [(s.state, s.signin_methods) for s in sessions_of(app, "alice")] == before
+    # A two_factor app of the same session is not stopped by this.
+    assert location(browser.get("/login?rd=" + quote(WIKI, safe=""))) == WIKI
+
+
+def test_sc56_with_a_key_the_code_step_offers_only_the_key_and_comes_back(app, portal, clock):
+    secret = give_credential(app, clock, "alice")
+    key = register(
+        app, clock, "alice", SoftKey("https://auth.example.test", uv=False, resident=False),
+        webauthn.SECURITY_KEY,
+    )  # fmt: skip
+    browser = with_code(portal, app, clock, secret)
+    page = browser.page("/login?rd=" + quote(VAULT, safe=""))
+    assert 'id="phishing-resistant-continue"' in page
+    # A link alone moves nothing: only the page's button (a POST with its token).
+    assert browser.post("/login?rd=" + quote(VAULT, safe=""), {}, csrf=False).status_code == 400
+    assert location(browser.post("/login?rd=" + quote(VAULT, safe=""))) == "/mfa/verify"
+    verify = browser.page("/mfa/verify")
+    assert 'id="security-key-verify"' in verify
+    assert 'name="code"' not in verify and 'id="use-recovery-code"' not in verify
+    # A code is not what this step asks for.
+    clock.advance(30)
+    refused = browser.post("/mfa/verify", {"code": browser.code(secret)})
+    assert location(refused) == "/mfa/verify"
+    assert ask_nginx(app, VAULT, browser.session_token()).status_code == 401
+    options, action = key_step(browser)  # one page: each load issues a new challenge
+    response = browser.post(action, {"credential": key.get(options)})
+    assert location(response) == VAULT
+    assert [s.signin_methods for s in sessions_of(app, "alice")] == ["password,code,security_key"]
+    passed = ask_nginx(app, VAULT, browser.session_token())
+    assert passed.status_code == 200 and passed.headers["Remote-User"] == "alice"
+    events = {r[:3] for r in audit_rows(app)}
+    assert ("phishing_resistance_required", "ok", "alice") in events
+
+
+KEY_FORM_RE = re.compile(r'<form[^>]*action="([^"]+)"[^>]*data-webauthn\b', re.S)
+KEY_OPTIONS_RE = re.compile(
+    r'<script type="application/json" id="webauthn-options-second-factor">(.*?)</script>'
+)
+
+
+def key_step(browser) -> tuple[dict, str]:
+    """The code step's key options and where its key form posts."""
+    page = browser.page("/mfa/verify")
+    options = json.loads(html.unescape(KEY_OPTIONS_RE.search(page).group(1)))
+    return options, html.unescape(KEY_FORM_RE.search(page).group(1))
+
+
+# --- Through a real nginx (the shipped configuration), over TLS on *.example.test
+
+NGINX_RULES = {
+    "default_policy": "deny",
+    "rules": [
+        {"domain": [f"secure.{DOMAIN}"], "policy": "phishing_resistant"},
+        {"domain": [f"*.{DOMAIN}"], "policy": "two_factor"},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    from proxies import Gateway, echo_upstream, free_port
+
+    folder = tmp_path_factory.mktemp("gateway-phishing-resistant")
+    clock = FrozenClock(START)
+    https_port = free_port()
+    config = portal_config("https", https_port)
+    config["ACCESS_CONTROL"] = NGINX_RULES
+    app = make_app(folder, clock, **config)
+    try:
+        with quiet_server(app) as portal_url, echo_upstream() as app_port:
+            portal_port = int(portal_url.rsplit(":", 1)[1])
+            with nginx_gateway(folder, https_port, portal_port, portal_port, app_port):
+                gateway = Gateway(app, clock, "https", https_port)
+                gateway.set_method("totp")
+                yield gateway
+    finally:
+        with app.app_context():
+            db.close()
+
+
+@pytest.mark.server
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_sc56_through_nginx_a_code_is_not_enough_a_passkey_is(gateway):
+    gateway.clock.advance(30)
+    account = gateway.account("pr", enrolled=True)
+    secure = gateway.url("secure", "/vault?x=1")
+    # Password and code: through a two_factor app, not the phishing_resistant one.
+    visitor, _ = gateway.signed_in(account, "app1", "/")
+    sent_back = visitor.get(secure)
+    assert sent_back.url.startswith(f"{gateway.portal}/login?rd=")
+    assert rd_of(sent_back.url) == secure
+    assert 'id="add-passkey"' in sent_back.text  # no key yet: how to add one
+
+    # A passkey sign-in, on the portal's exact origin, with its port.
+    origin = gateway.portal
+    key = register(gateway.app, gateway.clock, account.username, SoftKey(origin))
+    fresh = Visitor()
+    login = fresh.get(secure)
+    options = json.loads(html.unescape(OPTIONS_RE.search(login.text).group(1)))
+    assert options["rpId"] == f"auth.{DOMAIN}"
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', login.text).group(1)
+    action = html.unescape(re.search(r'action="(/login/passkey[^"]*)"', login.text).group(1))
+    landed = fresh.open(
+        "POST", gateway.portal + action, data={"csrf_token": token, "credential": key.get(options)}
+    )
+    assert landed.url == secure, (landed.status_code, landed.url)
+    assert received(landed)["remote-user"] == [account.username]
+
+    # Another origin (a subdomain not listed) is refused by the portal.
+    stranger = Visitor()
+    login = stranger.get(secure)
+    options = json.loads(html.unescape(OPTIONS_RE.search(login.text).group(1)))
+    key.origin = gateway.url("app1", "")
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', login.text).group(1)
+    refused = stranger.open(
+        "POST", gateway.portal + action, data={"csrf_token": token, "credential": key.get(options)}
+    )
+    assert refused.url.startswith(f"{gateway.portal}/login")
+    assert "did not go through" in refused.text
