@@ -482,6 +482,7 @@ def test_cli_user_show_tells_admin_flag_mfa_status_throttles_and_groups(totp_app
         "groups:        staff, wiki",
         "email:         none",
         "time zone:     UTC",
+        "keys:          none",
     ]
     set_code_failures(totp_app, "root", DEFAULTS["MFA_LOCK_AFTER"])
     lines = dict(
