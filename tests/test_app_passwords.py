@@ -591,37 +591,14 @@ def test_sc49_the_migration_adds_the_table_to_a_database_in_use(app, clock):
 
 # --- Through a real nginx: the 401 told apart, the Authorization header never passed on
 
-# What deploy/snippets need for app passwords (docs/gateway/non-browser-clients.md).
-# Until the shipped snippets carry these lines, the test adds them to its copy.
-NGINX_PROTECT_LINES = """
-auth_request_set $smfa_authorization $upstream_http_authorization;
-proxy_set_header Authorization $smfa_authorization;
-error_page 401 = @smfa_401;
-"""
-NGINX_CHECK_LINES = """
-location @smfa_401 {
-    if ($smfa_login) {
-        return 302 $smfa_login;
-    }
-    return 401;
-}
-"""
-
 
 def snippets_with_app_passwords(folder):
     from proxies import nginx_snippets
 
     snippets = nginx_snippets(folder)
-    protect, check = snippets / "smfa-protect.conf", snippets / "smfa-check.conf"
-    if "@smfa_401" not in protect.read_text():
-        text = protect.read_text()
-        assert "error_page 401 =302 $smfa_login;" in text
-        protect.write_text(text.replace("error_page 401 =302 $smfa_login;", NGINX_PROTECT_LINES))
-        check.write_text(check.read_text() + NGINX_CHECK_LINES)
+    # The shipped snippets carry the app-password lines (the named 401 location).
+    assert "@smfa_401" in (snippets / "smfa-protect.conf").read_text()
     return snippets
-
-
-CADDY_LINES = "\t\trequest_header -Authorization\n"
 
 
 def caddyfile_with_app_passwords(portal_port: int, app_port: int, port: int) -> str:
@@ -637,25 +614,13 @@ def caddyfile_with_app_passwords(portal_port: int, app_port: int, port: int) -> 
             ("127.0.0.1:8080", f"127.0.0.1:{app_port}"),
         ],
     )
-    if "-Authorization" not in text:  # after forward_auth, which needs it, before the app
-        anchor = f"\t\treverse_proxy 127.0.0.1:{app_port}\n"
-        assert anchor in text
-        text = text.replace(anchor, CADDY_LINES + anchor)
+    assert "request_header -Authorization" in text  # never on to the app
     return text
-
-
-TRAEFIK_LINES = [
-    (
-        'authRequestHeaders = ["Cookie"]',
-        'authRequestHeaders = ["Cookie", "Authorization", "Accept"]',
-    ),
-    ('authResponseHeaders = ["Cookie"]', 'authResponseHeaders = ["Cookie", "Authorization"]'),
-]
 
 
 def traefik_dynamic_with_app_passwords(portal_port: int, app_port: int) -> str:
     """deploy/traefik-dynamic.toml on plain HTTP (entry point `web`, no certificates),
-    app1 and app2 behind the middleware, and the app-password lines if not there."""
+    app1 and app2 behind the middleware, with the app-password lines it ships."""
     from proxies import DOMAIN, PORTAL_HOST, shipped
 
     text = shipped(
@@ -673,10 +638,7 @@ def traefik_dynamic_with_app_passwords(portal_port: int, app_port: int) -> str:
             ('  [http.routers.wiki.tls]\n    certResolver = "letsencrypt"\n', ""),
         ],
     )
-    if '"Authorization"' not in text:
-        for shipped_line, with_app_passwords in TRAEFIK_LINES:
-            assert shipped_line in text, shipped_line
-            text = text.replace(shipped_line, with_app_passwords)
+    assert 'authRequestHeaders = ["Cookie", "Authorization", "Accept"]' in text
     return text
 
 
