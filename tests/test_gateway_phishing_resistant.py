@@ -245,3 +245,32 @@ def test_sc56_through_nginx_a_code_is_not_enough_a_passkey_is(gateway):
     )
     assert refused.url.startswith(f"{gateway.portal}/login")
     assert "did not go through" in refused.text
+
+
+def test_sc56_app_passwords_are_refused_on_a_phishing_resistant_rule():
+    """A client that sends a secret in a header has passed no WebAuthn ceremony: a rule
+    that would take app passwords for such an app stops the app at start."""
+    with pytest.raises(rules.RulesError, match="not phishing_resistant"):
+        rules.parse(
+            {
+                "rules": [
+                    {
+                        "domain": "vault.example.test",
+                        "policy": "phishing_resistant",
+                        "app_passwords": True,
+                    }
+                ]
+            }
+        )
+
+
+def test_sc56_the_admin_box_says_what_a_passkey_session_gets(app, clock):
+    admin = PortalBrowser(app, clock)
+    secret = give_credential(app, clock, "root")
+    assert location(admin.login("root")) == "/mfa/verify"
+    clock.advance(30)
+    admin.post("/mfa/verify", {"code": admin.code(secret)})
+    page = admin.page("/admin/access?url=" + quote(VAULT, safe="") + "&method=GET&username=alice")
+    text = re.sub(r"\s+", " ", page)
+    assert "signed in with the second factor: <strong>Sent to sign in</strong>" in text
+    assert "signed in with a passkey or security key: <strong>Let through</strong>" in text
