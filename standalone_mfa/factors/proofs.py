@@ -140,14 +140,17 @@ def passkey(
     key by its id, checks that its `userHandle` names its owner and that the
     authenticator verified the user (SC-54). No account is known before the answer is
     checked, so the attempt is claimed on the client address's counter, the one that
-    counts passwords from untrusted browsers (SC-42), and a success gives back its
-    claim. Every refusal reads the same, so none tells which users or keys exist. An
-    owner whose second factor is locked (too many wrong codes) stays locked out."""
-    attempt = throttle.begin_address_attempt(client.ip) if client.ip else _NO_ADDRESS
-    if not attempt.allowed:
-        yield Proof(False, "signin_wait", retry_after=attempt.retry_after, throttled=True)
-        return
+    counts passwords from untrusted browsers (SC-42), in the proof's transaction, and a
+    success gives back its claim. Every refusal reads the same, so none tells which
+    users or keys exist. An owner whose second factor is locked (too many wrong codes)
+    stays locked out."""
     with transaction():
+        # As for a code, not a password: the check is fast, so the claim, the check and
+        # the outcome commit at once (an answer is never sent before its count is).
+        attempt = throttle.begin_address_attempt(client.ip) if client.ip else _NO_ADDRESS
+        if not attempt.allowed:
+            yield Proof(False, "signin_wait", retry_after=attempt.retry_after, throttled=True)
+            return
         outcome = webauthn.verify_authentication(
             raw,
             user=None,
