@@ -320,3 +320,42 @@ def test_a_user_without_a_key_is_told_how_to_add_one(site, chromium):
         assert page.evaluate(AXE_RUN_JS) == []
     finally:
         person.close()
+
+
+def test_sc56_a_code_session_is_taken_through_its_key_and_back(site, chromium):
+    """Signed in with a password and a code, the phishing_resistant app sends the
+    person to the portal: one click, the code step offering only the key (no code
+    field), the key, and back on the app."""
+    import time
+
+    import pyotp
+
+    from standalone_mfa.factors import totp
+
+    app, _ = site
+    account = new_account(app, "keyed", enrolled_at_step=int(time.time()) // totp.PERIOD - 2)
+    key = register(app, _clock(), account.username, SoftKey(portal(site)))
+    person = Person(chromium)
+    try:
+        page = person.page
+        page.goto(f"https://app1.{DOMAIN}:{site[1]}/")
+        page.get_by_label("Username").fill(account.username)
+        page.get_by_label("Password").fill("correct horse battery staple")
+        page.get_by_role("button", name="Sign in", exact=True).click()
+        page.get_by_label("6-digit code from your authenticator app").fill(
+            pyotp.TOTP(account.secret).now()
+        )
+        page.get_by_role("button", name="Verify").click()
+        expect(page).to_have_url(f"https://app1.{DOMAIN}:{site[1]}/")
+        page.goto(secure_url(site))
+        page.locator("#phishing-resistant-continue").click()
+        expect(page).to_have_url(portal(site) + "/mfa/verify")
+        expect(page.get_by_label("6-digit code from your authenticator app")).to_have_count(0)
+        person.add_authenticator()
+        person.hold(key)
+        page.locator("#security-key-verify").click()
+        expect(page).to_have_url(secure_url(site))
+        assert echoed(page)["remote-user"] == account.username
+        assert person.console_errors == []
+    finally:
+        person.close()
