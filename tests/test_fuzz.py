@@ -93,6 +93,7 @@ USERNAMES = ("alice", "bob", "root", "ALICE ", "nobody", "../alice", "alice/../r
 # route cannot go unfuzzed.
 TARGETS = {
     "auth.login": Target(fields=("username", "password"), answers_in="anonymous"),
+    "auth.login_passkey": Target(fields=("credential",), answers_in="anonymous"),
     "auth.logout": Target(),
     "auth.home": Target(share=0.25, answers_in="user"),
     "mfa.setup": Target(fields=("code",), answers_in="setup"),
@@ -163,6 +164,8 @@ TARGETS = {
     "api.totp_reset": Target(path_values=USERNAMES),
     "api.users_list": Target(fields=("page", "per_page", "q")),
     "api.unlock": Target(path_values=USERNAMES),
+    "api.webauthn_list": Target(path_values=USERNAMES),
+    "api.webauthn_reset": Target(path_values=USERNAMES),
     "health.healthz": Target(share=0.25),
     "i18n.choose": Target(fields=("lang", "next"), share=0.25),
     "account.language": Target(fields=("language",), share=0.25, answers_in="user"),
@@ -552,6 +555,7 @@ ALLOWED_NEW_AUDIT = {
     ("reauth", "throttled"),
     ("totp_reenrolled", "failed"),
     ("gateway_refused", "malformed"),  # a malformed check, once a minute (SC-65)
+    ("webauthn_used", "refused"),  # a passkey answer that is not one
 }
 SESSION_IDENTITY = (
     "id",
