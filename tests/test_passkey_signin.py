@@ -196,3 +196,28 @@ def test_a_signed_in_browser_does_not_sign_in_again(app, browser, passkey):
     passkey_sign_in(browser, passkey)
     response = browser.post("/login/passkey", {"credential": "{}"})
     assert location(response) == "/"
+
+
+def test_the_sign_in_challenge_is_this_browsers_and_expires(app, new_browser, clock, passkey):
+    """Nothing is stored when the page is shown (SC-45), yet the challenge is bound to
+    the browser that was shown it, and lives WEBAUTHN_TIMEOUT seconds."""
+    shown = new_browser()
+    answer = passkey.get(page_options(shown))
+    other = new_browser()
+    other.get("/login")
+    assert location(other.post("/login/passkey", {"credential": answer})) == "/login"
+    late = new_browser()
+    answer = passkey.get(page_options(late))
+    clock.advance(app.config["WEBAUTHN_TIMEOUT"] + 1)
+    assert location(late.post("/login/passkey", {"credential": answer})) == "/login"
+    assert not signed_in_as(other, "alice") and not signed_in_as(late, "alice")
+    fresh = new_browser()
+    assert location(passkey_sign_in(fresh, passkey)) == "/"
+
+
+def test_a_forged_challenge_is_refused_not_an_error(app, browser, passkey):
+    options = page_options(browser)
+    for forged in ("A" * 75, "_" * 75, "_" * 10, ""):
+        answer = passkey.get({**options, "challenge": forged})
+        assert location(browser.post("/login/passkey", {"credential": answer})) == "/login"
+    assert not signed_in_as(browser, "alice")

@@ -209,14 +209,14 @@ def test_sc51_a_challenge_for_one_ceremony_does_not_serve_another(ctx, clock):
 def test_sc51_a_new_challenge_replaces_the_last_and_only_the_hash_of_the_binding_is_kept(
     ctx, clock
 ):
-    key = SoftKey(ORIGIN)
-    register(clock, alice(), key)
-    first = webauthn.authentication_options(None, binding="b" * 43, at=clock.now())
-    webauthn.authentication_options(None, binding="b" * 43, at=clock.now())
+    key = SoftKey(ORIGIN, uv=False, resident=False)
+    register(clock, alice(), key, kind=webauthn.SECURITY_KEY)
+    first = webauthn.authentication_options(alice(), binding="b" * 43, at=clock.now())
+    webauthn.authentication_options(alice(), binding="b" * 43, at=clock.now())
     assert WebAuthnChallenge.select().count() == 1
     assert WebAuthnChallenge.get().binding != "b" * 43
     assert not webauthn.verify_authentication(
-        key.get(first), user=None, binding="b" * 43, at=clock.now()
+        key.get(first), user=alice(), binding="b" * 43, at=clock.now()
     ).ok
 
 

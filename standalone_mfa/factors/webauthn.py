@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import hmac
 import json
 import secrets
 from collections.abc import MutableMapping
@@ -281,8 +282,58 @@ def _hash(binding: str) -> str:
     return hashlib.sha256(binding.encode()).hexdigest()
 
 
+# A passkey sign-in's challenge is offered to every visitor of the sign-in page, and an
+# anonymous page view touches no database (SC-45): it is not stored when issued but
+# made from its time and the session's binding under the app's key, so that only this
+# session can answer it and only until it expires. Used up, its hash is stored until
+# then, so it is still answered once.
+PASSWORDLESS_USED = "passwordless_used"
+_STAMP = 8  # bytes of the issue time (Unix seconds) at the start of the challenge
+_NONCE = 16
+_EPOCH = dt.datetime(1970, 1, 1)  # naive UTC, as every time in the database
+
+
+def _passwordless_challenge(binding: str, issued: int, nonce: bytes) -> bytes:
+    """Its issue time, a random part (each page its own challenge), and their MAC with
+    the session's binding under the app's key."""
+    head = issued.to_bytes(_STAMP, "big") + nonce
+    message = b"webauthn passwordless\0" + binding.encode() + b"\0" + head
+    return head + hmac.new(setting("SECRET_KEY").encode(), message, hashlib.sha256).digest()
+
+
+def _consume_passwordless(binding: str, challenge: bytes, at: dt.datetime) -> bool:
+    """Whether `challenge` is one this session was given, alive, and not used before
+    (it is now: its hash is stored until it expires)."""
+    if len(challenge) != _STAMP + _NONCE + hashlib.sha256().digest_size:
+        return False
+    issued = int.from_bytes(challenge[:_STAMP], "big")
+    nonce = challenge[_STAMP : _STAMP + _NONCE]
+    if not hmac.compare_digest(_passwordless_challenge(binding, issued, nonce), challenge):
+        return False  # before any arithmetic on the time: it is ours, so it is sane
+    issued_at = _EPOCH + dt.timedelta(seconds=issued)
+    expires = issued_at + dt.timedelta(seconds=setting("WEBAUTHN_TIMEOUT"))
+    if not issued_at <= at < expires:
+        return False
+    try:
+        with write_transaction():  # a savepoint: the one request whose INSERT wins
+            WebAuthnChallenge.create(
+                binding=hashlib.sha256(challenge).hexdigest(),
+                purpose=PASSWORDLESS_USED,
+                challenge=b"",
+                user=None,
+                created_at=at,
+                expires_at=expires,
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
 def _issue(binding: str, purpose: str, user: User | None, at: dt.datetime) -> bytes:
     """A new challenge for this session and purpose, replacing any earlier one."""
+    if purpose == PASSWORDLESS:
+        issued = int((at - _EPOCH).total_seconds())
+        return _passwordless_challenge(binding, issued, secrets.token_bytes(_NONCE))
     challenge = secrets.token_bytes(32)
     key = _hash(binding)
     with write_transaction():
@@ -307,6 +358,8 @@ def _consume(
     """Use the challenge up: True for the one request whose DELETE removed it (it was
     this session's, for this purpose and user, and still alive). In the caller's
     transaction, so a refused answer still leaves it used."""
+    if purpose == PASSWORDLESS:
+        return user is None and _consume_passwordless(binding, challenge, at)
     condition = (
         (WebAuthnChallenge.binding == _hash(binding))
         & (WebAuthnChallenge.purpose == purpose)
