@@ -18,7 +18,7 @@ from .core.clock import now
 from .core.config import setting
 from .core.models import User
 from .directory import groups, settings, tokens, users
-from .factors import passwords, throttle, webauthn
+from .factors import app_passwords, passwords, throttle, webauthn
 from .notices import outbox, sender
 from .ops import backup, keys, maintenance, schema
 
@@ -28,6 +28,10 @@ token_cli = AppGroup("token", help="API tokens.")
 audit_cli = AppGroup("audit", help="The audit log.")
 db_cli = AppGroup("db", help="The database schema: upgrade, current version, history.")
 mail_cli = AppGroup("mail", help="Notices by mail: send what is pending (cron).")
+app_password_cli = AppGroup(
+    "app-password", help="App passwords: for calendars, sync clients and scripts (the gateway)."
+)
+user_cli.add_command(app_password_cli)
 
 ACTOR = "cli"
 
@@ -340,6 +344,56 @@ def token_revoke_command(username, token_id):
     click.echo(f"Revoked {count} API {'token' if count == 1 else 'tokens'} of {user.username!r}.")
 
 
+@app_password_cli.command("create")
+@click.argument("username")
+@click.argument("name")
+@clear_errors
+def app_password_create_command(username, name):
+    """Make an app password NAME for a user and print it (once) as the last line. It
+    counts as both factors: whoever runs this holds the server's keys. The user is
+    told by mail."""
+    user = _user_or_exit(username)
+    try:
+        secret = app_passwords.create(user, name, two_factor=True, actor=ACTOR)
+    except app_passwords.AppPasswordError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Made the app password {name!r} of {user.username!r}.")
+    click.echo("Give it to the app now; it cannot be shown again:")
+    click.echo(secret)
+
+
+@app_password_cli.command("list")
+@click.argument("username")
+@clear_errors
+def app_password_list_command(username):
+    """List a user's app passwords: name, made, last use and address, revoked or not."""
+    user = _user_or_exit(username)
+    rows = app_passwords.all_of(user)
+    if not rows:
+        click.echo(f"{user.username!r} has no app passwords.")
+    for row in rows:
+        used = (
+            f"last used {_when(row.last_used_at)} from {row.last_used_ip or 'unknown'}"
+            if row.last_used_at
+            else "never used"
+        )
+        status = f"revoked {_when(row.revoked_at)}" if row.revoked_at else "working"
+        factors = "two factors" if row.two_factor else "password only"
+        click.echo(f"{row.name}\tmade {_when(row.created_at)} ({factors})\t{used}\t{status}")
+
+
+@app_password_cli.command("revoke")
+@click.argument("username")
+@click.argument("name")
+@clear_errors
+def app_password_revoke_command(username, name):
+    """Revoke a user's app password NAME: the apps that use it are refused at once."""
+    user = _user_or_exit(username)
+    if not app_passwords.revoke(user, name, actor=ACTOR):
+        raise click.ClickException(f"{user.username!r} has no working app password {name!r}.")
+    click.echo(f"Revoked the app password {name!r} of {user.username!r}.")
+
+
 @user_cli.command("unlock")
 @click.argument("username")
 @clear_errors
@@ -389,9 +443,15 @@ def user_show_command(username):
         ("groups", ", ".join(row.groups) if row.groups else "none"),
         ("email", (row.email or "none") + _pending(row.pending_email)),
         ("time zone", user.time_zone or "UTC"),
+        ("app passwords", _app_passwords_line(user)),
         ("keys", _keys(user)),
     ):
         click.echo(f"{label + ':':<15}{value}")
+
+
+def _app_passwords_line(user) -> str:
+    names = [row.name for row in app_passwords.active_of(user)]
+    return f"{len(names)} working ({', '.join(names)})" if names else "none"
 
 
 def _keys(user) -> str:

@@ -17,6 +17,7 @@ import itertools
 import json
 import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -1420,6 +1421,29 @@ def _at_new_authenticator(person: Person) -> None:
     person.confirm_identity(PASSWORD, code=account.fresh_code())
 
 
+def _make_app_password(person: Person, name: str, password: str = PASSWORD) -> None:
+    """On /account/app-passwords, signed in with a code: fill in the form and send it."""
+    account = _signed_in(person, at="/account/app-passwords")
+    person.page.get_by_label("Name (which app or device will use it)").fill(name)
+    person.page.get_by_label("Your password").fill(password)
+    person.page.get_by_label(CODE_LABEL).fill(account.fresh_code())
+    person.page.get_by_role("button", name="Make the app password").click()
+
+
+def _app_password_made(person: Person) -> None:
+    """The secret, shown once, with its copy button (the script shows it)."""
+    _make_app_password(person, f"Phone calendar {secrets.token_hex(3)}")
+    expect(person.page.locator("#app-password")).to_have_text(re.compile(r"^[a-z2-7-]{39}$"))
+    expect(person.page.get_by_role("button", name="Copy")).to_be_visible()
+
+
+def _app_passwords_listed(person: Person) -> None:
+    """The list, with at least one app password in it (and its Revoke button)."""
+    _app_password_made(person)
+    person.page.get_by_role("link", name="Done").click()
+    expect(person.page.locator("#app-passwords tbody tr")).not_to_have_count(0)
+
+
 def _admin_mfa_error(person: Person) -> None:
     account = _signed_in(person, admin=True, at="/admin/mfa")
     person.change_mfa_settings(account, remember_days="99")
@@ -1544,6 +1568,13 @@ PAGES = {
     ),
     "confirm-error": Visit("/account/recovery-codes", _confirm_error, alert=WRONG_CODE),
     "new-authenticator": Visit("/account/authenticator/new", _at_new_authenticator),
+    "app-passwords": Visit("/account/app-passwords", _app_passwords_listed),
+    "app-password-made": Visit("/account/app-passwords", _app_password_made),
+    "app-passwords-error": Visit(
+        "/account/app-passwords",
+        lambda p: _make_app_password(p, "Laptop sync", "not the password"),
+        alert="password is not right",
+    ),
     "admin-users": Visit("/admin/users", _admin_users, screenshot=True, full_page=False),
     "admin-users-no-match": Visit(
         "/admin/users", _signed_in_at("/admin/users?q=nobody.here", admin=True)

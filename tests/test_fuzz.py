@@ -135,6 +135,9 @@ TARGETS = {
     "account.cancel_email_change": Target(answers_in="user"),
     "account.confirm_email": Target(fields=("token",), answers_in="user"),
     "account.time_zone": Target(fields=("time_zone",), answers_in="user"),
+    "account.app_passwords_list": Target(share=0.25, answers_in="user"),
+    "account.create_app_password": Target(fields=("name", "password", "code"), answers_in="user"),
+    "account.revoke_app_password": Target(fields=("name",), answers_in="user"),
     "admin.users": Target(fields=("q", "page"), answers_in="admin"),
     "admin.new_user": Target(fields=("username", "password"), answers_in="admin"),
     "admin.step_up_page": Target(fields=("code", "password", "next"), answers_in="admin"),
@@ -521,6 +524,10 @@ def is_valid_action(world: World, endpoint: str, request: FuzzRequest, fields) -
     if endpoint == "account.time_zone":
         zone = (first(fields, "time_zone") or "").strip()
         return signed_in and (not zone or zone in time_zones())
+    if endpoint == "account.create_app_password":
+        return signed_in and PASSWORD in values
+    if endpoint == "account.revoke_app_password":
+        return signed_in  # a button (the name in a hidden field)
     if endpoint in ("account.regenerate_codes", "account.new_authenticator"):
         return signed_in and PASSWORD in values and bool(codes & world.valid_codes)
     if endpoint == "admin.step_up_page":
@@ -545,6 +552,9 @@ ALLOWED_NEW_AUDIT = {
     ("reauth", "throttled"),
     ("totp_reenrolled", "failed"),
     ("gateway_refused", "malformed"),  # a malformed check, once a minute (SC-65)
+    ("webauthn_used", "refused"),  # a key's answer that does not verify
+    ("webauthn", "failed"),  # ...counted at the code step as a wrong code
+    ("webauthn_added", "refused"),  # a registration that does not verify
 }
 SESSION_IDENTITY = (
     "id",
@@ -559,12 +569,30 @@ SESSION_IDENTITY = (
 )
 
 
+def handles_made_only(before: list[dict], after: list[dict]) -> bool:
+    """The users are the same but for WebAuthn handles made where there was none."""
+    if len(before) != len(after):
+        return False
+    return all(
+        {**old, "webauthn_user_handle": None} == {**new, "webauthn_user_handle": None}
+        and old["webauthn_user_handle"] in (None, new["webauthn_user_handle"])
+        for old, new in zip(before, after, strict=True)
+    )
+
+
 def state_changes(before: dict, after: dict) -> list[str]:
     """What changed that an invalid request must not change (empty: nothing)."""
     problems = []
-    for table in ("user", "totp_credential", "setting", "user_group"):
+    for table in (
+        "user", "totp_credential", "setting", "user_group", "app_password",
+        "webauthn_credential",
+    ):  # fmt: skip
         if before[table] != after[table]:
             problems.append(f"{table} changed")
+    # A user's WebAuthn handle is made the first time a page offers a key: once, from
+    # nothing (a handle that changed would orphan the user's passkeys).
+    if "user changed" in problems and handles_made_only(before["user"], after["user"]):
+        problems.remove("user changed")
     if [{**r, "last_used_at": None} for r in before["api_token"]] != [
         {**r, "last_used_at": None} for r in after["api_token"]
     ]:

@@ -187,7 +187,7 @@ def test_sc32_caddy_alone_would_pass_on_a_foreign_remote_user(servers, tmp_path)
     gateway, portal_port, app_port, _ = servers
     port = free_port()
     bare = caddyfile(portal_port, app_port, port, drop=STRIP_LINES)
-    assert "request_header -" not in bare.split("route {", 1)[1]
+    assert "request_header -Remote" not in bare.split("route {", 1)[1]
     with caddy(tmp_path / "bare", bare, [port]):
         url = f"http://public.{DOMAIN}:{port}/"
         seen = received(Visitor(FORGED_IDENTITY).get(url))

@@ -82,8 +82,8 @@ def identity_seen(seen: dict) -> dict:
 def test_the_shipped_middleware_takes_its_answers_from_the_portal():
     assert FORWARD_AUTH["address"].endswith("/auth/forward")
     assert FORWARD_AUTH["trustForwardHeader"] is False
-    assert FORWARD_AUTH["authRequestHeaders"] == ["Cookie"]
-    assert FORWARD_AUTH["authResponseHeaders"] == ["Cookie"]
+    assert FORWARD_AUTH["authRequestHeaders"] == ["Cookie", "Authorization", "Accept"]
+    assert FORWARD_AUTH["authResponseHeaders"] == ["Cookie", "Authorization"]
     assert FORWARD_AUTH["authResponseHeadersRegex"] == "(?i)^remote[-_]"
     routers = SHIPPED["http"]["routers"]
     assert routers["wiki"]["middlewares"] == ["smfa"]

@@ -82,6 +82,7 @@ def test_prune_deletes_exactly_what_has_expired(totp_app, clock):
         "trusted_browsers": 0,  # alice's, root's and carol's have 90 days
         "sent_notices": 0,
         "email_links": 0,
+        "revoked_app_passwords": 0,
     }
 
     assert rows(app, WebSession) == 2  # setting_up and fresh
@@ -104,6 +105,7 @@ def test_prune_deletes_exactly_what_has_expired(totp_app, clock):
         "trusted_browsers": 0,
         "sent_notices": 0,
         "email_links": 0,
+        "revoked_app_passwords": 0,
     }
 
 
@@ -136,7 +138,8 @@ def test_prune_command_prints_the_counts(app, clock):
     assert result.exit_code == 0, result.output
     assert result.output.strip() == (
         "Deleted 0 pending logins, 1 sessions, 0 password throttles, 0 remembered devices,"
-        " 0 address throttles, 0 trusted browsers, 0 sent notices, 0 email links"
+        " 0 address throttles, 0 trusted browsers, 0 sent notices, 0 email links,"
+        " 0 revoked app passwords"
     )
     assert rows(app, WebSession) == 0
 

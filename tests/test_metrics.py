@@ -207,7 +207,12 @@ def test_gateway_checks_are_counted_by_decision():
     metrics.gateway_check("allow")
     metrics.gateway_check("sign_in")
     after = {d: value(d) for d in metrics.GATEWAY_DECISIONS}
-    assert {d: after[d] - before[d] for d in after} == {"allow": 2, "deny": 0, "sign_in": 1}
+    assert {d: after[d] - before[d] for d in after} == {
+        "allow": 2,
+        "deny": 0,
+        "sign_in": 1,
+        "challenge": 0,
+    }
 
 
 def test_request_durations_are_labelled_by_endpoint_never_by_path(metrics_app):

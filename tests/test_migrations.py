@@ -329,7 +329,7 @@ def test_sc38_two_processes_upgrading_at_once_migrate_once(legacy_app, tmp_path)
 
 @pytest.fixture
 def migrations_with(tmp_path, monkeypatch):
-    """migrations_with({"004_x": source, ...}): the shipped migrations plus these."""
+    """migrations_with({"006_x": source, ...}): the shipped migrations plus these."""
 
     shipped = schema.MIGRATIONS_DIR
 
@@ -345,14 +345,14 @@ def migrations_with(tmp_path, monkeypatch):
     return make
 
 
-GOOD_004 = """
+GOOD_LATER = """
 import peewee as pw
 
 
 def migrate(migrator, database, *, fake=False):
     migrator.add_fields("user", nickname=pw.CharField(max_length=40, null=True))
 """
-BROKEN_005 = """
+BROKEN_LATER = """
 import peewee as pw
 
 
@@ -377,25 +377,25 @@ def test_sc38_a_migration_that_fails_half_way_leaves_the_previous_version(
         from standalone_mfa.directory import settings
 
         settings.set_mfa_method("totp", actor="test")
-    migrations_with({"900_nickname": GOOD_004, "901_broken": BROKEN_005})
+    migrations_with({"900_nickname": GOOD_LATER, "901_broken": BROKEN_LATER})
     result = cli(app, "db", "upgrade")
     assert result.exit_code == 1
     assert "Applied 900_nickname" in result.output
     with app.app_context():
         assert [name for name, _ in schema.history()] == [*shipped, "900_nickname"]
-        assert "half_done" not in db.get_tables()  # 005 rolled back entirely
+        assert "half_done" not in db.get_tables()  # 901 rolled back entirely
         assert "nickname" in {c.name for c in db.get_columns("user")}
         from standalone_mfa.core.models import Setting
 
         assert Setting.get(Setting.key == "mfa_method").value == "totp"
 
-    # This code (which has 005) refuses to serve until 005 succeeds...
+    # This code (which has 901) refuses to serve until 901 succeeds...
     monkeypatch.setattr(errors, "SCHEMA_RECHECK_SECONDS", 0)
     response = Browser(app, clock).get("/login")
     assert response.status_code == 503
-    # ...and the database, at 004, is intact: the fixed 005 applies and all serves.
+    # ...and the database, at 900, is intact: the fixed 901 applies and all serves.
     fixed = "def migrate(migrator, database, fake=False):\n    pass\n"
-    migrations_with({"900_nickname": GOOD_004, "901_broken": fixed})
+    migrations_with({"900_nickname": GOOD_LATER, "901_broken": fixed})
     assert cli(app, "db", "upgrade").exit_code == 0
     browser = Browser(app, clock)
     assert location(browser.login("bob")) == "/mfa/setup"
@@ -406,7 +406,7 @@ def test_sc38_the_previous_code_serves_the_database_a_failed_upgrade_left(
 ):
     """The code is rolled back after the failure: the old release finds the database
     at its own version and serves."""
-    migrations_with({"900_broken": BROKEN_005})
+    migrations_with({"900_broken": BROKEN_LATER})
     assert cli(app, "db", "upgrade").exit_code == 1
     monkeypatch.undo()  # the previous code: the shipped migrations only
     browser = Browser(app, clock)
@@ -462,19 +462,19 @@ def test_sc38_an_older_schema_is_refused_with_one_line_and_a_503_page(
 
 def test_sc38_a_newer_schema_is_refused_and_never_downgraded(app, clock, caplog):
     with app.app_context():
-        schema._history_model().create(name="004_from_a_newer_release", migrated_at=START)
+        schema._history_model().create(name="006_from_a_newer_release", migrated_at=START)
     caplog.set_level(logging.ERROR, logger="standalone_mfa")
     client = app.test_client()
     assert client.get("/login").status_code == 503
     assert client.get("/healthz").status_code == 503
     (line,) = [r.getMessage() for r in caplog.records if "refusing to serve" in r.getMessage()]
     assert "newer than this code" in line
-    assert "004_from_a_newer_release" in line
+    assert "006_from_a_newer_release" in line
     result = cli(app, "db", "upgrade")
     assert result.exit_code == 1
     assert "newer than this code" in result.output
     with app.app_context():
-        assert schema.history()[-1][0] == "004_from_a_newer_release"  # nothing undone
+        assert schema.history()[-1][0] == "006_from_a_newer_release"  # nothing undone
 
 
 def test_sc38_an_empty_database_says_to_run_init_db(legacy_app, caplog, monkeypatch):

@@ -409,7 +409,7 @@ def test_sc42_the_address_is_the_one_proxyfix_decides(tmp_path, clock, proxy_fix
 
 
 def test_sc42_an_ipv6_client_counts_as_its_64_network():
-    key = throttle._address_key
+    key = throttle.address_key
     assert key("2001:db8:1:2::1") == key("2001:db8:1:2:ffff:ffff:ffff:ffff")
     assert key("2001:db8:1:2::1") != key("2001:db8:1:3::1")
     assert key("::ffff:192.0.2.1") == key("192.0.2.1")

@@ -13,16 +13,16 @@ from ..core.audit import NO_CLIENT, Client
 from ..core.clock import now
 from ..core.db import write_transaction
 from ..core.models import User
-from ..factors import devices, recovery, throttle, totp, trusted_browsers, webauthn
+from ..factors import app_passwords, devices, recovery, throttle, totp, trusted_browsers, webauthn
 from ..notices import outbox
 from ..signin import sessions
 
 
 def reset_totp(user, *, actor: str, client: Client = NO_CLIENT) -> bool:
     """Delete the credential and its replay state, every passkey and security key, the
-    recovery codes, remembered devices and trusted browsers, clear the throttle, end
-    every session of the user. Returns False (and changes nothing) if the user has
-    neither an authenticator nor a key."""
+    recovery codes, remembered devices and trusted browsers, revoke the app passwords,
+    clear the throttle, end every session of the user. Returns False (and changes
+    nothing) if the user has neither an authenticator nor a key."""
     with write_transaction():
         keys = len(webauthn.credentials_of(user))
         if totp.credential_of(user) is None and not keys:
@@ -34,6 +34,8 @@ def reset_totp(user, *, actor: str, client: Client = NO_CLIENT) -> bool:
         recovery.delete_codes(user)
         throttle.clear(user)
         trusted_browsers.forget_all(user)
+        # Made with the old factors: whoever holds the lost phone may hold these too.
+        app_passwords.revoke_all(user, actor=actor, reason="reset", client=client)
         ended = sessions.end_sessions_of(user)
         User.update(mfa_reset_at=now()).where(User.id == user.id).execute()
         audit.record(

@@ -258,6 +258,22 @@ MESSAGES = {
     "email_unchanged": "{name} already has the address {address}; nothing changed.",
     "email_removed": "{name} has no address now: they get no notices.",
     "email_none": "{name} had no address; nothing changed.",
+    # App passwords (factors.app_passwords), for clients that cannot sign in on a page.
+    "app_password_bad_name": (
+        'Give the app password a name of 1-{most} characters, such as "Phone calendar". '
+        "Nothing changed."
+    ),
+    "app_password_name_taken": (
+        "You already have an app password named {name}. Choose another name; nothing changed."
+    ),
+    "app_password_limit": (
+        "You have {most} app passwords, the most there can be. Revoke one you no longer "
+        "use first; nothing changed."
+    ),
+    "app_password_revoked": (
+        "App password {name} revoked: apps that use it are refused from their next request."
+    ),
+    "app_password_not_found": "You have no working app password of that name; nothing changed.",
 }
 
 # Each (event, outcome) `audit.record` writes, as the sign-in activity and the audit log
@@ -335,6 +351,12 @@ EVENT_LABELS = {
     ("email_removed", "ok"): "Email address removed by an administrator",
     ("email_removed", "unchanged"): "Email address: none to remove",
     ("audit_pruned", "ok"): "Old audit events deleted",
+    # App passwords.
+    ("app_password_created", "ok"): "App password created",
+    ("app_password_revoked", "ok"): "App password revoked",
+    ("app_password_revoked", "unchanged"): "App password: none to revoke",
+    ("app_password", "failed"): "Wrong app password at a protected app",
+    ("app_password", "throttled"): "App password refused: too many failures from this address",
     # Passkeys and security keys.
     ("webauthn_added", "ok"): "Passkey or security key added",
     ("webauthn_added", "refused"): "Passkey or security key not added",

@@ -31,7 +31,7 @@ SIGNIN_STEPS = (
     "key_setup",
 )
 SIGNIN_OUTCOMES = ("ok", "failed", "throttled", "replay", "locked")
-GATEWAY_DECISIONS = ("allow", "deny", "sign_in")
+GATEWAY_DECISIONS = ("allow", "deny", "sign_in", "challenge")
 NOTICE_OUTCOMES = ("sent", "failed")
 # Requests that matched no route (404s, scanners): one label, not their paths.
 UNMATCHED = "unmatched"
@@ -44,7 +44,8 @@ SIGNIN = Counter(
 )
 GATEWAY_CHECKS = Counter(
     "smfa_gateway_checks",
-    "Reverse-proxy gateway checks by decision: allow, deny, sign_in (sent to sign in).",
+    "Reverse-proxy gateway checks by decision: allow, deny, sign_in (sent to sign in), "
+    "challenge (401 asking a non-browser client for an app password).",
     ["decision"],
 )
 NOTICES = Counter(

@@ -250,7 +250,7 @@ def trusted_password_success(browser: TrustedBrowser) -> None:
 # Passwords from one client address (untrusted browsers), per hour.
 
 
-def _address_key(ip: str) -> str:
+def address_key(ip: str) -> str:
     """The address's counter key: an IPv6 address counts as its /64 (what one host or
     home is given), an IPv4-mapped one as the IPv4 address."""
     try:
@@ -270,7 +270,7 @@ def _address_key(ip: str) -> str:
 def begin_address_attempt(ip: str) -> Attempt:
     """Claim a password attempt on the client address's counter. The count lasts an
     hour from its first attempt (`ADDRESS_WINDOW`); then the address starts over."""
-    key = _address_key(ip)
+    key = address_key(ip)
     at = now()
     where = AddressThrottle.key == key
     AddressThrottle.delete().where(
@@ -288,12 +288,12 @@ def begin_address_attempt(ip: str) -> Attempt:
 def address_success(ip: str) -> None:
     """A right password gives back its own claim, and only that: a guesser with one
     valid account cannot wipe the address's failures by signing in to it."""
-    key = _address_key(ip)
+    key = address_key(ip)
     AddressThrottle.update(failures=AddressThrottle.failures - 1).where(
         (AddressThrottle.key == key) & (AddressThrottle.failures > 0)
     ).execute()
 
 
 def address_failures(ip: str) -> int:
-    row = AddressThrottle.get_or_none(AddressThrottle.key == _address_key(ip))
+    row = AddressThrottle.get_or_none(AddressThrottle.key == address_key(ip))
     return row.failures if row else 0

@@ -31,7 +31,8 @@ from ..core.db import UNAVAILABLE, Prepared
 from ..core.models import Setting, User, UserGroup, WebSession
 from ..directory import settings
 from ..directory.groups import groups_of
-from ..directory.users import find_user
+from ..directory.users import find_user, normalize_username
+from ..factors import app_passwords
 from ..signin import lifetimes, policy
 from ..signin.sessions import LAST_SEEN_RESOLUTION, MAX_TOKEN_LENGTH
 from ..signin.state import AUTHENTICATED
@@ -41,7 +42,8 @@ from .rules import BYPASS, DENY, ONE_FACTOR, TWO_FACTOR, AccessControl, Rule, Ve
 ALLOW = "allow"
 REFUSE = "deny"
 SIGN_IN = "sign_in"  # the browser must sign in, or pass the second factor, first
-DECISIONS = (ALLOW, REFUSE, SIGN_IN)
+CHALLENGE = "challenge"  # 401 with a Basic challenge: a client that cannot sign in on a page
+DECISIONS = (ALLOW, REFUSE, SIGN_IN, CHALLENGE)
 # Which of two answers is stricter: the outcome, then the policy that gave it.
 _OUTCOME_RANK = {ALLOW: 0, SIGN_IN: 1, REFUSE: 2}
 _POLICY_RANK = {BYPASS: 0, ONE_FACTOR: 1, TWO_FACTOR: 2, DENY: 3}
@@ -278,3 +280,72 @@ def _decided(
         return Decision(SIGN_IN, person, verdict.rule, verdict.policy)
     shown = None if verdict.policy == BYPASS else person
     return Decision(ALLOW, shown, verdict.rule, verdict.policy)
+
+
+# --- App passwords: clients that cannot follow the sign-in page ----------------------------
+
+
+@dataclass(frozen=True)
+class BasicCredentials:
+    """What a client sent as `Authorization: Basic …` (the web layer decodes it)."""
+
+    username: str
+    password: str
+
+
+def with_app_password(
+    access: AccessControl,
+    original: Original,
+    decision: Decision,
+    credentials: BasicCredentials | None,
+    *,
+    browser: bool,
+    client: Client,
+    at: dt.datetime,
+) -> Decision:
+    """The answer for a request that `decide` sends to sign in, on a rule with
+    `"app_passwords": true` (any other decision is returned as it is: a session that
+    passes, or is refused, is judged as everywhere else, and only these rules ever
+    read an app password).
+
+    - Basic credentials: the app password decides, as a session of its owner would
+      (the same rules, subjects and groups); a wrong, revoked or throttled one, or one
+      that is not enough for the rule, is a CHALLENGE (401), never a redirect that such
+      a client would follow into a sign-in page forever.
+    - No credentials: a browser (`browser`: it accepts HTML and sent no Authorization)
+      is sent to sign in as before; any other client gets the CHALLENGE.
+
+    An app password counts as the factors proven when it was made: one made after a
+    code passes `two_factor` rules, one made with the password alone only `one_factor`
+    ones, and that one only while the MFA policy lets its owner use the password alone
+    (as a session signed in with the password alone)."""
+    rule = decision.rule
+    if decision.outcome != SIGN_IN or rule is None or not rule.app_passwords:
+        return decision
+    challenge = Decision(CHALLENGE, None, rule, decision.policy)
+    if credentials is None:
+        return decision if browser else challenge
+    username = normalize_username(credentials.username)
+    holder = app_passwords.verify(username, credentials.password, client, at).holder
+    if holder is None:
+        return challenge
+    if (
+        not holder.two_factor
+        and holder.mfa_method not in (None, "disabled")
+        and not _password_alone(holder.username, holder.groups, at)
+    ):
+        return challenge
+    person = Identity(0, holder.username, holder.groups, holder.two_factor, holder.email)
+    host = original.host
+    readings = [
+        _decided(access, host, resource, method, access.verdict(host, resource, method), person)
+        for resource, method in original.asked
+    ]
+    answer = strictest(readings)
+    if answer.outcome == REFUSE:
+        return answer  # the rules refuse this person, whatever they sent
+    if answer.outcome == ALLOW and all(
+        d.rule is not None and d.rule.app_passwords for d in readings
+    ):
+        return answer
+    return challenge  # a rule that decides for this person does not take app passwords

@@ -4,14 +4,17 @@ request in microseconds.
     {"default_policy": "deny",
      "rules": [{"domain": ["app.example.com", "*.example.com"],
                 "resources": ["^/admin/.*$"], "methods": ["POST"],
-                "subject": ["group:admins", "user:alice"], "policy": "two_factor"}]}
+                "subject": ["group:admins", "user:alice"], "policy": "two_factor"},
+               {"domain": "dav.example.com", "policy": "one_factor", "app_passwords": true}]}
 
 The first rule whose domain, resources (regular expressions searched in the path and
 query), methods and subject all match decides; when none does, the default policy
 (deny unless set). A rule without `resources`, `methods` or `subject` matches any.
-Anything malformed is refused at start with a message naming the rule (SC-34): a
-gateway that guesses what a broken rule meant fails open. Pure: no Flask, no
-database (what a user or group name may be comes from `accounts`).
+`app_passwords` lets clients that cannot sign in on a page send an app password instead
+of a session cookie (`gateway.check.with_app_password`). Anything malformed is refused
+at start with a message naming the rule (SC-34): a gateway that guesses what a broken
+rule meant fails open. Pure: no Flask, no database (what a user or group name may be
+comes from `accounts`).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ REGISTERED_METHODS = frozenset(
 )
 MAX_METHOD_LENGTH = 64
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1," + str(MAX_METHOD_LENGTH) + "}")
-RULE_KEYS = frozenset({"domain", "resources", "methods", "subject", "policy"})
+RULE_KEYS = frozenset({"domain", "resources", "methods", "subject", "policy", "app_passwords"})
 TOP_KEYS = frozenset({"default_policy", "rules"})
 
 
@@ -78,6 +81,8 @@ class Rule:
     methods: frozenset[str]  # empty: any; matched exactly (methods are case-sensitive)
     subjects: tuple[Subject, ...]  # empty: anyone (and no one)
     policy: str
+    # Clients may send an app password as Basic credentials (`gateway.check`).
+    app_passwords: bool = False
 
     def matches_request(self, host: str, resource: str, method: str) -> bool:
         """Domain, resources and methods: everything but who asks."""
@@ -216,6 +221,13 @@ def _rule(number: int, raw) -> Rule:
     if policy == BYPASS and subjects:
         # Bypass means "no sign-in"; who is asking cannot be known then.
         fail("a bypass rule cannot have a subject")
+    app_passwords = raw.get("app_passwords", False)
+    if not isinstance(app_passwords, bool):
+        fail("app_passwords must be true or false")
+    if app_passwords and policy not in (ONE_FACTOR, TWO_FACTOR):
+        # A bypass rule asks for no one, a deny rule lets no one in: a credential there
+        # would mean nothing, so the line is a mistake.
+        fail(f"app_passwords is for one_factor and two_factor rules, not {policy}")
     return Rule(
         number=number,
         domains=tuple(domains),
@@ -225,6 +237,7 @@ def _rule(number: int, raw) -> Rule:
         methods=frozenset(methods),
         subjects=tuple(subjects),
         policy=policy,
+        app_passwords=app_passwords,
     )
 
 

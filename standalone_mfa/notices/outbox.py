@@ -35,6 +35,7 @@ KINDS = (
     "wrong_codes",
     "confirm_address",
     "address_changed",  # to the address notices stop going to
+    "app_password_created",
     "webauthn_added",
     "webauthn_removed",
     "webauthn_clone",  # a sign counter went backwards: that sign-in was refused

@@ -4,8 +4,8 @@ without bound. Run by `flask --app standalone_mfa prune` (from cron).
 `prune(now)` returns how many rows of each kind it deleted; a feature with its own
 expiring rows adds one line to it. It deletes only what the app would already refuse:
 a session or pending login past its limit, password counters quiet for a day, client
-address counters whose hour is over, trusted browsers past their day, and email
-confirmation links used or past their time.
+address counters whose hour is over, trusted browsers past their day, email
+confirmation links used or past their time, and app passwords revoked a month ago.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import peewee
 from ..core import audit
 from ..core.db import write_transaction
 from ..core.models import AddressThrottle, EmailConfirmation, PasswordThrottle, User, WebSession
-from ..factors import devices, throttle, trusted_browsers
+from ..factors import app_passwords, devices, throttle, trusted_browsers
 from ..notices import outbox
 from ..signin import lifetimes
 
@@ -29,6 +29,10 @@ PASSWORD_THROTTLE_RETENTION = dt.timedelta(days=1)
 # A sent notice is kept this long (for `mail send --dry-run` and questions), then its
 # facts (address, browser) go with it. Unsent ones are never pruned: nothing is lost.
 SENT_NOTICES_KEPT = dt.timedelta(days=30)
+
+# A revoked app password stays on its owner's list this long ("Revoked on …"), so a
+# calendar that stopped working can be explained; it never works again meanwhile.
+REVOKED_APP_PASSWORDS_KEPT = dt.timedelta(days=30)
 
 
 def prune(now: dt.datetime) -> dict[str, int]:
@@ -42,6 +46,7 @@ def prune(now: dt.datetime) -> dict[str, int]:
         "trusted_browsers": trusted_browsers.expired(now),
         "sent_notices": outbox.prune_sent(now - SENT_NOTICES_KEPT),
         "email_links": _spent_email_links(now),
+        "revoked_app_passwords": app_passwords.prune_revoked(now - REVOKED_APP_PASSWORDS_KEPT),
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import (
     Blueprint,
     flash,
+    make_response,
     redirect,
     render_template,
     request,
@@ -17,7 +18,7 @@ from ..accounts import authenticator, emails, passkeys, self_service
 from ..core import browsers, messages
 from ..core.config import setting
 from ..directory import settings
-from ..factors import recovery, totp, webauthn
+from ..factors import app_passwords, recovery, totp, webauthn
 from ..signin import reauth, steps
 from . import i18n, qr
 from .cookies import trusted_browser_token
@@ -28,8 +29,10 @@ from .forms import (
     CodeForm,
     ConfirmEmailForm,
     ConfirmIdentityForm,
+    NewAppPasswordForm,
     NewKeyForm,
     RenameKeyForm,
+    RevokeAppPasswordForm,
     SavedLanguageForm,
     StepUpPasswordForm,
     TimeZoneForm,
@@ -310,6 +313,86 @@ def forget_devices():
         count = self_service.forget_devices(session, session.user)
         flash(messages.counted("devices_forgotten", count), "info")
     return redirect(url_for("account.security"))
+
+
+# --- App passwords: for clients that cannot sign in on a page ------------------------------
+
+
+def _app_passwords_page(form: NewAppPasswordForm, status: int = 200):
+    user = session.user
+    rows = app_passwords.all_of(user)
+    return render_template(
+        "account/app_passwords.html",
+        rows=rows,
+        live=sum(1 for row in rows if row.revoked_at is None),
+        most=app_passwords.MAX_PER_USER,
+        name_most=app_passwords.NAME_MAX_LENGTH,
+        form=form,
+        revoke_form=RevokeAppPasswordForm(formdata=None),
+        has_authenticator=totp.credential_of(user) is not None,
+    ), status
+
+
+@bp.get("/app-passwords")
+def app_passwords_list():
+    """The user's app passwords (name, made, last use and its address), a form to make
+    one and a button to revoke each."""
+    return _app_passwords_page(NewAppPasswordForm(formdata=None))
+
+
+@bp.post("/app-passwords")
+def create_app_password():
+    """Make an app password, after the password and (with an authenticator) a current
+    code; it is shown in this response only: never flashed, stored or put in a URL."""
+    form = NewAppPasswordForm()
+    user = session.user
+    if not form.validate_on_submit():
+        flash(_first_error(form), "error")
+        return _app_passwords_page(form, 400)
+    try:
+        name, _ = app_passwords.check_new(user, form.name.data)
+    except app_passwords.AppPasswordError as error:
+        flash(str(error), "error")
+        return _app_passwords_page(form, 400)
+    two_factor = totp.credential_of(user) is not None
+    problem = reauth.confirm_identity(
+        session, user, form.password.data, form.code.data, trusted=trusted_browser_token()
+    )
+    if problem is None:
+        try:
+            secret = app_passwords.create(
+                user, name, two_factor=two_factor, actor=user.username, client=session.client
+            )
+        except app_passwords.AppPasswordError as error:  # made meanwhile in another tab
+            problem = str(error)
+        else:
+            response = make_response(
+                render_template(
+                    "account/app_password_made.html",
+                    name=name,
+                    secret=secret,
+                    username=user.username,
+                )
+            )
+            response.headers["Cache-Control"] = "no-store"
+            return response
+    flash(problem, "error")
+    return _app_passwords_page(form, 400)
+
+
+@bp.post("/app-passwords/revoke")
+def revoke_app_password():
+    """Revoke one app password: the apps that use it are refused from their next request."""
+    form = RevokeAppPasswordForm()
+    if form.validate_on_submit():
+        name = form.name.data
+        if app_passwords.revoke(
+            session.user, name, actor=session.user.username, client=session.client
+        ):
+            flash(messages.text("app_password_revoked", name=name), "info")
+        else:
+            flash(messages.text("app_password_not_found"), "error")
+    return redirect(url_for("account.app_passwords_list"))
 
 
 # --- The address notices go to, and the time zone of mails ------------------------------

@@ -27,7 +27,7 @@ from wtforms.validators import (
 from ..accounts import emails
 from ..core import addresses, messages
 from ..directory import groups, settings
-from ..factors import passwords, recovery, totp, webauthn
+from ..factors import app_passwords, passwords, recovery, totp, webauthn
 
 
 class SingleValueStringField(StringField):
@@ -153,6 +153,27 @@ class ConfirmIdentityForm(FlaskForm):
     recovery_code = SingleValueStringField(
         _l("Or a recovery code"), validators=[Length(max=recovery.MAX_INPUT)]
     )
+
+
+class NewAppPasswordForm(FlaskForm):
+    """A name for a new app password, then the password and (with an authenticator) a
+    current code: the re-authentication every Account security change asks for."""
+
+    name = SingleValueStringField(
+        _l("Name (which app or device will use it)"),
+        validators=[InputRequired(), Length(max=4 * app_passwords.NAME_MAX_LENGTH)],
+    )
+    password = _password(_l("Your password"))
+    code = SingleValueStringField(
+        _l("6-digit code from your authenticator app"),
+        validators=[Length(max=totp.MAX_CODE_INPUT)],
+    )
+
+
+class RevokeAppPasswordForm(FlaskForm):
+    """Revoke one app password (its name, a hidden field)."""
+
+    name = HiddenField(validators=[InputRequired(), Length(max=4 * app_passwords.NAME_MAX_LENGTH)])
 
 
 class ChangePasswordForm(FlaskForm):

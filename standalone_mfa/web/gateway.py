@@ -11,6 +11,13 @@ A 200 also carries `Cookie`: the browser's cookies less the portal's own
 (`gateway.app_cookies`), which the shipped nginx and Traefik configurations hand the app
 instead of the browser's, so that no app sees a cookie that works on the portal (SC-67).
 
+On a rule with `"app_passwords": true`, a client that sent Basic credentials, or that
+does not accept HTML, is never sent to sign in: a wrong or missing app password is a 401
+with `WWW-Authenticate: Basic realm="…"` and no `Location` (both endpoints). The nginx
+snippet tells this 401 from "sign in first" by that missing `Location`. A 200 carries
+the `Authorization` the app may have (the client's own, never on such a rule), for the
+proxies to hand on in place of the client's.
+
 No body to parse, no session made, no cookie set. Headers a proxy sent that do not
 describe a request are refused (403), never allowed, and audited once a minute at
 most (SC-34, SC-65).
@@ -23,6 +30,7 @@ import time
 from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, Response, current_app, request
+from werkzeug.http import parse_accept_header
 
 from ..core import hostnames, metrics
 from ..core.clock import now
@@ -106,7 +114,18 @@ def _answer(read, *, redirect_to_portal: bool) -> Response:
     token = request.cookies.get(name)
     if token is None and name != setting("SESSION_COOKIE_NAME"):
         _warn_if_unprefixed(original)
-    decision = check.decide(access_control(), original, token, now())
+    at = now()
+    decision = check.decide(access_control(), original, token, at)
+    if decision.outcome == check.SIGN_IN and decision.rule and decision.rule.app_passwords:
+        decision = check.with_app_password(
+            access_control(),
+            original,
+            decision,
+            basic_credentials(),
+            browser=is_browser(),
+            client=client(),
+            at=at,
+        )
     metrics.gateway_check(decision.outcome)  # counted, never audited one by one
     if decision.outcome == check.ALLOW:
         response = _empty(200)
@@ -122,10 +141,17 @@ def _answer(read, *, redirect_to_portal: bool) -> Response:
         )
         if kept:
             response.headers["Cookie"] = kept
+        passed_on = authorization_for_the_app(decision)
+        if passed_on:
+            response.headers["Authorization"] = passed_on
         return response
     if decision.outcome == check.REFUSE:
         check.audit_denial(decision, original, client())
         return _empty(403)
+    if decision.outcome == check.CHALLENGE:
+        response = _empty(401)
+        response.headers["WWW-Authenticate"] = basic_challenge()
+        return response
     sign_in = sign_in_url(original.url)
     if not redirect_to_portal:
         response = _empty(401)
@@ -134,6 +160,46 @@ def _answer(read, *, redirect_to_portal: bool) -> Response:
     response = _empty(302 if original.method in ("GET", "HEAD") else 303)
     response.headers["Location"] = sign_in
     return response
+
+
+def basic_credentials() -> check.BasicCredentials | None:
+    """The original request's `Authorization: Basic` credentials (the proxies pass the
+    client's headers to the check), or None."""
+    authorization = request.authorization
+    if authorization is None or authorization.type != "basic":
+        return None
+    return check.BasicCredentials(authorization.username or "", authorization.password or "")
+
+
+# What a browser asks for when it follows a link; a calendar or a script asks for XML,
+# JSON or anything (*/*), and cannot use a sign-in page.
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+
+
+def is_browser() -> bool:
+    """A client that can be sent to the sign-in page: it named HTML in `Accept` (a
+    wildcard does not count) and sent no `Authorization` of any kind."""
+    if "Authorization" in request.headers:
+        return False
+    accepted = parse_accept_header(request.headers.get("Accept"))
+    return any(value.lower() in HTML_TYPES and quality > 0 for value, quality in accepted)
+
+
+def authorization_for_the_app(decision: check.Decision) -> str | None:
+    """The `Authorization` the proxy may hand the app in place of the client's (nginx
+    `auth_request_set`, Traefik `authResponseHeaders`): the client's own, for an app
+    that checks its own credentials behind a rule that takes no app passwords; never on
+    a rule that takes them, where it may hold one (the app gets `Remote-User`)."""
+    if decision.rule is not None and decision.rule.app_passwords:
+        return None
+    return request.headers.get("Authorization")
+
+
+def basic_challenge() -> str:
+    """`WWW-Authenticate` for a client that must send an app password: the realm is
+    the issuer's name (what the client shows when it asks for the password)."""
+    realm = "".join(c for c in setting("MFA_ISSUER") if c not in '"\\' and c >= " ")
+    return f'Basic realm="{realm or "Standalone MFA"}", charset="UTF-8"'
 
 
 def sign_in_url(original_url: str) -> str:
