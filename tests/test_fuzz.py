@@ -555,7 +555,9 @@ ALLOWED_NEW_AUDIT = {
     ("reauth", "throttled"),
     ("totp_reenrolled", "failed"),
     ("gateway_refused", "malformed"),  # a malformed check, once a minute (SC-65)
-    ("webauthn_used", "refused"),  # a passkey answer that is not one
+    ("webauthn_used", "refused"),  # a key's answer that does not verify
+    ("webauthn", "failed"),  # ...counted at the code step as a wrong code
+    ("webauthn_added", "refused"),  # a registration that does not verify
 }
 SESSION_IDENTITY = (
     "id",
@@ -570,12 +572,30 @@ SESSION_IDENTITY = (
 )
 
 
+def handles_made_only(before: list[dict], after: list[dict]) -> bool:
+    """The users are the same but for WebAuthn handles made where there was none."""
+    if len(before) != len(after):
+        return False
+    return all(
+        {**old, "webauthn_user_handle": None} == {**new, "webauthn_user_handle": None}
+        and old["webauthn_user_handle"] in (None, new["webauthn_user_handle"])
+        for old, new in zip(before, after, strict=True)
+    )
+
+
 def state_changes(before: dict, after: dict) -> list[str]:
     """What changed that an invalid request must not change (empty: nothing)."""
     problems = []
-    for table in ("user", "totp_credential", "setting", "user_group", "app_password"):
+    for table in (
+        "user", "totp_credential", "setting", "user_group", "app_password",
+        "webauthn_credential",
+    ):  # fmt: skip
         if before[table] != after[table]:
             problems.append(f"{table} changed")
+    # A user's WebAuthn handle is made the first time a page offers a key: once, from
+    # nothing (a handle that changed would orphan the user's passkeys).
+    if "user changed" in problems and handles_made_only(before["user"], after["user"]):
+        problems.remove("user changed")
     if [{**r, "last_used_at": None} for r in before["api_token"]] != [
         {**r, "last_used_at": None} for r in after["api_token"]
     ]:

@@ -370,6 +370,12 @@ EVENT_LABELS = {
     ("email_removed", "ok"): "Email address removed by an administrator",
     ("email_removed", "unchanged"): "Email address: none to remove",
     ("audit_pruned", "ok"): "Old audit events deleted",
+    # App passwords.
+    ("app_password_created", "ok"): "App password created",
+    ("app_password_revoked", "ok"): "App password revoked",
+    ("app_password_revoked", "unchanged"): "App password: none to revoke",
+    ("app_password", "failed"): "Wrong app password at a protected app",
+    ("app_password", "throttled"): "App password refused: too many failures from this address",
     # Passkeys and security keys.
     ("webauthn_added", "ok"): "Passkey or security key added",
     ("webauthn_added", "refused"): "Passkey or security key not added",
@@ -380,12 +386,6 @@ EVENT_LABELS = {
     ("webauthn", "failed"): "Wrong passkey or security key after the password",
     ("webauthn_clone", "refused"): "Passkey or security key refused: its counter went backwards",
     ("webauthn_reset", "ok"): "Passkeys and security keys removed by an administrator",
-    # App passwords.
-    ("app_password_created", "ok"): "App password created",
-    ("app_password_revoked", "ok"): "App password revoked",
-    ("app_password_revoked", "unchanged"): "App password: none to revoke",
-    ("app_password", "failed"): "Wrong app password at a protected app",
-    ("app_password", "throttled"): "App password refused: too many failures from this address",
     # Notices by mail.
     ("notice", "sent"): "Email notice sent",
     ("notice", "failed"): "Email notice not sent yet: will retry",

@@ -207,6 +207,27 @@ class Notice(BaseModel):
     last_error = TextField(null=True)
 
 
+class AppPassword(BaseModel):
+    """A named secret that a client unable to follow the sign-in page (a calendar, a
+    sync client, a script) sends to the gateway as Basic credentials. 160 random bits:
+    only their SHA-256 is kept (a slow hash adds nothing to a random secret, and the
+    gateway checks one on every request of such a client, with one indexed query).
+    `two_factor`: it was made after proving a second factor, so it satisfies a
+    `two_factor` rule. Revoked rows stay (the list says when) until the name is reused."""
+
+    user = ForeignKeyField(User, on_delete="CASCADE", backref="app_passwords")
+    name = CharField(max_length=64)
+    secret_hash = CharField(max_length=64, unique=True)
+    two_factor = BooleanField(default=False)
+    created_at = DateTimeField()
+    last_used_at = DateTimeField(null=True)
+    last_used_ip = CharField(max_length=64, null=True)
+    revoked_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("user", "name"), True),)
+
+
 class WebAuthnCredential(BaseModel):
     """A passkey or a security key of a user (`factors.webauthn`): its public key and
     what the authenticator said of itself at registration. `sign_count` only rises;
@@ -251,27 +272,6 @@ class WebAuthnChallenge(BaseModel):
         indexes = ((("binding", "purpose"), True),)
 
 
-class AppPassword(BaseModel):
-    """A named secret that a client unable to follow the sign-in page (a calendar, a
-    sync client, a script) sends to the gateway as Basic credentials. 160 random bits:
-    only their SHA-256 is kept (a slow hash adds nothing to a random secret, and the
-    gateway checks one on every request of such a client, with one indexed query).
-    `two_factor`: it was made after proving a second factor, so it satisfies a
-    `two_factor` rule. Revoked rows stay (the list says when) until the name is reused."""
-
-    user = ForeignKeyField(User, on_delete="CASCADE", backref="app_passwords")
-    name = CharField(max_length=64)
-    secret_hash = CharField(max_length=64, unique=True)
-    two_factor = BooleanField(default=False)
-    created_at = DateTimeField()
-    last_used_at = DateTimeField(null=True)
-    last_used_ip = CharField(max_length=64, null=True)
-    revoked_at = DateTimeField(null=True)
-
-    class Meta:
-        indexes = ((("user", "name"), True),)
-
-
 class AuditEvent(BaseModel):
     at = DateTimeField(index=True)
     event = CharField(max_length=40, index=True)
@@ -300,8 +300,8 @@ ALL_MODELS = [
     UserGroup,
     EmailConfirmation,
     Notice,
+    AppPassword,
     WebAuthnCredential,
     WebAuthnChallenge,
-    AppPassword,
     AuditEvent,
 ]
