@@ -1,4 +1,5 @@
-# make run: set everything up on a fresh machine and serve on http://127.0.0.1:5000
+# make run: set everything up on a fresh machine and serve; open http://localhost:5000
+# (not the address 127.0.0.1: an IP address cannot hold a passkey)
 # make test: set up and run the whole test suite
 # make check: the fast loop (lint, then the tests that start no server)
 PYTHON ?= python3
@@ -40,6 +41,7 @@ setup: $(BIN)/activate $(MO)
 	$(FLASK) init-db
 
 run: setup
+	@echo "Open http://localhost:$(PORT) (not http://$(HOST):$(PORT): an IP address cannot hold a passkey)."
 	$(FLASK) run --host $(HOST) --port $(PORT)
 
 # The whole suite on SQLite and, when TEST_DATABASE_URL is set (.ci/run sets it; the

@@ -18,7 +18,7 @@ from . import cli, web
 from .core import config as app_config
 from .core import db, paths
 from .core.clock import SystemClock
-from .factors import passwords
+from .factors import passwords, webauthn
 from .notices import mailer, sender
 from .web import gateway_wsgi
 
@@ -58,7 +58,8 @@ def _build(test_config: dict | None, instance_path: str | None) -> Flask:
     mailer.init_app(app)
     # After db's teardown in the list, so it runs before the connection goes back.
     app.teardown_appcontext(sender.flush_after_command)
-    web.init_app(app)
+    web.init_app(app)  # the gateway's start checks normalise GATEWAY_PORTAL_URL first
+    webauthn.configure(app)
     cli.init_app(app)
     return app
 

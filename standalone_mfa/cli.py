@@ -18,7 +18,7 @@ from .core.clock import now
 from .core.config import setting
 from .core.models import User
 from .directory import groups, settings, tokens, users
-from .factors import app_passwords, passwords, throttle, totp
+from .factors import app_passwords, passwords, throttle, webauthn
 from .notices import outbox, sender
 from .ops import backup, keys, maintenance, schema
 
@@ -273,12 +273,14 @@ def mfa_grace_command(days):
 @click.argument("username")
 @clear_errors
 def mfa_reset_command(username):
-    """Remove a user's authenticator (lost app): their sessions end and they set up again."""
+    """Remove a user's authenticator and every passkey and security key (lost app or
+    keys): their sessions end and they set up again."""
     user = _user_or_exit(username)
-    if totp.credential_of(user) is None or not reset.reset_totp(user, actor=ACTOR):
+    if not reset.reset_totp(user, actor=ACTOR):
         raise click.ClickException(
-            f"{user.username!r} has no TOTP credential; nothing to reset. (To let them try "
-            f"codes again, run `flask --app standalone_mfa user unlock {user.username}`.)"
+            f"{user.username!r} has no TOTP credential and no passkey or security key; nothing "
+            f"to reset. (To let them try codes again, run `flask --app standalone_mfa user "
+            f"unlock {user.username}`.)"
         )
     click.echo(f"Reset TOTP for {user.username!r}; they will set it up at their next sign-in.")
 
@@ -442,6 +444,7 @@ def user_show_command(username):
         ("email", (row.email or "none") + _pending(row.pending_email)),
         ("time zone", user.time_zone or "UTC"),
         ("app passwords", _app_passwords_line(user)),
+        ("keys", _keys(user)),
     ):
         click.echo(f"{label + ':':<15}{value}")
 
@@ -449,6 +452,21 @@ def user_show_command(username):
 def _app_passwords_line(user) -> str:
     names = [row.name for row in app_passwords.active_of(user)]
     return f"{len(names)} working ({', '.join(names)})" if names else "none"
+
+
+def _keys(user) -> str:
+    """A user's passkeys and security keys, one per line after the first."""
+    keys = webauthn.credentials_of(user)
+    if not keys:
+        return "none"
+    lines = []
+    for key in keys:
+        used = _when(key.last_used_at) if key.last_used_at else "never used"
+        kind = "passkey" if key.kind == webauthn.PASSKEY else "security key"
+        synced = ", synced" if key.backup_state else ""
+        clone = ", a sign-in was refused (possible copy)" if key.clone_warning_at else ""
+        lines.append(f"{key.name} ({kind}{synced}; added {_when(key.created_at)}; {used}{clone})")
+    return ("\n" + " " * 15).join(lines)
 
 
 def _pending(address: str | None) -> str:

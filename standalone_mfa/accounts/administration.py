@@ -15,7 +15,7 @@ from peewee import fn
 from ..core import audit
 from ..core.audit import NO_CLIENT, Client
 from ..core.db import is_sqlite, write_transaction
-from ..core.models import AuditEvent, MfaThrottle, TotpCredential, User
+from ..core.models import AuditEvent, MfaThrottle, TotpCredential, User, WebAuthnCredential
 from ..core.pagination import PER_PAGE, Page, paginate
 from ..directory import groups, users
 from ..factors import throttle, trusted_browsers
@@ -42,10 +42,16 @@ class UserRow:
     groups: tuple[str, ...] = ()  # sorted, as `groups.groups_of`
     email: str | None = None  # the confirmed address notices go to
     pending_email: str | None = None  # one the user asked for, waiting for its link
+    keys: int = 0  # passkeys and security keys
 
     @property
     def enrolled(self) -> bool:
         return self.mfa_set_up_at is not None
+
+    @property
+    def resettable(self) -> bool:
+        """An authenticator app or a key: what `mfa reset` removes."""
+        return self.enrolled or self.keys > 0
 
     def as_json(self) -> dict:
         return {
@@ -61,6 +67,7 @@ class UserRow:
             "groups": list(self.groups),
             "email": self.email,
             "email_pending": self.pending_email,
+            "webauthn_keys": self.keys,
         }
 
 
@@ -85,7 +92,7 @@ def row_for(user: User) -> UserRow:
 
 
 def _rows(page_of_users: list[User]) -> list[UserRow]:
-    """The status columns of a page of users, in five queries whatever its size."""
+    """The status columns of a page of users, in six queries whatever its size."""
     ids = [user.id for user in page_of_users]
     names = [user.username for user in page_of_users]
     set_up = dict(
@@ -108,6 +115,12 @@ def _rows(page_of_users: list[User]) -> list[UserRow]:
         .group_by(AuditEvent.username)
         .tuples()
     )
+    keys = dict(
+        WebAuthnCredential.select(WebAuthnCredential.user, fn.COUNT(WebAuthnCredential.id))
+        .where(WebAuthnCredential.user.in_(ids))
+        .group_by(WebAuthnCredential.user)
+        .tuples()
+    )
     password_failures = throttle.password_failures_of(names)
     memberships = groups.groups_of_users(ids)
     return [
@@ -125,6 +138,7 @@ def _rows(page_of_users: list[User]) -> list[UserRow]:
             groups=memberships.get(user.id, ()),
             email=user.email,
             pending_email=user.pending_email,
+            keys=keys.get(user.id, 0),
         )
         for user in page_of_users
     ]

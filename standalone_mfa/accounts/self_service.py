@@ -12,7 +12,7 @@ from ..core import audit
 from ..core.clock import now
 from ..core.db import write_transaction
 from ..core.models import AuditEvent, User
-from ..factors import devices, passwords, recovery, totp, trusted_browsers
+from ..factors import devices, passwords, recovery, totp, trusted_browsers, webauthn
 from ..notices import outbox
 from ..signin import sessions
 from ..signin.sessions import ServerSession
@@ -25,6 +25,8 @@ SIGN_IN_EVENTS = (
     "totp_locked",
     "recovery_code",
     "remembered_device",
+    "webauthn_used",
+    "webauthn_clone",
     "logout",
     "pending_expired",
 )
@@ -33,6 +35,7 @@ SIGN_IN_EVENTS = (
 @dataclass(frozen=True)
 class Overview:
     credential: object | None
+    keys: int  # passkeys and security keys
     recovery_codes_left: int
     devices: list
     sessions: list
@@ -42,6 +45,7 @@ class Overview:
 def overview(user: User) -> Overview:
     return Overview(
         credential=totp.credential_of(user),
+        keys=len(webauthn.credentials_of(user)),
         recovery_codes_left=recovery.remaining(user),
         devices=devices.active_devices(user),
         sessions=sessions.live_sessions_of(user, now()),

@@ -161,6 +161,23 @@ def _fernet_keys(value):
     return list(value)
 
 
+def _origins(value):
+    """A list of origins, each `scheme://host[:port]` as a browser writes it."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple) or not value:
+        raise Refused("a list of origins such as https://auth.example.com")
+    found = []
+    for item in value:
+        if not isinstance(item, str) or not hostnames.is_origin(item):
+            raise Refused(
+                f"a list of origins such as https://auth.example.com (scheme, host and port "
+                f"only, lower case); {item!r} is not one"
+            )
+        found.append(item)
+    return found
+
+
 def _access_control(value):
     # Parsed and checked by the gateway (web.gateway.init_app, gateway.rules): here,
     # only its shape, so nothing but a dict or JSON text reaches the parser.
@@ -266,6 +283,7 @@ GATEWAY = "Gateway"
 MAIL = "Mail"
 LANGUAGES = "Languages"
 MONITORING = "Monitoring"
+PASSKEYS = "Passkeys and security keys"
 # Each topic, in the docs' order, with the sentence that opens its section (links
 # from the repository's root; the page in docs/ drops the `docs/`).
 TOPICS = {
@@ -274,6 +292,8 @@ TOPICS = {
     "([administering: the policy](docs/administering.md)).",
     SESSIONS: "The portal's sessions and the cookies that carry them.",
     GATEWAY: "For [protecting other apps](docs/gateway/index.md).",
+    PASSKEYS: "WebAuthn's relying party ([passkeys and security keys](docs/passkeys.md)); "
+    "checked at start.",
     REQUESTS: "What the app believes of a request, behind [a proxy](docs/deploy.md).",
     DATABASE: "SQLite by default; PostgreSQL with the `postgres` extra.",
     MAIL: "For the [email notices](docs/notices.md): Flask-Mail's keys.",
@@ -384,6 +404,21 @@ KEYS: tuple[Key, ...] = (
     Key("GATEWAY_PORTAL_URL", None, text("URL"),
         "The portal's public URL (`https://auth.example.com`), where the gateway sends "
         "browsers to sign in; required with ACCESS_CONTROL.", GATEWAY, shown="unset"),
+    # Passkeys and security keys (factors.webauthn; checked at start)
+    Key("WEBAUTHN_RP_ID", None, text("a domain name"),
+        "The relying party ID every key is made for: the portal's host or a parent domain "
+        "of it (`example.com` for `auth.example.com`), never an IP address. Changing it "
+        "later orphans every key.", PASSKEYS,
+        shown="the host of GATEWAY_PORTAL_URL, else `localhost`"),
+    Key("WEBAUTHN_ORIGINS", None, Kind("list", "list of origins (JSON list, or "
+                                        "comma-separated)", _origins),
+        "The exact origins (scheme, host and port) a ceremony may come from; each one's "
+        "host is the RP ID or under it.", PASSKEYS,
+        shown="the origin of GATEWAY_PORTAL_URL, else `http://localhost:5000`"),
+    Key("WEBAUTHN_RP_NAME", None, text("text"),
+        "The name a browser shows when it asks for a key.", PASSKEYS, shown="MFA_ISSUER"),
+    Key("WEBAUTHN_TIMEOUT", 300, whole(30, 900),
+        "Seconds a ceremony (its single-use challenge) lives.", PASSKEYS),
     # Requests and proxies
     Key("MAX_CONTENT_LENGTH", 64 * 1024, whole(1024, 16 * 1024 * 1024),
         "Largest request body in bytes; a larger one gets 413.", REQUESTS),

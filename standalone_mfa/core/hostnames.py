@@ -31,3 +31,22 @@ def is_under(host: str, domain: str) -> bool:
     leading dot on `domain` is ignored, as browsers do)."""
     host, domain = host.lower(), domain.lower().removeprefix(".")
     return bool(domain) and (host == domain or host.endswith("." + domain))
+
+
+_ORIGIN = re.compile(r"(https?)://([^/:?#@]+)(?::([1-9][0-9]{0,4}))?", re.ASCII)
+
+
+def origin_host(origin: str) -> str | None:
+    """The host of an origin as a browser writes it (`https://auth.example.com:8443`:
+    scheme, lower-case host name, a port only if not the scheme's default), else None."""
+    match = _ORIGIN.fullmatch(origin)
+    if match is None or not is_host_name(match[2]):
+        return None
+    scheme, host, port = match.groups()
+    if port and (int(port) > 65535 or port == {"http": "80", "https": "443"}[scheme]):
+        return None
+    return host
+
+
+def is_origin(origin: str) -> bool:
+    return origin_host(origin) is not None

@@ -26,6 +26,16 @@ MESSAGES = {
         "That recovery code is not right, or it was already used. "
         "Check it and try again, or use another one."
     ),
+    # The code step a `phishing_resistant` rule asked for takes only a key.
+    "key_only": (
+        "This app asks for your passkey or security key: a code is not enough here. "
+        "Use your key, or cancel and sign out."
+    ),
+    # A passkey sign-in names no account: its attempts count on the client's address.
+    "signin_wait": (
+        "Too many failed sign-ins from your network. Wait {count} second, then try again.",
+        "Too many failed sign-ins from your network. Wait {count} seconds, then try again.",
+    ),
     "code_wait": (
         "Too many wrong codes. Wait {count} second, then try again.",
         "Too many wrong codes. Wait {count} seconds, then try again.",
@@ -110,6 +120,23 @@ MESSAGES = {
     ),
     "no_authenticator": "You have no authenticator app set up.",
     "check_the_form": "Check the form and try again.",
+    # Passkeys and security keys. A refused key never says why (whose it is, which
+    # check failed): the audit trail does.
+    "key_not_accepted": (
+        "That passkey or security key was not accepted. Try again, or use another way."
+    ),
+    "key_name_invalid": "Give the key a name of 1 to 64 characters.",
+    "key_name_taken": "You already have a key with that name: choose another.",
+    "key_not_found": "That key is not one of yours any more.",
+    "key_registered": "That key is already registered.",
+    "no_app_use_key": (
+        "Your account has no authenticator app: use your passkey or security key, "
+        "or a recovery code."
+    ),
+    "set_up_with_key": "Your key is set up. Save your recovery codes now.",
+    "key_added": "Your key was added.",
+    "key_renamed": "The key was renamed.",
+    "key_removed": "The key was removed.",
     "new_codes_made": "New recovery codes were made. The old ones no longer work.",
     "prove_first": "Start by confirming your password and a current code.",
     "prove_password_first": "Start by confirming your password.",
@@ -288,6 +315,7 @@ EVENT_LABELS = {
     ("pending_expired", "ended"): "Sign-in not finished in time",
     ("session_ended", "mfa_required"): "Signed out: two-factor sign-in now required",
     ("second_factor_required", "ok"): "Code asked for by a protected app",
+    ("phishing_resistance_required", "ok"): "Passkey or security key asked for by a protected app",
     ("gateway_denied", "denied"): "Access to a protected app refused",
     ("gateway_refused", "malformed"): "Protected app check refused: malformed request",
     ("cross_site_refused", "refused"): "Form sent from another site refused",
@@ -348,6 +376,16 @@ EVENT_LABELS = {
     ("app_password_revoked", "unchanged"): "App password: none to revoke",
     ("app_password", "failed"): "Wrong app password at a protected app",
     ("app_password", "throttled"): "App password refused: too many failures from this address",
+    # Passkeys and security keys.
+    ("webauthn_added", "ok"): "Passkey or security key added",
+    ("webauthn_added", "refused"): "Passkey or security key not added",
+    ("webauthn_renamed", "ok"): "Passkey or security key renamed",
+    ("webauthn_removed", "ok"): "Passkey or security key removed",
+    ("webauthn_used", "ok"): "Passkey or security key used",
+    ("webauthn_used", "refused"): "Passkey or security key refused",
+    ("webauthn", "failed"): "Wrong passkey or security key after the password",
+    ("webauthn_clone", "refused"): "Passkey or security key refused: its counter went backwards",
+    ("webauthn_reset", "ok"): "Passkeys and security keys removed by an administrator",
     # Notices by mail.
     ("notice", "sent"): "Email notice sent",
     ("notice", "failed"): "Email notice not sent yet: will retry",

@@ -22,7 +22,15 @@ from prometheus_client import (
     multiprocess,
 )
 
-SIGNIN_STEPS = ("password", "code", "recovery_code", "remembered_device")
+SIGNIN_STEPS = (
+    "password",
+    "code",
+    "recovery_code",
+    "remembered_device",
+    "security_key",
+    "key_setup",
+    "passkey",
+)
 SIGNIN_OUTCOMES = ("ok", "failed", "throttled", "replay", "locked")
 GATEWAY_DECISIONS = ("allow", "deny", "sign_in", "challenge")
 NOTICE_OUTCOMES = ("sent", "failed")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask_login import UserMixin
 from peewee import (
     BigIntegerField,
+    BlobField,
     BooleanField,
     CharField,
     DateTimeField,
@@ -41,6 +42,9 @@ class User(UserMixin, BaseModel):
     # postpone it (kept on the server; a policy change may shorten it).
     mfa_required_since = DateTimeField(null=True)
     mfa_deadline = DateTimeField(null=True)
+    # WebAuthn's user handle: 64 random bytes, never the username (it is stored in
+    # every passkey and returned at a usernameless sign-in). Made at the first key.
+    webauthn_user_handle = BlobField(null=True, unique=True)
 
 
 class TotpCredential(BaseModel):
@@ -149,6 +153,9 @@ class WebSession(BaseModel):
     user_agent = CharField(max_length=255, null=True)
     # When the signed-in administrator last re-proved who they are (`step_up`).
     step_up_at = DateTimeField(null=True)
+    # How this session signed in: the proven methods in order, joined by commas
+    # ("password,code"; `signin.methods`). None: anonymous, or signed in before 007.
+    signin_methods = CharField(max_length=120, null=True)
 
 
 class Setting(BaseModel):
@@ -221,6 +228,50 @@ class AppPassword(BaseModel):
         indexes = ((("user", "name"), True),)
 
 
+class WebAuthnCredential(BaseModel):
+    """A passkey or a security key of a user (`factors.webauthn`): its public key and
+    what the authenticator said of itself at registration. `sign_count` only rises;
+    `clone_warning_at` is set when it went backwards (that sign-in was refused)."""
+
+    user = ForeignKeyField(User, on_delete="CASCADE", backref="webauthn_credentials")
+    credential_id = BlobField(unique=True)
+    public_key = BlobField()
+    sign_count = BigIntegerField(default=0)
+    aaguid = CharField(max_length=36)
+    transports = CharField(max_length=255, default="")  # comma-separated, as reported
+    name = CharField(max_length=64)
+    kind = CharField(max_length=16)  # "passkey" or "security_key"
+    backup_eligible = BooleanField(default=False)
+    backup_state = BooleanField(default=False)  # synced to other devices
+    rp_id = CharField(max_length=253)  # the RP ID it was made for; another one orphans it
+    user_verified = BooleanField(default=False)  # at registration
+    fmt = CharField(max_length=32, default="none")  # the attestation format
+    created_at = DateTimeField()
+    last_used_at = DateTimeField(null=True)
+    clone_warning_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "webauthn_credential"
+        indexes = ((("user", "name"), True),)
+
+
+class WebAuthnChallenge(BaseModel):
+    """A ceremony's challenge: single-use (deleted by the one request that uses it),
+    bound to the browser session that asked for it (`binding`: the SHA-256 of a random
+    token that session keeps, signed in or not), and short-lived."""
+
+    binding = CharField(max_length=64)
+    purpose = CharField(max_length=24)
+    challenge = BlobField()
+    user = ForeignKeyField(User, null=True, on_delete="CASCADE")
+    created_at = DateTimeField()
+    expires_at = DateTimeField(index=True)
+
+    class Meta:
+        table_name = "webauthn_challenge"
+        indexes = ((("binding", "purpose"), True),)
+
+
 class AuditEvent(BaseModel):
     at = DateTimeField(index=True)
     event = CharField(max_length=40, index=True)
@@ -250,5 +301,7 @@ ALL_MODELS = [
     EmailConfirmation,
     Notice,
     AppPassword,
+    WebAuthnCredential,
+    WebAuthnChallenge,
     AuditEvent,
 ]

@@ -35,7 +35,7 @@ from ..core.audit import NO_CLIENT, Client
 from ..core.db import write_transaction
 from ..core.models import TotpCredential
 from ..notices import outbox
-from . import passwords, recovery, throttle, totp, trusted_browsers
+from . import passwords, recovery, throttle, totp, trusted_browsers, webauthn
 
 Transaction = Callable[[], AbstractContextManager]
 # In the caller's session (kept server-side, for one pending login or signed-in
@@ -56,6 +56,7 @@ class Proof:
     step: int | None = None  # the time step a right code matched
     throttled: bool = False
     replay: bool = False  # a right code whose time step was already used
+    user: object | None = None  # whose passkey signed in (`passkey`)
 
     @property
     def locked(self) -> bool:
@@ -63,6 +64,8 @@ class Proof:
 
     def message(self) -> str:
         """What to tell the person (never which part of a secret was wrong)."""
+        if self.problem == "signin_wait":
+            return messages.counted("signin_wait", self.retry_after)
         if self.problem in ("code_wait", "password_wait"):
             return messages.wait(self.retry_after, code=self.problem == "code_wait")
         if self.drift_confirmed:
@@ -122,6 +125,48 @@ def password(
 
 
 _NO_ADDRESS = throttle.Attempt(True)  # the CLI and re-authentication: no address to count
+
+
+@contextlib.contextmanager
+def passkey(
+    raw: str | None,
+    *,
+    binding: str,
+    at,
+    client: Client = NO_CLIENT,
+    transaction: Transaction = write_transaction,
+) -> Iterator[Proof]:
+    """A passkey sign-in, with no username: `webauthn.verify_authentication` finds the
+    key by its id, checks that its `userHandle` names its owner and that the
+    authenticator verified the user (SC-54). No account is known before the answer is
+    checked, so the attempt is claimed on the client address's counter, the one that
+    counts passwords from untrusted browsers (SC-42), in the proof's transaction, and a
+    success gives back its claim. Every refusal reads the same, so none tells which
+    users or keys exist. An owner whose second factor is locked (too many wrong codes)
+    stays locked out."""
+    with transaction():
+        # As for a code, not a password: the check is fast, so the claim, the check and
+        # the outcome commit at once (an answer is never sent before its count is).
+        attempt = throttle.begin_address_attempt(client.ip) if client.ip else _NO_ADDRESS
+        if not attempt.allowed:
+            yield Proof(False, "signin_wait", retry_after=attempt.retry_after, throttled=True)
+            return
+        outcome = webauthn.verify_authentication(
+            raw,
+            user=None,
+            binding=binding,
+            at=at,
+            client=client,
+            transaction=contextlib.nullcontext,
+        )
+        if not (outcome.ok and outcome.user_verified):
+            yield Proof(False, outcome.problem or "key_not_accepted")
+        elif throttle.failures(outcome.user) >= throttle.policy().lock_after:
+            yield Proof(False, "locked", throttled=True, user=outcome.user)
+        else:
+            if client.ip:
+                throttle.address_success(client.ip)
+            yield Proof(True, user=outcome.user)
 
 
 @contextlib.contextmanager
@@ -196,6 +241,34 @@ def recovery_code(
         else:
             proof = _failed(user, attempt, client, problem="wrong_recovery_code")
             yield _remember_drift(drift_memory, proof)
+
+
+@contextlib.contextmanager
+def security_key(
+    user,
+    raw: str | None,
+    *,
+    binding: str,
+    at,
+    client: Client,
+    transaction: Transaction = write_transaction,
+) -> Iterator[Proof]:
+    """One of the user's own passkeys or security keys, answering the challenge this
+    session was given (`webauthn.verify_authentication`): counted by the same throttle
+    as codes, its challenge used up whatever the answer."""
+    with transaction():
+        attempt = throttle.begin_attempt(user)
+        if not attempt.allowed:
+            yield _refused(attempt, code=True)
+            return
+        outcome = webauthn.verify_authentication(
+            raw, user=user, binding=binding, at=at, client=client
+        )
+        if outcome.ok:
+            throttle.record_success(user)
+            yield Proof(True)
+        else:
+            yield _failed(user, attempt, client, problem=outcome.problem)
 
 
 def _remember_drift(memory: MutableMapping | None, proof: Proof) -> Proof:

@@ -33,11 +33,20 @@ from ..directory import settings
 from ..directory.groups import groups_of
 from ..directory.users import find_user, normalize_username
 from ..factors import app_passwords
-from ..signin import lifetimes, policy
+from ..signin import lifetimes, methods, policy
 from ..signin.sessions import LAST_SEEN_RESOLUTION, MAX_TOKEN_LENGTH
 from ..signin.state import AUTHENTICATED
-from .origin import Original
-from .rules import BYPASS, DENY, ONE_FACTOR, TWO_FACTOR, AccessControl, Rule, Verdict
+from .origin import BadOrigin, Original, from_url
+from .rules import (
+    BYPASS,
+    DENY,
+    ONE_FACTOR,
+    PHISHING_RESISTANT,
+    TWO_FACTOR,
+    AccessControl,
+    Rule,
+    Verdict,
+)
 
 ALLOW = "allow"
 REFUSE = "deny"
@@ -46,7 +55,8 @@ CHALLENGE = "challenge"  # 401 with a Basic challenge: a client that cannot sign
 DECISIONS = (ALLOW, REFUSE, SIGN_IN, CHALLENGE)
 # Which of two answers is stricter: the outcome, then the policy that gave it.
 _OUTCOME_RANK = {ALLOW: 0, SIGN_IN: 1, REFUSE: 2}
-_POLICY_RANK = {BYPASS: 0, ONE_FACTOR: 1, TWO_FACTOR: 2, DENY: 3}
+_POLICY_RANK = {BYPASS: 0, ONE_FACTOR: 1, TWO_FACTOR: 2, PHISHING_RESISTANT: 3, DENY: 4}
+_SIGNED_IN_POLICIES = (ONE_FACTOR, TWO_FACTOR, PHISHING_RESISTANT)
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,8 @@ class Identity:
     groups: tuple[str, ...]
     second_factor: bool
     email: str | None = None  # the confirmed address only (sent as Remote-Email)
+    # The session passed a WebAuthn ceremony (`signin.methods.phishing_resistant`).
+    phishing_resistant: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,7 @@ _IDENTITY = Prepared(
             WebSession.created_at,
             WebSession.last_seen_at,
             WebSession.second_factor_at,
+            WebSession.signin_methods,
             User.username,
             User.email,
             UserGroup.name,
@@ -114,13 +127,22 @@ def identity(token: str | None, at: dt.datetime) -> Identity | None:
     rows = _IDENTITY.run(token_hash=crypto.hash_token(token))
     if not rows:
         return None
-    session_id, state, created_at, last_seen_at, second_factor_at, username, email, _, method = (
-        rows[0]
-    )
+    (
+        session_id,
+        state,
+        created_at,
+        last_seen_at,
+        second_factor_at,
+        recorded,
+        username,
+        email,
+        _,
+        method,
+    ) = rows[0]
     created_at, last_seen_at = _datetime(created_at), _datetime(last_seen_at)
     if state != AUTHENTICATED or not lifetimes.session_alive(_Times(created_at, last_seen_at), at):
         return None
-    groups = tuple(row[7] for row in rows if row[7] is not None)
+    groups = tuple(row[8] for row in rows if row[8] is not None)
     if (
         second_factor_at is None
         and method not in (None, settings.DISABLED)
@@ -129,7 +151,8 @@ def identity(token: str | None, at: dt.datetime) -> Identity | None:
         return None  # the portal ends this session at its next request (`guard`)
     if at - last_seen_at >= LAST_SEEN_RESOLUTION:
         _touch(session_id, at)
-    return Identity(session_id, username, groups, second_factor_at is not None, email)
+    resistant = methods.phishing_resistant(methods.parse(recorded))
+    return Identity(session_id, username, groups, second_factor_at is not None, email, resistant)
 
 
 def _password_alone(username: str, groups: tuple[str, ...], at: dt.datetime) -> bool:
@@ -216,11 +239,29 @@ def audit_malformed(reason: str, client: Client) -> bool:
     return True
 
 
+def asks_phishing_resistance(access: AccessControl, url: str, username: str, groups) -> bool:
+    """Whether a `phishing_resistant` rule sends this user, signed in with both factors
+    but through no WebAuthn ceremony, to sign in for `url`: the portal's sign-in page
+    then offers the ceremony. The browser came back with the URL alone, so a GET is
+    judged, and a POST (a rule on the methods that change things)."""
+    person = Identity(0, username, tuple(groups), True)
+    for method in ("GET", "POST"):
+        try:
+            original = from_url(url, method)
+        except BadOrigin:
+            return False
+        decision = _judged(access, original, person)
+        if decision.outcome == SIGN_IN and decision.policy == PHISHING_RESISTANT:
+            return True
+    return False
+
+
 @dataclass(frozen=True)
 class Explanation:
     """What the rules do with one URL (the admin page's "test a URL" box): for nobody
-    signed in, and for one user signed in with the password alone and with both
-    factors. Each answer is (outcome, rule or None for the default policy, policy)."""
+    signed in, and for one user signed in with the password alone, with both factors,
+    and through a WebAuthn ceremony (a passkey, or a security key). Each answer is
+    (outcome, rule or None for the default policy, policy)."""
 
     original: Original
     anonymous: Decision
@@ -228,6 +269,7 @@ class Explanation:
     groups: tuple[str, ...] = ()
     password_only: Decision | None = None
     both_factors: Decision | None = None
+    phishing_resistant: Decision | None = None
 
 
 def explain(access: AccessControl, original: Original, username: str | None = None) -> Explanation:
@@ -245,6 +287,7 @@ def explain(access: AccessControl, original: Original, username: str | None = No
         groups,
         _judged(access, original, Identity(0, username, groups, False)),
         _judged(access, original, Identity(0, username, groups, True)),
+        _judged(access, original, Identity(0, username, groups, True, None, True)),
     )
 
 
@@ -268,7 +311,7 @@ def _decided(
     given the rules' verdict for nobody. That verdict holds for everyone unless its
     rule names subjects: only then are the rules read again, with the person."""
     if person is None:
-        if verdict.needs_identity or verdict.policy in (ONE_FACTOR, TWO_FACTOR):
+        if verdict.needs_identity or verdict.policy in _SIGNED_IN_POLICIES:
             return Decision(SIGN_IN, None, verdict.rule, verdict.policy)
         outcome = ALLOW if verdict.policy == BYPASS else REFUSE
         return Decision(outcome, None, verdict.rule, verdict.policy)
@@ -277,6 +320,8 @@ def _decided(
     if verdict.policy == DENY:
         return Decision(REFUSE, person, verdict.rule, verdict.policy)
     if verdict.policy == TWO_FACTOR and not person.second_factor:
+        return Decision(SIGN_IN, person, verdict.rule, verdict.policy)
+    if verdict.policy == PHISHING_RESISTANT and not person.phishing_resistant:
         return Decision(SIGN_IN, person, verdict.rule, verdict.policy)
     shown = None if verdict.policy == BYPASS else person
     return Decision(ALLOW, shown, verdict.rule, verdict.policy)

@@ -29,8 +29,11 @@ from ..directory.users import USERNAME_PATTERN
 BYPASS = "bypass"  # no sign-in at all (a public site or path)
 ONE_FACTOR = "one_factor"  # signed in
 TWO_FACTOR = "two_factor"  # signed in, and the session passed the second factor
+# Signed in through a WebAuthn ceremony, which a look-alike page cannot relay: a passkey
+# (the user verified), or the password and a security key (`signin.methods`).
+PHISHING_RESISTANT = "phishing_resistant"
 DENY = "deny"
-POLICIES = (BYPASS, ONE_FACTOR, TWO_FACTOR, DENY)
+POLICIES = (BYPASS, ONE_FACTOR, TWO_FACTOR, PHISHING_RESISTANT, DENY)
 # Any RFC 9110 method token is a method (WebDAV's, CalDAV's, an app's own); these, the
 # IANA HTTP Method Registry's, are the ones a rule may not name in another case: "get"
 # in a rule would never match the GET every client sends.

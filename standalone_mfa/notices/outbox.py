@@ -36,6 +36,9 @@ KINDS = (
     "confirm_address",
     "address_changed",  # to the address notices stop going to
     "app_password_created",
+    "webauthn_added",
+    "webauthn_removed",
+    "webauthn_clone",  # a sign counter went backwards: that sign-in was refused
 )
 LEASE = dt.timedelta(minutes=5)  # longer than any one send (MAIL_TIMEOUT) can take
 BACKOFF_FIRST = 60  # seconds before the first retry, doubled each time...

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from ..core.db import write_transaction
 from ..core.models import User
 from ..directory import groups, settings
-from ..factors import totp
+from ..factors import totp, webauthn
 
 NOT_REQUIRED = "not_required"
 CODE = "code"
@@ -138,8 +138,8 @@ def requirement_of(
     policy = policy or current()
     if policy.method == settings.DISABLED:
         return Requirement(METHOD_OFF)
-    if enrolled is None:
-        enrolled = totp.credential_of(user) is not None
+    if enrolled is None:  # an authenticator app, or a passkey or security key
+        enrolled = totp.credential_of(user) is not None or webauthn.has_keys(user)
     if user_groups is None and not enrolled and policy.required_for == settings.GROUPS:
         user_groups = groups.groups_of(user)
     return decide(

@@ -32,8 +32,10 @@ LAST_SEEN_RESOLUTION = dt.timedelta(seconds=60)
 CSRF_KEY = "csrf_token"  # where Flask-WTF keeps the session's CSRF secret
 MAX_TOKEN_LENGTH = 128
 # What an anonymous session (no row) may keep, in the web layer's signed cookie:
-# nothing secret but the CSRF secret, and flashed messages (which never hold one).
-ANONYMOUS_KEYS = (CSRF_KEY, FLASHES_KEY)
+# nothing secret but the CSRF secret, flashed messages (which never hold one), and the
+# token that binds a passkey ceremony's challenge to this browser (factors.webauthn).
+WEBAUTHN_BINDING_KEY = "webauthn_binding"
+ANONYMOUS_KEYS = (CSRF_KEY, FLASHES_KEY, WEBAUTHN_BINDING_KEY)
 MAX_ANONYMOUS_FLASHES = 5
 _CREDENTIAL = "credential_at_load"
 _THROTTLE = "throttle_at_load"
@@ -49,6 +51,7 @@ _SAVED_FIELDS = (
     "pending_secret_encrypted",
     "second_factor_at",
     "step_up_at",
+    "signin_methods",
 )
 _WRITE = Prepared(
     lambda slot: WebSession.update(

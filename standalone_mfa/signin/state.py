@@ -22,6 +22,8 @@ STATES = (ANONYMOUS, PASSWORD_OK, TOTP_SETUP, TOTP_VERIFY, RECOVERY_CODES, AUTHE
 # this table line for line (a test compares them).
 TRANSITIONS = (
     (ANONYMOUS, "password_accepted", PASSWORD_OK),
+    # A passkey whose authenticator verified the user: both factors in one step.
+    (ANONYMOUS, "passkey_accepted", AUTHENTICATED),
     (PASSWORD_OK, "mfa_disabled", AUTHENTICATED),
     # Outside the scope of the policy (signin.policy) and without an authenticator.
     (PASSWORD_OK, "mfa_not_required", AUTHENTICATED),
@@ -34,6 +36,10 @@ TRANSITIONS = (
     (RECOVERY_CODES, "codes_saved", AUTHENTICATED),
     (TOTP_VERIFY, "code_accepted", AUTHENTICATED),
     (TOTP_VERIFY, "recovery_code_accepted", AUTHENTICATED),
+    # A passkey or security key of the user's in place of the code.
+    (TOTP_VERIFY, "security_key_accepted", AUTHENTICATED),
+    # "Use a passkey or security key instead": the key saved, then new recovery codes.
+    (TOTP_SETUP, "key_registered", RECOVERY_CODES),
     (TOTP_SETUP, "expired", ANONYMOUS),
     (TOTP_VERIFY, "expired", ANONYMOUS),
     (RECOVERY_CODES, "expired", ANONYMOUS),
@@ -50,16 +56,39 @@ TRANSITIONS = (
     # the site-wide method is Disabled) has not passed: the code step, or set-up, and back.
     (AUTHENTICATED, "second_factor_required", TOTP_VERIFY),
     (AUTHENTICATED, "second_factor_set_up_required", TOTP_SETUP),
+    # A `phishing_resistant` rule asks for a WebAuthn ceremony this session has not
+    # passed: the code step offering only the user's keys (`KEY_ONLY_KEY`), and back.
+    (AUTHENTICATED, "phishing_resistance_required", TOTP_VERIFY),
 )
 _NEXT_STATE = {(source, event): target for source, event, target in TRANSITIONS}
 
-# The events that prove the second factor: a code, a recovery code, or a device that
-# was itself remembered after a code. The session notes when (see needs_second_factor).
+# The events that prove the second factor: a code, a recovery code, a passkey or
+# security key, or a device that was itself remembered after a code. The session notes
+# when (see needs_second_factor).
 SECOND_FACTOR_EVENTS = {
+    "passkey_accepted",
     "code_confirmed",
     "code_accepted",
     "recovery_code_accepted",
     "device_remembered",
+    "security_key_accepted",
+    "key_registered",
+}
+
+# How a session signed in: each step that proves something adds its method to the
+# session's record (`WebSession.signin_methods`, in the order they came), which going
+# back to anonymous clears. `signin.methods` reads it (phishing resistance, `amr`).
+METHOD_OF_EVENT = {
+    "password_accepted": "password",
+    "code_confirmed": "code",
+    "code_accepted": "code",
+    "recovery_code_accepted": "recovery_code",
+    "device_remembered": "remembered_device",
+    # One of the user's keys at the code step (a passkey used there counts as a key).
+    "security_key_accepted": "security_key",
+    # A key made at set-up: as an app's first code, it proves the new factor.
+    "key_registered": "security_key",
+    "passkey_accepted": "passkey",
 }
 
 PENDING_STATES = (TOTP_SETUP, TOTP_VERIFY, RECOVERY_CODES)
@@ -68,6 +97,8 @@ SHOWN_CODES_KEY = "recovery_codes"
 # When the secret being set up was made (`setup_secret`; the secret is in the row).
 SETUP_SINCE_KEY = "setup_since"
 FLASHES_KEY = "_flashes"  # where Flask keeps flashed messages
+# Set while a `phishing_resistant` rule's code step waits: only a key is accepted there.
+KEY_ONLY_KEY = "key_only"
 
 
 class IllegalTransition(RuntimeError):
@@ -91,6 +122,8 @@ def fire(web_session, event: str, at: dt.datetime) -> str:
     record.state = target
     record.state_since = at
     record.step_up_at = None  # a step-up belongs to one signed-in session, never the next
+    if source == TOTP_VERIFY:
+        web_session.pop(KEY_ONLY_KEY, None)
     if source == TOTP_SETUP or target == ANONYMOUS:
         record.pending_secret_encrypted = None
         web_session.pop(SETUP_SINCE_KEY, None)
@@ -98,14 +131,35 @@ def fire(web_session, event: str, at: dt.datetime) -> str:
         record.user = None
         record.next_url = None
         record.second_factor_at = None
+        record.signin_methods = None
         # Nothing kept for the signed-in user (codes on show, a new authenticator being
         # set up) may reach whoever signs in next in this browser; messages may.
         for key in [k for k in web_session if k != FLASHES_KEY]:
             del web_session[key]
-    elif event in SECOND_FACTOR_EVENTS:
-        record.second_factor_at = record.state_since
+    else:
+        if event in SECOND_FACTOR_EVENTS:
+            record.second_factor_at = record.state_since
+        method = METHOD_OF_EVENT.get(event)
+        if method is not None:
+            record.signin_methods = add_method(record.signin_methods, method)
     web_session.rotate()
     return target
+
+
+def passkey_accepted(web_session, user, at: dt.datetime) -> str:
+    """A passkey sign-in was verified (user verification required): bind the user; the
+    session is signed in with both factors."""
+    target = fire(web_session, "passkey_accepted", at)
+    web_session.record.user = user
+    return target
+
+
+def add_method(recorded: str | None, method: str) -> str:
+    """The session's record (methods joined by commas) with `method` added, once."""
+    methods = recorded.split(",") if recorded else []
+    if method not in methods:
+        methods.append(method)
+    return ",".join(methods)
 
 
 # Where to go from PASSWORD_OK for each outcome of `signin.policy.decide` (its names:

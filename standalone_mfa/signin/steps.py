@@ -16,7 +16,7 @@ from ..core.db import write_transaction
 from ..core.models import User
 from ..directory import settings
 from ..directory.users import find_user, normalize_username
-from ..factors import devices, proofs, recovery, throttle, totp, trusted_browsers
+from ..factors import devices, proofs, recovery, throttle, totp, trusted_browsers, webauthn
 from ..notices import outbox
 from . import destinations, policy, sessions, setup_secret, state
 from .sessions import ServerSession
@@ -84,6 +84,42 @@ def submit_password(
     return StepOutcome(True)
 
 
+def sign_in_with_passkey(
+    web_session: ServerSession,
+    raw_credential: str | None,
+    next_url: str | None = None,
+    trusted_token: str | None = None,
+) -> StepOutcome:
+    """A passkey sign-in (no username, no password): the browser's answer to the
+    sign-in page's usernameless options (`raw_credential`: `credential.toJSON()`).
+    Verified with user verification required, it counts as both factors: the session
+    goes from anonymous to signed in in one step, with a new id. Whatever was wrong,
+    the answer is the same, so it reveals nothing about which usernames exist."""
+    client = web_session.client
+    at = now()
+    binding = webauthn.binding_of(web_session)
+    trusted = None
+    with proofs.passkey(
+        raw_credential,
+        binding=binding,
+        at=at,
+        client=client,
+        transaction=lambda: sessions.transition(web_session),
+    ) as proof:
+        if proof.ok:
+            user = proof.user
+            audit.record("login", "ok", user=user, detail="passkey", client=client)
+            state.passkey_accepted(web_session, user, at)
+            web_session.record.next_url = destinations.safe_destination(next_url, _cookie_domain())
+            trusted = trusted_browsers.trust(user, trusted_token, days=_trusted_days())
+    metrics.signin("passkey", "ok" if proof.ok else "throttled" if proof.throttled else "failed")
+    if proof.throttled:
+        audit.record("login", "throttled", user=proof.user, detail="passkey", client=client)
+    if not proof.ok:
+        return StepOutcome(False, proof.message())
+    return StepOutcome(True, trusted_token=trusted)
+
+
 def _past_password(web_session: ServerSession, user: User, next_url, device_token):
     """Move past the password, down the branch the MFA policy decides (`policy`);
     whether a remembered-device cookie skipped the code (None: there was none to look
@@ -91,11 +127,13 @@ def _past_password(web_session: ServerSession, user: User, next_url, device_toke
     at = now()
     rules = policy.current()
     credential = totp.credential_of(user)
-    requirement = policy.requirement_of(user, at, policy=rules, enrolled=credential is not None)
+    enrolled = credential is not None or webauthn.has_keys(user)
+    requirement = policy.requirement_of(user, at, policy=rules, enrolled=enrolled)
     asks_code = requirement.outcome == policy.CODE
     remembered = (
         asks_code
         and bool(device_token)
+        and credential is not None  # a device is remembered after a code of this app
         and devices.recognise(
             user,
             credential,
@@ -201,8 +239,12 @@ def verify_code(
     transaction, so the hot path commits once."""
     user = web_session.user
     client = web_session.client
+    if web_session.get(state.KEY_ONLY_KEY):  # not a guess at a code: not counted
+        return StepOutcome(False, messages.text("key_only"))
     # The hot path: the session's query already brought the credential and throttle.
     credential, throttle_row = web_session.loaded()
+    if credential is None and webauthn.has_keys(user):  # keys only: no code to check
+        return StepOutcome(False, messages.text("no_app_use_key"))
     if credential is None:  # reset by an administrator while this login was pending
         state.fire(web_session, "credential_removed", now())
         return StepOutcome(False, messages.text("expired"))
@@ -235,7 +277,9 @@ def use_recovery_code(web_session: ServerSession, raw_code: str | None) -> StepO
     It counts against the same throttle as codes."""
     user = web_session.user
     client = web_session.client
-    if totp.credential_of(user) is None:  # reset while this login was pending
+    if web_session.get(state.KEY_ONLY_KEY):
+        return StepOutcome(False, messages.text("key_only"))
+    if not second_factor_enrolled(user):  # reset while this login was pending
         state.fire(web_session, "credential_removed", now())
         return StepOutcome(False, messages.text("expired"))
     with proofs.recovery_code(
@@ -254,6 +298,79 @@ def use_recovery_code(web_session: ServerSession, raw_code: str | None) -> StepO
     if left <= recovery.LOW_WATER:
         message += messages.text("recovery_low")
     return StepOutcome(True, message)
+
+
+def second_factor_enrolled(user: User) -> bool:
+    """An authenticator app, or a passkey or security key: what the code step accepts."""
+    return totp.credential_of(user) is not None or webauthn.has_keys(user)
+
+
+def security_key_options(web_session: ServerSession) -> dict | None:
+    """The options for the code step's "Use your security key or passkey" (None: the
+    user has no key)."""
+    user = web_session.user
+    if not webauthn.has_keys(user):
+        return None
+    binding = webauthn.binding_of(web_session)
+    return webauthn.authentication_options(user, binding=binding, at=now())
+
+
+def verify_security_key(
+    web_session: ServerSession, raw: str | None, trusted_token: str | None = None
+) -> StepOutcome:
+    """One of the user's passkeys or security keys in place of the code: only theirs,
+    counted by the code throttle, its challenge this session's and used once."""
+    user = web_session.user
+    if not second_factor_enrolled(user):  # reset while this login was pending
+        state.fire(web_session, "credential_removed", now())
+        return StepOutcome(False, messages.text("expired"))
+    binding = webauthn.binding_of(web_session)
+    with proofs.security_key(
+        user, raw, binding=binding, at=now(), **sessions.with_session(web_session)
+    ) as proof:
+        if proof.ok:
+            state.fire(web_session, "security_key_accepted", now())
+            trusted = trusted_browsers.trust(user, trusted_token, days=_trusted_days())
+        else:
+            outcome = _failed(web_session, user, proof, kind="webauthn")
+    _count("security_key", proof)
+    if not proof.ok:
+        return outcome
+    return StepOutcome(True, trusted_token=trusted)
+
+
+def key_registration_options(web_session: ServerSession, kind: str) -> dict:
+    """The options to make a passkey or security key for the signed-in (or setting-up)
+    user, bound to this session."""
+    binding = webauthn.binding_of(web_session)
+    return webauthn.registration_options(web_session.user, kind, binding=binding, at=now())
+
+
+def register_key_at_setup(
+    web_session: ServerSession, raw: str | None, *, name: str | None, kind: str
+) -> StepOutcome:
+    """ "Use a passkey or security key instead" of an authenticator app at set-up: the
+    key saved, then new recovery codes shown once, as after an app's first code."""
+    user = web_session.user
+    client = web_session.client
+    if kind not in webauthn.KINDS:
+        return StepOutcome(False, messages.text("check_the_form"))
+    at = now()
+    with sessions.transition(web_session):
+        outcome = webauthn.verify_registration(
+            user, raw, kind=kind, name=name, binding=webauthn.binding_of(web_session),
+            at=at, client=client,
+        )  # fmt: skip
+        if outcome.ok:
+            policy.end_grace(user)
+            web_session.pop(MAY_POSTPONE_KEY, None)
+            sessions.show_codes(web_session, recovery.replace_codes(user))
+            audit.record("recovery_codes_generated", "ok", user=user, client=client)
+            state.fire(web_session, "key_registered", at)
+    metrics.signin("key_setup", "ok" if outcome.ok else "failed")
+    if not outcome.ok:
+        return StepOutcome(False, messages.text(outcome.problem))
+    return StepOutcome(True, messages.text("set_up_with_key"))
 
 
 def postpone_setup(web_session: ServerSession) -> StepOutcome:
@@ -299,7 +416,7 @@ def require_second_factor(web_session: ServerSession, destination: str) -> None:
     the code step, or set-up if there is no authenticator yet, then on to
     `destination`. Failing or abandoning that step ends the session, as at sign-in."""
     user = web_session.user
-    enrolled = totp.credential_of(user) is not None
+    enrolled = second_factor_enrolled(user)
     with sessions.transition(web_session):
         event = "second_factor_required" if enrolled else "second_factor_set_up_required"
         web_session.pop(MAY_POSTPONE_KEY, None)  # a rule's set-up has no "later"
@@ -310,6 +427,19 @@ def require_second_factor(web_session: ServerSession, destination: str) -> None:
         if record.state == state.TOTP_SETUP:
             setup_secret.start(web_session, at)
         audit.record("second_factor_required", "ok", user=user, client=web_session.client)
+
+
+def require_phishing_resistance(web_session: ServerSession, destination: str) -> None:
+    """A protected app's `phishing_resistant` rule asks for a WebAuthn ceremony this
+    session has not passed (it signed in with a code, a recovery code or a remembered
+    device): the code step offering only the user's passkeys and security keys, then
+    on to `destination`. Failing or abandoning it ends the session, as at sign-in."""
+    user = web_session.user
+    with sessions.transition(web_session):
+        state.fire(web_session, "phishing_resistance_required", now())
+        web_session[state.KEY_ONLY_KEY] = True
+        web_session.record.next_url = destinations.safe_destination(destination, _cookie_domain())
+        audit.record("phishing_resistance_required", "ok", user=user, client=web_session.client)
 
 
 def sign_out(web_session: ServerSession) -> None:

@@ -14,12 +14,12 @@ from flask import (
 )
 from flask_babel import refresh
 
-from ..accounts import authenticator, emails, self_service
+from ..accounts import authenticator, emails, passkeys, self_service
 from ..core import browsers, messages
 from ..core.config import setting
 from ..directory import settings
-from ..factors import app_passwords, recovery, totp
-from ..signin import reauth
+from ..factors import app_passwords, recovery, totp, webauthn
+from ..signin import methods, reauth, steps
 from . import i18n, qr
 from .cookies import trusted_browser_token
 from .forms import (
@@ -30,6 +30,8 @@ from .forms import (
     ConfirmEmailForm,
     ConfirmIdentityForm,
     NewAppPasswordForm,
+    NewKeyForm,
+    RenameKeyForm,
     RevokeAppPasswordForm,
     SavedLanguageForm,
     StepUpPasswordForm,
@@ -40,7 +42,6 @@ bp = Blueprint("account", __name__, url_prefix="/account")
 
 # Pages that change the authenticator or its recovery codes: only for a user who has one.
 NEEDS_AUTHENTICATOR = {
-    "account.regenerate_codes",
     "account.new_authenticator",
     "account.new_authenticator_setup",
 }
@@ -51,6 +52,11 @@ NEEDS_NO_AUTHENTICATOR = {"account.first_authenticator", "account.first_authenti
 
 @bp.before_request
 def require_authenticator():
+    if request.endpoint == "account.regenerate_codes" and not steps.second_factor_enrolled(
+        session.user
+    ):
+        flash(messages.text("no_authenticator"), "error")
+        return redirect(url_for("account.security"))
     if request.endpoint in NEEDS_AUTHENTICATOR and totp.credential_of(session.user) is None:
         flash(messages.text("no_authenticator"), "error")
         return redirect(url_for("account.security"))
@@ -81,6 +87,8 @@ def security():
         low_water=recovery.LOW_WATER,
         codes_in_a_set=recovery.COUNT,
         browser_name=browsers.describe,
+        signin_methods=methods.parse,
+        phishing_resistant=methods.phishing_resistant,
         event_label=messages.event_label,
         form=ButtonForm(),
         overview_user=session.user,
@@ -197,6 +205,80 @@ def _confirm_the_secret(*, first: bool):
         form=form,
         **qr.secret_and_qr(secret, session.user.username, new_app=not first),
     )
+
+
+# --- Passkeys and security keys ---------------------------------------------------------
+
+
+@bp.route("/passkeys")
+def passkeys_list():
+    """The user's passkeys and security keys: name, kind, added, last used, synced or
+    bound to one device; rename and remove."""
+    return render_template(
+        "account/passkeys.html",
+        keys=webauthn.credentials_of(session.user),
+        form=ButtonForm(),
+        rename_form=RenameKeyForm(),
+    )
+
+
+@bp.route("/passkeys/new", methods=["GET", "POST"])
+def new_passkey():
+    """Add a passkey or security key: prove it is you (the password, and a code if you
+    have an authenticator app), then name it and let the browser make it."""
+    if not passkeys.proven(session):
+
+        def proven():
+            passkeys.start(session)
+            return redirect(url_for("account.new_passkey"))
+
+        return _after_proof("passkey", proven, allow_recovery=True)
+    form = NewKeyForm()
+    if form.is_submitted():
+        if not form.validate():
+            flash(_first_error(form), "error")
+            return redirect(url_for("account.new_passkey"))
+        outcome = passkeys.add(
+            session, form.credential.data, name=form.name.data, kind=form.kind.data
+        )
+        if not outcome.ok:
+            flash(messages.text(outcome.problem), "error")
+            return redirect(url_for("account.new_passkey"))
+        flash(messages.text("key_added"), "info")
+        if passkeys.first_key_codes_shown(session):
+            return redirect(url_for("mfa.recovery_codes"))
+        return redirect(url_for("account.passkeys_list"))
+    return render_template(
+        "account/passkey_new.html",
+        key_form=form,
+        action=url_for("account.new_passkey"),
+        passkey_options=passkeys.options(session, webauthn.PASSKEY),
+        security_key_options=passkeys.options(session, webauthn.SECURITY_KEY),
+    )
+
+
+@bp.post("/passkeys/<int:key_id>/rename")
+def rename_passkey(key_id: int):
+    """Give one of your keys another name."""
+    form = RenameKeyForm()
+    if not form.validate_on_submit():
+        flash(_first_error(form), "error")
+    else:
+        outcome = passkeys.rename(session, key_id, form.name.data)
+        flash(messages.text("key_renamed" if outcome.ok else outcome.problem),
+              "info" if outcome.ok else "error")  # fmt: skip
+    return redirect(url_for("account.passkeys_list"))
+
+
+@bp.post("/passkeys/<int:key_id>/remove")
+def remove_passkey(key_id: int):
+    """Remove one of your keys (you are told by mail)."""
+    if ButtonForm().validate_on_submit():
+        if passkeys.remove(session, key_id) is None:
+            flash(messages.text("key_not_found"), "error")
+        else:
+            flash(messages.text("key_removed"), "info")
+    return redirect(url_for("account.passkeys_list"))
 
 
 @bp.route("/password", methods=["GET", "POST"])

@@ -18,7 +18,7 @@ from ..core import messages
 from ..core.db import write_transaction
 from ..directory import groups, settings
 from ..directory.users import UserError, create_user, find_user
-from ..factors import passwords, throttle, totp
+from ..factors import passwords, throttle
 from ..signin import reauth
 from ..signin.destinations import safe_next_path
 from .cookies import trusted_browser_token
@@ -268,9 +268,8 @@ def _perform(action: str, user) -> tuple[str, str]:
     actor = current_user.username
     name = user.username
     if action == "reset-mfa":
-        if totp.credential_of(user) is None:
+        if not reset.reset_totp(user, actor=actor, client=client()):
             return messages.text("reset_nothing", name=name), "error"
-        reset.reset_totp(user, actor=actor, client=client())
         return messages.text("reset_done", name=name), "info"
     if action == "unlock":
         if throttle.unlock(user, actor=actor, client=client()):

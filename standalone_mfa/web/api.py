@@ -13,7 +13,7 @@ from ..accounts import administration, reset
 from ..core.pagination import MAX_PER_PAGE, PER_PAGE
 from ..directory import groups, tokens
 from ..directory.users import find_user
-from ..factors import throttle, totp
+from ..factors import throttle, totp, webauthn
 from .session_cookie import client
 
 MAX_PAGE = 1_000_000
@@ -78,6 +78,23 @@ def totp_reset(username):
         user, actor=g.api_user.username, client=client()
     ):
         abort(404, description=NO_CREDENTIAL.format(username=user.username))
+    return "", 204
+
+
+@bp.get("/users/<username>/webauthn")
+def webauthn_list(username):
+    """A user's passkeys and security keys: name, kind, added, last used, synced."""
+    user = _user_or_404(username)
+    keys = [webauthn.describe(key) for key in webauthn.credentials_of(user)]
+    return jsonify(username=user.username, keys=keys)
+
+
+@bp.delete("/users/<username>/webauthn")
+def webauthn_reset(username):
+    """Remove every passkey and security key of a user and end their sessions."""
+    user = _user_or_404(username)
+    if not reset.reset_keys(user, actor=g.api_user.username, client=client()):
+        abort(404, description=f"{user.username!r} has no passkey or security key.")
     return "", 204
 
 

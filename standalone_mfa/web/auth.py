@@ -16,12 +16,17 @@ from flask import (
 from flask_login import current_user
 
 from ..core import messages
+from ..core.clock import now
 from ..core.config import setting
-from ..signin import steps
+from ..directory.groups import groups_of
+from ..factors import webauthn
+from ..gateway import check
+from ..signin import methods, steps
 from ..signin.destinations import is_absolute
 from ..signin.state import ANONYMOUS, AUTHENTICATED
+from . import gateway
 from .cookies import device_token, set_trusted_browser_cookie, trusted_browser_token
-from .forms import ButtonForm, LoginForm
+from .forms import ButtonForm, LoginForm, WebAuthnForm
 from .guard import destination_url, landing_url
 from .session_cookie import end_unbound_session, unbound_token
 
@@ -58,7 +63,44 @@ def login():
         flash(outcome.message, "error")
     elif form.is_submitted():
         flash(messages.text("wrong_password_or_username"), "error")
-    return render_template("auth/login.html", form=form)
+    return _login_page(form)
+
+
+def _login_page(form: LoginForm):
+    """The sign-in page: the password form, and the passkey form that static/webauthn.js
+    shows where the browser can use it (usernameless options: any user's passkey)."""
+    options = webauthn.authentication_options(None, binding=webauthn.binding_of(session), at=now())
+    return render_template(
+        "auth/login.html",
+        form=form,
+        passkey_form=WebAuthnForm(),
+        passkey_options=options,
+        destination=_kept_destination(),
+    )
+
+
+@bp.route("/login/passkey", methods=["POST"])
+def login_passkey():
+    """Sign in with a passkey: the browser's answer to the sign-in page's options,
+    posted from the passkey form's hidden field (CSRF-checked)."""
+    form = WebAuthnForm()
+    raw = form.credential.data if form.validate_on_submit() else None
+    outcome = steps.sign_in_with_passkey(
+        session, raw, _destination(), trusted_token=trusted_browser_token()
+    )
+    if not outcome.ok:
+        flash(outcome.message, "error")
+        return redirect(url_for("auth.login", **_kept_destination()))
+    response = redirect(landing_url(session))
+    if outcome.trusted_token:
+        set_trusted_browser_cookie(
+            response, outcome.trusted_token, setting("TRUSTED_BROWSER_DAYS")
+        )
+    return response
+
+
+def _kept_destination() -> dict:
+    return {k: v for k, v in request.args.items() if k in ("rd", "next")}
 
 
 def _back_to_destination():
@@ -69,7 +111,11 @@ def _back_to_destination():
     site must not move the session into a step that ends it if abandoned. Otherwise
     straight there."""
     destination = destination_url(_destination())
-    if not is_absolute(destination) or session.record.second_factor_at is not None:
+    if not is_absolute(destination):
+        return redirect(destination)
+    if _asks_phishing_resistance(destination):
+        return _phishing_resistant_step(destination)
+    if session.record.second_factor_at is not None:
         return redirect(destination)
     form = ButtonForm()
     if form.validate_on_submit():  # a POST without the token never gets here (CSRFProtect)
@@ -78,6 +124,31 @@ def _back_to_destination():
     return render_template(
         "auth/second_factor.html", form=form, app_host=urlsplit(destination).hostname
     )
+
+
+def _asks_phishing_resistance(destination: str) -> bool:
+    """Whether a `phishing_resistant` rule keeps this session (no WebAuthn ceremony
+    passed) out of `destination`."""
+    if methods.phishing_resistant(methods.parse(session.record.signin_methods)):
+        return False
+    user = session.user
+    return check.asks_phishing_resistance(
+        gateway.access_control(), destination, user.username, groups_of(user)
+    )
+
+
+def _phishing_resistant_step(destination: str):
+    """The app asks for a passkey or security key. With one: after the person's click
+    (a POST with its CSRF token, as for the second factor), the code step offering only
+    the keys, then back. Without: how to add one."""
+    host = urlsplit(destination).hostname
+    if not webauthn.has_keys(session.user):
+        return render_template("auth/phishing_resistant.html", app_host=host, form=None)
+    form = ButtonForm()
+    if form.validate_on_submit():
+        steps.require_phishing_resistance(session, destination)
+        return redirect(landing_url(session))
+    return render_template("auth/phishing_resistant.html", app_host=host, form=form)
 
 
 def trust_if_signed_in(response):

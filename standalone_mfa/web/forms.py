@@ -27,7 +27,7 @@ from wtforms.validators import (
 from ..accounts import emails
 from ..core import addresses, messages
 from ..directory import groups, settings
-from ..factors import app_passwords, passwords, recovery, totp
+from ..factors import app_passwords, passwords, recovery, totp, webauthn
 
 
 class SingleValueStringField(StringField):
@@ -68,6 +68,34 @@ class RecoveryCodeForm(FlaskForm):
 
 class ButtonForm(FlaskForm):
     """A form that is only a button (and its CSRF token)."""
+
+
+class WebAuthnForm(FlaskForm):
+    """A passkey ceremony's answer: `credential.toJSON()`, written by static/webauthn.js."""
+
+    credential = HiddenField(validators=[InputRequired(), Length(max=webauthn.ANSWER_MAX)])
+
+
+class NewKeyForm(WebAuthnForm):
+    """A new passkey or security key: its name and kind, then the browser's answer."""
+
+    name = SingleValueStringField(
+        _l("Name of the key"), validators=[InputRequired(), Length(max=webauthn.NAME_MAX)]
+    )
+    kind = RadioField(
+        _l("Kind of key"),
+        choices=[
+            (webauthn.PASSKEY, _l("A passkey: signs you in without a password")),
+            (webauthn.SECURITY_KEY, _l("A security key: used after your password")),
+        ],
+        default=webauthn.PASSKEY,
+    )
+
+
+class RenameKeyForm(FlaskForm):
+    name = SingleValueStringField(
+        _l("New name"), validators=[InputRequired(), Length(max=webauthn.NAME_MAX)]
+    )
 
 
 class MfaSettingsForm(FlaskForm):

@@ -24,8 +24,11 @@ from .sessionless import is_sessionless
 ENDPOINT_STATES = {
     # Signed in: a protected app sent the browser back for a factor, or it is done.
     "auth.login": {ANONYMOUS, AUTHENTICATED},
+    "auth.login_passkey": {ANONYMOUS},
     "mfa.setup": {TOTP_SETUP},
     "mfa.setup_later": {TOTP_SETUP},
+    "mfa.setup_passkey": {TOTP_SETUP},
+    "mfa.security_key": {TOTP_VERIFY},
     "mfa.verify": {TOTP_VERIFY},
     "mfa.recovery": {TOTP_VERIFY},
     "mfa.recovery_codes": {RECOVERY_CODES, AUTHENTICATED},

@@ -21,7 +21,7 @@ from ..signin import policy, sessions, state, steps
 from . import qr
 from .auth import trust_if_signed_in
 from .cookies import set_device_cookie, set_trusted_browser_cookie, trusted_browser_token
-from .forms import ButtonForm, CodeForm, RecoveryCodeForm, VerifyForm
+from .forms import ButtonForm, CodeForm, NewKeyForm, RecoveryCodeForm, VerifyForm, WebAuthnForm
 from .guard import landing_url
 
 bp = Blueprint("mfa", __name__, url_prefix="/mfa")
@@ -118,12 +118,53 @@ def verify():
                 trusted_token=trusted_browser_token(),
             )
         )
-    return render_template("mfa/verify.html", form=form, remember_days=settings.remember_days())
+    return render_template(
+        "mfa/verify.html",
+        form=form,
+        remember_days=settings.remember_days(),
+        has_app=session.loaded()[0] is not None,
+        key_only=bool(session.get(state.KEY_ONLY_KEY)),
+        key_options=steps.security_key_options(session),
+        key_form=WebAuthnForm(),
+    )
+
+
+@bp.route("/security-key", methods=["POST"])
+def security_key():
+    """The code step's "Use your security key or passkey": the browser's answer."""
+    form = WebAuthnForm()
+    raw = form.credential.data if form.validate_on_submit() else None
+    return _after(steps.verify_security_key(session, raw, trusted_token=trusted_browser_token()))
+
+
+@bp.route("/setup/passkey", methods=["GET", "POST"])
+def setup_passkey():
+    """Set-up's "Use a passkey or security key instead": name it, the browser makes it;
+    the recovery codes are then shown once."""
+    form = NewKeyForm()
+    if form.is_submitted():
+        if not form.validate():
+            flash(messages.text("check_the_form"), "error")
+            return redirect(url_for("mfa.setup_passkey"))
+        return _after(
+            steps.register_key_at_setup(
+                session, form.credential.data, name=form.name.data, kind=form.kind.data
+            )
+        )
+    return render_template(
+        "mfa/setup_passkey.html",
+        key_form=form,
+        action=url_for("mfa.setup_passkey"),
+        passkey_options=steps.key_registration_options(session, "passkey"),
+        security_key_options=steps.key_registration_options(session, "security_key"),
+    )
 
 
 @bp.route("/recovery", methods=["GET", "POST"], endpoint="recovery")
 def recovery_page():
     """Sign in with one of the recovery codes instead of the app's code."""
+    if session.get(state.KEY_ONLY_KEY):  # a `phishing_resistant` rule's step: keys only
+        return redirect(url_for("mfa.verify"))
     form = RecoveryCodeForm()
     if form.is_submitted():
         raw = form.recovery_code.data if form.validate() else None

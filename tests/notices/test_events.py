@@ -41,7 +41,7 @@ from standalone_mfa.notices import outbox, sender
 USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 WHEN = "2026-11-28 12"  # the frozen clock's day and hour, in UTC (alice has no zone)
 # The only facts a notice keeps: nothing a secret could hide in.
-ALLOWED_FACTS = {"at", "ip", "user_agent", "left", "days", "failures"}
+ALLOWED_FACTS = {"at", "ip", "user_agent", "left", "days", "failures", "keys", "name", "key_kind"}
 
 
 @pytest.fixture

@@ -489,6 +489,7 @@ def test_cli_user_show_tells_admin_flag_mfa_status_throttles_and_groups(totp_app
         "email:         none",
         "time zone:     UTC",
         "app passwords: none",
+        "keys:          none",
     ]
     set_code_failures(totp_app, "root", DEFAULTS["MFA_LOCK_AFTER"])
     lines = dict(

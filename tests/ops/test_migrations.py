@@ -347,14 +347,14 @@ def migrations_with(tmp_path, monkeypatch):
     return make
 
 
-GOOD_006 = """
+GOOD_LATER = """
 import peewee as pw
 
 
 def migrate(migrator, database, *, fake=False):
     migrator.add_fields("user", nickname=pw.CharField(max_length=40, null=True))
 """
-BROKEN_007 = """
+BROKEN_LATER = """
 import peewee as pw
 
 
@@ -379,25 +379,25 @@ def test_sc38_a_migration_that_fails_half_way_leaves_the_previous_version(
         from standalone_mfa.directory import settings
 
         settings.set_mfa_method("totp", actor="test")
-    migrations_with({"006_nickname": GOOD_006, "007_broken": BROKEN_007})
+    migrations_with({"900_nickname": GOOD_LATER, "901_broken": BROKEN_LATER})
     result = cli(app, "db", "upgrade")
     assert result.exit_code == 1
-    assert "Applied 006_nickname" in result.output
+    assert "Applied 900_nickname" in result.output
     with app.app_context():
-        assert [name for name, _ in schema.history()] == [*shipped, "006_nickname"]
-        assert "half_done" not in db.get_tables()  # 007 rolled back entirely
+        assert [name for name, _ in schema.history()] == [*shipped, "900_nickname"]
+        assert "half_done" not in db.get_tables()  # 901 rolled back entirely
         assert "nickname" in {c.name for c in db.get_columns("user")}
         from standalone_mfa.core.models import Setting
 
         assert Setting.get(Setting.key == "mfa_method").value == "totp"
 
-    # This code (which has 007) refuses to serve until 007 succeeds...
+    # This code (which has 901) refuses to serve until 901 succeeds...
     monkeypatch.setattr(errors, "SCHEMA_RECHECK_SECONDS", 0)
     response = Browser(app, clock).get("/login")
     assert response.status_code == 503
-    # ...and the database, at 006, is intact: the fixed 007 applies and all serves.
+    # ...and the database, at 900, is intact: the fixed 901 applies and all serves.
     fixed = "def migrate(migrator, database, fake=False):\n    pass\n"
-    migrations_with({"006_nickname": GOOD_006, "007_broken": fixed})
+    migrations_with({"900_nickname": GOOD_LATER, "901_broken": fixed})
     assert cli(app, "db", "upgrade").exit_code == 0
     browser = Browser(app, clock)
     assert location(browser.login("bob")) == "/mfa/setup"
@@ -408,7 +408,7 @@ def test_sc38_the_previous_code_serves_the_database_a_failed_upgrade_left(
 ):
     """The code is rolled back after the failure: the old release finds the database
     at its own version and serves."""
-    migrations_with({"006_broken": BROKEN_007})
+    migrations_with({"900_broken": BROKEN_LATER})
     assert cli(app, "db", "upgrade").exit_code == 1
     monkeypatch.undo()  # the previous code: the shipped migrations only
     browser = Browser(app, clock)

@@ -144,6 +144,19 @@ def test_sc09_every_rule_redirects_to_current_step_while_pending(
                 assert location(response) == url, what
             answered.add(url)
             continue
+        if url == "/mfa/setup/passkey" and pending_state == "totp_setup":
+            # The other way through set-up: a passkey or security key (none made here).
+            if method == "GET":
+                assert 'id="passkey-create"' in response.get_data(as_text=True), what
+            else:
+                assert location(response) == url, what
+            answered.add(url)
+            continue
+        if url == "/mfa/security-key" and pending_state == "totp_verify":
+            # Alice has no key: the empty answer counts as a wrong one, back to the step.
+            assert location(response) == step, what
+            answered.add(url)
+            continue
         if url.startswith(totp_app.static_url_path + "/"):
             assert response.status_code == 200, what
             answered.add(url)
@@ -171,7 +184,11 @@ def test_sc09_every_rule_redirects_to_current_step_while_pending(
         assert response.status_code == 302, what
         assert location(response) == step, what
 
-    also = {"/mfa/recovery"} if pending_state == "totp_verify" else set()
+    also = (
+        {"/mfa/recovery", "/mfa/security-key"}
+        if pending_state == "totp_verify"
+        else {"/mfa/setup/passkey"}
+    )
     assert answered == {step, "/logout", "/static/style.css"} | also
     # Nothing the sweep sent changed anything: no credential, no new method, not bob.
     assert credential_secret(totp_app, "alice") == credential_before
@@ -521,9 +538,14 @@ def test_sc13_only_a_code_or_the_disabled_policy_leads_to_authenticated():
         ("recovery_codes", "codes_saved"),  # after code_confirmed: the set-up's code
         ("totp_verify", "code_accepted"),
         ("totp_verify", "recovery_code_accepted"),  # test_sc13_recovery_code_of_another_…
+        # The user's own key: test_sc52_another_users_key_does_not_pass_the_code_step
+        ("totp_verify", "security_key_accepted"),
+        # User verification required: test_sc54_… (test_passkey_signin)
+        ("anonymous", "passkey_accepted"),
     }
     # A second factor was proven on every way in but the disabled policy's.
     assert (state.TOTP_SETUP, "code_confirmed", state.RECOVERY_CODES) in state.TRANSITIONS
+    assert (state.TOTP_SETUP, "key_registered", state.RECOVERY_CODES) in state.TRANSITIONS
 
 
 def test_sc13_password_only_session_from_disabled_policy_must_pass_totp_once_it_is_on(

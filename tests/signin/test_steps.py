@@ -61,6 +61,7 @@ def normalised_login_page(response) -> str:
     page = response.get_data(as_text=True)
     page = re.sub(r'name="csrf_token"( type="hidden")? value="[^"]*"', "CSRF", page)
     page = re.sub(r'value="[^"]*"', 'value=""', page)  # the username as typed
+    page = re.sub(r'"challenge": "[^"]*"', '"challenge": ""', page)  # the passkey options'
     return page
 
 

@@ -3,4 +3,5 @@ files): `app` (the app under test), `client` (the test-client browser, HTTP clie
 `pages` (reading answers), `steps` (sign-in and account steps), `db` (the database read
 and written directly), `oath` (codes), `paths` (the repository's folders), `servers`
 (gunicorn, a quiet werkzeug server), `proxies` (nginx, Caddy, Traefik and the gateway),
-`real_apps`, `smtp`, `browser` (Chromium through Playwright)."""
+`real_apps`, `smtp`, `browser` (Chromium through Playwright), `softkey` (a software
+WebAuthn authenticator) and `passkeys` (keys registered, the sign-in page's options)."""

@@ -82,8 +82,12 @@ def drop_schema() -> None:
     from standalone_mfa.core.db import is_sqlite
 
     cascade = "" if is_sqlite() else " CASCADE"
+    if is_sqlite():  # a child table dropped after its parent would fail its key check
+        db.execute_sql("PRAGMA foreign_keys = OFF")
     for table in db.get_tables():
         db.execute_sql(f'DROP TABLE IF EXISTS "{table}"{cascade}')
+    if is_sqlite():
+        db.execute_sql("PRAGMA foreign_keys = ON")
     _SERVER_READY.clear()
 
 

@@ -134,7 +134,7 @@ def together(*actions, timeout: float = 30):
 
 
 # A value for each argument of a URL rule, to visit every route: `ARGUMENT` finds them.
-PLACEHOLDERS = {"username": "alice", "filename": "style.css"}
+PLACEHOLDERS = {"username": "alice", "filename": "style.css", "key_id": "1"}
 
 
 ARGUMENT = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")

@@ -237,6 +237,7 @@ def test_api_users_lists_mfa_status(totp_app, clock, new_browser):
         "groups": [],
         "email": None,
         "email_pending": None,
+        "webauthn_keys": 0,
     }
     assert by_name["bob"]["enrolled"] is False
     assert by_name["bob"]["throttle"] == "locked"

@@ -94,6 +94,7 @@ USERNAMES = ("alice", "bob", "root", "ALICE ", "nobody", "../alice", "alice/../r
 # route cannot go unfuzzed.
 TARGETS = {
     "auth.login": Target(fields=("username", "password"), answers_in="anonymous"),
+    "auth.login_passkey": Target(fields=("credential",), answers_in="anonymous"),
     "auth.logout": Target(),
     "auth.home": Target(share=0.25, answers_in="user"),
     "mfa.setup": Target(fields=("code",), answers_in="setup"),
@@ -105,6 +106,18 @@ TARGETS = {
         answers_in="admin",
     ),
     "mfa.recovery": Target(fields=("recovery_code",), answers_in="verify"),
+    "mfa.security_key": Target(fields=("credential",), answers_in="verify"),
+    "mfa.setup_passkey": Target(fields=("name", "kind", "credential"), answers_in="setup"),
+    "account.passkeys_list": Target(share=0.25, answers_in="user"),
+    "account.new_passkey": Target(
+        fields=("password", "code", "name", "kind", "credential"), answers_in="user"
+    ),
+    "account.rename_passkey": Target(
+        fields=("name",),
+        path_values=("1", "2", "0", "-1", "99999999999999999999"),
+        answers_in="user",
+    ),
+    "account.remove_passkey": Target(path_values=("1", "2", "0", "-1"), answers_in="user"),
     "mfa.recovery_codes": Target(answers_in="user"),
     "mfa.recovery_codes_download": Target(share=0.25, answers_in="user"),
     "account.security": Target(share=0.25, answers_in="user"),
@@ -152,6 +165,8 @@ TARGETS = {
     "api.totp_reset": Target(path_values=USERNAMES),
     "api.users_list": Target(fields=("page", "per_page", "q")),
     "api.unlock": Target(path_values=USERNAMES),
+    "api.webauthn_list": Target(path_values=USERNAMES),
+    "api.webauthn_reset": Target(path_values=USERNAMES),
     "health.healthz": Target(share=0.25),
     "i18n.choose": Target(fields=("lang", "next"), share=0.25),
     "account.language": Target(fields=("language",), share=0.25, answers_in="user"),
@@ -541,6 +556,9 @@ ALLOWED_NEW_AUDIT = {
     ("reauth", "throttled"),
     ("totp_reenrolled", "failed"),
     ("gateway_refused", "malformed"),  # a malformed check, once a minute (SC-65)
+    ("webauthn_used", "refused"),  # a key's answer that does not verify
+    ("webauthn", "failed"),  # ...counted at the code step as a wrong code
+    ("webauthn_added", "refused"),  # a registration that does not verify
 }
 SESSION_IDENTITY = (
     "id",
@@ -555,12 +573,30 @@ SESSION_IDENTITY = (
 )
 
 
+def handles_made_only(before: list[dict], after: list[dict]) -> bool:
+    """The users are the same but for WebAuthn handles made where there was none."""
+    if len(before) != len(after):
+        return False
+    return all(
+        {**old, "webauthn_user_handle": None} == {**new, "webauthn_user_handle": None}
+        and old["webauthn_user_handle"] in (None, new["webauthn_user_handle"])
+        for old, new in zip(before, after, strict=True)
+    )
+
+
 def state_changes(before: dict, after: dict) -> list[str]:
     """What changed that an invalid request must not change (empty: nothing)."""
     problems = []
-    for table in ("user", "totp_credential", "setting", "user_group", "app_password"):
+    for table in (
+        "user", "totp_credential", "setting", "user_group", "app_password",
+        "webauthn_credential",
+    ):  # fmt: skip
         if before[table] != after[table]:
             problems.append(f"{table} changed")
+    # A user's WebAuthn handle is made the first time a page offers a key: once, from
+    # nothing (a handle that changed would orphan the user's passkeys).
+    if "user changed" in problems and handles_made_only(before["user"], after["user"]):
+        problems.remove("user changed")
     if [{**r, "last_used_at": None} for r in before["api_token"]] != [
         {**r, "last_used_at": None} for r in after["api_token"]
     ]:
