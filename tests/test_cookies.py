@@ -143,8 +143,10 @@ def test_sc45_anonymous_cookie_is_httponly_lax_and_secure_host_prefixed_over_htt
 # --- SC-36: cookies across subdomains (SESSION_COOKIE_DOMAIN), HSTS includeSubDomains
 
 PORTAL = "https://auth.example.com"
-SHARED = ("smfa_session", "smfa_anon")  # the shared scope: sent to every subdomain
-PORTAL_ONLY = ("smfa_device", "smfa_browser")  # host-only on the portal, always
+SHARED = ("smfa_session",)  # the shared scope: sent to every subdomain
+# Host-only on the portal, always: the anonymous session's cookie too (SC-68: no
+# sibling subdomain can plant one whose CSRF secret it knows).
+PORTAL_ONLY = ("smfa_anon", "smfa_device", "smfa_browser")
 
 
 class SiteBrowser(Browser):
@@ -198,6 +200,12 @@ def full_sign_in(app, clock, base_url=PORTAL) -> tuple[SiteBrowser, list]:
     return alice, responses
 
 
+def sent_to(client, base_url) -> dict[str, str]:
+    """The cookies the browser sends to `base_url` (an app behind the gateway there
+    receives them all), by name."""
+    return dict(client.get("/healthz", base_url=base_url).request.cookies)
+
+
 def domain_app(tmp_path, clock, domain=".Example.COM", **overrides):
     return make_app(tmp_path, clock, SESSION_COOKIE_DOMAIN=domain, **overrides)
 
@@ -225,14 +233,26 @@ def test_sc36_with_a_domain_over_https_session_and_anonymous_cookies_are_shared_
             assert header["path"] == "/"
             assert header["secure"] is True and header["httponly"] is True
             assert header["samesite"] == "Lax"
+    # So is the binding cookie the portal's pages also ask for (SC-67).
+    for header in cookies["__Host-smfa_binding"]:
+        assert "domain" not in header and header["path"] == "/"
+        assert header["secure"] is True and header["httponly"] is True
     # The browser sends the session to another subdomain (an app behind the gateway)...
-    wiki = alice.client.get("/", base_url="https://wiki.example.com")
-    assert 'id="signed-in-user">alice<' in wiki.get_data(as_text=True)
+    wiki = sent_to(alice.client, "https://wiki.example.com")
+    assert (
+        wiki["__Secure-smfa_session"]
+        == alice.client.get_cookie("__Secure-smfa_session", domain="example.com").value
+    )
     # ...but the portal's own cookies stay with the portal.
+    assert set(wiki) == {"__Secure-smfa_session"}
     held = {(c.key, c.domain, c.origin_only) for c in alice.client._cookies.values()}
     assert ("__Host-smfa_device", "auth.example.com", True) in held
     assert ("__Host-smfa_browser", "auth.example.com", True) in held
+    assert ("__Host-smfa_binding", "auth.example.com", True) in held
     assert ("__Secure-smfa_session", "example.com", False) in held
+    # What wiki received opens no page of the portal (it lacks the binding, SC-67).
+    page = alice.client.get("/", base_url="https://wiki.example.com").get_data(as_text=True)
+    assert 'id="signed-in-user">' not in page
     # Not to a look-alike domain, nor to the parent's parent.
     for elsewhere in ("https://evilexample.com", "https://com"):
         page = alice.client.get("/", base_url=elsewhere).get_data(as_text=True)
@@ -250,11 +270,10 @@ def test_sc36_with_a_domain_over_http_the_cookies_are_shared_but_neither_secure_
         for header in cookies[base]:
             assert header["domain"] == "example.com" and header["path"] == "/"
             assert "secure" not in header and header["httponly"] is True
-    for base in PORTAL_ONLY:
+    for base in (*PORTAL_ONLY, "smfa_binding"):
         for header in cookies[base]:
             assert "domain" not in header and "secure" not in header
-    wiki = alice.client.get("/", base_url="http://wiki.example.com")
-    assert 'id="signed-in-user">alice<' in wiki.text
+    assert set(sent_to(alice.client, "http://wiki.example.com")) == {"smfa_session"}
 
 
 @pytest.mark.parametrize("base_url", [PORTAL, "http://auth.example.com"])
@@ -293,12 +312,16 @@ def test_sc36_under_a_path_prefix_the_shared_cookies_still_cover_every_path(tmp_
         assert {(h["path"], h["domain"]) for h in cookies[f"__Secure-{base}"]} == {
             ("/", "example.com")
         }
-    # __Host- needs Path=/: under a prefix, the portal's own cookie is __Secure-.
+    # __Host- needs Path=/: under a prefix, the portal's own cookies are __Secure-.
     (trusted,) = cookies["__Secure-smfa_browser"]
     assert trusted["path"] == "/mfa-app" and "domain" not in trusted
-    # Sent on any path of another subdomain (the same app answers there, for the test).
-    wiki = client.get("/", base_url="https://wiki.example.com/pages")
-    assert 'id="signed-in-user">alice<' in wiki.text
+    for anonymous in cookies["__Secure-smfa_anon"]:
+        assert anonymous["path"] == "/mfa-app" and "domain" not in anonymous
+    (binding,) = cookies["__Secure-smfa_binding"]
+    assert binding["path"] == "/mfa-app" and "domain" not in binding
+    assert client.get("/", base_url=portal).status_code == 200  # with the binding there
+    # Sent on any path of another subdomain.
+    assert set(sent_to(client, "https://wiki.example.com/pages")) == {"__Secure-smfa_session"}
 
 
 def test_sc36_sign_out_deletes_the_shared_cookies_with_the_attributes_they_were_set_with(
@@ -308,10 +331,10 @@ def test_sc36_sign_out_deletes_the_shared_cookies_with_the_attributes_they_were_
     alice, responses = full_sign_in(app, clock)
     set_with = cookie_headers(responses)["__Secure-smfa_session"][-1]
     # The password step moved the anonymous data into the row: its cookie went the
-    # same way it came (the same Domain and Path), so the browser dropped it.
-    anonymous = cookie_headers(responses)["__Secure-smfa_anon"]
+    # same way it came (host-only, the same Path), so the browser dropped it.
+    anonymous = cookie_headers(responses)["__Host-smfa_anon"]
     dropped = [h for h in anonymous if h.get("max-age") == "0"]
-    assert dropped and all(h["domain"] == "example.com" and h["path"] == "/" for h in dropped)
+    assert dropped and all("domain" not in h and h["path"] == "/" for h in dropped)
 
     alice.get("/")
     signed_out = alice.post("/logout")
@@ -328,9 +351,9 @@ def test_sc36_sign_out_deletes_the_shared_cookies_with_the_attributes_they_were_
     for origin in (PORTAL, "https://wiki.example.com"):
         page = alice.client.get("/", base_url=origin).get_data(as_text=True)
         assert 'id="signed-in-user">' not in page, origin
-    # "You have signed out." waits in the anonymous cookie, shared like the session's.
-    (flash,) = cookie_headers([signed_out])["__Secure-smfa_anon"]
-    assert flash["domain"] == "example.com" and flash["max-age"] == "1800"
+    # "You have signed out." waits in the anonymous cookie, the portal's own.
+    (flash,) = cookie_headers([signed_out])["__Host-smfa_anon"]
+    assert "domain" not in flash and flash["max-age"] == "1800"
 
 
 def test_sc36_the_session_is_read_only_from_the_cookie_name_of_its_scope(tmp_path, clock):
@@ -338,6 +361,7 @@ def test_sc36_the_session_is_read_only_from_the_cookie_name_of_its_scope(tmp_pat
     alice = SiteBrowser(app, clock)
     alice.login()
     token = alice.client.get_cookie("__Secure-smfa_session", domain="example.com").value
+    binding = alice.client.get_cookie("__Host-smfa_binding", domain="auth.example.com").value
     for name, honoured in (
         ("__Secure-smfa_session", True),
         ("__Host-smfa_session", False),  # as set before the domain was configured
@@ -345,6 +369,7 @@ def test_sc36_the_session_is_read_only_from_the_cookie_name_of_its_scope(tmp_pat
     ):
         other = app.test_client()
         other.set_cookie(name, token, domain="auth.example.com")
+        other.set_cookie("__Host-smfa_binding", binding, domain="auth.example.com")
         page = other.get("/", base_url=PORTAL).get_data(as_text=True)
         assert ('id="signed-in-user">alice<' in page) is honoured, name
 

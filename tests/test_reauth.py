@@ -9,8 +9,10 @@ from helpers import (
     ACTIONS,
     act,
     admin_signed_in,
+    client_with_cookie,
     code_failures,
     flashes,
+    goes_to_login,
     set_code_failures,
     state_snapshot,
     step_up,
@@ -18,6 +20,7 @@ from helpers import (
 )
 
 from standalone_mfa.core.config import DEFAULTS
+from standalone_mfa.core.crypto import hash_token
 from standalone_mfa.core.messages import MESSAGES
 from standalone_mfa.core.models import PasswordThrottle, TrustedBrowser, User, WebSession
 
@@ -84,10 +87,14 @@ def test_step_up_is_server_side(app, clock):
     admin, _ = admin_signed_in(app, clock)
     cookie_before = admin.cookie()
     step_up(admin)
-    assert admin.cookie() == cookie_before  # nothing about the step-up rides in the cookie
+    # A new token (SC-67: a copy of the old cookie cannot ride on the step-up), of the
+    # same opaque kind: nothing about the step-up rides in the cookie.
+    assert admin.cookie() != cookie_before and len(admin.cookie()) == len(cookie_before)
     with app.app_context():
         (row,) = WebSession.select().join(User).where(User.username == "root")
         assert row.step_up_at == START
+        assert row.token_hash == hash_token(admin.cookie())
+    assert goes_to_login(client_with_cookie(app, cookie_before).get("/admin/users"))
 
 
 def test_step_up_with_code_uses_up_the_step_counts_failures_and_is_audited(totp_app, clock):

@@ -93,6 +93,13 @@ MESSAGES = {
     # Pages: what a view says after an action. A (singular, plural) pair is read
     # through `counted`, which picks the form the page's language uses for the number.
     "signed_out": "You have signed out.",
+    # SC-67: signed in for the apps, but this browser lacks the portal's own cookie.
+    "sign_in_again_here": "Sign in again to open this page.",
+    # SC-68: a form posted to the portal from another site (or a sibling subdomain).
+    "cross_site_form": (
+        "This form was sent from another site, so nothing was done. "
+        "To make this change, open this site's own page and send the form from there."
+    ),
     "qr_label": (
         "QR code to add {username} to your authenticator app. "
         "If you cannot scan it, type the secret key shown beside it."
@@ -300,6 +307,7 @@ EVENT_LABELS = {
     ("second_factor_required", "ok"): "Code asked for by a protected app",
     ("gateway_denied", "denied"): "Access to a protected app refused",
     ("gateway_refused", "malformed"): "Protected app check refused: malformed request",
+    ("cross_site_refused", "refused"): "Form sent from another site refused",
     # People's own changes, and proving it is them.
     ("reauth", "ok"): "Identity confirmed",
     ("reauth", "failed"): "Identity not confirmed",

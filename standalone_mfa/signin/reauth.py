@@ -6,7 +6,9 @@ the same throttles as sign-in; every outcome is one audit event, `reauth`, whose
 detail names the factor (refusals while throttled: one a minute per user).
 
 A step-up counts for `ADMIN_STEP_UP_SECONDS` on this signed-in session only: it is
-`WebSession.step_up_at`, which every state transition clears."""
+`WebSession.step_up_at`, which every state transition clears. Every proof that is
+right gives the session a new token (SC-67): a copy of the cookie taken before, say by
+an app behind the gateway, cannot ride on what the person just proved."""
 
 from __future__ import annotations
 
@@ -29,6 +31,11 @@ def _audit(user: User, outcome: str, factor: str, client) -> None:
     audit.record("reauth", outcome, user=user, actor=user.username, detail=factor, client=client)
 
 
+def _proved(web_session: ServerSession, user: User, factor: str) -> None:
+    _audit(user, "ok", factor, web_session.client)
+    web_session.renew_token()
+
+
 def _refused(user: User, proof: proofs.Proof, factor: str, client) -> str:
     """Every wrong answer is audited; a refusal while throttled (no secret looked at)
     once a minute per user at most: a scanner must not write a row per attempt (SC-70)."""
@@ -48,7 +55,7 @@ def confirm_password(
     client = web_session.client
     with proofs.password(user.username, user, password, trusted=trusted, client=client) as proof:
         if proof.ok:
-            _audit(user, "ok", PASSWORD, client)
+            _proved(web_session, user, PASSWORD)
     return None if proof.ok else _refused(user, proof, PASSWORD, client)
 
 
@@ -79,7 +86,7 @@ def confirm_identity(
             user, recovery_code, client=client, drift_memory=web_session
         ) as proof:
             if proof.ok:
-                _audit(user, "ok", RECOVERY_CODE, client)
+                _proved(web_session, user, RECOVERY_CODE)
         return None if proof.ok else _refused(user, proof, RECOVERY_CODE, client)
     return messages.text("need_code_or_recovery" if allow_recovery else "need_code")
 
@@ -93,7 +100,7 @@ def confirm_code(
         user, code, credential=credential, secret=secret, client=client, drift_memory=web_session
     ) as proof:
         if proof.ok:
-            _audit(user, "ok", CODE, client)
+            _proved(web_session, user, CODE)
     return None if proof.ok else _refused(user, proof, CODE, client)
 
 

@@ -142,6 +142,12 @@ class ServerSession(CallbackDict, SessionMixin):
         self._new_id()
         self.pop(CSRF_KEY, None)
 
+    def renew_token(self) -> None:
+        """A new cookie for the same signed-in session (a re-authentication, a step-up):
+        a copy of the old one stops working when this is written (SC-67). The CSRF
+        secret stays: the forms of this person's other tabs keep working."""
+        self._new_id()
+
     def _new_id(self) -> None:
         self.new_token = crypto.new_token()
         self.record.token_hash = crypto.hash_token(self.new_token)

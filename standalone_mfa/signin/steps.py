@@ -9,6 +9,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from ..core import audit, messages, metrics
+from ..core.audit import Client
 from ..core.clock import now
 from ..core.config import setting
 from ..core.db import write_transaction
@@ -393,6 +394,17 @@ def sign_out(web_session: ServerSession) -> None:
         audit.record("logout", "ok", user=web_session.user, client=web_session.client)
         state.fire(web_session, "signed_out", now())
     web_session.clear()
+
+
+def sign_out_token(token: str, at: dt.datetime, client: Client) -> None:
+    """Sign out the session whose cookie holds `token`, for a browser that sent it but
+    may not open it (its binding cookie is missing, SC-67): it asked to sign out, or it
+    signed in again and holds another session now. Holding the token was always enough
+    to end it; a session already over is left alone."""
+    held = sessions.load(token, at, client)
+    if held.has_row:
+        sign_out(held)
+        held.write()
 
 
 def _count(step: str, proof: proofs.Proof) -> None:

@@ -16,6 +16,7 @@ from . import (
     admin_access,
     api,
     auth,
+    cross_site,
     errors,
     gateway,
     guard,
@@ -35,6 +36,8 @@ def init_app(app) -> None:
     app.session_interface = ServerSessionInterface()
     metrics.init_app(app)  # before all: its clock starts before any check can answer
     errors.init_app(app)  # first: a database that is down answers 503 before any other check
+    # Before the guard: a form from another site changes nothing, not even a state.
+    app.before_request(cross_site.refuse_cross_site)
     # The guard runs before the CSRF check: a stale form posted from a session that
     # has moved on (a double click racing the first click's rotation) is sent to its
     # current step, not shown a 400. The guard changes nothing a forged POST could use.

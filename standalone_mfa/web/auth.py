@@ -23,6 +23,7 @@ from ..signin.state import ANONYMOUS, AUTHENTICATED
 from .cookies import device_token, set_trusted_browser_cookie, trusted_browser_token
 from .forms import ButtonForm, LoginForm
 from .guard import destination_url, landing_url
+from .session_cookie import end_unbound_session, unbound_token
 
 bp = Blueprint("auth", __name__)
 
@@ -38,6 +39,10 @@ def login():
     """Ask for the username and password; on success go to the next step."""
     if session.state == AUTHENTICATED:
         return _back_to_destination()
+    if request.method == "GET" and unbound_token() is not None:
+        # Signed in for the apps, but this browser lacks the portal's binding cookie
+        # (SC-67): say why the portal asks again.
+        flash(messages.text("sign_in_again_here"), "info")
     form = LoginForm()
     if form.validate_on_submit():
         outcome = steps.submit_password(
@@ -89,13 +94,15 @@ def trust_if_signed_in(response):
 def logout():
     """POST (CSRF-checked): end the session on the server, then go to `rd` (a protected
     app, which will ask to sign in again) or the sign-in page. GET, the link a protected
-    app offers: a button to confirm, since a link alone must not sign anyone out."""
+    app offers: a button to confirm, since a link alone must not sign anyone out.
+    A session this browser holds without its binding cookie is signed out too."""
     destination = request.values.get("rd")
     if request.method != "POST":  # GET, and HEAD (which Flask routes here too)
-        if session.state == ANONYMOUS:
+        if session.state == ANONYMOUS and unbound_token() is None:
             return redirect(_after_sign_out(destination))
         return render_template("auth/logout.html", rd=destination)
     steps.sign_out(session)
+    end_unbound_session()
     target = _after_sign_out(destination)
     if not is_absolute(target):
         flash(messages.text("signed_out"), "info")

@@ -36,7 +36,7 @@ from ..core import hostnames, metrics
 from ..core.clock import now
 from ..core.config import ConfigurationError, setting
 from ..gateway import app_cookies, check, origin, rules
-from .cookies import CookiePolicy
+from .cookies import CookiePolicy, single_cookie
 from .session_cookie import client
 
 bp = Blueprint("gateway", __name__, url_prefix="/auth")
@@ -111,7 +111,7 @@ def _answer(read, *, redirect_to_portal: bool) -> Response:
             )
         return _empty(403)
     name = session_cookie_name(original.scheme)
-    token = request.cookies.get(name)
+    token = single_cookie(name)  # a name sent twice is nobody (SC-68)
     if token is None and name != setting("SESSION_COOKIE_NAME"):
         _warn_if_unprefixed(original)
     at = now()

@@ -9,9 +9,19 @@ cookieless visit touches no database. When the password step gives the session a
 the data moves into it and this cookie is deleted; when a session goes back to
 anonymous, its row is deleted and the data comes back here.
 
-Both cookies have the shared scope (`cookies.shared_cookie_policy`: all of
-`SESSION_COOKIE_DOMAIN` when set), and are read and deleted under the name and
-attributes they were set with, so that a browser really drops them.
+The session cookie has the shared scope (`cookies.shared_cookie_policy`: all of
+`SESSION_COOKIE_DOMAIN` when set), so that the apps behind the gateway receive it. The
+anonymous cookie is the portal's alone (`cookies.portal_cookie_policy`, `__Host-` over
+HTTPS): no app needs it, and no sibling subdomain can plant one whose CSRF secret it
+knows (SC-68). Each is read and deleted under the name and attributes it was set with,
+so that a browser really drops it. A name sent twice is read as absent (SC-68).
+
+With `SESSION_COOKIE_DOMAIN`, every app behind the gateway receives the session
+cookie; the portal opens the session only with its binding cookie too
+(`cookies.is_bound`, SC-67), which is set beside each new token. Without it the
+browser is anonymous here (it signs in again, and the session it held then ends); it
+can still sign that session out (`end_unbound_session`), so that signing out always
+ends what the apps accept.
 """
 
 from __future__ import annotations
@@ -27,9 +37,17 @@ from ..core.audit import Client
 from ..core.clock import now
 from ..core.config import setting
 from ..core.db import UNAVAILABLE
-from ..signin import sessions
+from ..signin import sessions, steps
 from ..signin.sessions import LAST_SEEN_RESOLUTION, ServerSession
-from .cookies import shared_cookie_policy
+from .cookies import (
+    binding_required,
+    delete_binding_cookie,
+    is_bound,
+    portal_cookie_policy,
+    set_binding_cookie,
+    shared_cookie_policy,
+    single_cookie,
+)
 from .sessionless import is_sessionless
 
 ANONYMOUS_COOKIE = "smfa_anon"
@@ -68,7 +86,7 @@ def _anonymous_max_age() -> int:
 def read_anonymous_cookie() -> tuple[dict, int | None]:
     """What this browser's anonymous cookie keeps, and when it was signed; ({}, None)
     if there is none, or it is tampered with, expired or malformed."""
-    value = request.cookies.get(shared_cookie_policy().name(ANONYMOUS_COOKIE))
+    value = single_cookie(portal_cookie_policy().name(ANONYMOUS_COOKIE))
     if not value or len(value) > 4096:
         return {}, None
     try:
@@ -80,6 +98,21 @@ def read_anonymous_cookie() -> tuple[dict, int | None]:
     if not isinstance(data, dict):
         return {}, None
     return data, int(signed_at.timestamp())
+
+
+def unbound_token() -> str | None:
+    """The session token this browser sent without its binding cookie, if it did: the
+    portal treats it as signed out, the gateway does not."""
+    return g.get("unbound_token")
+
+
+def end_unbound_session() -> None:
+    """Sign out the session this browser holds but cannot open here (no binding), and
+    drop its cookie: a sign-out must end what the apps accept."""
+    token = g.pop("unbound_token", None)
+    if token is not None:
+        steps.sign_out_token(token, now(), client())
+        g.drop_session_cookie = True
 
 
 def client() -> Client:
@@ -96,7 +129,9 @@ class ServerSessionInterface(SessionInterface):
     def open_session(self, app, request) -> ServerSession:
         if is_sessionless(request.path):  # never loaded, touched, created nor set
             return ServerSession()
-        token = request.cookies.get(self.get_cookie_name(app))
+        token = single_cookie(self.get_cookie_name(app))
+        if token and binding_required() and not is_bound(token):
+            g.unbound_token, token = token, None
         anonymous, signed_at = read_anonymous_cookie()
         g.anonymous_cookie = AnonymousCookie(signed_at)
         try:
@@ -111,27 +146,35 @@ class ServerSessionInterface(SessionInterface):
         policy = shared_cookie_policy()
         if token:
             policy.set(response, setting("SESSION_COOKIE_NAME", app), token)
+            if binding_required():
+                set_binding_cookie(response, token)
+            # This browser's cookie now names another session: the one it held
+            # without a binding ends (whoever else holds a copy of it is cut off).
+            end_unbound_session()
         sent = g.get("anonymous_cookie")
         if session.discarded or sent is None:  # a failed or a sessionless request
             return
-        if session.row_dropped:
+        if session.row_dropped or (g.pop("drop_session_cookie", False) and not token):
             # Signed out or expired here: the row is gone, so is its cookie.
             policy.delete(response, setting("SESSION_COOKIE_NAME", app))
-        anonymous_sent = policy.name(ANONYMOUS_COOKIE) in request.cookies
+            if binding_required():
+                delete_binding_cookie(response)
+        anonymous = portal_cookie_policy()
+        anonymous_sent = anonymous.name(ANONYMOUS_COOKIE) in request.cookies
         if session.has_row:
             if anonymous_sent:  # its data moved into the row
-                policy.delete(response, ANONYMOUS_COOKIE)
+                anonymous.delete(response, ANONYMOUS_COOKIE)
             return
         data = session.anonymous_data()
         if not data:
             if anonymous_sent and (session.modified or sent.signed_at is None):
-                policy.delete(response, ANONYMOUS_COOKIE)  # emptied, or not ours
+                anonymous.delete(response, ANONYMOUS_COOKIE)  # emptied, or not ours
             return
         stale = sent.signed_at is None or now().timestamp() - sent.signed_at >= (
             LAST_SEEN_RESOLUTION.total_seconds()
         )
         if session.modified or stale:  # re-signed once a minute while in use
-            policy.set(
+            anonymous.set(
                 response,
                 ANONYMOUS_COOKIE,
                 _anonymous_serializer().dumps(data),
