@@ -1,6 +1,7 @@
 # make run: set everything up on a fresh machine and serve; open http://localhost:5000
 # (not the address 127.0.0.1: an IP address cannot hold a passkey)
 # make test: set up and run the whole test suite
+# make check: the fast loop (lint, then the tests that start no server)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,7 +11,7 @@ PORT ?= 5000
 # axe-core for the browser tests' accessibility checks, pinned by package-lock.json.
 AXE := tests/browser/node_modules/axe-core/axe.min.js
 
-.PHONY: run test lint format setup system-deps screenshots fuzz translations dist
+.PHONY: run test check lint format setup system-deps screenshots fuzz translations dist
 
 # The catalogues (docs/languages.md): the .po files are ours, in git; the .mo files
 # Flask-Babel reads are compiled from them here (and by the build: setup.py compiles
@@ -71,6 +72,15 @@ test: $(BIN)/activate $(MO) system-deps $(AXE)
 	  [ "$$sqlite_rc" = 0 ] && [ "$$postgres_rc" = 0 ]; \
 	fi
 
+# The fast loop: ruff, then every test that starts no server, drives no browser and is
+# not slow, stopping at the first failure, with 50 fuzzing examples per endpoint.
+# No apt, no npm, no PostgreSQL pass: `make test` stays the whole suite.
+FAST_TESTS = -m "not server and not slow and not browser"
+check: $(BIN)/activate $(MO)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	env -u TEST_DATABASE_URL FUZZ_EXAMPLES=50 $(BIN)/python -m pytest $(FAST_TESTS) -x -q $(PYTEST_ARGS)
+
 # Debian packages the tests need: oathtool (an independent TOTP implementation),
 # libzbar0 (the QR decoder behind pyzbar), for the browser tests zbar-tools (zbarimg)
 # and chromium (Playwright drives it; it never downloads its own), and for the gateway
@@ -120,7 +130,7 @@ $(AXE): tests/browser/package.json tests/browser/package-lock.json
 
 # PNGs of the main pages (light and dark, and the set-up page on a phone) for the docs.
 screenshots: $(BIN)/activate system-deps $(AXE)
-	SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_browser.py
+	SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest -q -p no:cacheprovider tests/e2e/test_browser.py
 
 # The sdist and the wheel in dist/ (the wheel holds the templates and the compiled
 # catalogues; docs/deploy.md installs it).
@@ -137,7 +147,7 @@ format: $(BIN)/activate
 
 # Long fuzzing run: 50,000 random (not derandomized) examples per endpoint.
 fuzz: $(BIN)/activate
-	FUZZ_EXAMPLES=50000 FUZZ_RANDOM=1 $(BIN)/python -m pytest tests/test_fuzz.py $(PYTEST_ARGS)
+	FUZZ_EXAMPLES=50000 FUZZ_RANDOM=1 $(BIN)/python -m pytest tests/web/test_fuzz.py $(PYTEST_ARGS)
 
 # make bench: gunicorn + load generator on a fresh seeded database (see
 # docs/development/performance.md). DB=postgres uses BENCH_DATABASE_URL, whose tables it DROPS first.

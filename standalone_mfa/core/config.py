@@ -511,7 +511,7 @@ def distance(a: str, b: str) -> int:
 def typo_limit(name: str) -> int:
     """How many edits still count as a typo of a declared name: 2, or 1 for a short name
     (the shortest declared names are 9 letters; two edits cannot turn one of Flask's or
-    its extensions' names into one of ours: tests/test_config_names.py checks)."""
+    its extensions' names into one of ours: tests/core/test_config_names.py checks)."""
     return 2 if len(name) >= 8 else 1
 
 

@@ -2,7 +2,7 @@
 
     python -m standalone_mfa.core.config_doc > docs/configuration.md
 
-tests/test_configuration_doc.py keeps the committed file equal to this output."""
+tests/meta/test_configuration_doc.py keeps the committed file equal to this output."""
 
 from __future__ import annotations
 

@@ -285,7 +285,7 @@ MESSAGES = {
 
 # Each (event, outcome) `audit.record` writes, as the sign-in activity and the audit log
 # show it; the raw names stay the audit log's filter values and its secondary text.
-# tests/test_labels.py reads every audit.record call and names any pair missing here.
+# tests/meta/test_labels.py reads every audit.record call and names any pair missing here.
 EVENT_LABELS = {
     # Signing in and out.
     ("login", "ok"): "Signed in",

@@ -30,7 +30,7 @@ from . import outbox
 
 UTC = ZoneInfo("UTC")
 # The languages with a catalogue: the same as the pages' picker (web.i18n.LOCALES,
-# which this layer may not import; tests/test_mail_languages.py keeps them equal).
+# which this layer may not import; tests/notices/test_mail_languages.py keeps them equal).
 LOCALES = ("en", "fr", "de", "es")
 
 

@@ -1,0 +1,126 @@
+"""The benchmark (`make bench`) with tiny numbers, so it cannot rot: gunicorn really
+serves the app and the bare-Flask floor, every phase really signs people in without an
+error, and the JSON report has every field docs/development/performance.md is read
+from.
+
+On PostgreSQL when TEST_DATABASE_URL names one (the benchmark wipes its tables, as the
+suite's own fixtures do), else on a new SQLite file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support.paths import ROOT as REPO
+
+pytestmark = pytest.mark.server
+
+USERS = (60, 120)
+CLIENTS = (3,)
+PHASES = ("floor", "baseline", "gateway", "password", "code")
+PHASE_FIELDS = {
+    "phase", "clients", "duration_s", "requests", "ok", "errors", "error_examples",
+    "skipped", "rps", "p50_ms", "p95_ms", "p99_ms", "generator_cpu_pct", "server_cpu_pct",
+    "server_cpu_ms_per_op",
+}  # fmt: skip
+
+
+def run_bench(output: Path, *arguments: str) -> dict:
+    command = [
+        sys.executable, "-m", "bench.run", *arguments,
+        "--pending", "25",
+        "--hash-checks", "1",
+        "--output", str(output),
+    ]  # fmt: skip
+    if os.environ.get("TEST_DATABASE_URL"):
+        command += ["--database-url", os.environ["TEST_DATABASE_URL"]]
+    finished = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    assert "Targets (reported, not asserted):" in finished.stdout
+    return json.loads(output.read_text())
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    return run_bench(
+        tmp_path_factory.mktemp("bench") / "report.json",
+        "--users", ",".join(map(str, USERS)),
+        "--clients", ",".join(map(str, CLIENTS)),
+        "--duration", "0.5",
+    )  # fmt: skip
+
+
+def test_bench_signs_in_without_errors_in_every_phase(report):
+    phases = [phase for each in report["passes"] for phase in each["phases"]]
+    assert len(phases) == len(USERS) * len(CLIENTS) * len(PHASES)
+    for phase in phases:
+        assert phase["errors"] == 0, phase
+        assert phase["ok"] > 0, phase
+        assert phase["skipped"] == 0, phase
+
+
+def test_bench_report_has_every_field(report):
+    meta = report["meta"]
+    assert meta["workers"] == 2 and meta["clients"] == list(CLIENTS)
+    assert report["password_hash"]["method"] == "scrypt"
+    assert report["password_hash"]["check_ms"] > 0
+    assert report["password_hash"]["check_cpu_ms"] > 0
+    assert report["password_hash"]["bound_rps"] > 0
+    assert [each["users"] for each in report["passes"]] == list(USERS)
+    for each in report["passes"]:
+        assert [(p["phase"], p["clients"]) for p in each["phases"]] == [
+            (name, clients) for clients in CLIENTS for name in PHASES
+        ]
+        for phase in each["phases"]:
+            password = {"hash_check_ms", "hash_check_cpu_ms", "bound_rps"}
+            extra = password if phase["phase"] == "password" else set()
+            assert set(phase) == PHASE_FIELDS | extra
+            assert phase["p50_ms"] <= phase["p95_ms"] <= phase["p99_ms"]
+        assert (
+            set(each["code_vs_baseline"])
+            == set(each["password_vs_bound"])
+            == {str(c) for c in CLIENTS}
+        )
+        rss = each["peak_rss_mb"]
+        assert len(rss["workers"]) == 2 and all(mb > 0 for mb in rss["workers"])
+        resident = each["rss_mb"]["workers"]
+        assert all(0 < now <= peak for now, peak in zip(resident, rss["workers"], strict=True))
+        assert set(each["vs_floor"]) == {"baseline", "gateway", "password", "code"}
+        for ratios in each["vs_floor"].values():
+            assert set(ratios) == {str(c) for c in CLIENTS}
+            assert all(ratio > 0 for ratio in ratios.values())
+    assert meta["pool"] is True  # pooled connections are the default
+    floor_rss = report["floor_peak_rss_mb"]["workers"]
+    assert len(floor_rss) == 2 and all(mb > 0 for mb in floor_rss)
+    names = [target["target"] for target in report["targets"]]
+    assert len(names) == 9 * len(USERS) + 2  # nine per pass, two comparing the passes
+    assert sum("/ floor" in name for name in names) == 3 * len(USERS)  # baseline, gateway, code
+    assert all(isinstance(target["pass"], bool) for target in report["targets"])
+
+
+def test_bench_runs_only_the_phases_asked_for(tmp_path):
+    """`make bench BENCH_ARGS="--clients 2 --seconds 0.3 --phases floor,code --no-pool"`:
+    a quick look at one phase against the floor."""
+    quick = run_bench(
+        tmp_path / "quick.json",
+        "--users", "30", "--clients", "2", "--seconds", "0.3", "--phases", "code,floor",
+        "--no-pool",
+    )  # fmt: skip
+    assert quick["meta"]["pool"] is False
+    (each,) = quick["passes"]
+    assert [(p["phase"], p["clients"]) for p in each["phases"]] == [("floor", 2), ("code", 2)]
+    assert all(p["errors"] == 0 and p["ok"] > 0 for p in each["phases"])
+    assert set(each["vs_floor"]) == {"code"}
+    assert [t["target"].split(" at ")[0] for t in quick["targets"]] == [
+        "errors",
+        "code step / floor req/s",
+        "code step p99 / p50",
+        "peak RSS per worker (MB), 30 users",
+    ]

@@ -1,0 +1,220 @@
+"""Reading and writing the database directly: sessions, credentials, the throttle,
+recovery codes, remembered devices, audit rows, settings and the schema itself."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import peewee
+
+from standalone_mfa.core import audit, crypto
+from standalone_mfa.core.db import db
+from standalone_mfa.core.models import (
+    ALL_MODELS,
+    AuditEvent,
+    MfaThrottle,
+    RecoveryCode,
+    RememberedDevice,
+    TotpCredential,
+    User,
+    WebSession,
+)
+from standalone_mfa.directory import settings
+from standalone_mfa.directory.users import find_user
+from standalone_mfa.factors import recovery, throttle, totp
+from support.app import START
+
+
+def events(app, event=None):
+    """The audit rows, oldest first (only `event`'s if given)."""
+    from standalone_mfa.core.models import AuditEvent
+
+    with app.app_context():
+        query = AuditEvent.select().order_by(AuditEvent.id)
+        if event is not None:
+            query = query.where(AuditEvent.event == event)
+        return list(query)
+
+
+def sessions_of(app, username) -> list[WebSession]:
+    with app.app_context():
+        return list(WebSession.select().join(User).where(User.username == username))
+
+
+def failures(app, username="alice") -> int:
+    """How many wrong codes in a row the throttle holds for `username`."""
+    with app.app_context():
+        return throttle.failures(User.get(User.username == username))
+
+
+def set_code_failures(app, username, failures):
+    """As if `username` had entered `failures` wrong codes in a row."""
+    with app.app_context():
+        who = User.get(User.username == username)
+        MfaThrottle.delete().where(MfaThrottle.user == who).execute()
+        MfaThrottle.create(user=who, failures=failures, last_failure_at=START)
+
+
+def credential_secret(app, username) -> str | None:
+    with app.app_context():
+        credential = (
+            TotpCredential.select().join(User).where(User.username == username).get_or_none()
+        )
+        return crypto.decrypt(credential.secret_encrypted) if credential else None
+
+
+def mfa_method(app) -> str:
+    with app.app_context():
+        return settings.mfa_method()
+
+
+def credential_count(app) -> int:
+    with app.app_context():
+        return TotpCredential.select().count()
+
+
+def credential_of(app, username):
+    with app.app_context():
+        return totp.credential_of(find_user(username))
+
+
+def bound_sessions(app) -> list[tuple[str, str]]:
+    """(username, state) of every session bound to a user."""
+    with app.app_context():
+        query = WebSession.select(WebSession, User).join(User)
+        return sorted((s.user.username, s.state) for s in query)
+
+
+def raise_on_audit(monkeypatch, event_name):
+    """Make the audit write of one event fail as a locked or lost database would."""
+    real_record = audit.record
+
+    def record(event, *args, **kwargs):
+        if event == event_name:
+            raise peewee.OperationalError("database is locked")
+        return real_record(event, *args, **kwargs)
+
+    monkeypatch.setattr(audit, "record", record)
+
+
+def table_dump(app, model) -> str:
+    """Every column of every row of a table, as one string (raw SQL: nothing hidden)."""
+    with app.app_context():
+        cursor = db.execute_sql(f'SELECT * FROM "{model._meta.table_name}"')  # noqa: S608
+        return "\n".join(repr(row) for row in cursor.fetchall())
+
+
+def database_dump(app) -> str:
+    return "\n".join(table_dump(app, model) for model in ALL_MODELS)
+
+
+def recovery_hashes(app, username) -> set[str]:
+    with app.app_context():
+        rows = RecoveryCode.select().join(User).where(User.username == username)
+        return {row.code_hash for row in rows}
+
+
+def codes_left(app, username) -> int:
+    with app.app_context():
+        return recovery.remaining(User.get(User.username == username))
+
+
+def devices_of(app, username) -> list[RememberedDevice]:
+    with app.app_context():
+        return list(RememberedDevice.select().join(User).where(User.username == username))
+
+
+def audit_rows(app, event=None) -> list[tuple]:
+    """(event, outcome, username, actor, detail) of every audit row, oldest first."""
+    with app.app_context():
+        query = AuditEvent.select().order_by(AuditEvent.id)
+        if event:
+            query = query.where(AuditEvent.event == event)
+        return [(e.event, e.outcome, e.username, e.actor, e.detail) for e in query]
+
+
+def set_remember_days(app, days: int) -> None:
+    with app.app_context():
+        settings.set_remember_days(days, actor="test")
+
+
+def set_method(app, method):
+    with app.app_context():
+        settings.set_mfa_method(method, actor="test")
+
+
+def audit_events(app, event):
+    with app.app_context():
+        return list(AuditEvent.select().where(AuditEvent.event == event).order_by(AuditEvent.id))
+
+
+def credential(app, username):
+    with app.app_context():
+        return TotpCredential.select().join(User).where(User.username == username).get_or_none()
+
+
+def user(app, username):
+    with app.app_context():
+        return User.get_or_none(User.username == username)
+
+
+def state_snapshot(app):
+    """Everything an action on a user could change."""
+    with app.app_context():
+        return (
+            sorted((u.username, u.is_admin) for u in User.select()),
+            TotpCredential.select().count(),
+            sorted((t.user_id, t.failures) for t in MfaThrottle.select()),
+            WebSession.select().where(WebSession.user.is_null(False)).count(),
+        )
+
+
+def code_failures(app, username):
+    with app.app_context():
+        row = MfaThrottle.select().join(User).where(User.username == username).get_or_none()
+        return row.failures if row else 0
+
+
+def add_events(app, clock, specs):
+    """Audit events at given offsets (seconds) from now, as (event, user, actor)."""
+    start = clock.now()
+    with app.app_context():
+        for offset, event, username, actor in specs:
+            clock.set(start + dt.timedelta(seconds=offset))
+            audit.record(event, "ok", username=username, actor=actor)
+    clock.set(start)
+
+
+def describe_schema(database: peewee.Database, schema: str | None = None) -> dict:
+    """Every table's columns (name, type, nullability, primary key, default), indexes
+    (name, columns, unique), and foreign keys (column, target, ON DELETE), as the
+    engine reports them: two databases with equal descriptions have the same schema."""
+    found = {}
+    sqlite = isinstance(database, peewee.SqliteDatabase)
+    for table in database.get_tables(schema=schema):
+        columns = {
+            (c.name, c.data_type.lower(), c.null, c.primary_key, c.default)
+            for c in database.get_columns(table, schema=schema)
+        }
+        indexes = {
+            (i.name, tuple(i.columns), i.unique) for i in database.get_indexes(table, schema)
+        }
+        if sqlite:
+            rows = database.execute_sql(f'PRAGMA foreign_key_list("{table}")').fetchall()
+            keys = {(r[3], r[2], r[4], r[6].upper()) for r in rows}
+        else:
+            rows = database.execute_sql(
+                """SELECT kcu.column_name, ccu.table_name, ccu.column_name, rc.delete_rule
+                FROM information_schema.referential_constraints rc
+                JOIN information_schema.key_column_usage kcu
+                  ON kcu.constraint_name = rc.constraint_name
+                 AND kcu.constraint_schema = rc.constraint_schema
+                JOIN information_schema.constraint_column_usage ccu
+                  ON ccu.constraint_name = rc.constraint_name
+                 AND ccu.constraint_schema = rc.constraint_schema
+                WHERE kcu.table_name = %s AND kcu.table_schema = %s""",
+                (table, schema or "public"),
+            ).fetchall()
+            keys = {tuple(r) for r in rows}
+        found[table] = {"columns": columns, "indexes": indexes, "foreign_keys": keys}
+    return found
