@@ -109,8 +109,10 @@ def configure(app) -> RelyingParty:
             "domain of it: browsers make keys only for those."
         )
     origins = setting("WEBAUTHN_ORIGINS", app)
-    if not origins:
-        origins = [f"{urlsplit(portal).scheme}://{urlsplit(portal).netloc}"] if portal else []
+    explicit = bool(origins)
+    if not explicit:
+        parts = urlsplit(portal) if portal else None
+        origins = [f"{parts.scheme}://{parts.netloc}".lower()] if parts else []
         origins = origins or ["http://localhost:5000"]
     for origin in origins:
         host = hostnames.origin_host(origin)
@@ -119,11 +121,10 @@ def configure(app) -> RelyingParty:
                 f"WEBAUTHN_ORIGINS: {origin!r} must be an origin (scheme://host[:port]) whose "
                 f"host is the RP ID ({rp_id}) or under it."
             )
-        if (
-            origin.startswith("http://")
-            and host != "localhost"
-            and not host.endswith(".localhost")
-        ):
+        # Browsers make no passkey outside a secure context; a portal served over plain
+        # http elsewhere (the default's origin) simply offers none, as before.
+        plain = origin.startswith("http://")
+        if explicit and plain and host != "localhost" and not host.endswith(".localhost"):
             raise ConfigurationError(
                 f"WEBAUTHN_ORIGINS: {origin!r} must use https (browsers allow passkeys over "
                 "plain http only on localhost)."

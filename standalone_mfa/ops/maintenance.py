@@ -5,7 +5,8 @@ without bound. Run by `flask --app standalone_mfa prune` (from cron).
 expiring rows adds one line to it. It deletes only what the app would already refuse:
 a session or pending login past its limit, password counters quiet for a day, client
 address counters whose hour is over, trusted browsers past their day, email
-confirmation links used or past their time, and app passwords revoked a month ago.
+confirmation links used or past their time, app passwords revoked a month ago, and
+passkey ceremonies' challenges past their time.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import peewee
 from ..core import audit
 from ..core.db import write_transaction
 from ..core.models import AddressThrottle, EmailConfirmation, PasswordThrottle, User, WebSession
-from ..factors import app_passwords, devices, throttle, trusted_browsers
+from ..factors import app_passwords, devices, throttle, trusted_browsers, webauthn
 from ..notices import outbox
 from ..signin import lifetimes
 
@@ -47,6 +48,7 @@ def prune(now: dt.datetime) -> dict[str, int]:
         "sent_notices": outbox.prune_sent(now - SENT_NOTICES_KEPT),
         "email_links": _spent_email_links(now),
         "revoked_app_passwords": app_passwords.prune_revoked(now - REVOKED_APP_PASSWORDS_KEPT),
+        "passkey_challenges": webauthn.prune_challenges(now),
     }
 
 

@@ -85,6 +85,7 @@ def test_prune_deletes_exactly_what_has_expired(totp_app, clock):
         "sent_notices": 0,
         "email_links": 0,
         "revoked_app_passwords": 0,
+        "passkey_challenges": 0,
     }
 
     assert rows(app, WebSession) == 2  # setting_up and fresh
@@ -108,6 +109,7 @@ def test_prune_deletes_exactly_what_has_expired(totp_app, clock):
         "sent_notices": 0,
         "email_links": 0,
         "revoked_app_passwords": 0,
+        "passkey_challenges": 0,
     }
 
 
@@ -141,9 +143,23 @@ def test_prune_command_prints_the_counts(app, clock):
     assert result.output.strip() == (
         "Deleted 0 pending logins, 1 sessions, 0 password throttles, 0 remembered devices,"
         " 0 address throttles, 0 trusted browsers, 0 sent notices, 0 email links,"
-        " 0 revoked app passwords"
+        " 0 revoked app passwords, 0 passkey challenges"
     )
     assert rows(app, WebSession) == 0
+
+
+def test_prune_deletes_passkey_challenges_past_their_time(app, clock):
+    from standalone_mfa.core.models import WebAuthnChallenge
+    from standalone_mfa.factors import webauthn
+    from standalone_mfa.ops import maintenance
+
+    with app.test_request_context():
+        webauthn.authentication_options(None, binding="a" * 43, at=clock.now())
+        assert maintenance.prune(clock.now())["passkey_challenges"] == 0
+    clock.advance(300)  # WEBAUTHN_TIMEOUT: no longer usable
+    with app.test_request_context():
+        assert maintenance.prune(clock.now())["passkey_challenges"] == 1
+        assert WebAuthnChallenge.select().count() == 0
 
 
 def test_prune_deletes_remembered_devices_past_their_day(totp_app, new_browser, clock):

@@ -163,6 +163,8 @@ TARGETS = {
     "gateway.forward": Target(share=0.25),
     "api.totp_status": Target(path_values=USERNAMES),
     "api.totp_reset": Target(path_values=USERNAMES),
+    "api.webauthn_list": Target(path_values=USERNAMES),
+    "api.webauthn_reset": Target(path_values=USERNAMES),
     "api.users_list": Target(fields=("page", "per_page", "q")),
     "api.unlock": Target(path_values=USERNAMES),
     "api.webauthn_list": Target(path_values=USERNAMES),
@@ -528,6 +530,10 @@ def is_valid_action(world: World, endpoint: str, request: FuzzRequest, fields) -
     if endpoint == "account.time_zone":
         zone = (first(fields, "time_zone") or "").strip()
         return signed_in and (not zone or zone in time_zones())
+    if endpoint == "account.new_passkey":  # the proof before adding a key
+        return signed_in and PASSWORD in values
+    if endpoint in ("account.rename_passkey", "account.remove_passkey"):
+        return signed_in  # a button (nobody has a key here: nothing to change)
     if endpoint == "account.create_app_password":
         return signed_in and PASSWORD in values
     if endpoint == "account.revoke_app_password":
