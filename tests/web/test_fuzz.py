@@ -167,8 +167,6 @@ TARGETS = {
     "api.webauthn_reset": Target(path_values=USERNAMES),
     "api.users_list": Target(fields=("page", "per_page", "q")),
     "api.unlock": Target(path_values=USERNAMES),
-    "api.webauthn_list": Target(path_values=USERNAMES),
-    "api.webauthn_reset": Target(path_values=USERNAMES),
     "health.healthz": Target(share=0.25),
     "i18n.choose": Target(fields=("lang", "next"), share=0.25),
     "account.language": Target(fields=("language",), share=0.25, answers_in="user"),
