@@ -6,9 +6,10 @@ re-authentication and step-up, so a copy taken before one stops working after it
 from __future__ import annotations
 
 import pytest
-from support.app import PASSWORD, make_app
+from support.app import PASSWORD
 from support.client import Browser
 from support.db import audit_rows, sessions_of
+from support.gateway import make_gateway_app
 from support.pages import location, text
 
 from standalone_mfa.core.db import db
@@ -23,13 +24,7 @@ NEW_USER = {"username": "mallory"}
 
 @pytest.fixture
 def shared_app(tmp_path, clock):
-    app = make_app(
-        tmp_path,
-        clock,
-        ACCESS_CONTROL=RULES,
-        GATEWAY_PORTAL_URL=PORTAL,
-        SESSION_COOKIE_DOMAIN=DOMAIN,
-    )
+    app = make_gateway_app(tmp_path, clock, rules=RULES)
     yield app
     with app.app_context():
         db.close()

@@ -20,15 +20,12 @@ from standalone_mfa.core.models import (
     WebSession,
 )
 from standalone_mfa.directory import settings
-from standalone_mfa.directory.users import find_user
-from standalone_mfa.factors import recovery, throttle, totp
+from standalone_mfa.factors import recovery, throttle
 from support.app import START
 
 
-def events(app, event=None):
+def audit_events(app, event=None) -> list[AuditEvent]:
     """The audit rows, oldest first (only `event`'s if given)."""
-    from standalone_mfa.core.models import AuditEvent
-
     with app.app_context():
         query = AuditEvent.select().order_by(AuditEvent.id)
         if event is not None:
@@ -71,11 +68,6 @@ def mfa_method(app) -> str:
 def credential_count(app) -> int:
     with app.app_context():
         return TotpCredential.select().count()
-
-
-def credential_of(app, username):
-    with app.app_context():
-        return totp.credential_of(find_user(username))
 
 
 def bound_sessions(app) -> list[tuple[str, str]]:
@@ -125,12 +117,14 @@ def devices_of(app, username) -> list[RememberedDevice]:
 
 
 def audit_rows(app, event=None) -> list[tuple]:
-    """(event, outcome, username, actor, detail) of every audit row, oldest first."""
+    """`audit_events` as (event, outcome, username, actor, detail) tuples."""
+    return [(e.event, e.outcome, e.username, e.actor, e.detail) for e in audit_events(app, event)]
+
+
+def credential(app, username) -> TotpCredential | None:
+    """`username`'s TOTP credential row (None without one)."""
     with app.app_context():
-        query = AuditEvent.select().order_by(AuditEvent.id)
-        if event:
-            query = query.where(AuditEvent.event == event)
-        return [(e.event, e.outcome, e.username, e.actor, e.detail) for e in query]
+        return TotpCredential.select().join(User).where(User.username == username).get_or_none()
 
 
 def set_remember_days(app, days: int) -> None:
@@ -141,16 +135,6 @@ def set_remember_days(app, days: int) -> None:
 def set_method(app, method):
     with app.app_context():
         settings.set_mfa_method(method, actor="test")
-
-
-def audit_events(app, event):
-    with app.app_context():
-        return list(AuditEvent.select().where(AuditEvent.event == event).order_by(AuditEvent.id))
-
-
-def credential(app, username):
-    with app.app_context():
-        return TotpCredential.select().join(User).where(User.username == username).get_or_none()
 
 
 def user(app, username):
@@ -167,12 +151,6 @@ def state_snapshot(app):
             sorted((t.user_id, t.failures) for t in MfaThrottle.select()),
             WebSession.select().where(WebSession.user.is_null(False)).count(),
         )
-
-
-def code_failures(app, username):
-    with app.app_context():
-        row = MfaThrottle.select().join(User).where(User.username == username).get_or_none()
-        return row.failures if row else 0
 
 
 def add_events(app, clock, specs):

@@ -41,7 +41,6 @@ from standalone_mfa.core.models import UserGroup
 from standalone_mfa.directory import settings
 from standalone_mfa.directory.users import create_user, find_user
 from standalone_mfa.factors import totp
-from support import servers
 from support.app import PASSWORD
 from support.pages import SECRET_RE, VALUE_RE
 from support.paths import DEPLOY
@@ -837,30 +836,3 @@ class Gateway:
     def set_method(self, method: str) -> None:
         with self.app.app_context():
             settings.set_mfa_method(method, actor="test")
-
-
-# ------------------------------------------------------------------ gunicorn portals
-
-
-def write_portal_instance(folder: Path, settings_lines: dict) -> Path:
-    """An instance folder whose config.py has new keys and `settings_lines`."""
-    from standalone_mfa.core.crypto import generate_key
-
-    folder.mkdir(parents=True)
-    lines = {
-        "SECRET_KEY": os.urandom(32).hex(),
-        "MFA_ENCRYPTION_KEYS": [generate_key()],
-        "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",  # tests only: scrypt is tested elsewhere
-        **settings_lines,
-    }
-    (folder / "config.py").write_text("".join(f"{k} = {v!r}\n" for k, v in lines.items()))
-    return folder
-
-
-@contextlib.contextmanager
-def gunicorn_portal(instance: Path, log: Path):
-    """The portal in gunicorn (2 workers, threads; the real clock) from `instance` on
-    a port the kernel picks; yields its port once /healthz answers."""
-    target = servers.instance_target(instance)
-    with servers.gunicorn(target, log, servers.clean_env(), workers=2, threads=4) as url:
-        yield int(url.rsplit(":", 1)[1])

@@ -11,8 +11,9 @@ import pytest
 from support.app import PASSWORD, make_app
 from support.client import Browser
 from support.db import audit_rows, sessions_of
+from support.gateway import make_gateway_app
 from support.pages import csrf_from, location, text
-from support.steps import admin_token
+from support.steps import api_token
 
 from standalone_mfa.core.db import db
 
@@ -27,13 +28,7 @@ REFUSED = "This form was sent from another site"
 
 @pytest.fixture
 def shared_app(tmp_path, clock):
-    app = make_app(
-        tmp_path,
-        clock,
-        ACCESS_CONTROL=RULES,
-        GATEWAY_PORTAL_URL=PORTAL,
-        SESSION_COOKIE_DOMAIN=DOMAIN,
-    )
+    app = make_gateway_app(tmp_path, clock, rules=RULES)
     yield app
     with app.app_context():
         db.close()
@@ -180,7 +175,7 @@ def test_sc68_refusals_are_audited_at_a_capped_rate(shared_app, clock):
 
 
 def test_sc68_the_api_keeps_working_with_its_bearer_token(shared_app):
-    token = admin_token(shared_app)
+    token = api_token(shared_app)
     response = shared_app.test_client().post(
         "/api/v1/users/alice/unlock",
         headers={"Authorization": f"Bearer {token}", "Origin": "https://tool.example"},
