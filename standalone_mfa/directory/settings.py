@@ -144,12 +144,10 @@ def set_mfa_scope(required_for: str, names, *, actor: str, client: Client = NO_C
         before = describe_scope(mfa_required_for(), mfa_groups())
         after = describe_scope(required_for, _split_groups(listed))
         for key, value in (("mfa_required_for", required_for), ("mfa_groups", listed)):
-            Setting.insert(key=key, value=value).on_conflict(
-                conflict_target=[Setting.key], update={Setting.value: value}
-            ).execute()
+            _put(key, value)
         audit.record(
             "mfa_scope_changed",
-            "ok" if before != after else "unchanged",
+            audit.CHANGED if before != after else audit.UNCHANGED,
             actor=actor,
             detail=f"{before} -> {after}",
             client=client,
@@ -166,13 +164,11 @@ def set_mfa_grace_days(days: int, *, actor: str, client: Client = NO_CLIENT) -> 
         raise ValueError(f"grace days must be 0 to {GRACE_DAYS_MAX}")
     with write_transaction():
         before = mfa_grace_days()
-        Setting.insert(key="mfa_grace_days", value=str(days)).on_conflict(
-            conflict_target=[Setting.key], update={Setting.value: str(days)}
-        ).execute()
+        _put("mfa_grace_days", str(days))
         moved = _move_deadlines(days, now()) if before != days else 0
         audit.record(
             "mfa_grace_changed",
-            "ok" if before != days else "unchanged",
+            audit.CHANGED if before != days else audit.UNCHANGED,
             actor=actor,
             detail=f"{before} -> {days} days ({moved} pending deadlines moved)",
             client=client,
@@ -195,15 +191,20 @@ def _move_deadlines(days: int, at: dt.datetime) -> int:
     return moved
 
 
+def _put(key: str, value: str) -> None:
+    """Insert or replace one setting (in the caller's transaction)."""
+    Setting.insert(key=key, value=value).on_conflict(
+        conflict_target=[Setting.key], update={Setting.value: value}
+    ).execute()
+
+
 def _store(key: str, value: str, current, event: str, actor: str, client: Client) -> bool:
     with write_transaction():  # the setting and its audit row, or neither
         before = current()
-        Setting.insert(key=key, value=value).on_conflict(
-            conflict_target=[Setting.key], update={Setting.value: value}
-        ).execute()
+        _put(key, value)
         audit.record(
             event,
-            "ok" if before != value else "unchanged",
+            audit.CHANGED if before != value else audit.UNCHANGED,
             actor=actor,
             detail=f"{before} -> {value}",
             client=client,
