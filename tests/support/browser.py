@@ -556,6 +556,21 @@ AXE_RUN_JS = """async () => {
 }"""
 
 
+def check_accessible(person: Person, axe_source: str) -> None:
+    """Every field labelled; no serious or critical axe finding, light or dark (the
+    window's context must bypass the CSP: see the `axe_window` fixture)."""
+    page = person.page
+    page.wait_for_load_state()
+    assert page.evaluate(UNLABELLED_FIELDS_JS) == [], "form fields without a label"
+    page.add_script_tag(content=axe_source)
+    found = {}
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        found[scheme] = page.evaluate(AXE_RUN_JS)
+    page.emulate_media(color_scheme="light")
+    assert found == {"light": [], "dark": []}, json.dumps(found, indent=1)
+
+
 # ---------------------------------------------------------------- the gateway site
 
 
