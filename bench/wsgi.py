@@ -27,3 +27,33 @@ def ping():
 # The guard answers an endpoint it does not know only when signed in; this one answers
 # in every state, as static files do, so an anonymous client gets the page, not a 302.
 guard.ENDPOINT_STATES[PING_ENDPOINT] = set(state.STATES)
+
+
+def _profiled(wsgi_app, directory: str, prefix: str):
+    """Each worker profiles (cProfile) the requests whose path starts with `prefix`,
+    and writes its stats to `directory`/PID.prof every 200 of them: `make bench
+    BENCH_ARGS="--profile DIR --profile-path /mfa/verify"`. Measurement only."""
+    import cProfile
+
+    profiler = cProfile.Profile()
+    seen = [0]
+
+    def profiled(environ, start_response):
+        if not environ.get("PATH_INFO", "").startswith(prefix):
+            return wsgi_app(environ, start_response)
+        profiler.enable()
+        try:
+            return list(wsgi_app(environ, start_response))
+        finally:
+            profiler.disable()
+            seen[0] += 1
+            if seen[0] % 200 == 0:
+                profiler.dump_stats(os.path.join(directory, f"{os.getpid()}.prof"))
+
+    return profiled
+
+
+if os.environ.get("BENCH_PROFILE"):
+    app.wsgi_app = _profiled(
+        app.wsgi_app, os.environ["BENCH_PROFILE"], os.environ.get("BENCH_PROFILE_PATH", "/")
+    )

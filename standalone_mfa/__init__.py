@@ -20,6 +20,7 @@ from .core import db, paths
 from .core.clock import SystemClock
 from .factors import passwords
 from .notices import mailer, sender
+from .web import gateway_wsgi
 
 
 def create_app(test_config: dict | None = None, instance_path: str | None = None) -> Flask:
@@ -49,6 +50,7 @@ def _build(test_config: dict | None, instance_path: str | None) -> Flask:
     db.make_private(app.instance_path, 0o700)
     app_config.finish(app)
     passwords.prepare(app_config.setting("PASSWORD_HASH_METHOD", app))
+    gateway_wsgi.init_app(app)  # the checks' lean path, under the proxy fix like Flask's own
     _init_proxy(app)
     _init_logging()
     app.extensions["standalone_mfa.clock"] = app.config.pop("CLOCK", None) or SystemClock()

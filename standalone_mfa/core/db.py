@@ -10,8 +10,11 @@ instead of a traceback.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import re
 import time
+import weakref
 from urllib.parse import urlsplit
 
 import peewee
@@ -229,6 +232,9 @@ def write_transaction():
     return db.atomic()
 
 
+_STATEMENT_NUMBERS = itertools.count(1)
+
+
 class _Slot:
     """Where a value goes in a prepared statement (see `Prepared`)."""
 
@@ -254,6 +260,8 @@ class Prepared:
     def __init__(self, build):
         self._build = build
         self._compiled = None  # (database, query, sql, params, slots)
+        self.number = next(_STATEMENT_NUMBERS)  # its server-side name (PostgreSQL)
+        self._columns = None  # (database, what the cursor wrapper worked out of them)
 
     def _compile(self):
         database = db.obj
@@ -277,12 +285,96 @@ class Prepared:
         for i, found in slots:
             value = values[found.name]
             params[i] = found.field.db_value(value) if found.field is not None else value
-        cursor = database.execute_sql(sql, params)
+        if isinstance(database, peewee.PostgresqlDatabase) and isinstance(
+            query, peewee.SelectBase
+        ):
+            cursor = _execute_prepared(database, self, sql, params)
+        else:
+            cursor = database.execute_sql(sql, params)
         if isinstance(query, peewee.SelectBase):
-            return list(query._get_cursor_wrapper(cursor))
+            return self._rows(query, cursor)
         if isinstance(query, peewee.Insert):
             if database.returning_clause:
                 row = cursor.fetchone()
                 return row[0] if row else None
             return database.last_insert_id(cursor, query._query_type)
         return database.rows_affected(cursor)
+
+    def _rows(self, query, cursor) -> list:
+        """The rows as Peewee's cursor wrapper makes them. What the wrapper works out
+        from the columns (which model and converter each belongs to: a third of a
+        joined query's cost) is the same every time for the same SQL: kept from the
+        first run."""
+        wrapper = query._get_cursor_wrapper(cursor)
+        database = self._compiled[0]
+        if self._columns is not None and self._columns[0] is database:
+            wrapper.__dict__.update(self._columns[1])
+            wrapper.initialized = True
+            return list(wrapper)
+        rows = list(wrapper)
+        if wrapper.initialized:  # not if there was no row
+            worked_out = {
+                name: value for name, value in vars(wrapper).items() if name not in _PER_CURSOR
+            }
+            self._columns = (database, worked_out)
+        return rows
+
+
+# --- Server-side prepared statements (PostgreSQL) --------------------------------------
+#
+# psycopg2 sends each query as text, which PostgreSQL parses and plans every time: for
+# the gateway's four-table query, planning cost several times what running it does. So
+# on PostgreSQL a prepared SELECT outside a transaction (the gateway's check, the
+# session's load) is PREPAREd once per connection and then EXECUTEd. A server that
+# lost it (DISCARD ALL, a restart) answers "does not exist": prepared again and run
+# again; lost again at once (a pooler in transaction mode, whose next statement goes
+# to another backend), the process stops preparing them. Statements inside a
+# transaction (the code step's writes, plain single-table ones) are sent as before:
+# an error there would abort the transaction.
+
+_PREPARED_ON: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # connection -> names
+_UNPREPARED: weakref.WeakSet = weakref.WeakSet()  # databases whose server keeps losing them
+_PLACEHOLDER = re.compile(r"%%|%s")
+_NOT_PREPARED = "26000"  # invalid_sql_statement_name
+_ALREADY_PREPARED = "42P05"  # duplicate_prepared_statement
+
+
+def _numbered(sql: str) -> str:
+    """psycopg2's placeholders (%s; %% for a literal %) as PREPARE's ($1, $2, ...)."""
+    count = iter(range(1, 1_000_000))
+    return _PLACEHOLDER.sub(lambda m: "%" if m.group() == "%%" else f"${next(count)}", sql)
+
+
+def _pgcode(exc: BaseException) -> str | None:
+    return getattr(exc.__context__, "pgcode", None) or getattr(exc.__cause__, "pgcode", None)
+
+
+def _execute_prepared(database, statement: Prepared, sql: str, params: list):
+    if database.in_transaction() or database in _UNPREPARED:
+        return database.execute_sql(sql, params)
+    name = f"smfa_{statement.number}"
+    execute = f"EXECUTE {name}({', '.join(['%s'] * len(params))})" if params else f"EXECUTE {name}"
+    for _attempt in (1, 2):
+        connection = database.connection()
+        names = _PREPARED_ON.setdefault(connection, set())
+        if name not in names:
+            try:
+                database.execute_sql(f"PREPARE {name} AS {_numbered(sql)}")
+            except peewee.DatabaseError as exc:
+                if _pgcode(exc) != _ALREADY_PREPARED:
+                    raise
+            names.add(name)
+        try:
+            return database.execute_sql(execute, params)
+        except peewee.DatabaseError as exc:
+            if _pgcode(exc) != _NOT_PREPARED:
+                raise
+            names.discard(name)
+    # Lost twice in a row: a pooler that hands each statement to another backend. Plain
+    # SQL from now on, for this database, in this process.
+    _UNPREPARED.add(database)
+    return database.execute_sql(sql, params)
+
+
+# A cursor wrapper's own state, never carried from one run to the next.
+_PER_CURSOR = frozenset({"cursor", "count", "index", "initialized", "populated", "row_cache"})

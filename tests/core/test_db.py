@@ -12,6 +12,7 @@ from support.app import test_config
 
 from standalone_mfa import create_app
 from standalone_mfa.core.db import db
+from standalone_mfa.core.models import User
 
 # --- prepared statements of the hot path
 
@@ -38,6 +39,44 @@ def test_a_prepared_statement_answers_as_peewee_does_and_is_built_once(app):
         assert rename.run(new="alicia", old="alice") == 1
         assert rename.run(new="alicia", old="alice") == 0  # the row count, as Peewee's
         assert User.get_or_none(User.username == "alicia") is not None
+
+
+def test_a_prepared_join_makes_the_same_models_on_every_run(app):
+    """What the cursor wrapper works out from a joined query's columns is kept from the
+    first run that had a row: later runs (other values, no row, a row again) still give
+    each model its own fields, converted, and None for a missing outer join."""
+    from peewee import JOIN
+
+    from standalone_mfa.core.db import Prepared
+    from standalone_mfa.core.models import TotpCredential, User
+
+    def build(slot):
+        return (
+            User.select(User, TotpCredential)
+            .join(
+                TotpCredential, JOIN.LEFT_OUTER, on=(TotpCredential.user == User.id), attr="cred"
+            )
+            .where(User.username == slot("name"))
+        )
+
+    joined = Prepared(build)
+    with app.app_context():
+        user = User.get(User.username == "bob")
+        TotpCredential.create(
+            user=user, secret_encrypted="x", algorithm="SHA1", digits=6, period=30,
+            confirmed_at=user.created_at, last_used_step=7,
+        )  # fmt: skip
+        for name in ("nobody", "bob", "alice", "nobody", "bob", "alice"):
+            expected = list(build(lambda _n, _f=None, name=name: name))
+            found = joined.run(name=name)
+            assert [(u.id, u.username, u.created_at) for u in found] == [
+                (u.id, u.username, u.created_at) for u in expected
+            ]
+            for got, want in zip(found, expected, strict=True):
+                if want.cred is None:
+                    assert got.cred is None
+                else:
+                    assert (got.cred.id, got.cred.last_used_step) == (want.cred.id, 7)
 
 
 def test_a_slot_with_a_field_converts_its_value_like_the_field(app, clock):
@@ -136,3 +175,66 @@ def test_sc70_make_setup_writes_its_keys_in_a_0700_folder(tmp_path, usual_umask)
     for folder in (made, kept):
         assert write_config(folder / "config.py")
         assert _mode(folder) == 0o700 and _mode(folder / "config.py") == 0o600
+
+
+@pytest.mark.skipif(
+    not os.environ.get("TEST_DATABASE_URL", "").startswith("postgres"),
+    reason="needs PostgreSQL: set TEST_DATABASE_URL=postgresql://... (CI does)",
+)
+def test_on_postgresql_a_prepared_select_is_prepared_once_per_connection(app):
+    """Outside a transaction a prepared SELECT is PREPAREd on the server once per
+    connection, then EXECUTEd; one the server lost (DEALLOCATE ALL, as a pooler may do)
+    is prepared again, and the answer is the same; inside a transaction it is sent as
+    plain SQL (an error there would abort the transaction)."""
+    from standalone_mfa.core.db import Prepared, db
+    from standalone_mfa.core.models import User
+
+    by_name = Prepared(lambda slot: User.select().where(User.username == slot("name")))
+    name = f"smfa_{by_name.number}"
+
+    def prepared_here():
+        cursor = db.execute_sql("SELECT name FROM pg_prepared_statements")
+        return {row[0] for row in cursor.fetchall()}
+
+    with app.app_context():
+        for _ in range(3):
+            assert [u.username for u in by_name.run(name="alice")] == ["alice"]
+        assert name in prepared_here()
+        db.execute_sql("DEALLOCATE ALL")
+        assert [u.username for u in by_name.run(name="bob")] == ["bob"]
+        assert name in prepared_here()
+        db.execute_sql("DEALLOCATE ALL")
+        with db.atomic():
+            assert [u.username for u in by_name.run(name="bob")] == ["bob"]
+            assert name not in prepared_here()
+
+
+@pytest.mark.skipif(
+    not os.environ.get("TEST_DATABASE_URL", "").startswith("postgres"),
+    reason="needs PostgreSQL: set TEST_DATABASE_URL=postgresql://... (CI does)",
+)
+def test_on_postgresql_a_server_that_keeps_losing_them_gets_plain_sql(app, monkeypatch):
+    """Behind a pooler in transaction mode each statement may reach another backend, so
+    a PREPAREd statement is gone at the next one: the answer is still right, and the
+    process stops preparing (no PREPARE sent again)."""
+    from standalone_mfa.core.db import Prepared, db
+
+    by_name = Prepared(lambda slot: User.select().where(User.username == slot("name")))
+    sent = []
+    with app.app_context():
+        database = db.obj
+        plain = type(database).execute_sql
+
+        def lossy(self, sql, params=None, *args, **kwargs):
+            sent.append(sql.split()[0])
+            cursor = plain(self, sql, params, *args, **kwargs)
+            if sql.startswith("PREPARE"):
+                plain(self, "DEALLOCATE ALL")  # another backend takes the next statement
+            return cursor
+
+        monkeypatch.setattr(type(database), "execute_sql", lossy)
+        assert [u.username for u in by_name.run(name="alice")] == ["alice"]
+        assert sent.count("PREPARE") == 2 and sent[-1] == "SELECT"
+        sent.clear()
+        assert [u.username for u in by_name.run(name="bob")] == ["bob"]
+        assert sent == ["SELECT"]
