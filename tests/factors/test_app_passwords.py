@@ -741,20 +741,23 @@ def proxied_portal(tmp_path, clock, proxy: str, upstream):
     """The portal (DAV_RULES) and `upstream` (a context manager yielding its port)
     behind a real `proxy`: yields the Gateway."""
     from support import proxies
-    from support.servers import quiet_server
+    from support.servers import free_port
 
-    port = proxies.free_port()
+    port = free_port()
     scheme = "https" if proxy == "nginx" else "http"
-    config = proxies.portal_config(scheme, port, ACCESS_CONTROL=DAV_RULES)
-    app = make_app(tmp_path, clock, MFA_ISSUER="Example sign-in", **config)
-    try:
-        with quiet_server(app) as portal_url, upstream as app_port:
-            portal_port = int(portal_url.rsplit(":", 1)[1])
-            with running_proxy(proxy, tmp_path, portal_port, app_port, port):
-                yield proxies.Gateway(app, clock, scheme, port)
-    finally:
-        with app.app_context():
-            db.close()
+    served = proxies.served_portal(
+        tmp_path,
+        clock,
+        scheme,
+        port,
+        upstream,
+        ACCESS_CONTROL=DAV_RULES,
+        MFA_ISSUER="Example sign-in",
+    )
+    with served as (app, portal_port, app_port):
+        proxied = running_proxy(proxy, tmp_path, portal_port, app_port, port)
+        with proxied:
+            yield proxies.Gateway(app, clock, scheme, port)
 
 
 PROXIES = ["nginx", "caddy", "traefik"]
