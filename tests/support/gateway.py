@@ -100,3 +100,24 @@ def make_gateway_app(tmp_path, clock, rules=None, **overrides):
         SESSION_COOKIE_DOMAIN="example.test",
         **overrides,
     )
+
+
+def forward_user(app, cookie: str) -> str | None:
+    """What the forward-auth check answers a request to https://wiki.example.test/
+    carrying the Cookie header `cookie`: the user it lets through, or None (sent to
+    sign in)."""
+    client = app.test_client(use_cookies=False)
+    response = client.get(
+        "/auth/forward",
+        headers={
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "wiki.example.test",
+            "X-Forwarded-Uri": "/",
+            "X-Forwarded-Method": "GET",
+            "Cookie": cookie,
+        },
+    )
+    if response.status_code == 200:
+        return response.headers["Remote-User"]
+    assert response.status_code == 302, response.status_code
+    return None
