@@ -5,29 +5,17 @@ re-authentication and step-up, so a copy taken before one stops working after it
 
 from __future__ import annotations
 
-import pytest
 from support.app import PASSWORD
 from support.client import Browser
 from support.db import audit_rows, sessions_of
-from support.gateway import forward_user, make_gateway_app
+from support.gateway import forward_user
 from support.pages import location, text
-
-from standalone_mfa.core.db import db
 
 PORTAL = "https://auth.example.test"
 DOMAIN = "example.test"
 SESSION = "__Secure-smfa_session"  # over HTTPS, shared with the subdomains
 BINDING = "__Host-smfa_binding"  # over HTTPS, the portal's host only
-RULES = {"default_policy": "deny", "rules": [{"domain": "*.example.test", "policy": "one_factor"}]}
 NEW_USER = {"username": "mallory"}
-
-
-@pytest.fixture
-def shared_app(tmp_path, clock):
-    app = make_gateway_app(tmp_path, clock, rules=RULES)
-    yield app
-    with app.app_context():
-        db.close()
 
 
 class PortalBrowser(Browser):

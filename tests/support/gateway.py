@@ -89,6 +89,13 @@ def continue_to_second_factor(browser, rd):
     return browser.post("/login?rd=" + quote(rd, safe=""))
 
 
+# One rule for every app under example.test: signed in, whatever the factor.
+SHARED_RULES = {
+    "default_policy": "deny",
+    "rules": [{"domain": "*.example.test", "policy": "one_factor"}],
+}
+
+
 def make_gateway_app(tmp_path, clock, rules=None, **overrides):
     """An app that is the portal of https://auth.example.test, with its session cookie
     for example.test and `rules` (GATEWAY_RULES by default)."""

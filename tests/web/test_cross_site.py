@@ -11,27 +11,16 @@ import pytest
 from support.app import PASSWORD, make_app
 from support.client import Browser
 from support.db import audit_rows, sessions_of
-from support.gateway import forward_user, make_gateway_app
+from support.gateway import forward_user
 from support.pages import csrf_from, location, text
 from support.steps import api_token
-
-from standalone_mfa.core.db import db
 
 PORTAL = "https://auth.example.test"
 DOMAIN = "example.test"
 SESSION = "__Secure-smfa_session"
 ANONYMOUS = "__Host-smfa_anon"  # the portal's own: no sibling can set it over HTTPS
 BINDING = "__Host-smfa_binding"
-RULES = {"default_policy": "deny", "rules": [{"domain": "*.example.test", "policy": "one_factor"}]}
 REFUSED = "This form was sent from another site"
-
-
-@pytest.fixture
-def shared_app(tmp_path, clock):
-    app = make_gateway_app(tmp_path, clock, rules=RULES)
-    yield app
-    with app.app_context():
-        db.close()
 
 
 def portal_browser(app, clock) -> Browser:
