@@ -145,14 +145,7 @@ def set_mfa_scope(required_for: str, names, *, actor: str, client: Client = NO_C
         after = describe_scope(required_for, _split_groups(listed))
         for key, value in (("mfa_required_for", required_for), ("mfa_groups", listed)):
             _put(key, value)
-        audit.record(
-            "mfa_scope_changed",
-            audit.CHANGED if before != after else audit.UNCHANGED,
-            actor=actor,
-            detail=f"{before} -> {after}",
-            client=client,
-        )
-    return before != after
+        return _record("mfa_scope_changed", before != after, f"{before} -> {after}", actor, client)
 
 
 def set_mfa_grace_days(days: int, *, actor: str, client: Client = NO_CLIENT) -> bool:
@@ -166,14 +159,8 @@ def set_mfa_grace_days(days: int, *, actor: str, client: Client = NO_CLIENT) -> 
         before = mfa_grace_days()
         _put("mfa_grace_days", str(days))
         moved = _move_deadlines(days, now()) if before != days else 0
-        audit.record(
-            "mfa_grace_changed",
-            audit.CHANGED if before != days else audit.UNCHANGED,
-            actor=actor,
-            detail=f"{before} -> {days} days ({moved} pending deadlines moved)",
-            client=client,
-        )
-    return before != days
+        detail = f"{before} -> {days} days ({moved} pending deadlines moved)"
+        return _record("mfa_grace_changed", before != days, detail, actor, client)
 
 
 def _move_deadlines(days: int, at: dt.datetime) -> int:
@@ -202,11 +189,11 @@ def _store(key: str, value: str, current, event: str, actor: str, client: Client
     with write_transaction():  # the setting and its audit row, or neither
         before = current()
         _put(key, value)
-        audit.record(
-            event,
-            audit.CHANGED if before != value else audit.UNCHANGED,
-            actor=actor,
-            detail=f"{before} -> {value}",
-            client=client,
-        )
-    return before != value
+        return _record(event, before != value, f"{before} -> {value}", actor, client)
+
+
+def _record(event: str, changed: bool, detail: str, actor: str, client: Client) -> bool:
+    """A setting's one audit row (in the caller's transaction); returns `changed`."""
+    outcome = audit.CHANGED if changed else audit.UNCHANGED
+    audit.record(event, outcome, actor=actor, detail=detail, client=client)
+    return changed
