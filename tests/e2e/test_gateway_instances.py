@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from support.db import POSTGRES_URL, needs_postgresql
 from support.proxies import (
     DOMAIN,
     PORTAL_HOST,
@@ -26,7 +27,7 @@ from support.proxies import (
     rd_of,
     received,
 )
-from support.servers import SHARED_DATABASE_URL, needs_postgresql, port_of, portal_instances
+from support.servers import port_of, portal_instances
 
 from standalone_mfa.core.models import WebSession
 from standalone_mfa.factors import totp
@@ -44,7 +45,7 @@ def deployment(tmp_path_factory):
     folder = tmp_path_factory.mktemp("gateway-instances")
     https_port = free_port()
     settings = {
-        "DATABASE_URL": SHARED_DATABASE_URL,
+        "DATABASE_URL": POSTGRES_URL,
         "ACCESS_CONTROL": RULES,
         "GATEWAY_PORTAL_URL": f"https://{PORTAL_HOST}:{https_port}",
         "SESSION_COOKIE_DOMAIN": DOMAIN,

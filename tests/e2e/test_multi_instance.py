@@ -20,9 +20,10 @@ import pytest
 import requests
 from support.app import PASSWORD
 from support.client import together
+from support.db import POSTGRES_URL, needs_postgresql
 from support.oath import wrong_code
 from support.pages import CSRF_INPUT_RE, VALUE_RE
-from support.servers import HTTP_TIMEOUT, SHARED_DATABASE_URL, needs_postgresql, portal_instances
+from support.servers import HTTP_TIMEOUT, portal_instances
 
 from standalone_mfa.core.config import DEFAULTS
 from standalone_mfa.core.models import AuditEvent, TotpCredential
@@ -47,7 +48,7 @@ def fresh_name(prefix: str) -> str:
 def cluster(tmp_path_factory):
     """(app in this process, [base URL of instance A, of instance B])."""
     folder = tmp_path_factory.mktemp("multi")
-    settings = {"DATABASE_URL": SHARED_DATABASE_URL}
+    settings = {"DATABASE_URL": POSTGRES_URL}
     with portal_instances(folder, settings, count=2, threads=8) as deployed:
         yield deployed
 

@@ -4,8 +4,11 @@ recovery codes, remembered devices, audit rows, settings and the schema itself."
 from __future__ import annotations
 
 import datetime as dt
+import os
+import time
 
 import peewee
+import pytest
 
 from standalone_mfa.core import audit, crypto
 from standalone_mfa.core.db import db
@@ -196,3 +199,32 @@ def describe_schema(database: peewee.Database, schema: str | None = None) -> dic
             keys = {tuple(r) for r in rows}
         found[table] = {"columns": columns, "indexes": indexes, "foreign_keys": keys}
     return found
+
+
+# The run's PostgreSQL database, when there is one (`make test` in CI sets it): what
+# several instances share, and where a backend can be killed under the app.
+POSTGRES_URL = os.environ.get("TEST_DATABASE_URL") or ""
+needs_postgresql = pytest.mark.skipif(
+    not POSTGRES_URL.startswith("postgres"),
+    reason="needs PostgreSQL: set TEST_DATABASE_URL=postgresql://... (make test in CI does)",
+)
+
+
+def terminate_backend(pid: int) -> None:
+    """What a database restart or failover does to a connection of the app's; returns
+    once the backend is gone (the signal is asynchronous)."""
+    import psycopg2
+
+    admin = psycopg2.connect(POSTGRES_URL)
+    try:
+        admin.autocommit = True
+        with admin.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            assert cursor.fetchone() == (True,)
+            for _ in range(200):
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,))
+                if cursor.fetchone() == (0,):
+                    return
+                time.sleep(0.05)
+    finally:
+        admin.close()

@@ -26,13 +26,6 @@ from support.paths import ROOT
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 LISTENING_RE = re.compile(r"Listening at: (http://127\.0\.0\.1:\d+)")
 BOOT_TIMEOUT = 60
-# Several instances share one database only on PostgreSQL (`make test` in CI sets it).
-SHARED_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
-needs_postgresql = pytest.mark.skipif(
-    not SHARED_DATABASE_URL.startswith("postgres"),
-    reason="several instances need a shared PostgreSQL: set "
-    "TEST_DATABASE_URL=postgresql://... (make test in CI does)",
-)
 HTTP_TIMEOUT = 30
 
 
