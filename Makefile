@@ -73,13 +73,16 @@ test: $(BIN)/activate $(MO) system-deps $(AXE)
 	fi
 
 # The fast loop: ruff, then every test that starts no server, drives no browser and is
-# not slow, stopping at the first failure, with 50 fuzzing examples per endpoint.
-# No apt, no npm, no PostgreSQL pass: `make test` stays the whole suite.
+# not slow, on SQLite, in two processes (pytest-xdist; CHECK_JOBS=1 for one), stopping
+# at the first failure, with 50 fuzzing examples per endpoint. No apt, no npm, no
+# PostgreSQL pass: `make test` stays the whole suite.
+CHECK_JOBS ?= 2
 FAST_TESTS = -m "not server and not slow and not browser"
 check: $(BIN)/activate $(MO)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	env -u TEST_DATABASE_URL FUZZ_EXAMPLES=50 $(BIN)/python -m pytest $(FAST_TESTS) -x -q $(PYTEST_ARGS)
+	env -u TEST_DATABASE_URL FUZZ_EXAMPLES=50 $(BIN)/python -m pytest $(FAST_TESTS) \
+	  -n $(CHECK_JOBS) -x -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # Debian packages the tests need: oathtool (an independent TOTP implementation),
 # libzbar0 (the QR decoder behind pyzbar), for the browser tests zbar-tools (zbarimg)

@@ -9,7 +9,7 @@ import contextlib
 import pytest
 from support.app import START, make_app
 from support.client import Browser
-from support.gateway import PortalBrowser, make_gateway_app
+from support.gateway import SHARED_RULES, PortalBrowser, make_gateway_app
 from support.servers import quiet_server
 from support.smtp import SmtpServer, mail_config
 
@@ -110,3 +110,13 @@ def gateway_app(tmp_path, clock):
 def portal(gateway_app, clock):
     """portal() -> a new browser on the portal's host (it keeps the example.test cookie)."""
     return lambda: PortalBrowser(gateway_app, clock)
+
+
+@pytest.fixture
+def shared_app(tmp_path, clock):
+    """A portal whose session cookie every app under example.test receives (SHARED_RULES:
+    one rule, signed in with any factor)."""
+    app = make_gateway_app(tmp_path, clock, rules=SHARED_RULES)
+    yield app
+    with app.app_context():
+        db.close()

@@ -23,7 +23,7 @@ from zoneinfo import available_timezones
 
 from ..core import audit, crypto, messages
 from ..core.addresses import BadAddress, normalise
-from ..core.audit import NO_CLIENT, Client
+from ..core.audit import CHANGED, NO_CLIENT, UNCHANGED, Client
 from ..core.clock import now
 from ..core.db import write_transaction
 from ..core.models import EmailConfirmation, Notice, User
@@ -42,10 +42,6 @@ MAX_TIME_ZONE_LENGTH = 64  # the column's
 CONFIRMED = "confirmed"
 EXPIRED = "expired"
 NOT_VALID = "not_valid"  # unknown, already used, another user's, or replaced by a newer change
-
-# What the administrators' changes came to.
-CHANGED = "ok"
-UNCHANGED = "unchanged"
 
 
 class EmailError(ValueError):

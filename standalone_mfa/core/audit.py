@@ -22,6 +22,11 @@ from .pagination import PER_PAGE, Page, paginate
 logger = logging.getLogger("standalone_mfa.audit")
 MAX_RETENTION_DAYS = 100 * 365
 
+# What a change someone asked for came to: the outcome of its audit row, and what the
+# services that make changes (groups, addresses, settings, users) return.
+CHANGED = "ok"
+UNCHANGED = "unchanged"
+
 
 @dataclass(frozen=True)
 class Client:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from peewee import IntegrityError
 
 from ..core import audit, messages
-from ..core.audit import NO_CLIENT, Client
+from ..core.audit import CHANGED, NO_CLIENT, UNCHANGED, Client
 from ..core.db import Prepared, db, write_transaction
 from ..core.models import User, UserGroup
 
@@ -19,10 +19,6 @@ GROUP_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}", re.ASCII)
 # A user's groups travel in one response header of every gateway check; proxies refuse
 # an auth response whose headers outgrow their buffer (nginx: 4 KiB by default).
 MAX_GROUPS_PER_USER = 50
-
-# What `add` and `remove` came to.
-CHANGED = "ok"
-UNCHANGED = "unchanged"
 
 
 class GroupError(ValueError):

@@ -144,17 +144,8 @@ def set_mfa_scope(required_for: str, names, *, actor: str, client: Client = NO_C
         before = describe_scope(mfa_required_for(), mfa_groups())
         after = describe_scope(required_for, _split_groups(listed))
         for key, value in (("mfa_required_for", required_for), ("mfa_groups", listed)):
-            Setting.insert(key=key, value=value).on_conflict(
-                conflict_target=[Setting.key], update={Setting.value: value}
-            ).execute()
-        audit.record(
-            "mfa_scope_changed",
-            "ok" if before != after else "unchanged",
-            actor=actor,
-            detail=f"{before} -> {after}",
-            client=client,
-        )
-    return before != after
+            _put(key, value)
+        return _record("mfa_scope_changed", before != after, f"{before} -> {after}", actor, client)
 
 
 def set_mfa_grace_days(days: int, *, actor: str, client: Client = NO_CLIENT) -> bool:
@@ -166,18 +157,10 @@ def set_mfa_grace_days(days: int, *, actor: str, client: Client = NO_CLIENT) -> 
         raise ValueError(f"grace days must be 0 to {GRACE_DAYS_MAX}")
     with write_transaction():
         before = mfa_grace_days()
-        Setting.insert(key="mfa_grace_days", value=str(days)).on_conflict(
-            conflict_target=[Setting.key], update={Setting.value: str(days)}
-        ).execute()
+        _put("mfa_grace_days", str(days))
         moved = _move_deadlines(days, now()) if before != days else 0
-        audit.record(
-            "mfa_grace_changed",
-            "ok" if before != days else "unchanged",
-            actor=actor,
-            detail=f"{before} -> {days} days ({moved} pending deadlines moved)",
-            client=client,
-        )
-    return before != days
+        detail = f"{before} -> {days} days ({moved} pending deadlines moved)"
+        return _record("mfa_grace_changed", before != days, detail, actor, client)
 
 
 def _move_deadlines(days: int, at: dt.datetime) -> int:
@@ -195,17 +178,22 @@ def _move_deadlines(days: int, at: dt.datetime) -> int:
     return moved
 
 
+def _put(key: str, value: str) -> None:
+    """Insert or replace one setting (in the caller's transaction)."""
+    Setting.insert(key=key, value=value).on_conflict(
+        conflict_target=[Setting.key], update={Setting.value: value}
+    ).execute()
+
+
 def _store(key: str, value: str, current, event: str, actor: str, client: Client) -> bool:
     with write_transaction():  # the setting and its audit row, or neither
         before = current()
-        Setting.insert(key=key, value=value).on_conflict(
-            conflict_target=[Setting.key], update={Setting.value: value}
-        ).execute()
-        audit.record(
-            event,
-            "ok" if before != value else "unchanged",
-            actor=actor,
-            detail=f"{before} -> {value}",
-            client=client,
-        )
-    return before != value
+        _put(key, value)
+        return _record(event, before != value, f"{before} -> {value}", actor, client)
+
+
+def _record(event: str, changed: bool, detail: str, actor: str, client: Client) -> bool:
+    """A setting's one audit row (in the caller's transaction); returns `changed`."""
+    outcome = audit.CHANGED if changed else audit.UNCHANGED
+    audit.record(event, outcome, actor=actor, detail=detail, client=client)
+    return changed

@@ -10,9 +10,9 @@ import re
 import pytest
 from support.app import make_app
 from support.client import Browser
-from support.db import code_failures, events, sessions_of, set_code_failures, state_snapshot, user
-from support.pages import flashes, row_of
-from support.steps import act, admin_signed_in, step_up
+from support.db import audit_events, failures, sessions_of, set_code_failures, state_snapshot, user
+from support.pages import admin_messages, row_of
+from support.steps import act, signed_in_admin, step_up
 
 from standalone_mfa.core.config import DEFAULTS
 from standalone_mfa.core.models import AuditEvent, TotpCredential, User, WebSession
@@ -37,25 +37,26 @@ def sign_in_with_code(browser, secret, username="alice"):
 def test_sc26_reset_mfa_from_the_users_page(totp_app, clock, new_browser):
     alice = new_browser()
     alice.enrol()
-    admin, secret = admin_signed_in(totp_app, clock)
+    admin = signed_in_admin(totp_app, clock)
+    secret = admin.secret
     step_up(admin, secret)
     page = admin.page("/admin/users/alice/reset-mfa")
     assert "all their sessions end" in page
     response = admin.post("/admin/users/alice/reset-mfa")
     assert response.headers["Location"] == "/admin/users?q=alice"
-    assert flashes(admin) == [
+    assert admin_messages(admin) == [
         "Two-factor authentication of alice was reset; their sessions ended."
     ]
     assert not has_credential(totp_app, "alice")
     assert len(sessions_of(totp_app, "alice")) == 0
     assert alice.get("/").headers["Location"].startswith("/login")
-    (event,) = events(totp_app, "totp_reset")
+    (event,) = audit_events(totp_app, "totp_reset")
     assert (event.username, event.actor, event.outcome) == ("alice", "root", "ok")
     # Nothing left to reset: said so, nothing audited.
     admin.get("/admin/users/alice/reset-mfa")
     admin.post("/admin/users/alice/reset-mfa")
-    assert flashes(admin) == ["alice has no authenticator to reset; nothing changed."]
-    assert len(events(totp_app, "totp_reset")) == 1
+    assert admin_messages(admin) == ["alice has no authenticator to reset; nothing changed."]
+    assert len(audit_events(totp_app, "totp_reset")) == 1
 
 
 def test_unlock_lets_a_locked_user_sign_in_again(totp_app, clock, new_browser):
@@ -67,17 +68,19 @@ def test_unlock_lets_a_locked_user_sign_in_again(totp_app, clock, new_browser):
     assert response.headers["Location"] == "/mfa/verify"
     assert "locked" in alice.page("/mfa/verify")
 
-    admin, root_secret = admin_signed_in(totp_app, clock)
+    admin = signed_in_admin(totp_app, clock)
+
+    root_secret = admin.secret
     assert "Locked (50 wrong codes)" in row_of(admin.page("/admin/users"), "alice")
     step_up(admin, root_secret)
     act(admin, "alice", "unlock")
-    assert flashes(admin) == ["alice was unlocked and can enter a code again."]
-    assert code_failures(totp_app, "alice") == 0
+    assert admin_messages(admin) == ["alice was unlocked and can enter a code again."]
+    assert failures(totp_app, "alice") == 0
     assert has_credential(totp_app, "alice")  # the authenticator is kept
 
     alice.logout()
     assert sign_in_with_code(alice, secret).headers["Location"] == "/"
-    (event,) = events(totp_app, "unlock")
+    (event,) = audit_events(totp_app, "unlock")
     assert (event.username, event.actor, event.outcome, event.detail) == (
         "alice",
         "root",
@@ -85,13 +88,13 @@ def test_unlock_lets_a_locked_user_sign_in_again(totp_app, clock, new_browser):
         "50 failures",
     )
     act(admin, "alice", "unlock")
-    assert flashes(admin) == ["alice was not throttled or locked; nothing changed."]
-    assert events(totp_app, "unlock")[-1].outcome == "unchanged"
+    assert admin_messages(admin) == ["alice was not throttled or locked; nothing changed."]
+    assert audit_events(totp_app, "unlock")[-1].outcome == "unchanged"
 
 
 def test_create_user_with_generated_password_shown_once(app, clock, caplog):
     caplog.set_level(logging.DEBUG)
-    admin, _ = admin_signed_in(app, clock)
+    admin = signed_in_admin(app, clock)
     step_up(admin)
     admin.get("/admin/users/new")
     response = admin.post("/admin/users/new", {"username": " Carol "})
@@ -112,7 +115,7 @@ def test_create_user_with_generated_password_shown_once(app, clock, caplog):
     logged = [record.getMessage() for record in caplog.records]
     for text in stored + logged:
         assert password not in text
-    (created,) = [e for e in events(app, "user_created") if e.username == "carol"]
+    (created,) = [e for e in audit_events(app, "user_created") if e.username == "carol"]
     assert (created.actor, created.outcome) == ("root", "ok")
 
     carol = Browser(app, clock)
@@ -120,7 +123,7 @@ def test_create_user_with_generated_password_shown_once(app, clock, caplog):
 
 
 def test_create_user_with_typed_password(app, clock):
-    admin, _ = admin_signed_in(app, clock)
+    admin = signed_in_admin(app, clock)
     step_up(admin)
     admin.get("/admin/users/new")
     typed = "a typed initial password"
@@ -142,7 +145,7 @@ def test_create_user_with_typed_password(app, clock):
     ],
 )
 def test_create_user_refuses_bad_input(app, clock, form, message):
-    admin, _ = admin_signed_in(app, clock)
+    admin = signed_in_admin(app, clock)
     step_up(admin)
     admin.get("/admin/users/new")
     before = state_snapshot(app)
@@ -154,21 +157,21 @@ def test_create_user_refuses_bad_input(app, clock, form, message):
 
 
 def test_make_and_revoke_administrator(app, clock, new_browser):
-    admin, _ = admin_signed_in(app, clock)
+    admin = signed_in_admin(app, clock)
     alice = new_browser()
     alice.login()
     assert alice.get("/admin/").status_code == 403
     step_up(admin)
     act(admin, "alice", "grant-admin")
-    assert flashes(admin) == ["alice is now an administrator."]
+    assert admin_messages(admin) == ["alice is now an administrator."]
     assert alice.get("/admin/users").status_code == 200  # at once, same session
     act(admin, "alice", "grant-admin")
-    assert flashes(admin) == ["Nothing changed: alice already has these rights."]
+    assert admin_messages(admin) == ["Nothing changed: alice already has these rights."]
     act(admin, "alice", "revoke-admin")
-    assert flashes(admin) == ["alice is no longer an administrator."]
+    assert admin_messages(admin) == ["alice is no longer an administrator."]
     assert alice.get("/admin/users").status_code == 403
     assert [
-        (e.event, e.outcome, e.actor) for e in events(app) if e.event.startswith("admin_")
+        (e.event, e.outcome, e.actor) for e in audit_events(app) if e.event.startswith("admin_")
     ] == [
         ("admin_granted", "ok", "root"),
         ("admin_granted", "unchanged", "root"),
@@ -177,18 +180,18 @@ def test_make_and_revoke_administrator(app, clock, new_browser):
 
 
 def test_last_administrator_cannot_be_revoked(app, clock):
-    admin, _ = admin_signed_in(app, clock)
+    admin = signed_in_admin(app, clock)
     step_up(admin)
     response = act(admin, "root", "revoke-admin")
     assert response.headers["Location"] == "/admin/users?q=root"
-    assert flashes(admin) == ["root is the last administrator and cannot be revoked."]
+    assert admin_messages(admin) == ["root is the last administrator and cannot be revoked."]
     assert user(app, "root").is_admin
-    (refused,) = events(app, "admin_revoked")
+    (refused,) = audit_events(app, "admin_revoked")
     assert (refused.outcome, refused.actor, refused.username) == ("refused", "root", "root")
 
 
 def test_an_administrator_may_step_down_when_another_remains(app, clock, new_browser):
-    admin, _ = admin_signed_in(app, clock)
+    admin = signed_in_admin(app, clock)
     step_up(admin)
     act(admin, "bob", "grant-admin")
     response = act(admin, "root", "revoke-admin")
@@ -208,14 +211,14 @@ def test_sign_out_everywhere_ends_every_session_of_the_user(app, clock, new_brow
     laptop.login()
     phone.login()
     bob.login("bob")
-    admin, _ = admin_signed_in(app, clock)
+    admin = signed_in_admin(app, clock)
     step_up(admin)
     act(admin, "alice", "sign-out")
-    assert flashes(admin) == ["2 sessions of alice ended."]
+    assert admin_messages(admin) == ["2 sessions of alice ended."]
     assert laptop.get("/").headers["Location"].startswith("/login")
     assert phone.get("/").headers["Location"].startswith("/login")
     assert bob.get("/").status_code == 200
-    (event,) = events(app, "session_revoked")
+    (event,) = audit_events(app, "session_revoked")
     assert (event.username, event.actor, event.outcome, event.detail) == (
         "alice",
         "root",
@@ -225,12 +228,12 @@ def test_sign_out_everywhere_ends_every_session_of_the_user(app, clock, new_brow
 
 
 def test_action_on_unknown_user_is_404(app, clock):
-    admin, _ = admin_signed_in(app, clock)
+    admin = signed_in_admin(app, clock)
     step_up(admin)
     assert admin.get("/admin/users/nobody/unlock").status_code == 404
     assert admin.post("/admin/users/nobody/unlock").status_code == 404
     assert admin.get("/admin/users/alice/delete").status_code == 404
-    assert events(app, "unlock") == []
+    assert audit_events(app, "unlock") == []
 
 
 # --- every action audited; races; the password back-off
@@ -239,7 +242,8 @@ def test_action_on_unknown_user_is_404(app, clock):
 def test_sc25_every_user_action_is_audited_with_actor_target_outcome(totp_app, clock, new_browser):
     new_browser().enrol("alice")
     set_code_failures(totp_app, "bob", 7)
-    admin, secret = admin_signed_in(totp_app, clock)
+    admin = signed_in_admin(totp_app, clock)
+    secret = admin.secret
     step_up(admin, secret)
     for action in ("unlock", "grant-admin", "revoke-admin", "sign-out", "reset-mfa"):
         target = "bob" if action == "unlock" else "alice"
@@ -249,7 +253,7 @@ def test_sc25_every_user_action_is_audited_with_actor_target_outcome(totp_app, c
 
     done = [
         (e.event, e.username, e.actor, e.outcome, e.ip)
-        for e in events(totp_app)
+        for e in audit_events(totp_app)
         if e.actor == "root" and e.event != "reauth"
     ]
     assert done == [

@@ -12,12 +12,12 @@ from urllib.parse import urlsplit
 
 import pytest
 from support.app import PASSWORD, make_app
-from support.client import Browser, call, cli, together
+from support.client import Browser, api_request, cli, together
 from support.db import audit_rows, database_dump
-from support.gateway import GATEWAY_RULES
-from support.pages import flashes
+from support.gateway import make_gateway_app
+from support.pages import admin_messages
 from support.smtp import mail_config
-from support.steps import admin_signed_in, admin_token, change_password, step_up
+from support.steps import api_token, change_password, signed_in_admin, step_up
 
 from standalone_mfa.accounts import emails
 from standalone_mfa.core import addresses
@@ -513,7 +513,7 @@ def test_the_time_zone_is_saved_checked_and_told_in_mails(mail_app, clock, smtp)
     for bad in ("Mars/Olympus_Mons", "../../etc/passwd", "Europe/Paris\r\nX: y", "x" * 100):
         browser.post("/account/time-zone", {"time_zone": bad})
         assert user_row(mail_app).time_zone is None
-    assert "Choose a time zone from the list" in " ".join(flashes(browser))
+    assert "Choose a time zone from the list" in " ".join(admin_messages(browser))
     browser.get("/account/security")
     browser.post("/account/time-zone", {"time_zone": "America/New_York"})
     assert user_row(mail_app).time_zone == "America/New_York"
@@ -535,7 +535,8 @@ def test_the_time_zone_is_saved_checked_and_told_in_mails(mail_app, clock, smtp)
 
 
 def test_the_users_page_sets_and_removes_an_address_after_a_step_up(mail_app, clock, smtp):
-    admin, secret = admin_signed_in(mail_app, clock)
+    admin = signed_in_admin(mail_app, clock)
+    secret = admin.secret
     assert "alice@example.com" in admin.page("/admin/users")
     page = admin.page("/admin/users/alice/email")
     assert "Now: <strong>alice@example.com</strong>" in page and 'id="step-up-note"' in page
@@ -549,7 +550,7 @@ def test_the_users_page_sets_and_removes_an_address_after_a_step_up(mail_app, cl
     assert user_row(mail_app).email == OLD
     done = admin.post("/admin/users/alice/email", {"email": "a2@example.com"})
     assert done.headers["Location"] == "/admin/users/alice/email"
-    assert flashes(admin) == ["The address of alice is now a2@example.com."]
+    assert admin_messages(admin) == ["The address of alice is now a2@example.com."]
     assert user_row(mail_app).email == "a2@example.com"
     assert ("email_set", "ok", "alice", "root", "a2@example.com") in audit_rows(mail_app)
     [told] = mails_to(smtp, OLD)
@@ -557,13 +558,13 @@ def test_the_users_page_sets_and_removes_an_address_after_a_step_up(mail_app, cl
 
     admin.get("/admin/users/alice/email")
     admin.post("/admin/users/alice/email/remove")
-    assert flashes(admin) == ["alice has no address now: they get no notices."]
+    assert admin_messages(admin) == ["alice has no address now: they get no notices."]
     assert user_row(mail_app).email is None
     assert ("email_removed", "ok", "alice", "root", None) in audit_rows(mail_app)
 
 
 def test_removing_an_address_needs_a_step_up_too(mail_app, clock):
-    admin, _ = admin_signed_in(mail_app, clock)
+    admin = signed_in_admin(mail_app, clock)
     admin.get("/admin/users/alice/email")
     response = admin.post("/admin/users/alice/email/remove")
     assert response.headers["Location"].startswith("/admin/step-up")
@@ -572,8 +573,8 @@ def test_removing_an_address_needs_a_step_up_too(mail_app, clock):
 
 def test_the_api_shows_the_confirmed_and_the_pending_address(mail_app, clock, smtp):
     ask_for(signed_in(mail_app, clock), NEW)
-    token = admin_token(mail_app)
-    body = call(mail_app, "GET", "/api/v1/users?q=alice", token).get_json()
+    token = api_token(mail_app)
+    body = api_request(mail_app, "GET", "/api/v1/users?q=alice", token).get_json()
     [alice] = body["users"]
     assert (alice["email"], alice["email_pending"]) == (OLD, NEW)
 
@@ -582,15 +583,9 @@ def test_the_api_shows_the_confirmed_and_the_pending_address(mail_app, clock, sm
 
 
 def test_remote_email_is_the_confirmed_address_only(tmp_path, clock):
-    from support.gateway import PORTAL, PortalBrowser, ask_nginx
+    from support.gateway import PortalBrowser, ask_nginx
 
-    app = make_app(
-        tmp_path,
-        clock,
-        ACCESS_CONTROL=GATEWAY_RULES,
-        GATEWAY_PORTAL_URL=PORTAL,
-        SESSION_COOKIE_DOMAIN="example.test",
-    )
+    app = make_gateway_app(tmp_path, clock)
     browser = PortalBrowser(app, clock)
     browser.login("alice")
     token = browser.session_token()

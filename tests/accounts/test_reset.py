@@ -6,13 +6,12 @@ from __future__ import annotations
 import peewee
 import pytest
 from support.app import PASSWORD
-from support.client import api, signed_in_as
+from support.client import signed_in_as, totp_api
 from support.db import (
+    audit_events,
     audit_rows,
     credential,
-    credential_of,
     devices_of,
-    events,
     failures,
     recovery_hashes,
     sessions_of,
@@ -20,9 +19,8 @@ from support.db import (
 )
 from support.pages import location, text
 from support.steps import (
-    admin_token,
+    api_token,
     give_credential,
-    make_token,
     pending_setup,
     pending_verify,
     remembered_browser,
@@ -77,7 +75,7 @@ def test_sc26_reset_deletes_credential_ends_sessions_and_audits(totp_app, clock,
     assert throttle_failures(totp_app, "alice") == 1
     assert len(sessions_of(totp_app, "alice")) == 2
 
-    response = api(totp_app, "DELETE", "alice", make_token(totp_app, "root"))
+    response = totp_api(totp_app, "DELETE", "alice", api_token(totp_app, "root"))
     assert response.status_code == 204
 
     assert credential(totp_app, "alice") is None
@@ -98,14 +96,14 @@ def test_sc26_reset_deletes_credential_ends_sessions_and_audits(totp_app, clock,
     assert bob.get("/").status_code == 200
     assert credential(totp_app, "bob") is not None
 
-    (event,) = events(totp_app, "totp_reset")
+    (event,) = audit_events(totp_app, "totp_reset")
     assert (event.username, event.actor, event.outcome) == ("alice", "root", "ok")
     assert event.ip == "127.0.0.1"
 
 
 def test_sc26_after_reset_next_login_sets_up_new_secret(totp_app, clock, new_browser):
     old_secret = new_browser().enrol()
-    assert api(totp_app, "DELETE", "alice", make_token(totp_app, "root")).status_code == 204
+    assert totp_api(totp_app, "DELETE", "alice", api_token(totp_app, "root")).status_code == 204
 
     clock.advance(60)
     again = new_browser()
@@ -133,7 +131,7 @@ def test_sc26_after_reset_next_login_sets_up_new_secret(totp_app, clock, new_bro
 
 def test_sc26_user_is_told_at_next_login_after_reset(totp_app, clock, new_browser):
     new_browser().enrol()
-    assert api(totp_app, "DELETE", "alice", make_token(totp_app, "root")).status_code == 204
+    assert totp_api(totp_app, "DELETE", "alice", api_token(totp_app, "root")).status_code == 204
     clock.advance(60)
     again = new_browser()
     again.get("/login")
@@ -188,7 +186,7 @@ def test_reset_database_error_half_way_is_503_and_changes_nothing(
     alice.enrol()
     with totp_app.app_context():
         MfaThrottle.update(failures=3).execute()
-    token = admin_token(totp_app)
+    token = api_token(totp_app)
 
     def lost_database(_user):
         raise peewee.OperationalError("database is locked")
@@ -200,10 +198,10 @@ def test_reset_database_error_half_way_is_503_and_changes_nothing(
     )
     assert response.status_code == 503
     assert "Traceback" not in response.get_data(as_text=True)
-    assert credential_of(totp_app, "alice") is not None
+    assert credential(totp_app, "alice") is not None
     assert failures(totp_app, "alice") == 3
     assert signed_in_as(alice.client, "alice")
-    assert events(totp_app, "totp_reset") == []
+    assert audit_events(totp_app, "totp_reset") == []
 
 
 # --- a reset racing a sign-in or a set-up

@@ -11,14 +11,14 @@ import re
 
 from peewee import fn
 from support.app import NEW_PASSWORD, PASSWORD, START
-from support.client import Browser, api, call, cli, device_token
-from support.db import audit_rows, events, set_code_failures, set_remember_days, table_dump
+from support.client import Browser, api_request, cli, device_token, totp_api
+from support.db import audit_events, audit_rows, set_code_failures, set_remember_days, table_dump
 from support.oath import UNKNOWN_RECOVERY_CODE, fresh_code, spellings, wrong_code
 from support.pages import RECOVERY_CODE_RE, location
 from support.steps import (
+    api_token,
     change_password,
     confirm_for_new_authenticator,
-    make_token,
     new_authenticator_secret,
     pending_verify,
     regenerate,
@@ -104,8 +104,8 @@ def test_sc30_audit_records_are_utc_complete_and_hold_no_secrets(app, clock, cap
     replay.post("/mfa/verify", {"code": codes[-1]})
     note_cookies()
     # A token is made and used for a reset; alice starts a new set-up.
-    token = make_token(app, "root")
-    assert api(app, "DELETE", "alice", token).status_code == 204
+    token = api_token(app, "root")
+    assert totp_api(app, "DELETE", "alice", token).status_code == 204
     clock.advance(60)
     again = browser()
     again.login()
@@ -238,11 +238,11 @@ def test_sc30_admin_events_recorded_without_secrets(totp_app, clock, new_browser
     typed = "typed initial password for dave"
     admin.get("/admin/users/new")
     admin.post("/admin/users/new", {"username": "dave", "password": typed})
-    token = make_token(totp_app, "root")
-    assert call(totp_app, "POST", "/api/v1/users/alice/unlock", token).status_code == 200
+    token = api_token(totp_app, "root")
+    assert api_request(totp_app, "POST", "/api/v1/users/alice/unlock", token).status_code == 200
     cli(totp_app, "user", "unlock", "bob")
 
-    seen = {(e.event, e.outcome, e.username, e.actor) for e in events(totp_app)}
+    seen = {(e.event, e.outcome, e.username, e.actor) for e in audit_events(totp_app)}
     assert {
         ("reauth", "failed", "root", "root"),
         ("reauth", "ok", "root", "root"),
@@ -255,11 +255,11 @@ def test_sc30_admin_events_recorded_without_secrets(totp_app, clock, new_browser
         ("unlock", "unchanged", "alice", "root"),
         ("unlock", "unchanged", "bob", "cli"),
     } <= seen
-    for event in events(totp_app):
+    for event in audit_events(totp_app):
         assert event.at.tzinfo is None and START <= event.at <= clock.now()
 
     audit_page = admin.page("/admin/audit")
-    texts = [json.dumps(e.__data__, default=str) for e in events(totp_app)]
+    texts = [json.dumps(e.__data__, default=str) for e in audit_events(totp_app)]
     texts += [record.getMessage() for record in caplog.records]
     texts.append(audit_page.split("<main", 1)[1])
     secrets_seen = {

@@ -13,11 +13,11 @@ import threading
 import time
 
 import peewee
-import psycopg2
 import pytest
 from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase
 from support.app import PASSWORD, make_app, test_config
 from support.client import Browser
+from support.db import POSTGRES_URL, needs_postgresql, terminate_backend
 
 from standalone_mfa import create_app
 from standalone_mfa.core import db as db_module
@@ -25,13 +25,6 @@ from standalone_mfa.core.config import ConfigurationError
 from standalone_mfa.core.db import db, is_sqlite
 from standalone_mfa.core.models import User
 from standalone_mfa.factors import passwords
-
-PG_URL = os.environ.get("TEST_DATABASE_URL") or ""
-
-needs_postgres = pytest.mark.skipif(
-    not PG_URL.startswith("postgres"),
-    reason="needs PostgreSQL: set TEST_DATABASE_URL=postgresql://... (CI does)",
-)
 
 
 def sqlite_app(tmp_path, clock, **overrides):
@@ -74,7 +67,7 @@ def assert_unavailable(response):
 def test_connections_are_pooled_by_default(app):
     """On the suite's engine: SQLite, or PostgreSQL when TEST_DATABASE_URL is set."""
     assert isinstance(db.obj, PooledDatabase)
-    assert is_sqlite() == (not PG_URL.startswith("postgres"))
+    assert is_sqlite() == (not POSTGRES_URL.startswith("postgres"))
     assert app.config["DATABASE_POOL"] is True
 
 
@@ -83,9 +76,9 @@ def test_sqlite_is_pooled_by_default(tmp_path, clock):
     assert isinstance(db.obj, PooledDatabase) and is_sqlite()
 
 
-@needs_postgres
+@needs_postgresql
 def test_postgres_is_pooled_by_default(tmp_path, clock):
-    make_app(tmp_path, clock, DATABASE_URL=PG_URL)
+    make_app(tmp_path, clock, DATABASE_URL=POSTGRES_URL)
     assert isinstance(db.obj, PooledDatabase) and not is_sqlite()
 
 
@@ -261,25 +254,7 @@ def test_full_pool_answers_503_within_the_timeout_then_recovers(tmp_path, clock)
 # ------------------------------------------------- PostgreSQL: a killed backend
 
 
-def terminate_backend(pid: int) -> None:
-    """What a database restart or failover does to an idle pooled connection; returns
-    once the backend is gone (the signal is asynchronous)."""
-    admin = psycopg2.connect(PG_URL)
-    try:
-        admin.autocommit = True
-        with admin.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(%s)", (pid,))
-            assert cursor.fetchone() == (True,)
-            for _ in range(200):
-                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,))
-                if cursor.fetchone() == (0,):
-                    return
-                time.sleep(0.05)
-    finally:
-        admin.close()
-
-
-@needs_postgres
+@needs_postgresql
 @pytest.mark.parametrize("with_session", [False, True], ids=["anonymous", "signed-in"])
 def test_postgres_backend_killed_in_the_pool_is_dropped_not_a_500(
     tmp_path, clock, with_session, monkeypatch
@@ -316,7 +291,7 @@ def test_postgres_backend_killed_in_the_pool_is_dropped_not_a_500(
     assert pool_counts() == (1, 0)
 
 
-@needs_postgres
+@needs_postgresql
 def test_postgres_backend_killed_just_after_use_costs_one_503_never_a_500(tmp_path, clock):
     """A connection in steady use (given back under PING_AFTER_IDLE ago) is lent without
     a round trip: if its backend died in that second, its next request is a 503 (the

@@ -8,9 +8,9 @@ import threading
 
 import pytest
 from support.app import PASSWORD, make_app
-from support.db import audit_rows, events
-from support.pages import flashes
-from support.steps import admin_signed_in, signed_in_root, step_up
+from support.db import audit_events, audit_rows
+from support.pages import admin_messages
+from support.steps import signed_in_admin, step_up
 
 from standalone_mfa.core.db import db
 from standalone_mfa.core.models import User, UserGroup
@@ -168,7 +168,7 @@ def test_the_groups_page_lists_groups_with_a_remove_button_each(app, clock):
     with app.app_context():
         for name in ("wiki", "staff"):
             groups.add(the_user("alice"), name, actor="test")
-    admin, _ = admin_signed_in(app, clock)
+    admin = signed_in_admin(app, clock)
     page = groups_page(admin)
     assert "<h1>Groups: alice</h1>" in page
     assert page.index('<th scope="row">staff</th>') < page.index('<th scope="row">wiki</th>')
@@ -186,28 +186,29 @@ def test_the_groups_page_lists_groups_with_a_remove_button_each(app, clock):
 
 
 def test_an_administrator_adds_and_removes_a_group_after_stepping_up(totp_app, clock):
-    admin, secret = admin_signed_in(totp_app, clock)
+    admin = signed_in_admin(totp_app, clock)
+    secret = admin.secret
     step_up(admin, secret)
     groups_page(admin)
     response = admin.post("/admin/users/alice/groups", {"group": "staff"})
     assert response.headers["Location"] == "/admin/users/alice/groups"
-    assert flashes(admin) == ["alice is now in the group staff."]
+    assert admin_messages(admin) == ["alice is now in the group staff."]
     assert memberships(totp_app) == [("alice", "staff")]
     groups_page(admin)
     admin.post("/admin/users/alice/groups", {"group": "staff"})
-    assert flashes(admin) == ["alice is already in the group staff; nothing changed."]
+    assert admin_messages(admin) == ["alice is already in the group staff; nothing changed."]
     assert memberships(totp_app) == [("alice", "staff")]
 
     page = groups_page(admin)
     assert '<th scope="row">staff</th>' in page
     response = admin.post("/admin/users/alice/groups/remove", {"group": "staff"})
     assert response.headers["Location"] == "/admin/users/alice/groups"
-    assert flashes(admin) == ["alice is no longer in the group staff."]
+    assert admin_messages(admin) == ["alice is no longer in the group staff."]
     groups_page(admin)
     admin.post("/admin/users/alice/groups/remove", {"group": "staff"})
-    assert flashes(admin) == ["alice is not in the group staff; nothing changed."]
+    assert admin_messages(admin) == ["alice is not in the group staff; nothing changed."]
     assert memberships(totp_app) == []
-    rows = [e for e in events(totp_app) if e.event in ("group_add", "group_remove")]
+    rows = [e for e in audit_events(totp_app) if e.event in ("group_add", "group_remove")]
     assert [(e.event, e.outcome, e.username, e.actor, e.detail, e.ip) for e in rows] == [
         ("group_add", "ok", "alice", "root", "staff", "127.0.0.1"),
         ("group_add", "unchanged", "alice", "root", "staff", "127.0.0.1"),
@@ -220,7 +221,7 @@ def test_an_administrator_adds_and_removes_a_group_after_stepping_up(totp_app, c
 def test_a_bad_group_name_on_the_page_says_so_and_changes_nothing(app, clock, name):
     with app.app_context():
         groups.add(the_user("alice"), "staff", actor="test")
-    admin, _ = admin_signed_in(app, clock)
+    admin = signed_in_admin(app, clock)
     step_up(admin)
     groups_page(admin)
     response = admin.post("/admin/users/alice/groups", {"group": name})
@@ -229,13 +230,15 @@ def test_a_bad_group_name_on_the_page_says_so_and_changes_nothing(app, clock, na
     groups_page(admin)
     response = admin.post("/admin/users/alice/groups/remove", {"group": name})
     assert response.headers["Location"] == "/admin/users/alice/groups"
-    assert any("A group name is 1-64 characters" in m for m in flashes(admin))
+    assert any("A group name is 1-64 characters" in m for m in admin_messages(admin))
     assert memberships(app) == [("alice", "staff")]
-    assert [e for e in events(app) if e.actor == "root" and e.event.startswith("group")] == []
+    assert [
+        e for e in audit_events(app) if e.actor == "root" and e.event.startswith("group")
+    ] == []
 
 
 def test_a_change_without_a_fresh_step_up_goes_to_the_step_up_first(app, clock):
-    admin, _ = admin_signed_in(app, clock)
+    admin = signed_in_admin(app, clock)
     groups_page(admin)
     for path in ("/admin/users/alice/groups", "/admin/users/alice/groups/remove"):
         response = admin.post(path, {"group": "staff"})
@@ -244,7 +247,7 @@ def test_a_change_without_a_fresh_step_up_goes_to_the_step_up_first(app, clock):
             path
         )
     assert memberships(app) == []
-    assert not [e for e in events(app) if e.event.startswith("group")]
+    assert not [e for e in audit_events(app) if e.event.startswith("group")]
     page = admin.page("/admin/step-up?next=/admin/users/alice/groups")
     assert "Confirm it is you, then confirm the change again." in page
     response = admin.post("/admin/step-up?next=/admin/users/alice/groups", {"password": PASSWORD})
@@ -260,7 +263,7 @@ def test_a_change_without_a_fresh_step_up_goes_to_the_step_up_first(app, clock):
 def test_sc25_group_changes_need_post_with_this_sessions_csrf_token(app, clock, new_browser):
     with app.app_context():
         groups.add(the_user("alice"), "wiki", actor="test")
-    admin, _ = admin_signed_in(app, clock)
+    admin = signed_in_admin(app, clock)
     step_up(admin)
     attacker = new_browser()
     attacker.get("/login")
@@ -275,7 +278,7 @@ def test_sc25_group_changes_need_post_with_this_sessions_csrf_token(app, clock, 
     assert admin.page("/admin/users/alice/groups?group=staff").count('<th scope="row">') == 1
     assert admin.get("/admin/users/alice/groups/remove?group=wiki").status_code == 405
     assert memberships(app) == [("alice", "wiki")]
-    assert not [e for e in events(app) if e.actor == "root" and e.event.startswith("group")]
+    assert not [e for e in audit_events(app) if e.actor == "root" and e.event.startswith("group")]
 
 
 def test_sc24_only_a_signed_in_administrator_sees_or_changes_groups(app, clock, new_browser):
@@ -296,7 +299,7 @@ def test_sc24_only_a_signed_in_administrator_sees_or_changes_groups(app, clock, 
 
 
 def test_groups_of_an_unknown_user_is_404_and_changes_nothing(app, clock):
-    admin = signed_in_root(app, clock)
+    admin = signed_in_admin(app, clock)
     step_up(admin)
     assert admin.get("/admin/users/nobody/groups").status_code == 404
     admin.get("/admin/")
@@ -307,7 +310,7 @@ def test_groups_of_an_unknown_user_is_404_and_changes_nothing(app, clock):
 
 def test_a_step_up_by_password_without_an_authenticator_also_opens_changes(app, clock):
     """MFA disabled and root without an authenticator: the step-up is the password."""
-    admin = signed_in_root(app, clock)
+    admin = signed_in_admin(app, clock)
     admin.get("/admin/step-up")
     admin.post("/admin/step-up", {"password": PASSWORD})
     groups_page(admin, "bob")

@@ -10,7 +10,6 @@ from support.db import (
     audit_events,
     audit_rows,
     credential_secret,
-    events,
     raise_on_audit,
     set_method,
 )
@@ -107,4 +106,4 @@ def test_sc25_admin_setting_database_error_changes_nothing_unaudited(
     assert response.status_code == 503
     with app.app_context():
         changed = settings.mfa_method() == "totp"
-    assert changed == bool(events(app, "mfa_method_changed"))
+    assert changed == bool(audit_events(app, "mfa_method_changed"))

@@ -3,7 +3,8 @@
 whole folder is marked `server`, and left out of `make check`.
 
 The browser fixtures (the library is support/browser.py): `site` is the portal under
-gunicorn (a module may define its own `site`: the gateway's, one that mails), `chromium`
+gunicorn, or the gateway's with `SITE = "gateway"` in the module (a module may also
+define its own, as the one that mails does), `chromium`
 one headless Chromium per module on that site, `open_window` a `Person` per window,
 `javascript` runs a flow with JavaScript on and off, `axe_source` axe-core's script."""
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import sync_playwright
-from support.browser import ACTION_TIMEOUT_MS, AXE_JS, CHROMIUM, DOMAIN, Person, Site
+from support.browser import ACTION_TIMEOUT_MS, AXE_JS, CHROMIUM, DOMAIN, Person, Site, gateway_site
 
 HERE = Path(__file__).parent
 
@@ -25,7 +26,12 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
+def site(request, tmp_path_factory):
+    """The module's site: the portal under gunicorn (`Site`), or with `SITE = "gateway"`
+    in the module the gateway site, (app, nginx's HTTPS port): see support/browser.py."""
+    if getattr(request.module, "SITE", "portal") == "gateway":
+        yield from gateway_site(tmp_path_factory)
+        return
     site = Site(tmp_path_factory.mktemp("browser-site"))
     site.set_mfa_method("totp")
     try:
@@ -82,3 +88,13 @@ def axe_source() -> str:
     if not AXE_JS.exists():
         pytest.fail(f"{AXE_JS} is missing: `make test` runs npm ci in tests/browser")
     return AXE_JS.read_text()
+
+
+@pytest.fixture
+def axe_window(site, chromium):
+    """A Person in a window that may inject axe (its context bypasses the site's CSP,
+    which rightly forbids inline scripts; the flows run with it)."""
+    context = chromium.new_context(base_url=site.url, bypass_csp=True)
+    context.set_default_timeout(ACTION_TIMEOUT_MS)
+    yield Person(site, context.new_page())
+    context.close()

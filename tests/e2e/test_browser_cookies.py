@@ -18,7 +18,6 @@ from support.browser import (
     CODE_LABEL,
     code_now,
     echoed,
-    gateway_site,
     gateway_url,
     gateway_window,
     sign_in,
@@ -29,10 +28,7 @@ from standalone_mfa.factors import totp
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    yield from gateway_site(tmp_path_factory)
+SITE = "gateway"  # the conftest's `site`: the portal and two apps behind nginx
 
 
 SESSION = "__Secure-smfa_session"

@@ -5,7 +5,6 @@ page after a step-up. axe checks each new page in light and dark mode."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 
@@ -13,12 +12,8 @@ import pytest
 from playwright.sync_api import expect
 from support.app import PASSWORD
 from support.browser import (
-    ACTION_TIMEOUT_MS,
-    AXE_JS,
-    AXE_RUN_JS,
-    UNLABELLED_FIELDS_JS,
-    Person,
     Site,
+    check_accessible,
 )
 from support.smtp import SENDER, SmtpServer
 
@@ -63,41 +58,21 @@ def site(tmp_path_factory, smtp):
         site.stop()
 
 
-@pytest.fixture
-def person(site, chromium):
-    """One window; it bypasses the CSP only so that axe can be injected inline."""
-    context = chromium.new_context(base_url=site.url, bypass_csp=True)
-    context.set_default_timeout(ACTION_TIMEOUT_MS)
-    yield Person(site, context.new_page())
-    context.close()
-
-
-def accessible(person: Person) -> None:
-    """Every field labelled; no serious or critical axe finding, light or dark."""
-    page = person.page
-    page.wait_for_load_state()
-    assert page.evaluate(UNLABELLED_FIELDS_JS) == [], "form fields without a label"
-    page.add_script_tag(content=AXE_JS.read_text())
-    found = {}
-    for scheme in ("light", "dark"):
-        page.emulate_media(color_scheme=scheme)
-        found[scheme] = page.evaluate(AXE_RUN_JS)
-    page.emulate_media(color_scheme="light")
-    assert found == {"light": [], "dark": []}, json.dumps(found, indent=1)
-
-
-def test_a_user_changes_their_address_and_confirms_it_from_the_mail(site, person, smtp):
+def test_a_user_changes_their_address_and_confirms_it_from_the_mail(
+    site, axe_window, axe_source, smtp
+):
+    person = axe_window
     account = site.new_account()
     new_address = f"{account.username}.new@example.com"
     person.sign_in(account)
     person.expect_path("/")
     person.goto("/account/security")
     expect(person.page.locator("#email-address")).to_contain_text("No address")
-    accessible(person)
+    check_accessible(person, axe_source)
 
     person.page.get_by_role("link", name="Change your email address").click()
     person.expect_path("/account/email")
-    accessible(person)
+    check_accessible(person, axe_source)
     person.page.get_by_label("Your password").fill("not the password")
     person.page.get_by_label("New email address").fill(new_address)
     person.page.get_by_role("button", name="Send the confirmation link").click()
@@ -106,14 +81,14 @@ def test_a_user_changes_their_address_and_confirms_it_from_the_mail(site, person
     person.page.get_by_label("New email address").fill("someone@example.com\nBcc: x@example.com")
     person.page.get_by_role("button", name="Send the confirmation link").click()
     expect(person.page.locator(".field-error")).to_be_visible()
-    accessible(person)  # the page with its error
+    check_accessible(person, axe_source)  # the page with its error
     person.page.get_by_label("Your password").fill(PASSWORD)
     person.page.get_by_label("New email address").fill(new_address)
     person.page.get_by_role("button", name="Send the confirmation link").click()
     person.expect_path("/account/security")
     person.expect_status("A link to confirm it was sent to")
     expect(person.page.locator("#email-pending")).to_contain_text("(unconfirmed)")
-    accessible(person)
+    check_accessible(person, axe_source)
 
     person.page.get_by_label("Time zone of your mails").fill("Europe/Paris")
     person.page.get_by_role("button", name="Save the time zone").click()
@@ -123,7 +98,7 @@ def test_a_user_changes_their_address_and_confirms_it_from_the_mail(site, person
     link = LINK_RE.search(mail.text).group(1)
     person.goto(link)
     expect(person.page.locator("#confirm-address")).to_have_text(new_address)
-    accessible(person)
+    check_accessible(person, axe_source)
     person.page.get_by_role("button", name="Confirm this address").click()
     person.expect_path("/account/security")
     person.expect_status(f"Your address is now {new_address}")
@@ -132,10 +107,11 @@ def test_a_user_changes_their_address_and_confirms_it_from_the_mail(site, person
 
     person.goto(link)  # once only
     expect(person.page.locator("#link-problem")).to_contain_text("already used")
-    accessible(person)
+    check_accessible(person, axe_source)
 
 
-def test_an_administrator_sets_an_address_on_the_users_page(site, person):
+def test_an_administrator_sets_an_address_on_the_users_page(site, axe_window, axe_source):
+    person = axe_window
     admin = site.new_account(admin=True)
     target = site.new_account()
     person.sign_in(admin)
@@ -143,7 +119,7 @@ def test_an_administrator_sets_an_address_on_the_users_page(site, person):
     person.goto(f"/admin/users?q={target.username}")
     person.page.get_by_role("link", name=f"Change email: {target.username}").click()
     person.expect_path(f"/admin/users/{target.username}/email")
-    accessible(person)
+    check_accessible(person, axe_source)
     address = f"{target.username}@example.com"
     for _ in range(2):  # the second time after the step-up it asks for
         person.page.get_by_label("Email address").fill(address)
@@ -154,12 +130,12 @@ def test_an_administrator_sets_an_address_on_the_users_page(site, person):
         person.expect_path(f"/admin/users/{target.username}/email")
     person.expect_status(f"The address of {target.username} is now {address}.")
     expect(person.page.locator("#current-email")).to_contain_text(address)
-    accessible(person)
+    check_accessible(person, axe_source)
     assert site.user(target.username).email == address
     person.page.get_by_label("Email address").fill("two@example.com, three@example.com")
     person.page.get_by_role("button", name="Set the address").click()
     expect(person.page.locator(".field-error")).to_be_visible()
-    accessible(person)
+    check_accessible(person, axe_source)
     assert site.user(target.username).email == address
 
 

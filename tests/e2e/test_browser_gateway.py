@@ -28,7 +28,6 @@ from support.browser import (
     SECRET_FORMAT,
     code_now,
     echoed,
-    gateway_site,
     gateway_url,
     gateway_window,
     sign_in,
@@ -45,10 +44,7 @@ from standalone_mfa.factors import totp
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    yield from gateway_site(tmp_path_factory)
+SITE = "gateway"  # the conftest's `site`: the portal and two apps behind nginx
 
 
 @pytest.mark.parametrize("javascript", [True, False], ids=["js", "no-js"])

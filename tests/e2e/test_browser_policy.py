@@ -5,12 +5,13 @@ light and dark."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from playwright.sync_api import expect
 from support.app import PASSWORD
-from support.browser import ACTION_TIMEOUT_MS, AXE_RUN_JS, UNLABELLED_FIELDS_JS, Person
+from support.browser import (
+    Person,
+    check_accessible,
+)
 
 from standalone_mfa.directory import groups, settings
 from standalone_mfa.directory.users import find_user
@@ -38,28 +39,6 @@ def policy_reset(site):
 def policy_now(site) -> tuple[str, tuple[str, ...], int]:
     with site.app.app_context():
         return settings.mfa_required_for(), settings.mfa_groups(), settings.mfa_grace_days()
-
-
-def check_accessible(person: Person, source: str) -> None:
-    """No unlabelled field, and no serious axe violation in light or dark."""
-    page = person.page
-    page.wait_for_load_state()
-    assert page.evaluate(UNLABELLED_FIELDS_JS) == [], "form fields without a label"
-    page.add_script_tag(content=source)
-    found = {}
-    for scheme in ("light", "dark"):
-        page.emulate_media(color_scheme=scheme)
-        found[scheme] = page.evaluate(AXE_RUN_JS)
-    assert found == {"light": [], "dark": []}, json.dumps(found, indent=1)
-
-
-@pytest.fixture
-def axe_window(site, chromium):
-    """A window that may inject axe (its context bypasses the site's CSP)."""
-    context = chromium.new_context(base_url=site.url, bypass_csp=True)
-    context.set_default_timeout(ACTION_TIMEOUT_MS)
-    yield Person(site, context.new_page())
-    context.close()
 
 
 def fill_policy(person: Person, *, who: str, names: str, grace: str) -> None:

@@ -10,11 +10,7 @@ sent; redirects stay on the site; the audit log has nginx's view of the client.
 from __future__ import annotations
 
 import http.client
-import re
-import socket
 import ssl
-import subprocess
-import time
 import warnings
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -22,9 +18,9 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from support.app import PASSWORD, make_app
-from support.paths import DEPLOY
-from support.proxies import executable, wildcard_certificate
-from support.servers import quiet_server
+from support.pages import csrf_from
+from support.proxies import TRUST_ONE_PROXY, nginx, shipped, wildcard_certificate
+from support.servers import free_port, quiet_server
 from urllib3.exceptions import InsecureRequestWarning
 
 from standalone_mfa.core.db import db
@@ -32,100 +28,44 @@ from standalone_mfa.core.models import AuditEvent
 
 pytestmark = pytest.mark.server
 
-CONF = DEPLOY / "nginx.conf"
 HOST = "mfa.example.org"
-TRUST_ONE_PROXY = {
-    "PROXY_FIX_X_FOR": 1,
-    "PROXY_FIX_X_PROTO": 1,
-    "PROXY_FIX_X_HOST": 1,
-    "PROXY_FIX_X_PREFIX": 1,
-}
 SPOOFING = {
     "X-Forwarded-For": "6.6.6.6",
     "X-Forwarded-Proto": "http",
     "X-Forwarded-Host": "evil.example",
     "X-Forwarded-Prefix": "/evil",
 }
-CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def site_config(folder: Path, app_port: int, http_port: int, https_port: int) -> Path:
-    """The shipped site file with this test's ports and paths; and a main file for it."""
-    cert, key = wildcard_certificate(folder, HOST)  # a throwaway certificate for HOST
-    site = CONF.read_text()
-    replacements = [
-        ("server 127.0.0.1:8000;", f"server 127.0.0.1:{app_port};"),
-        ("    listen [::]:80;\n", ""),
-        ("    listen [::]:443 ssl http2;\n", ""),
-        ("listen 80;", f"listen 127.0.0.1:{http_port};"),
-        ("listen 443 ssl http2;", f"listen 127.0.0.1:{https_port} ssl http2;"),
-        ("/etc/ssl/certs/mfa.example.org.pem", str(cert)),
-        ("/etc/ssl/private/mfa.example.org.key", str(key)),
-    ]
-    for old, new in replacements:
-        assert old in site, f"deploy/nginx.conf no longer has {old!r}"
-        site = site.replace(old, new)
-    (folder / "site.conf").write_text(site)
-    main = folder / "nginx.conf"
-    main.write_text(
-        f"daemon off;\nworker_processes 1;\npid {folder}/nginx.pid;\n"
-        f"error_log {folder}/error.log;\n"
-        "events { worker_connections 64; }\n"
-        "http {\n"
-        "    access_log off;\n"
-        f"    client_body_temp_path {folder}/body;\n"
-        f"    proxy_temp_path {folder}/proxy;\n"
-        f"    fastcgi_temp_path {folder}/fastcgi;\n"
-        f"    uwsgi_temp_path {folder}/uwsgi;\n"
-        f"    scgi_temp_path {folder}/scgi;\n"
-        f"    include {folder}/site.conf;\n"
-        "}\n"
+def site_config(folder: Path, app_port: int, http_port: int, https_port: int) -> str:
+    """The shipped site file with this test's ports and a throwaway certificate for HOST."""
+    cert, key = wildcard_certificate(folder, HOST)
+    return shipped(
+        "nginx.conf",
+        [
+            ("server 127.0.0.1:8000;", f"server 127.0.0.1:{app_port};"),
+            ("    listen [::]:80;\n", ""),
+            ("    listen [::]:443 ssl http2;\n", ""),
+            ("listen 80;", f"listen 127.0.0.1:{http_port};"),
+            ("listen 443 ssl http2;", f"listen 127.0.0.1:{https_port} ssl http2;"),
+            ("/etc/ssl/certs/mfa.example.org.pem", str(cert)),
+            ("/etc/ssl/private/mfa.example.org.key", str(key)),
+        ],
     )
-    return main
-
-
-def wait_for_port(port: int, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"nginx exited: {log.read_text() if log.exists() else ''}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    pytest.fail("nginx did not listen")
 
 
 @pytest.fixture
 def behind_nginx(tmp_path, clock):
     """(app, http URL, https URL): the app on a threaded server, nginx in front."""
-    binary = executable("nginx", "/usr/sbin", "/sbin")
     app = make_app(tmp_path, clock, **TRUST_ONE_PROXY)
     try:
         with quiet_server(app) as app_url:
             folder = tmp_path / "nginx"
             folder.mkdir()
             http_port, https_port = free_port(), free_port()
-            main = site_config(folder, urlsplit(app_url).port, http_port, https_port)
-            checked = subprocess.run(  # noqa: S603
-                [binary, "-t", "-q", "-c", str(main)], capture_output=True, text=True, check=False
-            )
-            assert checked.returncode == 0, checked.stderr
-            process = subprocess.Popen(  # noqa: S603
-                [binary, "-c", str(main)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-            try:
-                wait_for_port(https_port, process, folder / "error.log")
+            site = site_config(folder, urlsplit(app_url).port, http_port, https_port)
+            with nginx(folder, {"site.conf": site}, [http_port, https_port]):
                 yield app, f"http://127.0.0.1:{http_port}", f"https://127.0.0.1:{https_port}"
-            finally:
-                process.terminate()
-                process.wait(timeout=10)
     finally:
         with app.app_context():
             db.close()
@@ -172,7 +112,7 @@ def test_sc16_sc30_through_nginx_at_the_root(behind_nginx):
     assert page.headers["Strict-Transport-Security"].startswith("max-age=")
     assert 'href="/static/style.css"' in page.text  # no /evil prefix from the client
 
-    token = CSRF_RE.search(page.text).group(1)
+    token = csrf_from(page.text)
     response = client.post(
         https_url + "/login",
         data={"csrf_token": token, "username": "alice", "password": PASSWORD},
@@ -199,7 +139,7 @@ def test_sc16_through_nginx_under_a_prefix(behind_nginx):
     assert 'href="/mfa-app/static/style.css"' in page.text
     assert client.get(https_url + "/mfa-app/static/style.css").status_code == 200
 
-    token = CSRF_RE.search(page.text).group(1)
+    token = csrf_from(page.text)
     response = client.post(
         https_url + "/mfa-app/login?next=/admin/",
         data={"csrf_token": token, "username": "root", "password": PASSWORD},

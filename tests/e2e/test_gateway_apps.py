@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from support.app import START, make_app
+from support.app import START
 from support.proxies import (
     DOMAIN,
     PORTAL_HOST,
@@ -33,17 +33,15 @@ from support.proxies import (
     free_port,
     nginx_apps_gateway,
     nginx_snippets,
-    portal_config,
     rd_of,
+    served_portal,
     traefik,
     traefik_dynamic,
 )
 from support.real_apps import django_probe, probe, radicale
-from support.servers import quiet_server
 
 from standalone_mfa.accounts.reset import reset_totp
 from standalone_mfa.core.clock import FrozenClock
-from standalone_mfa.core.db import db
 from standalone_mfa.directory.users import find_user
 
 pytestmark = [
@@ -173,30 +171,28 @@ def gateway(request, apps, tmp_path_factory):
     clock = FrozenClock(START)
     port = free_port()
     scheme = "https"
-    app = make_app(folder, clock, **portal_config(scheme, port, ACCESS_CONTROL=RULES))
     upstreams = list(apps.values())
-    try:
-        with quiet_server(app) as portal_url:
-            portal_port = int(portal_url.rsplit(":", 1)[1])
-            if kind == "nginx":
-                proxy = nginx_apps_gateway(folder, port, portal_port, upstreams)
-            elif kind == "caddy":
-                certificates = nginx_snippets(folder / "certificates")
-                caddyfile = caddy_sites(portal_port, port, upstreams, certificates)
-                proxy = caddy(folder / "caddy", caddyfile, [port])
-            else:
-                certificates = nginx_snippets(folder / "certificates")
-                dynamic = traefik_dynamic(portal_port, upstreams)
-                proxy = traefik(folder / "traefik", dynamic, port, certificates)
-            with proxy:
-                gateway = Gateway(app, clock, scheme, port)
-                gateway.kind = kind
-                gateway.apps = apps
-                gateway.set_method("totp")
-                yield gateway
-    finally:
-        with app.app_context():
-            db.close()
+    with served_portal(folder, clock, scheme, port, upstream=False, ACCESS_CONTROL=RULES) as (
+        app,
+        portal_port,
+        _,
+    ):
+        if kind == "nginx":
+            proxy = nginx_apps_gateway(folder, port, portal_port, upstreams)
+        elif kind == "caddy":
+            certificates = nginx_snippets(folder / "certificates")
+            caddyfile = caddy_sites(portal_port, port, upstreams, certificates)
+            proxy = caddy(folder / "caddy", caddyfile, [port])
+        else:
+            certificates = nginx_snippets(folder / "certificates")
+            dynamic = traefik_dynamic(portal_port, upstreams)
+            proxy = traefik(folder / "traefik", dynamic, port, certificates)
+        with proxy:
+            gateway = Gateway(app, clock, scheme, port)
+            gateway.kind = kind
+            gateway.apps = apps
+            gateway.set_method("totp")
+            yield gateway
 
 
 def app_names(gateway) -> list[str]:

@@ -11,7 +11,7 @@ frozen clock, each test with new users.
 from __future__ import annotations
 
 import pytest
-from support.app import START, make_app
+from support.app import START
 from support.proxies import (
     APP_HOSTS,
     DOMAIN,
@@ -21,17 +21,14 @@ from support.proxies import (
     Gateway,
     Visitor,
     caddy,
-    echo_upstream,
     free_port,
-    portal_config,
     rd_of,
     received,
+    served_portal,
     shipped,
 )
-from support.servers import quiet_server
 
 from standalone_mfa.core.clock import FrozenClock
-from standalone_mfa.core.db import db
 from standalone_mfa.core.models import User
 
 pytestmark = pytest.mark.server
@@ -69,17 +66,13 @@ def servers(tmp_path_factory):
     folder = tmp_path_factory.mktemp("gateway-caddy")
     clock = FrozenClock(START)
     port = free_port()
-    app = make_app(folder, clock, **portal_config("http", port))
-    try:
-        with quiet_server(app) as portal_url, echo_upstream() as app_port:
-            portal_port = int(portal_url.rsplit(":", 1)[1])
-            with caddy(folder / "caddy", caddyfile(portal_port, app_port, port), [port]):
-                gateway = Gateway(app, clock, "http", port)
-                gateway.set_method("totp")
-                yield gateway, portal_port, app_port, folder
-    finally:
-        with app.app_context():
-            db.close()
+    with (
+        served_portal(folder, clock, "http", port) as (app, portal_port, app_port),
+        caddy(folder / "caddy", caddyfile(portal_port, app_port, port), [port]),
+    ):
+        gateway = Gateway(app, clock, "http", port)
+        gateway.set_method("totp")
+        yield gateway, portal_port, app_port, folder
 
 
 @pytest.fixture

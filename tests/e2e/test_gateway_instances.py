@@ -10,11 +10,10 @@ new user.
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
-from support.app import fresh_schema
+from support.db import POSTGRES_URL, needs_postgresql
 from support.proxies import (
     DOMAIN,
     PORTAL_HOST,
@@ -23,28 +22,19 @@ from support.proxies import (
     Visitor,
     echo_upstream,
     free_port,
-    gunicorn_portal,
     new_account,
     nginx_gateway,
     rd_of,
     received,
-    write_portal_instance,
 )
+from support.servers import port_of, portal_instances
 
-from standalone_mfa import create_app
-from standalone_mfa.core.db import db
 from standalone_mfa.core.models import WebSession
-from standalone_mfa.directory import settings
 from standalone_mfa.factors import totp
 
-PG_URL = os.environ.get("TEST_DATABASE_URL", "")
 pytestmark = [
     pytest.mark.server,
-    pytest.mark.skipif(
-        not PG_URL.startswith("postgres"),
-        reason="several instances need a shared PostgreSQL: set "
-        "TEST_DATABASE_URL=postgresql://... (make test in CI does)",
-    ),
+    needs_postgresql,
     pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning"),
 ]
 
@@ -54,31 +44,19 @@ def deployment(tmp_path_factory):
     """(in-process app on the same database, the HTTPS port of nginx)."""
     folder = tmp_path_factory.mktemp("gateway-instances")
     https_port = free_port()
-    instance = write_portal_instance(
-        folder / "instance",
-        {
-            "DATABASE_URL": PG_URL,
-            "ACCESS_CONTROL": RULES,
-            "GATEWAY_PORTAL_URL": f"https://{PORTAL_HOST}:{https_port}",
-            "SESSION_COOKIE_DOMAIN": DOMAIN,
-            **TRUST_ONE_PROXY,
-        },
-    )
-    app = create_app(instance_path=str(instance))
-    with app.app_context():
-        fresh_schema()  # the real upgrade, on the shared database
-        settings.set_mfa_method("totp", actor="test")
-    try:
-        with (
-            gunicorn_portal(instance, folder / "a.log") as port_a,
-            gunicorn_portal(instance, folder / "b.log") as port_b,
-            echo_upstream() as app_port,
-            nginx_gateway(folder, https_port, port_a, port_b, app_port),
-        ):
-            yield app, https_port
-    finally:
-        with app.app_context():
-            db.close()
+    settings = {
+        "DATABASE_URL": POSTGRES_URL,
+        "ACCESS_CONTROL": RULES,
+        "GATEWAY_PORTAL_URL": f"https://{PORTAL_HOST}:{https_port}",
+        "SESSION_COOKIE_DOMAIN": DOMAIN,
+        **TRUST_ONE_PROXY,
+    }
+    with (
+        portal_instances(folder, settings, count=2) as (app, [a, b]),
+        echo_upstream() as app_port,
+        nginx_gateway(folder, https_port, port_of(a), port_of(b), app_port),
+    ):
+        yield app, https_port
 
 
 def url(https_port: int, name: str, path: str = "/") -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 import requests
-from support.app import START, make_app
+from support.app import START
 from support.proxies import (
     APP_HOSTS,
     DOMAIN,
@@ -26,14 +26,12 @@ from support.proxies import (
     nginx_app_site,
     nginx_gateway,
     nginx_snippets,
-    portal_config,
     rd_of,
     received,
+    served_portal,
 )
-from support.servers import quiet_server
 
 from standalone_mfa.core.clock import FrozenClock
-from standalone_mfa.core.db import db
 from standalone_mfa.core.models import User
 
 pytestmark = [
@@ -50,18 +48,14 @@ def gateway(tmp_path_factory):
     folder = tmp_path_factory.mktemp("gateway-nginx")
     clock = FrozenClock(START)
     https_port = free_port()
-    app = make_app(folder, clock, **portal_config("https", https_port))
-    try:
-        with quiet_server(app) as portal_url, echo_upstream() as app_port:
-            portal_port = int(portal_url.rsplit(":", 1)[1])
-            with nginx_gateway(folder, https_port, portal_port, portal_port, app_port):
-                gateway = Gateway(app, clock, "https", https_port)
-                gateway.portal_port = portal_port
-                gateway.set_method("totp")
-                yield gateway
-    finally:
-        with app.app_context():
-            db.close()
+    with (
+        served_portal(folder, clock, "https", https_port) as (app, portal_port, app_port),
+        nginx_gateway(folder, https_port, portal_port, portal_port, app_port),
+    ):
+        gateway = Gateway(app, clock, "https", https_port)
+        gateway.portal_port = portal_port
+        gateway.set_method("totp")
+        yield gateway
 
 
 @pytest.fixture

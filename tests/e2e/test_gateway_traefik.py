@@ -14,7 +14,7 @@ from __future__ import annotations
 import tomllib
 
 import pytest
-from support.app import START, make_app
+from support.app import START
 from support.paths import DEPLOY
 from support.proxies import (
     APP_HOSTS,
@@ -24,19 +24,16 @@ from support.proxies import (
     Gateway,
     Upstream,
     Visitor,
-    echo_upstream,
     free_port,
     nginx_snippets,
-    portal_config,
     rd_of,
     received,
+    served_portal,
     traefik,
     traefik_dynamic,
 )
-from support.servers import quiet_server
 
 from standalone_mfa.core.clock import FrozenClock
-from standalone_mfa.core.db import db
 from standalone_mfa.core.models import User
 
 pytestmark = [
@@ -54,19 +51,13 @@ def servers(tmp_path_factory):
     folder = tmp_path_factory.mktemp("gateway-traefik")
     clock = FrozenClock(START)
     port = free_port()
-    app = make_app(folder, clock, **portal_config("https", port))
-    try:
-        with quiet_server(app) as portal_url, echo_upstream() as app_port:
-            portal_port = int(portal_url.rsplit(":", 1)[1])
-            dynamic = traefik_dynamic(portal_port, [Upstream(APP_HOSTS, app_port)])
-            certificates = nginx_snippets(folder / "certificates")
-            with traefik(folder / "traefik", dynamic, port, certificates):
-                gateway = Gateway(app, clock, "https", port)
-                gateway.set_method("totp")
-                yield gateway
-    finally:
-        with app.app_context():
-            db.close()
+    with served_portal(folder, clock, "https", port) as (app, portal_port, app_port):
+        dynamic = traefik_dynamic(portal_port, [Upstream(APP_HOSTS, app_port)])
+        certificates = nginx_snippets(folder / "certificates")
+        with traefik(folder / "traefik", dynamic, port, certificates):
+            gateway = Gateway(app, clock, "https", port)
+            gateway.set_method("totp")
+            yield gateway
 
 
 @pytest.fixture

@@ -10,44 +10,28 @@ new user so that no round inherits another's used step or failure count.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import itertools
-import os
 import re
 import time
-from pathlib import Path
 
 import pyotp
 import pytest
 import requests
-from support import servers
-from support.app import FAST_HASH, PASSWORD, fresh_schema
+from support.app import PASSWORD
 from support.client import together
+from support.db import POSTGRES_URL, needs_postgresql
 from support.oath import wrong_code
+from support.pages import CSRF_INPUT_RE, VALUE_RE
+from support.servers import HTTP_TIMEOUT, portal_instances
 
-from standalone_mfa import create_app
 from standalone_mfa.core.config import DEFAULTS
-from standalone_mfa.core.crypto import generate_key
-from standalone_mfa.core.db import db
 from standalone_mfa.core.models import AuditEvent, TotpCredential
-from standalone_mfa.directory import settings
 from standalone_mfa.directory.users import create_user, find_user
 from standalone_mfa.factors import throttle, totp
 
-PG_URL = os.environ.get("TEST_DATABASE_URL", "")
-pytestmark = [
-    pytest.mark.server,
-    pytest.mark.skipif(
-        not PG_URL.startswith("postgres"),
-        reason="several instances need a shared PostgreSQL: set "
-        "TEST_DATABASE_URL=postgresql://... (make test in CI does)",
-    ),
-]
+pytestmark = [pytest.mark.server, needs_postgresql]
 
-HTTP_TIMEOUT = 30
-CSRF_INPUT_RE = re.compile(r'<input\b[^>]*\bname="csrf_token"[^>]*>')
-VALUE_RE = re.compile(r'\bvalue="([^"]*)"')
 ROUNDS = 20
 CONTENDERS = 20
 _names = itertools.count()
@@ -60,44 +44,13 @@ def fresh_name(prefix: str) -> str:
 # ------------------------------------------------------------------ the instances
 
 
-def write_instance(folder: Path) -> None:
-    folder.mkdir()
-    (folder / "config.py").write_text(
-        f"SECRET_KEY = {os.urandom(32).hex()!r}\n"
-        f"MFA_ENCRYPTION_KEYS = [{generate_key()!r}]\n"
-        f"DATABASE_URL = {PG_URL!r}\n"
-        f"PASSWORD_HASH_METHOD = {FAST_HASH!r}  # tests only: scrypt is tested elsewhere\n"
-    )
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """(app in this process, [base URL of instance A, of instance B])."""
     folder = tmp_path_factory.mktemp("multi")
-    instance = folder / "instance"
-    write_instance(instance)
-    app = create_app(instance_path=str(instance))  # the same keys and database
-    with app.app_context():
-        fresh_schema()  # what `db upgrade` makes, on an empty database
-        settings.set_mfa_method("totp", actor="test")
-    try:
-        with contextlib.ExitStack() as running:
-            urls = [
-                running.enter_context(
-                    servers.gunicorn(
-                        servers.instance_target(instance),
-                        folder / f"gunicorn-{name}.log",
-                        servers.clean_env(),
-                        workers=2,
-                        threads=8,
-                    )
-                )
-                for name in ("a", "b")
-            ]
-            yield app, urls
-    finally:
-        with app.app_context():
-            db.close()
+    settings = {"DATABASE_URL": POSTGRES_URL}
+    with portal_instances(folder, settings, count=2, threads=8) as deployed:
+        yield deployed
 
 
 def user_with_credential(app, prefix: str) -> tuple[str, str]:

@@ -23,6 +23,7 @@ from support.app import PASSWORD, make_app
 from support.client import cli, signed_in_as
 from support.db import audit_rows, database_dump
 from support.gateway import PortalBrowser as Browser
+from support.gateway import make_gateway_app
 from support.pages import location
 from support.steps import give_credential
 
@@ -58,14 +59,7 @@ SECRET_RE = re.compile(r'id="app-password" class="secret">([a-z2-7-]+)<')
 
 @pytest.fixture
 def gateway_app(tmp_path, clock):
-    app = make_app(
-        tmp_path,
-        clock,
-        ACCESS_CONTROL=RULES,
-        GATEWAY_PORTAL_URL=PORTAL,
-        SESSION_COOKIE_DOMAIN="example.test",
-        MFA_ISSUER="Example sign-in",
-    )
+    app = make_gateway_app(tmp_path, clock, rules=RULES, MFA_ISSUER="Example sign-in")
     with app.app_context():
         UserGroup.create(user=User.get(User.username == "alice"), name="staff")
     yield app
@@ -369,12 +363,12 @@ def test_sc49_an_administrators_reset_revokes_them(gateway_app, clock):
 
 
 def test_sc49_the_reset_api_revokes_them(gateway_app, clock):
-    from support.client import api
-    from support.steps import admin_token
+    from support.client import totp_api
+    from support.steps import api_token
 
     give_credential(gateway_app, clock, "alice")
     secret = make(gateway_app)
-    assert api(gateway_app, "DELETE", "alice", admin_token(gateway_app)).status_code == 204
+    assert totp_api(gateway_app, "DELETE", "alice", api_token(gateway_app)).status_code == 204
     assert is_challenge(ask(gateway_app, "https://dav.example.test/", basic("alice", secret)))
 
 
@@ -393,14 +387,8 @@ def test_sc49_deleting_the_user_ends_them(gateway_app):
 def mail_gateway_app(tmp_path, clock, smtp):
     from support.smtp import mail_config
 
-    app = make_app(
-        tmp_path,
-        clock,
-        ACCESS_CONTROL=RULES,
-        GATEWAY_PORTAL_URL=PORTAL,
-        SESSION_COOKIE_DOMAIN="example.test",
-        MFA_ISSUER="Example sign-in",
-        **mail_config(smtp),
+    app = make_gateway_app(
+        tmp_path, clock, rules=RULES, MFA_ISSUER="Example sign-in", **mail_config(smtp)
     )
     with app.app_context():
         User.update(email="alice@example.com").where(User.username == "alice").execute()
@@ -757,20 +745,23 @@ def proxied_portal(tmp_path, clock, proxy: str, upstream):
     """The portal (DAV_RULES) and `upstream` (a context manager yielding its port)
     behind a real `proxy`: yields the Gateway."""
     from support import proxies
-    from support.servers import quiet_server
+    from support.servers import free_port
 
-    port = proxies.free_port()
+    port = free_port()
     scheme = "https" if proxy == "nginx" else "http"
-    config = proxies.portal_config(scheme, port, ACCESS_CONTROL=DAV_RULES)
-    app = make_app(tmp_path, clock, MFA_ISSUER="Example sign-in", **config)
-    try:
-        with quiet_server(app) as portal_url, upstream as app_port:
-            portal_port = int(portal_url.rsplit(":", 1)[1])
-            with running_proxy(proxy, tmp_path, portal_port, app_port, port):
-                yield proxies.Gateway(app, clock, scheme, port)
-    finally:
-        with app.app_context():
-            db.close()
+    served = proxies.served_portal(
+        tmp_path,
+        clock,
+        scheme,
+        port,
+        upstream,
+        ACCESS_CONTROL=DAV_RULES,
+        MFA_ISSUER="Example sign-in",
+    )
+    with served as (app, portal_port, app_port):
+        proxied = running_proxy(proxy, tmp_path, portal_port, app_port, port)
+        with proxied:
+            yield proxies.Gateway(app, clock, scheme, port)
 
 
 PROXIES = ["nginx", "caddy", "traefik"]

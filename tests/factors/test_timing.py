@@ -12,11 +12,15 @@ from __future__ import annotations
 import statistics
 import time
 
+import pytest
 from support.app import make_app
 from support.pages import csrf_from
 
 from standalone_mfa.core.db import db
 from standalone_mfa.core.models import AddressThrottle, PasswordThrottle
+
+# 200 sign-ins with scrypt, twice: a minute on a quiet machine (not in `make check`).
+pytestmark = pytest.mark.slow
 
 ROUNDS = 200
 TOLERANCE = 0.20

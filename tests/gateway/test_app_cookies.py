@@ -5,7 +5,7 @@ portal. Through real proxies: tests/e2e/test_gateway_apps.py."""
 from __future__ import annotations
 
 import pytest
-from support.app import make_app
+from support.gateway import make_gateway_app
 
 from standalone_mfa.core.db import db
 from standalone_mfa.gateway.app_cookies import for_the_app
@@ -49,13 +49,7 @@ def test_sc67_a_renamed_session_cookie_is_stripped_too():
 
 @pytest.fixture
 def gateway_app(tmp_path, clock):
-    app = make_app(
-        tmp_path,
-        clock,
-        ACCESS_CONTROL=RULES,
-        GATEWAY_PORTAL_URL="https://auth.example.test",
-        SESSION_COOKIE_DOMAIN="example.test",
-    )
+    app = make_gateway_app(tmp_path, clock, rules=RULES)
     yield app
     with app.app_context():
         db.close()

@@ -20,7 +20,7 @@ from support.gateway import (
     signed_in_at_portal,
 )
 from support.pages import location
-from support.steps import admin_token, give_credential
+from support.steps import api_token, give_credential
 
 from standalone_mfa.core.models import User, WebSession
 from standalone_mfa.directory import settings
@@ -319,7 +319,7 @@ def test_sc35_reset_and_ending_other_sessions_refuse_the_next_check(gateway_app,
     # An administrator's reset (of the authenticator she has) through the API ends the rest.
     give_credential(gateway_app, clock, "alice")
     assert ask_nginx(gateway_app, url, first.session_token()).status_code == 200
-    token = admin_token(gateway_app)
+    token = api_token(gateway_app)
     client = gateway_app.test_client()
     response = client.delete(
         "/api/v1/users/alice/totp", headers={"Authorization": f"Bearer {token}"}

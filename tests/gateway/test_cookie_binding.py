@@ -5,34 +5,17 @@ re-authentication and step-up, so a copy taken before one stops working after it
 
 from __future__ import annotations
 
-import pytest
-from support.app import PASSWORD, make_app
+from support.app import PASSWORD
 from support.client import Browser
 from support.db import audit_rows, sessions_of
+from support.gateway import forward_user
 from support.pages import location, text
-
-from standalone_mfa.core.db import db
 
 PORTAL = "https://auth.example.test"
 DOMAIN = "example.test"
 SESSION = "__Secure-smfa_session"  # over HTTPS, shared with the subdomains
 BINDING = "__Host-smfa_binding"  # over HTTPS, the portal's host only
-RULES = {"default_policy": "deny", "rules": [{"domain": "*.example.test", "policy": "one_factor"}]}
 NEW_USER = {"username": "mallory"}
-
-
-@pytest.fixture
-def shared_app(tmp_path, clock):
-    app = make_app(
-        tmp_path,
-        clock,
-        ACCESS_CONTROL=RULES,
-        GATEWAY_PORTAL_URL=PORTAL,
-        SESSION_COOKIE_DOMAIN=DOMAIN,
-    )
-    yield app
-    with app.app_context():
-        db.close()
 
 
 class PortalBrowser(Browser):
@@ -59,26 +42,6 @@ def signed_in(app, clock, username="alice"):
     assert location(response) == "/", text(response)
     assert browser.held(SESSION) and browser.held(BINDING)
     return browser
-
-
-def gateway_user(app, token) -> str | None:
-    """What the forward-auth check answers an app's request carrying `token`: the user it
-    lets through, or None (sent to sign in)."""
-    client = app.test_client(use_cookies=False)
-    response = client.get(
-        "/auth/forward",
-        headers={
-            "X-Forwarded-Proto": "https",
-            "X-Forwarded-Host": "wiki.example.test",
-            "X-Forwarded-Uri": "/",
-            "X-Forwarded-Method": "GET",
-            "Cookie": f"{SESSION}={token}",
-        },
-    )
-    if response.status_code == 200:
-        return response.headers["Remote-User"]
-    assert response.status_code == 302, response.status_code
-    return None
 
 
 def copy_of(app, clock, cookies: dict) -> PortalBrowser:
@@ -111,7 +74,9 @@ def test_sc67_the_domain_cookie_an_app_sees_passes_the_gateway_but_opens_no_port
 ):
     root = signed_in(shared_app, clock, "root")
     token = root.held(SESSION)
-    assert gateway_user(shared_app, token) == "root"  # what every app is sent works there
+    assert (
+        forward_user(shared_app, f"{SESSION}={token}") == "root"
+    )  # what every app is sent works there
 
     thief = copy_of(shared_app, clock, {SESSION: token})
     for path in PORTAL_PAGES:
@@ -128,7 +93,7 @@ def test_sc67_the_domain_cookie_an_app_sees_passes_the_gateway_but_opens_no_port
     # The victim's own browser (both cookies) is untouched, and so is the gateway.
     for path in PORTAL_PAGES:
         assert root.get(path).status_code == 200, path
-    assert gateway_user(shared_app, token) == "root"
+    assert forward_user(shared_app, f"{SESSION}={token}") == "root"
 
 
 def test_sc67_the_binding_cookie_is_host_only_httponly_lax_secure_and_prefixed(shared_app, clock):
@@ -180,7 +145,7 @@ def test_sc67_every_new_token_gets_its_binding_and_sign_out_drops_both(shared_ap
     # The old pair (session and binding copied before the re-authentication) is dead.
     old = copy_of(shared_app, clock, {SESSION: first[0], BINDING: first[1]})
     assert location(old.get("/account/security")).startswith("/login")
-    assert gateway_user(shared_app, first[0]) is None
+    assert forward_user(shared_app, f"{SESSION}={first[0]}") is None
 
     response = alice.post("/logout")
     deleted = {
@@ -217,10 +182,10 @@ def test_sc67_a_step_up_changes_the_token_so_a_copy_taken_before_it_cannot_act(s
     thief = copy_of(shared_app, clock, before)
     response = thief.get("/admin/users/new")
     assert location(response).startswith("/login")
-    assert gateway_user(shared_app, before[SESSION]) is None
+    assert forward_user(shared_app, f"{SESSION}={before[SESSION]}") is None
     # The administrator's own fresh step-up still works with the new cookies.
     assert root.get("/admin/users/new").status_code == 200
-    assert gateway_user(shared_app, root.held(SESSION)) == "root"
+    assert forward_user(shared_app, f"{SESSION}={root.held(SESSION)}") == "root"
 
 
 def test_sc67_without_its_binding_a_person_signs_in_again_and_the_old_session_ends(
@@ -234,7 +199,9 @@ def test_sc67_without_its_binding_a_person_signs_in_again_and_the_old_session_en
     assert location(response) == "/login?next=/account/security"
     page = text(alice.get(location(response)))
     assert "Sign in again to open this page" in page
-    assert gateway_user(shared_app, old) == "alice"  # the apps still let her in meanwhile
+    assert (
+        forward_user(shared_app, f"{SESSION}={old}") == "alice"
+    )  # the apps still let her in meanwhile
 
     response = alice.post(
         "/login?next=/account/security", {"username": "alice", "password": PASSWORD}
@@ -243,7 +210,7 @@ def test_sc67_without_its_binding_a_person_signs_in_again_and_the_old_session_en
     assert alice.get("/account/security").status_code == 200
     assert alice.held(SESSION) != old
     # The session this browser held is over: a copy of it no longer passes anywhere.
-    assert gateway_user(shared_app, old) is None
+    assert forward_user(shared_app, f"{SESSION}={old}") is None
     assert len(sessions_of(shared_app, "alice")) == 1
 
 
@@ -255,7 +222,7 @@ def test_sc67_sign_out_without_the_binding_still_ends_the_session_for_every_app(
     assert page.status_code == 200 and 'id="confirm-sign-out"' in page.get_data(as_text=True)
     response = alice.post("/logout", {"rd": "https://wiki.example.test/"})
     assert location(response) == "https://wiki.example.test/"
-    assert gateway_user(shared_app, token) is None
+    assert forward_user(shared_app, f"{SESSION}={token}") is None
     assert sessions_of(shared_app, "alice") == []
     assert ("logout", "ok", "alice", None, None) in audit_rows(shared_app, "logout")
 

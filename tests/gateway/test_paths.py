@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import pytest
 from prometheus_client import REGISTRY
-from support.app import make_app
 from support.db import audit_rows
-from support.gateway import PORTAL, PortalBrowser, ask_forward, ask_nginx, cookie_header, portal_rd
+from support.gateway import (
+    PortalBrowser,
+    ask_forward,
+    ask_nginx,
+    cookie_header,
+    make_gateway_app,
+    portal_rd,
+)
 
 from standalone_mfa.core.db import db
 from standalone_mfa.gateway import check, origin, rules
@@ -42,13 +48,7 @@ def paths_app(tmp_path, clock, monkeypatch):
     # Fresh rate caps: another test's rows must not hide this one's.
     monkeypatch.setattr(check, "_denials", check.AuditCap())
     monkeypatch.setattr(check, "_malformed", check.AuditCap())
-    app = make_app(
-        tmp_path,
-        clock,
-        ACCESS_CONTROL=RULES,
-        GATEWAY_PORTAL_URL=PORTAL,
-        SESSION_COOKIE_DOMAIN="example.test",
-    )
+    app = make_gateway_app(tmp_path, clock, rules=RULES)
     yield app
     with app.app_context():
         db.close()

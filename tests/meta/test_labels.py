@@ -23,8 +23,9 @@ class Unresolved(Exception):
 class Module:
     """One source file, read for the values the arguments of its `audit.record` calls
     can take: string constants, `a if c else b`, local variables, the function's own
-    parameters (their default and every call in the file), module constants, and the
-    return values of the file's own functions."""
+    parameters (their default and every call in the file), module constants, the audit
+    module's own constants (`audit.CHANGED`, or imported from it), and the return
+    values of the file's own functions."""
 
     def __init__(self, path: Path, source: str | None = None):
         self.path = path
@@ -45,6 +46,13 @@ class Module:
             and isinstance(node.targets[0], ast.Name)
         }
         self.audit_names, self.record_names = self._imports()
+        self.from_audit = {
+            alias.asname or alias.name: alias.name
+            for node in ast.walk(self.tree)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("audit")
+            for alias in node.names
+            if alias.name not in ("audit", "record")
+        }
 
     def _imports(self) -> tuple[set[str], set[str]]:
         """The local names of the audit module, and of its `record` function."""
@@ -102,6 +110,12 @@ class Module:
             return self.values(node.body, depth + 1) | orelse
         if isinstance(node, ast.Name):
             return self._name(node, depth)
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in self.audit_names
+        ):
+            return _audit_constant(node.attr, depth)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             function = self.functions.get(node.func.id)
             if function is not None:
@@ -124,6 +138,8 @@ class Module:
                 return self._parameter(function, node.id, depth)
         if node.id in self.constants:
             return self.values(self.constants[node.id], depth + 1)
+        if node.id in self.from_audit:
+            return _audit_constant(self.from_audit[node.id], depth)
         raise Unresolved(node.id)
 
     def _assignments(self, function, name: str):
@@ -175,6 +191,14 @@ class Module:
         if not found or calls == 0 and name not in defaults:
             raise Unresolved(f"parameter {name} of {function.name}")
         return found
+
+
+def _audit_constant(name: str, depth: int) -> set[str]:
+    """A constant of core/audit.py (such as the outcomes CHANGED and UNCHANGED)."""
+    audit_module = Module(PACKAGE / "core" / "audit.py")
+    if name not in audit_module.constants:
+        raise Unresolved(f"audit.{name}")
+    return audit_module.values(audit_module.constants[name], depth + 1)
 
 
 def _parameters(function):

@@ -16,7 +16,7 @@ from functools import partial
 import pytest
 from prometheus_client import REGISTRY
 from support.app import PASSWORD
-from support.client import Browser, api, cli, together
+from support.client import Browser, cli, together, totp_api
 from support.db import audit_rows, failures, set_code_failures, set_method, set_remember_days
 from support.oath import fresh_code, spellings, wrong_code
 from support.pages import location
@@ -25,11 +25,11 @@ from support.servers import app_env
 from support.smtp import mail_config
 from support.steps import (
     act,
-    admin_signed_in,
-    admin_token,
+    api_token,
     confirm_for_new_authenticator,
     new_authenticator_secret,
     regenerate,
+    signed_in_admin,
     step_up,
     use_recovery_code,
 )
@@ -197,7 +197,7 @@ def test_sc37_an_administrators_reset_on_the_admin_page_names_no_administrator(
 ):
     enrolled(totp_mail_app, clock, smtp)
     set_method(totp_mail_app, "disabled")  # root steps up with the password alone
-    admin, _ = admin_signed_in(totp_mail_app, clock)
+    admin = signed_in_admin(totp_mail_app, clock)
     admin.client.environ_base["HTTP_USER_AGENT"] = USER_AGENT
     step_up(admin)
     act(admin, "alice", "reset-mfa")
@@ -213,10 +213,10 @@ def test_sc37_an_api_reset_is_mailed_after_the_response_without_mail_send(
     totp_mail_app, clock, smtp
 ):
     enrolled(totp_mail_app, clock, smtp)
-    token = admin_token(totp_mail_app)
+    token = api_token(totp_mail_app)
     client = totp_mail_app.test_client()
     client.environ_base["HTTP_USER_AGENT"] = USER_AGENT
-    assert api(totp_mail_app, "DELETE", "alice", token, client=client).status_code == 204
+    assert totp_api(totp_mail_app, "DELETE", "alice", token, client=client).status_code == 204
     # No `mail send`: the process's sender, woken after the response, delivers it.
     settle(smtp, 2)
     mail = the_mail(totp_mail_app, smtp, "totp_reset", secrets=[token, PASSWORD])

@@ -9,13 +9,13 @@ import re
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
 from support.app import PASSWORD, drop_schema, make_app, test_config
-from support.client import Browser, api, cli
+from support.client import Browser, cli, totp_api
 from support.db import (
     add_events,
-    code_failures,
+    audit_events,
     credential,
     credential_secret,
-    events,
+    failures,
     mfa_method,
     sessions_of,
     set_code_failures,
@@ -148,7 +148,7 @@ def test_cli_mfa_method_shows_and_sets(app):
     assert "TOTP" in result.output
     assert mfa_method(app) == "totp"
     assert cli(app, "mfa", "method").output.strip() == "totp"
-    (event,) = events(app, "mfa_method_changed")
+    (event,) = audit_events(app, "mfa_method_changed")
     assert (event.actor, event.outcome) == ("cli", "ok")
 
 
@@ -157,7 +157,7 @@ def test_cli_mfa_method_refuses_unknown(totp_app):
     assert result.exit_code != 0
     assert "sms" in result.output
     assert mfa_method(totp_app) == "totp"
-    assert [e.actor for e in events(totp_app, "mfa_method_changed")] == ["test"]
+    assert [e.actor for e in audit_events(totp_app, "mfa_method_changed")] == ["test"]
 
 
 def test_cli_mfa_reset_enrolled_user_ends_sessions(totp_app, browser):
@@ -171,7 +171,7 @@ def test_cli_mfa_reset_enrolled_user_ends_sessions(totp_app, browser):
     response = browser.get("/")
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/login")
-    (event,) = events(totp_app, "totp_reset")
+    (event,) = audit_events(totp_app, "totp_reset")
     assert (event.username, event.actor, event.outcome) == ("alice", "cli", "ok")
 
 
@@ -182,7 +182,7 @@ def test_cli_mfa_reset_unknown_or_not_enrolled_fails(totp_app):
     result = cli(totp_app, "mfa", "reset", "bob")
     assert result.exit_code != 0
     assert "no TOTP credential" in result.output
-    assert events(totp_app, "totp_reset") == []
+    assert audit_events(totp_app, "totp_reset") == []
 
 
 def test_cli_token_create_prints_working_token_last(totp_app, browser):
@@ -191,10 +191,10 @@ def test_cli_token_create_prints_working_token_last(totp_app, browser):
     assert result.exit_code == 0, result.output
     token = result.output.strip().splitlines()[-1]
     assert token.startswith("smfa_")
-    response = api(totp_app, "GET", "alice", token)
+    response = totp_api(totp_app, "GET", "alice", token)
     assert response.status_code == 200
     assert response.get_json()["enrolled"] is True
-    (event,) = events(totp_app, "token_created")
+    (event,) = audit_events(totp_app, "token_created")
     assert (event.username, event.actor) == ("root", "cli")
     with totp_app.app_context():
         assert ApiToken.select().where(ApiToken.token_hash == token).count() == 0
@@ -205,7 +205,7 @@ def test_cli_token_create_for_normal_user_warns_and_api_refuses(app):
     assert result.exit_code == 0, result.output
     assert "not an administrator" in result.output
     token = result.output.strip().splitlines()[-1]
-    assert api(app, "GET", "alice", token).status_code == 403
+    assert totp_api(app, "GET", "alice", token).status_code == 403
 
 
 def test_sc30_cli_token_revoke_stops_the_token_at_once_and_is_audited(app):
@@ -218,15 +218,17 @@ def test_sc30_cli_token_revoke_stops_the_token_at_once_and_is_audited(app):
 
     result = cli(app, "token", "revoke", "root", "--id", first_id)
     assert result.exit_code == 0 and "Revoked 1 API token" in result.output
-    assert api(app, "GET", "alice", tokens_made[0]).status_code == 401
-    assert api(app, "GET", "alice", tokens_made[1]).status_code == 200  # the other still works
+    assert totp_api(app, "GET", "alice", tokens_made[0]).status_code == 401
+    assert (
+        totp_api(app, "GET", "alice", tokens_made[1]).status_code == 200
+    )  # the other still works
     result = cli(app, "token", "revoke", "root", "--id", first_id)
     assert result.exit_code != 0 and "has no token" in result.output
 
     result = cli(app, "token", "revoke", "root")
     assert result.exit_code == 0 and "Revoked 1 API token" in result.output
-    assert api(app, "GET", "alice", tokens_made[1]).status_code == 401
-    revoked = events(app, "token_revoked")
+    assert totp_api(app, "GET", "alice", tokens_made[1]).status_code == 401
+    revoked = audit_events(app, "token_revoked")
     assert [(e.username, e.actor) for e in revoked] == [("root", "cli")] * 3
     assert all(token not in (e.detail or "") for e in revoked for token in tokens_made)
     assert cli(app, "token", "revoke", "nobody").exit_code != 0
@@ -338,17 +340,17 @@ def test_cli_audit_prune_deletes_old_events_and_says_how_many(app, clock):
         [(-400 * day, "unlock", "bob", "root"), (-366 * day, "unlock", "bob", "root")]
         + [(-365 * day + 1, "unlock", "alice", "root"), (-10 * day, "unlock", "alice", "root")],
     )
-    before = len(events(app))
+    before = len(audit_events(app))
     result = cli(app, "audit", "prune", "--older-than", "365d")
     assert result.exit_code == 0, result.output
     assert result.output.strip() == "Deleted 2 audit events older than 365 days."
-    remaining = events(app)
+    remaining = audit_events(app)
     assert len(remaining) == before - 2 + 1
     assert [(e.event, e.username) for e in remaining if e.event == "unlock"] == [
         ("unlock", "alice"),
         ("unlock", "alice"),
     ]
-    (pruned,) = events(app, "audit_pruned")
+    (pruned,) = audit_events(app, "audit_pruned")
     assert (pruned.actor, pruned.outcome) == ("cli", "ok")
     assert pruned.detail.startswith("2 events before 2025-11-28T12:00:00")
     result = cli(app, "audit", "prune", "--older-than", "30d")  # the one from 365 days ago
@@ -357,11 +359,11 @@ def test_cli_audit_prune_deletes_old_events_and_says_how_many(app, clock):
 
 @pytest.mark.parametrize("value", ["365", "abc", "0d", "-5d", "12w", "", "1.5d", "99999999d"])
 def test_cli_audit_prune_refuses_bad_input(app, value):
-    before = len(events(app))
+    before = len(audit_events(app))
     result = cli(app, "audit", "prune", "--older-than", value)
     assert result.exit_code == 2
     assert "is not a number of days such as 365d" in result.output
-    assert len(events(app)) == before
+    assert len(audit_events(app)) == before
 
 
 def test_cli_audit_prune_needs_the_option(app):
@@ -378,8 +380,8 @@ def test_cli_user_unlock(app):
     result = cli(app, "user", "unlock", "Alice")
     assert result.exit_code == 0
     assert result.output.strip() == "Unlocked 'alice' (7 wrong codes forgiven)."
-    assert code_failures(app, "alice") == 0
-    (event,) = events(app, "unlock")
+    assert failures(app, "alice") == 0
+    (event,) = audit_events(app, "unlock")
     assert (event.username, event.actor, event.outcome) == ("alice", "cli", "ok")
     result = cli(app, "user", "unlock", "alice")
     assert result.exit_code == 0
@@ -390,7 +392,7 @@ def test_cli_user_unlock_unknown_user_fails(app):
     result = cli(app, "user", "unlock", "nobody")
     assert result.exit_code == 1
     assert "No user named 'nobody'." in result.output
-    assert events(app, "unlock") == []
+    assert audit_events(app, "unlock") == []
 
 
 def test_cli_mfa_reset_without_credential_points_to_unlock(totp_app):
@@ -398,8 +400,8 @@ def test_cli_mfa_reset_without_credential_points_to_unlock(totp_app):
     result = cli(totp_app, "mfa", "reset", "alice")
     assert result.exit_code == 1
     assert "user unlock alice" in result.output
-    assert code_failures(totp_app, "alice") == DEFAULTS["MFA_LOCK_AFTER"]
-    assert events(totp_app, "totp_reset") == []
+    assert failures(totp_app, "alice") == DEFAULTS["MFA_LOCK_AFTER"]
+    assert audit_events(totp_app, "totp_reset") == []
 
 
 # --- user group add / remove, user show (CLI)
@@ -421,7 +423,7 @@ def test_cli_user_group_add_and_remove_say_what_they_did_and_are_audited(app):
     assert result.output == "alice is not in the group staff; nothing changed.\n"
     with app.app_context():
         assert groups.groups_of(find_user("alice")) == ("wiki",)
-    changes = [e for e in events(app) if e.event in ("group_add", "group_remove")]
+    changes = [e for e in audit_events(app) if e.event in ("group_add", "group_remove")]
     assert [(e.event, e.outcome, e.username, e.actor, e.detail) for e in changes] == [
         ("group_add", "ok", "alice", "cli", "staff"),
         ("group_add", "unchanged", "alice", "cli", "staff"),
@@ -459,14 +461,14 @@ def test_cli_user_group_unknown_user_or_bad_name_exits_1_and_changes_nothing(app
         assert "Nothing changed." in result.output
     with app.app_context():
         assert groups.groups_of(find_user("alice")) == ("wiki",)
-    assert [e.actor for e in events(app) if e.event.startswith("group")] == ["test"]
+    assert [e.actor for e in audit_events(app) if e.event.startswith("group")] == ["test"]
 
 
 def test_cli_user_group_needs_both_arguments(app):
     result = cli(app, "user", "group", "add", "alice")
     assert result.exit_code == 2
     assert "Missing argument 'GROUP'" in result.output
-    assert events(app, "group_add") == []
+    assert audit_events(app, "group_add") == []
 
 
 def test_cli_user_show_tells_admin_flag_mfa_status_throttles_and_groups(totp_app, browser, clock):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from support.app import PASSWORD
 from support.client import Browser
-from support.db import devices_of, events, set_remember_days
+from support.db import audit_events, devices_of, set_remember_days
 from support.steps import remembered_browser
 
 from standalone_mfa.core.clock import now
@@ -185,7 +185,7 @@ def test_prune_audits_each_pending_login_it_ends(totp_app, clock):
     verifying.login("alice")  # the code step: 5 minutes
     clock.advance(5 * MINUTE + 1)
     assert prune(totp_app, clock)["pending_logins"] == 1
-    (row,) = events(totp_app, "pending_expired")
+    (row,) = audit_events(totp_app, "pending_expired")
     assert (row.username, row.outcome, row.detail, row.ip) == (
         "alice",
         "ended",
@@ -199,4 +199,4 @@ def test_prune_audits_each_pending_login_it_ends(totp_app, clock):
     page = browser.page("/account/security")
     assert "<td>Sign-in not finished in time</td><td>192.0.2.44</td>" in page
     assert prune(totp_app, clock)["pending_logins"] == 0
-    assert len(events(totp_app, "pending_expired")) == 1  # nothing audited twice
+    assert len(audit_events(totp_app, "pending_expired")) == 1  # nothing audited twice

@@ -34,6 +34,7 @@ from support.client import Browser, cli, signed_in_as
 from support.db import describe_schema
 from support.pages import location
 from support.paths import ROOT
+from support.servers import app_env
 from werkzeug.security import generate_password_hash
 
 from standalone_mfa import create_app
@@ -538,17 +539,10 @@ def test_upgrading_while_requests_are_served_does_not_disturb_them(tmp_path, clo
 def test_sc38_gunicorns_entry_point_logs_the_mismatch_at_start(app, tmp_path):
     """`wsgi.py` checks at import, before any request: one line in the log."""
     at_migration(app, "002_trusted_browsers_address_throttle")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
-    env |= {
-        "FLASK_SECRET_KEY": app.config["SECRET_KEY"],
-        "FLASK_MFA_ENCRYPTION_KEYS": '["' + '","'.join(app.config["MFA_ENCRYPTION_KEYS"]) + '"]',
-        "FLASK_DATABASE_URL": app.config["DATABASE_URL"],
-    }
-    root = str(ROOT)
     started = subprocess.run(
         [sys.executable, "-c", "import wsgi"],
-        cwd=root,
-        env=env,
+        cwd=ROOT,
+        env=app_env(app),
         capture_output=True,
         text=True,
         timeout=60,

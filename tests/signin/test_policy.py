@@ -13,16 +13,15 @@ from support.app import PASSWORD, START, make_app
 from support.client import Browser, cli, signed_in_as
 from support.db import audit_rows
 from support.gateway import (
-    GATEWAY_RULES,
-    PORTAL,
     PortalBrowser,
     ask_nginx,
     continue_to_second_factor,
+    make_gateway_app,
     portal_rd,
 )
 from support.oath import wrong_code
-from support.pages import flashes, goes_to_login, location, text
-from support.steps import admin_signed_in, step_up
+from support.pages import admin_messages, goes_to_login, location, text
+from support.steps import signed_in_admin, step_up
 
 from standalone_mfa.accounts import reset
 from standalone_mfa.core.db import db
@@ -413,13 +412,7 @@ def test_setup_later_needs_its_csrf_token(app, browser):
 
 @pytest.fixture
 def gateway_app(tmp_path, clock):
-    app = make_app(
-        tmp_path,
-        clock,
-        ACCESS_CONTROL=GATEWAY_RULES,
-        GATEWAY_PORTAL_URL=PORTAL,
-        SESSION_COOKIE_DOMAIN="example.test",
-    )
+    app = make_gateway_app(tmp_path, clock)
     yield app
     with app.app_context():
         db.close()
@@ -451,14 +444,7 @@ def test_sc35_gateway_lets_out_of_scope_and_postponed_sessions_through_one_facto
 
 
 def test_sc70_the_gateway_keeps_a_grace_it_is_the_first_to_see(tmp_path, clock):
-    gateway_app = make_app(
-        tmp_path,
-        clock,
-        ACCESS_CONTROL=GATEWAY_RULES,
-        GATEWAY_PORTAL_URL=PORTAL,
-        SESSION_COOKIE_DOMAIN="example.test",
-        **LONG_SESSIONS,
-    )
+    gateway_app = make_gateway_app(tmp_path, clock, **LONG_SESSIONS)
     configure(gateway_app, scope=settings.GROUPS, names=["staff"], grace=1)
     bob = PortalBrowser(gateway_app, clock)
     bob.login("bob")
@@ -594,7 +580,8 @@ def test_voluntary_setup_is_only_for_a_user_without_an_authenticator(app, volunt
 
 
 def admin_after_step_up(app, clock):
-    admin, secret = admin_signed_in(app, clock)
+    admin = signed_in_admin(app, clock)
+    secret = admin.secret
     step_up(admin, secret)
     admin.get("/admin/mfa")
     return admin
@@ -618,7 +605,7 @@ def test_sc43_admin_saves_scope_and_grace_audited(totp_app, clock):
         assert settings.mfa_required_for() == "groups"
         assert settings.mfa_groups() == ("finance", "staff")
         assert settings.mfa_grace_days() == 14
-    said = flashes(admin)
+    said = admin_messages(admin)
     assert (
         "Required for groups finance,staff; users who must set up may postpone it for 14 days."
         in said
@@ -761,11 +748,11 @@ def test_cli_says_which_groups_have_no_member(app):
 def test_the_scope_message_is_said_only_when_scope_or_grace_changed(totp_app, clock):
     admin = admin_after_step_up(totp_app, clock)
     admin.post("/admin/mfa", {"mfa_method": "totp", "remember_days": "0"})
-    said = flashes(admin)
+    said = admin_messages(admin)
     assert "Multi-Factor Authentication is now set to TOTP." in said
     assert not [m for m in said if m.startswith("Required for")]
     admin.post("/admin/mfa", {**FULL, "mfa_grace_days": "1"})
     assert (
         "Required for groups finance,staff; users who must set up may postpone it for 1 day."
-        in flashes(admin)
+        in admin_messages(admin)
     )

@@ -12,7 +12,14 @@ import pyotp
 import pytest
 from support.app import PASSWORD, make_app
 from support.client import client_with_cookie, http, http_signed_in_as, signed_in_as, together
-from support.db import audit_rows, bound_sessions, events, failures, raise_on_audit, sessions_of
+from support.db import (
+    audit_events,
+    audit_rows,
+    bound_sessions,
+    failures,
+    raise_on_audit,
+    sessions_of,
+)
 from support.oath import wrong_code
 from support.pages import form_token, location, set_cookie_value, text
 from support.proxies import HTTP_TIMEOUT
@@ -454,7 +461,7 @@ def test_sc06_double_submit_of_verify_form_signs_in_once(tmp_path, clock, serve)
         assert [s for s in bound_sessions(app) if s[0] == username] == [
             (username, "authenticated")
         ], what
-        ok = [e for e in events(app, "totp") if e.username == username and e.outcome == "ok"]
+        ok = [e for e in audit_events(app, "totp") if e.username == username and e.outcome == "ok"]
         assert len(ok) == 1, what
     with app.app_context():
         db.close()
@@ -520,7 +527,7 @@ def test_verify_database_error_after_step_consumed_leaves_nothing_half_done(
     monkeypatch.undo()
     response = browser.post("/mfa/verify", {"code": browser.code(secret)})
     assert location(response) == "/"
-    assert events(totp_app, "totp_replay") == []
+    assert audit_events(totp_app, "totp_replay") == []
 
 
 # --- The clock-drift hint

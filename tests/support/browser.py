@@ -43,10 +43,9 @@ from support.proxies import (
     TRUST_ONE_PROXY,
     echo_upstream,
     free_port,
-    gunicorn_portal,
     nginx_gateway,
-    write_portal_instance,
 )
+from support.servers import port_of, portal_instances
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright never downloads a browser here
 # axe-core from npm (tests/browser/package-lock.json; `make test` runs npm ci there).
@@ -557,6 +556,21 @@ AXE_RUN_JS = """async () => {
 }"""
 
 
+def check_accessible(person: Person, axe_source: str) -> None:
+    """Every field labelled; no serious or critical axe finding, light or dark (the
+    window's context must bypass the CSP: see the `axe_window` fixture)."""
+    page = person.page
+    page.wait_for_load_state()
+    assert page.evaluate(UNLABELLED_FIELDS_JS) == [], "form fields without a label"
+    page.add_script_tag(content=axe_source)
+    found = {}
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        found[scheme] = page.evaluate(AXE_RUN_JS)
+    page.emulate_media(color_scheme="light")
+    assert found == {"light": [], "dark": []}, json.dumps(found, indent=1)
+
+
 # ---------------------------------------------------------------- the gateway site
 
 
@@ -566,29 +580,18 @@ def gateway_site(tmp_path_factory):
     yields (an in-process app on the portal's database, nginx's HTTPS port)."""
     folder = tmp_path_factory.mktemp("browser-gateway")
     port = free_port()
-    instance = write_portal_instance(
-        folder / "instance",
-        {
-            "ACCESS_CONTROL": RULES,
-            "GATEWAY_PORTAL_URL": f"https://{PORTAL_HOST}:{port}",
-            "SESSION_COOKIE_DOMAIN": DOMAIN,
-            **TRUST_ONE_PROXY,
-        },
-    )  # no DATABASE_URL: a SQLite file in the instance folder, whatever the test pass
-    app = create_app(instance_path=str(instance))
-    with app.app_context():
-        schema.upgrade()
-        settings.set_mfa_method("totp", actor="browser-tests")
-    try:
-        with (
-            gunicorn_portal(instance, folder / "portal.log") as portal_port,
-            echo_upstream() as up,
-            nginx_gateway(folder, port, portal_port, portal_port, up),
-        ):
-            yield app, port
-    finally:
-        with app.app_context():
-            db.close()
+    settings = {
+        "ACCESS_CONTROL": RULES,
+        "GATEWAY_PORTAL_URL": f"https://{PORTAL_HOST}:{port}",
+        "SESSION_COOKIE_DOMAIN": DOMAIN,
+        **TRUST_ONE_PROXY,
+    }  # no DATABASE_URL: a SQLite file in the instance folder, whatever the test pass
+    with (
+        portal_instances(folder, settings) as (app, [portal]),
+        echo_upstream() as up,
+        nginx_gateway(folder, port, port_of(portal), port_of(portal), up),
+    ):
+        yield app, port
 
 
 def gateway_url(site, name: str, path: str = "/") -> str:

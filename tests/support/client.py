@@ -24,6 +24,7 @@ class Browser:
         self.clock = clock
         self.client = app.test_client()
         self.token = None
+        self.secret = None  # the TOTP secret of the last enrol()
 
     def get(self, path, **kwargs):
         response = self.client.get(path, **kwargs)
@@ -67,6 +68,7 @@ class Browser:
         assert response.status_code == 302, response.get_data(as_text=True)
         assert response.headers["Location"] == "/mfa/recovery-codes"
         self.save_recovery_codes()
+        self.secret = secret
         return secret
 
     def submit_code(self, path, data):
@@ -209,15 +211,16 @@ def device_token(browser) -> str | None:
     return cookie.value if cookie else None
 
 
-def api(app, method, username, token=None, *, client=None, headers=None):
-    """One request to the reset API, as a script would send it (no cookies)."""
+def api_request(app, method, path, token=None, *, client=None, headers=None, **kwargs):
+    """One request to the API, as a script sends it: no cookies, `token` as the bearer."""
     headers = dict(headers or {})
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    client = client or app.test_client()
-    return client.open(f"/api/v1/users/{username}/totp", method=method, headers=headers)
+    client = client or app.test_client(use_cookies=False)
+    return client.open(path, method=method, headers=headers, **kwargs)
 
 
-def call(app, method, path, token=None, **kwargs):
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return app.test_client().open(path, method=method, headers=headers, **kwargs)
+def totp_api(app, method, username, token=None, *, client=None, headers=None):
+    """One request to the reset API (/api/v1/users/<username>/totp)."""
+    path = f"/api/v1/users/{username}/totp"
+    return api_request(app, method, path, token, client=client, headers=headers)

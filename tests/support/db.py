@@ -4,8 +4,11 @@ recovery codes, remembered devices, audit rows, settings and the schema itself."
 from __future__ import annotations
 
 import datetime as dt
+import os
+import time
 
 import peewee
+import pytest
 
 from standalone_mfa.core import audit, crypto
 from standalone_mfa.core.db import db
@@ -20,15 +23,12 @@ from standalone_mfa.core.models import (
     WebSession,
 )
 from standalone_mfa.directory import settings
-from standalone_mfa.directory.users import find_user
-from standalone_mfa.factors import recovery, throttle, totp
+from standalone_mfa.factors import recovery, throttle
 from support.app import START
 
 
-def events(app, event=None):
+def audit_events(app, event=None) -> list[AuditEvent]:
     """The audit rows, oldest first (only `event`'s if given)."""
-    from standalone_mfa.core.models import AuditEvent
-
     with app.app_context():
         query = AuditEvent.select().order_by(AuditEvent.id)
         if event is not None:
@@ -71,11 +71,6 @@ def mfa_method(app) -> str:
 def credential_count(app) -> int:
     with app.app_context():
         return TotpCredential.select().count()
-
-
-def credential_of(app, username):
-    with app.app_context():
-        return totp.credential_of(find_user(username))
 
 
 def bound_sessions(app) -> list[tuple[str, str]]:
@@ -125,12 +120,14 @@ def devices_of(app, username) -> list[RememberedDevice]:
 
 
 def audit_rows(app, event=None) -> list[tuple]:
-    """(event, outcome, username, actor, detail) of every audit row, oldest first."""
+    """`audit_events` as (event, outcome, username, actor, detail) tuples."""
+    return [(e.event, e.outcome, e.username, e.actor, e.detail) for e in audit_events(app, event)]
+
+
+def credential(app, username) -> TotpCredential | None:
+    """`username`'s TOTP credential row (None without one)."""
     with app.app_context():
-        query = AuditEvent.select().order_by(AuditEvent.id)
-        if event:
-            query = query.where(AuditEvent.event == event)
-        return [(e.event, e.outcome, e.username, e.actor, e.detail) for e in query]
+        return TotpCredential.select().join(User).where(User.username == username).get_or_none()
 
 
 def set_remember_days(app, days: int) -> None:
@@ -141,16 +138,6 @@ def set_remember_days(app, days: int) -> None:
 def set_method(app, method):
     with app.app_context():
         settings.set_mfa_method(method, actor="test")
-
-
-def audit_events(app, event):
-    with app.app_context():
-        return list(AuditEvent.select().where(AuditEvent.event == event).order_by(AuditEvent.id))
-
-
-def credential(app, username):
-    with app.app_context():
-        return TotpCredential.select().join(User).where(User.username == username).get_or_none()
 
 
 def user(app, username):
@@ -167,12 +154,6 @@ def state_snapshot(app):
             sorted((t.user_id, t.failures) for t in MfaThrottle.select()),
             WebSession.select().where(WebSession.user.is_null(False)).count(),
         )
-
-
-def code_failures(app, username):
-    with app.app_context():
-        row = MfaThrottle.select().join(User).where(User.username == username).get_or_none()
-        return row.failures if row else 0
 
 
 def add_events(app, clock, specs):
@@ -218,3 +199,32 @@ def describe_schema(database: peewee.Database, schema: str | None = None) -> dic
             keys = {tuple(r) for r in rows}
         found[table] = {"columns": columns, "indexes": indexes, "foreign_keys": keys}
     return found
+
+
+# The run's PostgreSQL database, when there is one (`make test` in CI sets it): what
+# several instances share, and where a backend can be killed under the app.
+POSTGRES_URL = os.environ.get("TEST_DATABASE_URL") or ""
+needs_postgresql = pytest.mark.skipif(
+    not POSTGRES_URL.startswith("postgres"),
+    reason="needs PostgreSQL: set TEST_DATABASE_URL=postgresql://... (make test in CI does)",
+)
+
+
+def terminate_backend(pid: int) -> None:
+    """What a database restart or failover does to a connection of the app's; returns
+    once the backend is gone (the signal is asynchronous)."""
+    import psycopg2
+
+    admin = psycopg2.connect(POSTGRES_URL)
+    try:
+        admin.autocommit = True
+        with admin.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            assert cursor.fetchone() == (True,)
+            for _ in range(200):
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,))
+                if cursor.fetchone() == (0,):
+                    return
+                time.sleep(0.05)
+    finally:
+        admin.close()

@@ -89,6 +89,13 @@ def continue_to_second_factor(browser, rd):
     return browser.post("/login?rd=" + quote(rd, safe=""))
 
 
+# One rule for every app under example.test: signed in, whatever the factor.
+SHARED_RULES = {
+    "default_policy": "deny",
+    "rules": [{"domain": "*.example.test", "policy": "one_factor"}],
+}
+
+
 def make_gateway_app(tmp_path, clock, rules=None, **overrides):
     """An app that is the portal of https://auth.example.test, with its session cookie
     for example.test and `rules` (GATEWAY_RULES by default)."""
@@ -100,3 +107,24 @@ def make_gateway_app(tmp_path, clock, rules=None, **overrides):
         SESSION_COOKIE_DOMAIN="example.test",
         **overrides,
     )
+
+
+def forward_user(app, cookie: str) -> str | None:
+    """What the forward-auth check answers a request to https://wiki.example.test/
+    carrying the Cookie header `cookie`: the user it lets through, or None (sent to
+    sign in)."""
+    client = app.test_client(use_cookies=False)
+    response = client.get(
+        "/auth/forward",
+        headers={
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "wiki.example.test",
+            "X-Forwarded-Uri": "/",
+            "X-Forwarded-Method": "GET",
+            "Cookie": cookie,
+        },
+    )
+    if response.status_code == 200:
+        return response.headers["Remote-User"]
+    assert response.status_code == 302, response.status_code
+    return None

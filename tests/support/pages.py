@@ -37,7 +37,8 @@ VALUE_RE = re.compile(r'\bvalue="([^"]*)"')
 
 
 def messages(response) -> list[str]:
-    return [m.strip() for m in MESSAGE_RE.findall(response.get_data(as_text=True))]
+    """The messages a page shows (flashed or not), as a person reads them."""
+    return [html.unescape(m.strip()) for m in MESSAGE_RE.findall(response.get_data(as_text=True))]
 
 
 def form_token(response) -> str:
@@ -69,9 +70,9 @@ def goes_to_login(response) -> bool:
     return response.status_code == 302 and location(response).startswith("/login")
 
 
-def flashes(browser):
-    page = browser.page("/admin/")
-    return [html.unescape(m) for m in re.findall(r'<p class="message [^"]*"[^>]*>([^<]*)<', page)]
+def admin_messages(browser) -> list[str]:
+    """The messages flashed to `browser`, as the Administration page shows them."""
+    return messages(browser.get("/admin/"))
 
 
 def row_of(page, username):

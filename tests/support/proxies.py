@@ -37,15 +37,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from requests.adapters import HTTPAdapter
 
+from standalone_mfa.core.db import db
 from standalone_mfa.core.models import UserGroup
 from standalone_mfa.directory import settings
 from standalone_mfa.directory.users import create_user, find_user
 from standalone_mfa.factors import totp
-from support import servers
-from support.app import PASSWORD
+from support.app import PASSWORD, make_app
 from support.pages import SECRET_RE, VALUE_RE
 from support.paths import DEPLOY
-from support.servers import HTTP_TIMEOUT, free_port, stop
+from support.servers import HTTP_TIMEOUT, free_port, port_of, quiet_server, stop
 
 DOMAIN = "example.test"  # SESSION_COOKIE_DOMAIN of every gateway test
 PORTAL_HOST = f"auth.{DOMAIN}"
@@ -737,7 +737,7 @@ def rd_of(url: str) -> str | None:
 # ------------------------------------------------------------------ accounts
 
 
-class Account:
+class GatewayUser:
     """A user of the portal and the authenticator app on their phone."""
 
     def __init__(self, username: str, secret: str | None = None):
@@ -755,10 +755,10 @@ class Account:
 _serial = iter(range(1, 10**6))
 
 
-def new_account(app, prefix: str, groups=(), enrolled_at_step: int | None = None) -> Account:
+def new_account(app, prefix: str, groups=(), enrolled_at_step: int | None = None) -> GatewayUser:
     """A new user (a fresh name: no used step or throttle inherited) in `groups`; with
     an authenticator when `enrolled_at_step` says which step it last used."""
-    account = Account(f"{prefix}{next(_serial)}")
+    account = GatewayUser(f"{prefix}{next(_serial)}")
     with app.app_context():
         user = create_user(account.username, PASSWORD)
         for group in groups:
@@ -769,7 +769,7 @@ def new_account(app, prefix: str, groups=(), enrolled_at_step: int | None = None
     return account
 
 
-def add_to_group(app, account: Account, group: str) -> None:
+def add_to_group(app, account: GatewayUser, group: str) -> None:
     with app.app_context():
         UserGroup.create(user=find_user(account.username), name=group)
 
@@ -803,6 +803,23 @@ def portal_config(scheme: str, port: int, **extra) -> dict:
     }
 
 
+@contextlib.contextmanager
+def served_portal(folder: Path, clock, scheme: str, port: int, upstream=None, **extra):
+    """A gateway's portal for `scheme`://*.example.test:`port` (`portal_config` and
+    `extra`) in this process, on a quiet werkzeug server, and `upstream` (a context
+    manager yielding its port: an echoing app by default, False for none). Yields (the
+    app, the portal's port, the upstream's port or None); closes the database after."""
+    app = make_app(folder, clock, **portal_config(scheme, port, **extra))
+    if upstream is None:
+        upstream = echo_upstream()
+    try:
+        with quiet_server(app) as portal_url, upstream or contextlib.nullcontext() as up:
+            yield app, port_of(portal_url), up
+    finally:
+        with app.app_context():
+            db.close()
+
+
 class Gateway:
     """The portal (an in-process app on the frozen clock) and the protected sites, all
     reached through one proxy on `scheme`://<name>.example.test:`port`."""
@@ -820,12 +837,12 @@ class Gateway:
     def portal(self) -> str:
         return self.url("auth", "")
 
-    def account(self, prefix: str = "user", groups=(), enrolled: bool = False) -> Account:
+    def account(self, prefix: str = "user", groups=(), enrolled: bool = False) -> GatewayUser:
         """A new user; `enrolled`: with an authenticator that last used the step before."""
         step = int(self.clock.timestamp()) // totp.PERIOD - 1 if enrolled else None
         return new_account(self.app, prefix, groups, enrolled_at_step=step)
 
-    def signed_in(self, account: Account, name: str = "app1", path: str = "/", **headers):
+    def signed_in(self, account: GatewayUser, name: str = "app1", path: str = "/", **headers):
         """A new visitor who opened `name`'s `path`, signed in there and is back on it;
         returns (the visitor, what the app received)."""
         visitor = Visitor(headers)
@@ -837,30 +854,3 @@ class Gateway:
     def set_method(self, method: str) -> None:
         with self.app.app_context():
             settings.set_mfa_method(method, actor="test")
-
-
-# ------------------------------------------------------------------ gunicorn portals
-
-
-def write_portal_instance(folder: Path, settings_lines: dict) -> Path:
-    """An instance folder whose config.py has new keys and `settings_lines`."""
-    from standalone_mfa.core.crypto import generate_key
-
-    folder.mkdir(parents=True)
-    lines = {
-        "SECRET_KEY": os.urandom(32).hex(),
-        "MFA_ENCRYPTION_KEYS": [generate_key()],
-        "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",  # tests only: scrypt is tested elsewhere
-        **settings_lines,
-    }
-    (folder / "config.py").write_text("".join(f"{k} = {v!r}\n" for k, v in lines.items()))
-    return folder
-
-
-@contextlib.contextmanager
-def gunicorn_portal(instance: Path, log: Path):
-    """The portal in gunicorn (2 workers, threads; the real clock) from `instance` on
-    a port the kernel picks; yields its port once /healthz answers."""
-    target = servers.instance_target(instance)
-    with servers.gunicorn(target, log, servers.clean_env(), workers=2, threads=4) as url:
-        yield int(url.rsplit(":", 1)[1])

@@ -20,6 +20,7 @@ import pytest
 import requests
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from support.app import FAST_HASH, fresh_schema
 from support.paths import ROOT
 
 GUNICORN = Path(sys.executable).with_name("gunicorn")
@@ -125,3 +126,52 @@ def quiet_server(app):
 class _QuietHandler(WSGIRequestHandler):
     def log_request(self, *args, **kwargs):
         pass
+
+
+def write_instance(folder: Path, settings: dict | None = None) -> Path:
+    """A new instance folder whose config.py has new keys, the tests' fast password
+    hash and `settings` (without DATABASE_URL: a SQLite file in the folder)."""
+    from standalone_mfa.core.crypto import generate_key
+
+    folder.mkdir(parents=True)
+    lines = {
+        "SECRET_KEY": os.urandom(32).hex(),
+        "MFA_ENCRYPTION_KEYS": [generate_key()],
+        "PASSWORD_HASH_METHOD": FAST_HASH,  # tests only: scrypt is tested elsewhere
+        **(settings or {}),
+    }
+    (folder / "config.py").write_text("".join(f"{k} = {v!r}\n" for k, v in lines.items()))
+    return folder
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+@contextlib.contextmanager
+def portal_instances(folder: Path, settings: dict, count: int = 1, threads: int = 4):
+    """`count` gunicorn instances (two workers each, the real clock) of one new instance
+    folder with `settings`, on its database after the real upgrade, TOTP on. Yields (an
+    app in this process on the same database and keys, [each instance's base URL])."""
+    from standalone_mfa import create_app
+    from standalone_mfa.core.db import db
+    from standalone_mfa.directory import settings as mfa_settings
+
+    instance = write_instance(folder / "instance", settings)
+    app = create_app(instance_path=str(instance))
+    with app.app_context():
+        fresh_schema()
+        mfa_settings.set_mfa_method("totp", actor="test")
+    target = instance_target(instance)
+    try:
+        with contextlib.ExitStack() as running:
+            urls = [
+                running.enter_context(
+                    gunicorn(target, folder / f"gunicorn-{n}.log", clean_env(), 2, threads)
+                )
+                for n in range(count)
+            ]
+            yield app, urls
+    finally:
+        with app.app_context():
+            db.close()

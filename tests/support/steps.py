@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import html
 
-from standalone_mfa.core.models import (
-    User,
-)
 from standalone_mfa.directory import tokens
 from standalone_mfa.directory.users import create_user, find_user
 from standalone_mfa.factors import totp
@@ -15,7 +12,7 @@ from support.app import PASSWORD
 from support.client import Browser, device_token, signed_in_as
 from support.db import credential_secret, mfa_method
 from support.oath import fresh_code
-from support.pages import SECRET_RE, flashes, location, text
+from support.pages import SECRET_RE, admin_messages, location, text
 
 
 def pending_setup(new_browser, username="alice"):
@@ -36,9 +33,10 @@ def enrol_then_pending_verify(new_browser, clock, username="alice"):
     return pending, secret
 
 
-def admin_token(app) -> str:
+def api_token(app, username="root") -> str:
+    """A new API token of `username` (root, the administrator, by default)."""
     with app.app_context():
-        return tokens.create_token(find_user("root"), actor="test")
+        return tokens.create_token(find_user(username), actor="test")
 
 
 def give_credential(app, clock, username) -> str:
@@ -132,13 +130,9 @@ def change_password(browser, current, new, confirm=None):
     )
 
 
-def make_token(app, username):
-    with app.app_context():
-        return tokens.create_token(User.get(User.username == username), actor="test")
-
-
 def signed_in_admin(app, clock):
-    """root, signed in (and through the second factor when the method is TOTP)."""
+    """root's browser, signed in (through the second factor when the method is TOTP:
+    root's secret is then `admin.secret`)."""
     admin = Browser(app, clock)
     if mfa_method(app) == "totp":
         admin.enrol("root")
@@ -151,21 +145,6 @@ def signed_in_admin(app, clock):
 ACTIONS = ("reset-mfa", "unlock", "grant-admin", "revoke-admin", "sign-out")
 
 
-def admin_signed_in(app, clock):
-    """root signed in (through the second factor when the method is TOTP); returns the
-    browser and root's TOTP secret (None without one)."""
-    admin = Browser(app, clock)
-    with app.app_context():
-        from standalone_mfa.directory import settings
-
-        totp_on = settings.mfa_method() == "totp"
-    secret = admin.enrol("root") if totp_on else None
-    if not totp_on:
-        assert admin.login("root").headers["Location"] == "/"
-    assert admin.get("/admin/users").status_code == 200
-    return admin, secret
-
-
 def step_up(admin, secret=None, steps=1):
     """Prove it is root again: the code `steps` time steps ahead (the sign-in code's
     step is used up), or the password when root has no authenticator."""
@@ -176,7 +155,7 @@ def step_up(admin, secret=None, steps=1):
     else:
         response = admin.post("/admin/step-up", {"password": PASSWORD})
     assert response.status_code == 302
-    assert "/admin/step-up" not in response.headers["Location"], flashes(admin)
+    assert "/admin/step-up" not in response.headers["Location"], admin_messages(admin)
     return response
 
 
@@ -185,12 +164,6 @@ def act(admin, username, action):
     page = admin.get(f"/admin/users/{username}/{action}")
     assert page.status_code == 200, page.headers.get("Location")
     return admin.post(f"/admin/users/{username}/{action}")
-
-
-def signed_in_root(app, clock):
-    admin = Browser(app, clock)
-    assert admin.login("root").headers["Location"] == "/"
-    return admin
 
 
 def save_mfa_settings(admin, data, username="root", **kwargs):

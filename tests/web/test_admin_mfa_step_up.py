@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from support.app import PASSWORD
 from support.client import cli
-from support.db import events, mfa_method
-from support.pages import flashes, location, text
-from support.steps import admin_signed_in, step_up
+from support.db import audit_events, mfa_method
+from support.pages import admin_messages, location, text
+from support.steps import signed_in_admin, step_up
 
 from standalone_mfa.directory import settings
 
@@ -22,7 +22,7 @@ def remember_days(app) -> int:
 
 
 def setting_changes(app) -> list:
-    return events(app, "mfa_method_changed") + events(app, "remember_days_changed")
+    return audit_events(app, "mfa_method_changed") + audit_events(app, "remember_days_changed")
 
 
 def post_settings(admin, data=CHANGE):
@@ -31,7 +31,7 @@ def post_settings(admin, data=CHANGE):
 
 
 def test_sc43_settings_post_without_step_up_changes_nothing(totp_app, clock):
-    admin, _ = admin_signed_in(totp_app, clock)  # through the second factor, no step-up
+    admin = signed_in_admin(totp_app, clock)  # through the second factor, no step-up
     before = setting_changes(totp_app)
     page = admin.get("/admin/mfa")
     assert page.status_code == 200  # reading needs no step-up
@@ -42,18 +42,19 @@ def test_sc43_settings_post_without_step_up_changes_nothing(totp_app, clock):
     assert mfa_method(totp_app) == "totp"
     assert remember_days(totp_app) == 0
     assert setting_changes(totp_app) == before
-    assert STEP_UP_FIRST in flashes(admin)
+    assert STEP_UP_FIRST in admin_messages(admin)
 
 
 def test_sc43_unchanged_settings_post_also_needs_the_step_up(totp_app, clock):
-    admin, _ = admin_signed_in(totp_app, clock)
+    admin = signed_in_admin(totp_app, clock)
     response = post_settings(admin, {"mfa_method": "totp", "remember_days": "0"})
     assert location(response) == "/admin/step-up?next=/admin/mfa"
     assert [e for e in setting_changes(totp_app) if e.actor == "root"] == []
 
 
 def test_sc43_after_a_fresh_step_up_the_change_is_saved_and_audited(totp_app, clock):
-    admin, secret = admin_signed_in(totp_app, clock)
+    admin = signed_in_admin(totp_app, clock)
+    secret = admin.secret
     refused = post_settings(admin)
     # The step-up page sends the administrator back to the settings, to save again.
     admin.get(location(refused))
@@ -72,7 +73,8 @@ def test_sc43_after_a_fresh_step_up_the_change_is_saved_and_audited(totp_app, cl
 
 
 def test_sc43_an_expired_step_up_is_refused_again(totp_app, clock):
-    admin, secret = admin_signed_in(totp_app, clock)
+    admin = signed_in_admin(totp_app, clock)
+    secret = admin.secret
     step_up(admin, secret)
     clock.advance(totp_app.config["ADMIN_STEP_UP_SECONDS"] + 1)
     before = setting_changes(totp_app)
@@ -85,8 +87,8 @@ def test_sc43_an_expired_step_up_is_refused_again(totp_app, clock):
 
 def test_sc43_a_step_up_counts_only_on_the_session_that_made_it(app, clock, new_browser):
     # While the method is Disabled the step-up is root's password.
-    admin, _ = admin_signed_in(app, clock)
-    other, _ = admin_signed_in(app, clock)
+    admin = signed_in_admin(app, clock)
+    other = signed_in_admin(app, clock)
     step_up(admin)
 
     response = post_settings(other, {"mfa_method": "totp", "remember_days": "7"})
@@ -100,7 +102,7 @@ def test_sc43_a_step_up_counts_only_on_the_session_that_made_it(app, clock, new_
 
 
 def test_sc43_a_wrong_step_up_saves_nothing(app, clock):
-    admin, _ = admin_signed_in(app, clock)
+    admin = signed_in_admin(app, clock)
     admin.get("/admin/step-up?next=/admin/mfa")
     response = admin.post("/admin/step-up?next=/admin/mfa", {"password": PASSWORD + "x"})
     assert location(response) == "/admin/step-up?next=/admin/mfa"
@@ -114,6 +116,6 @@ def test_sc43_the_cli_switches_the_method_without_a_step_up(totp_app):
     assert result.exit_code == 0, result.output
     assert mfa_method(totp_app) == "disabled"
     (change,) = [
-        e for e in events(totp_app, "mfa_method_changed") if e.detail == "totp -> disabled"
+        e for e in audit_events(totp_app, "mfa_method_changed") if e.detail == "totp -> disabled"
     ]
     assert change.outcome == "ok"

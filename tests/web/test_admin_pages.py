@@ -8,16 +8,21 @@ import re
 
 import pytest
 from support.app import PASSWORD, START
-from support.client import api
-from support.db import add_events, events, mfa_method, set_code_failures, state_snapshot, user
+from support.client import totp_api
+from support.db import (
+    add_events,
+    audit_events,
+    mfa_method,
+    set_code_failures,
+    state_snapshot,
+    user,
+)
 from support.pages import VALUE_RE, row_of
 from support.steps import (
     ACTIONS,
-    admin_signed_in,
-    make_token,
+    api_token,
     save_mfa_settings,
     signed_in_admin,
-    signed_in_root,
     step_up,
 )
 
@@ -125,7 +130,7 @@ def test_admin_saves_totp_with_confirmation_and_audit(app, clock):
     assert response.headers["Location"] == "/admin/mfa"
     page = admin.page("/admin/mfa")
     assert [value for value, _, selected in select_options(page) if selected] == ["totp"]
-    (event,) = events(app, "mfa_method_changed")
+    (event,) = audit_events(app, "mfa_method_changed")
     assert (event.actor, event.outcome) == ("root", "ok")
     assert "disabled" in event.detail and "totp" in event.detail
 
@@ -137,7 +142,7 @@ def test_admin_refuses_unknown_method(app, clock, value):
     assert response.status_code == 200
     assert "Choose Disabled or TOTP." in response.get_data(as_text=True)
     assert mfa_method(app) == "disabled"
-    assert events(app, "mfa_method_changed") == []
+    assert audit_events(app, "mfa_method_changed") == []
 
 
 # --- the Users list
@@ -149,7 +154,7 @@ def test_users_page_shows_admin_flag_groups_mfa_status_dates_and_throttle(
     new_browser().enrol("alice")  # set up at START, signed in at START
     set_code_failures(totp_app, "bob", DEFAULTS["MFA_BACKOFF_AFTER"])
     clock.advance(3600)
-    admin, _ = admin_signed_in(totp_app, clock)
+    admin = signed_in_admin(totp_app, clock)
     with totp_app.app_context():
         User.create(username="carol", password_hash="x", created_at=START)
         for group in ("wiki", "staff"):
@@ -201,7 +206,7 @@ def test_users_page_search_and_pagination(app, clock):
                 for i in range(60)
             ]
         ).execute()
-    admin, _ = admin_signed_in(app, clock)
+    admin = signed_in_admin(app, clock)
 
     first = admin.page("/admin/users")
     assert len(listed_usernames(first)) == 50
@@ -230,7 +235,7 @@ def test_users_page_search_and_pagination(app, clock):
 
 
 def test_admin_pages_link_to_each_other(app, clock):
-    admin, _ = admin_signed_in(app, clock)
+    admin = signed_in_admin(app, clock)
     index = admin.page("/admin/")
     for link in ("/admin/users", "/admin/mfa", "/admin/audit"):
         assert f'href="{link}"' in index
@@ -254,7 +259,7 @@ def test_page_past_the_end_shows_the_last_page(app):
 
 
 def test_audit_page_lists_every_event_newest_first(app, clock):
-    admin = signed_in_root(app, clock)
+    admin = signed_in_admin(app, clock)
     add_events(
         app, clock, [(60, "unlock", "bob", "root"), (120, "admin_granted", "alice", "root")]
     )
@@ -265,7 +270,7 @@ def test_audit_page_lists_every_event_newest_first(app, clock):
         ("unlock", "bob", "root"),
         ("login", "root", "—"),
     ]
-    assert len(rows) == len(events(app))
+    assert len(rows) == len(audit_events(app))
     assert '<time datetime="2026-11-28T12:02:00Z">2026-11-28 12:02:00</time>' in page
     assert page.count('<th scope="col">') == 6
     # Each row in people's words, the recorded names beside them.
@@ -279,7 +284,7 @@ def test_audit_page_lists_every_event_newest_first(app, clock):
 
 
 def test_audit_page_filters_by_user_event_and_dates(app, clock):
-    admin = signed_in_root(app, clock)
+    admin = signed_in_admin(app, clock)
     day = 24 * 3600
     add_events(
         app,
@@ -325,7 +330,7 @@ def test_audit_page_filters_by_user_event_and_dates(app, clock):
     ],
 )
 def test_audit_page_explains_a_bad_filter(app, clock, query, message):
-    admin = signed_in_root(app, clock)
+    admin = signed_in_admin(app, clock)
     response = admin.get(f"/admin/audit?{query}")
     assert response.status_code == 200
     page = html.unescape(response.get_data(as_text=True))
@@ -334,9 +339,9 @@ def test_audit_page_explains_a_bad_filter(app, clock, query, message):
 
 
 def test_audit_page_is_paginated(app, clock):
-    admin = signed_in_root(app, clock)
+    admin = signed_in_admin(app, clock)
     add_events(app, clock, [(i, "unlock", f"user{i:02d}", "root") for i in range(1, 61)])
-    total = len(events(app))
+    total = len(audit_events(app))
     first = admin.page("/admin/audit?event=unlock")
     assert len(listed(first)) == 50
     assert listed(first)[0] == ("unlock", "user60", "root")
@@ -381,7 +386,7 @@ def test_sc24_admin_post_as_anonymous_changes_nothing(app, browser):
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/login")
     assert mfa_method(app) == "disabled"
-    assert events(app, "mfa_method_changed") == []
+    assert audit_events(app, "mfa_method_changed") == []
 
 
 def test_sc24_admin_pages_forbidden_to_normal_user(app, browser):
@@ -394,7 +399,7 @@ def test_sc24_admin_pages_forbidden_to_normal_user(app, browser):
     response = browser.post("/admin/mfa", {"mfa_method": "totp"})
     assert response.status_code == 403
     assert mfa_method(app) == "disabled"
-    assert events(app, "mfa_method_changed") == []
+    assert audit_events(app, "mfa_method_changed") == []
 
 
 def test_sc24_admin_pending_mfa_cannot_reach_admin_pages(totp_app, clock, new_browser):
@@ -426,7 +431,7 @@ def test_sc24_admin_pending_mfa_cannot_reach_admin_pages(totp_app, clock, new_br
     assert response.headers["Location"] == "/mfa/verify"
     assert mfa_method(totp_app) == "totp"
     # Only the fixture's own change is on record.
-    assert [e.actor for e in events(totp_app, "mfa_method_changed")] == ["test"]
+    assert [e.actor for e in audit_events(totp_app, "mfa_method_changed")] == ["test"]
 
 
 # --- SC-24: who may use the Users pages
@@ -457,7 +462,7 @@ def test_sc24_anonymous_and_normal_user_cannot_act(app, clock, new_browser, acti
     assert alice.post("/admin/step-up", {"password": PASSWORD}).status_code == 403
     assert alice.post("/admin/users/new", {"username": "mallory"}).status_code == 403
     assert state_snapshot(app) == before
-    assert [e.event for e in events(app)].count("reauth") == 0
+    assert [e.event for e in audit_events(app)].count("reauth") == 0
 
 
 def test_sc24_normal_user_sees_no_users_page(app, browser):
@@ -468,7 +473,8 @@ def test_sc24_normal_user_sees_no_users_page(app, browser):
 
 
 def test_sc24_admin_pending_mfa_cannot_reach_user_pages(totp_app, clock, new_browser):
-    admin, secret = admin_signed_in(totp_app, clock)
+    admin = signed_in_admin(totp_app, clock)
+    secret = admin.secret
     clock.advance(60)
     pending = new_browser()
     assert pending.login("root").headers["Location"] == "/mfa/verify"
@@ -483,7 +489,7 @@ def test_sc24_admin_pending_mfa_cannot_reach_user_pages(totp_app, clock, new_bro
     response = pending.post("/admin/users/alice/grant-admin")
     assert response.headers["Location"] == "/mfa/verify"
     assert state_snapshot(totp_app) == before
-    assert events(totp_app, "reauth") == []
+    assert audit_events(totp_app, "reauth") == []
 
 
 # --- SC-25: the MFA setting is POST only, with CSRF, audited
@@ -497,7 +503,7 @@ def test_sc25_admin_post_without_csrf_is_400_and_changes_nothing(app, clock):
     response = admin.post("/admin/mfa", {"mfa_method": "totp", "csrf_token": "forged"})
     assert response.status_code == 400
     assert mfa_method(app) == "disabled"
-    assert events(app, "mfa_method_changed") == []
+    assert audit_events(app, "mfa_method_changed") == []
 
 
 def test_sc25_admin_csrf_token_of_another_session_is_refused(app, clock, new_browser):
@@ -517,7 +523,7 @@ def test_sc25_admin_setting_changes_only_by_post(app, clock):
         response = getattr(admin.client, method)("/admin/mfa", data={"mfa_method": "totp"})
         assert response.status_code in (400, 405), method
     assert mfa_method(app) == "disabled"
-    assert events(app, "mfa_method_changed") == []
+    assert audit_events(app, "mfa_method_changed") == []
 
 
 def test_sc25_admin_actions_are_audited_with_actor_target_outcome(totp_app, clock, new_browser):
@@ -525,15 +531,15 @@ def test_sc25_admin_actions_are_audited_with_actor_target_outcome(totp_app, cloc
     admin = signed_in_admin(totp_app, clock)
     save_mfa_settings(admin, {"mfa_method": "disabled"})
     save_mfa_settings(admin, {"mfa_method": "disabled"})  # saved again: no change
-    api(totp_app, "DELETE", "alice", make_token(totp_app, "root"))
+    totp_api(totp_app, "DELETE", "alice", api_token(totp_app, "root"))
 
-    changes = [e for e in events(totp_app, "mfa_method_changed") if e.actor == "root"]
+    changes = [e for e in audit_events(totp_app, "mfa_method_changed") if e.actor == "root"]
     assert [(e.outcome, e.ip) for e in changes] == [
         ("ok", "127.0.0.1"),
         ("unchanged", "127.0.0.1"),
     ]
     assert "totp" in changes[0].detail and "disabled" in changes[0].detail
-    (reset,) = events(totp_app, "totp_reset")
+    (reset,) = audit_events(totp_app, "totp_reset")
     assert (reset.actor, reset.username, reset.outcome) == ("root", "alice", "ok")
 
 
@@ -543,7 +549,7 @@ def test_sc25_admin_actions_are_audited_with_actor_target_outcome(totp_app, cloc
 @pytest.mark.parametrize("action", ACTIONS)
 def test_sc25_user_actions_need_post_with_csrf(app, clock, new_browser, action):
     set_code_failures(app, "bob", 3)
-    admin, _ = admin_signed_in(app, clock)
+    admin = signed_in_admin(app, clock)
     step_up(admin)
     before = state_snapshot(app)
     # The confirmation page changes nothing, whatever its query string says.
@@ -557,11 +563,11 @@ def test_sc25_user_actions_need_post_with_csrf(app, clock, new_browser, action):
     response = admin.post(f"/admin/users/bob/{action}", {"csrf_token": attacker.token})
     assert response.status_code == 400
     assert state_snapshot(app) == before
-    assert not [e for e in events(app) if e.actor == "root" and e.event != "reauth"]
+    assert not [e for e in audit_events(app) if e.actor == "root" and e.event != "reauth"]
 
 
 def test_sc25_create_user_needs_csrf(app, clock):
-    admin, _ = admin_signed_in(app, clock)
+    admin = signed_in_admin(app, clock)
     step_up(admin)
     response = admin.post("/admin/users/new", {"username": "mallory"}, csrf=False)
     assert response.status_code == 400

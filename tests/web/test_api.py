@@ -8,16 +8,15 @@ import json
 
 import pytest
 from support.app import START
-from support.client import api, call
+from support.client import api_request, totp_api
 from support.db import (
-    code_failures,
+    audit_events,
     credential,
-    credential_of,
-    events,
+    failures,
     sessions_of,
     set_code_failures,
 )
-from support.steps import admin_token, make_token, signed_in_admin, signed_in_root
+from support.steps import api_token, signed_in_admin
 
 from standalone_mfa.core.config import DEFAULTS
 from standalone_mfa.core.crypto import hash_token
@@ -46,7 +45,7 @@ ODD_API_NAMES = [
 @pytest.mark.parametrize("method", ["GET", "DELETE"])
 def test_sc24_api_without_token_is_401_json(totp_app, browser, method):
     browser.enrol()
-    response = api(totp_app, method, "alice")
+    response = totp_api(totp_app, method, "alice")
     assert response.status_code == 401
     assert response.is_json
     assert "error" in response.get_json()
@@ -68,10 +67,10 @@ def test_sc24_api_without_token_is_401_json(totp_app, browser, method):
 )
 def test_sc24_api_bad_token_is_401(totp_app, browser, authorization):
     browser.enrol()
-    real = make_token(totp_app, "root")
+    real = api_token(totp_app, "root")
     authorization = authorization.replace("smfa_valid", real)
     for method in ("GET", "DELETE"):
-        response = api(totp_app, method, "alice", headers={"Authorization": authorization})
+        response = totp_api(totp_app, method, "alice", headers={"Authorization": authorization})
         assert response.status_code == 401, method
         assert response.is_json
         assert "WWW-Authenticate" in response.headers
@@ -79,30 +78,30 @@ def test_sc24_api_bad_token_is_401(totp_app, browser, authorization):
 
 
 def test_sc24_api_bad_token_does_not_reveal_unknown_users(app):
-    response = api(app, "GET", "nobody", "smfa_wrong")
+    response = totp_api(app, "GET", "nobody", "smfa_wrong")
     assert response.status_code == 401
 
 
 def test_sc24_api_normal_user_token_is_403(totp_app, browser):
     browser.enrol()
-    bob_token = make_token(totp_app, "bob")
-    alice_token = make_token(totp_app, "alice")
+    bob_token = api_token(totp_app, "bob")
+    alice_token = api_token(totp_app, "alice")
     for token in (bob_token, alice_token):  # another user's credential, and one's own
         for method in ("GET", "DELETE"):
-            response = api(totp_app, method, "alice", token)
+            response = totp_api(totp_app, method, "alice", token)
             assert response.status_code == 403, method
             assert response.is_json
             assert "enrolled" not in response.get_json()
-        assert api(totp_app, "GET", "nobody", token).status_code == 403
+        assert totp_api(totp_app, "GET", "nobody", token).status_code == 403
     assert credential(totp_app, "alice") is not None
-    assert events(totp_app, "totp_reset") == []
+    assert audit_events(totp_app, "totp_reset") == []
 
 
 def test_sc24_api_admin_token_is_allowed(totp_app, browser):
     browser.enrol()
-    token = make_token(totp_app, "root")
-    assert api(totp_app, "GET", "alice", token).status_code == 200
-    assert api(totp_app, "DELETE", "alice", token).status_code == 204
+    token = api_token(totp_app, "root")
+    assert totp_api(totp_app, "GET", "alice", token).status_code == 200
+    assert totp_api(totp_app, "DELETE", "alice", token).status_code == 204
 
 
 def test_sc24_api_ignores_browser_session(totp_app, clock, browser):
@@ -110,25 +109,27 @@ def test_sc24_api_ignores_browser_session(totp_app, clock, browser):
     admin = signed_in_admin(totp_app, clock)
     # The admin's fully signed-in browser, without a bearer token: 401.
     for method in ("GET", "DELETE"):
-        response = api(totp_app, method, "alice", client=admin.client)
+        response = totp_api(totp_app, method, "alice", client=admin.client)
         assert response.status_code == 401, method
         assert "Set-Cookie" not in response.headers
     # An admin cookie does not lift a normal user's token.
-    response = api(totp_app, "DELETE", "alice", make_token(totp_app, "bob"), client=admin.client)
+    response = totp_api(
+        totp_app, "DELETE", "alice", api_token(totp_app, "bob"), client=admin.client
+    )
     assert response.status_code == 403
     assert credential(totp_app, "alice") is not None
 
 
 def test_sc24_api_token_opens_no_browser_session(totp_app, browser):
     browser.enrol("root")
-    token = make_token(totp_app, "root")
+    token = api_token(totp_app, "root")
     client = totp_app.test_client()
     headers = {"Authorization": f"Bearer {token}"}
     for path in ("/", "/admin/", "/admin/mfa"):
         response = client.get(path, headers=headers)
         assert response.status_code == 302, path
         assert response.headers["Location"].startswith("/login")
-    response = api(totp_app, "GET", "root", token)
+    response = totp_api(totp_app, "GET", "root", token)
     assert "Set-Cookie" not in response.headers
 
 
@@ -140,8 +141,8 @@ def test_sc24_api_call_neither_loads_nor_keeps_alive_a_browser_session(totp_app,
     admin = signed_in_admin(totp_app, clock)
     (before,) = sessions_of(totp_app, "root")
     clock.advance(10 * 60)
-    token = make_token(totp_app, "root")
-    response = api(totp_app, "GET", "alice", token, client=admin.client)
+    token = api_token(totp_app, "root")
+    response = totp_api(totp_app, "GET", "alice", token, client=admin.client)
     assert response.status_code == 200
     assert "Set-Cookie" not in response.headers
     (after,) = sessions_of(totp_app, "root")
@@ -152,8 +153,8 @@ def test_sc24_api_call_neither_loads_nor_keeps_alive_a_browser_session(totp_app,
 
 
 def test_api_get_reports_enrolment(totp_app, browser, clock):
-    token = make_token(totp_app, "root")
-    response = api(totp_app, "GET", "alice", token)
+    token = api_token(totp_app, "root")
+    response = totp_api(totp_app, "GET", "alice", token)
     assert response.status_code == 200
     assert response.get_json() == {
         "username": "alice",
@@ -164,7 +165,7 @@ def test_api_get_reports_enrolment(totp_app, browser, clock):
 
     clock.advance(7)
     browser.enrol()
-    response = api(totp_app, "GET", "alice", token)
+    response = totp_api(totp_app, "GET", "alice", token)
     assert response.status_code == 200
     body = response.get_json()
     assert body["username"] == "alice"
@@ -178,32 +179,32 @@ def test_api_get_reports_enrolment(totp_app, browser, clock):
 
 @pytest.mark.parametrize("method", ["GET", "DELETE"])
 def test_api_unknown_user_is_404_json(app, method):
-    response = api(app, method, "nobody", make_token(app, "root"))
+    response = totp_api(app, method, "nobody", api_token(app, "root"))
     assert response.status_code == 404
     assert response.is_json
     assert response.get_json()["error"]
 
 
 def test_api_delete_without_credential_is_404(totp_app):
-    token = make_token(totp_app, "root")
-    response = api(totp_app, "DELETE", "bob", token)
+    token = api_token(totp_app, "root")
+    response = totp_api(totp_app, "DELETE", "bob", token)
     assert response.status_code == 404
     assert response.is_json
-    assert events(totp_app, "totp_reset") == []
+    assert audit_events(totp_app, "totp_reset") == []
 
 
 def test_api_delete_enrolled_user_is_204_then_404(totp_app, browser):
     browser.enrol()
-    token = make_token(totp_app, "root")
-    response = api(totp_app, "DELETE", "alice", token)
+    token = api_token(totp_app, "root")
+    response = totp_api(totp_app, "DELETE", "alice", token)
     assert response.status_code == 204
     assert response.get_data() == b""
-    assert api(totp_app, "GET", "alice", token).get_json()["enrolled"] is False
-    assert api(totp_app, "DELETE", "alice", token).status_code == 404
+    assert totp_api(totp_app, "GET", "alice", token).get_json()["enrolled"] is False
+    assert totp_api(totp_app, "DELETE", "alice", token).status_code == 404
 
 
 def test_api_tokens_are_stored_hashed(app):
-    token = make_token(app, "root")
+    token = api_token(app, "root")
     assert token.startswith("smfa_")
     with app.app_context():
         (row,) = ApiToken.select()
@@ -218,7 +219,7 @@ def test_api_tokens_are_stored_hashed(app):
 def test_api_users_lists_mfa_status(totp_app, clock, new_browser):
     new_browser().enrol("alice")
     set_code_failures(totp_app, "bob", DEFAULTS["MFA_LOCK_AFTER"])
-    response = call(totp_app, "GET", "/api/v1/users", make_token(totp_app, "root"))
+    response = api_request(totp_app, "GET", "/api/v1/users", api_token(totp_app, "root"))
     assert response.status_code == 200
     body = response.get_json()
     assert (body["page"], body["per_page"], body["total"], body["pages"]) == (1, 50, 3, 1)
@@ -249,21 +250,21 @@ def test_api_user_objects_carry_their_groups_sorted(app):
     with app.app_context():
         for username, group in (("alice", "wiki"), ("alice", "Staff"), ("bob", "staff")):
             groups.add(User.get(User.username == username), group, actor="test")
-    token = make_token(app, "root")
-    body = call(app, "GET", "/api/v1/users", token).get_json()
+    token = api_token(app, "root")
+    body = api_request(app, "GET", "/api/v1/users", token).get_json()
     assert {u["username"]: u["groups"] for u in body["users"]} == {
         "alice": ["Staff", "wiki"],  # by code point: upper case first, on every database
         "bob": ["staff"],
         "root": [],
     }
-    assert call(app, "GET", "/api/v1/users?q=bob", token).get_json()["users"][0]["groups"] == [
-        "staff"
-    ]
-    assert api(app, "GET", "alice", token).get_json()["groups"] == ["Staff", "wiki"]
+    assert api_request(app, "GET", "/api/v1/users?q=bob", token).get_json()["users"][0][
+        "groups"
+    ] == ["staff"]
+    assert totp_api(app, "GET", "alice", token).get_json()["groups"] == ["Staff", "wiki"]
     # Removed: gone from both at once.
     with app.app_context():
         groups.remove(User.get(User.username == "alice"), "wiki", actor="test")
-    assert api(app, "GET", "alice", token).get_json()["groups"] == ["Staff"]
+    assert totp_api(app, "GET", "alice", token).get_json()["groups"] == ["Staff"]
 
 
 def test_api_users_pagination_and_search(app):
@@ -274,20 +275,20 @@ def test_api_users_pagination_and_search(app):
                 for i in range(25)
             ]
         ).execute()
-    token = make_token(app, "root")
-    body = call(app, "GET", "/api/v1/users?per_page=10&page=3", token).get_json()
+    token = api_token(app, "root")
+    body = api_request(app, "GET", "/api/v1/users?per_page=10&page=3", token).get_json()
     assert (body["page"], body["per_page"], body["total"], body["pages"]) == (3, 10, 28, 3)
     assert [u["username"] for u in body["users"]] == [f"user{i:02d}" for i in range(17, 25)]
-    body = call(app, "GET", "/api/v1/users?q=user1", token).get_json()
+    body = api_request(app, "GET", "/api/v1/users?q=user1", token).get_json()
     assert [u["username"] for u in body["users"]] == [f"user{i}" for i in range(10, 20)]
-    assert call(app, "GET", "/api/v1/users?page=9", token).get_json()["users"] == []
+    assert api_request(app, "GET", "/api/v1/users?page=9", token).get_json()["users"] == []
 
 
 @pytest.mark.parametrize(
     "query", ["page=0", "page=-1", "page=x", "per_page=0", "per_page=201", "page=" + "9" * 5000]
 )
 def test_api_users_bad_pagination_is_400_json(app, query):
-    response = call(app, "GET", f"/api/v1/users?{query}", make_token(app, "root"))
+    response = api_request(app, "GET", f"/api/v1/users?{query}", api_token(app, "root"))
     assert response.status_code == 400
     assert response.is_json
     assert "must be a whole number from 1 to" in response.get_json()["error"]
@@ -295,22 +296,22 @@ def test_api_users_bad_pagination_is_400_json(app, query):
 
 def test_sc24_api_users_needs_an_admin_token(app):
     for path, method in (("/api/v1/users", "GET"), ("/api/v1/users/alice/unlock", "POST")):
-        response = call(app, method, path)
+        response = api_request(app, method, path)
         assert response.status_code == 401
         assert response.is_json
-        assert call(app, method, path, "smfa_forged").status_code == 401
-        response = call(app, method, path, make_token(app, "alice"))
+        assert api_request(app, method, path, "smfa_forged").status_code == 401
+        response = api_request(app, method, path, api_token(app, "alice"))
         assert response.status_code == 403
         assert "users" not in response.get_json()
-    assert events(app, "unlock") == []
+    assert audit_events(app, "unlock") == []
 
 
 def test_sc24_api_unlock_ignores_a_browser_session(app, clock):
     set_code_failures(app, "bob", DEFAULTS["MFA_LOCK_AFTER"])
-    admin = signed_in_root(app, clock)
+    admin = signed_in_admin(app, clock)
     response = admin.client.post("/api/v1/users/bob/unlock")
     assert response.status_code == 401
-    assert code_failures(app, "bob") == DEFAULTS["MFA_LOCK_AFTER"]
+    assert failures(app, "bob") == DEFAULTS["MFA_LOCK_AFTER"]
 
 
 # --- POST /api/v1/users/<username>/unlock
@@ -320,27 +321,28 @@ def test_api_unlock_clears_the_code_throttle_and_is_audited(totp_app, new_browse
     alice = new_browser()
     alice.enrol()
     set_code_failures(totp_app, "alice", DEFAULTS["MFA_LOCK_AFTER"])
-    token = make_token(totp_app, "root")
-    response = call(totp_app, "POST", "/api/v1/users/alice/unlock", token)
+    token = api_token(totp_app, "root")
+    response = api_request(totp_app, "POST", "/api/v1/users/alice/unlock", token)
     assert response.status_code == 200
     assert response.get_json() == {"username": "alice", "unlocked": True, "failures_cleared": 50}
-    assert code_failures(totp_app, "alice") == 0
+    assert failures(totp_app, "alice") == 0
     assert len(sessions_of(totp_app, "alice")) == 1  # unlocking ends no session
-    (event,) = events(totp_app, "unlock")
+    (event,) = audit_events(totp_app, "unlock")
     assert (event.username, event.actor, event.outcome) == ("alice", "root", "ok")
-    again = call(totp_app, "POST", "/api/v1/users/alice/unlock", token).get_json()
+    again = api_request(totp_app, "POST", "/api/v1/users/alice/unlock", token).get_json()
     assert again == {"username": "alice", "unlocked": False, "failures_cleared": 0}
-    assert events(totp_app, "unlock")[-1].outcome == "unchanged"
+    assert audit_events(totp_app, "unlock")[-1].outcome == "unchanged"
 
 
 def test_api_unlock_unknown_user_is_404_with_a_message(app):
-    response = call(app, "POST", "/api/v1/users/nobody/unlock", make_token(app, "root"))
+    response = api_request(app, "POST", "/api/v1/users/nobody/unlock", api_token(app, "root"))
     assert response.status_code == 404
     assert response.get_json() == {"error": "No such user."}
     assert (
-        call(app, "GET", "/api/v1/users/alice/unlock", make_token(app, "root")).status_code == 405
+        api_request(app, "GET", "/api/v1/users/alice/unlock", api_token(app, "root")).status_code
+        == 405
     )
-    assert events(app, "unlock") == []
+    assert audit_events(app, "unlock") == []
 
 
 def test_api_delete_totp_of_locked_user_without_credential_is_404_pointing_to_unlock(
@@ -350,18 +352,18 @@ def test_api_delete_totp_of_locked_user_without_credential_is_404_pointing_to_un
     pending = new_browser()
     assert pending.login().headers["Location"] == "/mfa/setup"
     set_code_failures(totp_app, "alice", DEFAULTS["MFA_LOCK_AFTER"])
-    token = make_token(totp_app, "root")
-    response = call(totp_app, "DELETE", "/api/v1/users/alice/totp", token)
+    token = api_token(totp_app, "root")
+    response = api_request(totp_app, "DELETE", "/api/v1/users/alice/totp", token)
     assert response.status_code == 404
     assert "/api/v1/users/alice/unlock" in response.get_json()["error"]
     # Nothing was reset: no "an administrator reset your MFA" for a user who had none.
-    assert code_failures(totp_app, "alice") == DEFAULTS["MFA_LOCK_AFTER"]
+    assert failures(totp_app, "alice") == DEFAULTS["MFA_LOCK_AFTER"]
     assert len(sessions_of(totp_app, "alice")) == 1
-    assert events(totp_app, "totp_reset") == []
+    assert audit_events(totp_app, "totp_reset") == []
     with totp_app.app_context():
         assert User.get(User.username == "alice").mfa_reset_at is None
-    assert call(totp_app, "POST", "/api/v1/users/alice/unlock", token).status_code == 200
-    assert code_failures(totp_app, "alice") == 0
+    assert api_request(totp_app, "POST", "/api/v1/users/alice/unlock", token).status_code == 200
+    assert failures(totp_app, "alice") == 0
 
 
 # --- SC-24: the token is checked before the method
@@ -369,13 +371,15 @@ def test_api_delete_totp_of_locked_user_without_credential_is_404_pointing_to_un
 
 def test_sc24_api_wrong_method_without_token_is_401(app):
     for method in ("HEAD", "GET", "PUT"):
-        response = call(app, method, "/api/v1/users/alice/unlock")
+        response = api_request(app, method, "/api/v1/users/alice/unlock")
         assert response.status_code == 401, method
     assert (
-        call(app, "PUT", "/api/v1/users/alice/unlock", make_token(app, "alice")).status_code == 403
+        api_request(app, "PUT", "/api/v1/users/alice/unlock", api_token(app, "alice")).status_code
+        == 403
     )
     assert (
-        call(app, "PUT", "/api/v1/users/alice/unlock", make_token(app, "root")).status_code == 405
+        api_request(app, "PUT", "/api/v1/users/alice/unlock", api_token(app, "root")).status_code
+        == 405
     )
 
 
@@ -403,7 +407,7 @@ def test_sc24_api_wrong_method_without_token_is_401(app):
     ids=lambda a: repr(a[:20]),
 )
 def test_sc24_malformed_authorization_header_is_401(totp_app, authorization):
-    token = admin_token(totp_app)
+    token = api_token(totp_app)
     value = authorization.format(token=token, upper=token.upper())
     response = totp_app.test_client().delete(
         "/api/v1/users/alice/totp", headers={"Authorization": value}
@@ -415,7 +419,7 @@ def test_sc24_malformed_authorization_header_is_401(totp_app, authorization):
 
 @pytest.mark.parametrize("authorization", ["bearer {token}", "BEARER {token}", "Bearer  {token}"])
 def test_sc24_bearer_scheme_is_case_insensitive(totp_app, authorization):
-    token = admin_token(totp_app)
+    token = api_token(totp_app)
     response = totp_app.test_client().get(
         "/api/v1/users/alice/totp", headers={"Authorization": authorization.format(token=token)}
     )
@@ -424,7 +428,7 @@ def test_sc24_bearer_scheme_is_case_insensitive(totp_app, authorization):
 
 def test_sc24_odd_api_paths_never_500_and_never_reach_another_user(totp_app, new_browser):
     new_browser().enrol("bob")
-    token = admin_token(totp_app)
+    token = api_token(totp_app)
     client = totp_app.test_client()
     headers = {"Authorization": f"Bearer {token}"}
     for name in ODD_API_NAMES:
@@ -433,4 +437,4 @@ def test_sc24_odd_api_paths_never_500_and_never_reach_another_user(totp_app, new
             what = f"{method} {name[:20]}"
             assert response.status_code == 404, what
             assert response.is_json, what
-    assert credential_of(totp_app, "bob") is not None
+    assert credential(totp_app, "bob") is not None

@@ -11,32 +11,16 @@ import pytest
 from support.app import PASSWORD, make_app
 from support.client import Browser
 from support.db import audit_rows, sessions_of
+from support.gateway import forward_user
 from support.pages import csrf_from, location, text
-from support.steps import admin_token
-
-from standalone_mfa.core.db import db
+from support.steps import api_token
 
 PORTAL = "https://auth.example.test"
 DOMAIN = "example.test"
 SESSION = "__Secure-smfa_session"
 ANONYMOUS = "__Host-smfa_anon"  # the portal's own: no sibling can set it over HTTPS
 BINDING = "__Host-smfa_binding"
-RULES = {"default_policy": "deny", "rules": [{"domain": "*.example.test", "policy": "one_factor"}]}
 REFUSED = "This form was sent from another site"
-
-
-@pytest.fixture
-def shared_app(tmp_path, clock):
-    app = make_app(
-        tmp_path,
-        clock,
-        ACCESS_CONTROL=RULES,
-        GATEWAY_PORTAL_URL=PORTAL,
-        SESSION_COOKIE_DOMAIN=DOMAIN,
-    )
-    yield app
-    with app.app_context():
-        db.close()
 
 
 def portal_browser(app, clock) -> Browser:
@@ -49,24 +33,6 @@ def post_login(browser, headers, username="alice"):
     return browser.post(
         "/login", {"username": username, "password": PASSWORD}, base_url=PORTAL, headers=headers
     )
-
-
-def gateway_user(app, cookie_header: str) -> str | None:
-    client = app.test_client(use_cookies=False)
-    response = client.get(
-        "/auth/forward",
-        headers={
-            "X-Forwarded-Proto": "https",
-            "X-Forwarded-Host": "wiki.example.test",
-            "X-Forwarded-Uri": "/",
-            "X-Forwarded-Method": "GET",
-            "Cookie": cookie_header,
-        },
-    )
-    if response.status_code == 200:
-        return response.headers["Remote-User"]
-    assert response.status_code == 302, response.status_code
-    return None
 
 
 @pytest.mark.parametrize(
@@ -180,7 +146,7 @@ def test_sc68_refusals_are_audited_at_a_capped_rate(shared_app, clock):
 
 
 def test_sc68_the_api_keeps_working_with_its_bearer_token(shared_app):
-    token = admin_token(shared_app)
+    token = api_token(shared_app)
     response = shared_app.test_client().post(
         "/api/v1/users/alice/unlock",
         headers={"Authorization": f"Bearer {token}", "Origin": "https://tool.example"},
@@ -242,7 +208,7 @@ def test_sc68_two_session_cookies_of_one_name_are_signed_out_on_the_portal_and_t
     alice = browsers["alice"].client.get_cookie(SESSION, domain=DOMAIN).value
     bob = browsers["bob"].client.get_cookie(SESSION, domain=DOMAIN).value
     binding = browsers["alice"].client.get_cookie(BINDING, domain="auth.example.test").value
-    assert gateway_user(shared_app, f"{SESSION}={alice}") == "alice"  # one: as before
+    assert forward_user(shared_app, f"{SESSION}={alice}") == "alice"  # one: as before
 
     for header in (
         f"{SESSION}={bob}; {SESSION}={alice}",  # a sibling planted bob's before hers
@@ -250,12 +216,12 @@ def test_sc68_two_session_cookies_of_one_name_are_signed_out_on_the_portal_and_t
         f"{SESSION}={alice}; {SESSION}={alice}",
         f"{SESSION}={alice}; {SESSION}=",
     ):
-        assert gateway_user(shared_app, header) is None, header
+        assert forward_user(shared_app, header) is None, header
         client = shared_app.test_client(use_cookies=False)
         response = client.get(
             "/", base_url=PORTAL, headers={"Cookie": f"{header}; {BINDING}={binding}"}
         )
         assert location(response) == "/login", header
     # Nothing was ended: each browser on its own is still signed in.
-    assert gateway_user(shared_app, f"{SESSION}={alice}") == "alice"
-    assert gateway_user(shared_app, f"{SESSION}={bob}") == "bob"
+    assert forward_user(shared_app, f"{SESSION}={alice}") == "alice"
+    assert forward_user(shared_app, f"{SESSION}={bob}") == "bob"

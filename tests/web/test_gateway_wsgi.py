@@ -14,9 +14,6 @@ from support.gateway import GATEWAY_RULES, PORTAL, cookie_header, signed_in_at_p
 from standalone_mfa.core.models import AuditEvent
 from standalone_mfa.web.gateway_wsgi import GatewayChecks
 
-RULES = GATEWAY_RULES
-signed_in = signed_in_at_portal
-
 
 @pytest.fixture
 def app(gateway_app):
@@ -59,8 +56,8 @@ def forward_headers(url, token=None):
 
 
 def test_every_decision_is_answered_as_flask_would(app, portal):
-    alice = signed_in(portal).session_token()
-    bob = signed_in(portal, "bob").session_token()
+    alice = signed_in_at_portal(portal).session_token()
+    bob = signed_in_at_portal(portal, "bob").session_token()
     cases = [
         ("/auth/nginx", nginx_headers("https://wiki.example.test/a", alice)),  # 200, names
         ("/auth/nginx", nginx_headers("https://public.example.test/")),  # bypass: nobody
@@ -94,7 +91,7 @@ def test_other_paths_and_methods_go_through_flask(app):
 def test_a_database_that_is_down_is_a_503_on_the_lean_path(app, portal, monkeypatch):
     from standalone_mfa.gateway import check
 
-    alice = signed_in(portal).session_token()
+    alice = signed_in_at_portal(portal).session_token()
 
     def unavailable(*_args, **_kwargs):
         raise peewee.OperationalError("database is locked")
@@ -111,7 +108,7 @@ def test_the_proxy_fix_still_decides_the_client_address(tmp_path, clock):
     """The lean path sits under ProxyFix, as Flask's own: a denial's audit row has the
     address the proxy vouched for, not the proxy's own."""
     app = make_app(
-        tmp_path, clock, ACCESS_CONTROL=RULES, GATEWAY_PORTAL_URL=PORTAL, PROXY_FIX_X_FOR=1
+        tmp_path, clock, ACCESS_CONTROL=GATEWAY_RULES, GATEWAY_PORTAL_URL=PORTAL, PROXY_FIX_X_FOR=1
     )
     headers = {**nginx_headers("https://nowhere.test/"), "X-Forwarded-For": "203.0.113.9"}
     assert app.test_client().get("/auth/nginx", headers=headers).status_code == 403
@@ -136,7 +133,7 @@ def test_checks_are_timed_for_the_metrics(app):
 def test_the_checks_skip_what_only_pages_need(tmp_path, clock):
     """A before-request hook of the pages (here one that fails) does not run for a
     check, which is what makes the path lean; a page still runs it."""
-    app = make_app(tmp_path, clock, ACCESS_CONTROL=RULES, GATEWAY_PORTAL_URL=PORTAL)
+    app = make_app(tmp_path, clock, ACCESS_CONTROL=GATEWAY_RULES, GATEWAY_PORTAL_URL=PORTAL)
 
     @app.before_request
     def pages_only():

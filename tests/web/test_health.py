@@ -4,20 +4,15 @@ soon as it is back, without restarting the app."""
 
 from __future__ import annotations
 
-import os
-
 import peewee
-import psycopg2
-import pytest
 from support.app import PASSWORD, make_app
 from support.client import Browser
+from support.db import needs_postgresql, terminate_backend
 
 from standalone_mfa.core.db import db
 from standalone_mfa.core.models import AuditEvent, User, WebSession
 from standalone_mfa.factors import passwords
 from standalone_mfa.ops import schema
-
-PG_URL = os.environ.get("TEST_DATABASE_URL")
 
 
 def web_sessions(app) -> int:
@@ -117,25 +112,8 @@ def test_sqlite_database_gone_gives_503_then_recovers(tmp_path, clock):
 
 # ------------------------------ PostgreSQL: the connection is killed mid-request
 
-needs_postgres = pytest.mark.skipif(
-    not (PG_URL or "").startswith("postgres"),
-    reason="needs PostgreSQL: set TEST_DATABASE_URL=postgresql://... (CI does)",
-)
 
-
-def terminate_backend(pid: int) -> None:
-    """What a database restart or failover does to the app's connection."""
-    admin = psycopg2.connect(PG_URL)
-    try:
-        admin.autocommit = True
-        with admin.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(%s)", (pid,))
-            assert cursor.fetchone() == (True,)
-    finally:
-        admin.close()
-
-
-@needs_postgres
+@needs_postgresql
 def test_postgres_connection_killed_mid_request_gives_503_then_recovers(app, clock, monkeypatch):
     check_password = passwords.check_password
     killed = []

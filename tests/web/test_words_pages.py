@@ -10,12 +10,12 @@ import html
 import re
 
 from support.client import signed_in_as
-from support.db import audit_rows, codes_left, events, sessions_of
+from support.db import audit_events, audit_rows, codes_left, sessions_of
 from support.pages import location, text
 from support.steps import (
     give_credential,
     pending_verify,
-    signed_in_root,
+    signed_in_admin,
     signed_in_with_code,
     use_recovery_code,
 )
@@ -144,13 +144,13 @@ def test_activity_and_browsers_read_as_words_not_recorded_names(totp_app, clock,
 
 
 def test_the_audit_log_reads_as_words_with_the_recorded_names_beside(app, clock):
-    admin = signed_in_root(app, clock)
+    admin = signed_in_admin(app, clock)
     with app.app_context():
         audit.record("totp_reset", "ok", username="alice", actor="root")
         audit.record("written_by_release_0_9", "ok", username="bob")
     page = admin.page("/admin/audit")
     cells = re.findall(r'<td>([^<]*)<br><span class="event-code"[^>]*>([^<]*)</span></td>', page)
-    assert len(cells) == len(events(app))
+    assert len(cells) == len(audit_events(app))
     assert cells[:3] == [
         ("Other security event", "written_by_release_0_9 · ok"),
         ("Authenticator reset by an administrator", "totp_reset · ok"),
