@@ -8,7 +8,7 @@ from support.client import Browser, cli, signed_in_as
 from support.db import audit_rows, sessions_of
 from support.pages import location
 from support.softkey import SoftKey
-from support.steps import admin_token
+from support.steps import api_token
 
 from standalone_mfa.core.models import Notice, User, WebAuthnCredential
 from standalone_mfa.factors import webauthn
@@ -58,7 +58,7 @@ def test_mfa_reset_removes_every_key_and_ends_sessions(app, clock, browser):
 
 def test_the_api_lists_and_removes_a_users_keys(app, clock, browser):
     give_key(app, clock, "alice", "Phone")
-    headers = {"Authorization": f"Bearer {admin_token(app)}"}
+    headers = {"Authorization": f"Bearer {api_token(app)}"}
     client = app.test_client()
     listed = client.get("/api/v1/users/alice/webauthn", headers=headers).get_json()
     assert [k["name"] for k in listed["keys"]] == ["Phone"]
@@ -75,7 +75,7 @@ def test_the_api_lists_and_removes_a_users_keys(app, clock, browser):
 
 def test_after_the_api_removed_the_only_keys_the_user_sets_up_again(totp_app, clock, browser):
     give_key(totp_app, clock, "alice")
-    headers = {"Authorization": f"Bearer {admin_token(totp_app)}"}
+    headers = {"Authorization": f"Bearer {api_token(totp_app)}"}
     totp_app.test_client().delete("/api/v1/users/alice/webauthn", headers=headers)
     assert location(browser.login()) == "/mfa/setup"
 

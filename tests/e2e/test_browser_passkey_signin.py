@@ -27,12 +27,17 @@ from support.proxies import (
     PORTAL_HOST,
     TRUST_ONE_PROXY,
     echo_upstream,
-    gunicorn_portal,
     new_account,
     nginx_gateway,
-    write_portal_instance,
 )
-from support.servers import free_port
+from support.servers import (
+    clean_env,
+    free_port,
+    gunicorn,
+    instance_target,
+    port_of,
+    write_instance,
+)
 from support.softkey import SoftKey
 
 from standalone_mfa import create_app
@@ -58,7 +63,7 @@ def site(tmp_path_factory):
     """(in-process app on the portal's database, nginx's HTTPS port)."""
     folder = tmp_path_factory.mktemp("browser-passkeys")
     port = free_port()
-    instance = write_portal_instance(
+    instance = write_instance(
         folder / "instance",
         {
             "ACCESS_CONTROL": RULES,
@@ -73,9 +78,9 @@ def site(tmp_path_factory):
         settings.set_mfa_method("totp", actor="browser-tests")
     try:
         with (
-            gunicorn_portal(instance, folder / "portal.log") as portal_port,
+            gunicorn(instance_target(instance), folder / "portal.log", clean_env()) as portal,
             echo_upstream() as up,
-            nginx_gateway(folder, port, portal_port, portal_port, up),
+            nginx_gateway(folder, port, port_of(portal), port_of(portal), up),
         ):
             yield app, port
     finally:
