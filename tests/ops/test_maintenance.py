@@ -150,11 +150,14 @@ def test_prune_command_prints_the_counts(app, clock):
 
 def test_prune_deletes_passkey_challenges_past_their_time(app, clock):
     from standalone_mfa.core.models import WebAuthnChallenge
+    from standalone_mfa.directory.users import find_user
     from standalone_mfa.factors import webauthn
     from standalone_mfa.ops import maintenance
 
     with app.test_request_context():
-        webauthn.authentication_options(None, binding="a" * 43, at=clock.now())
+        # A second factor's challenge is stored (a passkey sign-in's is not, until used).
+        alice = find_user("alice")
+        webauthn.authentication_options(alice, binding="a" * 43, at=clock.now())
         assert maintenance.prune(clock.now())["passkey_challenges"] == 0
     clock.advance(300)  # WEBAUTHN_TIMEOUT: no longer usable
     with app.test_request_context():
