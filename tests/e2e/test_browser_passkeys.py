@@ -99,7 +99,7 @@ class Window:
         self.page.goto("/login")
         self.page.get_by_label("Username").fill(username)
         self.page.get_by_label("Password").fill(PASSWORD)
-        self.page.get_by_role("button", name="Sign in").click()
+        self.page.get_by_role("button", name="Sign in", exact=True).click()
 
     def add_key(self, name: str, kind: str = "A passkey") -> None:
         """Account security's "Add a passkey or security key": the password, then the

@@ -378,7 +378,7 @@ class Person:
         self.just_signed_out = False
         self.page.get_by_label("Username").fill(account.username)
         self.page.get_by_label("Password").fill(password)
-        self.page.get_by_role("button", name="Sign in").click()
+        self.page.get_by_role("button", name="Sign in", exact=True).click()
 
     def read_secret(self, account: Account) -> str:
         """Read the set-up key as a person would type it into their app."""
@@ -620,4 +620,4 @@ def gateway_window(chromium, javascript: bool, bypass_csp: bool = False):
 def sign_in(page, username: str) -> None:
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
