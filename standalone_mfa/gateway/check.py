@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from peewee import JOIN
 
 from ..core import audit, crypto
-from ..core.audit import AuditCap, Client
+from ..core.audit import Client
 from ..core.db import UNAVAILABLE, Prepared
 from ..core.models import Setting, User, UserGroup, WebSession
 from ..directory import settings
@@ -211,16 +211,14 @@ def _rank(decision: Decision) -> tuple[int, int]:
     return _OUTCOME_RANK[decision.outcome], _POLICY_RANK[decision.policy]
 
 
-_denials = AuditCap()
-_malformed = AuditCap()
-
-
 def audit_denial(decision: Decision, original: Original, client: Client) -> None:
     """The audit row of a refused request: at most one a minute per person (nobody
     counts as one) and deciding rule, so that hosts or paths a stranger invents
     cannot grow the log, while each rule that refuses someone is seen."""
     username = decision.identity.username if decision.identity else None
-    if not _denials.due((username, decision.rule.number if decision.rule else None)):
+    if not audit.cap("gateway_denied").due(
+        (username, decision.rule.number if decision.rule else None)
+    ):
         return
     rule = f"rule {decision.rule.number}" if decision.rule else "default policy"
     detail = f"{original.method[:20]} {original.host}{original.path[:200]} ({rule})"
@@ -232,7 +230,7 @@ def audit_malformed(reason: str, client: Client) -> bool:
     """The audit row of a check whose proxy headers do not describe a request (SC-65):
     one a minute at most, naming what was wrong (fixed words, never the client's
     text). Whether it was written (the caller logs the same line)."""
-    if not _malformed.due("malformed"):
+    if not audit.cap("gateway_malformed").due("malformed"):
         return False
     with contextlib.suppress(UNAVAILABLE):
         audit.record("gateway_refused", "malformed", detail=reason, client=client)

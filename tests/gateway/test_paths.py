@@ -18,6 +18,7 @@ from support.gateway import (
     portal_rd,
 )
 
+from standalone_mfa.core.audit import AuditCap
 from standalone_mfa.core.db import db
 from standalone_mfa.gateway import check, origin, rules
 
@@ -44,10 +45,8 @@ RULES = {
 
 
 @pytest.fixture
-def paths_app(tmp_path, clock, monkeypatch):
-    # Fresh rate caps: another test's rows must not hide this one's.
-    monkeypatch.setattr(check, "_denials", check.AuditCap())
-    monkeypatch.setattr(check, "_malformed", check.AuditCap())
+def paths_app(tmp_path, clock):
+    # The rate caps are the app's own: another test's rows cannot hide this one's.
     app = make_gateway_app(tmp_path, clock, rules=RULES)
     yield app
     with app.app_context():
@@ -377,12 +376,12 @@ def test_sc69_invented_hosts_do_not_grow_the_audit_log(paths_app, token):
 
 
 def test_sc69_the_cap_lets_a_denial_through_again_after_a_minute():
-    cap = check.AuditCap(interval=60.0)
+    cap = AuditCap(interval=60.0)
     assert cap.due(("anyone", 1), moment=1000.0)
     assert not cap.due(("anyone", 1), moment=1059.0)
     assert cap.due(("someone", 1), moment=1059.0)
     assert cap.due(("anyone", 1), moment=1060.5)
-    small = check.AuditCap(size=3)
+    small = AuditCap(size=3)
     for n in range(10):
         assert small.due(n, moment=0.0)
     assert len(small._last) <= 3
