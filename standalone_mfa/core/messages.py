@@ -372,6 +372,9 @@ EVENT_LABELS = {
     ("audit_pruned", "ok"): "Old audit events deleted",
     # App passwords.
     ("app_password_created", "ok"): "App password created",
+    ("oidc_client_added", "ok"): "OpenID client added",
+    ("oidc_client_removed", "ok"): "OpenID client removed",
+    ("oidc_client_secret", "ok"): "OpenID client secret replaced",
     ("app_password_revoked", "ok"): "App password revoked",
     ("app_password_revoked", "unchanged"): "App password: none to revoke",
     ("app_password", "failed"): "Wrong app password at a protected app",

@@ -45,6 +45,8 @@ class User(UserMixin, BaseModel):
     # WebAuthn's user handle: 64 random bytes, never the username (it is stored in
     # every passkey and returned at a usernameless sign-in). Made at the first key.
     webauthn_user_handle = BlobField(null=True, unique=True)
+    # OpenID Connect's `sub`: random, stable, never the username (made at first use).
+    oidc_subject = CharField(max_length=64, null=True, unique=True)
 
 
 class TotpCredential(BaseModel):
@@ -272,6 +274,86 @@ class WebAuthnChallenge(BaseModel):
         indexes = ((("binding", "purpose"), True),)
 
 
+class OidcClient(BaseModel):
+    """An application that signs people in through the portal with OpenID Connect,
+    registered by an administrator (`oidc.clients`). A confidential client's secret is
+    256 random bits: only its SHA-256 is kept (as app passwords, a slow hash adds
+    nothing to a random secret). No secret: a public client (PKCE alone). `policy` and
+    `subjects` are the gateway's words (`one_factor`, `two_factor`,
+    `phishing_resistant`; `group:NAME`, `user:NAME`, space-separated; empty: anyone)."""
+
+    name = CharField(max_length=64, unique=True)
+    client_id = CharField(max_length=64, unique=True)
+    secret_hash = CharField(max_length=64, null=True)
+    redirect_uris = TextField()  # one per line, matched exactly
+    post_logout_redirect_uris = TextField(default="")  # one per line, matched exactly
+    policy = CharField(max_length=24, default="two_factor")
+    subjects = TextField(default="")
+    offline = BooleanField(default=False)  # may receive refresh tokens (offline_access)
+    launch_url = CharField(max_length=2048, null=True)  # the home page's link
+    created_at = DateTimeField()
+    secret_changed_at = DateTimeField(null=True)
+
+
+class OidcAuthorizationCode(BaseModel):
+    """A code given to a client's redirect URI: single-use, short-lived, bound to the
+    client, the redirect URI and the PKCE challenge; only its SHA-256 is kept. `family`
+    is shared with every token made from it, so a second use of the code revokes them."""
+
+    code_hash = CharField(max_length=64, unique=True)
+    client = ForeignKeyField(OidcClient, on_delete="CASCADE", backref="codes")
+    user = ForeignKeyField(User, on_delete="CASCADE")
+    redirect_uri = TextField()
+    scope = TextField()
+    nonce = TextField(null=True)
+    code_challenge = CharField(max_length=128)
+    code_challenge_method = CharField(max_length=8)
+    auth_time = DateTimeField()  # when the portal session proved who it is
+    amr = CharField(max_length=120, default="")  # RFC 8176 values, space-separated
+    acr = CharField(max_length=120, null=True)
+    session_hash = CharField(max_length=64, null=True)  # the web session's token hash
+    family = CharField(max_length=64)
+    created_at = DateTimeField()
+    expires_at = DateTimeField(index=True)
+    used_at = DateTimeField(null=True)
+
+
+class OidcToken(BaseModel):
+    """An access token and, with `offline_access`, a refresh token, both stored as
+    SHA-256 hashes. A refresh rotates: the used row is marked `rotated_at` and a new
+    row of the same `family` is made; a rotated refresh token used again revokes the
+    whole family (it was stolen, or replayed)."""
+
+    access_token_hash = CharField(max_length=64, unique=True)
+    refresh_token_hash = CharField(max_length=64, unique=True, null=True)
+    client = ForeignKeyField(OidcClient, on_delete="CASCADE", backref="tokens")
+    user = ForeignKeyField(User, on_delete="CASCADE")
+    scope = TextField()
+    auth_time = DateTimeField()
+    amr = CharField(max_length=120, default="")
+    acr = CharField(max_length=120, null=True)
+    session_hash = CharField(max_length=64, null=True, index=True)
+    family = CharField(max_length=64, index=True)
+    issued_at = DateTimeField()
+    access_expires_at = DateTimeField(index=True)
+    refresh_expires_at = DateTimeField(null=True)
+    rotated_at = DateTimeField(null=True)
+    revoked_at = DateTimeField(null=True)
+
+
+class OidcSigningKey(BaseModel):
+    """A key that signs ID tokens: the private JWK encrypted with the application's
+    encryption keys, the public JWK in clear (published). `retired_at`: no longer
+    signs; its public half is published until the tokens it signed have expired."""
+
+    kid = CharField(max_length=64, unique=True)
+    alg = CharField(max_length=8)  # RS256 or ES256
+    private_jwk_encrypted = TextField()
+    public_jwk = TextField()
+    created_at = DateTimeField()
+    retired_at = DateTimeField(null=True, index=True)
+
+
 class AuditEvent(BaseModel):
     at = DateTimeField(index=True)
     event = CharField(max_length=40, index=True)
@@ -303,5 +385,9 @@ ALL_MODELS = [
     AppPassword,
     WebAuthnCredential,
     WebAuthnChallenge,
+    OidcClient,
+    OidcAuthorizationCode,
+    OidcToken,
+    OidcSigningKey,
     AuditEvent,
 ]

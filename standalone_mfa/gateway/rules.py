@@ -146,6 +146,17 @@ class AccessControl:
 NO_RULES = AccessControl(DENY, ())
 
 
+def subject(text: str) -> Subject:
+    """`user:NAME` or `group:NAME`, as a rule's `subject` (and an OpenID client's)
+    writes it. Named as the accounts name them: a subject no user or group could have
+    is a typo, refused (RulesError)."""
+    kind, _, name = text.partition(":")
+    pattern = {"user": USERNAME_PATTERN, "group": GROUP_PATTERN}.get(kind)
+    if pattern is None or not pattern.fullmatch(name):
+        raise RulesError(f"subject {text!r} is not user:NAME or group:NAME (a valid name)")
+    return Subject(kind, name)
+
+
 def parse(value) -> AccessControl:
     """The rules of `ACCESS_CONTROL` (a dict, a JSON string, or None: no rules, deny
     everything). Raises RulesError naming the rule."""
@@ -214,13 +225,11 @@ def _rule(number: int, raw) -> Rule:
             fail(f"method {method!r}: methods are case-sensitive, write {method.upper()!r}")
         methods.add(method)
     subjects = []
-    for subject in _strings(raw.get("subject"), "subject", fail):
-        kind, _, name = subject.partition(":")
-        # Named as the accounts name them: a subject no user or group could have is a typo.
-        pattern = {"user": USERNAME_PATTERN, "group": GROUP_PATTERN}.get(kind)
-        if pattern is None or not pattern.fullmatch(name):
-            fail(f"subject {subject!r} is not user:NAME or group:NAME (a valid name)")
-        subjects.append(Subject(kind, name))
+    for text in _strings(raw.get("subject"), "subject", fail):
+        try:
+            subjects.append(subject(text))
+        except RulesError as error:
+            fail(str(error))
     if policy == BYPASS and subjects:
         # Bypass means "no sign-in"; who is asking cannot be known then.
         fail("a bypass rule cannot have a subject")

@@ -25,6 +25,7 @@ ORDER = (
     "accounts",
     "ops",
     "gateway",
+    "oidc",
     "web",
     "cli",
     "instance",
