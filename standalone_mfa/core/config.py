@@ -406,7 +406,7 @@ KEYS: tuple[Key, ...] = (
     Key("GATEWAY_PORTAL_URL", None, text("URL"),
         "The portal's public URL (`https://auth.example.com`), where the gateway sends "
         "browsers to sign in; required with ACCESS_CONTROL.", GATEWAY, shown="unset"),
-    # OpenID Connect (docs: oidc/index.md)
+    # OpenID Connect (docs/oidc/index.md)
     Key("OIDC_ISSUER", None, text("URL"),
         "The OpenID provider's issuer: the portal's public https URL as clients reach it "
         "(no query, no fragment, no trailing slash). Unset: GATEWAY_PORTAL_URL; with "
