@@ -79,6 +79,9 @@ def _upgrade() -> None:
         raise click.ClickException(str(exc)) from None
     for name in ran:
         click.echo(f"Applied {name}")
+    # OpenID Connect's signing keys, made once here (the first start) rather than by
+    # the first token request; several instances upgrading at once make one set.
+    signing_keys.ensure_keys()
     current = schema.status().current
     click.echo(
         f"Database schema at {current}"

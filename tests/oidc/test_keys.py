@@ -107,3 +107,15 @@ def test_mfa_rotate_keys_re_encrypts_signing_keys(app):
         for row in OidcSigningKey.select():
             assert row.private_jwk_encrypted != before[row.kid]
             assert json.loads(crypto.decrypt(row.private_jwk_encrypted))["kid"] == row.kid
+
+
+def test_keys_are_made_at_the_first_start(app):
+    with app.app_context():
+        assert OidcSigningKey.select().count() == 0
+    result = cli(app, "db", "upgrade")
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        assert OidcSigningKey.select().count() == 2
+    cli(app, "db", "upgrade")
+    with app.app_context():
+        assert OidcSigningKey.select().count() == 2  # once

@@ -415,3 +415,17 @@ def test_userinfo_needs_the_openid_scope(app, browser):
     client = register_client(app, policy="one_factor")
     access = _tokens(app, browser, client, scope="profile")["access_token"]
     assert _bearer(app, access).status_code == 401
+
+
+def test_no_deprecated_authlib_path_is_taken(app, browser):
+    """Pitfall 10: no `get_jwt_config`, `get_audiences` or `authlib.jose` on the way."""
+    import warnings
+
+    client = register_client(app, policy="one_factor", offline=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tokens = _tokens(app, browser, client, scope="openid offline_access")
+        form = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+        assert token_request(app, client, form).status_code == 200
+    deprecated = [w for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert not [str(w.message) for w in deprecated if "authlib" in str(w.filename)]
