@@ -429,3 +429,18 @@ def test_no_deprecated_authlib_path_is_taken(app, browser):
         assert token_request(app, client, form).status_code == 200
     deprecated = [w for w in caught if issubclass(w.category, DeprecationWarning)]
     assert not [str(w.message) for w in deprecated if "authlib" in str(w.filename)]
+
+
+def test_sc63_reset_user_loses_every_token(app, browser, clock):
+    from support.steps import give_credential
+
+    from standalone_mfa.accounts import reset
+
+    give_credential(app, clock, "alice")
+    client = register_client(app, policy="one_factor", offline=True)
+    tokens = _tokens(app, browser, client, scope="openid offline_access")
+    with app.app_context():
+        assert reset.reset_totp(find_user("alice"), actor="root")
+    assert _bearer(app, tokens["access_token"]).status_code == 401
+    form = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    assert token_request(app, client, form).status_code == 400
