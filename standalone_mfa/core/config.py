@@ -455,7 +455,7 @@ KEYS: tuple[Key, ...] = (
                                    "(JSON text, or a list in config.py)", _applications),
         "The apps behind the gateway that the home page lists "
         '(`[{"name": "Wiki", "url": "https://wiki.example.com/"}]`), each shown only to '
-        "the people ACCESS_CONTROL does not deny it; OpenID clients are listed anyway.",
+        "the people ACCESS_CONTROL does not deny it (OpenID clients: by their subjects).",
         GATEWAY, shown="unset"),
     # Passkeys and security keys (factors.webauthn; checked at start)
     Key("WEBAUTHN_RP_ID", None, text("a domain name"),
