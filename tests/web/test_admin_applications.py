@@ -49,7 +49,9 @@ def field_errors(response) -> dict[str, str]:
     page = response.get_data(as_text=True)
     return {
         key: html.unescape(text)
-        for key, text in re.findall(r'<p class="field-error" id="([a-z_]+)-error">([^<]*)</p>', page)
+        for key, text in re.findall(
+            r'<p class="field-error" id="([a-z_]+)-error">([^<]*)</p>', page
+        )
     }
 
 
@@ -144,7 +146,11 @@ def test_a_public_application_has_no_secret(app, clock):
         ({"policy": "bypass"}, "policy", "Choose"),
         ({"subjects": "team:staff"}, "subjects", "team:staff"),
         ({"subjects": "group:ok user:"}, "subjects", "user:"),
-        ({"post_logout_redirect_uris": "http://evil.example.test/"}, "post_logout_redirect_uris", ""),
+        (
+            {"post_logout_redirect_uris": "http://evil.example.test/"},
+            "post_logout_redirect_uris",
+            "",
+        ),
         ({"launch_url": "javascript:alert(1)"}, "launch_url", "javascript"),
     ],
 )

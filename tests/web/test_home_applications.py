@@ -30,7 +30,8 @@ def listed(browser) -> list[tuple[str, str, str]]:
     """(name, URL, host) of each application on the home page, top to bottom."""
     page = browser.get("/").get_data(as_text=True)
     return [
-        (html.unescape(name), html.unescape(url), host) for url, name, host in LINK_RE.findall(page)
+        (html.unescape(name), html.unescape(url), host)
+        for url, name, host in LINK_RE.findall(page)
     ]
 
 
@@ -44,7 +45,12 @@ def home_app(tmp_path, clock):
         for name, uri, subjects, launch in (
             ("Grafana", "https://grafana.example.test/login/cb", ["group:staff"], None),
             ("Gitea", "https://git.example.test/user/oauth2/portal/callback", [], None),
-            ("Jupyter", "https://hub.example.test/cb", ["user:bob"], "https://hub.example.test/hub"),
+            (
+                "Jupyter",
+                "https://hub.example.test/cb",
+                ["user:bob"],
+                "https://hub.example.test/hub",
+            ),
         ):
             clients.add(name, [uri], subjects=subjects, launch_url=launch, actor="test")
     yield app
