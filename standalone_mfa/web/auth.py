@@ -13,7 +13,6 @@ from flask import (
     session,
     url_for,
 )
-from flask_login import current_user
 
 from ..core import messages
 from ..core.clock import now
@@ -21,6 +20,7 @@ from ..core.config import setting
 from ..directory.groups import groups_of
 from ..factors import webauthn
 from ..gateway import check
+from ..oidc import applications
 from ..signin import methods, steps
 from ..signin.destinations import is_absolute
 from ..signin.state import ANONYMOUS, AUTHENTICATED
@@ -187,5 +187,12 @@ def _after_sign_out(destination: str | None) -> str:
 
 @bp.route("/")
 def home():
-    """Show who is signed in."""
-    return render_template("auth/home.html", user=current_user)
+    """Who is signed in, and the applications they may open from here."""
+    user = session.user  # the guard let only a signed-in session this far
+    listed = applications.for_person(
+        user.username,
+        groups_of(user),
+        configured=setting("APPLICATIONS"),
+        access=gateway.access_control() if setting("ACCESS_CONTROL") is not None else None,
+    )
+    return render_template("auth/home.html", user=user, applications=listed)
