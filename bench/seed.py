@@ -212,10 +212,12 @@ class OidcBenchClient:
 
 
 def seed_oidc_client() -> OidcBenchClient:
-    """A confidential client, as an administrator registers one (one_factor, anyone)."""
-    from standalone_mfa.oidc import clients
+    """A confidential client, as an administrator registers one (one_factor, anyone),
+    and the signing keys, as `db upgrade` makes them at the first start."""
+    from standalone_mfa.oidc import clients, keys
 
     with db.connection_context():
+        keys.ensure_keys()
         row, secret = clients.add("Bench", [OIDC_REDIRECT_URI], policy="one_factor", actor="bench")
     return OidcBenchClient(row.client_id, secret)
 

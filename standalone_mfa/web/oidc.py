@@ -282,6 +282,7 @@ def authorize():
             return _error_redirect(redirect_uri, "login_required", state)
         if session.state == ANONYMOUS:
             return _to_sign_in()
+        return redirect(landing_url(session))  # the step under way (it kept `next`)
     record = session.record
     auth_time = record.state_since
     if asked.needs_new_sign_in(auth_time, now()):

@@ -316,3 +316,15 @@ def test_missing_response_type_is_an_error(app, browser):
     browser.login("alice")
     found = answer(browser.get(authorize_path(client, pkce()[1], response_type=None)))
     assert found["error"] == "unsupported_response_type"
+
+
+def test_sc63_prompt_none_while_signing_in_is_login_required(app, totp_app, new_browser, clock):
+    give_credential(app, clock, "alice")
+    client = register_client(app, policy="one_factor")
+    browser = new_browser()
+    assert browser.login("alice").headers["Location"] == "/mfa/verify"
+    found = answer(browser.get(authorize_path(client, pkce()[1], prompt="none")))
+    assert found["error"] == "login_required"
+    # Without prompt=none: on to the step under way.
+    response = browser.get(authorize_path(client, pkce()[1]))
+    assert response.headers["Location"] == "/mfa/verify"
