@@ -204,7 +204,10 @@ def seed_passkeys(app, users: list[BenchUser], key_class) -> list:
     binding = "bench-registration-" + "x" * 24
     keys = []
     audit_log = logging.getLogger("standalone_mfa.audit")
-    audit_log.disabled = True  # a line per key would bury the table
+    was_disabled, audit_log.disabled = (
+        audit_log.disabled,
+        True,
+    )  # a line per key would bury the table
     with app.test_request_context("/account/passkeys/new"):
         by_id = {u.id: u for u in User.select().where(User.id.in_([user.id for user in users]))}
         for user in users:
@@ -220,7 +223,7 @@ def seed_passkeys(app, users: list[BenchUser], key_class) -> list:
             if not outcome.ok:
                 raise RuntimeError(f"passkey registration refused: {outcome.problem}")
             keys.append(key)
-    audit_log.disabled = False
+    audit_log.disabled = was_disabled
     return keys
 
 
