@@ -20,6 +20,7 @@ from .core.models import User
 from .directory import groups, settings, tokens, users
 from .factors import app_passwords, passwords, throttle, webauthn
 from .notices import outbox, sender
+from .oidc import keys as signing_keys
 from .ops import backup, keys, maintenance, schema
 
 user_cli = AppGroup("user", help="Manage users.")
@@ -32,6 +33,9 @@ app_password_cli = AppGroup(
     "app-password", help="App passwords: for calendars, sync clients and scripts (the gateway)."
 )
 user_cli.add_command(app_password_cli)
+oidc_cli = AppGroup("oidc", help="OpenID Connect: the portal as a sign-in for other apps.")
+oidc_keys_cli = AppGroup("keys", help="The keys that sign ID tokens.")
+oidc_cli.add_command(oidc_keys_cli)
 
 ACTOR = "cli"
 
@@ -75,6 +79,9 @@ def _upgrade() -> None:
         raise click.ClickException(str(exc)) from None
     for name in ran:
         click.echo(f"Applied {name}")
+    # OpenID Connect's signing keys, made once here (the first start) rather than by
+    # the first token request; several instances upgrading at once make one set.
+    signing_keys.ensure_keys()
     current = schema.status().current
     click.echo(
         f"Database schema at {current}"
@@ -299,6 +306,8 @@ def rotate_keys_command():
         )
     if rotated.notices:
         click.echo(f"Re-encrypted the facts of {rotated.notices} pending notices.")
+    if rotated.signing_keys:
+        click.echo(f"Re-encrypted {rotated.signing_keys} OpenID Connect signing keys.")
 
 
 @token_cli.command("create")
@@ -611,9 +620,26 @@ def _send_due() -> sender.Round:
             return total
 
 
+# --- OpenID Connect signing keys --------------------------------------------------------------
+
+
+@oidc_keys_cli.command("rotate")
+@clear_errors
+def oidc_keys_rotate_command():
+    """New signing keys (RS256, ES256); the old ones still published until their tokens
+    expire."""
+    kids = signing_keys.rotate()
+    audit_log.record("oidc_keys_rotated", audit_log.CHANGED, actor=ACTOR, detail=" ".join(kids))
+    for kid in kids:
+        click.echo(f"New signing key: {kid}")
+    click.echo(
+        "The previous keys sign nothing more; they stay published until their tokens expire."
+    )
+
+
 def init_app(app) -> None:
     commands = (init_db_command, prune_command, backup_command, db_cli, mail_cli)
-    for command in (*commands, user_cli, mfa_cli, token_cli, audit_cli):
+    for command in (*commands, user_cli, mfa_cli, token_cli, audit_cli, oidc_cli):
         app.cli.add_command(command)
 
 

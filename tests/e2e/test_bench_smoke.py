@@ -25,7 +25,18 @@ pytestmark = pytest.mark.server
 
 USERS = (60, 120)
 CLIENTS = (3,)
-PHASES = ("floor", "baseline", "gateway", "propfind", "apppw", "password", "code", "passkey")
+PHASES = (
+    "floor",
+    "baseline",
+    "gateway",
+    "propfind",
+    "apppw",
+    "password",
+    "code",
+    "passkey",
+    "userinfo",
+    "token",
+)
 PENDING = 25  # pending logins per code phase
 PHASE_FIELDS = {
     "phase", "clients", "duration_s", "requests", "ok", "errors", "error_examples",
@@ -106,7 +117,7 @@ def test_bench_report_has_every_field(report):
             assert set(phase) == PHASE_FIELDS | extra
             if meta["engine"] != "postgresql" or phase["phase"] == "floor":
                 assert phase["database_cpu_ms_per_op"] is None
-            elif phase["phase"] in ("gateway", "apppw", "code", "passkey"):  # each reads it
+            elif phase["phase"] in ("gateway", "apppw", "code", "passkey", "userinfo", "token"):
                 assert phase["database_cpu_ms_per_op"] > 0
             assert phase["p50_ms"] <= phase["p95_ms"] <= phase["p99_ms"]
         assert (
@@ -126,9 +137,9 @@ def test_bench_report_has_every_field(report):
     floor_rss = report["floor_peak_rss_mb"]["workers"]
     assert len(floor_rss) == 2 and all(mb > 0 for mb in floor_rss)
     names = [target["target"] for target in report["targets"]]
-    assert len(names) == 12 * len(USERS) + 2  # twelve per pass, two comparing the passes
-    # baseline, gateway, propfind, apppw, code, passkey
-    assert sum("/ floor" in name for name in names) == 6 * len(USERS)
+    assert len(names) == 14 * len(USERS) + 2  # fourteen per pass, two comparing the passes
+    # baseline, gateway, propfind, apppw, code, passkey, userinfo, token
+    assert sum("/ floor" in name for name in names) == 8 * len(USERS)
     assert report["meta"]["generator"].startswith("wrk")
     assert all(isinstance(target["pass"], bool) for target in report["targets"])
 

@@ -161,6 +161,16 @@ TARGETS = {
     # The proxy's headers are fuzzed in gateway/test_rules; here, what a browser can send.
     "gateway.nginx": Target(share=0.25),
     "gateway.forward": Target(share=0.25),
+    # OpenID Connect: off in this app (no issuer), every endpoint a 404; its protocol is
+    # tried in tests/oidc with real requests.
+    "oidc.authorize": Target(fields=("client_id", "redirect_uri", "prompt"), share=0.25),
+    "oidc.step_up": Target(fields=("next",), share=0.25, answers_in="user"),
+    "oidc.end_session": Target(fields=("id_token_hint", "post_logout_redirect_uri"), share=0.25),
+    "oidc_api.discovery": Target(share=0.25),
+    "oidc_api.jwks": Target(share=0.25),
+    "oidc_api.token": Target(fields=("grant_type", "code", "client_id"), share=0.25),
+    "oidc_api.userinfo": Target(fields=("access_token",), share=0.25),
+    "oidc_api.revoke": Target(fields=("token",), share=0.25),
     "api.totp_status": Target(path_values=USERNAMES),
     "api.totp_reset": Target(path_values=USERNAMES),
     "api.webauthn_list": Target(path_values=USERNAMES),
