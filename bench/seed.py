@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import statistics
 import time
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from standalone_mfa.core.clock import now
 from standalone_mfa.core.db import db, is_sqlite
 from standalone_mfa.core.models import MfaThrottle, TotpCredential, User, WebSession
 from standalone_mfa.directory import settings
-from standalone_mfa.factors import passwords, totp
+from standalone_mfa.factors import passwords, totp, webauthn
 from standalone_mfa.ops import schema
 from standalone_mfa.signin import state
 
@@ -194,6 +195,49 @@ def seed_app_passwords(users: list[BenchUser]) -> list[tuple[str, str]]:
             )
             made.append((user.username, secret))
     return made
+
+
+def seed_passkeys(app, users: list[BenchUser], key_class) -> list:
+    """One passkey per user, made by the product's own registration ceremony (options,
+    then the software authenticator's answer verified and stored): the keys, to sign
+    the passkey phase's assertions with. `key_class`: tests/support/softkey.SoftKey."""
+    origin = app.config["WEBAUTHN_ORIGINS"][0]
+    binding = "bench-registration-" + "x" * 24
+    keys = []
+    audit_log = logging.getLogger("standalone_mfa.audit")
+    was_disabled = audit_log.disabled
+    audit_log.disabled = True  # a line per key would bury the table
+    with app.test_request_context("/account/passkeys/new"):
+        by_id = {u.id: u for u in User.select().where(User.id.in_([user.id for user in users]))}
+        for user in users:
+            key = key_class(origin)
+            at = now()
+            options = webauthn.registration_options(
+                by_id[user.id], webauthn.PASSKEY, binding=binding, at=at
+            )
+            outcome = webauthn.verify_registration(
+                by_id[user.id], key.create(options), kind=webauthn.PASSKEY, name="bench",
+                binding=binding, at=at,
+            )  # fmt: skip
+            if not outcome.ok:
+                raise RuntimeError(f"passkey registration refused: {outcome.problem}")
+            keys.append(key)
+    audit_log.disabled = was_disabled
+    return keys
+
+
+def passkey_assertions(app, browser_cookie: str, keys: list, count: int) -> list[str]:
+    """`count` answers to passkey sign-in options, each to its own challenge: made by
+    the product's own `authentication_options` (what the sign-in page embeds) for the
+    browser whose anonymous cookie is `browser_cookie` (its ceremony binding is in
+    it), signed by `keys` in turn with a 0 counter (a synced passkey's)."""
+    answers = []
+    with app.test_request_context("/login", headers={"Cookie": browser_cookie}):
+        binding = webauthn.binding_of(session)
+        for index in range(count):
+            options = webauthn.authentication_options(None, binding=binding, at=now())
+            answers.append(keys[index % len(keys)].get(options, counter=0))
+    return answers
 
 
 # --- OpenID Connect: a client, codes to exchange, access tokens to read userinfo with ----

@@ -16,7 +16,7 @@
 --   login    302 to /mfa/verify (a 200 sign-in page with its CSRF field and no error
 --            message is the GET that precedes it: counted as a page, neither an
 --            operation nor an error)
---   code     302 to /
+--   code     302 to / (the code step, and the passkey sign-in)
 -- Anything else is an error, the first few kept as examples.
 
 local ffi = require("ffi")

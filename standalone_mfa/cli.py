@@ -335,15 +335,24 @@ def token_create_command(username):
 def token_list_command(username):
     """List a user's API tokens (numbers and dates; a token itself is never shown again)."""
     user = _user_or_exit(username)
-    rows = tokens.tokens_of(user)
+
+    def line(row) -> str:
+        used = _iso(row.last_used_at) if row.last_used_at else "never"
+        return f"{row.id}\tcreated {_iso(row.created_at)}\tlast used {used}"
+
+    _echo_rows(user, tokens.tokens_of(user), "API tokens", line)
+
+
+def _iso(at) -> str:
+    return at.isoformat(timespec="seconds") + "Z"
+
+
+def _echo_rows(user, rows, what: str, line) -> None:
+    """A user's rows, one line each (`line(row)`), or that they have no `what`."""
     if not rows:
-        click.echo(f"{user.username!r} has no API tokens.")
+        click.echo(f"{user.username!r} has no {what}.")
     for row in rows:
-        used = (
-            row.last_used_at.isoformat(timespec="seconds") + "Z" if row.last_used_at else "never"
-        )
-        created = row.created_at.isoformat(timespec="seconds") + "Z"
-        click.echo(f"{row.id}\tcreated {created}\tlast used {used}")
+        click.echo(line(row))
 
 
 @token_cli.command("revoke")
@@ -383,10 +392,8 @@ def app_password_create_command(username, name):
 def app_password_list_command(username):
     """List a user's app passwords: name, made, last use and address, revoked or not."""
     user = _user_or_exit(username)
-    rows = app_passwords.all_of(user)
-    if not rows:
-        click.echo(f"{user.username!r} has no app passwords.")
-    for row in rows:
+
+    def line(row) -> str:
         used = (
             f"last used {_when(row.last_used_at)} from {row.last_used_ip or 'unknown'}"
             if row.last_used_at
@@ -394,7 +401,9 @@ def app_password_list_command(username):
         )
         status = f"revoked {_when(row.revoked_at)}" if row.revoked_at else "working"
         factors = "two factors" if row.two_factor else "password only"
-        click.echo(f"{row.name}\tmade {_when(row.created_at)} ({factors})\t{used}\t{status}")
+        return f"{row.name}\tmade {_when(row.created_at)} ({factors})\t{used}\t{status}"
+
+    _echo_rows(user, app_passwords.all_of(user), "app passwords", line)
 
 
 @app_password_cli.command("revoke")

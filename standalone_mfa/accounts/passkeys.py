@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ..core import audit
 from ..core.clock import now
 from ..core.config import setting
-from ..factors import recovery, totp, webauthn
-from ..signin import policy, sessions
+from ..factors import totp, webauthn
+from ..signin import policy, sessions, steps
 from ..signin.sessions import ServerSession
 
 PROVEN_KEY = "passkey_proven_at"  # in the session: when who is asking was proved
@@ -40,8 +39,7 @@ def proven(web_session: ServerSession) -> bool:
 
 
 def options(web_session: ServerSession, kind: str) -> dict:
-    binding = webauthn.binding_of(web_session)
-    return webauthn.registration_options(web_session.user, kind, binding=binding, at=now())
+    return steps.key_registration_options(web_session, kind)
 
 
 def add(
@@ -50,22 +48,16 @@ def add(
     """Save the key the browser made (`verify_registration`); a first second factor
     also shows new recovery codes (see the module's docstring)."""
     user = web_session.user
-    client = web_session.client
     if kind not in webauthn.KINDS:
         return webauthn.Outcome(False, problem="check_the_form")
     first = totp.credential_of(user) is None and not webauthn.has_keys(user)
     at = now()
-    with sessions.transition(web_session):
-        outcome = webauthn.verify_registration(
-            user, raw, kind=kind, name=name, binding=webauthn.binding_of(web_session),
-            at=at, client=client,
-        )  # fmt: skip
+    with steps.registering_key(web_session, raw, name=name, kind=kind, at=at) as outcome:
         if outcome.ok:
             web_session.pop(PROVEN_KEY, None)
             if first:
                 policy.end_grace(user)
-                sessions.show_codes(web_session, recovery.replace_codes(user))
-                audit.record("recovery_codes_generated", "ok", user=user, client=client)
+                steps.show_new_recovery_codes(web_session)
                 web_session.record.second_factor_at = at
                 web_session.rotate()
     return outcome

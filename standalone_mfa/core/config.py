@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from flask import current_app
+
 from . import addresses, hostnames, paths
 from .crypto import build_fernet, generate_key
 
@@ -622,11 +624,8 @@ def setting(name: str, app=None):
         close = near(name)
         hint = f": did you mean {' or '.join(close)}?" if close else ""
         raise UnknownSetting(f"{name} is not a declared setting (core.config.KEYS){hint}")
-    if app is None:
-        from flask import current_app
-
-        app = current_app
-    return app.config.get(name)
+    # Read a few dozen times per request: the proxy is resolved once per call.
+    return (app or current_app._get_current_object()).config.get(name)
 
 
 # --- Loading and checking ---------------------------------------------------------

@@ -23,13 +23,12 @@ import secrets
 import unicodedata
 from dataclasses import dataclass
 
-from peewee import JOIN
-
 from ..core import audit, crypto, messages
 from ..core.audit import NO_CLIENT, Client
 from ..core.clock import now
 from ..core.db import UNAVAILABLE, Prepared, is_sqlite, write_transaction
-from ..core.models import AddressThrottle, AppPassword, Setting, User, UserGroup
+from ..core.identity import holder_query
+from ..core.models import AddressThrottle, AppPassword, User
 from ..notices import outbox
 from . import throttle
 
@@ -234,25 +233,15 @@ def prune_revoked(before: dt.datetime) -> int:
 
 # --- The gateway's check ------------------------------------------------------------------
 
-_MFA_METHOD = Setting.select(Setting.value).where(Setting.key == "mfa_method")
 _HOLDER = Prepared(
-    lambda slot: (
-        AppPassword.select(
-            AppPassword.id,
-            AppPassword.revoked_at,
-            AppPassword.two_factor,
-            AppPassword.last_used_at,
-            AppPassword.last_used_ip,
-            User.username,
-            User.email,
-            UserGroup.name,
-            _MFA_METHOD.alias("mfa_method"),
-        )
-        .join(User)
-        .join(UserGroup, JOIN.LEFT_OUTER, on=(UserGroup.user == User.id))
-        .where(AppPassword.secret_hash == slot("secret_hash"))
-        .order_by(UserGroup.name)
-        .tuples()
+    lambda slot: holder_query(
+        AppPassword,
+        AppPassword.id,
+        AppPassword.revoked_at,
+        AppPassword.two_factor,
+        AppPassword.last_used_at,
+        AppPassword.last_used_ip,
+        where=AppPassword.secret_hash == slot("secret_hash"),
     )
 )
 _TOUCH = Prepared(

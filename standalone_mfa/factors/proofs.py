@@ -192,15 +192,23 @@ def code(
 
 
 def _check_code(user, raw, credential, secret, client, throttle_row) -> Proof:
-    attempt = throttle.begin_attempt(user, throttle_row)
-    if not attempt.allowed:
-        return _refused(attempt, code=True)
     digits = credential.digits if credential is not None else totp.DIGITS
     normalized = totp.normalize_code(raw, digits)
-    if credential is not None:
-        step = totp.check_code(credential, normalized) if normalized else None
-    else:
-        step = totp.match_pending(secret, normalized) if normalized else None
+    step = None
+
+    def right() -> bool:
+        # Asked by the throttle once it allows the attempt, so that its one
+        # compare-and-set writes the outcome (zero, or one more failure).
+        nonlocal step
+        if normalized and credential is not None:
+            step = totp.check_code(credential, normalized)
+        elif normalized:
+            step = totp.match_pending(secret, normalized)
+        return step is not None
+
+    attempt = throttle.begin_attempt(user, throttle_row, check=right)
+    if not attempt.allowed:
+        return _refused(attempt, code=True)
     if step is None:
         if normalized is None:
             drift = None
@@ -212,10 +220,10 @@ def _check_code(user, raw, credential, secret, client, throttle_row) -> Proof:
     if credential is not None and not (
         step > credential.last_used_step and totp.consume_step(credential, step)
     ):
+        attempt = throttle.count_after_all(user, attempt)
         audit.record("totp_replay", "refused", user=user, client=client)
         return replace(_failed(user, attempt, client), replay=True)
-    throttle.record_success(user)
-    return Proof(True, step=step)
+    return Proof(True, step=step)  # the claim already set the counter back to zero
 
 
 @contextlib.contextmanager

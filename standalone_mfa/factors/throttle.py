@@ -19,7 +19,10 @@ The numbers are configuration (`core.config.KEYS`), read through `policy()`.
 
 Each attempt is counted *before* it is checked, by a compare-and-set on the counter,
 so a parallel burst cannot slip extra guesses past the limit; a success sets the
-counter back to zero.
+counter back to zero. A code, whose check is pure and fast, may be checked once the
+counter allows the attempt and before the compare-and-set, which then writes the
+outcome at once (zero for a right code, one more failure for a wrong one): the same
+serialisation, one statement instead of a claim and a reset (`begin_attempt`'s `check`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import datetime as dt
 import hashlib
 import ipaddress
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from peewee import IntegrityError
@@ -45,7 +49,8 @@ ADDRESS_WINDOW = dt.timedelta(hours=1)
 
 
 def _compare_and_set(model) -> Prepared:
-    """One more failure, if the counter still says `seen` (the hot path's statement)."""
+    """The counter's new count (one more failure, or zero for a right code), if it
+    still says `seen` (the hot path's statement)."""
     key = model._meta.primary_key
     return Prepared(
         lambda slot: model.update(
@@ -58,6 +63,16 @@ _COMPARE_AND_SET = {
     model: _compare_and_set(model)
     for model in (MfaThrottle, PasswordThrottle, TrustedBrowser, AddressThrottle)
 }
+_COUNT = Prepared(
+    lambda slot: MfaThrottle.update(
+        failures=slot("failures"), last_failure_at=slot("at", MfaThrottle.last_failure_at)
+    ).where(MfaThrottle.user == slot("user"))
+)
+_FAILURES = Prepared(
+    lambda slot: (
+        MfaThrottle.select(MfaThrottle.failures).where(MfaThrottle.user == slot("user")).limit(1)
+    )
+)
 _RESET = Prepared(
     lambda slot: MfaThrottle.update(failures=0, last_failure_at=None).where(
         MfaThrottle.user == slot("user")
@@ -93,6 +108,8 @@ class Attempt:
     retry_after: int = 0
     locked: bool = False
     failures: int = 0  # the count with this attempt in it (allowed) or as it stands
+    right: bool = False  # `check` said right: the counter was set back to zero
+    before: int = 0  # the count this attempt found
 
 
 def delay_after(failures: int, backoff_after: int, max_delay: int) -> int:
@@ -103,26 +120,41 @@ def delay_after(failures: int, backoff_after: int, max_delay: int) -> int:
 
 
 def _claim(
-    model, where, key: dict | None, backoff_after: int, lock_after: int | None, row=False
+    model,
+    where,
+    key: dict | None,
+    backoff_after: int,
+    lock_after: int | None,
+    row=False,
+    check: Callable[[], bool] | None = None,
 ) -> Attempt:
     """Count one attempt as a failure up front, unless the counter says wait. `row`:
     the counter as the caller already read it (False: read it here); the compare-and-
     set below makes a stale one cost a retry, never a free attempt. `key`: the values
-    of a new row (None: the row must exist; gone meanwhile, the attempt waits)."""
+    of a new row (None: the row must exist; gone meanwhile, the attempt waits).
+    `check`: the attempt's own check, asked once the counter allows it (never for a
+    refused one) and before the compare-and-set, which then writes its outcome: zero
+    when it said right, one more failure when wrong."""
     max_delay = policy().max_delay
+    right = None
     for _ in range(_CAS_TRIES):
         if row is False:
             row = model.get_or_none(where)
         if row is None and key is None:  # revoked while this attempt was under way
             return Attempt(False, retry_after=1)
         if row is None:  # first attempt, or an admin just cleared the row: one INSERT claims it
+            if right is None and check is not None:
+                right = check()
+            failures = 0 if right else 1
             try:
                 with db.atomic():  # a savepoint inside the caller's transaction
-                    model.insert(**key, failures=1, last_failure_at=now()).execute()
+                    model.insert(
+                        **key, failures=failures, last_failure_at=None if right else now()
+                    ).execute()
             except IntegrityError:  # another request made the row first
                 row = False
                 continue
-            return Attempt(True, failures=1)
+            return Attempt(True, failures=failures, right=bool(right))
         if lock_after is not None and row.failures >= lock_after:
             return Attempt(False, locked=True, failures=row.failures)
         at = now()
@@ -133,14 +165,17 @@ def _claim(
                 # Never more than the delay itself, even if the clock stepped back.
                 retry_after = min(delay, math.ceil(delay - waited))
                 return Attempt(False, retry_after=retry_after, failures=row.failures)
+        if right is None and check is not None:
+            right = check()
+        failures = 0 if right else row.failures + 1
         claimed = _COMPARE_AND_SET[model].run(
             key=row._pk,
             seen=row.failures,
-            failures=row.failures + 1,
-            at=at,
+            failures=failures,
+            at=None if right else at,
         )
         if claimed:
-            return Attempt(True, failures=row.failures + 1)
+            return Attempt(True, failures=failures, right=bool(right), before=row.failures)
         row = False
     # Lost every race: others are hammering this account right now.
     return Attempt(False, retry_after=1)
@@ -149,21 +184,34 @@ def _claim(
 # Second-factor codes, per user.
 
 
-def begin_attempt(user, row=False) -> Attempt:
+def begin_attempt(user, row=False, check: Callable[[], bool] | None = None) -> Attempt:
     """Claim a code attempt (`row`: the user's MfaThrottle row or None as already
-    read, to save a query)."""
+    read, to save a query). With `check` (a pure check of the code, see `_claim`),
+    a right one sets the counter back to zero in the same statement; without it, the
+    caller calls `record_success` after its own check."""
     rules = policy()
     where = MfaThrottle.user == user
-    return _claim(MfaThrottle, where, {"user": user}, rules.backoff_after, rules.lock_after, row)
+    return _claim(
+        MfaThrottle, where, {"user": user}, rules.backoff_after, rules.lock_after, row, check
+    )
 
 
 def record_success(user) -> None:
     _RESET.run(user=user.id)
 
 
+def count_after_all(user, attempt: Attempt) -> Attempt:
+    """The right code of an attempt claimed as right (`begin_attempt`'s `check`) was
+    refused after all (its time step already used): counted as the failure it is. The
+    claim's compare-and-set holds the row for this transaction."""
+    failures = attempt.before + 1
+    _COUNT.run(user=user.id, failures=failures, at=now())
+    return Attempt(True, failures=failures, before=attempt.before)
+
+
 def failures(user) -> int:
-    row = MfaThrottle.get_or_none(MfaThrottle.user == user)
-    return row.failures if row else 0
+    found = _FAILURES.run(user=user.id)  # a passkey sign-in asks: a hot path
+    return found[0].failures if found else 0
 
 
 def clear(user) -> None:

@@ -53,15 +53,24 @@ def trust(user, token: str | None, *, days: int) -> str:
     or another user's) a new one is made."""
     at = now()
     expires_at = at + dt.timedelta(days=days)
-    browser = find(user, token)
-    if browser is not None:
-        _RENEW.run(id=browser.id, at=at, expires_at=expires_at)
-        return token
+    fingerprint = _fingerprint(user)
+    # One conditional UPDATE renews it if it is live and this user's (what `find`
+    # asks); none renewed, a new one is made.
+    if token and len(token) <= MAX_TOKEN_LENGTH:
+        renewed = _RENEW.run(
+            token_hash=crypto.hash_token(token),
+            user=user.id,
+            fingerprint=fingerprint,
+            at=at,
+            expires_at=expires_at,
+        )
+        if renewed:
+            return token
     token = crypto.new_token()
     _INSERT.run(
         user=user.id,
         token_hash=crypto.hash_token(token),
-        fingerprint=_fingerprint(user),
+        fingerprint=fingerprint,
         at=at,
         expires_at=expires_at,
     )
@@ -79,7 +88,12 @@ _RENEW = Prepared(
     lambda slot: TrustedBrowser.update(
         last_used_at=slot("at", TrustedBrowser.last_used_at),
         expires_at=slot("expires_at", TrustedBrowser.expires_at),
-    ).where(TrustedBrowser.id == slot("id"))
+    ).where(
+        (TrustedBrowser.token_hash == slot("token_hash"))
+        & (TrustedBrowser.user == slot("user"))
+        & (TrustedBrowser.password_fingerprint == slot("fingerprint"))
+        & (TrustedBrowser.expires_at > slot("at", TrustedBrowser.expires_at))
+    )
 )
 _INSERT = Prepared(
     lambda slot: TrustedBrowser.insert(

@@ -54,7 +54,7 @@ from webauthn.helpers.structs import (
 from ..core import audit, hostnames
 from ..core.audit import NO_CLIENT, Client
 from ..core.config import ConfigurationError, setting
-from ..core.db import write_transaction
+from ..core.db import Prepared, write_transaction
 from ..core.models import User, WebAuthnChallenge, WebAuthnCredential
 from ..notices import outbox
 
@@ -317,17 +317,39 @@ def _consume_passwordless(binding: str, challenge: bytes, at: dt.datetime) -> bo
         return False
     try:
         with write_transaction():  # a savepoint: the one request whose INSERT wins
-            WebAuthnChallenge.create(
-                binding=hashlib.sha256(challenge).hexdigest(),
-                purpose=PASSWORDLESS_USED,
-                challenge=b"",
-                user=None,
-                created_at=at,
-                expires_at=expires,
-            )
+            _USED.run(binding=hashlib.sha256(challenge).hexdigest(), at=at, expires_at=expires)
     except IntegrityError:
         return False
     return True
+
+
+# A passkey sign-in's statements are on a hot path (see `core.db.Prepared`).
+_USED = Prepared(
+    lambda slot: WebAuthnChallenge.insert(
+        binding=slot("binding"),
+        purpose=PASSWORDLESS_USED,
+        challenge=b"",
+        user=None,
+        created_at=slot("at", WebAuthnChallenge.created_at),
+        expires_at=slot("expires_at", WebAuthnChallenge.expires_at),
+    )
+)
+# The key with its owner (one query: the owner's handle is checked next).
+_KEY_BY_ID = Prepared(
+    lambda slot: (
+        WebAuthnCredential.select(WebAuthnCredential, User)
+        .join(User)
+        .where(WebAuthnCredential.credential_id == slot("credential_id"))
+        .limit(1)
+    )
+)
+_KEY_USED = Prepared(
+    lambda slot: WebAuthnCredential.update(
+        sign_count=slot("sign_count"),
+        backup_state=slot("backup_state"),
+        last_used_at=slot("at", WebAuthnCredential.last_used_at),
+    ).where(WebAuthnCredential.id == slot("id"))
+)
 
 
 def _issue(binding: str, purpose: str, user: User | None, at: dt.datetime) -> bytes:
@@ -591,9 +613,8 @@ def verify_authentication(
             return _refused(user, "challenge", client)
         if cross_origin:
             return _refused(user, "cross_origin", client)
-        credential = WebAuthnCredential.get_or_none(
-            WebAuthnCredential.credential_id == bytes(parsed.raw_id)
-        )
+        found = _KEY_BY_ID.run(credential_id=bytes(parsed.raw_id))
+        credential = found[0] if found else None
         handle = parsed.response.user_handle
         if credential is None:
             return _refused(user, "unknown credential", client)
@@ -620,11 +641,12 @@ def verify_authentication(
             if "sign count" in str(exc).lower():
                 return _possible_clone(owner, credential, str(exc), at, client)
             return _refused(owner, str(exc), client)
-        WebAuthnCredential.update(
+        _KEY_USED.run(
             sign_count=verified.new_sign_count,
             backup_state=verified.credential_backed_up,
-            last_used_at=at,
-        ).where(WebAuthnCredential.id == credential.id).execute()
+            at=at,
+            id=credential.id,
+        )
         credential.sign_count, credential.last_used_at = verified.new_sign_count, at
         audit.record(
             "webauthn_used",

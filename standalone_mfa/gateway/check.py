@@ -23,12 +23,11 @@ import contextlib
 import datetime as dt
 from dataclasses import dataclass
 
-from peewee import JOIN
-
 from ..core import audit, crypto
 from ..core.audit import Client
 from ..core.db import UNAVAILABLE, Prepared
-from ..core.models import Setting, User, UserGroup, WebSession
+from ..core.identity import holder_query
+from ..core.models import WebSession
 from ..directory import settings
 from ..directory.groups import groups_of
 from ..directory.users import find_user, normalize_username
@@ -80,26 +79,16 @@ class Decision:
     policy: str
 
 
-_MFA_METHOD = Setting.select(Setting.value).where(Setting.key == "mfa_method")
 _IDENTITY = Prepared(
-    lambda slot: (
-        WebSession.select(
-            WebSession.id,
-            WebSession.state,
-            WebSession.created_at,
-            WebSession.last_seen_at,
-            WebSession.second_factor_at,
-            WebSession.signin_methods,
-            User.username,
-            User.email,
-            UserGroup.name,
-            _MFA_METHOD.alias("mfa_method"),
-        )
-        .join(User)
-        .join(UserGroup, JOIN.LEFT_OUTER, on=(UserGroup.user == User.id))
-        .where(WebSession.token_hash == slot("token_hash"))
-        .order_by(UserGroup.name)
-        .tuples()
+    lambda slot: holder_query(
+        WebSession,
+        WebSession.id,
+        WebSession.state,
+        WebSession.created_at,
+        WebSession.last_seen_at,
+        WebSession.second_factor_at,
+        WebSession.signin_methods,
+        where=WebSession.token_hash == slot("token_hash"),
     )
 )
 _TOUCH = Prepared(

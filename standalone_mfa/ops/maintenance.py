@@ -20,7 +20,7 @@ from ..core.db import write_transaction
 from ..core.models import AddressThrottle, EmailConfirmation, PasswordThrottle, User, WebSession
 from ..factors import app_passwords, devices, throttle, trusted_browsers, webauthn
 from ..notices import outbox
-from ..signin import lifetimes
+from ..signin import lifetimes, setup_secret
 
 # A password counter is kept this long after its last failure. Far longer than the
 # longest back-off (`BACKOFF_MAX_SECONDS`), so forgetting a count never gives a guesser
@@ -49,6 +49,7 @@ def prune(now: dt.datetime) -> dict[str, int]:
         "email_links": _spent_email_links(now),
         "revoked_app_passwords": app_passwords.prune_revoked(now - REVOKED_APP_PASSWORDS_KEPT),
         "passkey_challenges": webauthn.prune_challenges(now),
+        "set_up_secrets": setup_secret.clear_expired(now),
     }
 
 

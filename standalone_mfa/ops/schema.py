@@ -107,6 +107,13 @@ class Status:
                 "The database is empty: run `flask --app standalone_mfa init-db` (the schema"
                 " and a first administrator). The app refuses to serve until then."
             )
+        if not self.pending:  # the same migrations, recorded in another order
+            return (
+                "The database recorded this code's migrations in another order ("
+                f"{', '.join(self.applied)}): its schema may not be the one this code "
+                "expects. Restore a backup made for this release. "
+                "The app refuses to serve until they match."
+            )
         return (
             f"The database schema is older than this code ({len(self.pending)} migration(s) "
             f"pending, first {self.pending[0]}): run `{UPGRADE_COMMAND}`. "

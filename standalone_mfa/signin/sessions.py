@@ -170,7 +170,7 @@ class ServerSession(CallbackDict, SessionMixin):
             return self._drop_row()
         record.data = json.dumps(dict(self), separators=(",", ":"))
         if self.stored_hash is None:
-            record.save(force_insert=True)
+            record.id = _INSERT.run(**{name: record.__data__.get(name) for name in _NEW_ROW})
         else:
             values = {name: getattr(record, name) for name in _SAVED_FIELDS}
             updated = _WRITE.run(
@@ -208,6 +208,16 @@ class ServerSession(CallbackDict, SessionMixin):
         self.discarded = True
 
 
+# A new row (a sign-in's first step, or a passkey sign-in): every column but the id.
+_NEW_ROW = [name for name in WebSession._meta.sorted_field_names if name != "id"]
+_INSERT = Prepared(
+    lambda slot: WebSession.insert(
+        {
+            WebSession._meta.fields[name]: slot(name, WebSession._meta.fields[name])
+            for name in _NEW_ROW
+        }
+    )
+)
 # One query for the session, its user, and what the code step needs of the user (the
 # credential and the throttle row): the hot path reads nothing else.
 _LOAD = Prepared(

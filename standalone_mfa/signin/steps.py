@@ -5,7 +5,9 @@ decides where the session goes. Every secret is checked by `factors.proofs`."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..core import audit, messages, metrics
@@ -210,8 +212,7 @@ def confirm_setup(web_session: ServerSession, raw_code: str | None) -> StepOutco
             policy.end_grace(user)
             web_session.pop(MAY_POSTPONE_KEY, None)
             audit.record("totp_enrolled", "ok", user=user, client=client)
-            sessions.show_codes(web_session, recovery.replace_codes(user))
-            audit.record("recovery_codes_generated", "ok", user=user, client=client)
+            show_new_recovery_codes(web_session)
             # One notice for the set-up: its first recovery codes are part of it.
             outbox.queue(user, "totp_set_up", client=client)
             state.fire(web_session, "code_confirmed", now())
@@ -346,26 +347,41 @@ def key_registration_options(web_session: ServerSession, kind: str) -> dict:
     return webauthn.registration_options(web_session.user, kind, binding=binding, at=now())
 
 
+@contextlib.contextmanager
+def registering_key(
+    web_session: ServerSession, raw: str | None, *, name: str | None, kind: str, at
+) -> Iterator[webauthn.Outcome]:
+    """The key the browser made for the session's user (`raw`: its answer to this
+    session's registration options), verified and saved in the session's transition:
+    the caller's own changes on success join it. `kind` is checked by the caller."""
+    with sessions.transition(web_session):
+        yield webauthn.verify_registration(
+            web_session.user, raw, kind=kind, name=name,
+            binding=webauthn.binding_of(web_session), at=at, client=web_session.client,
+        )  # fmt: skip
+
+
+def show_new_recovery_codes(web_session: ServerSession) -> None:
+    """New recovery codes for the session's user (the old ones stop working), shown
+    once on the next page; audited. In the caller's transaction."""
+    user = web_session.user
+    sessions.show_codes(web_session, recovery.replace_codes(user))
+    audit.record("recovery_codes_generated", "ok", user=user, client=web_session.client)
+
+
 def register_key_at_setup(
     web_session: ServerSession, raw: str | None, *, name: str | None, kind: str
 ) -> StepOutcome:
     """ "Use a passkey or security key instead" of an authenticator app at set-up: the
     key saved, then new recovery codes shown once, as after an app's first code."""
-    user = web_session.user
-    client = web_session.client
     if kind not in webauthn.KINDS:
         return StepOutcome(False, messages.text("check_the_form"))
     at = now()
-    with sessions.transition(web_session):
-        outcome = webauthn.verify_registration(
-            user, raw, kind=kind, name=name, binding=webauthn.binding_of(web_session),
-            at=at, client=client,
-        )  # fmt: skip
+    with registering_key(web_session, raw, name=name, kind=kind, at=at) as outcome:
         if outcome.ok:
-            policy.end_grace(user)
+            policy.end_grace(web_session.user)
             web_session.pop(MAY_POSTPONE_KEY, None)
-            sessions.show_codes(web_session, recovery.replace_codes(user))
-            audit.record("recovery_codes_generated", "ok", user=user, client=client)
+            show_new_recovery_codes(web_session)
             state.fire(web_session, "key_registered", at)
     metrics.signin("key_setup", "ok" if outcome.ok else "failed")
     if not outcome.ok:

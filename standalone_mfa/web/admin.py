@@ -55,17 +55,23 @@ def _step_up_first(back_to: str | None = None):
     return redirect(url_for("admin.step_up_page", next=back_to or request.path))
 
 
-def requires_step_up(view):
+def requires_step_up(view=None, *, writes_only: bool = False, back_to: str | None = None):
     """Send an administrator who has not re-proved who they are lately to the step-up
-    page first; they come back to the page they asked for (never to a POST)."""
+    page first; they come back to the page they asked for (never to a POST).
+    `writes_only`: any administrator may read the page; only a POST needs the step-up.
+    `back_to`: for a POST-only URL, the endpoint of the page to come back to (given the
+    view's arguments)."""
 
-    @functools.wraps(view)
-    def checked(*args, **kwargs):
-        if reauth.is_fresh(session):
-            return view(*args, **kwargs)
-        return _step_up_first()
+    def decorate(view):
+        @functools.wraps(view)
+        def checked(*args, **kwargs):
+            if (writes_only and request.method != "POST") or reauth.is_fresh(session):
+                return view(*args, **kwargs)
+            return _step_up_first(url_for(back_to, **kwargs) if back_to else None)
 
-    return checked
+        return checked
+
+    return decorate(view) if view is not None else decorate
 
 
 @bp.route("/")
@@ -75,14 +81,13 @@ def index():
 
 
 @bp.route("/mfa", methods=["GET", "POST"])
+@requires_step_up(writes_only=True)
 def mfa_settings():
     """Choose whether sign-in asks for a second factor (Disabled or TOTP), of whom
     (everyone, or the members of chosen groups), for how many days a user who must now
     set up may postpone it, and for how many days a device may skip the code. Any
     administrator may read it; saving needs a fresh step-up, as the actions on users do
     (one POST must not switch MFA off for everyone from a hijacked session)."""
-    if request.method == "POST" and not reauth.is_fresh(session):
-        return _step_up_first()
     form = MfaSettingsForm(
         mfa_method=settings.mfa_method(),
         remember_days=settings.remember_days(),
@@ -332,14 +337,13 @@ def _user_or_404(username: str):
 
 
 @bp.route("/users/<username>/groups", methods=["GET", "POST"])
+@requires_step_up(writes_only=True)
 def user_groups(username):
     """A user's groups, and a form to add one. Any administrator may read it; a change
     needs a fresh step-up, as the actions on users do: a group can open protected apps
     through the gateway."""
     user = _user_or_404(username)
     form = GroupForm()
-    if request.method == "POST" and not reauth.is_fresh(session):
-        return _step_up_first()
     if form.validate_on_submit():
         try:
             change = groups.add(
@@ -361,12 +365,11 @@ def user_groups(username):
 
 
 @bp.post("/users/<username>/groups/remove")
+@requires_step_up(back_to="admin.user_groups")
 def user_group_remove(username):
     """Take a user out of one group (the button beside it), then back to their groups."""
     user = _user_or_404(username)
     page = url_for("admin.user_groups", username=user.username)
-    if not reauth.is_fresh(session):
-        return _step_up_first(page)
     form = GroupForm()
     if not form.validate():  # the CSRF token was checked before the view
         flash(messages.text("bad_group_name"), "error")
@@ -384,13 +387,12 @@ def user_group_remove(username):
 
 
 @bp.route("/users/<username>/email", methods=["GET", "POST"])
+@requires_step_up(writes_only=True)
 def user_email(username):
     """A user's address, and a form to set it (confirmed at once: an administrator
     knows their users). Any administrator may read it; a change needs a fresh step-up,
     as the groups do: whoever holds the address reads the account's notices."""
     user = _user_or_404(username)
-    if request.method == "POST" and not reauth.is_fresh(session):
-        return _step_up_first()
     form = AdminEmailForm()
     if form.validate_on_submit():
         try:
@@ -429,12 +431,11 @@ def _first_form_error(form) -> str:
 
 
 @bp.post("/users/<username>/email/remove")
+@requires_step_up(back_to="admin.user_email")
 def user_email_remove(username):
     """Take a user's address away (and any pending one): they get no notices."""
     user = _user_or_404(username)
     page = url_for("admin.user_email", username=user.username)
-    if not reauth.is_fresh(session):
-        return _step_up_first(page)
     if ButtonForm().validate():  # the CSRF token was checked before the view
         outcome = emails.remove_by_admin(user, actor=current_user.username, client=client())
         flash(

@@ -77,6 +77,15 @@ class CookiePolicy:
 
 
 def _policy(domain: str | None) -> CookiePolicy:
+    # Asked for several times per request (each cookie read or set): decided once.
+    decided = request.environ.setdefault("smfa.cookie_policies", {})
+    policy = decided.get(domain)
+    if policy is None:
+        policy = decided[domain] = _decide(domain)
+    return policy
+
+
+def _decide(domain: str | None) -> CookiePolicy:
     return CookiePolicy(
         secure=request.is_secure or setting("SESSION_COOKIE_SECURE"),
         # Host-only: the mount point ("" at the root, "/mfa-app" under X-Forwarded-Prefix).

@@ -78,7 +78,11 @@ class ButtonForm(FlaskForm):
 class WebAuthnForm(FlaskForm):
     """A passkey ceremony's answer: `credential.toJSON()`, written by static/webauthn.js."""
 
-    credential = HiddenField(validators=[InputRequired(), Length(max=webauthn.ANSWER_MAX)])
+    # Labelled: an unlabelled field asks WTForms' own catalogue for a label, which
+    # Flask-WTF loads from disk once per request (a passkey sign-in is a hot path).
+    credential = HiddenField(
+        "credential", validators=[InputRequired(), Length(max=webauthn.ANSWER_MAX)]
+    )
 
 
 class NewKeyForm(WebAuthnForm):

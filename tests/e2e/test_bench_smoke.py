@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from support.paths import ROOT as REPO
 
+from bench.run import LOGIN_FORMS
+
 pytestmark = pytest.mark.server
 
 USERS = (60, 120)
@@ -31,6 +33,7 @@ PHASES = (
     "apppw",
     "password",
     "code",
+    "passkey",
     "userinfo",
     "token",
 )
@@ -87,6 +90,15 @@ def test_bench_uses_each_pending_login_once(report):
         assert phase["requests"] >= PENDING  # and the idle pings of the last connections
 
 
+def test_bench_sends_each_passkey_assertion_once(report):
+    """Each challenge is single-use: every assertion is sent once, and each signs in."""
+    made = -(-PENDING // LOGIN_FORMS) * LOGIN_FORMS
+    for each in report["passes"]:
+        for phase in each["phases"]:
+            if phase["phase"] == "passkey":
+                assert phase["ok"] == made and phase["ran_out"], phase
+
+
 def test_bench_report_has_every_field(report):
     meta = report["meta"]
     assert meta["workers"] == 2 and meta["clients"] == list(CLIENTS)
@@ -105,7 +117,7 @@ def test_bench_report_has_every_field(report):
             assert set(phase) == PHASE_FIELDS | extra
             if meta["engine"] != "postgresql" or phase["phase"] == "floor":
                 assert phase["database_cpu_ms_per_op"] is None
-            elif phase["phase"] in ("gateway", "apppw", "code", "userinfo", "token"):
+            elif phase["phase"] in ("gateway", "apppw", "code", "passkey", "userinfo", "token"):
                 assert phase["database_cpu_ms_per_op"] > 0
             assert phase["p50_ms"] <= phase["p95_ms"] <= phase["p99_ms"]
         assert (
@@ -125,9 +137,9 @@ def test_bench_report_has_every_field(report):
     floor_rss = report["floor_peak_rss_mb"]["workers"]
     assert len(floor_rss) == 2 and all(mb > 0 for mb in floor_rss)
     names = [target["target"] for target in report["targets"]]
-    assert len(names) == 13 * len(USERS) + 2  # thirteen per pass, two comparing the passes
-    # baseline, gateway, propfind, apppw, code, userinfo, token
-    assert sum("/ floor" in name for name in names) == 7 * len(USERS)
+    assert len(names) == 14 * len(USERS) + 2  # fourteen per pass, two comparing the passes
+    # baseline, gateway, propfind, apppw, code, passkey, userinfo, token
+    assert sum("/ floor" in name for name in names) == 8 * len(USERS)
     assert report["meta"]["generator"].startswith("wrk")
     assert all(isinstance(target["pass"], bool) for target in report["targets"])
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import base64
 import re
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
 from support.app import PASSWORD, START, make_app
-from support.browser import AXE_JS, CHROMIUM
+from support.browser import AXE_JS, CHROMIUM, SCREENSHOTS_DIR
 from support.servers import quiet_server
 
 from standalone_mfa.core.clock import FrozenClock
@@ -275,3 +276,69 @@ def test_the_passkey_pages_pass_axe_and_fit_a_phone(site, window, person, width)
     setup.page.add_script_tag(content=AXE_JS.read_text())
     assert setup.page.evaluate(AXE_RUN_JS) == [], "/mfa/setup/passkey"
     assert setup.page.evaluate("document.documentElement.scrollWidth") <= width
+
+
+LOOKS = {
+    "light": {"viewport": {"width": 1280, "height": 800}, "color_scheme": "light"},
+    "dark": {"viewport": {"width": 1280, "height": 800}, "color_scheme": "dark"},
+    "fr-phone": {"viewport": {"width": 360, "height": 800}, "color_scheme": "light"},
+}
+
+
+def shown(me: Window, name: str, look: str) -> None:
+    """The page as the docs show it (`make screenshots`: SCREENSHOTS_DIR): in French
+    for the phone (the `lang` cookie, as the picker sets it), where nothing may be
+    wider than the screen."""
+    if look == "fr-phone":
+        me.context.add_cookies([{"name": "lang", "value": "fr", "url": me.site.base}])
+        me.page.reload()
+        assert me.page.evaluate("document.documentElement.lang") == "fr"
+        assert me.page.evaluate("document.documentElement.scrollWidth") <= 360, name
+    if SCREENSHOTS_DIR:
+        Path(SCREENSHOTS_DIR).mkdir(parents=True, exist_ok=True)
+        path = Path(SCREENSHOTS_DIR) / f"{name}-{look}.png"
+        me.page.screenshot(path=str(path), full_page=True)
+    if look == "fr-phone":
+        me.context.clear_cookies(name="lang")
+        me.page.reload()
+
+
+@pytest.mark.parametrize("look", LOOKS)
+def test_the_passkey_pages_show_their_passkey_parts(site, window, person, look):
+    """The sign-in page's passkey button, Account security's list and new-key form,
+    the code page's "Use your security key or passkey" and set-up's passkey page, each
+    with its passkey part shown (a browser that can use one), in light, dark and
+    French on a 360 px phone: saved as the docs' screenshots by `make screenshots`."""
+    me = window(**LOOKS[look])
+    me.page.goto("/login")
+    expect(me.page.locator("#passkey-signin")).to_be_visible()
+    shown(me, "passkey-login", look)
+    me.sign_in(person)
+    me.add_key("Phone")
+    me.page.wait_for_url(re.compile(r".*/mfa/recovery-codes$"))
+    me.page.get_by_role("button", name=re.compile("saved")).click()
+    me.page.goto("/account/passkeys")
+    expect(me.page.get_by_text("Phone", exact=True)).to_be_visible()
+    shown(me, "passkeys", look)
+    me.page.goto("/account/passkeys/new")
+    me.page.get_by_label("Your password").fill(PASSWORD)
+    me.page.get_by_role("button", name="Continue").click()
+    expect(me.page.locator("#passkey-create")).to_be_visible()
+    shown(me, "passkey-new", look)
+    with site.app_context():
+        settings.set_mfa_method("totp", actor="test")
+    code_page = window(SECURITY_KEY, **LOOKS[look])
+    code_page.sign_in(person)
+    code_page.page.wait_for_url(re.compile(r".*/mfa/verify$"))
+    expect(code_page.page.locator("#security-key-verify")).to_be_visible()
+    shown(code_page, "verify-key", look)
+    newcomer = next(_names)
+    with site.app_context():
+        create_user(newcomer, PASSWORD)
+    setup = window(**LOOKS[look])
+    setup.sign_in(newcomer)
+    setup.page.wait_for_url(re.compile(r".*/mfa/setup$"))
+    setup.page.locator("#setup-passkey").click()
+    setup.page.wait_for_url(re.compile(r".*/mfa/setup/passkey$"))
+    expect(setup.page.locator("#passkey-create")).to_be_visible()
+    shown(setup, "setup-passkey", look)

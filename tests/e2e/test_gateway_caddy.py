@@ -16,20 +16,17 @@ from support.proxies import (
     APP_HOSTS,
     DOMAIN,
     FORGED_IDENTITY,
-    FORGED_URL,
     PORTAL_HOST,
     Gateway,
     Visitor,
     caddy,
     free_port,
-    rd_of,
     received,
     served_portal,
     shipped,
 )
 
 from standalone_mfa.core.clock import FrozenClock
-from standalone_mfa.core.models import User
 
 pytestmark = pytest.mark.server
 
@@ -82,45 +79,23 @@ def gateway(servers):
     return gateway
 
 
-def give_address(app, account) -> str:
-    """A confirmed address for the account (as `user email` gives one)."""
-    address = f"{account.username}@example.com"
-    with app.app_context():
-        User.update(email=address).where(User.username == account.username).execute()
-    return address
-
-
 def identity_seen(seen: dict) -> dict:
     return {name: seen[name] for name in IDENTITY if name in seen}
 
 
 def test_unsigned_visitor_signs_in_with_a_code_and_lands_back_on_the_app(gateway):
     account = gateway.account("cwiki", groups=("editors",))
-    address = give_address(gateway.app, account)
-    visitor = Visitor()
-    page = gateway.url("app1", "/page?x=1&y=%2F")
-    login = visitor.get(page)
-    assert visitor.history[0].status_code == 302  # the portal's redirect, passed on
-    assert rd_of(login.url) == page
-    landed = visitor.sign_in(login, account, gateway.clock)
-    assert visitor.steps == ["/mfa/setup"]
-    assert landed.url == page
+    address = gateway.give_address(account)
+    _, landed = gateway.first_sign_in_lands_back(account, gateway.url("app1", "/page?x=1&y=%2F"))
     assert identity_seen(received(landed)) == {
         "remote-user": [account.username],
         "remote-groups": ["editors"],
         "remote-email": [address],
     }
-    # The session cookie is the portal's, for the whole domain: app2 passes at once.
-    assert any(c.domain == f".{DOMAIN}" for c in visitor.http.cookies if c.name == "smfa_session")
-    other = visitor.get(gateway.url("app2", "/"))
-    assert len(visitor.history) == 1
-    assert received(other)["remote-user"] == [account.username]
 
 
 def test_an_unsigned_post_gets_a_303_to_sign_in(gateway):
-    response = Visitor().open("POST", gateway.url("app2", "/save"), data={"a": "1"}, follow=False)
-    assert response.status_code == 303
-    assert rd_of(response.headers["Location"]) == gateway.url("app2", "/save")
+    gateway.unsigned_post_is_sent_to_sign_in("/save", 303)
 
 
 def test_bypass_and_deny(gateway):
@@ -135,15 +110,9 @@ def test_bypass_and_deny(gateway):
 
 
 def test_group_rules_decide_per_user(gateway):
-    member = gateway.account("cmember", groups=("staff", "ops"))
-    _, seen = gateway.signed_in(member, "staff")
-    assert seen["remote-groups"] == ["ops,staff"]
-    gateway.clock.advance(30)
-    visitor = Visitor()
-    refused = visitor.sign_in(
-        visitor.get(gateway.url("staff", "/")), gateway.account("coutsider"), gateway.clock
+    gateway.group_rule_decides_per_user(
+        gateway.account("cmember", groups=("staff", "ops")), "ops,staff"
     )
-    assert refused.status_code == 403 and refused.url == gateway.url("staff", "/")
 
 
 def test_sc32_forged_identity_headers_never_reach_the_app_through_caddy(gateway):
@@ -162,15 +131,7 @@ def test_sc32_forged_identity_headers_never_reach_the_app_through_caddy(gateway)
 
 
 def test_sc32_a_forged_forwarded_uri_or_host_does_not_fool_caddys_check(gateway):
-    visitor = Visitor(FORGED_URL)
-    page = gateway.url("app1", "/closed")
-    first = visitor.get(page, follow=False)
-    # Caddy's own X-Forwarded-Uri, -Host and -Method decide, not the client's.
-    assert first.status_code == 403
-    first = visitor.get(gateway.url("app2", "/mine"), follow=False)
-    assert first.status_code == 302 and rd_of(first.headers["Location"]) == gateway.url(
-        "app2", "/mine"
-    )
+    gateway.forged_forwarded_url_does_not_fool_the_check()
 
 
 def test_sc32_caddy_alone_would_pass_on_a_foreign_remote_user(servers, tmp_path):
@@ -188,18 +149,7 @@ def test_sc32_caddy_alone_would_pass_on_a_foreign_remote_user(servers, tmp_path)
 
 
 def test_signing_out_ends_access_to_every_app(gateway):
-    account = gateway.account("cleaving")
-    visitor, _ = gateway.signed_in(account, "app1")
-    kept = {c.name: c.value for c in visitor.http.cookies}
-    back = visitor.sign_out(gateway.portal, rd=gateway.url("app2", "/"))
-    assert rd_of(back.url) == gateway.url("app2", "/")
-    for name in ("app1", "app2"):
-        response = visitor.get(gateway.url(name, "/"), follow=False)
-        assert response.status_code == 302 and "/login?rd=" in response.headers["Location"]
-    replay = Visitor()
-    for name, value in kept.items():
-        replay.http.cookies.set(name, value, domain=f".{DOMAIN}")
-    assert replay.get(gateway.url("app1", "/"), follow=False).status_code == 302
+    gateway.signing_out_ends_access(gateway.account("cleaving"))
 
 
 def test_two_factor_rule_steps_a_password_session_up_while_mfa_is_disabled(gateway):

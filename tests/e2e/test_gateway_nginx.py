@@ -32,7 +32,6 @@ from support.proxies import (
 )
 
 from standalone_mfa.core.clock import FrozenClock
-from standalone_mfa.core.models import User
 
 pytestmark = [
     pytest.mark.server,
@@ -70,36 +69,16 @@ def identity_seen(seen: dict) -> dict:
 
 def test_unsigned_visitor_signs_in_with_a_code_and_lands_back_on_the_app(gateway, next_step):
     account = gateway.account("wiki", groups=("wiki", "staff"))
-    address = f"{account.username}@example.com"
-    with gateway.app.app_context():
-        User.update(email=address).where(User.username == account.username).execute()
-    visitor = Visitor()
+    address = gateway.give_address(account)
     page = gateway.url("app1", "/page/2?sort=new&q=a%20b")
-    login = visitor.get(page)
-    first = visitor.history[0]
-    assert first.status_code == 302  # nginx's error_page 401 =302
-    assert login.url.startswith(f"{gateway.portal}/login?rd=")
-    assert rd_of(login.url) == page
-
-    landed = visitor.sign_in(login, account, gateway.clock)
-    assert visitor.steps == ["/mfa/setup"]  # first time: set-up, then straight back
-    assert landed.url == page
-    seen = received(landed)
-    assert identity_seen(seen) == {
+    # nginx's error_page 401 =302 sends the browser to sign in; SC-36: the cookie.
+    _, landed = gateway.first_sign_in_lands_back(account, page)
+    assert identity_seen(received(landed)) == {
         "remote-user": [account.username],
         "remote-groups": ["staff,wiki"],
         "remote-email": [address],
     }
     assert landed.json()["path"] == "/page/2?sort=new&q=a%20b"
-
-    # One cookie for the parent domain, Secure and __Secure- prefixed (SC-36).
-    cookie = next(c for c in visitor.http.cookies if c.name == "__Secure-smfa_session")
-    assert cookie.domain == f".{DOMAIN}" and cookie.secure
-
-    # Another app of the domain: through, without signing in again.
-    other = visitor.get(gateway.url("app2", "/"))
-    assert len(visitor.history) == 1
-    assert identity_seen(received(other))["remote-user"] == [account.username]
 
 
 def test_a_second_sign_in_asks_for_the_code_only(gateway, next_step):
@@ -112,9 +91,7 @@ def test_a_second_sign_in_asks_for_the_code_only(gateway, next_step):
 
 
 def test_an_unsigned_post_is_sent_to_sign_in(gateway):
-    response = Visitor().open("POST", gateway.url("app1", "/form"), data={"a": "1"}, follow=False)
-    assert response.status_code == 302
-    assert rd_of(response.headers["Location"]) == gateway.url("app1", "/form")
+    gateway.unsigned_post_is_sent_to_sign_in("/form", 302)
 
 
 def test_bypass_needs_no_sign_in_and_carries_no_identity(gateway):
@@ -202,24 +179,7 @@ def test_sc32_an_unknown_host_name_is_not_answered(gateway):
 
 
 def test_signing_out_ends_access_to_every_app(gateway, next_step):
-    account = gateway.account("leaving")
-    visitor, _ = gateway.signed_in(account, "app1", "/")
-    assert visitor.get(gateway.url("app2", "/")).status_code == 200
-    stolen = {c.name: c.value for c in visitor.http.cookies}
-
-    back = visitor.sign_out(gateway.portal, rd=gateway.url("app1", "/"))
-    # Straight to the app, which sends the browser to sign in again.
-    assert back.url.startswith(f"{gateway.portal}/login?rd=")
-    assert rd_of(back.url) == gateway.url("app1", "/")
-    for name in ("app1", "app2", "staff"):
-        assert visitor.get(gateway.url(name, "/")).url.startswith(gateway.portal + "/login")
-
-    # A copy of the cookie taken before the sign-out is refused too.
-    replay = Visitor()
-    for name, value in stolen.items():
-        replay.http.cookies.set(name, value, domain=f".{DOMAIN}")
-    response = replay.get(gateway.url("app2", "/"), follow=False)
-    assert response.status_code == 302 and "/login?rd=" in response.headers["Location"]
+    gateway.signing_out_ends_access(gateway.account("leaving"), ("app1", "app2", "staff"))
 
 
 @pytest.fixture

@@ -264,3 +264,48 @@ def test_an_unknown_username_is_counted_like_a_known_one(app):
         with proofs.password("nobody", None, PASSWORD) as proof:
             assert not proof.ok and proof.problem == "wrong_password"
         assert throttle.password_failures("nobody") == 1
+
+
+def test_sc08_a_right_code_claims_and_resets_in_one_compare_and_set(app, alice):
+    """The code is checked once the counter allows the attempt, and the one
+    compare-and-set writes the outcome: a right code found the counter at n and
+    leaves 0; a stale count costs a retry, never a free attempt."""
+    user, secret = alice
+    for _ in range(2):
+        with proofs.code(user, "000000", credential=credential(user), client=CLIENT):
+            pass
+    stale = MfaThrottle.get(MfaThrottle.user == user)  # read at 2, as a session load would
+    with proofs.code(user, "000000", credential=credential(user), client=CLIENT):
+        pass  # meanwhile another attempt made it 3
+    with proofs.code(
+        user, code_now(app, secret), credential=credential(user), client=CLIENT,
+        throttle_row=stale,
+    ) as proof:  # fmt: skip
+        assert proof.ok
+    assert failures(user) == 0
+
+
+def test_sc08_a_burst_cannot_carry_a_right_code_past_the_lock(app, alice):
+    """A right code whose throttle row was read before a burst of wrong ones locked
+    the account is refused: its compare-and-set sees the new count."""
+    user, secret = alice
+    stale = MfaThrottle.get_or_none(MfaThrottle.user == user)
+    MfaThrottle.insert(user=user, failures=app.config["MFA_LOCK_AFTER"]).execute()
+    with proofs.code(
+        user, code_now(app, secret), credential=credential(user), client=CLIENT,
+        throttle_row=stale,
+    ) as proof:  # fmt: skip
+        assert not proof.ok and proof.locked
+    assert credential(user).last_used_step == 0  # the step was not used
+
+
+def test_sc05_a_replay_after_failures_counts_one_more(app, alice):
+    user, secret = alice
+    code = code_now(app, secret)
+    with proofs.code(user, code, credential=credential(user), client=CLIENT) as proof:
+        assert proof.ok
+    with proofs.code(user, "000000", credential=credential(user), client=CLIENT):
+        pass
+    with proofs.code(user, code, credential=credential(user), client=CLIENT) as replay:
+        assert replay.replay and replay.failures == 2
+    assert failures(user) == 2

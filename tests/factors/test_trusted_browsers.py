@@ -302,3 +302,22 @@ def test_sc41_re_proving_the_password_on_a_trusted_browser_ignores_a_strangers_g
     # Only the trusted browser's session stepped up; the other was told to wait.
     assert sorted(s.step_up_at is not None for s in sessions_of(app, "root")) == [False, True]
     assert "Wait" in untrusted_root.page("/admin/step-up")
+
+
+def test_sc41_trust_renews_a_live_cookie_in_one_statement_and_replaces_a_dead_one(app, clock):
+    """`trust` renews the browser's own live token for this user (one conditional
+    UPDATE); another user's, a dead or a forged one gets a new token instead."""
+    from standalone_mfa.core.db import write_transaction
+    from standalone_mfa.factors import trusted_browsers
+
+    with app.app_context():
+        alice, bob = find_user("alice"), find_user("bob")
+        with write_transaction():
+            token = trusted_browsers.trust(alice, None, days=30)
+            assert trusted_browsers.trust(alice, token, days=30) == token
+            assert trusted_browsers.trust(bob, token, days=30) != token
+            assert trusted_browsers.trust(alice, "A" * 43, days=30) != "A" * 43
+        clock.advance(31 * DAY)
+        with write_transaction():
+            assert trusted_browsers.trust(alice, token, days=30) != token
+        assert TrustedBrowser.select().where(TrustedBrowser.user == alice).count() == 3

@@ -86,6 +86,7 @@ def test_prune_deletes_exactly_what_has_expired(totp_app, clock):
         "email_links": 0,
         "revoked_app_passwords": 0,
         "passkey_challenges": 0,
+        "set_up_secrets": 0,
     }
 
     assert rows(app, WebSession) == 2  # setting_up and fresh
@@ -110,6 +111,7 @@ def test_prune_deletes_exactly_what_has_expired(totp_app, clock):
         "email_links": 0,
         "revoked_app_passwords": 0,
         "passkey_challenges": 0,
+        "set_up_secrets": 0,
     }
 
 
@@ -143,9 +145,42 @@ def test_prune_command_prints_the_counts(app, clock):
     assert result.output.strip() == (
         "Deleted 0 pending logins, 1 sessions, 0 password throttles, 0 remembered devices,"
         " 0 address throttles, 0 trusted browsers, 0 sent notices, 0 email links,"
-        " 0 revoked app passwords, 0 passkey challenges"
+        " 0 revoked app passwords, 0 passkey challenges, 0 set up secrets"
     )
     assert rows(app, WebSession) == 0
+
+
+def test_prune_drops_set_up_secrets_left_past_their_time(totp_app, clock):
+    """A signed-in session that began moving to a new authenticator and never came
+    back keeps no secret once its set-up has expired; the session itself stays."""
+    import json
+
+    from standalone_mfa.core import crypto
+    from standalone_mfa.signin import setup_secret
+
+    app = totp_app
+    left, fresh = Browser(app, clock), Browser(app, clock)
+    left.enrol("alice")
+    fresh.enrol("bob")
+
+    def begin_set_up(username):
+        with app.app_context():
+            row = WebSession.get(WebSession.user == find_user(username))
+            data = {**json.loads(row.data), setup_secret.SINCE_KEY: clock.now().isoformat()}
+            WebSession.update(
+                pending_secret_encrypted=crypto.encrypt("JBSWY3DPEHPK3PXP"), data=json.dumps(data)
+            ).where(WebSession.id == row.id).execute()
+
+    begin_set_up("alice")
+    clock.advance(DEFAULTS["MFA_SETUP_TIMEOUT"] - 60)
+    begin_set_up("bob")
+    assert prune(app, clock)["set_up_secrets"] == 0
+    clock.advance(61)
+    assert prune(app, clock)["set_up_secrets"] == 1
+    with app.app_context():
+        pending = {row.user.username: row.pending_secret_encrypted for row in WebSession.select()}
+    assert pending["alice"] is None and pending["bob"] is not None
+    assert signed_in(left, "alice")
 
 
 def test_prune_deletes_passkey_challenges_past_their_time(app, clock):

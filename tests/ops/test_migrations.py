@@ -551,3 +551,14 @@ def test_sc38_gunicorns_entry_point_logs_the_mismatch_at_start(app, tmp_path):
     lines = [line for line in started.stderr.splitlines() if "refusing to serve" in line]
     assert len(lines) == 1, started.stderr
     assert "flask --app standalone_mfa db upgrade" in lines[0]
+
+
+def test_status_names_migrations_recorded_in_another_order():
+    """The same migrations as this code's, recorded in another order: one line saying
+    so (it used to raise IndexError looking for the first pending one)."""
+    from standalone_mfa.ops.schema import Status
+
+    known = ("001_first_release", "002_trusted_browsers_address_throttle")
+    status = Status(known=known, applied=tuple(reversed(known)), has_tables=True)
+    assert not status.matches and not status.newer and status.pending == []
+    assert status.problem().startswith("The database recorded this code's migrations in")

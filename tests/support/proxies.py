@@ -38,7 +38,7 @@ from cryptography.x509.oid import NameOID
 from requests.adapters import HTTPAdapter
 
 from standalone_mfa.core.db import db
-from standalone_mfa.core.models import UserGroup
+from standalone_mfa.core.models import User, UserGroup
 from standalone_mfa.directory import settings
 from standalone_mfa.directory.users import create_user, find_user
 from standalone_mfa.factors import totp
@@ -854,3 +854,78 @@ class Gateway:
     def set_method(self, method: str) -> None:
         with self.app.app_context():
             settings.set_mfa_method(method, actor="test")
+
+    # The flows every proxy's tests walk through (tests/e2e/test_gateway_*.py): each
+    # asserts what a browser sees, whichever proxy stands in front.
+
+    def give_address(self, account: GatewayUser) -> str:
+        """A confirmed address for `account` (sent on as Remote-Email)."""
+        address = f"{account.username}@example.com"
+        with self.app.app_context():
+            User.update(email=address).where(User.username == account.username).execute()
+        return address
+
+    def first_sign_in_lands_back(self, account: GatewayUser, page: str):
+        """A signed-out visitor opens `page`: the proxy sends it to the portal (rd =
+        the page), it signs in (set-up first, as a first sign-in) and lands back on the
+        page; the session cookie is one for the whole domain. Returns (the visitor,
+        the app's answer)."""
+        visitor = Visitor()
+        login = visitor.get(page)
+        assert visitor.history[0].status_code == 302  # the redirect, passed on
+        assert login.url.startswith(f"{self.portal}/login?rd=") and rd_of(login.url) == page
+        landed = visitor.sign_in(login, account, self.clock)
+        assert visitor.steps == ["/mfa/setup"] and landed.url == page
+        name = "__Secure-smfa_session" if self.scheme == "https" else "smfa_session"
+        cookie = next(c for c in visitor.http.cookies if c.name == name)
+        assert cookie.domain == f".{DOMAIN}" and cookie.secure == (self.scheme == "https")
+        # Another app of the domain: through, without signing in again.
+        other = visitor.get(self.url("app2", "/"))
+        assert len(visitor.history) == 1
+        assert received(other)["remote-user"] == [account.username]
+        return visitor, landed
+
+    def unsigned_post_is_sent_to_sign_in(self, path: str, status: int) -> None:
+        """A signed-out POST to a protected app: `status` (nginx 302, forward-auth 303)
+        to the sign-in page, which will bring it back to `path`."""
+        page = self.url("app2", path)
+        response = Visitor().open("POST", page, data={"a": "1"}, follow=False)
+        assert response.status_code == status
+        assert rd_of(response.headers["Location"]) == page
+
+    def group_rule_decides_per_user(self, member: GatewayUser, shown: str) -> None:
+        """The `staff` site: its member passes (Remote-Groups `shown`); a signed-in
+        outsider gets a 403 there, not a loop back to sign in."""
+        _, seen = self.signed_in(member, "staff")
+        assert seen["remote-groups"] == [shown]
+        self.clock.advance(30)
+        visitor = Visitor()
+        outsider = self.account(member.username[:1] + "outsider")
+        refused = visitor.sign_in(visitor.get(self.url("staff", "/")), outsider, self.clock)
+        assert refused.status_code == 403 and refused.url == self.url("staff", "/")
+
+    def forged_forwarded_url_does_not_fool_the_check(self) -> None:
+        """The client's X-Forwarded-Uri, -Host and -Method (and X-Original-URL) are
+        ignored: the proxy's own decide."""
+        visitor = Visitor(FORGED_URL)
+        assert visitor.get(self.url("app1", "/closed"), follow=False).status_code == 403
+        first = visitor.get(self.url("app2", "/mine"), follow=False)
+        assert first.status_code == 302
+        assert rd_of(first.headers["Location"]) == self.url("app2", "/mine")
+
+    def signing_out_ends_access(self, account: GatewayUser, apps=("app1", "app2")) -> None:
+        """Signed out from the portal (rd: an app), the browser is sent to sign in by
+        every app, and a copy of its cookies taken before is refused too."""
+        visitor, _ = self.signed_in(account, "app1")
+        kept = {c.name: c.value for c in visitor.http.cookies}
+        back = visitor.sign_out(self.portal, rd=self.url("app2", "/"))
+        assert back.url.startswith(f"{self.portal}/login?rd=")
+        assert rd_of(back.url) == self.url("app2", "/")
+        for name in apps:
+            response = visitor.get(self.url(name, "/"), follow=False)
+            assert response.status_code == 302 and "/login?rd=" in response.headers["Location"]
+        replay = Visitor()
+        for name, value in kept.items():
+            replay.http.cookies.set(name, value, domain=f".{DOMAIN}")
+        response = replay.get(self.url("app2", "/"), follow=False)
+        assert response.status_code == 302 and "/login?rd=" in response.headers["Location"]
