@@ -260,17 +260,19 @@ def security_key(
     at,
     client: Client,
     transaction: Transaction = write_transaction,
+    purpose: str = webauthn.SECOND_FACTOR,
 ) -> Iterator[Proof]:
     """One of the user's own passkeys or security keys, answering the challenge this
-    session was given (`webauthn.verify_authentication`): counted by the same throttle
-    as codes, its challenge used up whatever the answer."""
+    session was given for `purpose` (the second factor, or `webauthn.REAUTH`;
+    `webauthn.verify_authentication`): counted by the same throttle as codes, its
+    challenge used up whatever the answer."""
     with transaction():
         attempt = throttle.begin_attempt(user)
         if not attempt.allowed:
             yield _refused(attempt, code=True)
             return
         outcome = webauthn.verify_authentication(
-            raw, user=user, binding=binding, at=at, client=client
+            raw, user=user, binding=binding, at=at, client=client, purpose=purpose
         )
         if outcome.ok:
             throttle.record_success(user)

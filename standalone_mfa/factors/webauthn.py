@@ -68,7 +68,8 @@ ANSWER_MAX = 16 * 1024  # a browser's answer (toJSON) is a few kilobytes at most
 REGISTER = {PASSKEY: "register_passkey", SECURITY_KEY: "register_security_key"}
 SECOND_FACTOR = "second_factor"  # after the password, or an account change's re-proof
 PASSWORDLESS = "passwordless"  # a passkey sign-in with no username: any user's passkey
-PURPOSES = (*REGISTER.values(), SECOND_FACTOR, PASSWORDLESS)
+REAUTH = "reauth"  # a signed-in user re-proving who they are, or an administrator's step-up
+PURPOSES = (*REGISTER.values(), SECOND_FACTOR, PASSWORDLESS, REAUTH)
 
 ALGORITHMS = [
     COSEAlgorithmIdentifier.ECDSA_SHA_256,
@@ -559,9 +560,10 @@ def authentication_options(
 ) -> dict:
     """The options for `navigator.credentials.get()`.
 
-    With a user (the second factor after the password, or re-proving who one is): only
-    that user's keys are allowed, user verification discouraged (a security key need
-    not verify; a passkey that does is welcome). Without one (a passkey sign-in, no
+    With a user (the second factor after the password): only that user's keys are
+    allowed, user verification discouraged (a security key need not verify; a passkey
+    that does is welcome); re-proving who one is (`REAUTH`, its own challenge): the
+    same keys, user verification preferred. Without one (a passkey sign-in, no
     username): no `allowCredentials`, user verification required."""
     if purpose is None:
         purpose = SECOND_FACTOR if user is not None else PASSWORDLESS
@@ -576,6 +578,8 @@ def authentication_options(
             allow_credentials=_descriptors(user) if user is not None else [],
             user_verification=UserVerificationRequirement.REQUIRED
             if user is None
+            else UserVerificationRequirement.PREFERRED
+            if purpose == REAUTH
             else UserVerificationRequirement.DISCOURAGED,
         )
     )

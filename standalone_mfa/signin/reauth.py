@@ -1,7 +1,8 @@
 """Re-authentication: a signed-in person proves again who they are, before changing
-their own sign-in (the password, then a current code or a recovery code) or, as an
-administrator, before changing someone else's account (a step-up: a current code, or
-the password without an authenticator). Every proof is `factors.proofs`, counted by
+their own sign-in (the password, then a current code, a recovery code or one of their
+own passkeys or security keys) or, as an administrator, before changing someone
+else's account (a step-up: a current code or one of their own keys, or the password
+without an authenticator). Every proof is `factors.proofs`, counted by
 the same throttles as sign-in; every outcome is one audit event, `reauth`, whose
 detail names the factor (refusals while throttled: one a minute per user).
 
@@ -18,13 +19,14 @@ from ..core import audit, messages
 from ..core.clock import now
 from ..core.config import setting
 from ..core.models import User
-from ..factors import proofs, totp
+from ..factors import proofs, totp, webauthn
 from . import sessions, state
 from .sessions import ServerSession
 
 CODE = "code"
 PASSWORD = "password"
 RECOVERY_CODE = "recovery code"
+KEY = "security key"  # one of the user's own passkeys or security keys
 
 
 def _audit(user: User, outcome: str, factor: str, client) -> None:
@@ -68,13 +70,17 @@ def confirm_identity(
     *,
     allow_recovery: bool = False,
     trusted: str | None = None,
+    key: str | None = None,
 ) -> str | None:
     """The password, then (if the user has an authenticator) a current code or, where
-    allowed, a recovery code. None when both are right; else what to say. A code's
-    step is used up; a recovery code is spent."""
+    allowed, a recovery code; or, in place of those, one of the user's own keys (`key`:
+    the browser's answer to `key_options`). None when both are right; else what to
+    say. A code's step is used up; a recovery code is spent; a challenge is used once."""
     problem = confirm_password(web_session, user, password, trusted=trusted)
     if problem:
         return problem
+    if key:
+        return confirm_key(web_session, user, key)
     credential = totp.credential_of(user)
     if credential is None:
         return None
@@ -104,6 +110,31 @@ def confirm_code(
     return None if proof.ok else _refused(user, proof, CODE, client)
 
 
+def key_options(web_session: ServerSession, user: User) -> dict | None:
+    """The options for "Use your security key or passkey" on a re-authentication or
+    step-up page (None: the user has no key): only the user's own keys, user
+    verification preferred, a challenge of this session's for this purpose alone."""
+    if not webauthn.has_keys(user):
+        return None
+    binding = webauthn.binding_of(web_session)
+    return webauthn.authentication_options(
+        user, binding=binding, at=now(), purpose=webauthn.REAUTH
+    )
+
+
+def confirm_key(web_session: ServerSession, user: User, raw: str | None) -> str | None:
+    """One of the user's own keys, answering this session's `key_options` (SC-51,
+    SC-52): counted by the code throttle, audited as a code is."""
+    client = web_session.client
+    binding = webauthn.binding_of(web_session)
+    with proofs.security_key(
+        user, raw, binding=binding, at=now(), client=client, purpose=webauthn.REAUTH
+    ) as proof:
+        if proof.ok:
+            _proved(web_session, user, KEY)
+    return None if proof.ok else _refused(user, proof, KEY, client)
+
+
 # The administrators' step-up.
 
 
@@ -128,12 +159,19 @@ def is_fresh(web_session: ServerSession) -> bool:
 
 
 def step_up(
-    web_session: ServerSession, secret: str | None, *, trusted: str | None = None
+    web_session: ServerSession,
+    secret: str | None,
+    *,
+    trusted: str | None = None,
+    key: str | None = None,
 ) -> tuple[bool, str]:
-    """Prove it is you with the factor `method_for` asks (a code or the password);
-    while it is fresh, administrative changes are allowed. (ok, what to say)."""
+    """Prove it is you with the factor `method_for` asks (a code or the password), or
+    with one of your own keys (`key`: the browser's answer to `key_options`); while it
+    is fresh, administrative changes are allowed. (ok, what to say)."""
     user = web_session.user
-    if method_for(user) == CODE:
+    if key is not None:
+        problem = confirm_key(web_session, user, key)
+    elif method_for(user) == CODE:
         credential = totp.credential_of(user)
         problem = confirm_code(web_session, user, secret, credential=credential)
     else:

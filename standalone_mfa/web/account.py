@@ -99,8 +99,8 @@ def security():
 
 
 def _after_proof(purpose: str, then, *, allow_recovery: bool):
-    """The password and a current code (or, if allowed, a recovery code); once both
-    are right, `then()` gives the response."""
+    """The password and a current code (or, if allowed, a recovery code, or one of
+    the user's own keys); once both are right, `then()` gives the response."""
     form = ConfirmIdentityForm()
     if form.validate_on_submit():
         problem = reauth.confirm_identity(
@@ -111,13 +111,19 @@ def _after_proof(purpose: str, then, *, allow_recovery: bool):
             form.recovery_code.data,
             allow_recovery=allow_recovery,
             trusted=trusted_browser_token(),
+            key=form.credential.data,
         )
         if problem is None:
             return then()
         flash(problem, "error")
     elif form.is_submitted():
         flash(_first_error(form), "error")
-    return render_template("account/confirm_identity.html", form=form, purpose=purpose)
+    return render_template(
+        "account/confirm_identity.html",
+        form=form,
+        purpose=purpose,
+        key_options=reauth.key_options(session, session.user),
+    )
 
 
 @bp.route("/recovery-codes", methods=["GET", "POST"])
@@ -332,6 +338,7 @@ def _app_passwords_page(form: NewAppPasswordForm, status: int = 200):
         form=form,
         revoke_form=RevokeAppPasswordForm(formdata=None),
         has_authenticator=totp.credential_of(user) is not None,
+        key_options=reauth.key_options(session, user),
     ), status
 
 
@@ -358,7 +365,12 @@ def create_app_password():
         return _app_passwords_page(form, 400)
     two_factor = totp.credential_of(user) is not None
     problem = reauth.confirm_identity(
-        session, user, form.password.data, form.code.data, trusted=trusted_browser_token()
+        session,
+        user,
+        form.password.data,
+        form.code.data,
+        trusted=trusted_browser_token(),
+        key=form.credential.data,
     )
     if problem is None:
         try:

@@ -32,6 +32,7 @@ from .forms import (
     NewUserForm,
     StepUpPasswordForm,
     UserSearchForm,
+    WebAuthnForm,
 )
 from .session_cookie import client
 
@@ -179,12 +180,18 @@ def users():
     )
 
 
-@bp.route("/step-up", methods=["GET", "POST"])
-def step_up_page():
-    """Re-enter a current code (or, without an authenticator, the password)."""
+def _step_up_target() -> str:
     target = safe_next_path(request.args.get("next"))
     if not target or not target.startswith(url_for("admin.index")):
         target = url_for("admin.users")
+    return target
+
+
+@bp.route("/step-up", methods=["GET", "POST"])
+def step_up_page():
+    """Re-enter a current code (or, without an authenticator, the password), or use
+    one of your own passkeys or security keys (`step_up_key`)."""
+    target = _step_up_target()
     method = reauth.method_for(current_user)
     form = CodeForm() if method == reauth.CODE else StepUpPasswordForm()
     if form.is_submitted():
@@ -195,7 +202,25 @@ def step_up_page():
         if ok:
             return redirect(target)
         return redirect(url_for("admin.step_up_page", next=target))
-    return render_template("admin/step_up.html", form=form, method=method)
+    return render_template(
+        "admin/step_up.html",
+        form=form,
+        method=method,
+        key_options=reauth.key_options(session, current_user),
+        key_form=WebAuthnForm(),
+        target=target,
+    )
+
+
+@bp.post("/step-up/key")
+def step_up_key():
+    """The step-up page's "Use your security key or passkey": the browser's answer."""
+    target = _step_up_target()
+    form = WebAuthnForm()
+    raw = form.credential.data if form.validate_on_submit() else ""
+    ok, message = reauth.step_up(session, None, key=raw or "")
+    flash(message, "info" if ok else "error")
+    return redirect(target if ok else url_for("admin.step_up_page", next=target))
 
 
 @bp.route("/users/new", methods=["GET", "POST"])

@@ -162,6 +162,10 @@ class ConfirmIdentityForm(FlaskForm):
     recovery_code = SingleValueStringField(
         _l("Or a recovery code"), validators=[Length(max=recovery.MAX_INPUT)]
     )
+    # In place of a code: one of the user's own keys (static/webauthn.js writes it).
+    credential = HiddenField(
+        "credential", validators=[Optional(), Length(max=webauthn.ANSWER_MAX)]
+    )
 
 
 class NewAppPasswordForm(FlaskForm):
@@ -176,6 +180,9 @@ class NewAppPasswordForm(FlaskForm):
     code = SingleValueStringField(
         _l("6-digit code from your authenticator app"),
         validators=[Length(max=totp.MAX_CODE_INPUT)],
+    )
+    credential = HiddenField(
+        "credential", validators=[Optional(), Length(max=webauthn.ANSWER_MAX)]
     )
 
 
