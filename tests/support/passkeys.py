@@ -1,5 +1,6 @@
 """Passkeys in tests: a key registered through the portal's own ceremony (the service,
-as the account page uses it) and the sign-in page's usernameless options."""
+as the account page uses it), the sign-in page's usernameless options, and for the
+pages: `add_key` as a person does it, `options_on` a page's options block."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import re
 
 from standalone_mfa.core.models import User
 from standalone_mfa.factors import webauthn
+from support.app import PASSWORD
+from support.pages import location
 
 OPTIONS_RE = re.compile(
     r'<script type="application/json" id="webauthn-options-signin">(.*?)</script>'
@@ -32,3 +35,28 @@ def options_in(page: str) -> dict:
     match = OPTIONS_RE.search(page)
     assert match, "no passkey options on the sign-in page"
     return json.loads(html.unescape(match.group(1)))
+
+
+ORIGIN = "http://localhost:5000"  # WEBAUTHN_ORIGINS' default
+
+
+def options_on(page: str, options_id: str) -> dict:
+    match = re.search(
+        rf'<script type="application/json" id="{options_id}">(.*?)</script>', page, re.S
+    )
+    assert match, f"no {options_id} on the page"
+    return json.loads(match.group(1))
+
+
+def add_key(browser, key, *, name="Laptop", kind="passkey", password=PASSWORD, code=None):
+    """Add a key from Account security as a person would: prove, name, create."""
+    page = browser.page("/account/passkeys/new")
+    if "passkey-create" not in page:
+        proof = {"password": password, **({"code": code} if code else {})}
+        response = browser.post("/account/passkeys/new", proof)
+        assert location(response) == "/account/passkeys/new", response.get_data(as_text=True)
+        page = browser.page("/account/passkeys/new")
+    options = options_on(page, f"webauthn-options-{kind}")
+    return browser.post(
+        "/account/passkeys/new", {"name": name, "kind": kind, "credential": key.create(options)}
+    )

@@ -144,6 +144,7 @@ TARGETS = {
     "admin.users": Target(fields=("q", "page"), answers_in="admin"),
     "admin.new_user": Target(fields=("username", "password"), answers_in="admin"),
     "admin.step_up_page": Target(fields=("code", "password", "next"), answers_in="admin"),
+    "admin.step_up_key": Target(fields=("credential", "next"), answers_in="admin"),
     "admin.user_reset-mfa": Target(path_values=USERNAMES, answers_in="admin"),
     "admin.user_unlock": Target(path_values=USERNAMES, answers_in="admin"),
     "admin.user_grant-admin": Target(path_values=USERNAMES, answers_in="admin"),

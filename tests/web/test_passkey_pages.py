@@ -5,40 +5,16 @@ the code page, a passkey at set-up in place of an app (SC-51, SC-52, SC-54)."""
 from __future__ import annotations
 
 import html
-import json
 import re
 
 from support.app import PASSWORD
 from support.client import signed_in_as
 from support.db import failures
 from support.pages import location
+from support.passkeys import ORIGIN, add_key, options_on
 from support.softkey import SoftKey
 
 from standalone_mfa.core.models import User, WebAuthnCredential
-
-ORIGIN = "http://localhost:5000"  # WEBAUTHN_ORIGINS' default
-
-
-def options_on(page: str, options_id: str) -> dict:
-    match = re.search(
-        rf'<script type="application/json" id="{options_id}">(.*?)</script>', page, re.S
-    )
-    assert match, f"no {options_id} on the page"
-    return json.loads(match.group(1))
-
-
-def add_key(browser, key, *, name="Laptop", kind="passkey", password=PASSWORD, code=None):
-    """Add a key from Account security as a person would: prove, name, create."""
-    page = browser.page("/account/passkeys/new")
-    if "passkey-create" not in page:
-        proof = {"password": password, **({"code": code} if code else {})}
-        response = browser.post("/account/passkeys/new", proof)
-        assert location(response) == "/account/passkeys/new", response.get_data(as_text=True)
-        page = browser.page("/account/passkeys/new")
-    options = options_on(page, f"webauthn-options-{kind}")
-    return browser.post(
-        "/account/passkeys/new", {"name": name, "kind": kind, "credential": key.create(options)}
-    )
 
 
 def use_key(browser, key, **get):

@@ -9,9 +9,9 @@ from __future__ import annotations
 from support.app import PASSWORD
 from support.db import audit_events, failures
 from support.pages import location
+from support.passkeys import ORIGIN, add_key, options_on
 from support.softkey import SoftKey
 from support.steps import signed_in_admin
-from test_passkey_pages import ORIGIN, add_key, options_on
 
 REAUTH = "webauthn-options-reauth"
 CODES = "/account/recovery-codes"  # always asks the password and a second factor
