@@ -1,5 +1,5 @@
 """A pytest port of the OpenID Foundation's Basic OP test plan (OIDCCBasicTestPlan;
-the suite itself needs MongoDB and Maven, neither reachable here: research/sso.md A4)
+the suite itself needs MongoDB and Maven, neither reachable here: docs/oidc/interop.md)
 and of its RP-initiated logout checks, against the real portal under gunicorn with
 raw HTTP requests. The checklist's SC-57 … SC-64 carry their id in the test's name.
 
@@ -23,7 +23,7 @@ from joserfc.jwk import RSAKey
 from support.oidc import (
     SCOPE,
     HopError,
-    Person,
+    OidcPerson,
     RegisteredClient,
     authorization_url,
     browser_hop,
@@ -72,7 +72,7 @@ def public_rp(portal) -> RegisteredClient:
 
 
 @pytest.fixture
-def person(portal) -> Person:
+def person(portal) -> OidcPerson:
     return portal.person("op", groups=("users",))
 
 

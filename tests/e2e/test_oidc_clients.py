@@ -157,7 +157,11 @@ def test_pyoidc_client_secret_post_verified_id_token_and_userinfo_by_post_body(p
 
     tokens = client.do_access_token_request(
         state=state,
-        request_args={"code": answer["code"], "redirect_uri": redirect_uri, **verifier},
+        request_args={
+            "code": answer["code"],
+            "redirect_uri": redirect_uri,
+            "code_verifier": verifier,
+        },
         authn_method="client_secret_post",
     )
     id_token = tokens["id_token"]  # already verified by oic, or it raised

@@ -40,7 +40,7 @@ LOADED = (
 # The claims mod_auth_openidc passes to the app (OIDC_CLAIM_<name>), echoed back.
 CLAIMS = ("sub", "preferred_username", "email", "groups", "amr", "acr")
 PAGE = "hello from protected\n"
-BOOT_TIMEOUT = 30
+APACHE_BOOT_TIMEOUT = 30
 
 
 def apache_ports() -> tuple[int, str, str, str]:
@@ -164,7 +164,7 @@ def apache_openidc(
 
 
 def _wait(process: subprocess.Popen, port: int, folder: Path) -> None:
-    deadline = time.monotonic() + BOOT_TIMEOUT
+    deadline = time.monotonic() + APACHE_BOOT_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
             logs = [folder / "apache.out", folder / "error.log"]

@@ -1,6 +1,6 @@
 """The portal as an OpenID provider for the interop tests: the real portal under
 gunicorn (`oidc_portal`), people with an authenticator whose codes come from pyotp at
-the real time (`Person`), registered clients (`OidcPortal.register`), the person's
+the real time (`OidcPerson`), registered clients (`OidcPortal.register`), the person's
 browser from the client's /authorize link to its redirect URI (`browser_hop`), and the
 raw protocol steps the Basic OP checks repeat (`authorization_url`, `token_request`,
 `id_token_claims`).
@@ -45,7 +45,7 @@ SCOPE = "openid profile email groups"
 
 
 @dataclass
-class Person:
+class OidcPerson:
     """A user of the portal with the authenticator app on their phone. Each sign-in
     uses a time step after the last one used (the portal refuses a step twice): now,
     then the next one (within the window of ±1), then it waits for the clock."""
@@ -89,12 +89,12 @@ class OidcPortal:
     log: Path
     names: set[str] = field(default_factory=set)
 
-    def person(self, prefix: str = "user", groups=()) -> Person:
+    def person(self, prefix: str = "user", groups=()) -> OidcPerson:
         """A new user (a fresh name) in `groups`, with an authenticator set up two
         steps ago, and nothing else used."""
         enrolled = int(time.time()) // totp.PERIOD - 2
         account = new_account(self.app, prefix, tuple(groups), enrolled_at_step=enrolled)
-        return Person(account.username, account.secret, tuple(groups), enrolled)
+        return OidcPerson(account.username, account.secret, tuple(groups), enrolled)
 
     def register(self, name: str, redirect_uris, **options) -> RegisteredClient:
         """`clients.add` as the administrator does (`options`: public, policy,
@@ -170,7 +170,7 @@ def new_browser() -> requests.Session:
 def browser_hop(
     http: requests.Session,
     authorize_url: str,
-    person: Person | None,
+    person: OidcPerson | None,
     redirect_uri: str,
     seen: list[str] | None = None,
 ) -> str:
