@@ -19,7 +19,9 @@ from .core.config import setting
 from .core.models import User
 from .directory import groups, settings, tokens, users
 from .factors import app_passwords, passwords, throttle, webauthn
+from .gateway import rules
 from .notices import outbox, sender
+from .oidc import clients
 from .ops import backup, keys, maintenance, schema
 
 user_cli = AppGroup("user", help="Manage users.")
@@ -32,6 +34,11 @@ app_password_cli = AppGroup(
     "app-password", help="App passwords: for calendars, sync clients and scripts (the gateway)."
 )
 user_cli.add_command(app_password_cli)
+oidc_cli = AppGroup("oidc", help="OpenID Connect: the portal as a sign-in for other apps.")
+oidc_client_cli = AppGroup(
+    "client", help="The applications that sign people in through the portal (OpenID clients)."
+)
+oidc_cli.add_command(oidc_client_cli)
 
 ACTOR = "cli"
 
@@ -602,9 +609,129 @@ def _send_due() -> sender.Round:
             return total
 
 
+# --- OpenID Connect clients ---------------------------------------------------------------
+
+
+@oidc_client_cli.command("add")
+@click.argument("name")
+@click.option(
+    "--redirect-uri",
+    "redirect_uris",
+    multiple=True,
+    metavar="URI",
+    help="Where the app receives its sign-in (exact; repeat for several).",
+)
+@click.option("--public", is_flag=True, help="No secret: an app that cannot keep one (PKCE only).")
+@click.option(
+    "--policy",
+    default=rules.TWO_FACTOR,
+    show_default=True,
+    metavar="|".join(clients.POLICIES),
+    help="How a person must have signed in to use it.",
+)
+@click.option(
+    "--subject",
+    "subjects",
+    multiple=True,
+    metavar="group:NAME|user:NAME",
+    help="Who may use it (repeat; none: everyone who can sign in).",
+)
+@click.option("--offline", is_flag=True, help="It may ask for refresh tokens (offline_access).")
+@click.option(
+    "--post-logout-redirect-uri",
+    "post_logout_redirect_uris",
+    multiple=True,
+    metavar="URI",
+    help="Where it may send people after signing out (exact; repeat for several).",
+)
+@click.option(
+    "--launch-url",
+    metavar="URL",
+    help="The home page's link (default: the first redirect URI's origin).",
+)
+@clear_errors
+def oidc_client_add_command(
+    name, redirect_uris, public, policy, subjects, offline, post_logout_redirect_uris, launch_url
+):
+    """Register an application NAME as an OpenID client. Prints its client_id and, for a
+    confidential client, its client_secret as the last lines: the secret is shown once."""
+    try:
+        row, secret = clients.add(
+            name,
+            redirect_uris,
+            public=public,
+            policy=policy,
+            subjects=subjects,
+            offline=offline,
+            post_logout_redirect_uris=post_logout_redirect_uris,
+            launch_url=launch_url,
+            actor=ACTOR,
+        )
+    except clients.ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Added the OpenID client {row.name!r}: {_client_summary(row)}.")
+    if secret is not None:
+        click.echo("Give the secret to the app now; it cannot be shown again.")
+    click.echo(f"client_id: {row.client_id}")
+    if secret is not None:
+        click.echo(f"client_secret: {secret}")
+
+
+def _client_summary(row) -> str:
+    kind = "public" if clients.is_public(row) else "confidential"
+    offline = ", refresh tokens" if row.offline else ""
+    who = ", ".join(str(s) for s in clients.subjects(row)) or "anyone"
+    return f"{kind}{offline}, policy {row.policy}, for {who}"
+
+
+@oidc_client_cli.command("list")
+@clear_errors
+def oidc_client_list_command():
+    """List the OpenID clients: name, client_id, type, policy, who may use it, redirect
+    URIs and when it was added (a secret is never shown again)."""
+    rows = clients.all_clients()
+    if not rows:
+        click.echo("No OpenID clients yet: `oidc client add NAME --redirect-uri URI` adds one.")
+    for row in rows:
+        kind = "public" if clients.is_public(row) else "confidential"
+        if row.offline:
+            kind += "+offline"
+        who = " ".join(str(s) for s in clients.subjects(row)) or "anyone"
+        uris = " ".join(clients.redirect_uris(row))
+        click.echo(
+            f"{row.name}\t{row.client_id}\t{kind}\t{row.policy}\t{who}\t{uris}"
+            f"\tadded {_when(row.created_at)}"
+        )
+
+
+@oidc_client_cli.command("remove")
+@click.argument("name")
+@clear_errors
+def oidc_client_remove_command(name):
+    """Remove the OpenID client NAME: its codes and tokens stop working at once."""
+    if not clients.remove(name, actor=ACTOR):
+        raise click.ClickException(f"There is no OpenID client named {name!r}.")
+    click.echo(f"Removed the OpenID client {name!r}; its tokens no longer work.")
+
+
+@oidc_client_cli.command("secret")
+@click.argument("name")
+@clear_errors
+def oidc_client_secret_command(name):
+    """A new secret for the confidential client NAME, printed once as the last line; the
+    old one stops working at once."""
+    try:
+        secret = clients.regenerate_secret(name, actor=ACTOR)
+    except clients.ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Replaced the secret of {name!r}; the old one no longer works.")
+    click.echo("Give the new secret to the app now; it cannot be shown again.")
+    click.echo(f"client_secret: {secret}")
+
+
 def init_app(app) -> None:
     commands = (init_db_command, prune_command, backup_command, db_cli, mail_cli)
-    for command in (*commands, user_cli, mfa_cli, token_cli, audit_cli):
+    for command in (*commands, user_cli, mfa_cli, token_cli, audit_cli, oidc_cli):
         app.cli.add_command(command)
 
 

@@ -16,6 +16,7 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from . import addresses, hostnames, paths
 from .crypto import build_fernet, generate_key
@@ -184,6 +185,52 @@ def _access_control(value):
     if not isinstance(value, dict | str):
         raise Refused("the gateway's rules, a dict or JSON text")
     return value
+
+
+APPLICATIONS_HELP = (
+    'a list of {"name": …, "url": …} (a list, or JSON text), each name non-empty and '
+    "each URL an http(s) address of a host"
+)
+
+
+def _applications(value):
+    """The home page's gateway apps: each a name people read and an http(s) URL (the
+    host and path the gateway's rules are read for)."""
+    if isinstance(value, str):
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise Refused(APPLICATIONS_HELP + "; this is not JSON") from None
+    if not isinstance(value, list | tuple):
+        raise Refused(APPLICATIONS_HELP)
+    found = []
+    for number, entry in enumerate(value, start=1):
+        if not isinstance(entry, dict) or set(entry) != {"name", "url"}:
+            raise Refused(f"{APPLICATIONS_HELP}; entry {number} is not {{name, url}}")
+        name, url = entry["name"], entry["url"]
+        if not isinstance(name, str) or not name.strip() or not name.isprintable():
+            raise Refused(f"{APPLICATIONS_HELP}; entry {number} has no name")
+        if not _is_app_url(url):
+            raise Refused(f"{APPLICATIONS_HELP}; entry {number}'s URL {url!r} is not one")
+        found.append({"name": " ".join(name.split()), "url": url})
+    return found
+
+
+def _is_app_url(url) -> bool:
+    if not isinstance(url, str) or not hostnames.is_visible(url):
+        return False
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and "@" not in parts.netloc
+        and hostnames.is_host_name(parts.hostname or "")
+    )
 
 
 def _issuer(value: str) -> str:
@@ -404,6 +451,12 @@ KEYS: tuple[Key, ...] = (
     Key("GATEWAY_PORTAL_URL", None, text("URL"),
         "The portal's public URL (`https://auth.example.com`), where the gateway sends "
         "browsers to sign in; required with ACCESS_CONTROL.", GATEWAY, shown="unset"),
+    Key("APPLICATIONS", None, Kind("applications", 'list of `{"name": …, "url": …}` '
+                                   "(JSON text, or a list in config.py)", _applications),
+        "The apps behind the gateway that the home page lists "
+        '(`[{"name": "Wiki", "url": "https://wiki.example.com/"}]`), each shown only to '
+        "the people ACCESS_CONTROL does not deny it (OpenID clients: by their subjects).",
+        GATEWAY, shown="unset"),
     # Passkeys and security keys (factors.webauthn; checked at start)
     Key("WEBAUTHN_RP_ID", None, text("a domain name"),
         "The relying party ID every key is made for: the portal's host or a parent domain "

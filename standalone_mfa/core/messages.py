@@ -291,6 +291,26 @@ MESSAGES = {
         "App password {name} revoked: apps that use it are refused from their next request."
     ),
     "app_password_not_found": "You have no working app password of that name; nothing changed.",
+    # Applications: OpenID clients an administrator registers (oidc.clients).
+    "client_bad_name": "Give the application a name of 1-64 printable characters (Grafana, say).",
+    "client_name_taken": "An application named {name} exists already. Choose another name.",
+    "client_needs_uri": (
+        "Give at least one redirect URI: the address where the application receives the "
+        "sign-in, as its documentation names it."
+    ),
+    "client_bad_uri": (
+        "{uri} cannot be used: write a whole https:// address (http:// only on localhost or "
+        "a loopback address), without a # fragment, a user name, a password or spaces."
+    ),
+    "client_too_many_uris": "At most {most} addresses in one list.",
+    "client_bad_policy": "Choose how people must have signed in from the list.",
+    "client_bad_subject": (
+        "{subject} is not user:NAME or group:NAME. Separate several with spaces or commas."
+    ),
+    "client_removed": (
+        "{name} was removed: people can no longer sign in to it through the portal, and "
+        "the tokens it held stopped working."
+    ),
 }
 
 # Each (event, outcome) `audit.record` writes, as the sign-in activity and the audit log

@@ -14,6 +14,7 @@ from . import (
     account,
     admin,
     admin_access,
+    admin_applications,
     api,
     auth,
     cross_site,
@@ -46,7 +47,10 @@ def init_app(app) -> None:
     csrf.init_app(app)
     i18n.init_app(app)
     _init_login(app)
-    for blueprint in (auth.bp, mfa.bp, account.bp, admin.bp, admin_access.bp, api.bp, health.bp):
+    for blueprint in (
+        *(auth.bp, mfa.bp, account.bp, admin.bp, admin_access.bp, admin_applications.bp),
+        *(api.bp, health.bp),
+    ):
         app.register_blueprint(blueprint)
     csrf.exempt(api.bp)  # bearer tokens, no cookies: nothing for a forged request to ride on
     gateway.init_app(app)  # parses ACCESS_CONTROL: a broken rule stops the app here

@@ -21,6 +21,7 @@ from ..core.config import setting
 from ..directory.groups import groups_of
 from ..factors import webauthn
 from ..gateway import check
+from ..oidc import applications
 from ..signin import methods, steps
 from ..signin.destinations import is_absolute
 from ..signin.state import ANONYMOUS, AUTHENTICATED
@@ -187,5 +188,11 @@ def _after_sign_out(destination: str | None) -> str:
 
 @bp.route("/")
 def home():
-    """Show who is signed in."""
-    return render_template("auth/home.html", user=current_user)
+    """Who is signed in, and the applications they may open from here."""
+    listed = applications.for_person(
+        current_user.username,
+        groups_of(current_user),
+        configured=setting("APPLICATIONS"),
+        access=gateway.access_control() if setting("ACCESS_CONTROL") is not None else None,
+    )
+    return render_template("auth/home.html", user=current_user, applications=listed)

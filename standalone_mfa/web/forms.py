@@ -3,6 +3,8 @@ services decide what a value means."""
 
 from __future__ import annotations
 
+import re
+
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -14,6 +16,7 @@ from wtforms import (
     RadioField,
     SelectField,
     StringField,
+    TextAreaField,
 )
 from wtforms.validators import (
     EqualTo,
@@ -28,6 +31,8 @@ from ..accounts import emails
 from ..core import addresses, messages
 from ..directory import groups, settings
 from ..factors import app_passwords, passwords, recovery, totp, webauthn
+from ..gateway import rules
+from ..oidc import clients
 
 
 class SingleValueStringField(StringField):
@@ -311,3 +316,100 @@ class AccessTestForm(FlaskForm):
         default="GET",
     )
     username = StringField(_l("As user (optional)"), validators=[Optional(), Length(max=150)])
+
+
+# How people must have signed in to use an application, as the form and the list say it.
+POLICY_CHOICES = (
+    (rules.TWO_FACTOR, _l("Password and a second factor")),
+    (rules.PHISHING_RESISTANT, _l("A passkey or security key (phishing-resistant)")),
+    (rules.ONE_FACTOR, _l("Password alone, or more")),
+)
+
+
+class ApplicationForm(FlaskForm):
+    """An application to register as an OpenID client (Administration » Applications).
+    Each field is checked by `oidc.clients`' own rule for it, so the error sits beside
+    the field it is about, in the page's language."""
+
+    name = SingleValueStringField(_l("Name"))
+    redirect_uris = TextAreaField(_l("Redirect URIs, one per line"))
+    public = BooleanField(_l("Public client: no secret (an app in the browser or on a phone)"))
+    policy = SelectField(
+        _l("How people must have signed in"),
+        choices=dict(POLICY_CHOICES),
+        default=rules.TWO_FACTOR,
+        validate_choice=False,  # validate_policy says it in the page's words
+    )
+    subjects = SingleValueStringField(_l("Who may use it (optional)"))
+    offline = BooleanField(_l("May ask for refresh tokens (offline_access)"))
+    post_logout_redirect_uris = TextAreaField(_l("After sign-out, back to (optional)"))
+    launch_url = SingleValueStringField(_l("Link on the home page (optional)"))
+
+    def validate_name(self, field):
+        try:
+            field.data = clients.check_name(field.data)
+        except clients.ClientError:
+            raise ValidationError(messages.text("client_bad_name")) from None
+        if clients.by_name(field.data) is not None:
+            raise ValidationError(messages.text("client_name_taken", name=field.data))
+
+    def validate_redirect_uris(self, field):
+        if not _checked_uris(field.data):
+            raise ValidationError(messages.text("client_needs_uri"))
+
+    def validate_post_logout_redirect_uris(self, field):
+        _checked_uris(field.data)
+
+    def validate_policy(self, field):
+        try:
+            clients.check_policy(field.data)
+        except clients.ClientError:
+            raise ValidationError(messages.text("client_bad_policy")) from None
+
+    def validate_launch_url(self, field):
+        field.data = (field.data or "").strip() or None
+        if field.data:
+            _checked_uri(field.data)
+
+    def validate_subjects(self, field):
+        for name in _words(field.data):
+            try:
+                clients.check_subjects([name])
+            except clients.ClientError:
+                raise ValidationError(messages.text("client_bad_subject", subject=name)) from None
+
+    def client(self) -> dict:
+        """The validated form as `oidc.clients.add`'s arguments."""
+        return {
+            "name": self.name.data,
+            "redirect_uris": _checked_uris(self.redirect_uris.data),
+            "public": self.public.data,
+            "policy": self.policy.data,
+            "subjects": _words(self.subjects.data),
+            "offline": self.offline.data,
+            "post_logout_redirect_uris": _checked_uris(self.post_logout_redirect_uris.data),
+            "launch_url": self.launch_url.data,
+        }
+
+
+def _words(text) -> list[str]:
+    """Subjects as people type them: separated by spaces or commas."""
+    return [word for word in re.split(r"[\s,]+", text or "") if word]
+
+
+def _checked_uri(uri: str) -> str:
+    try:
+        return clients.check_redirect_uri(uri)
+    except clients.ClientError:
+        raise ValidationError(messages.text("client_bad_uri", uri=uri)) from None
+
+
+def _checked_uris(text) -> list[str]:
+    """The addresses of a text area, one per line (blank lines and the spaces around
+    each ignored), each checked as `oidc.clients` registers it."""
+    uris = [_checked_uri(line.strip()) for line in (text or "").splitlines() if line.strip()]
+    if len(uris) > clients.MAX_REDIRECT_URIS:
+        raise ValidationError(
+            messages.text("client_too_many_uris", most=clients.MAX_REDIRECT_URIS)
+        )
+    return uris
