@@ -266,10 +266,13 @@ def test_openid_client_refreshes_an_offline_token_then_revokes(portal):
 @pytest.fixture(scope="module")
 def apache(portal, tmp_path_factory):
     """Apache with mod_auth_openidc, registered at the portal as a confidential client
-    (its redirect URI under /protected/, its logout page as post-logout URI)."""
+    with the administrator's command (its redirect URI under /protected/, its logout
+    page as post-logout URI)."""
     port, url, redirect_uri, logged_out = apache_ports()
-    client = portal.register(
-        "Apache mod_auth_openidc", redirect_uri, post_logout_redirect_uris=[logged_out]
+    client = portal.register_with_cli(
+        "Apache mod_auth_openidc",
+        *("--redirect-uri", redirect_uri),
+        *("--post-logout-redirect-uri", logged_out),
     )
     folder = tmp_path_factory.mktemp("apache")
     with apache_openidc(

@@ -17,8 +17,10 @@ import hashlib
 import html
 import secrets
 import socket
+import subprocess
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -34,6 +36,7 @@ from standalone_mfa.factors import totp
 from standalone_mfa.oidc import clients
 from support.app import PASSWORD, database_url, fresh_schema
 from support.pages import VALUE_RE
+from support.paths import ROOT
 from support.proxies import ACTION_RE, FORM_RE, INPUT_RE, NAME_RE, new_account
 from support.servers import HTTP_TIMEOUT, clean_env, gunicorn, instance_target, write_instance
 
@@ -87,7 +90,7 @@ class OidcPortal:
     app: object
     url: str
     log: Path
-    names: set[str] = field(default_factory=set)
+    instance: Path
 
     def person(self, prefix: str = "user", groups=()) -> OidcPerson:
         """A new user (a fresh name) in `groups`, with an authenticator set up two
@@ -103,6 +106,34 @@ class OidcPortal:
         with self.app.app_context():
             row, secret = clients.add(name, uris, actor="test", **options)
             return RegisteredClient(row.name, row.client_id, secret, uris[0])
+
+    def register_with_cli(self, name: str, *options: str) -> RegisteredClient:
+        """`standalone-mfa oidc client add NAME OPTIONS…`, as an administrator types it
+        on the server (the instance folder by STANDALONE_MFA_INSTANCE); the client_id
+        and client_secret read from its last two lines."""
+        # The console script's `main`, run from the checkout (the venv's own script
+        # may belong to another one).
+        command = [sys.executable, "-c", "from standalone_mfa.cli import main; main()"]
+        result = subprocess.run(  # noqa: S603 -- our own venv's python
+            [*command, "oidc", "client", "add", name, *options],
+            cwd=ROOT,
+            env=clean_env() | {"STANDALONE_MFA_INSTANCE": str(self.instance)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        id_line, secret_line = result.stdout.rstrip("\n").split("\n")[-2:]
+        assert id_line.startswith("client_id: "), result.stdout
+        assert secret_line.startswith("client_secret: "), result.stdout
+        redirect_uri = options[list(options).index("--redirect-uri") + 1]
+        return RegisteredClient(
+            name,
+            id_line.removeprefix("client_id: "),
+            secret_line.removeprefix("client_secret: "),
+            redirect_uri,
+        )
 
     def discovery(self) -> dict:
         response = requests.get(
@@ -141,7 +172,7 @@ def oidc_portal(folder: Path, settings: dict | None = None, workers: int = 2):
         listener.set_inheritable(True)
         try:
             with gunicorn(instance_target(instance), log, clean_env(), workers, 4, listener):
-                yield OidcPortal(app, url, log)
+                yield OidcPortal(app, url, log, instance)
         finally:
             with app.app_context():
                 db.close()
