@@ -20,7 +20,7 @@ import requests
 from joserfc import jwt
 from joserfc.errors import BadSignatureError
 from joserfc.jwk import RSAKey
-from support.oidc import (
+from support.oidc_live import (
     SCOPE,
     HopError,
     OidcPerson,
@@ -29,10 +29,10 @@ from support.oidc import (
     browser_hop,
     id_token_claims,
     jwks,
-    new_browser,
+    fresh_browser,
     oidc_portal,
     pkce_pair,
-    token_request,
+    token_post,
 )
 from support.servers import HTTP_TIMEOUT
 
@@ -98,7 +98,7 @@ class Flow:
 def authorize(portal, client, person, http=None, **params) -> Flow:
     """The client's authorization request (code, S256 PKCE, state, nonce; `params`
     added or overriding, None leaving one out), the browser through the portal."""
-    http = http or new_browser()
+    http = http or fresh_browser()
     request = authorization_url(portal, client, **params)
     seen: list[str] = []
     back = browser_hop(http, request.url, person, client.redirect_uri, seen)
@@ -114,7 +114,7 @@ def exchange(portal, client, flow: Flow, auth="basic", **extra) -> requests.Resp
         "code_verifier": flow.request.verifier,
         **extra,
     }
-    return token_request(portal, client, {k: v for k, v in data.items() if v is not None}, auth)
+    return token_post(portal, client, {k: v for k, v in data.items() if v is not None}, auth)
 
 
 def tokens_of(portal, client, flow: Flow, auth="basic") -> dict:
@@ -452,9 +452,9 @@ def test_sc57_unregistered_redirect_uri_is_an_error_page_never_a_redirect(
     portal, rp, redirect_uri
 ):
     request = authorization_url(portal, rp, redirect_uri=redirect_uri)
-    for http in (new_browser(), None):
+    for http in (fresh_browser(), None):
         if http is None:  # and a signed-in browser too
-            http = new_browser()
+            http = fresh_browser()
             authorize(portal, rp, portal.person("sc57"), http=http)
         response = http.get(request.url, allow_redirects=False, timeout=HTTP_TIMEOUT)
         assert 400 <= response.status_code < 500, (response.status_code, response.headers)
@@ -463,13 +463,13 @@ def test_sc57_unregistered_redirect_uri_is_an_error_page_never_a_redirect(
 
 def test_sc57_unknown_client_is_an_error_page_never_a_redirect(portal, rp):
     request = authorization_url(portal, rp, client_id="unknown-client-id-0000")
-    response = new_browser().get(request.url, allow_redirects=False, timeout=HTTP_TIMEOUT)
+    response = fresh_browser().get(request.url, allow_redirects=False, timeout=HTTP_TIMEOUT)
     assert 400 <= response.status_code < 500 and "Location" not in response.headers
 
 
 def test_sc57_missing_redirect_uri_is_refused(portal, rp, person):
     request = authorization_url(portal, rp, redirect_uri=None)
-    response = new_browser().get(request.url, allow_redirects=False, timeout=HTTP_TIMEOUT)
+    response = fresh_browser().get(request.url, allow_redirects=False, timeout=HTTP_TIMEOUT)
     # OpenID requires redirect_uri; a single registered one may be assumed (OAuth 2),
     # never anything else.
     if response.is_redirect:
@@ -530,7 +530,7 @@ def test_sc59_code_reuse_is_refused_and_revokes_the_tokens_it_gave(portal, offli
     second = exchange(portal, offline_rp, flow)
     assert second.status_code == 400 and second.json()["error"] == "invalid_grant"
     assert userinfo(portal, first["access_token"]).status_code == 401
-    refreshed = token_request(
+    refreshed = token_post(
         portal,
         offline_rp,
         {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
@@ -548,7 +548,7 @@ def test_sc59_a_code_is_bound_to_its_client_and_redirect_uri(portal, rp, offline
 
 
 def test_sc59_an_unknown_code_is_invalid_grant(portal, rp):
-    response = token_request(
+    response = token_post(
         portal,
         rp,
         {
@@ -589,7 +589,7 @@ def offline_tokens(portal, offline_rp, person) -> dict:
 
 
 def refresh(portal, client, refresh_token, auth="basic") -> requests.Response:
-    return token_request(
+    return token_post(
         portal, client, {"grant_type": "refresh_token", "refresh_token": refresh_token}, auth
     )
 

@@ -25,7 +25,7 @@ from oic.oic import Client as OicClient
 from oic.oic.message import AuthorizationResponse, OpenIDSchema, RegistrationResponse
 from oic.utils.authn.client import CLIENT_AUTHN_METHOD
 from support.apache import apache_openidc, apache_ports, seen_by_apache
-from support.oidc import SCOPE, HopError, browser_hop, new_browser, oidc_portal
+from support.oidc_live import SCOPE, HopError, browser_hop, fresh_browser, oidc_portal
 from support.paths import ROOT
 from support.servers import HTTP_TIMEOUT
 
@@ -79,7 +79,7 @@ def test_authlib_client_code_flow_pkce_nonce_id_token_verified_with_jwks(portal,
     url, state = session.create_authorization_url(
         meta["authorization_endpoint"], code_verifier=verifier, nonce=nonce
     )
-    back = browser_hop(new_browser(), url, person, redirect_uri)
+    back = browser_hop(fresh_browser(), url, person, redirect_uri)
     assert parse_qs(urlsplit(back).query)["state"] == [state]
     token = session.fetch_token(
         meta["token_endpoint"], authorization_response=back, code_verifier=verifier
@@ -148,7 +148,7 @@ def test_pyoidc_client_secret_post_verified_id_token_and_userinfo_by_post_body(p
         }
     )
     back = browser_hop(
-        new_browser(), request.request(client.authorization_endpoint), person, redirect_uri
+        fresh_browser(), request.request(client.authorization_endpoint), person, redirect_uri
     )
     answer = client.parse_response(
         AuthorizationResponse, info=urlsplit(back).query, sformat="urlencoded"
@@ -214,7 +214,7 @@ def run_openid_client(portal, client, person, auth: str, offline: bool = False) 
             pytest.fail(f"openid-client stopped first: {first} {process.stderr.read()}")
         back = ""
         try:
-            back = browser_hop(new_browser(), first["authorize"], person, client.redirect_uri)
+            back = browser_hop(fresh_browser(), first["authorize"], person, client.redirect_uri)
         finally:  # the script waits for a line: an empty one if the browser failed
             process.stdin.write(back + "\n")
             process.stdin.flush()
@@ -286,7 +286,7 @@ def through_apache(apache, person, path: str, http=None):
     """A browser opening `path` at Apache: sent to the portal, the sign-in, back to
     mod_auth_openidc's redirect URI, which exchanges the code, then the page."""
     client, base, _, _ = apache
-    http = http or new_browser()
+    http = http or fresh_browser()
     back = browser_hop(http, base + path, person, client.redirect_uri)
     return http, http.get(back, timeout=HTTP_TIMEOUT)
 
@@ -356,4 +356,4 @@ def test_apache_without_a_sign_in_never_shows_the_page(portal, apache):
     """A browser that does not sign in stays at the portal: no code, no page."""
     _, base, _, _ = apache
     with pytest.raises(HopError):
-        browser_hop(new_browser(), base + "/protected/", None, apache[0].redirect_uri)
+        browser_hop(fresh_browser(), base + "/protected/", None, apache[0].redirect_uri)

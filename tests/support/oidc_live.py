@@ -1,8 +1,8 @@
-"""The portal as an OpenID provider for the interop tests: the real portal under
+"""The portal as a live OpenID provider for the interop tests: the real portal under
 gunicorn (`oidc_portal`), people with an authenticator whose codes come from pyotp at
 the real time (`OidcPerson`), registered clients (`OidcPortal.register`), the person's
 browser from the client's /authorize link to its redirect URI (`browser_hop`), and the
-raw protocol steps the Basic OP checks repeat (`authorization_url`, `token_request`,
+raw protocol steps the Basic OP checks repeat (`authorization_url`, `token_post`,
 `id_token_claims`).
 
 The portal's public URL (its issuer) is http://localhost:PORT, PORT bound by the test
@@ -191,7 +191,7 @@ class HopError(AssertionError):
         self.response = response
 
 
-def new_browser() -> requests.Session:
+def fresh_browser() -> requests.Session:
     """A browser with its own cookie jar, that never goes through a proxy of the env."""
     http = requests.Session()
     http.trust_env = False
@@ -304,7 +304,7 @@ def authorization_url(portal: OidcPortal, client: RegisteredClient, **params) ->
     )
 
 
-def token_request(
+def token_post(
     portal: OidcPortal, client: RegisteredClient, data: dict, auth: str = "basic"
 ) -> requests.Response:
     """A POST to the token endpoint, the client authenticated by `auth`: "basic"
