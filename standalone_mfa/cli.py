@@ -22,6 +22,7 @@ from .factors import app_passwords, passwords, throttle, webauthn
 from .gateway import rules
 from .notices import outbox, sender
 from .oidc import clients
+from .oidc import keys as signing_keys
 from .ops import backup, keys, maintenance, schema
 
 user_cli = AppGroup("user", help="Manage users.")
@@ -39,6 +40,8 @@ oidc_client_cli = AppGroup(
     "client", help="The applications that sign people in through the portal (OpenID clients)."
 )
 oidc_cli.add_command(oidc_client_cli)
+oidc_keys_cli = AppGroup("keys", help="The keys that sign ID tokens.")
+oidc_cli.add_command(oidc_keys_cli)
 
 ACTOR = "cli"
 
@@ -306,6 +309,8 @@ def rotate_keys_command():
         )
     if rotated.notices:
         click.echo(f"Re-encrypted the facts of {rotated.notices} pending notices.")
+    if rotated.signing_keys:
+        click.echo(f"Re-encrypted {rotated.signing_keys} OpenID Connect signing keys.")
 
 
 @token_cli.command("create")
@@ -727,6 +732,23 @@ def oidc_client_secret_command(name):
     click.echo(f"Replaced the secret of {name!r}; the old one no longer works.")
     click.echo("Give the new secret to the app now; it cannot be shown again.")
     click.echo(f"client_secret: {secret}")
+
+
+# --- OpenID Connect signing keys --------------------------------------------------------------
+
+
+@oidc_keys_cli.command("rotate")
+@clear_errors
+def oidc_keys_rotate_command():
+    """New signing keys (RS256, ES256); the old ones still published until their tokens
+    expire."""
+    kids = signing_keys.rotate()
+    audit_log.record("oidc_keys_rotated", audit_log.CHANGED, actor=ACTOR, detail=" ".join(kids))
+    for kid in kids:
+        click.echo(f"New signing key: {kid}")
+    click.echo(
+        "The previous keys sign nothing more; they stay published until their tokens expire."
+    )
 
 
 def init_app(app) -> None:

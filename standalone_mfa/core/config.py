@@ -331,6 +331,7 @@ MAIL = "Mail"
 LANGUAGES = "Languages"
 MONITORING = "Monitoring"
 PASSKEYS = "Passkeys and security keys"
+OIDC = "OpenID Connect"
 # Each topic, in the docs' order, with the sentence that opens its section (links
 # from the repository's root; the page in docs/ drops the `docs/`).
 TOPICS = {
@@ -339,6 +340,7 @@ TOPICS = {
     "([administering: the policy](docs/administering.md)).",
     SESSIONS: "The portal's sessions and the cookies that carry them.",
     GATEWAY: "For [protecting other apps](docs/gateway/index.md).",
+    OIDC: "The portal as an [OpenID provider](docs/oidc/index.md).",
     PASSKEYS: "WebAuthn's relying party ([passkeys and security keys](docs/passkeys.md)); "
     "checked at start.",
     REQUESTS: "What the app believes of a request, behind [a proxy](docs/deploy.md).",
@@ -457,6 +459,19 @@ KEYS: tuple[Key, ...] = (
         '(`[{"name": "Wiki", "url": "https://wiki.example.com/"}]`), each shown only to '
         "the people ACCESS_CONTROL does not deny it (OpenID clients: by their subjects).",
         GATEWAY, shown="unset"),
+    # OpenID Connect (docs: oidc/index.md)
+    Key("OIDC_ISSUER", None, text("URL"),
+        "The OpenID provider's issuer: the portal's public https URL as clients reach it "
+        "(no query, no fragment, no trailing slash). Unset: GATEWAY_PORTAL_URL; with "
+        "neither, the OpenID endpoints answer 404.", OIDC,
+        shown="GATEWAY_PORTAL_URL"),
+    Key("OIDC_ACCESS_TOKEN_SECONDS", 3600, whole(60, 24 * 3600),
+        "Seconds an access token lives.", OIDC),
+    Key("OIDC_ID_TOKEN_SECONDS", 3600, whole(60, 24 * 3600),
+        "Seconds an ID token is valid (its `exp`).", OIDC),
+    Key("OIDC_REFRESH_TOKEN_SECONDS", 30 * 24 * 3600, whole(3600, 365 * 24 * 3600),
+        "Seconds a refresh token lives (each use gives a new one, for as long again), "
+        "for clients registered `--offline` that asked for `offline_access`.", OIDC),
     # Passkeys and security keys (factors.webauthn; checked at start)
     Key("WEBAUTHN_RP_ID", None, text("a domain name"),
         "The relying party ID every key is made for: the portal's host or a parent domain "

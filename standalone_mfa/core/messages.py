@@ -110,6 +110,13 @@ MESSAGES = {
         "This form was sent from another site, so nothing was done. "
         "To make this change, open this site's own page and send the form from there."
     ),
+    # OpenID Connect: a sign-in request that names no registered application, or a
+    # redirect URI it did not register (SC-57: shown here, never redirected to).
+    "oidc_bad_request": (
+        "This sign-in link is not valid: the application or its return address is not "
+        "one registered here. Open the application again, or tell its administrator."
+    ),
+    "oidc_unavailable": "Single sign-on with OpenID Connect is not set up on this portal.",
     "qr_label": (
         "QR code to add {username} to your authenticator app. "
         "If you cannot scan it, type the secret key shown beside it."
@@ -395,6 +402,13 @@ EVENT_LABELS = {
     ("oidc_client_added", "ok"): "OpenID client added",
     ("oidc_client_removed", "ok"): "OpenID client removed",
     ("oidc_client_secret", "ok"): "OpenID client secret replaced",
+    ("oidc_signin", "ok"): "Signed in to an OpenID application",
+    ("oidc_signin", "denied"): "Sign-in to an OpenID application refused",
+    ("oidc_code_reused", "denied"): "OpenID code used twice: its tokens revoked",
+    ("oidc_refresh_reused", "denied"): "OpenID refresh token used twice: its tokens revoked",
+    ("oidc_client_auth", "failed"): "OpenID client authentication failed",
+    ("oidc_logout", "ok"): "Signed out by an OpenID application",
+    ("oidc_keys_rotated", "ok"): "OpenID signing keys rotated",
     ("app_password_revoked", "ok"): "App password revoked",
     ("app_password_revoked", "unchanged"): "App password: none to revoke",
     ("app_password", "failed"): "Wrong app password at a protected app",

@@ -294,6 +294,21 @@ def address_success(ip: str) -> None:
     ).execute()
 
 
+def address_wait(ip: str) -> int:
+    """Seconds the address must wait before its next attempt (0: none), read without
+    claiming anything: for a check that counts only its failures (an OpenID client's
+    secret at the token endpoint, `begin_address_attempt` after a wrong one)."""
+    row = AddressThrottle.get_or_none(AddressThrottle.key == address_key(ip))
+    if row is None or row.last_failure_at is None:
+        return 0
+    at = now()
+    if row.window_started_at <= at - ADDRESS_WINDOW:
+        return 0
+    delay = delay_after(row.failures, policy().password_ip_backoff_after, policy().max_delay)
+    waited = (at - row.last_failure_at).total_seconds()
+    return 0 if waited >= delay else min(delay, math.ceil(delay - waited))
+
+
 def address_failures(ip: str) -> int:
     row = AddressThrottle.get_or_none(AddressThrottle.key == address_key(ip))
     return row.failures if row else 0

@@ -317,12 +317,21 @@ def _decided(
         verdict = access.verdict(host, resource, method, person.username, frozenset(person.groups))
     if verdict.policy == DENY:
         return Decision(REFUSE, person, verdict.rule, verdict.policy)
-    if verdict.policy == TWO_FACTOR and not person.second_factor:
-        return Decision(SIGN_IN, person, verdict.rule, verdict.policy)
-    if verdict.policy == PHISHING_RESISTANT and not person.phishing_resistant:
+    if not satisfies(verdict.policy, person.second_factor, person.phishing_resistant):
         return Decision(SIGN_IN, person, verdict.rule, verdict.policy)
     shown = None if verdict.policy == BYPASS else person
     return Decision(ALLOW, shown, verdict.rule, verdict.policy)
+
+
+def satisfies(policy: str, second_factor: bool, phishing_resistant: bool) -> bool:
+    """Whether a signed-in session passes a signed-in policy (a rule's, or an OpenID
+    client's): `two_factor` needs the second factor, `phishing_resistant` a WebAuthn
+    ceremony; `one_factor` (and `bypass`) any session."""
+    if policy == TWO_FACTOR:
+        return second_factor
+    if policy == PHISHING_RESISTANT:
+        return phishing_resistant
+    return True
 
 
 # --- App passwords: clients that cannot follow the sign-in page ----------------------------

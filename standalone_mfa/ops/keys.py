@@ -5,7 +5,8 @@ What is encrypted with those keys, and so re-encrypted here: the users' TOTP sec
 (`TotpCredential`), the secret of every set-up in progress (`WebSession`'s pending
 secret: a sign-in's set-up, a first or a new authenticator from Account security), the
 recovery codes a session holds to show once (in its data, `state.SHOWN_CODES_KEY`), and
-the facts of every notice not yet sent (`Notice.facts`). All in one transaction: a
+the facts of every notice not yet sent (`Notice.facts`), and the private half of every
+OpenID Connect signing key (`OidcSigningKey`). All in one transaction: a
 value that no configured key can read raises `InvalidToken`, and nothing is changed.
 """
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 from ..core import crypto
 from ..core.db import write_transaction
-from ..core.models import Notice, TotpCredential, WebSession
+from ..core.models import Notice, OidcSigningKey, TotpCredential, WebSession
 from ..signin.state import SHOWN_CODES_KEY
 
 
@@ -28,6 +29,7 @@ class Rotated:
     set_ups: int
     shown_codes: int
     notices: int
+    signing_keys: int = 0
 
 
 def rotate_all() -> Rotated:
@@ -38,6 +40,7 @@ def rotate_all() -> Rotated:
             set_ups=_rotate_set_ups(),
             shown_codes=_rotate_shown_codes(),
             notices=_rotate_notices(),
+            signing_keys=_rotate_signing_keys(),
         )
 
 
@@ -80,4 +83,13 @@ def _rotate_notices() -> int:
     rows = Notice.select(Notice.id, Notice.facts).where(Notice.sent_at.is_null())
     for row in rows:
         Notice.update(facts=crypto.rotate(row.facts)).where(Notice.id == row.id).execute()
+    return len(rows)
+
+
+def _rotate_signing_keys() -> int:
+    rows = OidcSigningKey.select(OidcSigningKey.id, OidcSigningKey.private_jwk_encrypted)
+    for row in rows:
+        OidcSigningKey.update(
+            private_jwk_encrypted=crypto.rotate(row.private_jwk_encrypted)
+        ).where(OidcSigningKey.id == row.id).execute()
     return len(rows)

@@ -25,6 +25,7 @@ from . import (
     i18n,
     metrics,
     mfa,
+    oidc,
     sessionless,
 )
 from .session_cookie import ServerSessionInterface
@@ -54,6 +55,8 @@ def init_app(app) -> None:
         app.register_blueprint(blueprint)
     csrf.exempt(api.bp)  # bearer tokens, no cookies: nothing for a forged request to ride on
     gateway.init_app(app)  # parses ACCESS_CONTROL: a broken rule stops the app here
+    oidc.init_app(app)
+    csrf.exempt(oidc.api)  # token, userinfo, revocation: no cookie, clients' own credentials
     sessionless.init_app(app)  # last: it reads the routes of every blueprint
 
 

@@ -25,6 +25,7 @@ from ..core.config import setting
 from ..core.db import UNAVAILABLE
 from .errors import render_error
 from .session_cookie import client
+from .sessionless import is_sessionless
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # `none`: the person's own action (typed, a bookmark); `same-origin`: the portal's page.
@@ -65,7 +66,9 @@ def from_elsewhere() -> bool:
 
 def refuse_cross_site():
     """Before every request: 403 for a state-changing one from another origin."""
-    if request.method in SAFE_METHODS or request.path.startswith("/api/"):
+    # The API and the OpenID endpoints that take no cookie (token, userinfo, revocation:
+    # `sessionless`) have nothing a forged request could ride on.
+    if request.method in SAFE_METHODS or is_sessionless(request.path):
         return None
     if not from_elsewhere():
         return None

@@ -34,6 +34,11 @@ ENDPOINT_STATES = {
     "mfa.recovery_codes": {RECOVERY_CODES, AUTHENTICATED},
     "mfa.recovery_codes_download": {RECOVERY_CODES, AUTHENTICATED},
     "auth.logout": set(state.STATES),
+    # OpenID Connect: anonymous, /authorize sends to sign in (or answers
+    # `login_required` to prompt=none, never with a page); the logout of an application
+    # asks or ends whatever the session is.
+    "oidc.authorize": {ANONYMOUS, AUTHENTICATED},
+    "oidc.end_session": set(state.STATES),
     "i18n.choose": set(state.STATES),  # the language picker: any page may offer it
 }
 # Where a browser is sent when it asks for a page its state does not allow.

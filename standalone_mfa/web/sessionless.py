@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-SESSIONLESS_BLUEPRINTS = frozenset({"api", "health", "gateway", "metrics"})
+SESSIONLESS_BLUEPRINTS = frozenset({"api", "health", "gateway", "metrics", "oidc_api"})
 _KEY = "standalone_mfa.sessionless"
 
 

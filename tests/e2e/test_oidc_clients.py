@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
@@ -25,9 +26,21 @@ from oic.oic import Client as OicClient
 from oic.oic.message import AuthorizationResponse, OpenIDSchema, RegistrationResponse
 from oic.utils.authn.client import CLIENT_AUTHN_METHOD
 from support.apache import apache_openidc, apache_ports, seen_by_apache
-from support.oidc_live import SCOPE, HopError, browser_hop, fresh_browser, oidc_portal
+from support.oidc_live import (
+    SCOPE,
+    HopError,
+    authorization_url,
+    browser_hop,
+    fresh_browser,
+    id_token_claims,
+    jwks,
+    oidc_portal,
+    token_post,
+)
 from support.paths import ROOT
 from support.servers import HTTP_TIMEOUT
+
+from standalone_mfa.oidc import keys as signing_keys
 
 pytestmark = pytest.mark.server
 
@@ -357,3 +370,42 @@ def test_apache_without_a_sign_in_never_shows_the_page(portal, apache):
     _, base, _, _ = apache
     with pytest.raises(HopError):
         browser_hop(fresh_browser(), base + "/protected/", None, apache[0].redirect_uri)
+
+
+def test_apache_follows_a_key_rotation_and_old_id_tokens_still_verify(portal, apache):
+    """`oidc keys rotate` (as the command does it) while Apache holds the old JWKS:
+    once the portal signs with the new key, mod_auth_openidc meets an unknown `kid`,
+    fetches the JWKS again and signs the next person in; an ID token signed before
+    the rotation still verifies with the published keys (the old public key stays)."""
+    raw = portal.register("Before the rotation", callback("rotation"))
+    before = authorization_url(portal, raw)
+    back = browser_hop(fresh_browser(), before.url, portal.person("rotation"), raw.redirect_uri)
+    code = parse_qs(urlsplit(back).query)["code"][0]
+    exchanged = token_post(
+        portal,
+        raw,
+        {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": raw.redirect_uri,
+            "code_verifier": before.verifier,
+        },
+    )
+    old_token = exchanged.json()["id_token"]
+    old_header, _ = id_token_claims(portal, old_token)
+    _, page = through_apache(apache, portal.person("apachebefore"), "/protected/")
+    assert page.status_code == 200
+
+    with portal.app.app_context():
+        new_kids = signing_keys.rotate()
+    assert old_header["kid"] not in new_kids
+    time.sleep(signing_keys.CHECK_SECONDS + 0.5)  # each worker's key cache, re-read
+
+    person = portal.person("apacheafter")
+    _, page = through_apache(apache, person, "/protected/")
+    assert page.status_code == 200, apache_log(apache)[-3000:]
+    assert seen_by_apache(page)["REMOTE_USER"] == person.username
+    published = {key.kid for key in jwks(portal).keys}
+    assert old_header["kid"] in published and set(new_kids) <= published
+    header, _ = id_token_claims(portal, old_token)
+    assert header["kid"] == old_header["kid"]
