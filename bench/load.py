@@ -34,7 +34,7 @@ LUA_SCRIPT = Path(__file__).with_name("wrk.lua")
 REQUEST_TIMEOUT = "120s"  # a stuck request is an error, not a hang
 WRK_THREADS = 2  # at most; wrk needs one connection per thread at least
 RESULT_MARK = "BENCH-RESULT "
-CHECKS = ("ping", "gateway", "login", "code")
+CHECKS = ("ping", "gateway", "login", "code", "userinfo", "token")
 
 
 class GeneratorMissing(RuntimeError):

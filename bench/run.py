@@ -38,7 +38,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import pyotp
 
@@ -54,7 +54,17 @@ RESULTS = REPO / "bench" / "results"
 STEP_SECONDS = 30
 SERVER_START_TIMEOUT = 60
 
-PHASES = ("floor", "baseline", "gateway", "propfind", "apppw", "password", "code")
+PHASES = (
+    "floor",
+    "baseline",
+    "gateway",
+    "propfind",
+    "apppw",
+    "password",
+    "code",
+    "userinfo",
+    "token",
+)
 # App passwords (Basic credentials at the gateway) exist once the app has them.
 HAS_APP_PASSWORDS = importlib.util.find_spec("standalone_mfa.factors.app_passwords") is not None
 
@@ -65,6 +75,9 @@ PEAK_RSS_MB_MAX = 80  # per worker
 CODE_VS_BASELINE_MIN = 0.5
 GATEWAY_VS_FLOOR_MIN = 0.5  # GET /auth/nginx with a signed-in cookie
 GATEWAY_P99_OVER_P50_MAX = 10
+USERINFO_VS_FLOOR_MIN = 0.5  # GET /userinfo with a Bearer access token
+TOKEN_VS_FLOOR_MIN = 0.25  # POST /token: a code for tokens, the ID token signed
+TOKEN_CODES = 5000  # codes seeded for one token phase (each exchanged once)
 # The gateway phase's rules: one_factor on the host the checks ask about.
 BENCH_HOST = "app.bench.test"
 DAV_HOST = "dav.bench.test"  # the app-password phase's: a CalDAV client's requests
@@ -249,6 +262,7 @@ def run_pass(args, keys: dict, workdir: Path, count: int, floor) -> dict:
         "DATABASE_POOL": args.pool,
         "ACCESS_CONTROL": BENCH_RULES,
         "GATEWAY_PORTAL_URL": BENCH_PORTAL,
+        "OIDC_ISSUER": BENCH_PORTAL,
     }
     app = create_app(config, str(workdir))
     with app.app_context():
@@ -283,7 +297,16 @@ def run_pass(args, keys: dict, workdir: Path, count: int, floor) -> dict:
         "code_vs_baseline": _ratios(phases, "code", "baseline", args.clients),
         "vs_floor": {
             name: _ratios(phases, name, "floor", args.clients)
-            for name in ("baseline", "gateway", "propfind", "apppw", "password", "code")
+            for name in (
+                "baseline",
+                "gateway",
+                "propfind",
+                "apppw",
+                "password",
+                "code",
+                "userinfo",
+                "token",
+            )
             if name in args.phases and "floor" in args.phases
         },
     }
@@ -313,6 +336,11 @@ def drive(args, app, server, floor, users: list[seed.BenchUser]) -> list[dict]:
     if "apppw" in args.phases:
         with app.app_context():
             app_passwords = seed.seed_app_passwords(users[: args.app_passwords])
+    oidc_client, access_tokens = None, []
+    if {"userinfo", "token"} & set(args.phases):
+        with app.app_context():
+            oidc_client = seed.seed_oidc_client()
+            access_tokens = seed.seed_oidc_access_tokens(oidc_client, users[: args.sessions])
     warm_up(server, floor)
     fixed = {
         "floor": lambda: [load.http_request("GET", "/bench/ping", load.host_of(floor.url))],
@@ -327,6 +355,7 @@ def drive(args, app, server, floor, users: list[seed.BenchUser]) -> list[dict]:
             app_password_request(host, username, secret) for username, secret in app_passwords
         ],
         "password": lambda: password_requests(server, host, users, rng),
+        "userinfo": lambda: [userinfo_request(host, token) for token in access_tokens],
     }
     checks = {
         "floor": "ping",
@@ -334,6 +363,7 @@ def drive(args, app, server, floor, users: list[seed.BenchUser]) -> list[dict]:
         "gateway": "gateway",
         "propfind": "gateway",
         "apppw": "gateway",
+        "userinfo": "userinfo",
     }
     for clients in args.clients:
         for name in args.phases:
@@ -342,6 +372,13 @@ def drive(args, app, server, floor, users: list[seed.BenchUser]) -> list[dict]:
                 pending = pending_logins(args, app, users, last_step, rng)
                 requests = code_requests(host, cookie_name, pending, last_step)
                 phases.append(measure(target, name, clients, args.duration, requests, "code"))
+                continue
+            if name == "token":
+                with app.app_context():
+                    chosen = rng.choices(users, k=min(args.pending, TOKEN_CODES))
+                    codes = seed.seed_oidc_codes(oidc_client, chosen)
+                requests = [token_request(host, oidc_client, code) for code in codes]
+                phases.append(measure(target, name, clients, args.duration, requests, "token"))
                 continue
             bound = {}
             if name == "password":
@@ -383,6 +420,28 @@ def app_password_request(host: str, username: str, secret: str) -> bytes:
         "Accept": "text/xml",
     }
     return load.http_request("GET", "/auth/nginx", host, headers)
+
+
+def userinfo_request(host: str, access_token: str) -> bytes:
+    """An app reading who signed in: GET /userinfo with the access token."""
+    return load.http_request("GET", "/userinfo", host, {"Authorization": f"Bearer {access_token}"})
+
+
+def token_request(host: str, client, code: str) -> bytes:
+    """An app's server exchanging a code (client_secret_basic, PKCE verifier): the
+    access token and the ID token, signed RS256, come back."""
+    credentials = base64.b64encode(f"{client.client_id}:{client.secret}".encode()).decode()
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": seed.OIDC_REDIRECT_URI,
+        "code_verifier": seed.PKCE_VERIFIER,
+    }
+    headers = {
+        "Authorization": f"Basic {credentials}",
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+    return load.http_request("POST", "/token", host, headers, urlencode(form).encode())
 
 
 LOGIN_FORMS = 20  # anonymous browsers whose sign-in form the password phase posts
@@ -439,7 +498,7 @@ def measure(target, name, clients, duration, requests, check) -> dict:
     database = getattr(target, "database", None)
     database_before = database.cpu_seconds() if database else None
     result = load.run_phase(
-        name, target.url, clients, duration, requests, check, once=check == "code"
+        name, target.url, clients, duration, requests, check, once=check in ("code", "token")
     )
     cpu = target.cpu_seconds() - cpu_before
     summary = result.summary()
@@ -715,6 +774,16 @@ def targets(report: dict) -> list[dict]:
                     f"{name} check / floor req/s {where}", vs_floor[name][str(top)],
                     GATEWAY_VS_FLOOR_MIN,
                 )  # fmt: skip
+        if "userinfo" in vs_floor:
+            at_least(
+                f"userinfo / floor req/s {where}", vs_floor["userinfo"][str(top)],
+                USERINFO_VS_FLOOR_MIN,
+            )  # fmt: skip
+        if "token" in vs_floor:
+            at_least(
+                f"token exchange / floor req/s {where}", vs_floor["token"][str(top)],
+                TOKEN_VS_FLOOR_MIN,
+            )  # fmt: skip
         gateway = _find(each["phases"], "gateway", top)
         if gateway:
             spread = _ratio(gateway["p99_ms"], gateway["p50_ms"])

@@ -8,6 +8,7 @@ only the password hash is computed once and shared, with the production method
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import statistics
 import time
@@ -193,3 +194,107 @@ def seed_app_passwords(users: list[BenchUser]) -> list[tuple[str, str]]:
             )
             made.append((user.username, secret))
     return made
+
+
+# --- OpenID Connect: a client, codes to exchange, access tokens to read userinfo with ----
+
+OIDC_REDIRECT_URI = "https://app.bench.test/oauth/callback"
+# One PKCE pair for every code: the server checks the verifier against each code's
+# challenge as it would any other (the cost is the same).
+PKCE_VERIFIER = "bench-verifier-" + "v" * 40
+CODE_LIFETIME_SECONDS = 600  # the product's 60 s is shorter than seeding plus a phase
+
+
+@dataclass(frozen=True)
+class OidcBenchClient:
+    client_id: str
+    secret: str
+
+
+def seed_oidc_client() -> OidcBenchClient:
+    """A confidential client, as an administrator registers one (one_factor, anyone),
+    and the signing keys, as `db upgrade` makes them at the first start."""
+    from standalone_mfa.oidc import clients, keys
+
+    with db.connection_context():
+        keys.ensure_keys()
+        row, secret = clients.add("Bench", [OIDC_REDIRECT_URI], policy="one_factor", actor="bench")
+    return OidcBenchClient(row.client_id, secret)
+
+
+def _pkce_challenge() -> str:
+    import base64
+    import hashlib
+
+    digest = hashlib.sha256(PKCE_VERIFIER.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def seed_oidc_codes(client: OidcBenchClient, users: list[BenchUser]) -> list[str]:
+    """An authorization code per user, written as /authorize leaves them (hashed, with
+    the PKCE challenge, scope `openid profile email groups`); the codes, each to be
+    exchanged once."""
+    from standalone_mfa.core.models import OidcAuthorizationCode, OidcClient
+
+    at = now()
+    challenge = _pkce_challenge()
+    codes, rows = [], []
+    with db.connection_context():
+        client_pk = OidcClient.get(OidcClient.client_id == client.client_id).id
+        for user in users:
+            code = crypto.new_token()
+            codes.append(code)
+            rows.append(
+                {
+                    "code_hash": crypto.hash_token(code),
+                    "client": client_pk,
+                    "user": user.id,
+                    "redirect_uri": OIDC_REDIRECT_URI,
+                    "scope": "openid profile email groups",
+                    "nonce": "bench-nonce",
+                    "code_challenge": challenge,
+                    "code_challenge_method": "S256",
+                    "auth_time": at,
+                    "amr": "pwd otp mfa",
+                    "acr": "two_factor",
+                    "family": crypto.new_token(18),
+                    "created_at": at,
+                    "expires_at": at + dt.timedelta(seconds=CODE_LIFETIME_SECONDS),
+                }
+            )
+        for start in range(0, len(rows), BATCH):
+            with db.atomic():
+                OidcAuthorizationCode.insert_many(rows[start : start + BATCH]).execute()
+    return codes
+
+
+def seed_oidc_access_tokens(client: OidcBenchClient, users: list[BenchUser]) -> list[str]:
+    """A live access token per user (scope `openid profile email groups`), stored as
+    the token endpoint stores them; the tokens, for the userinfo phase."""
+    from standalone_mfa.core.models import OidcClient, OidcToken
+
+    at = now()
+    tokens, rows = [], []
+    with db.connection_context():
+        client_pk = OidcClient.get(OidcClient.client_id == client.client_id).id
+        for user in users:
+            token = crypto.new_token()
+            tokens.append(token)
+            rows.append(
+                {
+                    "access_token_hash": crypto.hash_token(token),
+                    "client": client_pk,
+                    "user": user.id,
+                    "scope": "openid profile email groups",
+                    "auth_time": at,
+                    "amr": "pwd otp mfa",
+                    "acr": "two_factor",
+                    "family": crypto.new_token(18),
+                    "issued_at": at,
+                    "access_expires_at": at + dt.timedelta(hours=12),
+                }
+            )
+        for start in range(0, len(rows), BATCH):
+            with db.atomic():
+                OidcToken.insert_many(rows[start : start + BATCH]).execute()
+    return tokens

@@ -117,6 +117,10 @@ local function judge(status, headers, body)
     return status == 302 and location_path(headers) == "/mfa/verify"
   elseif check == "code" then
     return status == 302 and location_path(headers) == "/"
+  elseif check == "userinfo" then
+    return status == 200 and body:find('"sub"', 1, true) ~= nil
+  elseif check == "token" then
+    return status == 200 and body:find('"id_token"', 1, true) ~= nil
   end
   error("unknown check " .. tostring(check))
 end

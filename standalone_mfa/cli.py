@@ -36,12 +36,12 @@ app_password_cli = AppGroup(
 )
 user_cli.add_command(app_password_cli)
 oidc_cli = AppGroup("oidc", help="OpenID Connect: the portal as a sign-in for other apps.")
+oidc_keys_cli = AppGroup("keys", help="The keys that sign ID tokens.")
+oidc_cli.add_command(oidc_keys_cli)
 oidc_client_cli = AppGroup(
     "client", help="The applications that sign people in through the portal (OpenID clients)."
 )
 oidc_cli.add_command(oidc_client_cli)
-oidc_keys_cli = AppGroup("keys", help="The keys that sign ID tokens.")
-oidc_cli.add_command(oidc_keys_cli)
 
 ACTOR = "cli"
 
@@ -85,6 +85,9 @@ def _upgrade() -> None:
         raise click.ClickException(str(exc)) from None
     for name in ran:
         click.echo(f"Applied {name}")
+    # OpenID Connect's signing keys, made once here (the first start) rather than by
+    # the first token request; several instances upgrading at once make one set.
+    signing_keys.ensure_keys()
     current = schema.status().current
     click.echo(
         f"Database schema at {current}"
@@ -614,6 +617,23 @@ def _send_due() -> sender.Round:
             return total
 
 
+# --- OpenID Connect signing keys --------------------------------------------------------------
+
+
+@oidc_keys_cli.command("rotate")
+@clear_errors
+def oidc_keys_rotate_command():
+    """New signing keys (RS256, ES256); the old ones still published until their tokens
+    expire."""
+    kids = signing_keys.rotate()
+    audit_log.record("oidc_keys_rotated", audit_log.CHANGED, actor=ACTOR, detail=" ".join(kids))
+    for kid in kids:
+        click.echo(f"New signing key: {kid}")
+    click.echo(
+        "The previous keys sign nothing more; they stay published until their tokens expire."
+    )
+
+
 # --- OpenID Connect clients ---------------------------------------------------------------
 
 
@@ -732,23 +752,6 @@ def oidc_client_secret_command(name):
     click.echo(f"Replaced the secret of {name!r}; the old one no longer works.")
     click.echo("Give the new secret to the app now; it cannot be shown again.")
     click.echo(f"client_secret: {secret}")
-
-
-# --- OpenID Connect signing keys --------------------------------------------------------------
-
-
-@oidc_keys_cli.command("rotate")
-@clear_errors
-def oidc_keys_rotate_command():
-    """New signing keys (RS256, ES256); the old ones still published until their tokens
-    expire."""
-    kids = signing_keys.rotate()
-    audit_log.record("oidc_keys_rotated", audit_log.CHANGED, actor=ACTOR, detail=" ".join(kids))
-    for kid in kids:
-        click.echo(f"New signing key: {kid}")
-    click.echo(
-        "The previous keys sign nothing more; they stay published until their tokens expire."
-    )
 
 
 def init_app(app) -> None:

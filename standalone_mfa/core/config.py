@@ -459,7 +459,7 @@ KEYS: tuple[Key, ...] = (
         '(`[{"name": "Wiki", "url": "https://wiki.example.com/"}]`), each shown only to '
         "the people ACCESS_CONTROL does not deny it (OpenID clients: by their subjects).",
         GATEWAY, shown="unset"),
-    # OpenID Connect (docs: oidc/index.md)
+    # OpenID Connect (docs/oidc/index.md)
     Key("OIDC_ISSUER", None, text("URL"),
         "The OpenID provider's issuer: the portal's public https URL as clients reach it "
         "(no query, no fragment, no trailing slash). Unset: GATEWAY_PORTAL_URL; with "

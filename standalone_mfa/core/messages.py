@@ -116,7 +116,6 @@ MESSAGES = {
         "This sign-in link is not valid: the application or its return address is not "
         "one registered here. Open the application again, or tell its administrator."
     ),
-    "oidc_unavailable": "Single sign-on with OpenID Connect is not set up on this portal.",
     "qr_label": (
         "QR code to add {username} to your authenticator app. "
         "If you cannot scan it, type the secret key shown beside it."

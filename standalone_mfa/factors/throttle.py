@@ -294,11 +294,17 @@ def address_success(ip: str) -> None:
     ).execute()
 
 
+_ADDRESS_ROW = Prepared(
+    lambda slot: AddressThrottle.select().where(AddressThrottle.key == slot("key"))
+)
+
+
 def address_wait(ip: str) -> int:
     """Seconds the address must wait before its next attempt (0: none), read without
     claiming anything: for a check that counts only its failures (an OpenID client's
     secret at the token endpoint, `begin_address_attempt` after a wrong one)."""
-    row = AddressThrottle.get_or_none(AddressThrottle.key == address_key(ip))
+    rows = _ADDRESS_ROW.run(key=address_key(ip))
+    row = rows[0] if rows else None
     if row is None or row.last_failure_at is None:
         return 0
     at = now()

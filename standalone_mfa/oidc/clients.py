@@ -171,10 +171,14 @@ def by_name(name: str) -> OidcClient | None:
     return OidcClient.get_or_none(OidcClient.name == " ".join((name or "").split()))
 
 
+def could_be_client_id(client_id: str | None) -> bool:
+    return bool(client_id) and _CLIENT_ID.fullmatch(client_id) is not None
+
+
 def by_client_id(client_id: str | None) -> OidcClient | None:
     """The client a request names (None for an unknown or malformed id: one query
     only for ids that could be ours)."""
-    if not client_id or not _CLIENT_ID.fullmatch(client_id):
+    if not could_be_client_id(client_id):
         return None
     return OidcClient.get_or_none(OidcClient.client_id == client_id)
 

@@ -35,6 +35,40 @@ def revoke_family(family: str, at: dt.datetime) -> int:
     )
 
 
+_CODE = Prepared(
+    lambda slot: (
+        OidcAuthorizationCode.select(OidcAuthorizationCode, User)
+        .join(User)
+        .where(OidcAuthorizationCode.code_hash == slot("code_hash"))
+    )
+)
+_CLAIM_CODE = Prepared(
+    lambda slot: OidcAuthorizationCode.update(
+        {OidcAuthorizationCode.used_at: slot("at", OidcAuthorizationCode.used_at)}
+    ).where((OidcAuthorizationCode.id == slot("id")) & OidcAuthorizationCode.used_at.is_null())
+)
+_TOKEN_COLUMNS = (
+    "access_token_hash",
+    "refresh_token_hash",
+    "client",
+    "user",
+    "scope",
+    "auth_time",
+    "amr",
+    "acr",
+    "session_hash",
+    "family",
+    "issued_at",
+    "access_expires_at",
+    "refresh_expires_at",
+)
+_INSERT_TOKEN = Prepared(
+    lambda slot: OidcToken.insert(
+        {getattr(OidcToken, name): slot(name, getattr(OidcToken, name)) for name in _TOKEN_COLUMNS}
+    )
+)
+
+
 def use_code(code: str, client: OidcClient) -> OidcAuthorizationCode | None:
     """The client's live code, marked used by one conditional UPDATE (of two requests
     racing with it, one wins). A code used before: its family's tokens are revoked
@@ -42,22 +76,13 @@ def use_code(code: str, client: OidcClient) -> OidcAuthorizationCode | None:
     code_hash = _hash(code)
     if code_hash is None:
         return None
-    row = (
-        OidcAuthorizationCode.select(OidcAuthorizationCode, User)
-        .join(User)
-        .where(OidcAuthorizationCode.code_hash == code_hash)
-        .first()
-    )
+    rows = _CODE.run(code_hash=code_hash)
+    row = rows[0] if rows else None
     if row is None or row.client_id != client.id:
         return None
     at = now()
     claimed = (
-        row.used_at is None
-        and row.expires_at > at
-        and OidcAuthorizationCode.update(used_at=at)
-        .where((OidcAuthorizationCode.id == row.id) & OidcAuthorizationCode.used_at.is_null())
-        .execute()
-        == 1
+        row.used_at is None and row.expires_at > at and _CLAIM_CODE.run(id=row.id, at=at) == 1
     )
     if claimed:
         return row
@@ -72,17 +97,17 @@ def use_code(code: str, client: OidcClient) -> OidcAuthorizationCode | None:
     return None
 
 
-def save(token: dict, request) -> OidcToken:
+def save(token: dict, request) -> None:
     """Store what the token endpoint just issued (hashes only), in the family of the
     code or refresh token it came from."""
     at = now()
     source = request.authorization_code or request.refresh_token
     origin = source.row
     refresh = token.get("refresh_token")
-    return OidcToken.create(
+    _INSERT_TOKEN.run(
         access_token_hash=crypto.hash_token(token["access_token"]),
         refresh_token_hash=crypto.hash_token(refresh) if refresh else None,
-        client=request.client.row,
+        client=request.client.row.id,
         user=origin.user_id,
         scope=token.get("scope") or "",
         auth_time=origin.auth_time,

@@ -23,8 +23,9 @@ from werkzeug.datastructures import CallbackDict
 
 from ..core import crypto
 from ..core.audit import NO_CLIENT, Client
+from ..core.clock import now
 from ..core.db import Prepared, write_transaction
-from ..core.models import MfaThrottle, TotpCredential, User, WebSession
+from ..core.models import MfaThrottle, OidcToken, TotpCredential, User, WebSession
 from . import lifetimes
 from .state import ANONYMOUS, FLASHES_KEY, SHOWN_CODES_KEY
 
@@ -300,7 +301,13 @@ def with_session(web_session: ServerSession) -> dict:
 
 
 def end_sessions_of(user: User) -> int:
-    """Delete every browser session of a user (admin reset, password change)."""
+    """Delete every browser session of a user (admin reset, password change, an
+    administrator's sign-out), and revoke every OpenID Connect token the user's
+    sign-ins gave to apps, refresh tokens included (SC-63): what those sessions proved
+    no longer holds. Returns the number of sessions."""
+    OidcToken.update(revoked_at=now()).where(
+        (OidcToken.user == user) & OidcToken.revoked_at.is_null()
+    ).execute()
     return WebSession.delete().where(WebSession.user == user).execute()
 
 

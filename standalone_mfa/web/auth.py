@@ -13,7 +13,6 @@ from flask import (
     session,
     url_for,
 )
-from flask_login import current_user
 
 from ..core import messages
 from ..core.clock import now
@@ -189,10 +188,11 @@ def _after_sign_out(destination: str | None) -> str:
 @bp.route("/")
 def home():
     """Who is signed in, and the applications they may open from here."""
+    user = session.user  # the guard let only a signed-in session this far
     listed = applications.for_person(
-        current_user.username,
-        groups_of(current_user),
+        user.username,
+        groups_of(user),
         configured=setting("APPLICATIONS"),
         access=gateway.access_control() if setting("ACCESS_CONTROL") is not None else None,
     )
-    return render_template("auth/home.html", user=current_user, applications=listed)
+    return render_template("auth/home.html", user=user, applications=listed)

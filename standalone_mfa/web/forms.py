@@ -336,7 +336,7 @@ class ApplicationForm(FlaskForm):
     public = BooleanField(_l("Public client: no secret (an app in the browser or on a phone)"))
     policy = SelectField(
         _l("How people must have signed in"),
-        choices=dict(POLICY_CHOICES),
+        choices=list(POLICY_CHOICES),
         default=rules.TWO_FACTOR,
         validate_choice=False,  # validate_policy says it in the page's words
     )

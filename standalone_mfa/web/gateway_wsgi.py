@@ -1,4 +1,5 @@
-"""The gateway's checks (`GET /auth/nginx`, `GET /auth/forward`) on a lean WSGI path.
+"""The gateway's checks (`GET /auth/nginx`, `GET /auth/forward`), and OpenID Connect's
+two hot sessionless endpoints (`/userinfo`, `POST /token`), on a lean WSGI path.
 
 They answer every request of every protected app, so they skip what Flask runs for a
 page and a check does not need: saving a session (the session interface gives a check
@@ -21,9 +22,16 @@ from flask import Flask
 from ..core import metrics
 from . import errors
 
-# PATH_INFO (below the mount point) -> endpoint; the views are looked up by name.
-CHECK_PATHS = {"/auth/nginx": "gateway.nginx", "/auth/forward": "gateway.forward"}
-CHECK_METHODS = frozenset({"GET", "HEAD"})
+# PATH_INFO (below the mount point) -> (endpoint, methods); views looked up by name.
+_GET = frozenset({"GET", "HEAD"})
+CHECK_PATHS = {
+    "/auth/nginx": ("gateway.nginx", _GET),
+    "/auth/forward": ("gateway.forward", _GET),
+    # No cookie read, no session, no CSRF (the client's own credentials): the same
+    # lean path; their views set their own CORS header.
+    "/userinfo": ("oidc_api.userinfo", frozenset({"GET", "POST"})),
+    "/token": ("oidc_api.token", frozenset({"POST"})),
+}
 
 
 class GatewayChecks:
@@ -35,8 +43,8 @@ class GatewayChecks:
         self.wsgi_app = wsgi_app
 
     def __call__(self, environ, start_response):
-        endpoint = CHECK_PATHS.get(environ.get("PATH_INFO", ""))
-        if endpoint is None or environ.get("REQUEST_METHOD") not in CHECK_METHODS:
+        endpoint, methods = CHECK_PATHS.get(environ.get("PATH_INFO", ""), (None, ()))
+        if endpoint is None or environ.get("REQUEST_METHOD") not in methods:
             return self.wsgi_app(environ, start_response)
         return self._check(endpoint, environ, start_response)
 

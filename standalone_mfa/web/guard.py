@@ -34,10 +34,11 @@ ENDPOINT_STATES = {
     "mfa.recovery_codes": {RECOVERY_CODES, AUTHENTICATED},
     "mfa.recovery_codes_download": {RECOVERY_CODES, AUTHENTICATED},
     "auth.logout": set(state.STATES),
-    # OpenID Connect: anonymous, /authorize sends to sign in (or answers
-    # `login_required` to prompt=none, never with a page); the logout of an application
-    # asks or ends whatever the session is.
-    "oidc.authorize": {ANONYMOUS, AUTHENTICATED},
+    # OpenID Connect: /authorize answers in every state, since `prompt=none` must never
+    # get a page (`login_required` instead); otherwise it sends a browser that has not
+    # finished signing in to its step. The logout of an application asks or ends
+    # whatever the session is.
+    "oidc.authorize": set(state.STATES),
     "oidc.end_session": set(state.STATES),
     "i18n.choose": set(state.STATES),  # the language picker: any page may offer it
 }

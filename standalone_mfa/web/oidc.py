@@ -92,7 +92,8 @@ def _url(endpoint: str) -> str:
 
 @api.after_request
 def _open_to_scripts(response):
-    """CORS for the endpoints a single-page app calls: none reads a cookie."""
+    """CORS for the endpoints a single-page app calls: none reads a cookie. (Token
+    and userinfo take the gateway's lean path, which runs no hook: they call it.)"""
     response.headers["Access-Control-Allow-Origin"] = "*"
     if request.method == "OPTIONS":
         response.headers["Access-Control-Allow-Methods"] = "GET, POST"
@@ -159,7 +160,7 @@ def token():
     _issuer()
     if request.method == "OPTIONS":
         return "", 204
-    return _authenticated_call(_server().create_token_response)
+    return _open_to_scripts(_authenticated_call(_server().create_token_response))
 
 
 def _authenticated_call(call):
@@ -207,10 +208,10 @@ def userinfo():
             f'Bearer error="{error}"' if access_token else "Bearer"
         )
         response.headers["Cache-Control"] = "no-store"
-        return response
+        return _open_to_scripts(response)
     response = jsonify(found)
     response.headers["Cache-Control"] = "no-store"
-    return response
+    return _open_to_scripts(response)
 
 
 def _bearer_token() -> str | None:
@@ -281,6 +282,7 @@ def authorize():
             return _error_redirect(redirect_uri, "login_required", state)
         if session.state == ANONYMOUS:
             return _to_sign_in()
+        return redirect(landing_url(session))  # the step under way (it kept `next`)
     record = session.record
     auth_time = record.state_since
     if asked.needs_new_sign_in(auth_time, now()):

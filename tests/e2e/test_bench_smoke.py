@@ -23,7 +23,17 @@ pytestmark = pytest.mark.server
 
 USERS = (60, 120)
 CLIENTS = (3,)
-PHASES = ("floor", "baseline", "gateway", "propfind", "apppw", "password", "code")
+PHASES = (
+    "floor",
+    "baseline",
+    "gateway",
+    "propfind",
+    "apppw",
+    "password",
+    "code",
+    "userinfo",
+    "token",
+)
 PENDING = 25  # pending logins per code phase
 PHASE_FIELDS = {
     "phase", "clients", "duration_s", "requests", "ok", "errors", "error_examples",
@@ -95,7 +105,7 @@ def test_bench_report_has_every_field(report):
             assert set(phase) == PHASE_FIELDS | extra
             if meta["engine"] != "postgresql" or phase["phase"] == "floor":
                 assert phase["database_cpu_ms_per_op"] is None
-            elif phase["phase"] in ("gateway", "apppw", "code"):  # each reads the database
+            elif phase["phase"] in ("gateway", "apppw", "code", "userinfo", "token"):
                 assert phase["database_cpu_ms_per_op"] > 0
             assert phase["p50_ms"] <= phase["p95_ms"] <= phase["p99_ms"]
         assert (
@@ -115,9 +125,9 @@ def test_bench_report_has_every_field(report):
     floor_rss = report["floor_peak_rss_mb"]["workers"]
     assert len(floor_rss) == 2 and all(mb > 0 for mb in floor_rss)
     names = [target["target"] for target in report["targets"]]
-    assert len(names) == 11 * len(USERS) + 2  # eleven per pass, two comparing the passes
-    # baseline, gateway, propfind, apppw, code
-    assert sum("/ floor" in name for name in names) == 5 * len(USERS)
+    assert len(names) == 13 * len(USERS) + 2  # thirteen per pass, two comparing the passes
+    # baseline, gateway, propfind, apppw, code, userinfo, token
+    assert sum("/ floor" in name for name in names) == 7 * len(USERS)
     assert report["meta"]["generator"].startswith("wrk")
     assert all(isinstance(target["pass"], bool) for target in report["targets"])
 

@@ -38,6 +38,7 @@ from support.paths import TRANSLATIONS
 
 from standalone_mfa.core.config import DEFAULTS
 from standalone_mfa.core.pagination import PER_PAGE
+from standalone_mfa.oidc import clients
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 
@@ -973,6 +974,47 @@ def _audit_error(person: Person) -> None:
     person.page.get_by_role("button", name="Filter").click()
 
 
+def _with_applications(person: Person) -> None:
+    """Three registered OpenID clients (made once, in-process): two for everyone, one
+    for the group `data` only."""
+    with person.site.app.app_context():
+        for name, uri, subjects in (
+            ("Grafana", "https://grafana.example.com/login/generic_oauth", []),
+            ("Nextcloud", "https://cloud.example.com/apps/user_oidc/code", []),
+            ("JupyterHub", "https://hub.example.com/hub/oauth_callback", ["group:data"]),
+        ):
+            if clients.by_name(name) is None:
+                clients.add(name, [uri], subjects=subjects, actor="test")
+
+
+def _home_with_applications(person: Person) -> None:
+    _with_applications(person)
+    _signed_in(person)
+    expect(person.page.get_by_role("link", name="Grafana")).to_be_visible()
+
+
+def _applications(person: Person) -> None:
+    _with_applications(person)
+    _signed_in(person, admin=True, at="/admin/applications")
+    expect(person.page.get_by_role("heading", name="JupyterHub")).to_be_visible()
+
+
+def _add_application(person: Person, uri: str) -> None:
+    _stepped_up(person, "/admin/applications/new")
+    person.page.get_by_label("Name", exact=True).fill(f"Wiki {secrets.token_hex(2)}")
+    person.page.get_by_label("Redirect URIs, one per line").fill(uri)
+    person.page.get_by_label("Who may use it (optional)").fill("group:staff user:alice")
+    person.page.get_by_role("button", name="Add the application").click()
+
+
+def _application_added(person: Person) -> None:
+    """The client ID and secret, shown once after the form."""
+    _add_application(person, "https://wiki.example.com/oauth2/callback")
+    secret = person.page.locator("#client-secret")
+    expect(secret).to_have_text(re.compile(r"^[A-Za-z0-9_-]{43}$"))
+    person.site.secrets_seen.append(secret.inner_text())
+
+
 @dataclass(frozen=True)
 class Visit:
     """How to reach one page in one state, what it must show, and whether the docs show it."""
@@ -998,7 +1040,7 @@ PAGES = {
     "setup-after-reset": Visit("/mfa/setup", _setup_after_reset, status="An administrator reset"),
     "verify": Visit("/mfa/verify", _at_verify),
     "verify-error": Visit("/mfa/verify", _verify_error, alert=WRONG_CODE, screenshot=True),
-    "home": Visit("/", _signed_in, screenshot=True),
+    "home": Visit("/", _home_with_applications, screenshot=True),
     "admin": Visit("/admin/", _signed_in_at("/admin/", admin=True)),
     "admin-mfa": Visit("/admin/mfa", _signed_in_at("/admin/mfa", admin=True), screenshot=True),
     "admin-mfa-saved": Visit("/admin/mfa", _admin_mfa_saved, status="is now set to TOTP"),
@@ -1052,6 +1094,16 @@ PAGES = {
     ),
     "audit-filtered": Visit("/admin/audit", _audit_filtered),
     "audit-error": Visit("/admin/audit", _audit_error, alert="end date is before the start"),
+    "applications": Visit("/admin/applications", _applications, screenshot=True),
+    "application-new": Visit(
+        "/admin/applications/new", lambda p: _stepped_up(p, "/admin/applications/new")
+    ),
+    "application-new-error": Visit(
+        "/admin/applications/new",
+        lambda p: _add_application(p, "http://wiki.example.com/cb#x"),
+        alert="Some fields need a change",
+    ),
+    "application-added": Visit("/admin/applications/new", _application_added, screenshot=True),
     "error-403": Visit("/admin/", _signed_in_at("/admin/"), alert="permission"),
     "error-404": Visit("/no-such-page", lambda p: p.goto("/no-such-page"), alert="no page"),
 }

@@ -10,9 +10,8 @@ import ast
 from support.paths import SUPPORT, TESTS
 
 FOLDERS = {
-    *("core", "factors", "directory", "signin", "accounts", "gateway", "notices", "ops", "oidc"),
-    "web",
-    *("e2e", "meta"),
+    *("core", "factors", "directory", "signin", "accounts", "gateway", "notices", "ops", "web"),
+    *("oidc", "e2e", "meta"),
 }
 # Starting one of these (from tests/support) means a real server on 127.0.0.1 (the
 # fixtures `serve`, `smtp` and `mail_app` are marked by the root conftest).

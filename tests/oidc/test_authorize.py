@@ -15,7 +15,7 @@ from support.oidc import (
     code_for,
     exchange,
     pkce,
-    register,
+    register_client,
     verified_claims,
 )
 from support.steps import give_credential
@@ -57,7 +57,7 @@ LOOK_ALIKES = [
 
 @pytest.mark.parametrize("uri", LOOK_ALIKES)
 def test_sc57_unregistered_redirect_uri_gets_a_page_never_a_redirect(app, browser, uri):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     browser.login("alice")
     verifier, challenge = pkce()
     response = browser.get(authorize_path(client, challenge, redirect_uri=uri))
@@ -68,7 +68,7 @@ def test_sc57_unregistered_redirect_uri_gets_a_page_never_a_redirect(app, browse
 
 
 def test_sc57_unknown_client_gets_a_page(app, browser):
-    register(app, policy="one_factor")
+    register_client(app, policy="one_factor")
     browser.login("alice")
     response = browser.get(
         "/authorize?response_type=code&client_id=nobody-at-all-here-x&redirect_uri=" + REDIRECT_URI
@@ -77,8 +77,9 @@ def test_sc57_unknown_client_gets_a_page(app, browser):
 
 
 def test_sc57_another_clients_redirect_uri_is_refused(app, browser):
-    mine = register(app, "Mine", policy="one_factor")
-    register(app, "Theirs", redirect_uris=["https://theirs.example.com/cb"], policy="one_factor")
+    mine = register_client(app, "Mine", policy="one_factor")
+    theirs = ["https://theirs.example.com/cb"]
+    register_client(app, "Theirs", redirect_uris=theirs, policy="one_factor")
     browser.login("alice")
     response = browser.get(
         authorize_path(mine, pkce()[1], redirect_uri="https://theirs.example.com/cb")
@@ -87,7 +88,7 @@ def test_sc57_another_clients_redirect_uri_is_refused(app, browser):
 
 
 def test_sc57_exact_registered_uri_with_errors_goes_back_with_state_and_iss(app, browser):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     browser.login("alice")
     response = browser.get(authorize_path(client, pkce()[1], response_type="token"))
     found = answer(response)
@@ -101,7 +102,7 @@ def test_sc57_exact_registered_uri_with_errors_goes_back_with_state_and_iss(app,
 
 def test_anonymous_goes_through_password_and_code_then_back(app, totp_app, new_browser, clock):
     secret = give_credential(app, clock, "alice")
-    client = register(app, policy="two_factor")
+    client = register_client(app, policy="two_factor")
     browser = new_browser()
     verifier, challenge = pkce()
     first = browser.get(authorize_path(client, challenge, nonce="n-1"))
@@ -125,7 +126,7 @@ def test_anonymous_goes_through_password_and_code_then_back(app, totp_app, new_b
 
 
 def test_first_sign_in_with_set_up_comes_back(app, totp_app, new_browser):
-    client = register(app, policy="two_factor")
+    client = register_client(app, policy="two_factor")
     browser = new_browser()
     _, challenge = pkce()
     login = browser.get(authorize_path(client, challenge)).headers["Location"]
@@ -149,7 +150,7 @@ def test_first_sign_in_with_set_up_comes_back(app, totp_app, new_browser):
 
 
 def test_sc63_user_outside_the_subjects_gets_access_denied_and_an_audit_row(app, browser):
-    client = register(app, policy="one_factor", subjects=["group:admins"])
+    client = register_client(app, policy="one_factor", subjects=["group:admins"])
     browser.login("alice")
     found = answer(browser.get(authorize_path(client, pkce()[1])))
     assert found == {"error": "access_denied", "state": "st-1", "iss": ISSUER}
@@ -158,7 +159,7 @@ def test_sc63_user_outside_the_subjects_gets_access_denied_and_an_audit_row(app,
 
 
 def test_sc63_user_in_the_group_may(app, browser):
-    client = register(app, policy="one_factor", subjects=["group:admins", "user:bob"])
+    client = register_client(app, policy="one_factor", subjects=["group:admins", "user:bob"])
     with app.app_context():
         groups.add(find_user("alice"), "admins", actor="test")
     browser.login("alice")
@@ -167,7 +168,7 @@ def test_sc63_user_in_the_group_may(app, browser):
 
 def test_sc63_one_factor_session_on_a_two_factor_client_is_stepped_up(app, new_browser, clock):
     secret = give_credential(app, clock, "alice")  # MFA disabled site-wide: password only
-    client = register(app, policy="two_factor")
+    client = register_client(app, policy="two_factor")
     browser = new_browser()
     browser.login("alice")
     path = authorize_path(client, pkce()[1])
@@ -196,7 +197,7 @@ def urlencode_next(path):
 
 def test_sc63_step_up_without_the_click_changes_nothing(app, browser, clock):
     give_credential(app, clock, "alice")
-    client = register(app, policy="two_factor")
+    client = register_client(app, policy="two_factor")
     browser.login("alice")
     path = authorize_path(client, pkce()[1])
     response = browser.post("/authorize/step-up?" + urlencode_next(path), {}, csrf=False)
@@ -205,7 +206,7 @@ def test_sc63_step_up_without_the_click_changes_nothing(app, browser, clock):
 
 
 def test_sc63_phishing_resistant_client_without_keys_says_how_to_add_one(app, browser):
-    client = register(app, policy="phishing_resistant")
+    client = register_client(app, policy="phishing_resistant")
     browser.login("alice")
     page = browser.page(authorize_path(client, pkce()[1]))
     assert "You have none yet" in page
@@ -213,7 +214,7 @@ def test_sc63_phishing_resistant_client_without_keys_says_how_to_add_one(app, br
 
 
 def test_sc63_prompt_none_anonymous_is_login_required_without_a_page(app, browser):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     found = answer(browser.get(authorize_path(client, pkce()[1], prompt="none")))
     assert found == {"error": "login_required", "state": "st-1", "iss": ISSUER}
 
@@ -225,7 +226,7 @@ def _id_claims(app, client, code, verifier, clock):
 
 
 def test_sc63_prompt_none_signed_in_gets_a_code_same_sub_and_auth_time(app, browser, clock):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     browser.login("alice")
     code, verifier = code_for(browser, client)
     first = _id_claims(app, client, code, verifier, clock)
@@ -236,14 +237,14 @@ def test_sc63_prompt_none_signed_in_gets_a_code_same_sub_and_auth_time(app, brow
 
 
 def test_sc63_prompt_none_with_another_value_is_invalid(app, browser):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     browser.login("alice")
     found = answer(browser.get(authorize_path(client, pkce()[1], prompt="none login")))
     assert found["error"] == "invalid_request"
 
 
 def test_sc63_prompt_login_signs_in_again(app, browser, clock):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     browser.login("alice")
     clock.advance(600)
     verifier, challenge = pkce()
@@ -260,7 +261,7 @@ def test_sc63_prompt_login_signs_in_again(app, browser, clock):
 
 @pytest.mark.parametrize(("max_age", "again"), [(1, True), (10000, False), (0, True)])
 def test_sc63_max_age(app, browser, clock, max_age, again):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     browser.login("alice")
     clock.advance(5)
     response = browser.get(authorize_path(client, pkce()[1], max_age=str(max_age)))
@@ -272,7 +273,7 @@ def test_sc63_max_age(app, browser, clock, max_age, again):
 
 
 def test_sc63_max_age_with_prompt_none_is_login_required(app, browser, clock):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     browser.login("alice")
     clock.advance(60)
     found = answer(browser.get(authorize_path(client, pkce()[1], max_age="1", prompt="none")))
@@ -284,7 +285,7 @@ def test_sc63_max_age_with_prompt_none_is_login_required(app, browser, clock):
 
 
 def test_unknown_parameters_and_hints_are_ignored(app, browser):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     browser.login("alice")
     found = answer(
         browser.get(
@@ -303,7 +304,7 @@ def test_unknown_parameters_and_hints_are_ignored(app, browser):
 
 
 def test_request_object_is_refused(app, browser):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     browser.login("alice")
     path = authorize_path(client, pkce()[1], request="eyJhbGciOiJub25lIn0.e30.")
     found = answer(browser.get(path))
@@ -311,7 +312,19 @@ def test_request_object_is_refused(app, browser):
 
 
 def test_missing_response_type_is_an_error(app, browser):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     browser.login("alice")
     found = answer(browser.get(authorize_path(client, pkce()[1], response_type=None)))
     assert found["error"] == "unsupported_response_type"
+
+
+def test_sc63_prompt_none_while_signing_in_is_login_required(app, totp_app, new_browser, clock):
+    give_credential(app, clock, "alice")
+    client = register_client(app, policy="one_factor")
+    browser = new_browser()
+    assert browser.login("alice").headers["Location"] == "/mfa/verify"
+    found = answer(browser.get(authorize_path(client, pkce()[1], prompt="none")))
+    assert found["error"] == "login_required"
+    # Without prompt=none: on to the step under way.
+    response = browser.get(authorize_path(client, pkce()[1]))
+    assert response.headers["Location"] == "/mfa/verify"

@@ -12,7 +12,7 @@ from support.oidc import (
     code_for,
     exchange,
     pkce,
-    register,
+    register_client,
     token_request,
     verified_claims,
 )
@@ -55,14 +55,14 @@ def _tokens(app, browser, client, **params):
 def test_sc58_authorization_without_s256_is_refused(app, browser, params):
     from support.oidc import answer, authorize_path
 
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     browser.login("alice")
     found = answer(browser.get(authorize_path(client, None, **params)))
     assert found["error"] == "invalid_request" and found["state"] == "st-1"
 
 
 def test_sc58_wrong_or_missing_verifier_is_refused(app, browser):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     browser.login("alice")
     code, _ = code_for(browser, client)
     assert exchange(app, client, code, pkce()[0]).get_json()["error"] == "invalid_grant"
@@ -71,7 +71,7 @@ def test_sc58_wrong_or_missing_verifier_is_refused(app, browser):
 
 
 def test_sc58_public_client_needs_pkce_and_no_secret(app, browser):
-    client = register(app, policy="one_factor", public=True)
+    client = register_client(app, policy="one_factor", public=True)
     browser.login("alice")
     code, verifier = code_for(browser, client)
     response = exchange(app, client, code, verifier, method="none")
@@ -84,7 +84,7 @@ def test_sc58_public_client_needs_pkce_and_no_secret(app, browser):
 
 
 def test_sc59_second_use_is_refused_and_revokes_what_the_first_gave(app, browser):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     browser.login("alice")
     code, verifier = code_for(browser, client)
     first = exchange(app, client, code, verifier).get_json()
@@ -97,8 +97,8 @@ def test_sc59_second_use_is_refused_and_revokes_what_the_first_gave(app, browser
 
 
 def test_sc59_another_clients_code_is_refused(app, browser):
-    mine = register(app, "Mine", policy="one_factor")
-    other = register(app, "Other", policy="one_factor")
+    mine = register_client(app, "Mine", policy="one_factor")
+    other = register_client(app, "Other", policy="one_factor")
     browser.login("alice")
     code, verifier = code_for(browser, mine)
     response = exchange(app, other, code, verifier)
@@ -107,7 +107,7 @@ def test_sc59_another_clients_code_is_refused(app, browser):
 
 
 def test_sc59_code_after_60_seconds_is_refused(app, browser, clock):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     browser.login("alice")
     code, verifier = code_for(browser, client)
     clock.advance(61)
@@ -115,7 +115,7 @@ def test_sc59_code_after_60_seconds_is_refused(app, browser, clock):
 
 
 def test_sc59_different_redirect_uri_at_the_token_endpoint_is_refused(app, browser):
-    client = register(
+    client = register_client(
         app,
         policy="one_factor",
         redirect_uris=["https://app.example.com/cb", "https://app.example.com/cb2"],
@@ -127,7 +127,7 @@ def test_sc59_different_redirect_uri_at_the_token_endpoint_is_refused(app, brows
 
 
 def test_sc59_codes_are_stored_hashed(app, browser):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     browser.login("alice")
     code, _ = code_for(browser, client)
     from standalone_mfa.core.models import OidcAuthorizationCode
@@ -142,7 +142,7 @@ def test_sc59_codes_are_stored_hashed(app, browser):
 
 @pytest.mark.parametrize("method", ["basic", "post"])
 def test_sc60_both_secret_methods_work(app, browser, method):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     browser.login("alice")
     code, verifier = code_for(browser, client)
     assert exchange(app, client, code, verifier, method=method).status_code == 200
@@ -150,7 +150,7 @@ def test_sc60_both_secret_methods_work(app, browser, method):
 
 @pytest.mark.parametrize("method", ["basic", "post"])
 def test_sc60_wrong_secret_is_refused_and_audited(app, browser, method):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     browser.login("alice")
     code, verifier = code_for(browser, client)
     client.secret = "not-the-secret"
@@ -162,7 +162,7 @@ def test_sc60_wrong_secret_is_refused_and_audited(app, browser, method):
 
 
 def test_sc60_confidential_client_id_without_its_secret_is_refused(app, browser):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     browser.login("alice")
     code, verifier = code_for(browser, client)
     response = exchange(app, client, code, verifier, method="none")
@@ -170,14 +170,14 @@ def test_sc60_confidential_client_id_without_its_secret_is_refused(app, browser)
 
 
 def test_sc60_secret_stored_hashed(app):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     with app.app_context():
         row = OidcClient.get(OidcClient.client_id == client.client_id)
         assert client.secret not in json.dumps(row.__data__, default=str)
 
 
 def test_sc60_failures_are_throttled_per_address(app, browser):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     client.secret = "wrong"
     statuses = [exchange(app, client, "nothing", "v" * 43).status_code for _ in range(40)]
     assert 429 in statuses
@@ -187,7 +187,7 @@ def test_sc60_failures_are_throttled_per_address(app, browser):
 
 
 def test_sc61_tokens_stored_hashed(app, browser):
-    client = register(app, policy="one_factor", offline=True)
+    client = register_client(app, policy="one_factor", offline=True)
     tokens = _tokens(app, browser, client, scope="openid offline_access")
     with app.app_context():
         row = OidcToken.get()
@@ -197,16 +197,16 @@ def test_sc61_tokens_stored_hashed(app, browser):
 
 
 def test_sc61_refresh_only_for_an_offline_client_asking_offline_access(app, browser):
-    online = register(app, "Online", policy="one_factor")
+    online = register_client(app, "Online", policy="one_factor")
     assert "refresh_token" not in _tokens(app, browser, online, scope="openid offline_access")
-    offline = register(app, "Offline", policy="one_factor", offline=True)
+    offline = register_client(app, "Offline", policy="one_factor", offline=True)
     assert "refresh_token" not in _tokens(app, browser, offline, scope="openid")
     assert "refresh_token" in _tokens(app, browser, offline, scope="openid offline_access")
 
 
 @pytest.mark.parametrize("method", ["basic", "post"])
 def test_sc61_refresh_rotates_with_either_secret_method(app, browser, method):
-    client = register(app, policy="one_factor", offline=True)
+    client = register_client(app, policy="one_factor", offline=True)
     first = _tokens(app, browser, client, scope="openid offline_access")
     form = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
     second = token_request(app, client, form, method=method)
@@ -217,7 +217,7 @@ def test_sc61_refresh_rotates_with_either_secret_method(app, browser, method):
 
 
 def test_sc61_reused_refresh_token_revokes_its_family(app, browser):
-    client = register(app, policy="one_factor", offline=True)
+    client = register_client(app, policy="one_factor", offline=True)
     first = _tokens(app, browser, client, scope="openid offline_access")
     form = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
     second = token_request(app, client, form).get_json()
@@ -231,7 +231,7 @@ def test_sc61_reused_refresh_token_revokes_its_family(app, browser):
 
 
 def test_sc61_public_client_refreshes_without_a_secret(app, browser):
-    client = register(app, policy="one_factor", offline=True, public=True)
+    client = register_client(app, policy="one_factor", offline=True, public=True)
     browser.login("alice")
     code, verifier = code_for(browser, client, scope="openid offline_access")
     first = exchange(app, client, code, verifier, method="none").get_json()
@@ -241,7 +241,7 @@ def test_sc61_public_client_refreshes_without_a_secret(app, browser):
 
 @pytest.mark.parametrize("hint", [None, "access_token", "refresh_token"])
 def test_sc61_revocation_refuses_the_next_use(app, browser, hint):
-    client = register(app, policy="one_factor", offline=True)
+    client = register_client(app, policy="one_factor", offline=True)
     tokens = _tokens(app, browser, client, scope="openid offline_access")
     form = {"token": tokens["refresh_token"]}
     if hint:
@@ -257,7 +257,7 @@ def test_sc61_revocation_refuses_the_next_use(app, browser, hint):
 
 
 def test_sc61_revoking_an_access_token_with_post_auth(app, browser):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     tokens = _tokens(app, browser, client)
     form = {
         "token": tokens["access_token"],
@@ -269,8 +269,8 @@ def test_sc61_revoking_an_access_token_with_post_auth(app, browser):
 
 
 def test_sc61_another_client_cannot_revoke(app, browser):
-    mine = register(app, "Mine", policy="one_factor")
-    other = register(app, "Other", policy="one_factor")
+    mine = register_client(app, "Mine", policy="one_factor")
+    other = register_client(app, "Other", policy="one_factor")
     tokens = _tokens(app, browser, mine)
     form = {
         "token": tokens["access_token"],
@@ -282,7 +282,7 @@ def test_sc61_another_client_cannot_revoke(app, browser):
 
 
 def test_sc61_expired_access_token_is_refused(app, browser, clock):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     tokens = _tokens(app, browser, client)
     clock.advance(3601)
     assert _bearer(app, tokens["access_token"]).status_code == 401
@@ -292,7 +292,7 @@ def test_sc61_expired_access_token_is_refused(app, browser, clock):
 
 
 def test_sc62_id_token_claims_and_header(app, browser, clock):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     browser.login("alice")
     signed_in = int(clock.timestamp())
     clock.advance(300)
@@ -309,7 +309,7 @@ def test_sc62_id_token_claims_and_header(app, browser, clock):
 
 
 def test_sc62_no_nonce_claim_unless_sent(app, browser, clock):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     tokens = _tokens(app, browser, client)
     payload = tokens["id_token"].split(".")[1]
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
@@ -319,7 +319,7 @@ def test_sc62_no_nonce_claim_unless_sent(app, browser, clock):
 def test_sc62_never_alg_none(app, browser):
     discovery = app.test_client().get("/.well-known/openid-configuration").get_json()
     assert "none" not in discovery["id_token_signing_alg_values_supported"]
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     tokens = _tokens(app, browser, client)
     header = tokens["id_token"].split(".")[0]
     decoded = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
@@ -333,7 +333,7 @@ def test_profile_email_groups_in_the_id_token_and_userinfo(app, browser, clock):
             User.id == alice.id
         ).execute()
         groups.add(alice, "admins", actor="test")
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     tokens = _tokens(app, browser, client)
     _, claims = verified_claims(app, tokens["id_token"], clock)
     info = _bearer(app, tokens["access_token"]).get_json()
@@ -347,13 +347,13 @@ def test_profile_email_groups_in_the_id_token_and_userinfo(app, browser, clock):
 def test_pending_address_is_never_sent(app, browser):
     with app.app_context():
         User.update(pending_email="new@example.com").where(User.username == "alice").execute()
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     info = _bearer(app, _tokens(app, browser, client)["access_token"]).get_json()
     assert "email" not in info and "email_verified" not in info
 
 
 def test_scope_limits_the_claims(app, browser, clock):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     tokens = _tokens(app, browser, client, scope="openid")
     info = _bearer(app, tokens["access_token"]).get_json()
     assert set(info) == {"sub"}
@@ -361,7 +361,7 @@ def test_scope_limits_the_claims(app, browser, clock):
 
 
 def test_unknown_scopes_are_dropped_not_refused(app, browser):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     tokens = _tokens(app, browser, client, scope="phone openid address profile")
     assert tokens["scope"] == "openid profile"
 
@@ -372,7 +372,7 @@ def test_unknown_scopes_are_dropped_not_refused(app, browser):
 def test_sc63_removed_from_the_group_cannot_refresh(app, browser):
     with app.app_context():
         groups.add(find_user("alice"), "admins", actor="test")
-    client = register(app, policy="one_factor", offline=True, subjects=["group:admins"])
+    client = register_client(app, policy="one_factor", offline=True, subjects=["group:admins"])
     tokens = _tokens(app, browser, client, scope="openid offline_access")
     with app.app_context():
         groups.remove(find_user("alice"), "admins", actor="test")
@@ -382,7 +382,7 @@ def test_sc63_removed_from_the_group_cannot_refresh(app, browser):
 
 
 def test_sc63_deleted_user_loses_every_token(app, browser):
-    client = register(app, policy="one_factor", offline=True)
+    client = register_client(app, policy="one_factor", offline=True)
     tokens = _tokens(app, browser, client, scope="openid offline_access")
     with app.app_context():
         find_user("alice").delete_instance(recursive=True)
@@ -394,7 +394,7 @@ def test_sc63_deleted_user_loses_every_token(app, browser):
 
 
 def test_userinfo_by_get_post_header_and_post_body(app, browser):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     access = _tokens(app, browser, client)["access_token"]
     http = app.test_client()
     assert _bearer(app, access).status_code == 200
@@ -412,6 +412,35 @@ def test_userinfo_without_or_with_a_bad_token(app):
 
 
 def test_userinfo_needs_the_openid_scope(app, browser):
-    client = register(app, policy="one_factor")
+    client = register_client(app, policy="one_factor")
     access = _tokens(app, browser, client, scope="profile")["access_token"]
     assert _bearer(app, access).status_code == 401
+
+
+def test_no_deprecated_authlib_path_is_taken(app, browser):
+    """Pitfall 10: no `get_jwt_config`, `get_audiences` or `authlib.jose` on the way."""
+    import warnings
+
+    client = register_client(app, policy="one_factor", offline=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tokens = _tokens(app, browser, client, scope="openid offline_access")
+        form = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+        assert token_request(app, client, form).status_code == 200
+    deprecated = [w for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert not [str(w.message) for w in deprecated if "authlib" in str(w.filename)]
+
+
+def test_sc63_reset_user_loses_every_token(app, browser, clock):
+    from support.steps import give_credential
+
+    from standalone_mfa.accounts import reset
+
+    give_credential(app, clock, "alice")
+    client = register_client(app, policy="one_factor", offline=True)
+    tokens = _tokens(app, browser, client, scope="openid offline_access")
+    with app.app_context():
+        assert reset.reset_totp(find_user("alice"), actor="root")
+    assert _bearer(app, tokens["access_token"]).status_code == 401
+    form = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    assert token_request(app, client, form).status_code == 400

@@ -137,4 +137,5 @@ def test_every_module_that_encrypts_is_one_rotate_keys_knows():
         "signin/setup_secret.py",  # WebSession.pending_secret_encrypted
         "signin/sessions.py",  # the recovery codes on show, in WebSession.data
         "notices/outbox.py",  # Notice.facts
+        "oidc/keys.py",  # OidcSigningKey.private_jwk_encrypted
     }

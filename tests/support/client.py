@@ -136,7 +136,12 @@ def together(*actions, timeout: float = 30):
 
 
 # A value for each argument of a URL rule, to visit every route: `ARGUMENT` finds them.
-PLACEHOLDERS = {"username": "alice", "filename": "style.css", "key_id": "1"}
+PLACEHOLDERS = {
+    "username": "alice",
+    "filename": "style.css",
+    "key_id": "1",
+    "client_id": "nosuchclient0000",
+}
 
 
 ARGUMENT = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")

@@ -25,7 +25,7 @@ class Registered:
     redirect_uri: str = REDIRECT_URI
 
 
-def register(app, name="App", *, redirect_uris=(REDIRECT_URI,), **options) -> Registered:
+def register_client(app, name="App", *, redirect_uris=(REDIRECT_URI,), **options) -> Registered:
     with app.app_context():
         row, secret = clients.add(name, list(redirect_uris), actor="test", **options)
     return Registered(row.client_id, secret, redirect_uris[0])

@@ -196,6 +196,8 @@ def test_the_form_is_labelled_and_in_french_for_a_french_administrator(app, cloc
     for field in ("name", "redirect_uris", "public", "policy", "subjects", "offline"):
         assert re.search(rf'<label for="{field}">', page), field
     assert "Ajouter une application" in page
+    options = re.findall(r'<option (?:selected )?value="([a-z_]+)"', page)
+    assert options == ["two_factor", "phishing_resistant", "one_factor"]
     response = admin.post(
         "/admin/applications/new",
         new_client(redirect_uris="http://app.example.test/"),

@@ -89,6 +89,7 @@ class Target:
     answers_in: str | None = None  # the state whose page this is: sent from it more often
 
 
+CLIENT_IDS = ("nosuchclient0000", "x", "../x", "%00", "A" * 65)
 USERNAMES = ("alice", "bob", "root", "ALICE ", "nobody", "../alice", "alice/../root", "%00")
 # Every endpoint of the app needs an entry (a test checks), so a new page or API
 # route cannot go unfuzzed.
@@ -158,9 +159,29 @@ TARGETS = {
         fields=("user", "event", "start", "end", "page"), answers_in="admin"
     ),
     "admin_access.access_page": Target(fields=("url", "method", "username"), answers_in="admin"),
+    "admin_applications.applications_page": Target(share=0.25, answers_in="admin"),
+    "admin_applications.new_application": Target(
+        fields=(
+            *("name", "redirect_uris", "public", "policy", "subjects", "offline"),
+            *("post_logout_redirect_uris", "launch_url"),
+        ),
+        answers_in="admin",
+    ),
+    "admin_applications.new_secret": Target(path_values=CLIENT_IDS, answers_in="admin"),
+    "admin_applications.remove_application": Target(path_values=CLIENT_IDS, answers_in="admin"),
     # The proxy's headers are fuzzed in gateway/test_rules; here, what a browser can send.
     "gateway.nginx": Target(share=0.25),
     "gateway.forward": Target(share=0.25),
+    # OpenID Connect: off in this app (no issuer), every endpoint a 404; its protocol is
+    # tried in tests/oidc with real requests.
+    "oidc.authorize": Target(fields=("client_id", "redirect_uri", "prompt"), share=0.25),
+    "oidc.step_up": Target(fields=("next",), share=0.25, answers_in="user"),
+    "oidc.end_session": Target(fields=("id_token_hint", "post_logout_redirect_uri"), share=0.25),
+    "oidc_api.discovery": Target(share=0.25),
+    "oidc_api.jwks": Target(share=0.25),
+    "oidc_api.token": Target(fields=("grant_type", "code", "client_id"), share=0.25),
+    "oidc_api.userinfo": Target(fields=("access_token",), share=0.25),
+    "oidc_api.revoke": Target(fields=("token",), share=0.25),
     "api.totp_status": Target(path_values=USERNAMES),
     "api.totp_reset": Target(path_values=USERNAMES),
     "api.webauthn_list": Target(path_values=USERNAMES),
