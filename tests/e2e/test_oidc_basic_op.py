@@ -671,12 +671,6 @@ def test_sc63_a_person_outside_the_clients_subjects_gets_no_code(portal):
     tokens_of(portal, client, authorize(portal, client, member))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="provider bug: oidc.server.RefreshGrant.authenticate_user returns None for a "
-    "person no longer among the client's subjects, so Authlib answers 400 invalid_request "
-    "('There is no user for this token'); RFC 6749 5.2 asks invalid_grant",
-)
 def test_sc63_a_person_removed_from_the_group_cannot_refresh(portal):
     client = portal.register(
         "Admins offline",
