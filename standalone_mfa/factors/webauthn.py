@@ -51,7 +51,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from ..core import audit, hostnames
+from ..core import audit, hostnames, names
 from ..core.audit import NO_CLIENT, Client
 from ..core.config import ConfigurationError, setting
 from ..core.db import Prepared, write_transaction
@@ -199,10 +199,7 @@ def credential_of(user: User, credential_id: int) -> WebAuthnCredential | None:
 def clean_name(raw: str | None) -> str | None:
     """A key's name as kept: spaces trimmed and collapsed, 1 to 64 printable characters;
     None if it cannot be one."""
-    name = " ".join((raw or "").split())
-    if not name or len(name) > NAME_MAX or not name.isprintable():
-        return None
-    return name
+    return names.display_name(raw, NAME_MAX)
 
 
 def name_taken(user: User, name: str, *, other_than: int | None = None) -> bool:

@@ -13,10 +13,9 @@ import hmac
 import ipaddress
 import re
 import secrets
-import unicodedata
 from urllib.parse import urlsplit
 
-from ..core import audit, crypto
+from ..core import audit, crypto, names
 from ..core.audit import NO_CLIENT, Client
 from ..core.clock import now
 from ..core.db import write_transaction
@@ -43,12 +42,8 @@ def _hash(secret: str) -> str:
 def check_name(raw: str | None) -> str:
     """A name as administrators tell applications apart ("Grafana"): 1-64 printable
     characters, spaces collapsed."""
-    name = " ".join((raw or "").split())
-    if (
-        not name
-        or len(name) > NAME_MAX_LENGTH
-        or any(unicodedata.category(c).startswith("C") for c in name)
-    ):
+    name = names.display_name(raw, NAME_MAX_LENGTH)
+    if name is None:
         raise ClientError(f"A client's name is 1-{NAME_MAX_LENGTH} printable characters.")
     return name
 
@@ -80,7 +75,7 @@ def check_redirect_uri(uri: str) -> str:
         raise ClientError(f"Redirect URI {uri!r} holds a user name or password.")
     if not host:
         raise ClientError(f"Redirect URI {uri!r} names no host.")
-    if any(c.isspace() or unicodedata.category(c).startswith("C") for c in uri):
+    if any(c.isspace() or names.is_control(c) for c in uri):
         raise ClientError(f"Redirect URI {uri!r} has spaces or control characters.")
     if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(host)):
         return uri

@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
-from authlib.oauth2.rfc6749 import InvalidRequestError, grants
+from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, grants
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core.grants import OpenIDCode
@@ -270,7 +270,9 @@ class RefreshGrant(grants.RefreshTokenGrant):
     def authenticate_user(self, refresh_token):
         row = refresh_token.row
         if not tokens.may_still_use(row):
-            return None  # removed from the client's subjects since (SC-63)
+            # Removed from the client's subjects since (SC-63): the grant is no longer
+            # good (RFC 6749 5.2), not a malformed request.
+            raise InvalidGrantError("The person may no longer use this application.")
         return row.user
 
     def revoke_old_credential(self, refresh_token):

@@ -87,14 +87,17 @@ def use_code(code: str, client: OidcClient) -> OidcAuthorizationCode | None:
     if claimed:
         return row
     if row.used_at is not None or row.expires_at > at:
-        revoked = revoke_family(row.family, at)
-        audit.record(
-            "oidc_code_reused",
-            "denied",
-            user=row.user,
-            detail=f"{client.name}: {revoked} token(s) revoked",
-        )
+        _replayed(row, "oidc_code_reused", client, at)
     return None
+
+
+def _replayed(row, event: str, client: OidcClient, at) -> None:
+    """A code or refresh token presented again: someone else holds a copy, so every
+    token of its family is revoked, and the event audited."""
+    revoked = revoke_family(row.family, at)
+    audit.record(
+        event, "denied", user=row.user, detail=f"{client.name}: {revoked} token(s) revoked"
+    )
 
 
 def save(token: dict, request) -> None:
@@ -152,13 +155,7 @@ def use_refresh_token(refresh_token: str, client: OidcClient) -> OidcToken | Non
         )
         if claimed == 1:
             return row
-    revoked = revoke_family(row.family, at)
-    audit.record(
-        "oidc_refresh_reused",
-        "denied",
-        user=row.user,
-        detail=f"{client.name}: {revoked} token(s) revoked",
-    )
+    _replayed(row, "oidc_refresh_reused", client, at)
     return None
 
 

@@ -116,13 +116,7 @@ def new_secret(client_id):
     if form.validate_on_submit():
         secret = clients.regenerate_secret(row.name, actor=current_user.username, client=client())
         return _shown_once(clients.by_client_id(client_id), secret, added=False)
-    return render_template(
-        "admin/application_action.html",
-        form=form,
-        row=_shown(row),
-        action="secret",
-        policies=dict(POLICY_CHOICES),
-    )
+    return _confirm(row, form, "secret")
 
 
 @bp.route("/<client_id>/remove", methods=["GET", "POST"])
@@ -135,10 +129,15 @@ def remove_application(client_id):
         clients.remove(row.name, actor=current_user.username, client=client())
         flash(messages.text("client_removed", name=row.name), "info")
         return redirect(url_for("admin_applications.applications_page"))
+    return _confirm(row, form, "remove")
+
+
+def _confirm(row, form, action: str):
+    """The page that asks before a new secret or a removal."""
     return render_template(
         "admin/application_action.html",
         form=form,
         row=_shown(row),
-        action="remove",
+        action=action,
         policies=dict(POLICY_CHOICES),
     )

@@ -378,7 +378,7 @@ def test_sc63_removed_from_the_group_cannot_refresh(app, browser):
         groups.remove(find_user("alice"), "admins", actor="test")
     form = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
     response = token_request(app, client, form)
-    assert response.status_code == 400
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_grant"
 
 
 def test_sc63_deleted_user_loses_every_token(app, browser):

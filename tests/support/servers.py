@@ -63,11 +63,21 @@ def instance_target(instance: Path) -> str:
 
 
 @contextlib.contextmanager
-def gunicorn(target: str, log: Path, env: dict[str, str], workers: int = 1, threads: int = 0):
-    """Serve `target` (`wsgi:app`, or `instance_target(...)`); yields the base URL."""
+def gunicorn(
+    target: str,
+    log: Path,
+    env: dict[str, str],
+    workers: int = 1,
+    threads: int = 0,
+    listener: socket.socket | None = None,
+):
+    """Serve `target` (`wsgi:app`, or `instance_target(...)`); yields the base URL. On
+    a port the kernel picks, or on `listener`'s (a socket the test bound, so that it
+    knows the URL before the server starts: the server's own address in its config)."""
+    bind = f"fd://{listener.fileno()}" if listener is not None else "127.0.0.1:0"
     command = [
         str(GUNICORN),
-        "--bind=127.0.0.1:0",
+        f"--bind={bind}",
         f"--workers={workers}",
         "--no-control-socket",  # one per user by default: instances would share it
     ]
@@ -75,7 +85,12 @@ def gunicorn(target: str, log: Path, env: dict[str, str], workers: int = 1, thre
         command += ["--worker-class=gthread", f"--threads={threads}"]
     with log.open("w") as handle:
         process = subprocess.Popen(  # noqa: S603 -- our own venv's gunicorn
-            [*command, target], cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT
+            [*command, target],
+            cwd=ROOT,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            pass_fds=() if listener is None else (listener.fileno(),),
         )
     try:
         yield _ready(process, log, workers)
