@@ -19,24 +19,12 @@ from pathlib import Path
 import pytest
 from support.paths import ROOT as REPO
 
-from bench.run import LOGIN_FORMS
+from bench.run import LOGIN_FORMS, PHASES  # every phase the bench has
 
 pytestmark = pytest.mark.server
 
 USERS = (60, 120)
 CLIENTS = (3,)
-PHASES = (
-    "floor",
-    "baseline",
-    "gateway",
-    "propfind",
-    "apppw",
-    "password",
-    "code",
-    "passkey",
-    "userinfo",
-    "token",
-)
 PENDING = 25  # pending logins per code phase
 PHASE_FIELDS = {
     "phase", "clients", "duration_s", "requests", "ok", "errors", "error_examples",
