@@ -274,15 +274,29 @@ def _pkce_challenge() -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+def _seed_oidc_subjects(users: list[BenchUser]) -> None:
+    """Each user's `sub`, as the first authorization code a person gets makes it."""
+    import secrets
+
+    with db.connection_context():
+        for start in range(0, len(users), BATCH):
+            with db.atomic():
+                for user in users[start : start + BATCH]:
+                    User.update(oidc_subject=secrets.token_urlsafe(24)).where(
+                        (User.id == user.id) & User.oidc_subject.is_null()
+                    ).execute()
+
+
 def seed_oidc_codes(client: OidcBenchClient, users: list[BenchUser]) -> list[str]:
     """An authorization code per user, written as /authorize leaves them (hashed, with
-    the PKCE challenge, scope `openid profile email groups`); the codes, each to be
-    exchanged once."""
+    the PKCE challenge, scope `openid profile email groups`, the user's `sub` made);
+    the codes, each to be exchanged once."""
     from standalone_mfa.core.models import OidcAuthorizationCode, OidcClient
 
     at = now()
     challenge = _pkce_challenge()
     codes, rows = [], []
+    _seed_oidc_subjects(users)
     with db.connection_context():
         client_pk = OidcClient.get(OidcClient.client_id == client.client_id).id
         for user in users:
@@ -319,6 +333,7 @@ def seed_oidc_access_tokens(client: OidcBenchClient, users: list[BenchUser]) -> 
 
     at = now()
     tokens, rows = [], []
+    _seed_oidc_subjects(users)
     with db.connection_context():
         client_pk = OidcClient.get(OidcClient.client_id == client.client_id).id
         for user in users:

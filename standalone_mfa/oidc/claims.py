@@ -37,7 +37,8 @@ ACR_VALUES = (rules.ONE_FACTOR, rules.TWO_FACTOR, rules.PHISHING_RESISTANT)
 
 def subject_of(user: User) -> str:
     """The user's `sub`, made at first use by one conditional UPDATE (two requests
-    racing agree on the one that won)."""
+    racing agree on the one that won). The first authorization code makes it, so the
+    token and userinfo endpoints find it made."""
     if user.oidc_subject:
         return user.oidc_subject
     made = secrets.token_urlsafe(24)

@@ -216,6 +216,9 @@ class CodeGrant(grants.AuthorizationCodeGrant):
 
     def save_authorization_code(self, code, request):
         grantee: Grantee = request.user
+        # The person's `sub` is made here, once, so that the token endpoint (the hot
+        # path) and userinfo only ever read it.
+        claims.subject_of(grantee.user)
         at = now()
         data = request.payload.data
         OidcAuthorizationCode.create(
@@ -237,11 +240,11 @@ class CodeGrant(grants.AuthorizationCodeGrant):
         )
 
     def query_authorization_code(self, code, client):
-        row = tokens.use_code(code, client.row)
+        row = tokens.live_code(code, client.row)
         return Code(row) if row else None
 
     def delete_authorization_code(self, authorization_code):
-        pass  # marked used when it was looked up (`tokens.use_code`)
+        pass  # claimed when its tokens are stored (`tokens.save`)
 
     def authenticate_user(self, authorization_code):
         return authorization_code.row.user

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+from authlib.oauth2.rfc6749 import InvalidGrantError
+
 from ..core import audit, crypto
 from ..core.clock import now
 from ..core.config import setting
-from ..core.db import Prepared
+from ..core.db import Prepared, write_transaction
 from ..core.models import OidcAuthorizationCode, OidcClient, OidcToken, User
 from ..directory.groups import groups_of
 from . import claims, clients
@@ -69,10 +71,10 @@ _INSERT_TOKEN = Prepared(
 )
 
 
-def use_code(code: str, client: OidcClient) -> OidcAuthorizationCode | None:
-    """The client's live code, marked used by one conditional UPDATE (of two requests
-    racing with it, one wins). A code used before: its family's tokens are revoked
-    (SC-59) and None. Another client's code, an expired or unknown one: None."""
+def live_code(code: str, client: OidcClient) -> OidcAuthorizationCode | None:
+    """The client's unused, unexpired code (read only: `save` claims it, in the
+    transaction that stores the tokens). A code used before: its family's tokens are
+    revoked (SC-59) and None. Another client's code, an expired or unknown one: None."""
     code_hash = _hash(code)
     if code_hash is None:
         return None
@@ -81,14 +83,10 @@ def use_code(code: str, client: OidcClient) -> OidcAuthorizationCode | None:
     if row is None or row.client_id != client.id:
         return None
     at = now()
-    claimed = (
-        row.used_at is None and row.expires_at > at and _CLAIM_CODE.run(id=row.id, at=at) == 1
-    )
-    if claimed:
-        return row
-    if row.used_at is not None or row.expires_at > at:
+    if row.used_at is not None:
         _replayed(row, "oidc_code_reused", client, at)
-    return None
+        return None
+    return row if row.expires_at > at else None
 
 
 def _replayed(row, event: str, client: OidcClient, at) -> None:
@@ -102,28 +100,39 @@ def _replayed(row, event: str, client: OidcClient, at) -> None:
 
 def save(token: dict, request) -> None:
     """Store what the token endpoint just issued (hashes only), in the family of the
-    code or refresh token it came from."""
+    code or refresh token it came from. A code is claimed here, in the same write
+    transaction (one conditional UPDATE: of two requests racing with it, one wins); the
+    one that lost revokes the family, as a second use does, and gets `invalid_grant`."""
     at = now()
-    source = request.authorization_code or request.refresh_token
+    code = request.authorization_code
+    source = code or request.refresh_token
     origin = source.row
     refresh = token.get("refresh_token")
-    _INSERT_TOKEN.run(
-        access_token_hash=crypto.hash_token(token["access_token"]),
-        refresh_token_hash=crypto.hash_token(refresh) if refresh else None,
-        client=request.client.row.id,
-        user=origin.user_id,
-        scope=token.get("scope") or "",
-        auth_time=origin.auth_time,
-        amr=origin.amr,
-        acr=origin.acr,
-        session_hash=origin.session_hash,
-        family=origin.family,
-        issued_at=at,
-        access_expires_at=at + dt.timedelta(seconds=setting("OIDC_ACCESS_TOKEN_SECONDS")),
-        refresh_expires_at=(
-            at + dt.timedelta(seconds=setting("OIDC_REFRESH_TOKEN_SECONDS")) if refresh else None
-        ),
-    )
+    with write_transaction():
+        claimed = code is None or _CLAIM_CODE.run(id=origin.id, at=at) == 1
+        if claimed:
+            _INSERT_TOKEN.run(
+                access_token_hash=crypto.hash_token(token["access_token"]),
+                refresh_token_hash=crypto.hash_token(refresh) if refresh else None,
+                client=request.client.row.id,
+                user=origin.user_id,
+                scope=token.get("scope") or "",
+                auth_time=origin.auth_time,
+                amr=origin.amr,
+                acr=origin.acr,
+                session_hash=origin.session_hash,
+                family=origin.family,
+                issued_at=at,
+                access_expires_at=at + dt.timedelta(seconds=setting("OIDC_ACCESS_TOKEN_SECONDS")),
+                refresh_expires_at=(
+                    at + dt.timedelta(seconds=setting("OIDC_REFRESH_TOKEN_SECONDS"))
+                    if refresh
+                    else None
+                ),
+            )
+    if not claimed:
+        _replayed(origin, "oidc_code_reused", request.client.row, at)
+        raise InvalidGrantError("Invalid 'code' in request.")
 
 
 def use_refresh_token(refresh_token: str, client: OidcClient) -> OidcToken | None:

@@ -96,6 +96,34 @@ def test_sc59_second_use_is_refused_and_revokes_what_the_first_gave(app, browser
         assert AuditEvent.select().where(AuditEvent.event == "oidc_code_reused").count() == 1
 
 
+def test_sc59_a_race_lost_between_check_and_claim_gets_nothing(app, browser, monkeypatch):
+    """Two exchanges of one code at once: both read it unused; the claim in the
+    transaction that stores the tokens lets one through. The loser stores no token,
+    gets invalid_grant, and revokes what the winner got (a copy is out there)."""
+    from standalone_mfa.core.clock import now
+    from standalone_mfa.core.models import OidcAuthorizationCode
+    from standalone_mfa.oidc import tokens
+
+    client = register_client(app, policy="one_factor")
+    browser.login("alice")
+    code, verifier = code_for(browser, client)
+    checked = tokens.live_code
+
+    def winner_claims_in_between(code, client):
+        row = checked(code, client)
+        OidcAuthorizationCode.update(used_at=now()).where(
+            OidcAuthorizationCode.id == row.id
+        ).execute()  # the other request's claim, after this one's check
+        return row
+
+    monkeypatch.setattr(tokens, "live_code", winner_claims_in_between)
+    response = exchange(app, client, code, verifier)
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_grant"
+    with app.app_context():
+        assert OidcToken.select().count() == 0
+        assert AuditEvent.select().where(AuditEvent.event == "oidc_code_reused").count() == 1
+
+
 def test_sc59_another_clients_code_is_refused(app, browser):
     mine = register_client(app, "Mine", policy="one_factor")
     other = register_client(app, "Other", policy="one_factor")
