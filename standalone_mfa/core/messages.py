@@ -61,6 +61,8 @@ MESSAGES = {
     "need_code_or_recovery": (
         "Enter the current code from your authenticator app, or a recovery code."
     ),
+    "need_key": "Use your security key or passkey to confirm it is you.",
+    "need_key_or_recovery": "Use your security key or passkey, or enter a recovery code.",
     # The sign-in steps.
     "set_up": (
         "Your authenticator app is set up. You will need it each time you sign in. "

@@ -72,19 +72,21 @@ def confirm_identity(
     trusted: str | None = None,
     key: str | None = None,
 ) -> str | None:
-    """The password, then (if the user has an authenticator) a current code or, where
+    """The password, then (if the user has a second factor) a current code or, where
     allowed, a recovery code; or, in place of those, one of the user's own keys (`key`:
-    the browser's answer to `key_options`). None when both are right; else what to
-    say. A code's step is used up; a recovery code is spent; a challenge is used once."""
+    the browser's answer to `key_options`), the only way for a user whose second
+    factor is keys alone. None when both are right; else what to say. A code's step is
+    used up; a recovery code is spent; a challenge is used once."""
     problem = confirm_password(web_session, user, password, trusted=trusted)
     if problem:
         return problem
     if key:
         return confirm_key(web_session, user, key)
     credential = totp.credential_of(user)
-    if credential is None:
-        return None
-    if code:
+    keys_only = credential is None and webauthn.has_keys(user)
+    if credential is None and not keys_only:
+        return None  # the password is all this person signs in with
+    if code and credential is not None:
         return confirm_code(web_session, user, code, credential=credential)
     if allow_recovery and recovery_code:
         client = web_session.client
@@ -94,6 +96,10 @@ def confirm_identity(
             if proof.ok:
                 _proved(web_session, user, RECOVERY_CODE)
         return None if proof.ok else _refused(user, proof, RECOVERY_CODE, client)
+    # A second factor is asked as at sign-in: a person whose only second factor is a
+    # key proves it with the key, never with the password alone.
+    if keys_only:
+        return messages.text("need_key_or_recovery" if allow_recovery else "need_key")
     return messages.text("need_code_or_recovery" if allow_recovery else "need_code")
 
 
@@ -139,9 +145,11 @@ def confirm_key(web_session: ServerSession, user: User, raw: str | None) -> str 
 
 
 def method_for(user: User) -> str:
-    """A code if the administrator has an authenticator (the stronger proof), else the
-    password."""
-    return CODE if totp.credential_of(user) is not None else PASSWORD
+    """A code if the administrator has an authenticator, else one of their keys if
+    they have keys (their second factor), else the password."""
+    if totp.credential_of(user) is not None:
+        return CODE
+    return KEY if webauthn.has_keys(user) else PASSWORD
 
 
 def lifetime() -> dt.timedelta:
@@ -165,15 +173,19 @@ def step_up(
     trusted: str | None = None,
     key: str | None = None,
 ) -> tuple[bool, str]:
-    """Prove it is you with the factor `method_for` asks (a code or the password), or
-    with one of your own keys (`key`: the browser's answer to `key_options`); while it
-    is fresh, administrative changes are allowed. (ok, what to say)."""
+    """Prove it is you with the factor `method_for` asks (a code, a key or the
+    password), or with one of your own keys (`key`: the browser's answer to
+    `key_options`); while it is fresh, administrative changes are allowed. (ok, what
+    to say)."""
     user = web_session.user
+    method = None if key is not None else method_for(user)
     if key is not None:
         problem = confirm_key(web_session, user, key)
-    elif method_for(user) == CODE:
+    elif method == CODE:
         credential = totp.credential_of(user)
         problem = confirm_code(web_session, user, secret, credential=credential)
+    elif method == KEY:
+        problem = messages.text("need_key")
     else:
         problem = confirm_password(web_session, user, secret, trusted=trusted)
     if problem:

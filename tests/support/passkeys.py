@@ -48,11 +48,16 @@ def options_on(page: str, options_id: str) -> dict:
     return json.loads(match.group(1))
 
 
-def add_key(browser, key, *, name="Laptop", kind="passkey", password=PASSWORD, code=None):
-    """Add a key from Account security as a person would: prove, name, create."""
+def add_key(
+    browser, key, *, name="Laptop", kind="passkey", password=PASSWORD, code=None, proof_key=None
+):
+    """Add a key from Account security as a person would: prove (the password, and a
+    code or, for a person whose second factor is keys, `proof_key`), name, create."""
     page = browser.page("/account/passkeys/new")
     if "passkey-create" not in page:
         proof = {"password": password, **({"code": code} if code else {})}
+        if proof_key is not None:
+            proof["credential"] = proof_key.get(options_on(page, "webauthn-options-reauth"))
         response = browser.post("/account/passkeys/new", proof)
         assert location(response) == "/account/passkeys/new", response.get_data(as_text=True)
         page = browser.page("/account/passkeys/new")

@@ -138,3 +138,51 @@ def test_sc52_a_stranger_key_does_not_step_up(app, clock):
     )
     assert location(response).startswith("/admin/step-up")
     assert failures(app, "root") == 1
+
+
+def keys_only_admin(app, clock):
+    """root, whose only second factor is a passkey (no authenticator app)."""
+    admin = signed_in_admin(app, clock)
+    key = SoftKey(ORIGIN)
+    add_key(admin, key)
+    admin.save_recovery_codes()
+    return admin, key
+
+
+def test_a_keys_only_user_cannot_reauth_with_the_password_alone(app, clock):
+    """Their sign-in asks for the key: so does proving it is them again (a stolen
+    session plus a phished password must not remove their keys or make new codes)."""
+    admin, key = keys_only_admin(app, clock)
+    response = admin.post(CODES, {"password": PASSWORD})
+    assert response.status_code == 200  # the form again, nothing done
+    assert "Use your security key or passkey to confirm it is you." in response.get_data(
+        as_text=True
+    )
+    response = reauth_with(admin, key.get)
+    assert location(response) == "/mfa/recovery-codes"
+
+
+def test_a_keys_only_user_may_reauth_with_a_recovery_code_where_offered(app, clock):
+    admin, _ = keys_only_admin(app, clock)
+    new_key = "/account/passkeys/new"
+    admin.get(new_key)
+    refused = admin.post(new_key, {"password": PASSWORD})
+    assert refused.status_code == 200
+    recovery = admin.recovery_codes[0]
+    response = admin.post(new_key, {"password": PASSWORD, "recovery_code": recovery})
+    assert location(response) == new_key
+    assert audit_events(app, "reauth")[-1].detail == "recovery code"
+
+
+def test_a_keys_only_admin_cannot_step_up_with_the_password(app, clock):
+    admin, key = keys_only_admin(app, clock)
+    page = admin.page("/admin/step-up?next=/admin/mfa")
+    assert 'name="password"' not in page and "security-key-reauth" in page
+    before = len(audit_events(app, "reauth"))
+    response = admin.post("/admin/step-up?next=/admin/mfa", {"password": PASSWORD})
+    assert location(response).startswith("/admin/step-up")
+    assert len(audit_events(app, "reauth")) == before  # nothing proved
+    response = admin.post(
+        "/admin/step-up/key?next=/admin/mfa", {"credential": key.get(options_on(page, REAUTH))}
+    )
+    assert location(response) == "/admin/mfa"
