@@ -17,7 +17,7 @@ from support.servers import quiet_server
 
 from standalone_mfa.core.clock import FrozenClock
 from standalone_mfa.core.db import db
-from standalone_mfa.core.models import User, WebAuthnCredential
+from standalone_mfa.core.models import AuditEvent, User, WebAuthnCredential
 from standalone_mfa.directory import settings
 from standalone_mfa.directory.users import create_user
 from standalone_mfa.factors import webauthn
@@ -230,6 +230,41 @@ def test_sc55_a_counter_that_went_backwards_is_refused_and_marked(site, window, 
     expect(other.page.get_by_role("alert").filter(has_text="was not accepted")).to_have_count(1)
     (key,) = stored(site, person)
     assert key.clone_warning_at is not None and key.sign_count == 1000
+
+
+def test_a_keys_only_person_confirms_it_is_them_with_the_key(site, window, person):
+    """Re-authentication (new recovery codes) and an administrator's step-up for a
+    person whose only second factor is a passkey: the password alone is refused, the
+    key's button does it, with the browser's own ceremony under the CSP."""
+    with site.app_context():
+        User.update(is_admin=True).where(User.username == person).execute()
+    me = window()
+    me.sign_in(person)
+    me.add_key("Laptop")
+    me.page.wait_for_url(re.compile(r".*/mfa/recovery-codes$"))
+    me.page.get_by_role("button", name=re.compile("saved")).click()
+    me.page.goto("/account/recovery-codes")
+    me.page.get_by_label("Your password").fill(PASSWORD)
+    me.page.get_by_role("button", name="Continue").click()
+    expect(me.page.get_by_role("alert")).to_contain_text("Use your security key or passkey")
+    me.page.get_by_label("Your password").fill(PASSWORD)
+    me.page.locator("#security-key-reauth").click()
+    me.page.wait_for_url(re.compile(r".*/mfa/recovery-codes$"))
+    expect(me.page.get_by_role("heading", level=1)).to_contain_text("recovery codes")
+    me.page.get_by_role("button", name=re.compile("saved")).click()
+    me.page.goto("/admin/step-up?next=/admin/mfa")
+    expect(me.page.get_by_label("Password")).to_have_count(0)  # the key, nothing else
+    shown(me, "step-up-key", "light")
+    me.page.locator("#security-key-reauth").click()
+    me.page.wait_for_url(re.compile(r"^[^?]*/admin/mfa$"))  # not ?next=/admin/mfa
+    with site.app_context():
+        events = list(
+            AuditEvent.select().where(AuditEvent.event == "reauth").order_by(AuditEvent.id)
+        )
+    assert [(e.outcome, e.detail) for e in events[-2:]] == [
+        ("ok", "security key"), ("ok", "security key"),
+    ]  # fmt: skip
+    assert me.errors == []
 
 
 @pytest.mark.parametrize("width", [1280, 360])
