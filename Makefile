@@ -148,7 +148,8 @@ $(OPENID_CLIENT): tests/oidc_clients/package.json tests/oidc_clients/package-loc
 # PNGs of the main pages (light and dark, and the set-up page on a phone) for the docs.
 screenshots: $(BIN)/activate system-deps $(AXE)
 	SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest -q -p no:cacheprovider tests/e2e/test_browser.py \
-	  tests/e2e/test_browser_passkeys.py::test_the_passkey_pages_show_their_passkey_parts
+	  tests/e2e/test_browser_passkeys.py::test_the_passkey_pages_show_their_passkey_parts \
+	  tests/e2e/test_browser_passkeys.py::test_a_keys_only_person_confirms_it_is_them_with_the_key
 
 # The sdist and the wheel in dist/ (the wheel holds the templates and the compiled
 # catalogues; docs/deploy.md installs it).
