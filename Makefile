@@ -172,10 +172,15 @@ fuzz: $(BIN)/activate
 # docs/development/performance.md). DB=postgres uses BENCH_DATABASE_URL, whose tables it DROPS first.
 # POOL=0: a connection per request. BENCH_ARGS="--clients 16 --seconds 5 --phases floor,code"
 DB ?= sqlite
-BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
+# Its own database by default (created if missing), never the tests' `test`.
+BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/standalone_mfa_bench
 WORKERS ?= 2
 THREADS ?= 1
 .PHONY: bench
 bench: $(BIN)/activate system-deps
+	$(if $(filter postgres,$(DB)),psql "$(BENCH_DATABASE_URL:%/$(lastword $(subst /, ,$(BENCH_DATABASE_URL)))=%/postgres)" -tAc \
+	  "SELECT 1 FROM pg_database WHERE datname = '$(lastword $(subst /, ,$(BENCH_DATABASE_URL)))'" | grep -q 1 || \
+	  psql "$(BENCH_DATABASE_URL:%/$(lastword $(subst /, ,$(BENCH_DATABASE_URL)))=%/postgres)" -c \
+	  'CREATE DATABASE "$(lastword $(subst /, ,$(BENCH_DATABASE_URL)))"')
 	$(BIN)/python -m bench.run --workers $(WORKERS) --threads $(THREADS) \
 	  $(if $(filter postgres,$(DB)),--database-url $(BENCH_DATABASE_URL)) $(if $(filter 0,$(POOL)),--no-pool) $(BENCH_ARGS)
