@@ -33,6 +33,7 @@ from .forms import (
     StepUpPasswordForm,
     UserSearchForm,
     WebAuthnForm,
+    pairs,
 )
 from .session_cookie import client
 
@@ -482,7 +483,8 @@ def audit_page():
     read as people's words; the recorded names stay beside them and are the filter's
     values, so an administrator can still search and grep by them."""
     form = AuditFilterForm(request.args)
-    form.event.choices = [("", _l("All events")), *((e, e) for e in audit_log.event_types())]
+    events = ((e, e) for e in audit_log.event_types())
+    form.event.choices = pairs([("", _l("All events")), *events])
     filters = {}
     if form.validate():
         filters = {

@@ -18,6 +18,7 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import (
     EqualTo,
     InputRequired,
@@ -33,6 +34,11 @@ from ..directory import groups, settings
 from ..factors import app_passwords, passwords, recovery, totp, webauthn
 from ..gateway import rules
 from ..oidc import clients
+
+
+def pairs(items) -> list[SelectChoice]:
+    """(value, label) pairs as WTForms' choices (tuples are deprecated there)."""
+    return [SelectChoice(value, label) for value, label in items]
 
 
 class SingleValueStringField(StringField):
@@ -94,8 +100,8 @@ class NewKeyForm(WebAuthnForm):
     kind = RadioField(
         _l("Kind of key"),
         choices=[
-            (webauthn.PASSKEY, _l("A passkey: signs you in without a password")),
-            (webauthn.SECURITY_KEY, _l("A security key: used after your password")),
+            SelectChoice(webauthn.PASSKEY, _l("A passkey: signs you in without a password")),
+            SelectChoice(webauthn.SECURITY_KEY, _l("A security key: used after your password")),
         ],
         default=webauthn.PASSKEY,
     )
@@ -109,7 +115,7 @@ class RenameKeyForm(FlaskForm):
 
 class MfaSettingsForm(FlaskForm):
     mfa_method = SelectField(
-        _l("Multi-Factor Authentication method"), choices=list(settings.MFA_METHODS.items())
+        _l("Multi-Factor Authentication method"), choices=pairs(settings.MFA_METHODS.items())
     )
     remember_days = IntegerField(
         _l("Remember devices for N days"),
@@ -120,7 +126,7 @@ class MfaSettingsForm(FlaskForm):
     # of the post (older clients): unchanged, as remember_days.
     mfa_required_for = RadioField(
         _l("Required for"),
-        choices=list(settings.REQUIRED_FOR.items()),
+        choices=pairs(settings.REQUIRED_FOR.items()),
         validators=[Optional()],
     )
     mfa_groups = SingleValueStringField(
@@ -287,7 +293,7 @@ class AuditFilterForm(FlaskForm):
         csrf = False  # a GET filter: it changes nothing
 
     user = StringField(_l("User"), validators=[Optional(), Length(max=150)])
-    event = SelectField(_l("Event type"), choices=[("", _l("All events"))], default="")
+    event = SelectField(_l("Event type"), choices=[SelectChoice("", _l("All events"))], default="")
     start = DateField(_l("From (UTC)"), validators=[Optional()])
     end = DateField(_l("To (UTC)"), validators=[Optional()])
 
@@ -315,15 +321,15 @@ class AccessTestForm(FlaskForm):
     )
     method = SelectField(
         _l("Method"),
-        choices={
-            m: m
+        choices=[
+            SelectChoice(m)
             for m in (
                 *("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"),
                 # WebDAV, CalDAV and CardDAV (SC-48): judged by the rules like the others.
                 *("PROPFIND", "PROPPATCH", "MKCOL", "MKCALENDAR", "REPORT", "COPY", "MOVE"),
                 *("LOCK", "UNLOCK"),
             )
-        },
+        ],
         default="GET",
     )
     username = StringField(_l("As user (optional)"), validators=[Optional(), Length(max=150)])
@@ -347,7 +353,7 @@ class ApplicationForm(FlaskForm):
     public = BooleanField(_l("Public client: no secret (an app in the browser or on a phone)"))
     policy = SelectField(
         _l("How people must have signed in"),
-        choices=list(POLICY_CHOICES),
+        choices=pairs(POLICY_CHOICES),
         default=rules.TWO_FACTOR,
         validate_choice=False,  # validate_policy says it in the page's words
     )
