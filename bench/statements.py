@@ -1,8 +1,9 @@
 """What one password step, one code step and one passkey sign-in cost in-process: the
 SQL statements and commits each runs (counted at the driver cursor, so
 BEGIN/COMMIT/SAVEPOINT count too; a write outside a transaction is a commit of its own,
-as is each COMMIT), its wall time and CPU time, and optionally a profile (pyinstrument's when it is installed,
-measurement only, not a dependency; else the standard library's cProfile).
+as is each COMMIT), its wall time and CPU time, and optionally a profile (pyinstrument's
+when it is installed, measurement only, not a dependency; else the standard library's
+cProfile).
 
     python -m bench.statements [--steps 200] [--database-url URL] [--no-pool] [--profile]
                                [--only "passkey sign-in"]
