@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 STEPS = ("password step", "code step", "passkey sign-in")
 PASSKEYS = 50  # users with a passkey: the sign-ins take them in turn
 WRITES = {"INSERT", "UPDATE", "DELETE"}
+HELD = "held"  # a microsecond of a transaction's life, counted like a statement
 
 
 def load_soft_key():
@@ -105,7 +106,9 @@ def load_soft_key():
 
 
 class StatementCounter:
-    """Every statement sent through a Peewee cursor, by kind and by request part."""
+    """Every statement sent through a Peewee cursor, by kind and by request part, and
+    how long the transactions lasted (from BEGIN to the end of COMMIT: on SQLite, a
+    write transaction holds the one write lock that long; `HELD`, in microseconds)."""
 
     def __init__(self):
         self.seen: list[str] = []
@@ -115,6 +118,7 @@ class StatementCounter:
         database_class = type(db.obj)
         original = database_class.cursor
         seen = self.seen
+        began = []
 
         class CountingCursor:
             def __init__(self, cursor):
@@ -123,9 +127,16 @@ class StatementCounter:
             def execute(self, sql, *args, **kwargs):
                 kind = sql.split(None, 1)[0].upper().rstrip(";")
                 seen.append(kind)
+                if kind == "BEGIN":
+                    began[:] = [time.perf_counter()]
                 if kind == "COMMIT" or (kind in WRITES and not db.in_transaction()):
                     seen.append("commits")
-                return self._cursor.execute(sql, *args, **kwargs)
+                try:
+                    return self._cursor.execute(sql, *args, **kwargs)
+                finally:
+                    if kind in ("COMMIT", "ROLLBACK") and began:
+                        held = round((time.perf_counter() - began.pop()) * 1e6)
+                        seen.extend([HELD] * held)
 
             def __getattr__(self, name):
                 return getattr(self._cursor, name)
@@ -232,12 +243,13 @@ def measure(app, counter, requests, profile: bool = False) -> dict:
 
 
 def _typical(per_request: list[collections.Counter]) -> str:
-    kinds = sorted({kind for counted in per_request for kind in counted} - {"commits"})
+    kinds = sorted({kind for counted in per_request for kind in counted} - {"commits", HELD})
     median = {kind: statistics.median(c[kind] for c in per_request) for kind in kinds}
-    total = statistics.median(sum(c.values()) - c["commits"] for c in per_request)
+    total = statistics.median(sum(c.values()) - c["commits"] - c[HELD] for c in per_request)
     commits = statistics.median(c["commits"] for c in per_request)
+    held = statistics.median(c[HELD] for c in per_request) / 1000
     return f"{total:g} statements ({', '.join(f'{k} {v:g}' for k, v in median.items())}), " + (
-        f"{commits:g} commits"
+        f"{commits:g} commits, transactions {held:.2f} ms"
     )
 
 
