@@ -35,6 +35,7 @@ from standalone_mfa.core.crypto import generate_key
 from standalone_mfa.core.db import db
 
 from . import load, seed
+from .run import BENCH_PORTAL, BENCH_RULES, soft_key_class
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,13 +57,17 @@ def main(argv: list[str] | None = None) -> int:
                 "MFA_ENCRYPTION_KEYS": [generate_key()],
                 "DATABASE_URL": args.database_url or f"sqlite:///{workdir}/statements.sqlite3",
                 "DATABASE_POOL": args.pool,
+                # As `make bench` configures the app it serves.
+                "ACCESS_CONTROL": BENCH_RULES,
+                "GATEWAY_PORTAL_URL": BENCH_PORTAL,
+                "OIDC_ISSUER": BENCH_PORTAL,
             },
             str(workdir),
         )
         with app.app_context():
             seed.fresh_database()
             users = seed.seed_users(args.steps)
-            keys = seed.seed_passkeys(app, users[:PASSKEYS], load_soft_key())
+            keys = seed.seed_passkeys(app, users[:PASSKEYS], soft_key_class())
         counter = StatementCounter()
         counter.install()
         passwords = max(1, args.steps // 10)
@@ -95,14 +100,6 @@ STEPS = ("password step", "code step", "passkey sign-in")
 PASSKEYS = 50  # users with a passkey: the sign-ins take them in turn
 WRITES = {"INSERT", "UPDATE", "DELETE"}
 HELD = "held"  # a microsecond of a transaction's life, counted like a statement
-
-
-def load_soft_key():
-    """The tests' software authenticator (tests/support/softkey.py), as `make bench`
-    loads it."""
-    from .run import soft_key_class
-
-    return soft_key_class()
 
 
 class StatementCounter:
