@@ -172,6 +172,8 @@ def passkey(
         if attempt is None:
             right()
         elif not attempt.allowed:
+            # Before `right` was asked; or, rarely, after (others' attempts from this
+            # address moved the counter past its limit meanwhile): refused all the same.
             yield Proof(False, "signin_wait", retry_after=attempt.retry_after, throttled=True)
             return
         yield decided[0]
