@@ -255,7 +255,7 @@ class Prepared:
     `slot("name", Model.field)`, to convert the value as that field does) wherever a
     value goes; `run(**values)` executes it and answers as Peewee's own `execute`
     would: the model instances for a SELECT, the row count for an UPDATE or DELETE,
-    the new id for an INSERT."""
+    the new id for an INSERT (None when it inserted nothing: ON CONFLICT DO NOTHING)."""
 
     def __init__(self, build):
         self._build = build
@@ -297,6 +297,8 @@ class Prepared:
             if database.returning_clause:
                 row = cursor.fetchone()
                 return row[0] if row else None
+            if database.rows_affected(cursor) == 0:  # ON CONFLICT DO NOTHING did nothing
+                return None
             return database.last_insert_id(cursor, query._query_type)
         return database.rows_affected(cursor)
 

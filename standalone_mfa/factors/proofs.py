@@ -143,30 +143,40 @@ def passkey(
     counts passwords from untrusted browsers (SC-42), in the proof's transaction, and a
     success gives back its claim. Every refusal reads the same, so none tells which
     users or keys exist. An owner whose second factor is locked (too many wrong codes)
-    stays locked out."""
-    with transaction():
-        # As for a code, not a password: the check is fast, so the claim, the check and
-        # the outcome commit at once (an answer is never sent before its count is).
-        attempt = throttle.begin_address_attempt(client.ip) if client.ip else _NO_ADDRESS
-        if not attempt.allowed:
-            yield Proof(False, "signin_wait", retry_after=attempt.retry_after, throttled=True)
-            return
-        outcome = webauthn.verify_authentication(
-            raw,
-            user=None,
-            binding=binding,
-            at=at,
-            client=client,
-            transaction=contextlib.nullcontext,
+    stays locked out.
+
+    As for a code, not a password: the answer is read and its signature checked first
+    (`webauthn.read_authentication`: no write, so SQLite's write lock is not held for
+    the cryptography), then in one transaction the address's counter allows the
+    attempt or not, the challenge is used up, the outcome decided, and the counter's
+    one compare-and-set writes it (the claim, given back on success) together with the
+    caller's changes: an answer is never sent before its count is committed."""
+    answer = webauthn.read_authentication(raw, user=None)
+    decided: list[Proof] = []
+
+    def right() -> bool:
+        # Asked once the counter allows the attempt, inside the transaction.
+        outcome = webauthn.use_authentication(
+            answer, user=None, binding=binding, at=at, client=client
         )
         if not (outcome.ok and outcome.user_verified):
-            yield Proof(False, outcome.problem or "key_not_accepted")
+            decided.append(Proof(False, outcome.problem or "key_not_accepted"))
         elif throttle.failures(outcome.user) >= throttle.policy().lock_after:
-            yield Proof(False, "locked", throttled=True, user=outcome.user)
+            decided.append(Proof(False, "locked", throttled=True, user=outcome.user))
         else:
-            if client.ip:
-                throttle.address_success(client.ip)
-            yield Proof(True, user=outcome.user)
+            decided.append(Proof(True, user=outcome.user))
+        return decided[0].ok
+
+    with transaction():
+        attempt = throttle.begin_address_attempt(client.ip, right) if client.ip else None
+        if attempt is None:
+            right()
+        elif not attempt.allowed:
+            # Before `right` was asked; or, rarely, after (others' attempts from this
+            # address moved the counter past its limit meanwhile): refused all the same.
+            yield Proof(False, "signin_wait", retry_after=attempt.retry_after, throttled=True)
+            return
+        yield decided[0]
 
 
 @contextlib.contextmanager

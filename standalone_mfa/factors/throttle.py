@@ -127,6 +127,7 @@ def _claim(
     lock_after: int | None,
     row=False,
     check: Callable[[], bool] | None = None,
+    right_keeps: bool = False,
 ) -> Attempt:
     """Count one attempt as a failure up front, unless the counter says wait. `row`:
     the counter as the caller already read it (False: read it here); the compare-and-
@@ -134,7 +135,8 @@ def _claim(
     of a new row (None: the row must exist; gone meanwhile, the attempt waits).
     `check`: the attempt's own check, asked once the counter allows it (never for a
     refused one) and before the compare-and-set, which then writes its outcome: zero
-    when it said right, one more failure when wrong."""
+    when it said right (`right_keeps`: the count as it was, the claim given back), one
+    more failure when wrong."""
     max_delay = policy().max_delay
     right = None
     for _ in range(_CAS_TRIES):
@@ -167,12 +169,14 @@ def _claim(
                 return Attempt(False, retry_after=retry_after, failures=row.failures)
         if right is None and check is not None:
             right = check()
-        failures = 0 if right else row.failures + 1
+        if not right:
+            failures, failed_at = row.failures + 1, at
+        elif right_keeps:
+            failures, failed_at = row.failures, at  # as a claim and its give-back leave it
+        else:
+            failures, failed_at = 0, None
         claimed = _COMPARE_AND_SET[model].run(
-            key=row._pk,
-            seen=row.failures,
-            failures=failures,
-            at=None if right else at,
+            key=row._pk, seen=row.failures, failures=failures, at=failed_at
         )
         if claimed:
             return Attempt(True, failures=failures, right=bool(right), before=row.failures)
@@ -315,21 +319,39 @@ def address_key(ip: str) -> str:
     return hashlib.sha256(("address:" + text).encode("utf-8")).hexdigest()
 
 
-def begin_address_attempt(ip: str) -> Attempt:
+_ADDRESS_ROW = Prepared(
+    lambda slot: AddressThrottle.select().where(AddressThrottle.key == slot("key"))
+)
+_ADDRESS_WINDOW_OVER = Prepared(
+    lambda slot: AddressThrottle.delete().where(
+        (AddressThrottle.key == slot("key"))
+        & (AddressThrottle.window_started_at <= slot("before", AddressThrottle.window_started_at))
+    )
+)
+
+
+def begin_address_attempt(ip: str, check: Callable[[], bool] | None = None) -> Attempt:
     """Claim a password attempt on the client address's counter. The count lasts an
-    hour from its first attempt (`ADDRESS_WINDOW`); then the address starts over."""
+    hour from its first attempt (`ADDRESS_WINDOW`); then the address starts over.
+    With `check` (the attempt's own check, asked once the counter allows it; see
+    `_claim`), a right attempt gives its claim back in the same statement, as
+    `address_success` would after it."""
     key = address_key(ip)
     at = now()
-    where = AddressThrottle.key == key
-    AddressThrottle.delete().where(
-        where & (AddressThrottle.window_started_at <= at - ADDRESS_WINDOW)
-    ).execute()
+    rows = _ADDRESS_ROW.run(key=key)
+    row = rows[0] if rows else None
+    if row is not None and row.window_started_at <= at - ADDRESS_WINDOW:
+        _ADDRESS_WINDOW_OVER.run(key=key, before=at - ADDRESS_WINDOW)
+        row = None
     return _claim(
         AddressThrottle,
-        where,
+        AddressThrottle.key == key,
         {"key": key, "window_started_at": at},
         policy().password_ip_backoff_after,
         None,
+        row,
+        check,
+        right_keeps=True,
     )
 
 
@@ -340,11 +362,6 @@ def address_success(ip: str) -> None:
     AddressThrottle.update(failures=AddressThrottle.failures - 1).where(
         (AddressThrottle.key == key) & (AddressThrottle.failures > 0)
     ).execute()
-
-
-_ADDRESS_ROW = Prepared(
-    lambda slot: AddressThrottle.select().where(AddressThrottle.key == slot("key"))
-)
 
 
 def address_wait(ip: str) -> int:

@@ -313,12 +313,9 @@ def _consume_passwordless(binding: str, challenge: bytes, at: dt.datetime) -> bo
     expires = issued_at + dt.timedelta(seconds=setting("WEBAUTHN_TIMEOUT"))
     if not issued_at <= at < expires:
         return False
-    try:
-        with write_transaction():  # a savepoint: the one request whose INSERT wins
-            _USED.run(binding=hashlib.sha256(challenge).hexdigest(), at=at, expires_at=expires)
-    except IntegrityError:
-        return False
-    return True
+    # The one request whose INSERT stores it wins; any other inserts nothing.
+    used = _USED.run(binding=hashlib.sha256(challenge).hexdigest(), at=at, expires_at=expires)
+    return used is not None
 
 
 # A passkey sign-in's statements are on a hot path (see `core.db.Prepared`).
@@ -330,6 +327,8 @@ _USED = Prepared(
         user=None,
         created_at=slot("at", WebAuthnChallenge.created_at),
         expires_at=slot("expires_at", WebAuthnChallenge.expires_at),
+    ).on_conflict(
+        action="NOTHING", conflict_target=(WebAuthnChallenge.binding, WebAuthnChallenge.purpose)
     )
 )
 # The key with its owner (one query: the owner's handle is checked next).
@@ -346,7 +345,9 @@ _KEY_USED = Prepared(
         sign_count=slot("sign_count"),
         backup_state=slot("backup_state"),
         last_used_at=slot("at", WebAuthnCredential.last_used_at),
-    ).where(WebAuthnCredential.id == slot("id"))
+    ).where(
+        (WebAuthnCredential.id == slot("id")) & (WebAuthnCredential.sign_count == slot("seen"))
+    )
 )
 
 
@@ -582,6 +583,57 @@ def authentication_options(
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """A browser's answer to `authentication_options`, checked as far as it can be
+    without writing anything (`read_authentication`): what it signed, the key it names
+    as read then, and py_webauthn's verdict against that key. `use_authentication`
+    decides, in the caller's transaction."""
+
+    parsed: AuthenticationCredential | None = None
+    challenge: bytes | None = None  # None: the answer was not readable
+    cross_origin: bool = False
+    credential: WebAuthnCredential | None = None
+    verified: object | None = None  # py_webauthn's VerifiedAuthentication
+    error: str | None = None  # why py_webauthn refused it
+
+
+def read_authentication(raw: str | None, *, user: User | None) -> Answer:
+    """The answer parsed, its key read and its signature checked: no write and no lock,
+    so that a passkey sign-in holds SQLite's write lock only for its writes. Nothing is
+    decided yet: the challenge is not used up and nothing is told (`use_authentication`)."""
+    parsed: AuthenticationCredential | None = _parse(raw, parse_authentication_credential_json)
+    signed = _client_data(parsed) if parsed else None
+    if signed is None:
+        return Answer()
+    challenge, cross_origin = signed
+    return _checked(Answer(parsed, challenge, cross_origin), user)
+
+
+def _checked(answer: Answer, user: User | None) -> Answer:
+    """The answer against its key as stored now: py_webauthn's signature, origin, RP ID,
+    challenge, flags and sign counter checks."""
+    if answer.cross_origin:
+        return answer
+    found = _KEY_BY_ID.run(credential_id=bytes(answer.parsed.raw_id))
+    credential = found[0] if found else None
+    if credential is None or credential.rp_id != relying_party().id:
+        return dataclasses.replace(answer, credential=credential, verified=None, error=None)
+    try:
+        verified = verify_authentication_response(
+            credential=answer.parsed,
+            expected_challenge=answer.challenge,
+            expected_rp_id=relying_party().id,
+            expected_origin=list(relying_party().origins),
+            credential_public_key=bytes(credential.public_key),
+            credential_current_sign_count=credential.sign_count,
+            require_user_verification=user is None,
+        )
+    except WebAuthnException as exc:
+        return dataclasses.replace(answer, credential=credential, verified=None, error=str(exc))
+    return dataclasses.replace(answer, credential=credential, verified=verified, error=None)
+
+
 def verify_authentication(
     raw: str | None,
     *,
@@ -592,31 +644,51 @@ def verify_authentication(
     purpose: str | None = None,
     transaction=write_transaction,
 ) -> Outcome:
-    """The browser's answer to `authentication_options` (`credential.toJSON()` as text).
+    """The browser's answer to `authentication_options` (`credential.toJSON()` as text):
+    `read_authentication`, then `use_authentication` in `transaction` (the caller's own
+    changes may join it)."""
+    answer = read_authentication(raw, user=user)
+    with transaction():
+        return use_authentication(
+            answer, user=user, binding=binding, at=at, client=client, purpose=purpose
+        )
+
+
+_KEY_TRIES = 5
+
+
+def use_authentication(
+    answer: Answer,
+    *,
+    user: User | None,
+    binding: str,
+    at: dt.datetime,
+    client: Client = NO_CLIENT,
+    purpose: str | None = None,
+) -> Outcome:
+    """Decide on an answer read by `read_authentication`, in the caller's transaction.
 
     With `user`: the key must be one of theirs, and a `userHandle`, when the
     authenticator sends one, must be theirs. Without (a passkey sign-in): the key is
     found by its id, its `userHandle` must be present and name its owner, and user
     verification is required. A refusal never says whether a user or key exists.
 
-    The sign counter: 0 then 0 passes; one that did not rise is a possible clone: the
-    sign-in is refused, the key marked (`clone_warning_at`), audited and told by mail.
-    The challenge is used up in `transaction` (the caller's own changes may join it)."""
+    The challenge is used up first, whatever the answer. The sign counter: 0 then 0
+    passes; one that did not rise is a possible clone: the sign-in is refused, the key
+    marked (`clone_warning_at`), audited and told by mail. The key's new count is
+    written only over the count it was checked against: a key used or changed since it
+    was read is checked again, under this transaction's write."""
     if purpose is None:
         purpose = SECOND_FACTOR if user is not None else PASSWORDLESS
-    parsed: AuthenticationCredential | None = _parse(raw, parse_authentication_credential_json)
-    signed = _client_data(parsed) if parsed else None
-    if signed is None:
+    if answer.challenge is None:
         return _refused(user, "unreadable", client)
-    challenge, cross_origin = signed
-    with transaction():
-        if not _consume(binding, purpose, challenge, user, at):
-            return _refused(user, "challenge", client)
-        if cross_origin:
-            return _refused(user, "cross_origin", client)
-        found = _KEY_BY_ID.run(credential_id=bytes(parsed.raw_id))
-        credential = found[0] if found else None
-        handle = parsed.response.user_handle
+    if not _consume(binding, purpose, answer.challenge, user, at):
+        return _refused(user, "challenge", client)
+    if answer.cross_origin:
+        return _refused(user, "cross_origin", client)
+    for _ in range(_KEY_TRIES):
+        credential = answer.credential
+        handle = answer.parsed.response.user_handle
         if credential is None:
             return _refused(user, "unknown credential", client)
         owner = credential.user
@@ -628,35 +700,31 @@ def verify_authentication(
             return _refused(owner, "user handle of another user", client)
         if credential.rp_id != relying_party().id:
             return _refused(owner, "made for another RP ID", client)
-        try:
-            verified = verify_authentication_response(
-                credential=parsed,
-                expected_challenge=challenge,
-                expected_rp_id=relying_party().id,
-                expected_origin=list(relying_party().origins),
-                credential_public_key=bytes(credential.public_key),
-                credential_current_sign_count=credential.sign_count,
-                require_user_verification=user is None,
-            )
-        except WebAuthnException as exc:
-            if "sign count" in str(exc).lower():
-                return _possible_clone(owner, credential, str(exc), at, client)
-            return _refused(owner, str(exc), client)
-        _KEY_USED.run(
+        verified = answer.verified
+        if verified is None:
+            if "sign count" in answer.error.lower():
+                return _possible_clone(owner, credential, answer.error, at, client)
+            return _refused(owner, answer.error, client)
+        if _KEY_USED.run(
             sign_count=verified.new_sign_count,
             backup_state=verified.credential_backed_up,
             at=at,
             id=credential.id,
-        )
-        credential.sign_count, credential.last_used_at = verified.new_sign_count, at
-        audit.record(
-            "webauthn_used",
-            "ok",
-            user=owner,
-            detail=f"{credential.kind}: {credential.name}"
-            + ("" if verified.user_verified else " (user not verified)"),
-            client=client,
-        )
+            seen=credential.sign_count,
+        ):
+            break
+        answer = _checked(answer, user)  # the key changed since it was read
+    else:
+        return _refused(user, "key changed meanwhile", client)
+    credential.sign_count, credential.last_used_at = verified.new_sign_count, at
+    audit.record(
+        "webauthn_used",
+        "ok",
+        user=owner,
+        detail=f"{credential.kind}: {credential.name}"
+        + ("" if verified.user_verified else " (user not verified)"),
+        client=client,
+    )
     return Outcome(True, user=owner, credential=credential, user_verified=verified.user_verified)
 
 

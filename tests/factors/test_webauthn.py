@@ -383,6 +383,32 @@ def test_sc55_a_counter_that_goes_backwards_is_refused_audited_and_told(mail_app
         assert not sign_in(clock, key, counter=10).ok  # the same count again: refused
 
 
+def test_sc55_a_key_used_between_reading_and_deciding_is_checked_again(ctx, clock):
+    """A passkey sign-in reads the answer and checks its signature before its write
+    transaction (`read_authentication`); a use of the same key in between (a clone's,
+    with a higher count) must still make the stale answer a possible clone."""
+    key = SoftKey(ORIGIN)
+    register(clock, alice(), key)
+    options = webauthn.authentication_options(None, binding="b" * 43, at=clock.now())
+    answer = webauthn.read_authentication(key.get(options, counter=5), user=None)
+    assert answer.verified is not None  # 5 > 0 as read
+    assert sign_in(clock, key, counter=7).ok  # meanwhile
+    outcome = webauthn.use_authentication(answer, user=None, binding="b" * 43, at=clock.now())
+    assert not outcome.ok and outcome.clone
+    assert WebAuthnCredential.get().sign_count == 7
+
+
+def test_reading_an_answer_uses_nothing_up(ctx, clock):
+    key = SoftKey(ORIGIN)
+    register(clock, alice(), key)
+    options = webauthn.authentication_options(None, binding="b" * 43, at=clock.now())
+    raw = key.get(options)
+    webauthn.read_authentication(raw, user=None)
+    assert WebAuthnChallenge.select().where(WebAuthnChallenge.user.is_null()).count() == 0
+    assert WebAuthnCredential.get().last_used_at is None
+    assert webauthn.verify_authentication(raw, user=None, binding="b" * 43, at=clock.now()).ok
+
+
 def test_nothing_secret_reaches_the_audit_trail(ctx, clock):
     key = SoftKey(ORIGIN)
     register(clock, alice(), key)

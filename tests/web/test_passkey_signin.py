@@ -160,6 +160,18 @@ def test_failures_are_counted_per_address_then_wait(tmp_path, clock):
     assert not signed_in_as(browser, "alice")
 
 
+def test_sc42_a_passkey_sign_in_gives_back_its_own_claim_only(app, browser, passkey):
+    """Counted before its outcome is known, in the transaction that commits it: a
+    failure stays counted, a success leaves the address's count as it found it."""
+    browser.post("/login/passkey", {"credential": "{}"})
+    browser.post("/login/passkey", {"credential": "{}"})
+    with app.app_context():
+        assert throttle.address_failures("127.0.0.1") == 2
+    assert location(passkey_sign_in(browser, passkey)) == "/"
+    with app.app_context():
+        assert throttle.address_failures("127.0.0.1") == 2
+
+
 def test_a_locked_second_factor_stays_locked(app, browser, passkey):
     with app.app_context():
         user = User.get(User.username == "alice")
