@@ -118,8 +118,17 @@ def end_unbound_session() -> None:
 def client() -> Client:
     """The address (as ProxyFix decided it) and browser of the current request."""
     asked = request._get_current_object()
-    agent = asked.user_agent.string or None
+    agent = asked.headers.get("User-Agent")  # the string alone: no UserAgent object
     return Client(asked.remote_addr, agent[:255] if agent else None)
+
+
+def _vary_on_cookie(response) -> None:
+    """`Vary: Cookie`, as Flask's sessions add it; set directly when the response has
+    no Vary yet (every page's case), which spares parsing and re-writing the header."""
+    if "Vary" in response.headers:
+        response.vary.add("Cookie")
+    else:
+        response.headers["Vary"] = "Cookie"
 
 
 class ServerSessionInterface(SessionInterface):
@@ -144,7 +153,7 @@ class ServerSessionInterface(SessionInterface):
 
     def save_session(self, app, session: ServerSession, response) -> None:
         context = g._get_current_object()  # not through the proxy at each use
-        response.vary.add("Cookie")
+        _vary_on_cookie(response)
         token = sessions.save(session, now())
         policy = shared_cookie_policy()
         if token:
