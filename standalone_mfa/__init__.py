@@ -23,6 +23,29 @@ from .notices import mailer, sender
 from .web import gateway_wsgi
 
 
+class StandaloneMfa(Flask):
+    """Flask, but each hook's and view's `ensure_sync` is worked out once per process:
+    Flask asks for every hook of every request (fifteen a page), and each answer costs
+    an `inspect` walk. The app has no async views, so the answer never changes."""
+
+    _SYNC_CACHE_SIZE = 1024
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._synced: dict = {}
+
+    def ensure_sync(self, func):
+        try:
+            return self._synced[func]
+        except KeyError:
+            synced = super().ensure_sync(func)
+            if len(self._synced) < self._SYNC_CACHE_SIZE:
+                self._synced[func] = synced
+            return synced
+        except TypeError:  # an unhashable callable: asked every time, as Flask does
+            return super().ensure_sync(func)
+
+
 def create_app(test_config: dict | None = None, instance_path: str | None = None) -> Flask:
     """Build the app from defaults, then `config.py` in the settings folder
     (`instance_path`, else `STANDALONE_MFA_INSTANCE`, else `instance/`) and `FLASK_*`
@@ -38,7 +61,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
 
 
 def _build(test_config: dict | None, instance_path: str | None) -> Flask:
-    app = Flask(
+    app = StandaloneMfa(
         __name__,
         instance_path=paths.instance_path(instance_path),
         instance_relative_config=True,

@@ -41,7 +41,8 @@ class FrozenClock(SystemClock):
 
 
 def clock() -> SystemClock:
-    return current_app.extensions["standalone_mfa.clock"]
+    # Asked several times per request: the proxy resolved once, not per attribute.
+    return current_app._get_current_object().extensions["standalone_mfa.clock"]
 
 
 def now() -> dt.datetime:

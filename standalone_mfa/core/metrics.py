@@ -103,8 +103,15 @@ def notice(outcome: str) -> None:
     NOTICES.labels(outcome).inc()
 
 
+_REQUEST_SECONDS_BY_ENDPOINT: dict = {}  # the histogram's child per endpoint, found once
+
+
 def request_finished(endpoint: str | None, seconds: float) -> None:
-    REQUEST_SECONDS.labels(endpoint or UNMATCHED).observe(seconds)
+    endpoint = endpoint or UNMATCHED
+    child = _REQUEST_SECONDS_BY_ENDPOINT.get(endpoint)
+    if child is None:  # endpoints are the app's route names: a short fixed list (SC-39)
+        child = _REQUEST_SECONDS_BY_ENDPOINT[endpoint] = REQUEST_SECONDS.labels(endpoint)
+    child.observe(seconds)
 
 
 _last_pool = [None]  # (in use, size) last set by this process

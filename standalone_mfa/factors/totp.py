@@ -63,10 +63,21 @@ def normalize_code(raw: str | None, digits: int = DIGITS) -> str | None:
     return code
 
 
+class _DecodedOnce(pyotp.TOTP):
+    """pyotp's TOTP, whose secret is base32-decoded once: pyotp decodes it again for
+    every code it makes, and a check makes up to three."""
+
+    def byte_secret(self) -> bytes:
+        decoded = self.__dict__.get("_decoded")
+        if decoded is None:
+            decoded = self._decoded = super().byte_secret()
+        return decoded
+
+
 def _first_match(secret: str, code: str, for_time: float, offsets, params: dict):
     """(step, offset) for the first of `offsets` (in steps from now) whose code equals
     `code`, or None."""
-    otp = pyotp.TOTP(
+    otp = _DecodedOnce(
         secret,
         digits=params.get("digits", DIGITS),
         interval=params.get("period", PERIOD),

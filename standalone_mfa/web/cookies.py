@@ -78,7 +78,7 @@ class CookiePolicy:
 
 def _policy(domain: str | None) -> CookiePolicy:
     # Asked for several times per request (each cookie read or set): decided once.
-    decided = request.environ.setdefault("smfa.cookie_policies", {})
+    decided = request._get_current_object().environ.setdefault("smfa.cookie_policies", {})
     policy = decided.get(domain)
     if policy is None:
         policy = decided[domain] = _decide(domain)
@@ -86,11 +86,12 @@ def _policy(domain: str | None) -> CookiePolicy:
 
 
 def _decide(domain: str | None) -> CookiePolicy:
+    asked = request._get_current_object()
     return CookiePolicy(
-        secure=request.is_secure or setting("SESSION_COOKIE_SECURE"),
+        secure=asked.is_secure or setting("SESSION_COOKIE_SECURE"),
         # Host-only: the mount point ("" at the root, "/mfa-app" under X-Forwarded-Prefix).
         # For a domain: every path, as the apps behind the gateway have their own.
-        path="/" if domain else request.script_root or "/",
+        path="/" if domain else asked.script_root or "/",
         domain=domain,
         samesite=setting("SESSION_COOKIE_SAMESITE"),
         httponly=setting("SESSION_COOKIE_HTTPONLY"),
@@ -143,7 +144,7 @@ def single_cookie(name: str) -> str | None:
     """The cookie `name`'s value if this request carries exactly one cookie of that
     name. Two (a sibling subdomain planted one for the whole domain: whose would be
     believed depends on the order the browser sends them in) count as none (SC-68)."""
-    values = request.cookies.getlist(name)
+    values = request._get_current_object().cookies.getlist(name)
     return values[0] if len(values) == 1 else None
 
 

@@ -97,7 +97,7 @@ def schema_problem() -> str | None:
     """Why this database cannot be served by this code (`ops.schema`'s one line), or
     None. Checked at the first request, then again at most every few seconds while
     there is a problem; the line is logged once for each new problem."""
-    state = current_app.extensions.setdefault(
+    state = current_app._get_current_object().extensions.setdefault(
         "standalone_mfa.schema", {"ok": False, "checked_at": None, "problem": None}
     )
     if state["ok"]:
@@ -158,17 +158,18 @@ def security_headers(response):
     headers, not one per header."""
     headers = response.headers
     present = {name.lower() for name, _value in headers.items()}
+    asked = request._get_current_object()  # not through the proxy at each use
 
     def add(name: str, value: str) -> None:
         if name.lower() not in present:
             headers.add(name, value)
 
-    add("Content-Security-Policy", current_app.extensions[CSP_KEY])
+    add("Content-Security-Policy", current_app._get_current_object().extensions[CSP_KEY])
     for name, value in FIXED_HEADERS:
         add(name, value)
-    if request.endpoint != "static":
+    if asked.endpoint != "static":
         add("Cache-Control", "no-store")
-    if request.is_secure:
+    if asked.is_secure:
         subdomains = "; includeSubDomains" if setting("HSTS_INCLUDE_SUBDOMAINS") else ""
         add("Strict-Transport-Security", "max-age=63072000" + subdomains)
     return response

@@ -18,6 +18,7 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
+from wtforms.csrf.core import CSRFTokenField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import (
     EqualTo,
@@ -41,6 +42,31 @@ def pairs(items) -> list[SelectChoice]:
     return [SelectChoice(value, label) for value, label in items]
 
 
+class _TokenWhenShown(CSRFTokenField):
+    """Flask-WTF's CSRF token field, whose token is made when the form is shown rather
+    than when it is built: a form that is only read (a POST answered by a redirect,
+    such as the code step) signs no token it never sends. Checked as before."""
+
+    def process(self, *args, **kwargs):
+        # The hidden field's own processing, without CSRFTokenField's eager token.
+        super(CSRFTokenField, self).process(*args, **kwargs)
+
+    @property
+    def current_token(self) -> str:
+        return self.csrf_impl.generate_csrf_token(self)
+
+
+class _TokenWhenShownCSRF(FlaskForm.Meta.csrf_class):  # Flask-WTF's, with the field above
+    field_class = _TokenWhenShown
+
+
+class PortalForm(FlaskForm):
+    """Every form of the portal: Flask-WTF's, CSRF and all (see `_TokenWhenShown`)."""
+
+    class Meta:
+        csrf_class = _TokenWhenShownCSRF
+
+
 class SingleValueStringField(StringField):
     """A text field that refuses to pick one of several values sent under its name."""
 
@@ -51,7 +77,7 @@ class SingleValueStringField(StringField):
         super().process_formdata(valuelist)
 
 
-class LoginForm(FlaskForm):
+class LoginForm(PortalForm):
     username = SingleValueStringField(
         _l("Username"), validators=[InputRequired(), Length(max=150)]
     )
@@ -60,7 +86,7 @@ class LoginForm(FlaskForm):
     )
 
 
-class CodeForm(FlaskForm):
+class CodeForm(PortalForm):
     code = SingleValueStringField(
         _l("6-digit code from your authenticator app"),
         validators=[InputRequired(), Length(max=totp.MAX_CODE_INPUT)],
@@ -71,17 +97,17 @@ class VerifyForm(CodeForm):
     remember_device = BooleanField(_l("Remember this device"))
 
 
-class RecoveryCodeForm(FlaskForm):
+class RecoveryCodeForm(PortalForm):
     recovery_code = SingleValueStringField(
         _l("Recovery code"), validators=[InputRequired(), Length(max=recovery.MAX_INPUT)]
     )
 
 
-class ButtonForm(FlaskForm):
+class ButtonForm(PortalForm):
     """A form that is only a button (and its CSRF token)."""
 
 
-class WebAuthnForm(FlaskForm):
+class WebAuthnForm(PortalForm):
     """A passkey ceremony's answer: `credential.toJSON()`, written by static/webauthn.js."""
 
     # Labelled: an unlabelled field asks WTForms' own catalogue for a label, which
@@ -107,13 +133,13 @@ class NewKeyForm(WebAuthnForm):
     )
 
 
-class RenameKeyForm(FlaskForm):
+class RenameKeyForm(PortalForm):
     name = SingleValueStringField(
         _l("New name"), validators=[InputRequired(), Length(max=webauthn.NAME_MAX)]
     )
 
 
-class MfaSettingsForm(FlaskForm):
+class MfaSettingsForm(PortalForm):
     mfa_method = SelectField(
         _l("Multi-Factor Authentication method"), choices=pairs(settings.MFA_METHODS.items())
     )
@@ -157,7 +183,7 @@ def _password(label):
     return PasswordField(label, validators=[InputRequired(), Length(max=passwords.MAX_LENGTH)])
 
 
-class ConfirmIdentityForm(FlaskForm):
+class ConfirmIdentityForm(PortalForm):
     """The password and a current code (or, where allowed, a recovery code)."""
 
     password = _password(_l("Your password"))
@@ -174,7 +200,7 @@ class ConfirmIdentityForm(FlaskForm):
     )
 
 
-class NewAppPasswordForm(FlaskForm):
+class NewAppPasswordForm(PortalForm):
     """A name for a new app password, then the password and (with an authenticator) a
     current code: the re-authentication every Account security change asks for."""
 
@@ -192,13 +218,13 @@ class NewAppPasswordForm(FlaskForm):
     )
 
 
-class RevokeAppPasswordForm(FlaskForm):
+class RevokeAppPasswordForm(PortalForm):
     """Revoke one app password (its name, a hidden field)."""
 
     name = HiddenField(validators=[InputRequired(), Length(max=4 * app_passwords.NAME_MAX_LENGTH)])
 
 
-class ChangePasswordForm(FlaskForm):
+class ChangePasswordForm(PortalForm):
     current_password = _password(_l("Current password"))
     new_password = PasswordField(
         _l("New password"),
@@ -220,21 +246,21 @@ def _address(label):
     )
 
 
-class ChangeEmailForm(FlaskForm):
+class ChangeEmailForm(PortalForm):
     """A new address for the user's own notices: their password first."""
 
     current_password = _password(_l("Your password"))
     email = _address(_l("New email address"))
 
 
-class ConfirmEmailForm(FlaskForm):
+class ConfirmEmailForm(PortalForm):
     """The button of the confirmation page; the link's token rides in a hidden field,
     so that only this POST (never the GET a mail scanner makes) uses it up."""
 
     token = HiddenField(validators=[InputRequired(), Length(max=emails.MAX_TOKEN_LENGTH)])
 
 
-class SavedLanguageForm(FlaskForm):
+class SavedLanguageForm(PortalForm):
     """The language saved on Account security: one of ours, or the browser's choice
     (checked by `i18n.supported`)."""
 
@@ -243,7 +269,7 @@ class SavedLanguageForm(FlaskForm):
     )
 
 
-class TimeZoneForm(FlaskForm):
+class TimeZoneForm(PortalForm):
     time_zone = SingleValueStringField(
         _l("Time zone of your mails"),
         validators=[Optional(), Length(max=emails.MAX_TIME_ZONE_LENGTH)],
@@ -253,13 +279,13 @@ class TimeZoneForm(FlaskForm):
 # Administration (users, step-up, audit log).
 
 
-class StepUpPasswordForm(FlaskForm):
+class StepUpPasswordForm(PortalForm):
     password = PasswordField(
         _l("Your password"), validators=[InputRequired(), Length(max=passwords.MAX_LENGTH)]
     )
 
 
-class NewUserForm(FlaskForm):
+class NewUserForm(PortalForm):
     username = SingleValueStringField(
         _l("Username"), validators=[InputRequired(), Length(max=150)]
     )
@@ -269,26 +295,26 @@ class NewUserForm(FlaskForm):
     )
 
 
-class GroupForm(FlaskForm):
+class GroupForm(PortalForm):
     """One group name: to add a user to it, or (a hidden field) to remove them."""
 
     group = SingleValueStringField(_l("Group name"), validators=[InputRequired(), Length(max=64)])
 
 
-class AdminEmailForm(FlaskForm):
+class AdminEmailForm(PortalForm):
     """An address an administrator gives a user (confirmed at once)."""
 
     email = _address(_l("Email address"))
 
 
-class UserSearchForm(FlaskForm):
+class UserSearchForm(PortalForm):
     class Meta:
         csrf = False  # a GET search: it changes nothing
 
     q = StringField(_l("Search by username"), validators=[Optional(), Length(max=150)])
 
 
-class AuditFilterForm(FlaskForm):
+class AuditFilterForm(PortalForm):
     class Meta:
         csrf = False  # a GET filter: it changes nothing
 
@@ -302,7 +328,7 @@ class AuditFilterForm(FlaskForm):
             raise ValidationError(_l("The end date is before the start date."))
 
 
-class LanguageForm(FlaskForm):
+class LanguageForm(PortalForm):
     """The language picker: one of ours, checked by `i18n.supported`; and the page to
     go back to, checked by `safe_next_path`."""
 
@@ -310,7 +336,7 @@ class LanguageForm(FlaskForm):
     next = SingleValueStringField(validators=[Optional(), Length(max=2048)])
 
 
-class AccessTestForm(FlaskForm):
+class AccessTestForm(PortalForm):
     """The "test a URL" box of the access rules page."""
 
     class Meta:
@@ -343,7 +369,7 @@ POLICY_CHOICES = (
 )
 
 
-class ApplicationForm(FlaskForm):
+class ApplicationForm(PortalForm):
     """An application to register as an OpenID client (Administration » Applications).
     Each field is checked by `oidc.clients`' own rule for it, so the error sits beside
     the field it is about, in the page's language."""

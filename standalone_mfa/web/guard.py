@@ -73,26 +73,36 @@ def needs_second_factor(web_session: ServerSession) -> bool:
 def guard():
     """Before every request: expire a stale pending login, then send the browser to
     the page its state allows if it asked for another."""
-    if request.endpoint is None or is_sessionless(request.path):
+    # Every page passes here: the request and the session are looked up once, not
+    # through their proxies at each use.
+    asked = request._get_current_object()
+    if asked.endpoint is None or is_sessionless(asked.path):
         return None
-    at = now()
-    client = session.client
-    if lifetimes.pending_expired(session.record, at):
-        audit.record(
-            "pending_expired", "ended", user=session.user, detail=session.state, client=client
-        )
-        state.fire(session, "expired", at)
-        flash(messages.text("expired"), "error")
-    elif needs_second_factor(session):
-        audit.record("session_ended", "mfa_required", user=session.user, client=client)
-        state.fire(session, "mfa_required", at)
-        flash(messages.text("mfa_required"), "error")
-    current = session.state
-    if allowed(current, request.endpoint):
+    web_session = session._get_current_object()
+    record = web_session.record
+    if record is not None:  # an anonymous session has nothing to expire or end
+        at = now()
+        client = web_session.client
+        if lifetimes.pending_expired(record, at):
+            audit.record(
+                "pending_expired",
+                "ended",
+                user=web_session.user,
+                detail=web_session.state,
+                client=client,
+            )
+            state.fire(web_session, "expired", at)
+            flash(messages.text("expired"), "error")
+        elif needs_second_factor(web_session):
+            audit.record("session_ended", "mfa_required", user=web_session.user, client=client)
+            state.fire(web_session, "mfa_required", at)
+            flash(messages.text("mfa_required"), "error")
+    current = web_session.state
+    if allowed(current, asked.endpoint):
         return None
     target = url_for(STATE_HOME[current])
-    if current == ANONYMOUS and request.method == "GET" and request.path != "/":
-        target = url_for(STATE_HOME[current], next=request.full_path.rstrip("?"))
+    if current == ANONYMOUS and asked.method == "GET" and asked.path != "/":
+        target = url_for(STATE_HOME[current], next=asked.full_path.rstrip("?"))
     return redirect(target)
 
 

@@ -47,9 +47,10 @@ def _started():
 
 
 def _finished(_exc=None):
-    started = g.pop("metrics_started", None)
+    started = g._get_current_object().pop("metrics_started", None)
     if started is not None:
-        metrics.request_finished(request.endpoint, time.perf_counter() - started)
+        endpoint = request._get_current_object().endpoint
+        metrics.request_finished(endpoint, time.perf_counter() - started)
     database = getattr(db, "obj", None)
     if database is not None and hasattr(database, "_in_use"):  # a pooled database
         metrics.pool_seen(len(database._in_use), database._max_connections)

@@ -32,7 +32,7 @@ def _after(outcome: steps.StepOutcome):
     step, or the password."""
     if outcome.message:
         flash(outcome.message, "info" if outcome.ok else "error")
-    response = redirect(landing_url(session))
+    response = redirect(landing_url(session._get_current_object()))
     if outcome.device_token:
         set_device_cookie(response, outcome.device_token, outcome.device_days)
     if outcome.trusted_token:  # trusted in the step's own transaction
@@ -112,7 +112,7 @@ def verify():
         valid = form.validate()
         return _after(
             steps.verify_code(
-                session,
+                session._get_current_object(),  # a hot path: not through the proxy
                 form.code.data if valid else None,
                 remember=valid and bool(form.remember_device.data),
                 trusted_token=trusted_browser_token(),

@@ -117,8 +117,18 @@ def end_unbound_session() -> None:
 
 def client() -> Client:
     """The address (as ProxyFix decided it) and browser of the current request."""
-    agent = request.user_agent.string or None
-    return Client(request.remote_addr, agent[:255] if agent else None)
+    asked = request._get_current_object()
+    agent = asked.headers.get("User-Agent")  # the string alone: no UserAgent object
+    return Client(asked.remote_addr, agent[:255] if agent else None)
+
+
+def _vary_on_cookie(response) -> None:
+    """`Vary: Cookie`, as Flask's sessions add it; set directly when the response has
+    no Vary yet (every page's case), which spares parsing and re-writing the header."""
+    if "Vary" in response.headers:
+        response.vary.add("Cookie")
+    else:
+        response.headers["Vary"] = "Cookie"
 
 
 class ServerSessionInterface(SessionInterface):
@@ -130,18 +140,20 @@ class ServerSessionInterface(SessionInterface):
         if is_sessionless(request.path):  # never loaded, touched, created nor set
             return ServerSession()
         token = single_cookie(self.get_cookie_name(app))
+        context = g._get_current_object()
         if token and binding_required() and not is_bound(token):
-            g.unbound_token, token = token, None
+            context.unbound_token, token = token, None
         anonymous, signed_at = read_anonymous_cookie()
-        g.anonymous_cookie = AnonymousCookie(signed_at)
+        context.anonymous_cookie = AnonymousCookie(signed_at)
         try:
             return sessions.load(token, now(), client(), anonymous)
         except UNAVAILABLE as exc:
-            g.database_error = exc
+            context.database_error = exc
             return ServerSession(client=client())
 
     def save_session(self, app, session: ServerSession, response) -> None:
-        response.vary.add("Cookie")
+        context = g._get_current_object()  # not through the proxy at each use
+        _vary_on_cookie(response)
         token = sessions.save(session, now())
         policy = shared_cookie_policy()
         if token:
@@ -151,16 +163,16 @@ class ServerSessionInterface(SessionInterface):
             # This browser's cookie now names another session: the one it held
             # without a binding ends (whoever else holds a copy of it is cut off).
             end_unbound_session()
-        sent = g.get("anonymous_cookie")
+        sent = context.get("anonymous_cookie")
         if session.discarded or sent is None:  # a failed or a sessionless request
             return
-        if session.row_dropped or (g.pop("drop_session_cookie", False) and not token):
+        if session.row_dropped or (context.pop("drop_session_cookie", False) and not token):
             # Signed out or expired here: the row is gone, so is its cookie.
             policy.delete(response, setting("SESSION_COOKIE_NAME", app))
             if binding_required():
                 delete_binding_cookie(response)
         anonymous = portal_cookie_policy()
-        anonymous_sent = anonymous.name(ANONYMOUS_COOKIE) in request.cookies
+        anonymous_sent = anonymous.name(ANONYMOUS_COOKIE) in request._get_current_object().cookies
         if session.has_row:
             if anonymous_sent:  # its data moved into the row
                 anonymous.delete(response, ANONYMOUS_COOKIE)

@@ -45,4 +45,4 @@ def init_app(app) -> None:
 
 def is_sessionless(path: str) -> bool:
     """Whether a request for `path` (below the app's mount point) has no session."""
-    return path in current_app.extensions[_KEY]
+    return path in current_app._get_current_object().extensions[_KEY]

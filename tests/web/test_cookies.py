@@ -16,6 +16,7 @@ from support.pages import location
 
 from standalone_mfa import create_app
 from standalone_mfa.core.config import ConfigurationError
+from standalone_mfa.web.session_cookie import _vary_on_cookie
 
 
 def set_cookie_headers(response) -> list[str]:
@@ -449,3 +450,18 @@ def test_sc36_hsts_include_subdomains_is_a_setting(tmp_path, clock, setting, exp
 def test_sc36_a_bad_hsts_include_subdomains_refuses_to_start(tmp_path, clock, value):
     with pytest.raises(ConfigurationError, match="HSTS_INCLUDE_SUBDOMAINS must be true or false"):
         create_app(test_config(tmp_path, clock, HSTS_INCLUDE_SUBDOMAINS=value))
+
+
+def test_vary_names_cookie_once_beside_what_a_view_set(app):
+    """Every page's answer depends on the cookie (`Vary: Cookie`, as Flask's own
+    sessions add it); a Vary the view set is kept, and Cookie is not named twice."""
+    with app.test_request_context("/"):
+        plain = app.response_class("x")
+        _vary_on_cookie(plain)
+        assert plain.headers.getlist("Vary") == ["Cookie"]
+        own = app.response_class("x", headers={"Vary": "Accept-Language"})
+        _vary_on_cookie(own)
+        assert own.headers.getlist("Vary") == ["Accept-Language, Cookie"]
+        already = app.response_class("x", headers={"Vary": "cookie"})
+        _vary_on_cookie(already)
+        assert already.headers.getlist("Vary") == ["cookie"]

@@ -3,14 +3,19 @@
 
 from __future__ import annotations
 
+import pytest
+from flask import g
+from flask_wtf.csrf import validate_csrf
 from support.app import PASSWORD
 from support.client import signed_in_as
 from support.db import credential_count, failures, mfa_method, sessions_of
 from support.pages import location
 from support.steps import enrol_then_pending_verify, pending_setup, save_mfa_settings
+from wtforms import ValidationError
 
 from standalone_mfa.core.models import AuditEvent
 from standalone_mfa.signin.state import AUTHENTICATED
+from standalone_mfa.web.forms import VerifyForm
 
 
 def bad_token_data(kind: str, own_token: str, foreign_token: str) -> dict:
@@ -111,3 +116,18 @@ def test_sc28_admin_setting_without_valid_csrf_changes_nothing(app, browser, new
         assert AuditEvent.select().where(AuditEvent.actor == "root").count() == 0
     assert location(save_mfa_settings(browser, {"mfa_method": "totp"})) == "/admin/mfa"
     assert mfa_method(app) == "totp"
+
+
+def test_sc28_a_form_only_read_signs_no_token_and_a_shown_one_is_checked(app):
+    """A form built to read a POST (the code step's) signs no CSRF token it never sends;
+    rendered, it carries this session's token, which the check accepts."""
+    with app.test_request_context("/mfa/verify", method="POST", data={"code": "123456"}):
+        form = VerifyForm()
+        assert form.code.data == "123456"
+        assert "csrf_token" not in g  # nothing signed while the form was only read
+        shown = str(form.csrf_token)
+        token = form.csrf_token.current_token
+        assert token and f'value="{token}"' in shown
+        validate_csrf(token)  # raises if it were not this session's
+        with pytest.raises(ValidationError):
+            validate_csrf(token[:-2] + ("AA" if token[-2:] != "AA" else "BB"))
