@@ -8,6 +8,7 @@ only the password hash is computed once and shared, with the production method
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -177,6 +178,17 @@ def password_hash_seconds(repeat: int = 5) -> tuple[float, float]:
     return statistics.median(wall), statistics.median(cpu)
 
 
+@contextlib.contextmanager
+def _quiet_audit():
+    """No audit line on the terminal per seeded row: thousands would bury the table."""
+    audit_log = logging.getLogger("standalone_mfa.audit")
+    was_disabled, audit_log.disabled = audit_log.disabled, True
+    try:
+        yield
+    finally:
+        audit_log.disabled = was_disabled
+
+
 def seed_app_passwords(users: list[BenchUser]) -> list[tuple[str, str]]:
     """One app password per user, made by the product's own service (as after a
     re-authentication with both factors: it satisfies any rule); (username, secret)
@@ -184,7 +196,7 @@ def seed_app_passwords(users: list[BenchUser]) -> list[tuple[str, str]]:
     from standalone_mfa.factors import app_passwords
 
     made = []
-    with db.connection_context():
+    with _quiet_audit(), db.connection_context():
         by_name = {
             u.username: u
             for u in User.select().where(User.username.in_([user.username for user in users]))
@@ -204,10 +216,7 @@ def seed_passkeys(app, users: list[BenchUser], key_class) -> list:
     origin = app.config["WEBAUTHN_ORIGINS"][0]
     binding = "bench-registration-" + "x" * 24
     keys = []
-    audit_log = logging.getLogger("standalone_mfa.audit")
-    was_disabled = audit_log.disabled
-    audit_log.disabled = True  # a line per key would bury the table
-    with app.test_request_context("/account/passkeys/new"):
+    with _quiet_audit(), app.test_request_context("/account/passkeys/new"):
         by_id = {u.id: u for u in User.select().where(User.id.in_([user.id for user in users]))}
         for user in users:
             key = key_class(origin)
@@ -222,7 +231,6 @@ def seed_passkeys(app, users: list[BenchUser], key_class) -> list:
             if not outcome.ok:
                 raise RuntimeError(f"passkey registration refused: {outcome.problem}")
             keys.append(key)
-    audit_log.disabled = was_disabled
     return keys
 
 
