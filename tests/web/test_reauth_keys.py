@@ -186,3 +186,18 @@ def test_a_keys_only_admin_cannot_step_up_with_the_password(app, clock):
         "/admin/step-up/key?next=/admin/mfa", {"credential": key.get(options_on(page, REAUTH))}
     )
     assert location(response) == "/admin/mfa"
+
+
+def test_a_keys_only_users_app_password_counts_two_factors(app, clock):
+    """Made after the password and the key, it passes `two_factor` rules (SC-50)."""
+    from standalone_mfa.core.models import AppPassword
+
+    admin, key = keys_only_admin(app, clock)
+    options = options_on(admin.page("/account/app-passwords"), REAUTH)
+    response = admin.post(
+        "/account/app-passwords",
+        {"name": "Calendar", "password": PASSWORD, "credential": key.get(options)},
+    )
+    assert response.status_code == 200 and "Calendar" in response.get_data(as_text=True)
+    with app.app_context():
+        assert AppPassword.get(AppPassword.name == "Calendar").two_factor
