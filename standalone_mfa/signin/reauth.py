@@ -48,6 +48,12 @@ def _refused(user: User, proof: proofs.Proof, factor: str, client) -> str:
     return proof.message()
 
 
+def has_second_factor(user: User) -> bool:
+    """An authenticator app or keys: what `confirm_identity` then asks for, past the
+    password."""
+    return totp.credential_of(user) is not None or webauthn.has_keys(user)
+
+
 def confirm_password(
     web_session: ServerSession, user: User, password: str | None, *, trusted: str | None = None
 ) -> str | None:

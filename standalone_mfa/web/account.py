@@ -363,8 +363,7 @@ def create_app_password():
     except app_passwords.AppPasswordError as error:
         flash(str(error), "error")
         return _app_passwords_page(form, 400)
-    # Whoever has a second factor (an app or keys) must prove it below (`reauth`).
-    two_factor = totp.credential_of(user) is not None or webauthn.has_keys(user)
+    two_factor = reauth.has_second_factor(user)  # proved below, past the password
     problem = reauth.confirm_identity(
         session,
         user,
