@@ -6,6 +6,8 @@ from __future__ import annotations
 import html
 import re
 
+from itsdangerous import URLSafeTimedSerializer
+
 CSRF_RE = re.compile(
     r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"'
 )
@@ -45,6 +47,12 @@ def form_token(response) -> str:
     field = CSRF_INPUT_RE.search(response.text)
     assert field, f"no CSRF field: {response.status_code}"
     return html.unescape(VALUE_RE.search(field.group(0)).group(1))
+
+
+def signed_payload(value: str):
+    """What a cookie signed by itsdangerous carries, whatever key signed it. Its payload
+    is zlib-compressed (and the value begins with ".") whenever that is shorter."""
+    return URLSafeTimedSerializer("any key").loads_unsafe(value)[1]
 
 
 def set_cookie_value(response, name="smfa_session") -> str | None:
