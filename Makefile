@@ -49,13 +49,17 @@ run: setup
 
 # The whole suite on SQLite and, when TEST_DATABASE_URL is set (.ci/run sets it; the
 # tests empty that database's tables as they please), again on PostgreSQL. The two
-# passes run side by side, one per core, each into its own log, printed when both
-# are done. The browser tests run once: their server always has its own SQLite
+# passes run side by side, each in TEST_JOBS processes (pytest-xdist; each process
+# on PostgreSQL gets a database of its own, the URL's name + _gw0, _gw1, made if
+# missing), each into its own log, printed when both are done: four processes keep
+# two cores busy while others wait on a browser, a proxy or a server starting. The browser tests run once: their server always has its own SQLite
 # file; so do the slow ones (the wheel built and installed: no database of the
 # run's). The fuzzing runs its 2,000 examples per endpoint on SQLite and a
 # 200-example sample on PostgreSQL.
-SQLITE_PASS = env -u TEST_DATABASE_URL $(BIN)/python -m pytest
-POSTGRES_PASS = FUZZ_EXAMPLES=$${PG_FUZZ_EXAMPLES:-200} $(BIN)/python -m pytest -m "not browser and not slow"
+TEST_JOBS ?= 2
+SQLITE_PASS = env -u TEST_DATABASE_URL $(BIN)/python -m pytest -n $(TEST_JOBS)
+POSTGRES_PASS = FUZZ_EXAMPLES=$${PG_FUZZ_EXAMPLES:-200} $(BIN)/python -m pytest -n $(TEST_JOBS) \
+  -m "not browser and not slow"
 test: $(BIN)/activate $(MO) system-deps $(AXE) $(OPENID_CLIENT)
 	@if [ -z "$$TEST_DATABASE_URL" ]; then \
 	  $(SQLITE_PASS) $(PYTEST_ARGS); \

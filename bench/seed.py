@@ -295,73 +295,77 @@ def _seed_oidc_subjects(users: list[BenchUser]) -> None:
                     ).execute()
 
 
+def _seed_oidc_grants(client: OidcBenchClient, users: list[BenchUser], model, row) -> list[str]:
+    """A new token per user, stored in `model` as `row(token, user_id, client_pk, at)`
+    makes it (after each user's `sub`); the tokens, in the users' order."""
+    from standalone_mfa.core.models import OidcClient
+
+    at = now()
+    tokens = [crypto.new_token() for _ in users]
+    _seed_oidc_subjects(users)
+    with db.connection_context():
+        client_pk = OidcClient.get(OidcClient.client_id == client.client_id).id
+        pairs = zip(tokens, users, strict=True)
+        rows = [row(token, user.id, client_pk, at) for token, user in pairs]
+        for start in range(0, len(rows), BATCH):
+            with db.atomic():
+                model.insert_many(rows[start : start + BATCH]).execute()
+    return tokens
+
+
+# What the bench's grants were given: the person signed in with a password and a code.
+_GRANTED = {
+    "scope": "openid profile email groups",
+    "amr": "pwd otp mfa",
+    "acr": "two_factor",
+}
+
+
 def seed_oidc_codes(client: OidcBenchClient, users: list[BenchUser]) -> list[str]:
     """An authorization code per user, written as /authorize leaves them (hashed, with
     the PKCE challenge, scope `openid profile email groups`, the user's `sub` made);
     the codes, each to be exchanged once."""
-    from standalone_mfa.core.models import OidcAuthorizationCode, OidcClient
+    from standalone_mfa.core.models import OidcAuthorizationCode
 
-    at = now()
     challenge = _pkce_challenge()
-    codes, rows = [], []
-    _seed_oidc_subjects(users)
-    with db.connection_context():
-        client_pk = OidcClient.get(OidcClient.client_id == client.client_id).id
-        for user in users:
-            code = crypto.new_token()
-            codes.append(code)
-            rows.append(
-                {
-                    "code_hash": crypto.hash_token(code),
-                    "client": client_pk,
-                    "user": user.id,
-                    "redirect_uri": OIDC_REDIRECT_URI,
-                    "scope": "openid profile email groups",
-                    "nonce": "bench-nonce",
-                    "code_challenge": challenge,
-                    "code_challenge_method": "S256",
-                    "auth_time": at,
-                    "amr": "pwd otp mfa",
-                    "acr": "two_factor",
-                    "family": crypto.new_token(18),
-                    "created_at": at,
-                    "expires_at": at + dt.timedelta(seconds=CODE_LIFETIME_SECONDS),
-                }
-            )
-        for start in range(0, len(rows), BATCH):
-            with db.atomic():
-                OidcAuthorizationCode.insert_many(rows[start : start + BATCH]).execute()
-    return codes
+    return _seed_oidc_grants(
+        client,
+        users,
+        OidcAuthorizationCode,
+        lambda code, user_id, client_pk, at: {
+            **_GRANTED,
+            "code_hash": crypto.hash_token(code),
+            "client": client_pk,
+            "user": user_id,
+            "redirect_uri": OIDC_REDIRECT_URI,
+            "nonce": "bench-nonce",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "auth_time": at,
+            "family": crypto.new_token(18),
+            "created_at": at,
+            "expires_at": at + dt.timedelta(seconds=CODE_LIFETIME_SECONDS),
+        },
+    )
 
 
 def seed_oidc_access_tokens(client: OidcBenchClient, users: list[BenchUser]) -> list[str]:
     """A live access token per user (scope `openid profile email groups`), stored as
     the token endpoint stores them; the tokens, for the userinfo phase."""
-    from standalone_mfa.core.models import OidcClient, OidcToken
+    from standalone_mfa.core.models import OidcToken
 
-    at = now()
-    tokens, rows = [], []
-    _seed_oidc_subjects(users)
-    with db.connection_context():
-        client_pk = OidcClient.get(OidcClient.client_id == client.client_id).id
-        for user in users:
-            token = crypto.new_token()
-            tokens.append(token)
-            rows.append(
-                {
-                    "access_token_hash": crypto.hash_token(token),
-                    "client": client_pk,
-                    "user": user.id,
-                    "scope": "openid profile email groups",
-                    "auth_time": at,
-                    "amr": "pwd otp mfa",
-                    "acr": "two_factor",
-                    "family": crypto.new_token(18),
-                    "issued_at": at,
-                    "access_expires_at": at + dt.timedelta(hours=12),
-                }
-            )
-        for start in range(0, len(rows), BATCH):
-            with db.atomic():
-                OidcToken.insert_many(rows[start : start + BATCH]).execute()
-    return tokens
+    return _seed_oidc_grants(
+        client,
+        users,
+        OidcToken,
+        lambda token, user_id, client_pk, at: {
+            **_GRANTED,
+            "access_token_hash": crypto.hash_token(token),
+            "client": client_pk,
+            "user": user_id,
+            "auth_time": at,
+            "family": crypto.new_token(18),
+            "issued_at": at,
+            "access_expires_at": at + dt.timedelta(hours=12),
+        },
+    )

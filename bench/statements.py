@@ -1,9 +1,9 @@
-"""What one password step, one code step and one passkey sign-in cost in-process: the
-SQL statements and commits each runs (counted at the driver cursor, so
-BEGIN/COMMIT/SAVEPOINT count too; a write outside a transaction is a commit of its own,
-as is each COMMIT), its wall time and CPU time, and optionally a profile (pyinstrument's
-when it is installed, measurement only, not a dependency; else the standard library's
-cProfile).
+"""What one password step, one code step, one passkey sign-in and one token exchange
+cost in-process: the SQL statements and commits each runs (counted at the driver
+cursor, so BEGIN/COMMIT/SAVEPOINT count too; a write outside a transaction is a commit
+of its own, as is each COMMIT), its wall time and CPU time, and optionally a profile
+(pyinstrument's when it is installed, measurement only, not a dependency; else the
+standard library's cProfile).
 
     python -m bench.statements [--steps 200] [--database-url URL] [--no-pool] [--profile]
                                [--only "passkey sign-in"]
@@ -15,6 +15,7 @@ bench`'s (a server database named by --database-url is WIPED).
 from __future__ import annotations
 
 import argparse
+import base64
 import collections
 import cProfile
 import io
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             "password step": lambda: password_steps(app, users[:passwords]),
             "code step": lambda: code_steps(app, users),
             "passkey sign-in": lambda: passkey_signins(app, keys, args.steps),
+            "token exchange": lambda: token_exchanges(app, users),
         }
         steps = {
             name: measure(app, counter, made(), args.profile)
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-STEPS = ("password step", "code step", "passkey sign-in")
+STEPS = ("password step", "code step", "passkey sign-in", "token exchange")
 PASSKEYS = 50  # users with a passkey: the sign-ins take them in turn
 WRITES = {"INSERT", "UPDATE", "DELETE"}
 HELD = "held"  # a microsecond of a transaction's life, counted like a statement
@@ -201,6 +203,28 @@ def passkey_signins(app, keys, count: int):
         )
         assert response.headers.get("Location") == "/", response.get_data(as_text=True)[-400:]
         yield "POST /login/passkey"
+
+
+def token_exchanges(app, users):
+    """POST /token: an app's server exchanging a code for tokens (client_secret_basic,
+    the PKCE verifier), signing included; each code once, as `make bench` sends them."""
+    with app.app_context():
+        client = seed.seed_oidc_client()
+        codes = seed.seed_oidc_codes(client, users)
+    yield None  # the work so far is not the step's
+    secret = base64.b64encode(f"{client.client_id}:{client.secret}".encode()).decode()
+    for code in codes:
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": seed.OIDC_REDIRECT_URI,
+            "code_verifier": seed.PKCE_VERIFIER,
+        }
+        response = app.test_client(use_cookies=False).post(
+            "/token", data=form, headers={"Authorization": f"Basic {secret}"}
+        )
+        assert "id_token" in (response.get_json(silent=True) or {}), response.get_data()[:300]
+        yield "POST /token"
 
 
 def measure(app, counter, requests, profile: bool = False) -> dict:

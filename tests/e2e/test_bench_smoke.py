@@ -151,3 +151,21 @@ def test_bench_runs_only_the_phases_asked_for(tmp_path):
         "code step p99 / p50",
         "peak RSS per worker (MB), 30 users",
     ]
+
+
+def test_statements_measures_every_step():
+    """`python -m bench.statements`: each step runs (its own asserts check where it
+    lands) and is counted, statements and commits."""
+    from bench.statements import STEPS
+
+    finished = subprocess.run(
+        [sys.executable, "-m", "bench.statements", "--steps", "10"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    for step in STEPS:
+        assert f"\n{step}: " in finished.stdout, finished.stdout
+    # The hot steps write in one transaction each.
+    for part in ("POST /mfa/verify", "POST /login/passkey", "POST /token"):
+        (line,) = [line for line in finished.stdout.splitlines() if f"{part}: " in line]
+        assert line.endswith(" ms") and ", 1 commits," in line, line
