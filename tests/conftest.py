@@ -15,6 +15,7 @@ from support.smtp import SmtpServer, mail_config
 
 from standalone_mfa.core.clock import FrozenClock
 from standalone_mfa.core.db import db
+from standalone_mfa.notices import sender
 
 # A test that asks for one of these fixtures starts a server on 127.0.0.1: it is
 # marked `server` (left out of `make check`), wherever it lives.
@@ -25,6 +26,14 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.server)
+
+
+@pytest.fixture(autouse=True)
+def _sender_forgets_the_app():
+    """After each test, this process's mail sender stops using the test's app: woken
+    later, it would otherwise work in the next test's database with this one's keys."""
+    yield
+    sender.forget()
 
 
 @pytest.fixture

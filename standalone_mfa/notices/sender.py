@@ -132,6 +132,12 @@ class _Thread:
                 self._thread.start()
         self._wake.set()
 
+    def forget(self, app: Flask | None) -> None:
+        """`app` (None: whichever) is gone: no more rounds until a kick names one."""
+        with self._lock:
+            if app is None or self._app is app:
+                self._app = None
+
     def wait_idle(self, timeout: float) -> bool:
         """Wait until the thread has finished the rounds it was kicked for (tests)."""
         return self._idle.wait(timeout)
@@ -141,6 +147,9 @@ class _Thread:
             self._wake.wait(IDLE_WAKEUP)
             self._wake.clear()
             app = self._app
+            if app is None:
+                self._idle.set()
+                continue
             try:
                 with app.app_context():
                     try:
@@ -159,6 +168,14 @@ _thread = _Thread()
 def kick(app: Flask | None = None) -> None:
     """Wake this process's sender (after a response that queued a notice)."""
     _thread.kick(app or current_app._get_current_object())
+
+
+def forget(app: Flask | None = None) -> None:
+    """Stop the sender's rounds for an app that is gone (None: whichever app it was
+    last kicked for). One process runs one app in production; the tests build one per
+    test, and a sender left with an old one would wake once a minute into the database
+    of whatever test runs then, with the wrong keys (failing its notices)."""
+    _thread.forget(app)
 
 
 def wait_idle(timeout: float = 10) -> bool:

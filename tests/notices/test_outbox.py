@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+from flask import Flask
 from support.app import PASSWORD, make_app
 from support.client import Browser, cli, together
 from support.db import audit_rows
@@ -290,3 +291,27 @@ def test_prune_deletes_sent_notices_after_30_days_and_never_an_unsent_one(mail_a
     result = cli(mail_app, "prune")
     assert "1 sent notices" in result.output
     assert [n.id for n in notices(mail_app)] == [old_unsent.id, recent_sent.id]
+
+
+def test_a_sender_told_its_app_is_gone_does_no_more_rounds(mail_app, monkeypatch):
+    """The tests build an app per test in one process: the sender, woken after its
+    app's test (its minute's wake-up), must not work in the next test's database."""
+    rounds = []
+    monkeypatch.setattr(sender, "send_due", lambda *a, **k: rounds.append(1) or sender.Round())
+
+    def woken_as_each_minute() -> int:
+        sender._thread._wake.set()  # what its once-a-minute wake-up does
+        deadline = time.monotonic() + 5
+        while sender._thread._wake.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # the round it may start, done
+        return len(rounds)
+
+    sender.kick(mail_app)
+    assert sender.wait_idle(5) and rounds == [1]
+    sender.forget(Flask("another app"))  # not its app: nothing changes
+    assert woken_as_each_minute() == 2
+    sender.forget(mail_app)
+    assert woken_as_each_minute() == 2
+    sender.kick(mail_app)  # a new kick names an app again
+    assert sender.wait_idle(5) and rounds == [1, 1, 1]
