@@ -52,9 +52,9 @@ run: setup
 # passes run side by side, each in TEST_JOBS processes (pytest-xdist; each process
 # on PostgreSQL gets a database of its own, the URL's name + _gw0, _gw1, made if
 # missing), each into its own log, printed when both are done: four processes keep
-# two cores busy while others wait on a browser, a proxy or a server starting. The browser tests run once: their server always has its own SQLite
-# file; so do the slow ones (the wheel built and installed: no database of the
-# run's). The fuzzing runs its 2,000 examples per endpoint on SQLite and a
+# two cores busy while others wait on a browser, a proxy or a server starting. The
+# browser tests run once: their server always has its own SQLite file; so do the
+# slow ones (the wheel built and installed: no database of the run's). The fuzzing runs its 2,000 examples per endpoint on SQLite and a
 # 200-example sample on PostgreSQL.
 TEST_JOBS ?= 2
 SQLITE_PASS = env -u TEST_DATABASE_URL $(BIN)/python -m pytest -n $(TEST_JOBS)
