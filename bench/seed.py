@@ -295,9 +295,18 @@ def _seed_oidc_subjects(users: list[BenchUser]) -> None:
                     ).execute()
 
 
+# What the bench's grants were given: the person signed in with a password and a code.
+_GRANTED = {
+    "scope": "openid profile email groups",
+    "amr": "pwd otp mfa",
+    "acr": "two_factor",
+}
+
+
 def _seed_oidc_grants(client: OidcBenchClient, users: list[BenchUser], model, row) -> list[str]:
-    """A new token per user, stored in `model` as `row(token, user_id, client_pk, at)`
-    makes it (after each user's `sub`); the tokens, in the users' order."""
+    """A new token per user, stored in `model` as a grant of `client` to the user (its
+    scope, `amr`, `acr`, `auth_time` and family) plus what `row(token, at)` adds,
+    after each user's `sub`; the tokens, in the users' order."""
     from standalone_mfa.core.models import OidcClient
 
     at = now()
@@ -306,19 +315,21 @@ def _seed_oidc_grants(client: OidcBenchClient, users: list[BenchUser], model, ro
     with db.connection_context():
         client_pk = OidcClient.get(OidcClient.client_id == client.client_id).id
         pairs = zip(tokens, users, strict=True)
-        rows = [row(token, user.id, client_pk, at) for token, user in pairs]
+        rows = [
+            {
+                **_GRANTED,
+                "client": client_pk,
+                "user": user.id,
+                "auth_time": at,
+                "family": crypto.new_token(18),
+                **row(token, at),
+            }
+            for token, user in pairs
+        ]
         for start in range(0, len(rows), BATCH):
             with db.atomic():
                 model.insert_many(rows[start : start + BATCH]).execute()
     return tokens
-
-
-# What the bench's grants were given: the person signed in with a password and a code.
-_GRANTED = {
-    "scope": "openid profile email groups",
-    "amr": "pwd otp mfa",
-    "acr": "two_factor",
-}
 
 
 def seed_oidc_codes(client: OidcBenchClient, users: list[BenchUser]) -> list[str]:
@@ -332,17 +343,12 @@ def seed_oidc_codes(client: OidcBenchClient, users: list[BenchUser]) -> list[str
         client,
         users,
         OidcAuthorizationCode,
-        lambda code, user_id, client_pk, at: {
-            **_GRANTED,
+        lambda code, at: {
             "code_hash": crypto.hash_token(code),
-            "client": client_pk,
-            "user": user_id,
             "redirect_uri": OIDC_REDIRECT_URI,
             "nonce": "bench-nonce",
             "code_challenge": challenge,
             "code_challenge_method": "S256",
-            "auth_time": at,
-            "family": crypto.new_token(18),
             "created_at": at,
             "expires_at": at + dt.timedelta(seconds=CODE_LIFETIME_SECONDS),
         },
@@ -358,13 +364,8 @@ def seed_oidc_access_tokens(client: OidcBenchClient, users: list[BenchUser]) -> 
         client,
         users,
         OidcToken,
-        lambda token, user_id, client_pk, at: {
-            **_GRANTED,
+        lambda token, at: {
             "access_token_hash": crypto.hash_token(token),
-            "client": client_pk,
-            "user": user_id,
-            "auth_time": at,
-            "family": crypto.new_token(18),
             "issued_at": at,
             "access_expires_at": at + dt.timedelta(hours=12),
         },
