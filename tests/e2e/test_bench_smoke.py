@@ -69,13 +69,22 @@ def test_bench_signs_in_without_errors_in_every_phase(report):
         assert phase["server_cpu_ms_per_op"] > 0, phase
 
 
+def sent_once_each(phase: dict, made: int) -> None:
+    """Each prepared request was sent once and signed in: a repeat would be refused
+    (a code or a challenge is single-use), an error. The phase ends when they are used
+    up, or when its second is over first (a loaded machine: `make test` runs four
+    test processes)."""
+    assert phase["errors"] == 0 and phase["ok"] > 0, phase
+    assert phase["ok"] == made if phase["ran_out"] else phase["ok"] < made, phase
+
+
 def test_bench_uses_each_pending_login_once(report):
     """wrk sends each prepared code once; the phase ends when they are used up."""
     codes = [p for each in report["passes"] for p in each["phases"] if p["phase"] == "code"]
     assert codes
     for phase in codes:
-        assert phase["ok"] == PENDING and phase["ran_out"], phase
-        assert phase["requests"] >= PENDING  # and the idle pings of the last connections
+        sent_once_each(phase, PENDING)
+        assert phase["requests"] >= phase["ok"]  # and the idle pings of the last connections
 
 
 def test_bench_sends_each_passkey_assertion_once(report):
@@ -84,7 +93,7 @@ def test_bench_sends_each_passkey_assertion_once(report):
     for each in report["passes"]:
         for phase in each["phases"]:
             if phase["phase"] == "passkey":
-                assert phase["ok"] == made and phase["ran_out"], phase
+                sent_once_each(phase, made)
 
 
 def test_bench_report_has_every_field(report):
