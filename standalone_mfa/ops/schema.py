@@ -2,9 +2,11 @@
 by peewee-migrate) are applied, applying the pending ones, and telling the app whether
 its database matches its code (SC-38).
 
-`upgrade()` is the only way the schema changes. It holds one lock for the whole run
-(PostgreSQL: an advisory lock; SQLite: the write lock, taken by each step), so several
-instances starting together migrate once: the others wait, then find nothing to do.
+`upgrade()` is the only way the schema changes, and several instances starting
+together run each migration once. On PostgreSQL it holds an advisory lock for the
+whole run: the others wait, then find nothing to do. On SQLite each step takes the
+write lock and reads the history under it: upgraders may take turns, step by step,
+and none runs a migration another has applied.
 Each migration runs in its own transaction with its history row: one that fails rolls
 back and leaves the database at the previous version, still usable by the old code.
 

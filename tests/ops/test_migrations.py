@@ -326,8 +326,13 @@ def test_sc38_two_processes_upgrading_at_once_migrate_once(legacy_app, tmp_path)
         assert [p.returncode for p in upgraders] == [0, 0], outputs
         known = schema.known_migrations()
         assert [name for name, _ in schema.history()] == known  # each recorded once
-    applied = sorted(output.count("Applied ") for output in outputs)
-    assert applied == [0, len(known)], outputs  # one migrated, the other found it done
+    # Every migration ran once, by one upgrader or the other: on PostgreSQL one holds the
+    # advisory lock for its whole run (the other finds nothing to do); on SQLite each
+    # step takes the write lock and reads the history under it, so they may take turns.
+    applied = [output.count("Applied ") for output in outputs]
+    assert sum(applied) == len(known), outputs
+    if not is_sqlite():
+        assert sorted(applied) == [0, len(known)], outputs
 
 
 @pytest.fixture
