@@ -5,10 +5,14 @@
 --
 -- FILE holds records "<length>\n<raw HTTP request>". With ONCE = "once" each record is
 -- sent once (a pending login consumes its code): thread k of THREADS takes records
--- k, k + THREADS, ...; a thread that has sent all of its own gives its remaining
--- connections GET /bench/ping (not counted) until its last answer is in, then stops;
--- the phase lasts until the last thread stopped. Otherwise every thread cycles through
--- all the records, each from its own place, until wrk's duration ends.
+-- k, k + THREADS, ...; a thread that has sent all of its own gives its connections
+-- GET /bench/ping (not counted) until every thread's last answer is in, then stops;
+-- the phase lasts until the last of those answers. A thread does not stop before the
+-- others: the connections of a stopped thread stay open, unread, and gunicorn (27 and
+-- later) waits up to 2 s after each answer for the client to close, so a worker
+-- answering one of them would sit idle while the other threads' requests wait.
+-- Otherwise every thread cycles through all the records, each from its own place,
+-- until wrk's duration ends.
 --
 -- CHECK says what a successful operation answers:
 --   ping     200 with the body "ok"
@@ -23,6 +27,7 @@ local ffi = require("ffi")
 ffi.cdef([[
 typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
 int clock_gettime(int clock_id, bench_timespec *tp);
+void *calloc(size_t count, size_t size);
 ]])
 local CLOCK_MONOTONIC = 1
 local timespec = ffi.new("bench_timespec")
@@ -32,25 +37,31 @@ local function monotonic()
   return tonumber(timespec.tv_sec) + tonumber(timespec.tv_nsec) * 1e-9
 end
 
--- The setup environment: one per run.
+-- The setup environment: one per run. `done_flags` is one int per thread, shared by
+-- all of them (wrk's threads are one process's threads, each with its own Lua state):
+-- thread k sets flags[k] once its last answer is in.
 local threads = {}
+local done_flags = ffi.C.calloc(64, ffi.sizeof("int"))
 
 function setup(thread)
   thread:set("thread_index", #threads)
+  thread:set("done_flags_address", tonumber(ffi.cast("intptr_t", done_flags)))
   table.insert(threads, thread)
 end
 
 -- Each thread's environment.
 local records, count, position = {}, 0, 0
-local check, once, idle_request
+local check, once, idle_request, flags, thread_count
 local sent, answered = 0, 0
 -- wrk calls the first thread's request() once before the run, to see whether it
 -- pipelines; that call must not use up a record.
 local verified
 
 function init(args)
-  local path, thread_count = args[1], tonumber(args[3])
+  local path = args[1]
+  thread_count = tonumber(args[3])
   check, once = args[2], args[4] == "once"
+  flags = ffi.cast("volatile int *", done_flags_address)
   local handle = assert(io.open(path, "rb"))
   local data = handle:read("*a")
   handle:close()
@@ -144,7 +155,15 @@ function response(status, headers, body)
     end
   end
   if once and exhausted == 1 and answered >= sent then
-    finished = monotonic()
+    if finished == 0 then
+      finished = monotonic()
+      flags[thread_index] = 1
+    end
+    for index = 0, thread_count - 1 do
+      if flags[index] == 0 then
+        return -- another thread still has answers to come: go on pinging
+      end
+    end
     wrk.thread:stop()
   end
 end
