@@ -41,9 +41,11 @@ end
 -- all of them (wrk's threads are one process's threads, each with its own Lua state):
 -- thread k sets flags[k] once its last answer is in.
 local threads = {}
-local done_flags = ffi.C.calloc(64, ffi.sizeof("int"))
+local done_flags
 
 function setup(thread)
+  -- setup() runs in the main Lua state only: the flags are made once, there.
+  done_flags = done_flags or ffi.C.calloc(64, ffi.sizeof("int"))
   thread:set("thread_index", #threads)
   thread:set("done_flags_address", tonumber(ffi.cast("intptr_t", done_flags)))
   table.insert(threads, thread)
