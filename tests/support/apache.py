@@ -134,7 +134,9 @@ def apache_openidc(
         "mod_auth_openidc is not installed; `make test` installs it with apt"
     )
     folder.mkdir(parents=True, exist_ok=True)
-    pages = Path(tempfile.mkdtemp(prefix="smfa-apache-pages-"))
+    # Under /tmp, not TMPDIR: www-data must reach the pages, and TMPDIR may lie in a
+    # folder only its owner may enter (`mktemp -d`, 0700).
+    pages = Path(tempfile.mkdtemp(prefix="smfa-apache-pages-", dir="/tmp"))
     try:
         pages.chmod(0o755)
         for path in (pages / "protected" / "index.html", pages / "protected/admins/index.html"):
