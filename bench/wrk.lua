@@ -175,11 +175,18 @@ local function quoted(text)
 end
 
 function done(summary, latency, requests)
-  local totals = { ok = 0, errors = 0, pages = 0, idle = 0, exhausted = 0 }
+  local totals = { ok = 0, errors = 0, pages = 0, idle = 0 }
   local first_start, last_finish, shown = math.huge, 0, {}
+  -- A thread ran out once it had sent all of its records and had every answer; one
+  -- whose last answers were still out when wrk's duration ended did not (`finished`
+  -- is still 0), and the phase then lasted wrk's duration.
+  local ran_out = 0
   for _, thread in ipairs(threads) do
     for name in pairs(totals) do
       totals[name] = totals[name] + thread:get(name)
+    end
+    if thread:get("finished") > 0 then
+      ran_out = ran_out + 1
     end
     first_start = math.min(first_start, thread:get("started"))
     last_finish = math.max(last_finish, thread:get("finished"))
@@ -189,9 +196,9 @@ function done(summary, latency, requests)
       end
     end
   end
-  -- Threads that ran out of records stopped early: the phase lasted until the last one.
+  -- Threads that all ran out stopped early: the phase lasted until the last answer.
   local seconds = summary.duration / 1e6
-  if totals.exhausted == #threads then
+  if ran_out == #threads then
     seconds = last_finish - first_start
   end
   local e = summary.errors
@@ -200,7 +207,7 @@ function done(summary, latency, requests)
       .. '"threads_exhausted": %d, "threads": %d, "seconds": %.6f, "responses": %d, '
       .. '"socket_errors": %d, "p50_us": %d, "p95_us": %d, "p99_us": %d, '
       .. '"examples": [%s]}\n',
-    totals.ok, totals.errors, totals.pages, totals.idle, totals.exhausted, #threads,
+    totals.ok, totals.errors, totals.pages, totals.idle, ran_out, #threads,
     seconds, summary.requests, e.connect + e.read + e.write + e.timeout,
     latency:percentile(50), latency:percentile(95), latency:percentile(99),
     table.concat(shown, ", ")
